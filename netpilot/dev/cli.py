@@ -1,0 +1,48 @@
+"""``netpilot dev kafka up|down|status|logs``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from netpilot.dev.kafka import DEFAULT_PORT, LocalKafka
+
+app = typer.Typer(no_args_is_help=True, help="Local development services.")
+kafka_app = typer.Typer(no_args_is_help=True, help="A real single-node Apache Kafka 4.3.1 (KRaft) on 127.0.0.1.")
+app.add_typer(kafka_app, name="kafka")
+
+StateDir = typer.Option(None, "--state-dir", help="Broker folder (default .netpilot/kafka or $NETPILOT_KAFKA_DIR).")
+
+
+@kafka_app.command()
+def up(state_dir: Path = StateDir, port: int = typer.Option(DEFAULT_PORT, help="Client port (controller uses port+1)."),
+       heap: str = typer.Option("512m", help="JVM heap.")) -> None:
+    """Fetch Kafka with Maven if needed, format KRaft storage, start, wait until it answers."""
+    k = LocalKafka(state_dir, port=port, heap=heap)
+    typer.echo(f"starting Kafka in {k.state_dir} (first run downloads it with Maven) ...", err=True)
+    info = k.up()
+    typer.echo(("reused running broker\n" if info.reused else "started\n") + info.describe())
+
+
+@kafka_app.command()
+def down(state_dir: Path = StateDir, wipe: bool = typer.Option(False, help="Also delete the data folder.")) -> None:
+    """Stop the broker cleanly (SIGTERM, then SIGKILL after 30 s)."""
+    stopped = LocalKafka(state_dir).down(wipe=wipe)
+    typer.echo("stopped" if stopped else "not running")
+
+
+@kafka_app.command()
+def status(state_dir: Path = StateDir) -> None:
+    """Print the broker's version, mode (KRaft) and listeners; exit 1 when not running."""
+    k = LocalKafka(state_dir)
+    if k.pid() is None or not k.healthy():
+        typer.echo(f"not running ({k.state_dir})")
+        raise typer.Exit(1)
+    typer.echo(k.info().describe())
+
+
+@kafka_app.command()
+def logs(state_dir: Path = StateDir, lines: int = typer.Option(50, "-n", help="How many lines.")) -> None:
+    """Show the end of the broker's log file."""
+    typer.echo(LocalKafka(state_dir).tail(lines))

@@ -1,0 +1,399 @@
+"""A real, local, single-node Apache Kafka (KRaft, combined broker+controller) for dev and tests.
+
+Kafka is resolved from Maven Central with Maven (``org.apache.kafka:kafka_2.13`` and its
+runtime dependencies plus a log4j2 backend) into a cache folder, so nothing but Java and
+Maven is assumed. The broker listens on 127.0.0.1 only, with its log in a file beside its
+data. ``up`` is idempotent: it reuses a healthy broker and replaces a dead one; a file lock
+makes concurrent ``up`` calls (parallel test runs) safe.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from netpilot.errors import KafkaSetupError
+
+KAFKA_VERSION = "4.3.1"
+SCALA_VERSION = "2.13"
+LOG4J_VERSION = "2.24.3"
+SLF4J_VERSION = "2.0.17"
+
+DEFAULT_PORT = 9092
+DEFAULT_HEAP = "512m"
+
+
+def cache_root() -> Path:
+    env = os.environ.get("NETPILOT_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "netpilot"
+
+
+def default_state_dir() -> Path:
+    env = os.environ.get("NETPILOT_KAFKA_DIR")
+    return Path(env) if env else Path.cwd() / ".netpilot" / "kafka"
+
+
+_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>dev.netpilot</groupId>
+  <artifactId>kafka-runtime</artifactId>
+  <version>{kafka}</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_{scala}</artifactId><version>{kafka}</version></dependency>
+    <!-- Kafka 4 logs through slf4j 2 -> log4j2; the kafka_2.13 pom brings no backend. -->
+    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-api</artifactId><version>{slf4j}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j2-impl</artifactId><version>{log4j}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>{log4j}</version></dependency>
+  </dependencies>
+</project>
+"""
+
+_LOG4J2 = """status = warn
+appender.file.type = RollingFile
+appender.file.name = file
+appender.file.fileName = {log}
+appender.file.filePattern = {log}.%i
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+appender.file.policies.type = Policies
+appender.file.policies.size.type = SizeBasedTriggeringPolicy
+appender.file.policies.size.size = 50MB
+appender.file.strategy.type = DefaultRolloverStrategy
+appender.file.strategy.max = 3
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.state.name = state.change.logger
+logger.state.level = WARN
+"""
+
+
+def resolve_kafka(version: str = KAFKA_VERSION, quiet: bool = True) -> Path:
+    """Resolve Kafka and its runtime classpath with Maven; return the folder of jars."""
+    root = cache_root() / f"kafka-{version}"
+    libs = root / "libs"
+    marker = root / "resolved.json"
+    if marker.exists() and libs.is_dir():
+        return libs
+    if shutil.which("mvn") is None:
+        raise KafkaSetupError("Maven (mvn) is needed to fetch Kafka: apt-get install maven")
+    if shutil.which("java") is None:
+        raise KafkaSetupError("Java 17+ is needed to run Kafka: apt-get install openjdk-17-jre-headless")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pom.xml").write_text(_POM.format(kafka=version, scala=SCALA_VERSION,
+                                              log4j=LOG4J_VERSION, slf4j=SLF4J_VERSION))
+    tmp = root / "libs.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    cmd = ["mvn", "-B", "-f", str(root / "pom.xml"), "dependency:copy-dependencies",
+           f"-DoutputDirectory={tmp}", "-DincludeScope=runtime"]
+    if quiet:
+        cmd.insert(1, "-q")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise KafkaSetupError(f"Maven could not resolve Kafka {version}:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
+    jars = sorted(p.name for p in tmp.glob("*.jar"))
+    if f"kafka_{SCALA_VERSION}-{version}.jar" not in jars:
+        raise KafkaSetupError(f"Maven finished but kafka_{SCALA_VERSION}-{version}.jar is missing in {tmp}")
+    shutil.rmtree(libs, ignore_errors=True)
+    tmp.rename(libs)
+    marker.write_text(json.dumps({"version": version, "jars": jars}, indent=1))
+    return libs
+
+
+@dataclass(frozen=True)
+class BrokerInfo:
+    bootstrap: str
+    pid: int
+    version: str | None
+    process_roles: str | None
+    listeners: str | None
+    cluster_id: str | None
+    state_dir: Path
+    log_file: Path
+    reused: bool = False
+
+    def describe(self) -> str:
+        mode = "KRaft" if self.process_roles and "controller" in self.process_roles else "unknown mode"
+        return (f"Kafka {self.version or '?'} running (pid {self.pid}) in {mode} "
+                f"(process.roles={self.process_roles})\n"
+                f"  bootstrap: {self.bootstrap}\n  listeners: {self.listeners}\n"
+                f"  cluster id: {self.cluster_id}\n  data: {self.state_dir / 'data'}\n  log: {self.log_file}")
+
+
+class LocalKafka:
+    """One local broker described by a state folder (config, data, log, pid)."""
+
+    def __init__(self, state_dir: Path | None = None, port: int = DEFAULT_PORT,
+                 heap: str = DEFAULT_HEAP, version: str = KAFKA_VERSION) -> None:
+        self.state_dir = (state_dir or default_state_dir()).resolve()
+        self.version = version
+        self.heap = heap
+        meta = self._read_meta()
+        # A state folder remembers its port so `status`/`down` need no flags.
+        self.port = int(meta.get("port", port)) if meta else port
+        self.controller_port = self.port + 1
+
+    # -- paths -------------------------------------------------------------------------
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "server.log"
+
+    @property
+    def _pid_file(self) -> Path:
+        return self.state_dir / "kafka.pid"
+
+    @property
+    def _meta_file(self) -> Path:
+        return self.state_dir / "netpilot-kafka.json"
+
+    def _read_meta(self) -> dict:
+        try:
+            return json.loads(self._meta_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.state_dir / ".lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    # -- process -----------------------------------------------------------------------
+    def pid(self) -> int | None:
+        try:
+            pid = int(self._pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        # A recycled pid is not our broker: check its command line.
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        if b"kafka.Kafka" not in cmdline or str(self.state_dir).encode() not in cmdline:
+            return None
+        return pid
+
+    def healthy(self, timeout: float = 5.0) -> bool:
+        from confluent_kafka.admin import AdminClient
+
+        try:
+            # log_level 0: probing a broker that is still starting is expected to fail;
+            # do not spray librdkafka's connection errors over the terminal.
+            admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0,
+                                 "socket.timeout.ms": str(int(timeout * 1000))})
+            admin.list_topics(timeout=timeout)
+            return True
+        except Exception:  # noqa: BLE001 - any failure means "not healthy"
+            return False
+
+    def up(self, timeout: float = 120.0) -> BrokerInfo:
+        with self._lock():
+            pid = self.pid()
+            if pid is not None:
+                if self.healthy():
+                    return self.info(reused=True)
+                self._stop_pid(pid)  # alive but not answering: replace it
+            libs = resolve_kafka(self.version)
+            self._write_config()
+            if not (self.state_dir / "data" / "meta.properties").exists():
+                self._format(libs)
+            return self._start(libs, timeout)
+
+    def _write_config(self) -> None:
+        data = self.state_dir / "data"
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(data),
+            "auto.create.topics.enable": "false",
+            "num.partitions": "1",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "6",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "6",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "message.max.bytes": str(8 * 1024 * 1024),
+            "log.retention.check.interval.ms": "60000",
+            "num.network.threads": "2",
+            "num.io.threads": "4",
+        }
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "server.properties").write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        (self.state_dir / "log4j2.properties").write_text(_LOG4J2.format(log=self.log_file))
+        self._meta_file.write_text(json.dumps({"port": self.port, "version": self.version}))
+
+    def _java(self, libs: Path, main: str, *args: str, heap: str | None = None) -> list[str]:
+        cmd = ["java"]
+        if heap:
+            cmd += [f"-Xmx{heap}", f"-Xms{heap}"]
+        return cmd + ["-XX:+UseG1GC", "-Djava.awt.headless=true",
+                      f"-Dlog4j2.configurationFile={self.state_dir / 'log4j2.properties'}",
+                      "-cp", f"{libs}/*", main, *args]
+
+    def _format(self, libs: Path) -> None:
+        cluster_id = base64_uuid()
+        cmd = self._java(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                         "-c", str(self.state_dir / "server.properties"), "--standalone")
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise KafkaSetupError(f"formatting KRaft storage failed:\n{proc.stdout}{proc.stderr}")
+
+    def _start(self, libs: Path, timeout: float) -> BrokerInfo:
+        # Another broker (another folder) answering on our port would pass the health check
+        # while ours dies on "Address already in use": refuse early and say who to stop.
+        for port in (self.port, self.controller_port):
+            if not _port_free(port):
+                raise KafkaSetupError(
+                    f"127.0.0.1:{port} is already in use by another process; stop it or choose "
+                    f"another --port (this broker's folder: {self.state_dir})")
+        out = open(self.state_dir / "kafka.out", "ab")
+        cmd = self._java(libs, "kafka.Kafka", str(self.state_dir / "server.properties"), heap=self.heap)
+        started = time.time()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd=self.state_dir)
+        self._pid_file.write_text(str(proc.pid))
+        deadline = started + timeout
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                raise KafkaSetupError(f"Kafka exited with code {proc.returncode} during start-up; "
+                                      f"last log lines:\n{self.tail(30)}")
+            if self.healthy(timeout=2.0):
+                return self.info()
+            time.sleep(0.5)
+        self._stop_pid(proc.pid)
+        raise KafkaSetupError(f"Kafka did not answer within {timeout:.0f}s; last log lines:\n{self.tail(30)}")
+
+    def _stop_pid(self, pid: int, timeout: float = 30.0) -> None:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            if _zombie(pid):
+                break
+            time.sleep(0.2)
+        else:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+
+    def down(self, wipe: bool = False) -> bool:
+        """Stop the broker (SIGTERM: a clean controlled shutdown). Returns whether one ran."""
+        with self._lock():
+            pid = self.pid()
+            if pid is not None:
+                self._stop_pid(pid)
+            self._pid_file.unlink(missing_ok=True)
+            if wipe:
+                shutil.rmtree(self.state_dir / "data", ignore_errors=True)
+            return pid is not None
+
+    def info(self, reused: bool = False) -> BrokerInfo:
+        from confluent_kafka.admin import AdminClient, ConfigResource
+
+        pid = self.pid()
+        if pid is None:
+            raise KafkaSetupError(f"no broker running for {self.state_dir}")
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        md = admin.list_topics(timeout=10)
+        broker_id = str(next(iter(md.brokers)))
+        res = ConfigResource(ConfigResource.Type.BROKER, broker_id)
+        cfg = admin.describe_configs([res])[res].result(timeout=10)
+        return BrokerInfo(
+            bootstrap=self.bootstrap,
+            pid=pid,
+            version=self._version_from_log(),
+            process_roles=cfg["process.roles"].value if "process.roles" in cfg else None,
+            listeners=cfg["listeners"].value if "listeners" in cfg else None,
+            cluster_id=md.cluster_id,
+            state_dir=self.state_dir,
+            log_file=self.log_file,
+            reused=reused,
+        )
+
+    def _version_from_log(self) -> str | None:
+        # The broker logs its own version at start-up (AppInfoParser); read the latest.
+        try:
+            text = self.log_file.read_text(errors="replace")
+        except OSError:
+            return None
+        found = re.findall(r"Kafka version: (\S+)", text)
+        return found[-1] if found else None
+
+    def tail(self, lines: int = 50) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log yet)"
+
+
+def base64_uuid() -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"

@@ -1,0 +1,1 @@
+"""confluent-kafka wrappers: connection settings live in netpilot.settings.KafkaSettings."""

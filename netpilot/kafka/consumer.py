@@ -1,0 +1,128 @@
+"""A batch consumer that commits only what the caller says it has processed.
+
+Auto-commit and auto offset store are off: offsets move only through :meth:`commit`, which
+the caller invokes after its side effect (insert, produce) succeeded. A crash between the
+two replays the batch, so the side effect must be idempotent (the ClickHouse sink uses
+insert deduplication tokens; the streams use Kafka transactions or idempotent upserts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from netpilot.errors import NetpilotError
+from netpilot.settings import KafkaSettings
+
+
+class ConsumeError(NetpilotError):
+    """A non-retriable consumer error."""
+
+
+@dataclass(frozen=True)
+class ConsumerOptions:
+    auto_offset_reset: str = "earliest"
+    max_poll_interval_ms: int = 300_000
+    session_timeout_ms: int = 45_000
+    fetch_max_bytes: int = 64 * 1024 * 1024
+    max_partition_fetch_bytes: int = 16 * 1024 * 1024
+    isolation_level: str = "read_committed"
+
+
+class BatchConsumer:
+    def __init__(self, kafka: KafkaSettings, group_id: str, topics: Sequence[str],
+                 options: ConsumerOptions = ConsumerOptions()) -> None:
+        cfg = kafka.client_config()
+        cfg.update(
+            {
+                "group.id": group_id,
+                "enable.auto.commit": "false",
+                "enable.auto.offset.store": "false",
+                "auto.offset.reset": options.auto_offset_reset,
+                "max.poll.interval.ms": str(options.max_poll_interval_ms),
+                "session.timeout.ms": str(options.session_timeout_ms),
+                "fetch.max.bytes": str(options.fetch_max_bytes),
+                "max.partition.fetch.bytes": str(options.max_partition_fetch_bytes),
+                "isolation.level": options.isolation_level,
+            }
+        )
+        cfg.update(kafka.librdkafka)
+        self.group_id = group_id
+        self.topics = list(topics)
+        self._consumer = Consumer(cfg)
+        self._consumer.subscribe(self.topics)
+
+    def poll_batch(self, max_messages: int = 500, timeout: float = 1.0) -> list[Message]:
+        """Up to ``max_messages`` messages; transport hiccups are skipped, fatal errors raise."""
+        msgs = self._consumer.consume(num_messages=max_messages, timeout=timeout)
+        out: list[Message] = []
+        for m in msgs:
+            err = m.error()
+            if err is None:
+                out.append(m)
+            elif err.code() == KafkaError._PARTITION_EOF:
+                continue
+            elif err.fatal() or err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART,
+                                               KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                                               KafkaError.GROUP_AUTHORIZATION_FAILED):
+                raise ConsumeError(f"consumer {self.group_id}: {err.name()}: {err.str()}")
+        return out
+
+    def commit(self, messages: Iterable[Message]) -> None:
+        """Synchronously commit the offsets after the given messages (per partition max+1)."""
+        offsets: dict[tuple[str, int], int] = {}
+        for m in messages:
+            k = (m.topic(), m.partition())
+            offsets[k] = max(offsets.get(k, -1), m.offset() + 1)
+        if not offsets:
+            return
+        tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        try:
+            self._consumer.commit(offsets=tps, asynchronous=False)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if getattr(err, "code", lambda: None)() == KafkaError._NO_OFFSET:
+                return
+            raise
+
+    def assignment(self) -> list[TopicPartition]:
+        return self._consumer.assignment()
+
+    def pause(self) -> None:
+        self._consumer.pause(self._consumer.assignment())
+
+    def resume(self) -> None:
+        self._consumer.resume(self._consumer.assignment())
+
+    def seek_to_committed(self) -> None:
+        """Rewind every assigned partition to its committed offset (after a failed side effect)."""
+        assigned = self._consumer.assignment()
+        if not assigned:
+            return
+        for tp in self._consumer.committed(assigned, timeout=10):
+            if tp.offset >= 0:
+                self._consumer.seek(tp)
+            else:
+                lo, _ = self._consumer.get_watermark_offsets(tp, timeout=10)
+                self._consumer.seek(TopicPartition(tp.topic, tp.partition, lo))
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Messages between the committed offset and the end, per assigned partition."""
+        out: dict[tuple[str, int], int] = {}
+        assigned = self._consumer.assignment()
+        if not assigned:
+            return out
+        for tp in self._consumer.committed(assigned, timeout=10):
+            lo, hi = self._consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            pos = tp.offset if tp.offset >= 0 else lo
+            out[(tp.topic, tp.partition)] = max(0, hi - pos)
+        return out
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    @property
+    def raw(self) -> Consumer:
+        return self._consumer

@@ -1,0 +1,74 @@
+"""Service lifecycle: start in order, stop in reverse, stop everything on a signal or a death.
+
+A service's constructor is inert (no sockets, threads or clients); ``start()`` acquires,
+``stop()`` releases with a bounded flush. ``run()`` blocks until SIGINT/SIGTERM or until
+any service reports itself dead through ``health()``; a second SIGINT exits at once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from typing import Protocol, Sequence
+
+from netpilot.obs.logging import get_logger
+
+log = get_logger("netpilot.lifecycle")
+
+
+class Service(Protocol):
+    name: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def health(self) -> tuple[bool, str]: ...
+
+
+def run(services: Sequence[Service], poll_interval: float = 1.0,
+        stop_event: threading.Event | None = None) -> int:
+    """Run services until a signal or a failure. Returns the process exit code."""
+    stop = stop_event or threading.Event()
+    failed: list[str] = []
+    signals_seen = {"n": 0}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        signals_seen["n"] += 1
+        if signals_seen["n"] > 1 and signum == signal.SIGINT:
+            log.warning("second interrupt: exiting now")
+            os._exit(130)
+        log.info("stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+
+    started: list[Service] = []
+    try:
+        for svc in services:
+            svc.start()
+            started.append(svc)
+            log.info("started", service=svc.name)
+        while not stop.wait(poll_interval):
+            for svc in started:
+                ok, why = svc.health()
+                if not ok:
+                    log.error("service failed; stopping everything", service=svc.name, reason=why)
+                    failed.append(svc.name)
+                    stop.set()
+                    break
+    except Exception as exc:  # noqa: BLE001 - a failed start stops what already runs
+        log.error("start-up failed", error=f"{type(exc).__name__}: {exc}")
+        failed.append("startup")
+    finally:
+        for svc in reversed(started):
+            try:
+                svc.stop()
+                log.info("stopped", service=svc.name)
+            except Exception as exc:  # noqa: BLE001 - keep stopping the others
+                log.error("stop failed", service=svc.name, error=str(exc))
+                failed.append(svc.name)
+    return 1 if failed else 0

@@ -1,0 +1,1 @@
+"""Observability: structured logs, Prometheus metrics with component prefixes, /metrics + /healthz."""

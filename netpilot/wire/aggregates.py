@@ -1,0 +1,58 @@
+"""flow-aggregates/1: closed windows per (PoP, link, dst prefix, dst AS), Arrow IPC.
+
+Same encoding rules as flows/1 (one Arrow IPC stream per message, version in the schema
+metadata and the ``schema`` header).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from netpilot.errors import WireError, WireVersionError
+from netpilot.wire.flows import ADDR, DICT_STR, TS
+
+SCHEMA_NAME = "flow-aggregates"
+MAJOR = 1
+SCHEMA_ID = f"{SCHEMA_NAME}/{MAJOR}"
+
+AGGREGATE_SCHEMA = pa.schema(
+    [
+        pa.field("window_start", TS, nullable=False),
+        pa.field("window_s", pa.uint32(), nullable=False),
+        pa.field("pop", DICT_STR, nullable=False),
+        pa.field("link_id", DICT_STR, nullable=False),
+        pa.field("dst_prefix", ADDR, nullable=False),
+        pa.field("dst_prefix_len", pa.uint8(), nullable=False),
+        pa.field("dst_as", pa.uint32(), nullable=False),
+        pa.field("bytes", pa.uint64(), nullable=False),
+        pa.field("packets", pa.uint64(), nullable=False),
+        pa.field("flows", pa.uint64(), nullable=False),
+        pa.field("samples", pa.uint64(), nullable=False),
+    ],
+    metadata={"netpilot.schema": SCHEMA_NAME, "netpilot.version": f"{MAJOR}.0"},
+)
+
+
+def encode_aggregates(table: pa.Table) -> bytes:
+    table = table.select(AGGREGATE_SCHEMA.names).cast(AGGREGATE_SCHEMA)
+    sink = pa.BufferOutputStream()
+    opts = pa.ipc.IpcWriteOptions(compression="lz4")
+    with pa.ipc.new_stream(sink, AGGREGATE_SCHEMA, options=opts) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def decode_aggregates(value: bytes) -> pa.Table:
+    try:
+        reader = pa.ipc.open_stream(pa.py_buffer(value))
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise WireError(f"aggregates batch is not an Arrow IPC stream: {exc}") from exc
+    meta = reader.schema.metadata or {}
+    if meta.get(b"netpilot.schema") != SCHEMA_NAME.encode():
+        raise WireVersionError(f"not a {SCHEMA_NAME} batch: {meta.get(b'netpilot.schema')!r}")
+    if meta.get(b"netpilot.version", b"").split(b".")[0] != str(MAJOR).encode():
+        raise WireVersionError(f"{SCHEMA_NAME} version {meta.get(b'netpilot.version')!r} unsupported")
+    try:
+        return reader.read_all().select(AGGREGATE_SCHEMA.names)
+    except (pa.ArrowException, OSError, KeyError) as exc:
+        raise WireError(f"aggregates batch is corrupt: {exc}") from exc

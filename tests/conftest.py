@@ -1,0 +1,46 @@
+"""Shared fixtures: a real Kafka broker for the session, isolated topics per test.
+
+The broker is the project's own (``netpilot.dev.kafka``), in ``.netpilot/test-kafka`` on
+port 39092 (override with NETPILOT_TEST_KAFKA_DIR / NETPILOT_TEST_KAFKA_PORT). A broker
+already running there is reused and left running; one this session started is stopped at
+the end unless NETPILOT_TEST_KEEP_KAFKA=1 (handy when iterating).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from netpilot import catalog
+from netpilot.settings import KafkaSettings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[str]:
+    from netpilot.dev.kafka import LocalKafka
+
+    state = Path(os.environ.get("NETPILOT_TEST_KAFKA_DIR", REPO / ".netpilot" / "test-kafka"))
+    port = int(os.environ.get("NETPILOT_TEST_KAFKA_PORT", "39092"))
+    broker = LocalKafka(state, port=port)
+    info = broker.up()
+    yield info.bootstrap
+    if not info.reused and os.environ.get("NETPILOT_TEST_KEEP_KAFKA") != "1":
+        broker.down()
+
+
+@pytest.fixture
+def kafka_settings(kafka_broker: str) -> Iterator[KafkaSettings]:
+    """KafkaSettings with a unique topic prefix and every catalog topic created for it."""
+    from netpilot.kafka.admin import TopicAdmin
+
+    settings = KafkaSettings(bootstrap_servers=kafka_broker, topic_prefix=f"t{uuid.uuid4().hex[:10]}.")
+    admin = TopicAdmin(settings)
+    admin.sync(catalog.ALL_TOPICS)
+    yield settings
+    admin.delete(settings.topic(t) for t in catalog.ALL_TOPICS)

@@ -1,0 +1,99 @@
+"""The catalog is the single source of truth: consistent, complete, and applied to the broker."""
+
+from __future__ import annotations
+
+from confluent_kafka.admin import AdminClient, ConfigResource
+
+from netpilot import catalog
+from netpilot.kafka.admin import TopicAdmin
+from netpilot.settings import KafkaSettings
+from netpilot.wire import SCHEMAS
+
+
+def test_catalog_is_consistent() -> None:
+    names = [t.name for t in catalog.ALL_TOPICS]
+    assert len(set(names)) == len(names), "duplicate topic names"
+    assert len({t.id for t in catalog.ALL_TOPICS}) == len(names)
+    for t in catalog.ALL_TOPICS:
+        assert t.name.startswith("netpilot.") and t.name.rsplit(".", 1)[1].startswith("v"), t.name
+        assert t.value_schema in SCHEMAS, f"{t.name}: schema {t.value_schema} has no codec"
+        assert t.producers, f"{t.name} has no producer"
+        assert t.partitions >= 1 and t.replication >= 1
+        if "compact" in t.cleanup_policy:
+            assert t.retention_ms is None
+        # the schema major is the topic suffix: a breaking change means a new topic
+        assert t.name.endswith(f".v{t.value_schema.rsplit('/', 1)[1]}"), t.name
+
+
+def test_required_topics_exist() -> None:
+    wanted = {"flows", "raw_datagrams", "link_stats", "link_inventory", "routes", "exporter_templates",
+              "flow_aggregates", "link_utilisation", "recommendations", "cycle_summaries", "dead_letters"}
+    assert wanted <= set(catalog.BY_ID)
+    compacted = {t.id for t in catalog.ALL_TOPICS if t.cleanup_policy == "compact"}
+    assert {"link_inventory", "routes", "exporter_templates", "recommendations"} <= compacted
+    assert catalog.RECOMMENDATIONS.key == "pop|prefix"
+
+
+def test_sync_creates_topics_with_catalog_settings(kafka_broker: str) -> None:
+    import uuid
+
+    settings = KafkaSettings(bootstrap_servers=kafka_broker, topic_prefix=f"sync{uuid.uuid4().hex[:8]}.")
+    admin = TopicAdmin(settings)
+    try:
+        first = admin.sync()
+        assert sorted(first.created) == sorted(settings.topic(t) for t in catalog.ALL_TOPICS)
+        assert not first.drift
+        # idempotent: a second run changes nothing and everything is in sync
+        second = admin.sync()
+        assert not (second.created or second.repartitioned or second.reconfigured or second.drift)
+        assert all(d.in_sync for d in admin.diff())
+
+        client = AdminClient({"bootstrap.servers": kafka_broker})
+        md = client.list_topics(timeout=10)
+        for t in catalog.ALL_TOPICS:
+            name = settings.topic(t)
+            assert len(md.topics[name].partitions) == t.partitions
+            res = ConfigResource(ConfigResource.Type.TOPIC, name)
+            cfg = client.describe_configs([res])[res].result(timeout=10)
+            for k, v in t.topic_config().items():
+                assert cfg[k].value == v, (name, k)
+
+        # drift is reported and repaired: change a config behind the catalog's back
+        _set_retention(client, settings.topic(catalog.FLOWS), "1000")
+        drifted = _wait_for_drift(admin, settings.topic(catalog.FLOWS))
+        assert drifted.configs["retention.ms"] == ("1000", str(catalog.FLOWS.retention_ms))
+        repaired = admin.sync()
+        assert settings.topic(catalog.FLOWS) in repaired.reconfigured
+        assert all(d.in_sync for d in admin.diff())
+
+        # more partitions than the catalog wants cannot be repaired: reported as drift
+        from confluent_kafka.admin import NewPartitions
+
+        dl = settings.topic(catalog.DEAD_LETTERS)
+        for _, fut in client.create_partitions([NewPartitions(dl, catalog.DEAD_LETTERS.partitions + 1)]).items():
+            fut.result(timeout=10)
+        report = admin.sync()
+        assert any(dl in line and "cannot shrink" in line for line in report.drift)
+    finally:
+        admin.delete(settings.topic(t) for t in catalog.ALL_TOPICS)
+
+
+def _set_retention(client: AdminClient, topic: str, value: str) -> None:
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry
+
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry("retention.ms", value, incremental_operation=AlterConfigOpType.SET)])
+    for _, fut in client.incremental_alter_configs([res]).items():
+        fut.result(timeout=10)
+
+
+def _wait_for_drift(admin: TopicAdmin, name: str, timeout: float = 15.0):  # noqa: ANN202
+    """KRaft propagates config changes to the broker's view asynchronously."""
+    import time
+
+    deadline = time.time() + timeout
+    while True:
+        d = {d.name: d for d in admin.diff()}[name]
+        if d.configs or time.time() > deadline:
+            return d
+        time.sleep(0.2)

@@ -1,0 +1,57 @@
+"""`netpilot dev kafka status` reports the real broker: Kafka 4.3.1 in KRaft mode."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+
+
+def test_status_reports_kafka_431_kraft(kafka_broker: str) -> None:
+    state = os.environ.get("NETPILOT_TEST_KAFKA_DIR", str(REPO / ".netpilot" / "test-kafka"))
+    out = subprocess.run([sys.executable, "-m", "netpilot.cli", "dev", "kafka", "status", "--state-dir", state],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "Kafka 4.3.1 running" in out.stdout
+    assert "KRaft (process.roles=broker,controller)" in out.stdout
+    assert f"PLAINTEXT://{kafka_broker}" in out.stdout
+
+
+def test_up_is_idempotent_and_reuses_a_healthy_broker(kafka_broker: str) -> None:
+    from netpilot.dev.kafka import LocalKafka
+
+    state = Path(os.environ.get("NETPILOT_TEST_KAFKA_DIR", REPO / ".netpilot" / "test-kafka"))
+    info = LocalKafka(state).up()
+    assert info.reused and info.bootstrap == kafka_broker
+
+
+def test_dead_broker_is_replaced_and_down_stops_it(tmp_path: Path) -> None:
+    """A second broker in its own folder: SIGKILL it, `up` starts a new one; `down` stops it."""
+    import signal
+
+    from netpilot.dev.kafka import LocalKafka
+
+    k = LocalKafka(tmp_path / "kafka", port=39192)
+    try:
+        first = k.up()
+        os.kill(first.pid, signal.SIGKILL)
+        os.waitpid(first.pid, 0) if _is_child(first.pid) else None
+        second = k.up()
+        assert not second.reused and second.pid != first.pid
+        assert k.healthy()
+    finally:
+        assert k.down()
+    assert k.pid() is None and not k.healthy(timeout=1)
+    status = subprocess.run([sys.executable, "-m", "netpilot.cli", "dev", "kafka", "status",
+                             "--state-dir", str(tmp_path / "kafka")], capture_output=True, text=True, timeout=60)
+    assert status.returncode == 1 and "not running" in status.stdout
+
+
+def _is_child(pid: int) -> bool:
+    try:
+        return os.waitpid(pid, os.WNOHANG) is not None
+    except ChildProcessError:
+        return False

@@ -14,7 +14,16 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "dev": ("netpilot.dev.cli", "app", "Local development services (a real Kafka broker)."),
     "topics": ("netpilot.kafka.cli", "app", "Create/reconcile topics from the catalog; show drift."),
     "demo": ("netpilot.demo", "app", "Run the demo (see README)."),
+    "simulate": ("producers.simulator.cli", "app", "Simulate a network: flows, counters, ground truth."),
+    "autopilot": ("streams.autopilot.cli", "app", "Egress autopilot: run the planner over a scenario."),
+    "decode": ("producers.collector.decode_cli", "app", "Decode a pcap of NetFlow/IPFIX/sFlow datagrams to JSON flows."),
+    "collector": ("producers.collector.cli", "app", "Flow collector: NetFlow/IPFIX/sFlow to the flows topic."),
+    "strimzi": ("strimzi.cli", "app", "Strimzi CRs from the catalog: render, validate, apply."),
+    "sink": ("sinks.cli", "app", "Sinks: ClickHouse (migrate, run, query) and Prometheus exporter."),
+    "streams": ("streams.cli", "app", "Stream processing: flow windows and link utilisation."),
     "inventory": ("producers.inventory.cli", "app", "Link inventory: validate and publish."),
+    "snmp": ("producers.linkstats.cli", "app", "SNMP interface counters -> link-stats."),
+    "routes": ("producers.routes.cli", "app", "Routes per PoP and link -> the routes topic."),
 }
 
 

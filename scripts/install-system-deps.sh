@@ -7,6 +7,11 @@ set -euo pipefail
 PACKAGES=(
   default-jre-headless   # Kafka broker (Java 17+); usually present
   maven                  # resolves Kafka from Maven Central
+  snmpd                  # linkstats tests: a real SNMP agent serving veth counters
+  snmp                   # linkstats: snmpset/snmpget to prepare and cross-check the agent
+  iperf3                 # linkstats tests: real traffic between network namespaces
+  iproute2               # linkstats tests: network namespaces and veth pairs
+  ethtool                # linkstats tests: offloads off on veths (MTU-sized frames)
   softflowd              # collector tests: real NetFlow v5/v9/IPFIX exporter
   pmacct                 # collector tests: pmacctd nfprobe (v5/v9/IPFIX) and sfprobe (sFlow v5)
   fprobe                 # collector tests: real NetFlow v5 exporter

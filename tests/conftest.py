@@ -42,5 +42,19 @@ def kafka_settings(kafka_broker: str) -> Iterator[KafkaSettings]:
     settings = KafkaSettings(bootstrap_servers=kafka_broker, topic_prefix=f"t{uuid.uuid4().hex[:10]}.")
     admin = TopicAdmin(settings)
     admin.sync(catalog.ALL_TOPICS)
+    _wait_until_visible(admin, [settings.topic(t) for t in catalog.ALL_TOPICS])
     yield settings
     admin.delete(settings.topic(t) for t in catalog.ALL_TOPICS)
+
+
+def _wait_until_visible(admin, names: list[str], timeout: float = 15.0) -> None:  # noqa: ANN001
+    """Topic creation returns before every metadata view has the topic (KRaft propagation)."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        md = admin.client.list_topics(timeout=5)
+        if all(n in md.topics and md.topics[n].error is None and md.topics[n].partitions for n in names):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"topics not visible after {timeout}s: {names}")

@@ -9,7 +9,7 @@ insert deduplication tokens; the streams use Kafka transactions or idempotent up
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -33,7 +33,9 @@ class ConsumerOptions:
 
 class BatchConsumer:
     def __init__(self, kafka: KafkaSettings, group_id: str, topics: Sequence[str],
-                 options: ConsumerOptions = ConsumerOptions()) -> None:
+                 options: ConsumerOptions = ConsumerOptions(),
+                 on_assign: Callable[[Consumer, list[TopicPartition]], None] | None = None,
+                 on_revoke: Callable[[Consumer, list[TopicPartition]], None] | None = None) -> None:
         cfg = kafka.client_config()
         cfg.update(
             {
@@ -52,7 +54,13 @@ class BatchConsumer:
         self.group_id = group_id
         self.topics = list(topics)
         self._consumer = Consumer(cfg)
-        self._consumer.subscribe(self.topics)
+        # Rebalance hooks let a batching caller drop what it buffered for partitions it loses.
+        hooks: dict[str, Callable[[Consumer, list[TopicPartition]], None]] = {}
+        if on_assign is not None:
+            hooks["on_assign"] = on_assign
+        if on_revoke is not None:
+            hooks["on_revoke"] = on_revoke
+        self._consumer.subscribe(self.topics, **hooks)
 
     def poll_batch(self, max_messages: int = 500, timeout: float = 1.0) -> list[Message]:
         """Up to ``max_messages`` messages; transport hiccups are skipped, fatal errors raise."""

@@ -113,10 +113,17 @@ class KafkaProducer:
     def partition_count(self, topic: str) -> int:
         n = self._partitions.get(topic)
         if n is None:
-            md = self._producer.list_topics(topic, timeout=10)
-            t = md.topics.get(topic)
-            if t is None or t.error is not None or not t.partitions:
-                raise DeliveryError(f"topic {topic!r} does not exist (run `netpilot topics sync`)")
+            # A topic created a moment ago may not be in every broker's metadata yet: retry
+            # briefly before calling it missing.
+            deadline = time.monotonic() + 10
+            while True:
+                md = self._producer.list_topics(topic, timeout=10)
+                t = md.topics.get(topic)
+                if t is not None and t.error is None and t.partitions:
+                    break
+                if time.monotonic() > deadline:
+                    raise DeliveryError(f"topic {topic!r} does not exist (run `netpilot topics sync`)")
+                time.sleep(0.2)
             n = len(t.partitions)
             self._partitions[topic] = n
         return n

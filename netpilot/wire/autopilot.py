@@ -14,7 +14,7 @@ from netpilot.wire.json import WireMessage
 Action = Literal["ADD", "REFRESH", "WITHDRAW"]
 Mode = Literal["observe", "suggest", "inject"]
 Reason = Literal["OVERLOAD", "ROUTE_WITHDRAWN", "ALT_OVERLOAD", "LINK_DOWN", "RELEASE", "TTL",
-                 "KILL_SWITCH", "STICKY"]
+                 "KILL_SWITCH", "STICKY", "DRAINED"]
 
 
 class LinkSide(WireMessage):
@@ -28,6 +28,8 @@ class LinkSide(WireMessage):
     as_path: tuple[int, ...] = ()
     util_projected_before: float | None = None
     util_projected_after: float | None = None
+    ecmp_links: tuple[str, ...] = ()
+    """All native links when the prefix is spread over several (multipath); added in 1.1."""
 
 
 class Recommendation(WireMessage):
@@ -51,6 +53,13 @@ class Recommendation(WireMessage):
     reason: Reason
     rank: int = 0
     bgp_hint: dict[str, object] = {}
+    # Added in 1.1 (optional, so 1.0 readers and writers still work):
+    rate_ci95_bps: tuple[float, float] | None = None
+    """95 % confidence interval of rate_bps from the sample count (sflow.org sampling basics)."""
+    created_at: float | None = None
+    """When the override was first recommended (its age = generated_at - created_at)."""
+    controller: dict[str, object] = {}
+    """Planner version and input watermarks, to audit or replay the decision."""
 
 
     def key(self) -> str:
@@ -73,3 +82,11 @@ class CycleSummary(WireMessage):
     stale_inputs: tuple[str, ...] = ()
     fail_static: bool = False
     kill_switch: bool = False
+    # Added in 1.1:
+    implausible_inputs: tuple[str, ...] = ()
+    diff_rejected: bool = False
+    """The plan changed more than the validation limits allow; the last set was kept."""
+    util_no_override: dict[str, float] = {}
+    """Per link, projected utilisation as if no override were in place (U0)."""
+    util_projected: dict[str, float] = {}
+    """Per link, projected utilisation with this cycle's overrides."""

@@ -50,7 +50,7 @@ class LinkStats(WireMessage):
     link_id: str | None = None
     if_index: int = Field(ge=0)
     if_name: str | None = None
-    source: Literal["snmp", "sflow"] = "snmp"
+    source: Literal["snmp", "sflow", "simulator"] = "snmp"
     ts: float
     """Unix seconds when the counters were read."""
     interval_s: float | None = Field(default=None, ge=0)
@@ -65,6 +65,16 @@ class LinkStats(WireMessage):
     out_errors: int | None = Field(default=None, ge=0)
     counter_reset: bool = False
     """The counters went backwards or the agent restarted: no rate for this interval."""
+    # -- added for the SNMP poller (optional, so older readers and producers are unaffected)
+    if_alias: str | None = None
+    in_discards: int | None = Field(default=None, ge=0)
+    in_errors: int | None = Field(default=None, ge=0)
+    out_octets_delta: int | None = Field(default=None, ge=0)
+    """Octets sent during ``interval_s`` (wrap unrolled); None on a first poll or a reset.
+    ``out_octets``/``in_octets`` above are the raw counter values."""
+    in_octets_delta: int | None = Field(default=None, ge=0)
+    counter_wrap: bool = False
+    """A 64-bit counter wrapped during the interval and was unrolled (the rate is valid)."""
 
 
 class LinkUtilisation(WireMessage):

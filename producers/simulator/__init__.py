@@ -1,0 +1,1 @@
+"""`netpilot simulate`: a seeded, deterministic network that emits what real routers emit."""

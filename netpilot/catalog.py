@@ -125,7 +125,7 @@ LINK_STATS = Topic(
     value_schema="link-stats/1",
     purpose="Interface counters and rates per link (SNMP polls and sFlow counter samples).",
     producers=(Component.SNMP_POLLER, Component.COLLECTOR),
-    consumers=(Component.STREAMS, Component.SINK_CLICKHOUSE),
+    consumers=(Component.STREAMS, Component.AUTOPILOT, Component.SINK_CLICKHOUSE),
 )
 
 LINK_INVENTORY = Topic(
@@ -141,7 +141,7 @@ LINK_INVENTORY = Topic(
     purpose="Links with capacity, peer and thresholds; a tombstone deletes a link.",
     producers=(Component.INVENTORY,),
     consumers=(Component.COLLECTOR, Component.STREAMS, Component.SINK_CLICKHOUSE,
-               Component.SINK_PROMETHEUS),
+               Component.SINK_PROMETHEUS, Component.AUTOPILOT),
 )
 
 ROUTES = Topic(
@@ -157,7 +157,7 @@ ROUTES = Topic(
     purpose="Per PoP and link, the prefixes that link can reach with BGP attributes; "
             "a tombstone is a withdrawal.",
     producers=(Component.ROUTES,),
-    consumers=(Component.COLLECTOR, Component.STREAMS),
+    consumers=(Component.COLLECTOR, Component.AUTOPILOT),
 )
 
 EXPORTER_TEMPLATES = Topic(
@@ -188,7 +188,7 @@ FLOW_AGGREGATES = Topic(
     value_schema="flow-aggregates/1",
     purpose="Closed event-time windows of bytes/packets/flows per (PoP, link, dst prefix, dst AS).",
     producers=(Component.STREAMS,),
-    consumers=(Component.SINK_CLICKHOUSE,),
+    consumers=(Component.SINK_CLICKHOUSE, Component.AUTOPILOT),
     config={"max.message.bytes": _FLOW_BATCH_BYTES},
 )
 

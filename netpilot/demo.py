@@ -1,93 +1,146 @@
-"""``netpilot demo``: what `make demo` runs.
+"""``netpilot demo``: what `make demo` runs -- the whole pipeline on a simulated network.
 
-For now this is the foundation's smoke path (the full pipeline demo — simulator, collector,
-streams, autopilot, sinks and a live view — is issue 8): start the local Kafka, create the
-catalog's topics, produce one batch of flows, consume it back and print it.
+Kafka (the local broker, started if needed) -> topics for this run (a fresh prefix, so runs
+never mix) -> inventory and routes published -> collector, streams, autopilot, ClickHouse
+sink (chDB in OUT/chdb) and Prometheus exporter as child processes -> the scenario in real
+time, with a live view -> a summary, how to query the data, and PNG charts in OUT.
+Ctrl-C stops everything (children first, then the broker if this run started it).
 """
 
 from __future__ import annotations
 
+import shutil
 import time
+import uuid
+from pathlib import Path
 
 import typer
 
+REPO = Path(__file__).resolve().parents[1]
 app = typer.Typer(help="Run the demo.", invoke_without_command=True)
 
 
 @app.callback()
-def demo(flows_per_batch: int = typer.Option(5000, help="Flows in the demo batch."),
-         keep_kafka: bool = typer.Option(True, help="Leave the broker running afterwards.")) -> None:
-    """Smoke path: Kafka up, topics synced, one flow batch produced and consumed back."""
-    import numpy as np
+def demo(duration: float = typer.Option(0, "--duration", help="Seconds of scenario to run (0: all of it)."),
+         scenario: Path = typer.Option(REPO / "examples" / "simulator" / "demo.yaml", "--scenario", exists=True,
+                                       help="Simulator scenario (examples/simulator/)."),
+         out: Path = typer.Option(Path("out/demo"), "--out", help="Folder for chDB, logs, network files, charts."),
+         cycle_s: float = typer.Option(15.0, "--cycle-s", help="Autopilot cycle period."),
+         bootstrap: str = typer.Option("", "--bootstrap", help="Use this Kafka instead of starting the local one."),
+         keep_kafka: bool = typer.Option(False, "--keep-kafka", help="Leave a broker this run started running."),
+         keep_topics: bool = typer.Option(False, "--keep-topics", help="Keep this run's topics (deleted by "
+                                                                         "default: the data is in ClickHouse)."),
+         refresh_s: float = typer.Option(1.0, "--refresh", help="Live view refresh period.")) -> None:
+    """Run the whole pipeline on the scenario and watch it (see README)."""
     from rich.console import Console
-    from rich.table import Table
 
-    from netpilot import catalog
     from netpilot.dev.kafka import LocalKafka
-    from netpilot.kafka.admin import TopicAdmin
-    from netpilot.kafka.consumer import BatchConsumer
-    from netpilot.kafka.producer import KafkaProducer, ProducerOptions
     from netpilot.settings import KafkaSettings
-    from netpilot.wire import flows
 
     console = Console()
-    console.print("[bold]netpilot demo[/bold] (smoke path: the full pipeline demo lands with issue 8)")
-    broker = LocalKafka()
-    with console.status("starting Kafka 4.3.1 (the first run fetches it with Maven) ..."):
-        info = broker.up()
-    console.print(info.describe())
-    kafka = KafkaSettings(bootstrap_servers=info.bootstrap)
-    report = TopicAdmin(kafka).sync()
-    console.print(f"topics: {len(report.created)} created, "
-                  f"{len(catalog.ALL_TOPICS) - len(report.created)} already present")
-
-    rng = np.random.default_rng(1)
-    n = flows_per_batch
-    now_ms = int(time.time() * 1000)
-    rate = np.full(n, 1000, np.uint32)
-    b = rng.integers(64, 1_500_000, n, dtype=np.uint64)
-    p = np.maximum(1, b // 900).astype(np.uint64)
-    table = flows.flow_table({
-        "time_received": np.full(n, now_ms), "time_start": np.full(n, now_ms - 10_000), "time_end": np.full(n, now_ms),
-        "flow_type": np.full(n, 3, np.uint8), "pop": "demo1", "router": "r1", "link_id": "demo1-r1:transit-1",
-        "exporter": flows.ipv4_to_addr(np.full(n, 0xC0000201, np.uint32)),
-        "dst_addr": flows.ipv4_to_addr(rng.integers(0xC6336400, 0xC63364FF, n, dtype=np.uint32)),
-        "src_addr": flows.ipv4_to_addr(rng.integers(0xC0000200, 0xC00002FF, n, dtype=np.uint32)),
-        "bytes": b, "packets": p, "sampling_rate": rate, "bytes_scaled": b * rate, "packets_scaled": p * rate,
-        "ip_proto": np.full(n, 6, np.uint8), "dst_port": np.full(n, 443, np.uint16),
-    })
-    topic = kafka.topic(catalog.FLOWS)
-    producer = KafkaProducer(kafka, ProducerOptions(compression="none"))
-    value = flows.encode_flows(table)
-    producer.produce(topic, value, key="demo1", headers=flows.headers())
-    producer.flush()
-    console.print(f"produced 1 batch of {n} flows ({len(value) / n:.1f} bytes/flow) to {topic}")
-
-    consumer = BatchConsumer(kafka, f"netpilot-demo-{now_ms}", [topic])
+    console.print("[bold]netpilot demo[/bold]: simulator -> collector -> Kafka -> streams -> autopilot "
+                  "-> ClickHouse (chDB) + Prometheus")
+    broker = None
+    if not bootstrap:
+        broker = LocalKafka()
+        with console.status("starting Kafka 4.3.1 (the first run fetches it with Maven) ..."):
+            info = broker.up()
+        console.print(info.describe())
+        bootstrap = info.bootstrap
+        if info.reused:
+            broker = None  # not ours to stop
+    run_id = time.strftime("%Y%m%d%H%M%S") + uuid.uuid4().hex[:4]
+    kafka = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=f"demo-{run_id}.")
     try:
-        got = None
-        deadline = time.time() + 30
-        while got is None and time.time() < deadline:
-            for m in consumer.poll_batch(100, 1.0):
-                if m.key() == b"demo1" and m.value() == value:
-                    got = m
-        if got is None:
-            raise typer.Exit(1)
-        back = flows.decode_flows(got.value())
+        code = _run(console, kafka, scenario, out, duration, cycle_s, refresh_s, keep_topics)
     finally:
-        consumer.close()
-    t = Table(title=f"consumed back from partition {got.partition()} offset {got.offset()}: first 5 of {back.num_rows} flows")
-    for col in ("pop", "link_id", "src_addr", "dst_addr", "dst_port", "bytes", "sampling_rate", "bytes_scaled"):
-        t.add_column(col)
-    rows = back.slice(0, 5).to_pylist()
-    for r in rows:
-        t.add_row(r["pop"], r["link_id"], flows.addr_to_str(r["src_addr"]), flows.addr_to_str(r["dst_addr"]),
-                  str(r["dst_port"]), str(r["bytes"]), str(r["sampling_rate"]), str(r["bytes_scaled"]))
-    console.print(t)
-    total = back.column("bytes_scaled").to_numpy().sum()
-    console.print(f"batch total: {total * 8 / 10 / 1e9:.2f} Gbit/s over its 10 s window (sampling-corrected)")
-    if not keep_kafka:
-        broker.down()
-        console.print("Kafka stopped")
-    else:
-        console.print("Kafka left running: `netpilot dev kafka status` / `netpilot dev kafka down`")
+        if broker is not None and not keep_kafka:
+            broker.down()
+            console.print("Kafka stopped (--keep-kafka leaves it running)")
+    raise typer.Exit(code)
+
+
+def _run(console, kafka, scenario: Path, out: Path, duration: float, cycle_s: float,  # noqa: ANN001
+         refresh_s: float, keep_topics: bool) -> int:
+    from netpilot import catalog
+    from netpilot.dev.demoview import DemoWatcher
+    from netpilot.dev.pipeline import Pipeline, PipelineOptions
+    from netpilot.kafka.admin import TopicAdmin
+
+    for stale in ("chdb", "logs", "streams", "autopilot", "network"):
+        shutil.rmtree(out / stale, ignore_errors=True)  # one run per folder: no stale data in charts
+    out.mkdir(parents=True, exist_ok=True)
+    admin = TopicAdmin(kafka)
+    admin.sync(catalog.ALL_TOPICS)
+    console.print(f"topics: {len(catalog.ALL_TOPICS)} with prefix {kafka.topic_prefix!r}")
+    pipe = Pipeline(out, kafka, scenario, PipelineOptions(cycle_s=cycle_s, hold_s=max(60.0, 4 * cycle_s)))
+    watcher = None
+    outcome = "failed"
+    try:
+        with console.status("publishing inventory and routes ..."):
+            pipe.publish_network()
+        with console.status("starting collector, streams, autopilot, ClickHouse sink, Prometheus exporter ..."):
+            pipe.start()
+        for name, c in pipe.children.items():
+            console.print(f"  {name:16} pid {c.proc.pid:<7} metrics http://127.0.0.1:{c.metrics_port}/metrics"
+                          f"  log {c.log}")
+        watcher = DemoWatcher(kafka, f"netpilot-demo-{pipe.run_id}")
+        outcome = _watch(console, pipe, watcher, duration, cycle_s, refresh_s)
+    except KeyboardInterrupt:
+        outcome = "interrupted"
+    finally:
+        with console.status("stopping the pipeline ..."):
+            codes = pipe.stop()
+        if watcher is not None:
+            watcher.close()
+        if not keep_topics:
+            admin.delete(kafka.topic(t) for t in catalog.ALL_TOPICS)
+    console.print("stopped: " + ", ".join(f"{n} ({'ok' if c == 0 else f'exit {c}'})" for n, c in codes.items()))
+    codes_by_outcome = {"ok": 0, "interrupted": 130, "failed": 1}
+    if watcher is None:
+        return codes_by_outcome[outcome]
+    from netpilot.dev.demosummary import print_summary
+
+    print_summary(console, watcher.state, pipe, out)
+    return codes_by_outcome[outcome]
+
+
+def _watch(console, pipe, watcher, duration: float, cycle_s: float, refresh_s: float) -> str:  # noqa: ANN001
+    """Live view until the scenario ends and the last windows are in: "ok", "interrupted"
+    or "failed" (a component or the simulator exited with an error)."""
+    from rich.live import Live
+
+    from netpilot.dev.demoview import render
+
+    sim = pipe.simulate(duration or None)
+    console.print(f"  simulator        pid {sim.pid:<7} (Ctrl-C stops everything)")
+    t0 = time.monotonic()
+    drain_until = None
+    try:
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            while True:
+                deadline = time.monotonic() + refresh_s
+                while time.monotonic() < deadline:
+                    watcher.poll(0.2)
+                collector = pipe.children.get("collector")
+                if collector is not None:
+                    watcher.state.scrape_flows(collector.metrics())
+                elapsed = time.monotonic() - t0
+                phase = "running scenario" if sim.poll() is None else "draining"
+                live.update(render(watcher.state, f"[bold]{phase}[/] {elapsed:5.0f} s",
+                                   {n: c.alive() for n, c in pipe.children.items()}))
+                if pipe.failed():
+                    console.print(f"[red]component(s) exited: {pipe.failed()}; logs in {pipe.root / 'logs'}[/]")
+                    return "failed"
+                if sim.poll() is not None and drain_until is None:
+                    # the last flow windows close (lateness) and one more cycle reports them
+                    drain_until = time.monotonic() + 10 + cycle_s
+                if drain_until is not None and time.monotonic() > drain_until:
+                    break
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted: stopping everything ...[/]")
+        return "interrupted"
+    if sim.returncode:
+        console.print(f"[red]the simulator failed ({sim.returncode}); see {pipe.root / 'logs' / 'simulator.log'}[/]")
+        return "failed"
+    return "ok"

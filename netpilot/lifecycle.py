@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from typing import Protocol, Sequence
 
@@ -72,3 +73,21 @@ def run(services: Sequence[Service], poll_interval: float = 1.0,
                 log.error("stop failed", service=svc.name, error=str(exc))
                 failed.append(svc.name)
     return 1 if failed else 0
+
+
+def serve(service: Service, registry: object, metrics: object) -> int:
+    """Run one service with its ``/metrics`` and ``/healthz`` endpoint until a signal or a
+    failure; returns the exit code. ``metrics`` is the component's MetricsSettings."""
+    from netpilot.obs.http import MetricsServer
+
+    enabled = getattr(metrics, "enabled", True)
+    server = MetricsServer(registry, getattr(metrics, "listen", "127.0.0.1:0"), health=service.health)  # type: ignore[arg-type]
+    if enabled:
+        server.start()
+        # a plain line on stderr: scripts and tests find the (possibly ephemeral) port here
+        print(f"metrics on {server.url}/metrics", file=sys.stderr, flush=True)
+    try:
+        return run([service])
+    finally:
+        if enabled:
+            server.stop()

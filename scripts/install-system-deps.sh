@@ -17,6 +17,7 @@ PACKAGES=(
   fprobe                 # collector tests: real NetFlow v5 exporter
   nfdump                 # collector tests: nfcapd + nfreplay re-export
   tshark                 # collector tests: ground-truth decode of exporter datagrams
+  prometheus             # sink tests: a real Prometheus scrapes the exporter; PromQL checks values
 )
 
 missing=()

@@ -138,7 +138,7 @@ class LocalKafka:
 
     def __init__(self, state_dir: Path | None = None, port: int = DEFAULT_PORT,
                  heap: str = DEFAULT_HEAP, version: str = KAFKA_VERSION) -> None:
-        self.state_dir = (state_dir or default_state_dir()).resolve()
+        self.state_dir = Path(state_dir or default_state_dir()).resolve()
         self.version = version
         self.heap = heap
         meta = self._read_meta()
@@ -294,6 +294,9 @@ class LocalKafka:
                 raise KafkaSetupError(f"Kafka exited with code {proc.returncode} during start-up; "
                                       f"last log lines:\n{self.tail(30)}")
             if self.healthy(timeout=2.0):
+                meta = self._read_meta()
+                meta.update(running_pid=proc.pid, running_version=self._version_from_log())
+                self._meta_file.write_text(json.dumps(meta))
                 return self.info()
             time.sleep(0.5)
         self._stop_pid(proc.pid)
@@ -358,13 +361,38 @@ class LocalKafka:
         )
 
     def _version_from_log(self) -> str | None:
-        # The broker logs its own version at start-up (AppInfoParser); read the latest.
+        # The broker logs its own version at start-up (AppInfoParser). The log rolls over on a
+        # long-lived broker, so what was read at start-up is also kept in the meta file.
+        found: list[str] = []
+        for path in (self.log_file, *sorted(self.state_dir.glob("server.log.*"))):
+            try:
+                found += re.findall(r"Kafka version: (\S+)", path.read_text(errors="replace"))
+            except OSError:
+                continue
+            if found:
+                break
+        if found:
+            return found[-1]
+        meta = self._read_meta()
+        if meta.get("running_version") and meta.get("running_pid") == self.pid():
+            return str(meta["running_version"])
+        return self._version_from_classpath()
+
+    def _version_from_classpath(self) -> str | None:
+        """The kafka_<scala>-<version>.jar on the running broker's classpath."""
+        pid = self.pid()
+        if pid is None:
+            return None
         try:
-            text = self.log_file.read_text(errors="replace")
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             return None
-        found = re.findall(r"Kafka version: (\S+)", text)
-        return found[-1] if found else None
+        for i, arg in enumerate(args[:-1]):
+            if arg == b"-cp":
+                libs = Path(args[i + 1].decode().rstrip("*").rstrip("/"))
+                for jar in libs.glob(f"kafka_{SCALA_VERSION}-*.jar"):
+                    return jar.name[len(f"kafka_{SCALA_VERSION}-"):-len(".jar")]
+        return None
 
     def tail(self, lines: int = 50) -> str:
         try:

@@ -90,3 +90,5 @@ class CycleSummary(WireMessage):
     """Per link, projected utilisation as if no override were in place (U0)."""
     util_projected: dict[str, float] = {}
     """Per link, projected utilisation with this cycle's overrides."""
+    util_actual: dict[str, float] = {}
+    """Per link, counter rate / capacity: against util_projected, the projection error."""

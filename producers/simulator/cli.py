@@ -22,6 +22,9 @@ def simulate(
     fast: bool = typer.Option(False, "--fast", help="Do not wait: emit the whole scenario as fast as possible."),
     duration: float = typer.Option(0, help="Override the scenario's duration_s (0: keep)."),
     pcap: bool = typer.Option(False, help="Also write every datagram to OUT/datagrams.pcap."),
+    files_only: bool = typer.Option(False, "--files-only",
+                                    help="Only write OUT/inventory.yaml and OUT/routes.yaml (to start the "
+                                         "collector with them before the traffic), then exit."),
 ) -> None:
     """Run SCENARIO: datagrams to the collector, counters to Kafka, truth to OUT."""
     from producers.simulator.run import LinkStatsSink, Simulator
@@ -31,7 +34,7 @@ def simulate(
     if duration:
         sc = sc.model_copy(update={"duration_s": duration})
     sink = producer = None
-    if kafka:
+    if kafka and not files_only:
         from netpilot import catalog
         from netpilot.kafka.producer import KafkaProducer
         from netpilot.settings import KafkaSettings
@@ -45,6 +48,8 @@ def simulate(
                     pcap_path=out / "datagrams.pcap" if pcap else None)
     inv, routes = sim.write_network_files()
     typer.echo(f"inventory: {inv}\nroutes:    {routes}", err=True)
+    if files_only:
+        return
     stats = sim.run()
     if producer is not None:
         producer.flush()

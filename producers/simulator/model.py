@@ -80,7 +80,7 @@ class NetworkModel:
             for li, (router, link) in enumerate(pm.links):
                 preferred = pm.order[:, 0] == li
                 for pi in np.nonzero(pm.reach[li])[0]:
-                    out.append({"pop": pm.pop.name, "link_id": link.link_id, "router": router.name,
+                    out.append({"pop": pm.pop.name, "link": link.link_id,
                                 "prefix": str(self.prefixes[pi]),
                                 "as_path": [link.peer_asn, int(self.origin_as[pi])] if link.peer_type == "transit"
                                 else [link.peer_asn] if link.peer_asn == self.origin_as[pi] else

@@ -80,7 +80,8 @@ class Simulator:
         for p in self.sc.pops:
             routers = {}
             for r in p.routers:
-                routers[r.name] = {"exporters": [r.exporter], "links": {
+                # counters: external -- the simulator publishes link-stats itself (no snmpd)
+                routers[r.name] = {"exporters": [r.exporter], "counters": "external", "links": {
                     l.link_id: {"if_index": l.if_index, "capacity": l.capacity_bps, "peer_asn": l.peer_asn,
                                 "peer_type": l.peer_type} for l in r.links}}
             pops[p.name] = {"routers": routers}

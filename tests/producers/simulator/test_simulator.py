@@ -151,3 +151,20 @@ def test_link_counters_published_to_kafka_match_truth(tmp_path: Path, kafka_sett
         assert delta == want, link_id
         assert mine[-1].out_bps == pytest.approx(
             truth.filter((pl.col("link_id") == link_id) & (pl.col("t") >= t1 - 10) & (pl.col("t") < t1))["bytes"].sum() * 8 / 10)
+
+
+def test_network_files_are_read_by_inventory_routes_and_collector(sim5: Simulator) -> None:
+    """One inventory and one routes file serve every component."""
+    from producers.collector.inventory import load_inventory as collector_inventory
+    from producers.inventory.load import load_inventory
+    from producers.routes.source import load_routes_file
+
+    inv_file, routes_file = sim5.out_dir / "inventory.yaml", sim5.out_dir / "routes.yaml"
+    inv = load_inventory(inv_file)
+    assert sorted(link.link_id for link in inv.links) == sorted(l.link_id for _, _, l in sim5.sc.links())
+    assert inv.routers == ()  # counters: external -- the simulator publishes link-stats itself
+    routes = load_routes_file(routes_file)
+    assert {r.link_id for r in routes} == {l.link_id for _, _, l in sim5.sc.links()}
+    col = collector_inventory(inv_file, routes_file)
+    assert {r.exporter for _, r in col.routers()} == {r.exporter for p in sim5.sc.pops for r in p.routers}
+    assert len(col.routes) == len({r.prefix for r in routes})

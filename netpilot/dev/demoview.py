@@ -1,0 +1,181 @@
+"""What `netpilot demo` watches and shows: link utilisation, recommendations and cycle summaries
+read from their topics (the same wire messages every consumer reads), the collector's flow
+rate from its /metrics, and the pipeline lag. Rendering is rich (works without a TTY too);
+the charts are matplotlib PNGs.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from netpilot import catalog
+from netpilot.kafka.consumer import BatchConsumer
+from netpilot.obs.logging import RateLimitedLog, get_logger
+from netpilot.settings import KafkaSettings
+from netpilot.wire.autopilot import CycleSummary, Recommendation
+from netpilot.errors import WireError
+from netpilot.wire.links import LinkUtilisation
+
+log = get_logger("netpilot.demo")
+DEFAULT_HI = 0.90
+WINDOW_S = 10.0  # the view follows the streams worker's 10 s windows
+_FLOWS = re.compile(r"^netpilot_collector_flows_total\{[^}]*\} ([0-9.e+]+)$", re.M)
+
+
+@dataclass
+class DemoState:
+    """Everything seen so far; ``history`` feeds the charts and the summary."""
+
+    latest: dict[tuple[str, str], LinkUtilisation] = field(default_factory=dict)
+    history: dict[tuple[str, str], list[tuple[float, float]]] = field(default_factory=lambda: defaultdict(list))
+    recommendations: list[Recommendation] = field(default_factory=list)
+    summaries: list[CycleSummary] = field(default_factory=list)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    flows_total: float = 0.0
+    flows_per_s: float = 0.0
+    bad_messages: int = 0
+    _last_scrape: tuple[float, float] | None = None
+
+    def lag_s(self) -> float | None:
+        """Wall clock minus the end of the newest closed window: how far behind the view is."""
+        ends = [u.window_start + u.window_s for u in self.latest.values()]
+        return time.time() - max(ends) if ends else None
+
+    def scrape_flows(self, metrics_text: str) -> None:
+        total = sum(float(v) for v in _FLOWS.findall(metrics_text))
+        now = time.monotonic()
+        if self._last_scrape is not None and now > self._last_scrape[0] and total >= self._last_scrape[1]:
+            self.flows_per_s = (total - self._last_scrape[1]) / (now - self._last_scrape[0])
+        if metrics_text:
+            self._last_scrape = (now, total)
+            self.flows_total = total
+
+
+class DemoWatcher:
+    """Reads the utilisation, recommendation and cycle-summary topics into a DemoState."""
+
+    def __init__(self, kafka: KafkaSettings, group_id: str) -> None:
+        self._topics = {kafka.topic(catalog.LINK_UTILISATION): self._utilisation,
+                        kafka.topic(catalog.RECOMMENDATIONS): self._recommendation,
+                        kafka.topic(catalog.CYCLE_SUMMARIES): self._summary}
+        self.consumer = BatchConsumer(kafka, group_id, list(self._topics))
+        self.state = DemoState()
+        self._mute = RateLimitedLog(log)
+
+    def poll(self, timeout: float = 0.2) -> None:
+        for m in self.consumer.poll_batch(1000, timeout):
+            if m.value() is None:
+                continue
+            try:
+                self._topics[m.topic()](m.value())
+            except (WireError, ValueError) as exc:  # counted, shown, never fatal for a view
+                self.state.bad_messages += 1
+                self._mute.warning("bad", "undecodable message", topic=m.topic(), error=str(exc)[:200])
+
+    def _utilisation(self, value: bytes) -> None:
+        u = LinkUtilisation.decode(value)
+        if u.window_s != WINDOW_S or u.utilisation is None:
+            return
+        key = (u.pop, u.link_id)
+        self.state.history[key].append((u.window_start, u.utilisation))
+        prev = self.state.latest.get(key)
+        if prev is None or u.window_start >= prev.window_start:
+            self.state.latest[key] = u
+
+    def _recommendation(self, value: bytes) -> None:
+        r = Recommendation.decode(value)
+        self.state.recommendations.append(r)
+        if "hi" in r.thresholds:
+            self.state.thresholds[r.from_.link_id] = r.thresholds["hi"]
+
+    def _summary(self, value: bytes) -> None:
+        self.state.summaries.append(CycleSummary.decode(value))
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def _bar(util: float, hi: float, width: int = 30) -> Text:
+    filled = min(width, int(round(util / 1.2 * width)))
+    colour = "red" if util >= hi else "yellow" if util >= hi - 0.15 else "green"
+    mark = int(round(hi / 1.2 * width))
+    cells = ["█" if i < filled else "│" if i == mark else "·" for i in range(width)]
+    return Text("".join(cells), style=colour)
+
+
+def render(state: DemoState, header: str, components: dict[str, bool]) -> Group:
+    """One frame of the live view."""
+    lag = state.lag_s()
+    status = "  ".join(f"[{'green' if ok else 'red'}]{name}[/]" for name, ok in components.items())
+    top = Text.from_markup(f"{header}   flows/s [bold]{state.flows_per_s:,.0f}[/]   "
+                           f"pipeline lag [bold]{'-' if lag is None else f'{lag:.0f} s'}[/]   {status}")
+    links = Table(title=f"egress links ({WINDOW_S:.0f} s windows; │ = trigger)", expand=False)
+    for col in ("PoP", "link", "utilisation", "", "counters", "flows", "coverage"):
+        links.add_column(col, justify="right" if col in ("", "counters", "flows", "coverage") else "left")
+    for (pop, link), u in sorted(state.latest.items()):
+        hi = state.thresholds.get(link, DEFAULT_HI)
+        util = u.utilisation or 0.0
+        links.add_row(pop, link, _bar(util, hi), f"{util:6.1%}",
+                      "-" if u.counter_bps is None else f"{u.counter_bps / 1e9:.2f} G",
+                      f"{u.flow_bps / 1e9:.2f} G", "-" if u.coverage is None else f"{u.coverage:.3f}")
+    recs = Table(title=f"recommendations ({len(state.recommendations)} so far, newest last)")
+    for col in ("time", "action", "prefix", "from", "to", "rate", "from util before → after"):
+        recs.add_column(col)
+    for r in state.recommendations[-8:]:
+        before, after = r.from_.util_projected_before, r.from_.util_projected_after
+        proj = "-" if before is None or after is None else f"{before:.0%} → {after:.0%}"
+        recs.add_row(time.strftime("%H:%M:%S", time.localtime(r.generated_at)), r.action, r.prefix,
+                     r.from_.link_id, r.to.link_id, f"{r.rate_bps / 1e6:.0f} M", proj)
+    return Group(top, links, Panel(recs, border_style="dim"))
+
+
+def write_charts(state: DemoState, out: Path) -> list[Path]:
+    """Per PoP: utilisation over time per link, the trigger thresholds, and when ADDs came."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+    from datetime import datetime, timezone
+
+    def ts(x: float) -> datetime:
+        return datetime.fromtimestamp(x, timezone.utc)
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for pop in sorted({p for p, _ in state.history}):
+        fig, ax = plt.subplots(figsize=(10, 4.5))
+        for (p, link), points in sorted(state.history.items()):
+            if p != pop:
+                continue
+            points = sorted(dict(points).items())
+            line, = ax.plot([ts(t + WINDOW_S) for t, _ in points], [u * 100 for _, u in points],
+                            marker=".", label=link)
+            hi = state.thresholds.get(link, DEFAULT_HI)
+            ax.axhline(hi * 100, color=line.get_color(), linestyle=":", linewidth=1)
+        adds = sorted({r.generated_at for r in state.recommendations if r.pop == pop and r.action == "ADD"})
+        for i, t in enumerate(adds):
+            ax.axvline(ts(t), color="red", alpha=0.5, linewidth=1, label="ADD recommended" if i == 0 else None)
+        withdraws = sorted({r.generated_at for r in state.recommendations if r.pop == pop and r.action == "WITHDRAW"})
+        for i, t in enumerate(withdraws):
+            ax.axvline(ts(t), color="green", alpha=0.5, linewidth=1, label="WITHDRAW" if i == 0 else None)
+        ax.set_title(f"{pop}: egress link utilisation ({WINDOW_S:.0f} s windows; dotted = trigger)")
+        ax.set_ylabel("% of capacity")
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S"))
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", fontsize="small")
+        fig.autofmt_xdate()
+        path = out / f"utilisation-{pop}.png"
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        written.append(path)
+    return written

@@ -1,0 +1,268 @@
+"""The whole pipeline on one machine, as child processes of ``netpilot``: what `netpilot demo`
+and the end-to-end test run.
+
+    simulator --UDP--> collector --flows--> streams --aggregates/utilisation--> autopilot
+                 \\--link-stats-------------^                                   |
+    ClickHouse sink (chDB) and Prometheus exporter read every topic <----------/
+
+Each component is its own ``netpilot`` process (as in production, and so chDB is opened by
+the sink only), configured through ``NETPILOT_<COMPONENT>__*`` environment variables, with
+its /metrics on a known port and its log in ``root/logs/<name>.log``. This module imports
+no component code (netpilot/ never imports producers, streams or sinks): it only runs the
+CLI. ``stop()`` sends SIGTERM to each child (reverse start order), then SIGKILL after a grace
+period, so no process outlives the pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from netpilot.errors import NetpilotError
+from netpilot.settings import KafkaSettings
+
+NETPILOT = [sys.executable, "-m", "netpilot.cli"]
+
+
+class PipelineError(NetpilotError):
+    """A pipeline process failed to start or exited early; the message has its log tail."""
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """Knobs a short run needs to change (everything else: the components' defaults)."""
+
+    cycle_s: float = 10.0
+    """autopilot cycle period."""
+    hold_s: float = 60.0
+    """autopilot hold: minimum life of an override."""
+    allowed_lateness_s: float = 3.0
+    """streams: how long a window waits for late flows (the simulator is never late)."""
+    autopilot_mode: str = "observe"
+    prometheus: bool = True
+    """also run the Prometheus exporter."""
+
+
+class Child:
+    """One ``netpilot`` subcommand as a child process, its output in a log file."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path,
+                 metrics_port: int | None = None) -> None:
+        self.name, self.log, self.metrics_port = name, log, metrics_port
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as logf:
+            # a new session: Ctrl-C on the demo's terminal reaches the demo only, which then
+            # stops the children in order (instead of all of them racing at once)
+            self.proc = subprocess.Popen([*NETPILOT, *args], env={**os.environ, **env}, stdout=logf,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def healthy(self) -> bool:
+        if self.metrics_port is None:
+            return self.alive()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/healthz", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        """The child's /metrics text ("" when it does not answer)."""
+        if self.metrics_port is None:
+            return ""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as r:
+                return r.read().decode()
+        except OSError:
+            return ""
+
+    def stop(self, grace_s: float = 30.0) -> int | None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class Pipeline:
+    """Start, feed and stop the pipeline for one scenario; ``root`` holds logs, chDB and files."""
+
+    def __init__(self, root: Path, kafka: KafkaSettings, scenario: Path,
+                 options: PipelineOptions = PipelineOptions()) -> None:
+        self.root, self.kafka, self.scenario, self.options = root, kafka, scenario, options
+        self.net_dir = root / "network"
+        self.chdb = (root / "chdb").resolve()
+        self.children: dict[str, Child] = {}
+        self.netflow_port = free_port(socket.SOCK_DGRAM)
+        self.sflow_port = free_port(socket.SOCK_DGRAM)
+        self.run_id = uuid.uuid4().hex[:8]
+        self.simulation: subprocess.Popen | None = None
+
+    # -- environment -----------------------------------------------------------------------
+    def _env(self, component: str, metrics_port: int | None, **fields: object) -> dict[str, str]:
+        env = {"NETPILOT_KAFKA__BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
+               "NETPILOT_KAFKA__TOPIC_PREFIX": self.kafka.topic_prefix,
+               "NETPILOT_LOG__FORMAT": "json"}
+        prefix = f"NETPILOT_{component.upper().replace('-', '_')}__"
+        if metrics_port is not None:
+            env[prefix + "METRICS__LISTEN"] = f"127.0.0.1:{metrics_port}"
+        env.update({prefix + k.upper(): str(v) for k, v in fields.items()})
+        return env
+
+    def _cli(self, *args: str, timeout: float = 120) -> str:
+        """A short ``netpilot`` command; raise with its output if it fails."""
+        env = {**os.environ, **self._env("none", None)}
+        r = subprocess.run([*NETPILOT, *args], env=env, capture_output=True, text=True, timeout=timeout)
+        if r.returncode != 0:
+            raise PipelineError(f"`netpilot {' '.join(args)}` failed ({r.returncode}):\n{r.stdout}{r.stderr}")
+        return r.stdout
+
+    # -- steps ---------------------------------------------------------------------------
+    @property
+    def inventory_file(self) -> Path:
+        return self.net_dir / "inventory.yaml"
+
+    @property
+    def routes_file(self) -> Path:
+        return self.net_dir / "routes.yaml"
+
+    def publish_network(self) -> None:
+        """The simulator's inventory and routes files -> their compacted topics."""
+        self._cli("simulate", "--scenario", str(self.scenario), "--out", str(self.net_dir), "--files-only")
+        self._cli("inventory", "publish", str(self.inventory_file))
+        self._cli("routes", "load", str(self.routes_file))
+
+    def start(self, timeout: float = 150.0) -> None:
+        """Start every component and wait until each says it is healthy."""
+        o, logs, tag = self.options, self.root / "logs", self.run_id
+        specs: list[tuple[str, list[str], str, dict[str, object]]] = [
+            ("sink-clickhouse", ["sink", "clickhouse", "run"], "sink-clickhouse",
+             {"dsn": f"chdb://{self.chdb}", "group_id": f"netpilot-sink-clickhouse-{tag}"}),
+            ("streams", ["streams", "run"], "streams",
+             {"app_id": f"netpilot-streams-{tag}", "data_dir": self.root / "streams",
+              "allowed_lateness_s": o.allowed_lateness_s}),
+            ("autopilot", ["autopilot", "run"], "autopilot",
+             {"app_id": f"netpilot-autopilot-{tag}", "data_dir": self.root / "autopilot",
+              "policy__cycle_s": o.cycle_s, "policy__hold_s": o.hold_s, "policy__mode": o.autopilot_mode}),
+            ("collector", ["collector", "run"], "collector",
+             {"inventory_file": self.inventory_file, "routes_file": self.routes_file,
+              "listen_address": "127.0.0.1", "netflow_port": self.netflow_port,
+              "sflow_port": self.sflow_port}),
+        ]
+        if o.prometheus:
+            specs.append(("sink-prometheus", ["sink", "prometheus", "run"], "sink-prometheus",
+                          {"group_id": f"netpilot-sink-prometheus-{tag}"}))
+        for name, args, component, fields in specs:
+            port = free_port()
+            self.children[name] = Child(name, args, self._env(component, port, **fields),
+                                        logs / f"{name}.log", port)
+        self.wait_healthy(timeout)
+
+    def wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        waiting = dict(self.children)
+        while waiting:
+            for name, child in list(waiting.items()):
+                if not child.alive():
+                    raise PipelineError(f"{name} exited ({child.proc.returncode}) while starting; "
+                                        f"log {child.log}:\n{child.tail()}")
+                if child.healthy():
+                    del waiting[name]
+            if waiting and time.monotonic() > deadline:
+                raise PipelineError(f"not healthy after {timeout:.0f}s: {sorted(waiting)}; logs in "
+                                    f"{self.root / 'logs'}")
+            time.sleep(0.5)
+
+    def simulate(self, duration: float | None = None, fast: bool = False) -> subprocess.Popen:
+        """Start the scenario (real time unless ``fast``); link counters go to Kafka."""
+        args = [*NETPILOT, "simulate", "--scenario", str(self.scenario), "--out", str(self.net_dir),
+                "--netflow", f"127.0.0.1:{self.netflow_port}", "--sflow", f"127.0.0.1:{self.sflow_port}",
+                "--kafka", self.kafka.bootstrap_servers, "--topic-prefix", self.kafka.topic_prefix]
+        if duration:
+            args += ["--duration", str(duration)]
+        if fast:
+            args.append("--fast")
+        log = open(self.root / "logs" / "simulator.log", "ab")  # noqa: SIM115 - closed with the child
+        self.simulation = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True,
+                                           stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        return self.simulation
+
+    def failed(self) -> list[str]:
+        """Components that exited while they should be running."""
+        return [name for name, c in self.children.items() if not c.alive()]
+
+    def stop(self) -> dict[str, int | None]:
+        """SIGTERM every child (the simulator first, the sink last), SIGKILL after 30 s.
+
+        A second Ctrl-C while stopping is ignored: the children run in their own sessions
+        (so the first Ctrl-C reaches only us), and abandoning the stop would orphan them."""
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            return self._stop_children()
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
+
+    def _stop_children(self) -> dict[str, int | None]:
+        codes: dict[str, int | None] = {}
+        if self.simulation is not None and self.simulation.poll() is None:
+            self.simulation.send_signal(signal.SIGTERM)
+            try:
+                self.simulation.wait(15)
+            except subprocess.TimeoutExpired:
+                self.simulation.kill()
+                self.simulation.wait(10)
+        for name in ("collector", "streams", "autopilot", "sink-prometheus", "sink-clickhouse"):
+            child = self.children.get(name)
+            if child is not None:
+                codes[name] = child.stop()
+        return codes
+
+    def query(self, sql: str) -> list[list[str]]:
+        """One read-only statement on the sink's chDB, once the sink has stopped (chDB is
+        opened by one process at a time)."""
+        if (c := self.children.get("sink-clickhouse")) is not None and c.alive():
+            raise PipelineError("query() needs the ClickHouse sink stopped (embedded chDB)")
+        out = self._cli("sink", "clickhouse", "query", sql, "--format", "TabSeparated",
+                        *self._dsn_env_args())
+        return [line.split("\t") for line in out.splitlines() if line]
+
+    def _dsn_env_args(self) -> list[str]:
+        cfg = self.root / "query.yaml"
+        cfg.write_text(f"sink-clickhouse:\n  dsn: chdb://{self.chdb}\n")
+        return ["--config", str(cfg)]
+
+    def __enter__(self) -> "Pipeline":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

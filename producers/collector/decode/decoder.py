@@ -1,0 +1,106 @@
+"""The front door: a stateful decoder for a mix of NetFlow v5/v9, IPFIX and sFlow v5.
+
+Usage::
+
+    dec = Decoder(DecoderOptions(default_sampling_rate=1))
+    result = dec.decode([(exporter16, datagram_bytes, received_ms), ...])
+    table = result.table()          # flows/1 columns; enrich fills pop/router/link ...
+
+One call is one decode pass: data of the same template across all datagrams of the pass
+is decoded with one ``np.frombuffer``. Nothing raises for bad input; everything dropped is
+in ``result.drops`` by reason.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+from producers.collector.decode import ipfix, netflow_v5, netflow_v9, sflow
+from producers.collector.decode.compiler import MAX_FIELDS
+from producers.collector.decode.errors import DecodeError, Reason
+from producers.collector.decode.flowsets import TemplateDecoder
+from producers.collector.decode.result import ChunkBuilder, DecodeResult
+from producers.collector.decode.sampling import SamplingState
+from producers.collector.decode.templates import BoundedTemplateStore, PendingData
+
+Datagram = tuple[bytes, bytes, int]
+"""(exporter as 16-byte IPv4-mapped/IPv6 address, datagram, received at in Unix ms)."""
+
+
+@dataclass(frozen=True)
+class DecoderOptions:
+    default_sampling_rate: int = 1
+    """Rate applied (and flagged SAMPLING_UNKNOWN) when an exporter states none."""
+    sampling_rate_by_exporter: Mapping[bytes, int] = field(default_factory=dict)
+    """Per-exporter override of the default, keyed by the 16-byte exporter address."""
+    max_templates: int = 8192
+    max_templates_per_domain: int = 1024
+    max_fields: int = MAX_FIELDS
+    pending_sets: int = 1024
+    pending_bytes: int = 4 << 20
+    pending_age_ms: int = 10_000
+
+
+class Decoder:
+    def __init__(self, options: DecoderOptions = DecoderOptions(),
+                 store: BoundedTemplateStore | None = None) -> None:
+        self.options = options
+        self.store = store or BoundedTemplateStore(options.max_templates, options.max_templates_per_domain)
+        self.pending = PendingData(options.pending_sets, options.pending_bytes, options.pending_age_ms)
+        self.sampling = SamplingState()
+        default, by_exporter = options.default_sampling_rate, dict(options.sampling_rate_by_exporter)
+        self._default_rate = lambda exporter: by_exporter.get(exporter, default)
+        self._templates = TemplateDecoder(self.store, self.pending, self.sampling,
+                                          self._default_rate, options.max_fields)
+
+    def decode(self, datagrams: Iterable[Datagram], now_ms: int | None = None) -> DecodeResult:
+        out = ChunkBuilder()
+        v5 = netflow_v5.V5Batch()
+        sf = sflow.SFlowBatch()
+        last_ms = 0
+        for exporter, raw, received_ms in datagrams:
+            last_ms = received_ms
+            data = memoryview(raw)
+            try:
+                if len(data) < 4:
+                    raise DecodeError(Reason.TRUNCATED, f"datagram of {len(data)} bytes")
+                version = (data[0] << 8) | data[1]
+                if version == 5:
+                    netflow_v5.collect(v5, out, exporter, data, received_ms)
+                elif version == 9:
+                    netflow_v9.decode(self._templates, out, exporter, data, received_ms)
+                elif version == 10:
+                    ipfix.decode(self._templates, out, exporter, data, received_ms)
+                elif version == 0 and struct.unpack_from(">I", data, 0)[0] == 5:
+                    sflow.collect(sf, out, exporter, data, received_ms)
+                else:
+                    raise DecodeError(Reason.UNKNOWN_VERSION, f"unknown export version {version}")
+            except DecodeError as exc:
+                out.drop(exc.reason, 1, str(exc))
+            except (struct.error, IndexError, ValueError) as exc:
+                # a length we did not check; still bad input, never a crash
+                out.drop(Reason.TRUNCATED, 1, f"{type(exc).__name__}: {exc}")
+        for name, finish, batch in (("netflow5", netflow_v5.finish, v5), ("sflow5", sflow.finish, sf)):
+            try:
+                finish(batch, out, self._default_rate)  # type: ignore[operator]
+            except Exception as exc:  # noqa: BLE001 - a decoder bug must cost records, not the process
+                out.drop(Reason.DECODE_FAILED, 1, f"{name}: {type(exc).__name__}: {exc}")
+        self._templates.finish(out, now_ms if now_ms is not None else last_ms)
+        return out.finish()
+
+    def load_template(self, exporter: bytes, version: int, domain: int, kind: str,
+                      definition: bytes) -> None:
+        """Install a template persisted earlier (templates topic), as if just received."""
+        module = netflow_v9 if version == 9 else ipfix
+        tid, fields, scope, _ = module.parse_template_record(
+            memoryview(definition), 0, kind, self.options.max_fields, domain)
+        if fields is None:
+            return
+        # data held for this template (if any) is decoded by the next pass
+        self._templates.learn(ChunkBuilder(), exporter, version, domain, tid, kind, fields,
+                              definition, scope)
+
+    def template_count(self) -> int:
+        return len(self.store)

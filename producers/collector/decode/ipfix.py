@@ -1,0 +1,83 @@
+"""IPFIX (RFC 7011): header, (options) templates with enterprise fields, withdrawals, data.
+
+Set ids: 2 = templates, 3 = options templates, >= 256 = data. A template record with a
+field count of 0 withdraws that template; template id 2 / 3 withdraws all of that kind in
+the observation domain. Enterprise-specific fields are skipped (they stay in the record
+layout, so the fields after them decode correctly).
+"""
+
+from __future__ import annotations
+
+import struct
+
+from producers.collector.decode.compiler import FieldSpec, parse_fields
+from producers.collector.decode.errors import DecodeError, Reason
+from producers.collector.decode.flowsets import SET_HEADER, TemplateDecoder, check_field_count, iter_sets
+from producers.collector.decode.result import ChunkBuilder
+
+HEADER = struct.Struct(">HHIII")  # version, length, export_time, sequence, domain
+VERSION = 10
+
+
+def parse_template_record(buf: memoryview, pos: int, kind: str, max_fields: int, domain: int
+                          ) -> tuple[int, list[FieldSpec] | None, int, int]:
+    """One (options) template record -> (template id, fields or None = withdrawal, scope, end)."""
+    head = 4 if kind == "data" else 6
+    if pos + head > len(buf):
+        raise DecodeError(Reason.TRUNCATED, "template header truncated", version=VERSION, domain=domain)
+    tid, count = SET_HEADER.unpack_from(buf, pos)
+    if count == 0:
+        return tid, None, 0, pos + 4
+    scope = struct.unpack_from(">H", buf, pos + 4)[0] if kind == "options" else 0
+    check_field_count(count, max_fields, VERSION, domain, tid)
+    if tid < 256:
+        raise DecodeError(Reason.BAD_LENGTH, f"template id {tid} < 256", version=VERSION, domain=domain)
+    if scope > count:
+        raise DecodeError(Reason.BAD_LENGTH, f"scope count {scope} > field count {count}",
+                          version=VERSION, domain=domain, template_id=tid)
+    fields, end = parse_fields(buf, pos + head, count, enterprise_bit=True, scope_count=scope)
+    return tid, fields, scope, end
+
+
+def decode(td: TemplateDecoder, out: ChunkBuilder, exporter: bytes, data: memoryview,
+           received_ms: int) -> None:
+    if len(data) < HEADER.size:
+        raise DecodeError(Reason.TRUNCATED, f"IPFIX message of {len(data)} bytes", version=VERSION)
+    _, length, export_time, _, domain = HEADER.unpack_from(data, 0)
+    if length < HEADER.size:
+        raise DecodeError(Reason.BAD_LENGTH, f"IPFIX length field {length}", version=VERSION, domain=domain)
+    if length > len(data):
+        raise DecodeError(Reason.TRUNCATED, f"IPFIX length {length} > datagram {len(data)}",
+                          version=VERSION, domain=domain)
+    data = data[:length]
+    export_ms = export_time * 1000
+    out.result.datagrams[(exporter, "ipfix")] += 1
+    for set_id, body in iter_sets(out, data, HEADER.size, "IPFIX set", domain):
+        if set_id >= 256:
+            td.data_set(out, (exporter, VERSION, domain, set_id), body, export_ms, 0, received_ms)
+        elif set_id in (2, 3):
+            _templates(td, out, exporter, domain, body, "data" if set_id == 2 else "options", set_id)
+        else:
+            out.drop(Reason.UNSUPPORTED, 1)
+
+
+def _templates(td: TemplateDecoder, out: ChunkBuilder, exporter: bytes, domain: int,
+               body: memoryview, kind: str, set_id: int) -> None:
+    pos = 0
+    while len(body) - pos >= 4:
+        try:
+            tid, fields, scope, end = parse_template_record(body, pos, kind, td.max_fields, domain)
+        except DecodeError as exc:
+            out.drop(exc.reason, 1, str(exc))
+            return
+        if fields is None:  # withdrawal
+            if tid == set_id:
+                td.withdraw_all(out, exporter, VERSION, domain, kind)
+            else:
+                td.withdraw(out, (exporter, VERSION, domain, tid))
+        else:
+            try:
+                td.learn(out, exporter, VERSION, domain, tid, kind, fields, bytes(body[pos:end]), scope)
+            except DecodeError as exc:
+                out.drop(exc.reason, 1, str(exc))
+        pos = end

@@ -1,0 +1,1 @@
+"""ClickHouse sink: schema migrations and the exactly-once-effect Kafka -> ClickHouse writer."""

@@ -1,0 +1,76 @@
+"""``netpilot sink clickhouse run|migrate|query``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from netpilot.settings import load_settings
+
+app = typer.Typer(no_args_is_help=True, help="ClickHouse sink (embedded chDB by default).")
+ConfigOpt = typer.Option(None, "--config", "-c", help="netpilot YAML (kafka:, sink-clickhouse:).")
+
+
+def _settings(config: Path | None):  # noqa: ANN202
+    from sinks.clickhouse.settings import ClickHouseSinkSettings
+
+    return load_settings(ClickHouseSinkSettings, config)
+
+
+@app.command()
+def run(config: Path = ConfigOpt,
+        check: bool = typer.Option(False, "--check", help="validate the configuration and exit"),
+        dump: bool = typer.Option(False, "--dump", help="print the effective configuration")) -> None:
+    """Consume the sink's topics into ClickHouse until SIGTERM/SIGINT."""
+    settings = _settings(config)
+    if dump:
+        typer.echo(json.dumps(settings.dump(), indent=2))
+    if check or dump:
+        return
+    from netpilot.lifecycle import run as run_services
+    from netpilot.obs.logging import setup_logging
+    from sinks.clickhouse.service import ClickHouseSinkService
+
+    setup_logging(settings.log, "sink-clickhouse")
+    sys.exit(run_services([ClickHouseSinkService(settings)]))
+
+
+@app.command()
+def migrate(config: Path = ConfigOpt,
+            dry_run: bool = typer.Option(False, "--dry-run", help="only list the needed steps")) -> None:
+    """Create or upgrade the schema: apply each needed step; a second run changes nothing."""
+    from sinks.clickhouse.client import ClickHouseClient
+    from sinks.clickhouse.migrations import migrate as do_migrate
+
+    s = _settings(config)
+    client = ClickHouseClient(s.dsn.get_secret_value())
+    try:
+        report = do_migrate(client, s.database, s.retention, s.dedup_window, dry_run=dry_run)
+    finally:
+        client.close()
+    verb = "needed " if dry_run else "applied"
+    for step in report.applied:
+        typer.echo(f"{verb} {step}")
+    typer.echo(f"{len(report.applied)} steps {verb.strip()}, {len(report.skipped)} already in place")
+
+
+@app.command()
+def query(sql: str = typer.Argument(..., help="one read-only statement"), config: Path = ConfigOpt,
+          fmt: str = typer.Option("TabSeparatedWithNames", "--format", "-f")) -> None:
+    """Run a query on the sink's database. With chDB, run it while the sink is stopped
+    (one process per data path) or use the running sink's query_listen endpoint."""
+    from sinks.clickhouse.client import ClickHouseClient
+    from sinks.clickhouse.query_http import is_read_only
+
+    if not is_read_only(sql):
+        typer.echo("error: only one read-only statement (SELECT/WITH/SHOW/DESCRIBE)", err=True)
+        sys.exit(2)
+    s = _settings(config)
+    client = ClickHouseClient(s.dsn.get_secret_value())
+    try:
+        sys.stdout.buffer.write(client.raw(sql, fmt=fmt))
+    finally:
+        client.close()

@@ -1,0 +1,130 @@
+"""Versioned, idempotent schema migrations: an ordered list of check-then-apply steps.
+
+Each step asks the database whether it is needed (does the table exist, is a column
+missing, does the TTL differ from the configured retention) and applies itself only then,
+like akvorado's orchestrator/clickhouse/migrations.go. So a second run changes nothing, a
+half-finished run resumes where it stopped, and a changed retention becomes one
+``ALTER ... MODIFY TTL``. Applied steps are recorded in ``<db>.schema_migrations`` for
+humans; the checks never trust that record, only the live schema.
+
+Why not a migration tool: the schema is derived from the wire schemas at run time, steps
+must run the same on chDB and on a server, and check-then-apply needs no lock or version
+table to be correct.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from sinks.clickhouse import schema
+from sinks.clickhouse.client import ClickHouseClient
+from sinks.clickhouse.settings import Retention
+
+SCHEMA_VERSION = 1
+"""Bumped when a step is added; shown by ``migrate`` and stored with each applied step."""
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    description: str
+    needed: Callable[[ClickHouseClient], bool]
+    apply: Callable[[ClickHouseClient], None]
+
+
+def _exists(db: str, name: str) -> Callable[[ClickHouseClient], bool]:
+    def needed(c: ClickHouseClient) -> bool:
+        return not c.rows("SELECT 1 FROM system.tables WHERE database = {db:String} "
+                          "AND name = {name:String}", {"db": db, "name": name})
+    return needed
+
+
+def _missing_columns(c: ClickHouseClient, db: str, table: schema.Table) -> list[schema.Column]:
+    have = {r[0] for r in c.rows("SELECT name FROM system.columns WHERE database = {db:String} "
+                                 "AND table = {t:String}", {"db": db, "t": table.name})}
+    return [col for col in table.columns if col.name not in have]
+
+
+_TTL_DAYS = re.compile(r"\bTTL\b.*?toIntervalDay\((\d+)\)", re.S)
+
+
+def current_ttl_days(c: ClickHouseClient, db: str, table: str) -> int | None:
+    rows = c.rows("SELECT engine_full FROM system.tables WHERE database = {db:String} "
+                  "AND name = {t:String}", {"db": db, "t": table})
+    if not rows:
+        return None
+    m = _TTL_DAYS.search(rows[0][0])
+    return int(m.group(1)) if m else None
+
+
+def steps(db: str, retention: Retention, dedup_window: int) -> list[Step]:
+    out = [Step("database", f"create database {db}",
+                lambda c: not c.rows("SELECT 1 FROM system.databases WHERE name = {db:String}",
+                                     {"db": db}),
+                lambda c: c.command(f"CREATE DATABASE IF NOT EXISTS {db}"))]
+    mt = schema.MIGRATIONS_TABLE
+    out.append(Step(f"table:{mt.name}", "history of applied steps", _exists(db, mt.name),
+                    lambda c: c.command(mt.create_sql(db, dedup_window))))
+    for t in schema.tables(retention):
+        out.append(Step(f"table:{t.name}", f"create {t.engine} {t.name}", _exists(db, t.name),
+                        lambda c, t=t: c.command(t.create_sql(db, dedup_window))))
+        # Minor wire versions add columns: add them to existing tables (never drop).
+        out.append(Step(f"columns:{t.name}", f"add missing columns to {t.name}",
+                        lambda c, t=t: bool(_missing_columns(c, db, t)),
+                        lambda c, t=t: [c.command(f"ALTER TABLE {db}.{t.name} ADD COLUMN IF NOT EXISTS "
+                                                  f"{col.ddl()}") for col in _missing_columns(c, db, t)]))
+        if t.ttl_days is not None:
+            out.append(Step(f"ttl:{t.name}", f"TTL of {t.name} = {t.ttl_days} days",
+                            lambda c, t=t: current_ttl_days(c, db, t.name) != t.ttl_days,
+                            lambda c, t=t: c.command(f"ALTER TABLE {db}.{t.name} MODIFY TTL {t.ttl_expr()}")))
+        out.append(Step(f"dedup:{t.name}", f"dedup window of {t.name} = {dedup_window} blocks",
+                        lambda c, t=t: _dedup_window(c, db, t.name) != dedup_window,
+                        lambda c, t=t: c.command(f"ALTER TABLE {db}.{t.name} MODIFY SETTING "
+                                                 f"non_replicated_deduplication_window = {dedup_window}")))
+    for v in schema.views():
+        out.append(Step(f"view:{v.name}", f"materialized view {v.name} -> {v.target}",
+                        _exists(db, v.name), lambda c, v=v: c.command(v.create_sql(db))))
+    return out
+
+
+def _dedup_window(c: ClickHouseClient, db: str, table: str) -> int | None:
+    rows = c.rows("SELECT engine_full FROM system.tables WHERE database = {db:String} "
+                  "AND name = {t:String}", {"db": db, "t": table})
+    m = re.search(r"non_replicated_deduplication_window = (\d+)", rows[0][0]) if rows else None
+    return int(m.group(1)) if m else None
+
+
+@dataclass(frozen=True)
+class MigrationReport:
+    applied: tuple[str, ...]
+    skipped: tuple[str, ...]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.applied)
+
+
+def migrate(client: ClickHouseClient, db: str, retention: Retention, dedup_window: int,
+            dry_run: bool = False) -> MigrationReport:
+    """Apply every needed step in order; with ``dry_run`` only report which are needed."""
+    applied: list[str] = []
+    skipped: list[str] = []
+    for step in steps(db, retention, dedup_window):
+        if not step.needed(client):
+            skipped.append(step.id)
+            continue
+        if dry_run:
+            applied.append(step.id)
+            continue
+        step.apply(client)
+        applied.append(step.id)
+        if step.id != "database":
+            client.command(f"INSERT INTO {db}.{schema.MIGRATIONS_TABLE.name} VALUES "
+                           f"('{step.id}', 'v{SCHEMA_VERSION}: {_quote(step.description)}', now())")
+    return MigrationReport(tuple(applied), tuple(skipped))
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")

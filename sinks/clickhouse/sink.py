@@ -1,0 +1,290 @@
+"""Kafka -> ClickHouse with an exactly-once *effect*: batches per partition, dedup tokens,
+and a write-ahead intent in the Kafka commit so a replayed batch is the same batch.
+
+Per (topic, partition) a batch collects consecutive messages and is flushed when it holds
+``batch_max_rows`` rows or its first message is ``batch_max_seconds`` old. Flushing is:
+
+1. **intent**: commit offset ``start`` (unchanged position) with metadata
+   ``netpilot-intent:<start>-<end>``: "the batch starting here ends at ``end``";
+2. **insert** the batch as one Arrow insert with
+   ``insert_deduplication_token = <topic>/<partition>/<start>-<end>``;
+3. **commit** ``end + 1`` with empty metadata, after ClickHouse acknowledged.
+
+Why the intent: a dedup token only helps if the replay after a crash builds *the same*
+batch, and a size-and-time cut does not (after a restart more or fewer messages are
+waiting). A crash between 2 and 3 leaves the intent in Kafka; on restart the sink reads
+it with the committed offset and cuts the first batch exactly at ``end``, so the insert
+repeats with the same token and ClickHouse drops it (raw table and rollup views alike,
+see schema.py). A crash before 2 leaves nothing inserted and any new cut is fine.
+
+ClickHouse unavailable: the batch stays in memory, consumption pauses, the insert is
+retried with the same token after an exponential backoff, then consumption resumes.
+Undecodable messages go to the dead-letter topic (their offsets still count in the batch
+range); a batch ClickHouse rejects is retried message by message and the rejected
+messages are dead-lettered, so nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import pyarrow as pa
+from confluent_kafka import Message, TopicPartition
+
+from netpilot.errors import WireError
+from netpilot.kafka.consumer import BatchConsumer
+from netpilot.kafka.deadletters import DeadLetterPublisher, reason_for
+from netpilot.kafka.producer import KafkaProducer
+from netpilot.obs.logging import RateLimitedLog, get_logger
+from sinks.clickhouse import convert
+from sinks.clickhouse.client import ClickHouseClient, ClickHouseUnavailable, InsertRejected
+from sinks.clickhouse.metrics import SinkMetrics
+from sinks.clickhouse.settings import ClickHouseSinkSettings
+from sinks.lag import local_lag
+
+INTENT = "netpilot-intent:"
+# A value that passed its wire model but does not fit its column (e.g. an integer beyond
+# UInt32) fails while building Arrow; treated like a batch ClickHouse rejects.
+CONVERT_ERRORS: tuple[type[Exception], ...] = (pa.ArrowException, OverflowError, ValueError, TypeError)
+log = get_logger("netpilot.sink.clickhouse")
+
+
+def dedup_token(topic: str, partition: int, start: int, end: int) -> str:
+    return f"{topic}/{partition}/{start}-{end}"
+
+
+def parse_intent(metadata: str | None) -> tuple[int, int] | None:
+    if not metadata or not metadata.startswith(INTENT):
+        return None
+    try:
+        start, end = metadata[len(INTENT):].split("-")
+        return int(start), int(end)
+    except ValueError:
+        return None
+
+
+@dataclass
+class Batch:
+    topic: str
+    topic_id: str
+    partition: int
+    start: int
+    opened: float
+    end_hint: int | None = None
+    """Set while replaying an intent: the batch must end exactly here."""
+    items: list[convert.Item] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
+    last: int = -1
+    rows: int = 0
+
+    def add(self, msg: Message, item: convert.Item | None) -> None:
+        self.messages.append(msg)
+        self.last = msg.offset()
+        if item is not None:
+            self.items.append(item)
+            self.rows += item.rows
+
+    @property
+    def end(self) -> int:
+        return self.end_hint if self.end_hint is not None else self.last
+
+
+class Stopping(Exception):
+    """Raised inside a retry loop when the service is asked to stop (the batch is not
+    committed and will be replayed from its intent)."""
+
+
+class ClickHouseSink:
+    def __init__(self, settings: ClickHouseSinkSettings, consumer: BatchConsumer,
+                 client: ClickHouseClient, producer: KafkaProducer, metrics: SinkMetrics,
+                 topic_ids: dict[str, str], tables: dict[str, str],
+                 should_stop: Callable[[], bool] = lambda: False) -> None:
+        self._s = settings
+        self._consumer = consumer
+        self._client = client
+        self._producer = producer
+        self._dlq = DeadLetterPublisher(producer, "sink-clickhouse")
+        self._m = metrics
+        self._topic_ids = topic_ids  # real topic name -> catalog id
+        self._tables = tables  # catalog id -> fully qualified table
+        self._should_stop = should_stop
+        self._batches: dict[tuple[str, int], Batch] = {}
+        self._intents: dict[tuple[str, int], tuple[int, int] | None] = {}
+        self._rl = RateLimitedLog(log)
+        self._last_lag = 0.0
+
+    # -- rebalance: forget what belongs to partitions we lose (their owner replays) ------
+    def on_revoke(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._batches.pop((tp.topic, tp.partition), None)
+            self._intents.pop((tp.topic, tp.partition), None)
+
+    # -- main loop --------------------------------------------------------------------
+    def step(self, poll_timeout: float = 0.2) -> None:
+        for msg in self._consumer.poll_batch(self._s.poll_max_messages, poll_timeout):
+            self._add(msg)
+        now = time.monotonic()
+        for key, batch in list(self._batches.items()):
+            if self._ready(batch, now):
+                self._flush(key, batch)
+        self._m.pending_rows.set(sum(b.rows for b in self._batches.values()))
+        if now - self._last_lag > 5.0:
+            self._last_lag = now
+            self._update_lag()
+
+    def flush_all(self) -> None:
+        """Flush every open batch (graceful stop); raises Stopping if ClickHouse is down."""
+        for key, batch in list(self._batches.items()):
+            if batch.end_hint is None or batch.last >= batch.end_hint:
+                self._flush(key, batch)
+
+    def _intent(self, topic: str, partition: int) -> tuple[int, int] | None:
+        key = (topic, partition)
+        if key not in self._intents:
+            tp = self._consumer.raw.committed([TopicPartition(topic, partition)], timeout=10)[0]
+            intent = parse_intent(tp.metadata)
+            self._intents[key] = intent if intent and tp.offset == intent[0] else None
+            if self._intents[key]:
+                log.info("replaying batch from intent", topic=topic, partition=partition,
+                         start=intent[0], end=intent[1])
+        return self._intents[key]
+
+    def _add(self, msg: Message) -> None:
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        topic_id = self._topic_ids[topic]
+        self._m.messages.labels(topic_id).inc()
+        key = (topic, partition)
+        intent = self._intent(topic, partition)
+        batch = self._batches.get(key)
+        if batch is not None and batch.end_hint is not None and offset > batch.end_hint:
+            self._flush(key, batch)  # the replayed batch is complete; this starts the next
+            batch = None
+        if batch is None:
+            batch = Batch(topic, topic_id, partition, start=offset, opened=time.monotonic())
+            if intent is not None and intent[0] <= offset <= intent[1]:
+                batch.start, batch.end_hint = intent
+            self._intents[key] = None
+            self._batches[key] = batch
+        try:
+            item = convert.decode(topic_id, offset, msg.key(), msg.value())
+        except WireError as exc:
+            self._dead_letter(msg, exc, reason_for(exc))
+            item = None
+        batch.add(msg, item)
+        if batch.end_hint is not None:
+            if offset >= batch.end_hint:
+                self._flush(key, batch)
+        elif batch.rows >= self._s.batch_max_rows:  # bound the insert size within a poll too
+            self._flush(key, batch)
+
+    def _ready(self, b: Batch, now: float) -> bool:
+        if b.end_hint is not None:  # compaction may have removed the intent's last offset
+            pos = self._consumer.raw.position([TopicPartition(b.topic, b.partition)])[0].offset
+            return now - b.opened >= self._s.batch_max_seconds and pos > b.end_hint
+        return b.rows >= self._s.batch_max_rows or now - b.opened >= self._s.batch_max_seconds
+
+    # -- flushing ---------------------------------------------------------------------
+    def _flush(self, key: tuple[str, int], b: Batch) -> None:
+        table = self._tables[b.topic_id]
+        start, end = b.start, b.end
+        if b.end_hint is None:
+            self._commit(b.topic, b.partition, start, f"{INTENT}{start}-{end}")
+        else:
+            self._m.replays.inc()
+        if b.items and b.rows:
+            token = dedup_token(b.topic, b.partition, start, end)
+            try:
+                self._insert_with_retry(table, convert.to_arrow(b.topic_id, b.items), token)
+            except (InsertRejected, *CONVERT_ERRORS) as exc:
+                self._m.errors.labels("rejected").inc()
+                self._rl.warning("rejected", "batch rejected; retrying message by message",
+                                 table=table, error=str(exc)[:300])
+                self._insert_one_by_one(table, b)
+            self._m.rows.labels(table).inc(b.rows)
+            self._m.batches.labels(table).inc()
+        self._producer.flush()  # dead letters of this batch are durable before we move on
+        self._commit(b.topic, b.partition, end + 1, "")
+        self._batches.pop(key, None)
+
+    def _insert_one_by_one(self, table: str, b: Batch) -> None:
+        by_offset = {m.offset(): m for m in b.messages}
+        for item in b.items:
+            if not item.rows:
+                continue
+            token = dedup_token(b.topic, b.partition, item.offset, item.offset) + "/single"
+            try:
+                self._insert_with_retry(table, convert.to_arrow(b.topic_id, [item]), token)
+            except (InsertRejected, *CONVERT_ERRORS) as exc:
+                b.rows -= item.rows
+                self._dead_letter(by_offset[item.offset], exc, "insert-rejected")
+
+    def _insert_with_retry(self, table: str, data, token: str) -> None:  # noqa: ANN001
+        delay = self._s.backoff_initial_s
+        paused = False
+        try:
+            while True:
+                t0 = time.perf_counter()
+                try:
+                    self._client.insert_arrow(table, data, token)
+                except ClickHouseUnavailable as exc:
+                    self._m.errors.labels("unavailable").inc()
+                    self._m.clickhouse_up.set(0)
+                    self._rl.warning("unavailable", "ClickHouse unavailable; pausing consumption",
+                                     table=table, retry_in_s=round(delay, 2), error=str(exc)[:300])
+                    if not paused:
+                        self._consumer.pause()
+                        paused = True
+                    self._wait(delay)
+                    delay = min(delay * 2, self._s.backoff_max_s)
+                    continue
+                self._m.insert_seconds.labels(table).observe(time.perf_counter() - t0)
+                self._m.clickhouse_up.set(1)
+                return
+        finally:
+            if paused:
+                self._consumer.resume()
+
+    def _wait(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self._should_stop():
+                raise Stopping()
+            # Paused partitions return nothing, but polling keeps us in the group
+            # (max.poll.interval.ms) and serves the producer's delivery reports.
+            for msg in self._consumer.poll_batch(self._s.poll_max_messages, 0.1):
+                self._add_while_paused(msg)
+            self._producer.poll(0)
+
+    def _add_while_paused(self, msg: Message) -> None:
+        # Not expected (pause drops prefetched messages), but never lose one: buffer it in
+        # the partition's batch exactly like a normal poll would.
+        batch = self._batches.get((msg.topic(), msg.partition()))
+        if batch is not None and msg.offset() <= batch.last:
+            return
+        self._add(msg)
+
+    def _commit(self, topic: str, partition: int, offset: int, metadata: str) -> None:
+        tp = TopicPartition(topic, partition, offset, metadata=metadata)
+        try:
+            self._consumer.raw.commit(offsets=[tp], asynchronous=False)
+        except Exception:
+            self._m.errors.labels("commit").inc()
+            raise
+
+    def _dead_letter(self, msg: Message, exc: BaseException, reason: str) -> None:
+        self._dlq.send(msg, exc, reason)
+        self._m.errors.labels(reason).inc()
+        self._m.dead_letters.labels(reason).inc()
+        self._rl.warning(f"dlq-{reason}", "message sent to dead letters", topic=msg.topic(),
+                         partition=msg.partition(), offset=msg.offset(), reason=reason,
+                         error=str(exc)[:300])
+
+    def _update_lag(self) -> None:
+        def open_batch_start(topic: str, partition: int) -> int | None:
+            batch = self._batches.get((topic, partition))
+            return None if batch is None else batch.start
+
+        for tid, n in local_lag(self._consumer, self._topic_ids, open_batch_start).items():
+            self._m.consumer_lag.labels(tid).set(n)

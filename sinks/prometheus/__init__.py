@@ -1,0 +1,1 @@
+"""Prometheus exporter of link utilisation, capacity, coverage and autopilot activity."""

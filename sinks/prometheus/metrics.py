@@ -1,0 +1,29 @@
+"""The exporter's own metrics: ``netpilot_sink_prometheus_*``, updated once per poll."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from netpilot.obs.metrics import metrics_for
+
+
+@dataclass(frozen=True)
+class ExporterMetrics:
+    messages: Counter
+    errors: Counter
+    dead_letters: Counter
+    batch_seconds: Histogram
+    consumer_lag: Gauge
+
+
+def exporter_metrics(registry: CollectorRegistry) -> ExporterMetrics:
+    m = metrics_for("sink-prometheus", registry)
+    return ExporterMetrics(
+        messages=m.counter("messages_total", "Kafka messages applied", ["topic"]),
+        errors=m.counter("errors_total", "Messages that could not be applied", ["reason"]),
+        dead_letters=m.counter("dead_letters_total", "Messages sent to dead letters", ["reason"]),
+        batch_seconds=m.histogram("batch_duration_seconds", "Time to apply one polled batch"),
+        consumer_lag=m.gauge("consumer_lag_messages", "Messages not yet applied", ["topic"]),
+    )

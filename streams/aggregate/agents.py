@@ -1,0 +1,130 @@
+"""faust agents: short adapters from Kafka events to the pure window and utilisation code.
+
+Each agent decodes one event (a whole Kafka message), calls the pure code and publishes
+what it returns. A message that cannot be decoded (bad bytes, unknown wire version) or
+whose processing raises goes to the dead-letter topic with the reason and is counted; the
+agent then continues with the next message, so one poison message never stops a PoP.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from netpilot.errors import WireError
+from netpilot.kafka.deadletters import reason_for
+from netpilot.obs.logging import RateLimitedLog, get_logger
+from netpilot.wire import flows as wire_flows
+from netpilot.wire.deadletter import DeadLetter
+from netpilot.wire.links import LinkInventory, LinkStats, LinkUtilisation
+from streams.aggregate import windows as w
+from streams.aggregate.store import AddOutcome, WindowStore
+from streams.app import StreamsApp
+from streams.metrics import StreamsMetrics
+from streams.utilisation import UtilisationTracker
+
+log = get_logger("netpilot.streams")
+COMPONENT = "streams"
+MESSAGE_ROWS = 100_000
+"""Aggregate rows per message: ~3-4 MB of Arrow IPC at most, under the 8 MiB topic limit."""
+
+
+class Pipeline:
+    """What the agents share: the stores, metrics and the publishing steps."""
+
+    def __init__(self, sa: StreamsApp, windows: WindowStore, tracker: UtilisationTracker,
+                 metrics: StreamsMetrics, clock: Callable[[], float] = time.time) -> None:
+        self.sa, self.windows, self.tracker, self.metrics, self.clock = sa, windows, tracker, metrics, clock
+        self.rlog = RateLimitedLog(log)
+
+    async def dead_letter(self, event: Any, exc: BaseException) -> None:
+        msg = event.message
+        reason = reason_for(exc)
+        dl = DeadLetter(source_topic=msg.topic, source_partition=msg.partition, source_offset=msg.offset,
+                        reason=reason, error=f"{type(exc).__name__}: {exc}", component=COMPONENT,
+                        value=msg.value, original_headers=tuple(
+                            (k, v or b"") for k, v in (msg.headers or [])))
+        await self.sa.dead_letters.send(key=dl.key().encode(), value=dl.value, headers=dl.headers())
+        self.metrics.dead_letters.labels(msg.topic, reason).inc()
+        self.rlog.warning(f"dlq:{msg.topic}:{reason}", "message sent to dead letters", topic=msg.topic,
+                          partition=msg.partition, offset=msg.offset, reason=reason, error=str(exc))
+
+    def count(self, outcome: AddOutcome) -> None:
+        b = outcome.batch
+        self.metrics.batches.inc()
+        for reason, frame in (("too-late", b.too_late), ("future", b.future)):
+            for pop, size, n, _bytes in frame.iter_rows():
+                self.metrics.flows_dropped.labels(pop, reason, str(size)).inc(n)
+                self.rlog.warning(f"{reason}:{pop}", "flows dropped", pop=pop, reason=reason,
+                                  window_s=size, flows=n, bytes=_bytes)
+        for pop, n in b.flows_in.items():
+            self.metrics.flows.labels(pop).inc(n)
+
+    async def publish_closed(self, pops: tuple[str, ...]) -> None:
+        closed, keys = self.windows.closable(pops)
+        for pop, frame in w.split_by_pop(closed).items():
+            for chunk in frame.iter_slices(MESSAGE_ROWS):
+                await self.sa.aggregates.send(key=pop.encode(), value=w.encode_partial(chunk))
+                self.metrics.aggregate_messages.inc()
+                self.metrics.aggregate_rows.inc(chunk.height)
+        for size, n in closed.select("window_s", "window_start").unique().group_by("window_s").len().iter_rows():
+            self.metrics.windows_closed.labels(str(size)).inc(n)
+        self.windows.discard(keys)  # only after the sends were accepted
+        self.tracker.add_closed(closed)
+        self.metrics.open_partials.set(self.windows.open_keys())
+        for pop in pops:
+            await self.publish_utilisation(pop)
+
+    async def publish_utilisation(self, pop: str) -> None:
+        wm = self.windows.watermark(pop)
+        self.metrics.watermark_lag.labels(pop).set(max(0.0, self.clock() - wm / 1000))
+        dropped = self.tracker.unknown_link_windows
+        ready = self.tracker.ready(pop, wm)
+        self.metrics.utilisation_dropped.inc(self.tracker.unknown_link_windows - dropped)
+        for util in ready:
+            await self.sa.utilisation.send(key=pop.encode(), value=util.encode(),
+                                           headers=LinkUtilisation.headers())
+            self.metrics.utilisation_messages.inc()
+
+
+def register(sa: StreamsApp, pipe: Pipeline) -> None:
+    """Attach the three agents to the app."""
+
+    @sa.app.agent(sa.flows, name="aggregate-flows")
+    async def aggregate_flows(stream: Any) -> None:
+        async for event in stream.events():
+            msg = event.message
+            try:
+                table = wire_flows.decode_flows(event.value or b"")
+                outcome = pipe.windows.add(table, f"{msg.partition}.{msg.offset}",
+                                           now_ms=int(pipe.clock() * 1000))
+                pipe.count(outcome)
+                if outcome.pops:
+                    await pipe.publish_closed(outcome.pops)
+            except Exception as exc:  # noqa: BLE001 - poison or bug: dead-letter, keep going
+                await pipe.dead_letter(event, exc)
+
+    @sa.app.agent(sa.link_stats, name="link-stats")
+    async def link_stats(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                stats = LinkStats.decode(event.value)
+                matched = pipe.tracker.add_stats(stats)
+                pipe.metrics.link_stats.labels("used" if matched else "unknown-link").inc()
+                if matched:
+                    await pipe.publish_utilisation(stats.pop)
+            except (WireError, ValueError) as exc:
+                await pipe.dead_letter(event, exc)
+
+    @sa.app.agent(sa.link_inventory, name="link-inventory")
+    async def link_inventory(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                key = (event.key or b"").decode()
+                link = None if event.value is None else LinkInventory.decode(event.value)
+                pipe.tracker.set_link(key, link)
+                pipe.metrics.inventory_updates.inc()
+                if link is not None:  # windows may have been waiting for this link
+                    await pipe.publish_utilisation(link.pop)
+            except (WireError, ValueError) as exc:
+                await pipe.dead_letter(event, exc)

@@ -1,0 +1,70 @@
+"""The end of a cycle: ranks, the next state and the cycle report (split from planner.py)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from streams.autopilot.model import CycleReport, Plan, PlanItem
+from streams.autopilot.state import Override, PlannerState
+
+if TYPE_CHECKING:
+    from streams.autopilot.planner import _Cycle
+
+
+def cycle_id(pop: str, now: float) -> str:
+    return f"{datetime.fromtimestamp(now, timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}#pop={pop}"
+
+
+def finish(c: _Cycle, diff_rejected: bool) -> Plan:
+    items = _ranked(c.items)
+    now, policy = c.now, c.policy
+    overrides: dict[str, Override] = {}
+    for prefix, active in sorted(c.kept.items()):
+        prev = active.previous
+        overrides[prefix] = replace(
+            prev, valid_until=now + policy.ttl, last_refreshed=now, rate_bps=float(active.rate),
+            from_links=tuple(c.ids[n] for n in active.natives) or prev.from_links)
+    for item in items:
+        if item.action == "ADD":
+            overrides[item.prefix] = Override(
+                prefix=item.prefix, to_link=item.to_link, from_links=item.from_links,
+                created_at=now, hold_until=item.hold_until, valid_until=item.valid_until,
+                rate_bps=item.rate_bps, reason=item.reason, split_from=item.split_from,
+                last_refreshed=now)
+    state = PlannerState(overrides=dict(sorted(overrides.items())),
+                         cooldowns=dict(sorted(c.cooldowns.items())),
+                         previous_inputs=c.current, cycle=c.state.cycle + 1)
+    ids, cap, loads = c.ids, c.cap, c.loads
+    unresolved = {ids[l]: float(loads[l] - c.hi[l] * cap[l])
+                  for l in c.overloaded if loads[l] > c.hi[l] * cap[l]}
+    counts = {a: sum(1 for i in items if i.action == a) for a in ("ADD", "REFRESH", "WITHDRAW")}
+    report = CycleReport(
+        overloaded=tuple(sorted(ids[l] for l in c.overloaded)),
+        unresolved_bps=unresolved,
+        adds=counts["ADD"], refreshes=counts["REFRESH"], withdraws=counts["WITHDRAW"],
+        active_overrides=len(overrides),
+        detoured_bps=float(sum(o.rate_bps for o in overrides.values())),
+        stale=tuple(c.stale), implausible=tuple(c.implausible),
+        fail_static=c.fail_static and not policy.kill_switch, kill_switch=policy.kill_switch,
+        diff_rejected=diff_rejected,
+        util_no_override={ids[l]: float(c.u0_load[l] / cap[l]) for l in range(len(ids))},
+        util_projected={ids[l]: float(loads[l] / cap[l]) for l in range(len(ids))},
+        util_actual={ids[l]: float(c.u_actual[l]) for l in range(len(ids))})
+    return Plan(pop=c.snap.pop, cycle_id=cycle_id(c.snap.pop, now), now=now, mode=policy.mode,
+                items=items, report=report, state=state)
+
+
+def _ranked(items: list[PlanItem]) -> tuple[PlanItem, ...]:
+    """Drop a WITHDRAW superseded by an ADD of the same prefix in the same cycle (re-placed
+    after its alternate failed or its TTL expired: one ADD says it all), then number each
+    action's items in decision order."""
+    added = {i.prefix for i in items if i.action == "ADD"}
+    kept = [i for i in items if not (i.action == "WITHDRAW" and i.prefix in added)]
+    seen = {"ADD": 0, "REFRESH": 0, "WITHDRAW": 0}
+    out = []
+    for item in kept:
+        seen[item.action] += 1
+        out.append(replace(item, rank=seen[item.action]))
+    return tuple(out)

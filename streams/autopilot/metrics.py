@@ -1,0 +1,33 @@
+"""Metrics of the autopilot worker: ``netpilot_autopilot_*`` (labels: PoP, action, reason only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from netpilot.obs.metrics import metrics_for
+
+
+@dataclass(frozen=True)
+class AutopilotMetrics:
+    registry: CollectorRegistry
+    cycles: Counter
+    cycle_seconds: Histogram
+    recommendations: Counter
+    active_overrides: Gauge
+    aggregate_rows: Counter
+    dead_letters: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> "AutopilotMetrics":
+        m = metrics_for("autopilot", registry)
+        return cls(
+            registry=m.registry,
+            cycles=m.counter("cycles_total", "planner cycles run, by outcome (ok, fail-static)", ["pop", "outcome"]),
+            cycle_seconds=m.histogram("cycle_duration_seconds", "snapshot + plan + publish time of one PoP"),
+            recommendations=m.counter("recommendations_total", "recommendations published", ["pop", "action"]),
+            active_overrides=m.gauge("active_overrides", "overrides in place after the last cycle", ["pop"]),
+            aggregate_rows=m.counter("aggregate_rows_total", "flow-aggregates/1 rows taken as demand"),
+            dead_letters=m.counter("dead_letters_total", "messages sent to dead letters", ["topic", "reason"]),
+        )

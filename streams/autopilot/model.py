@@ -1,0 +1,303 @@
+"""What the planner reads (a per-PoP snapshot) and what it returns (a plan).
+
+The snapshot is columnar: links are a handful of objects, but routes and demand are numpy
+columns that refer to links and to interned prefixes by index, because a PoP carries ~1e5
+prefixes and the planner must finish a cycle in well under a second
+(``bench/bench_planner.py``). Build one with :class:`SnapshotBuilder`; it validates every
+value and names the offending field.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal, Mapping
+
+import numpy as np
+
+from streams.autopilot import prefixes as px
+from streams.autopilot.errors import ScenarioError
+from streams.autopilot.state import PlannerState
+
+Action = Literal["ADD", "REFRESH", "WITHDRAW"]
+Reason = Literal["OVERLOAD", "ROUTE_WITHDRAWN", "ALT_OVERLOAD", "LINK_DOWN", "DRAINED",
+                 "RELEASE", "TTL", "KILL_SWITCH", "STICKY"]
+ORIGIN_RANK = {"igp": 0, "egp": 1, "incomplete": 2}
+_LOW64 = (1 << 64) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Fractions of capacity; ``None`` means "use the policy default for the peer type"."""
+
+    hi: float | None = None
+    target: float | None = None
+    alt_max: float | None = None
+    release: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LinkState:
+    """One egress link of the PoP as the planner sees it this cycle."""
+
+    link_id: str
+    router: str
+    capacity_bps: float
+    """Configured capacity (may be below the port speed)."""
+    rate_bps: float | None = None
+    """Egress rate from interface counters (authoritative); None = not known."""
+    up: bool = True
+    drained: bool = False
+    """Drained/maintenance/excluded: never an alternate."""
+    peer_type: str = "transit"
+    peer_asn: int | None = None
+    speed_bps: float | None = None
+    """Oper speed x members up; the usable capacity is min(capacity, speed)."""
+    thresholds: Thresholds = Thresholds()
+    v6_blackhole: bool = False
+    """History of blackholing IPv6 (Edge Fabric fn.5): not an alternate for v6 prefixes."""
+    updated_at: float | None = None
+    """When the counters were last read; None = not checked for staleness."""
+
+    @property
+    def usable_bps(self) -> float:
+        if self.speed_bps is not None and self.speed_bps > 0:
+            return min(self.capacity_bps, self.speed_bps)
+        return self.capacity_bps
+
+
+@dataclass(frozen=True, eq=False)
+class RouteTable:
+    """All paths of the PoP's union RIB, one row per (link, prefix, path)."""
+
+    prefix: np.ndarray  # int32 index into Snapshot.prefixes
+    link: np.ndarray  # int32 index into Snapshot.links
+    local_pref: np.ndarray  # int64
+    path_len: np.ndarray  # int32
+    origin: np.ndarray  # int8, ORIGIN_RANK
+    med: np.ndarray  # int64
+    own: np.ndarray  # bool: injected by this controller (ignored, Packeteer route check)
+    next_hop: tuple[str | None, ...]
+    as_path: tuple[tuple[int, ...], ...]
+
+    def __len__(self) -> int:
+        return int(self.prefix.shape[0])
+
+
+@dataclass(frozen=True, eq=False)
+class DemandTable:
+    """Measured demand: one row per (prefix, link the traffic was seen leaving on)."""
+
+    prefix: np.ndarray  # int32 index into Snapshot.prefixes
+    link: np.ndarray  # int32 index into Snapshot.links
+    rate_bps: np.ndarray  # float64, sampling-corrected, averaged over the demand window
+    samples: np.ndarray  # int64, samples behind the rate (confidence interval)
+
+    def __len__(self) -> int:
+        return int(self.prefix.shape[0])
+
+
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    """Every input of one PoP for one cycle."""
+
+    pop: str
+    links: tuple[LinkState, ...]
+    prefixes: tuple[px.Prefix, ...]
+    prefix_index: Mapping[px.Prefix, int]
+    prefix_len: np.ndarray
+    """int16 mapped length of each interned prefix."""
+    prefix_v4: np.ndarray
+    """bool: the interned prefix is IPv4."""
+    prefix_hi: np.ndarray
+    """uint64 upper half of the (mapped) network: with prefix_lo, the prefix's value for sorting."""
+    prefix_lo: np.ndarray
+    """uint64 lower half of the (mapped) network."""
+    routes: RouteTable
+    demand: DemandTable
+    watermarks: Mapping[str, float] = field(default_factory=dict)
+    """Newest event time per input ("flows", "counters", "rib"): staleness gate."""
+
+    def link_index(self) -> dict[str, int]:
+        return {link.link_id: i for i, link in enumerate(self.links)}
+
+
+class SnapshotBuilder:
+    """Collects a snapshot row by row (scenario files, tests, the faust adapter).
+
+    Example::
+
+        b = SnapshotBuilder("ams1")
+        b.add_link(LinkState("pr1:et-0/0/1", "pr1", capacity_bps=10e9, rate_bps=9.7e9))
+        b.add_route("pr1:et-0/0/1", "198.51.100.0/24")
+        b.add_demand("198.51.100.0/24", "pr1:et-0/0/1", 1.2e9, samples=400)
+        snapshot = b.build()
+    """
+
+    def __init__(self, pop: str) -> None:
+        self.pop = pop
+        self._links: list[LinkState] = []
+        self._link_ids: dict[str, int] = {}
+        self._prefixes: list[px.Prefix] = []
+        self._prefix_ids: dict[px.Prefix, int] = {}
+        self._text_ids: dict[str, int] = {}
+        self._routes: list[tuple[int, int, int, int, int, int, bool]] = []
+        self._next_hops: list[str | None] = []
+        self._as_paths: list[tuple[int, ...]] = []
+        self._demand: list[tuple[int, int, float, int]] = []
+        self._watermarks: dict[str, float] = {}
+
+    def add_link(self, link: LinkState) -> None:
+        if link.link_id in self._link_ids:
+            raise ScenarioError(f"link {link.link_id!r} is listed twice")
+        if not (math.isfinite(link.capacity_bps) and link.capacity_bps > 0):
+            raise ScenarioError(f"link {link.link_id!r}: capacity_bps must be > 0, got {link.capacity_bps!r}")
+        if link.rate_bps is not None and not (math.isfinite(link.rate_bps) and link.rate_bps >= 0):
+            raise ScenarioError(f"link {link.link_id!r}: rate_bps must be >= 0, got {link.rate_bps!r}")
+        self._link_ids[link.link_id] = len(self._links)
+        self._links.append(link)
+
+    def add_route(self, link_id: str, prefix: str, *, local_pref: int = 100,
+                  as_path: tuple[int, ...] = (), origin: str = "igp", med: int = 0,
+                  next_hop: str | None = None, own: bool = False) -> None:
+        if origin not in ORIGIN_RANK:
+            raise ScenarioError(f"route {prefix} on {link_id}: origin must be one of "
+                                f"{sorted(ORIGIN_RANK)}, got {origin!r}")
+        if local_pref < 0 or med < 0:
+            raise ScenarioError(f"route {prefix} on {link_id}: local_pref and med must be >= 0")
+        self._routes.append((self._prefix(prefix), self._link(link_id, f"route {prefix}"),
+                             local_pref, len(as_path), ORIGIN_RANK[origin], med, own))
+        self._next_hops.append(next_hop)
+        self._as_paths.append(tuple(as_path))
+
+    def add_demand(self, prefix: str, link_id: str, rate_bps: float, samples: int = 0) -> None:
+        if not (math.isfinite(rate_bps) and rate_bps >= 0):
+            raise ScenarioError(f"demand {prefix} on {link_id}: rate must be a number >= 0, got {rate_bps!r}")
+        if samples < 0:
+            raise ScenarioError(f"demand {prefix} on {link_id}: samples must be >= 0")
+        self._demand.append((self._prefix(prefix), self._link(link_id, f"demand {prefix}"),
+                             float(rate_bps), int(samples)))
+
+    def watermark(self, name: str, ts: float) -> None:
+        self._watermarks[name] = float(ts)
+
+    def build(self) -> Snapshot:
+        r = self._routes
+        d = self._demand
+        routes = RouteTable(
+            prefix=np.fromiter((x[0] for x in r), np.int32, len(r)),
+            link=np.fromiter((x[1] for x in r), np.int32, len(r)),
+            local_pref=np.fromiter((x[2] for x in r), np.int64, len(r)),
+            path_len=np.fromiter((x[3] for x in r), np.int32, len(r)),
+            origin=np.fromiter((x[4] for x in r), np.int8, len(r)),
+            med=np.fromiter((x[5] for x in r), np.int64, len(r)),
+            own=np.fromiter((x[6] for x in r), np.bool_, len(r)),
+            next_hop=tuple(self._next_hops), as_path=tuple(self._as_paths))
+        demand = DemandTable(
+            prefix=np.fromiter((x[0] for x in d), np.int32, len(d)),
+            link=np.fromiter((x[1] for x in d), np.int32, len(d)),
+            rate_bps=np.fromiter((x[2] for x in d), np.float64, len(d)),
+            samples=np.fromiter((x[3] for x in d), np.int64, len(d)))
+        n = len(self._prefixes)
+        return Snapshot(pop=self.pop, links=tuple(self._links), prefixes=tuple(self._prefixes),
+                        prefix_index=dict(self._prefix_ids),
+                        prefix_len=np.fromiter((p[1] for p in self._prefixes), np.int16, n),
+                        prefix_v4=np.fromiter((px.is_v4(p) for p in self._prefixes), np.bool_, n),
+                        prefix_hi=np.fromiter((p[0] >> 64 for p in self._prefixes), np.uint64, n),
+                        prefix_lo=np.fromiter((p[0] & _LOW64 for p in self._prefixes), np.uint64, n),
+                        routes=routes, demand=demand,
+                        watermarks=dict(self._watermarks))
+
+    def _link(self, link_id: str, what: str) -> int:
+        try:
+            return self._link_ids[link_id]
+        except KeyError:
+            raise ScenarioError(f"{what}: unknown link {link_id!r}; add it to the links first "
+                                f"(known: {sorted(self._link_ids)})") from None
+
+    def _prefix(self, text: str) -> int:
+        idx = self._text_ids.get(text)
+        if idx is None:
+            key = px.parse(text)
+            idx = self._prefix_ids.get(key)
+            if idx is None:
+                idx = self._prefix_ids[key] = len(self._prefixes)
+                self._prefixes.append(key)
+            self._text_ids[text] = idx
+        return idx
+
+
+# ---------------------------------------------------------------------------------------------
+# Output
+
+
+@dataclass(frozen=True, slots=True)
+class PlanItem:
+    """One ADD / REFRESH / WITHDRAW for ``pop|prefix``.
+
+    ``*_before``/``*_after`` are projected utilisations of the two links just before and
+    just after this action, in the order the planner took the actions (REFRESH: equal).
+    """
+
+    action: Action
+    reason: Reason
+    rank: int
+    prefix: str
+    afi: int
+    split_from: str | None
+    rate_bps: float
+    samples: int
+    from_link: str
+    from_links: tuple[str, ...]
+    """Every native link (ECMP set); ``from_link`` is the one the decision was about."""
+    to_link: str
+    from_before: float | None
+    from_after: float | None
+    to_before: float | None
+    to_after: float | None
+    thresholds: Mapping[str, float]
+    route_prefix: str | None
+    next_hop: str | None
+    as_path: tuple[int, ...]
+    created_at: float
+    hold_until: float
+    valid_until: float
+
+
+@dataclass(frozen=True, slots=True)
+class CycleReport:
+    """The cycle summary: what was overloaded, what is left, what moved, what was wrong."""
+
+    overloaded: tuple[str, ...]
+    unresolved_bps: Mapping[str, float]
+    adds: int
+    refreshes: int
+    withdraws: int
+    active_overrides: int
+    detoured_bps: float
+    stale: tuple[str, ...]
+    implausible: tuple[str, ...]
+    fail_static: bool
+    kill_switch: bool
+    diff_rejected: bool
+    util_no_override: Mapping[str, float]
+    """U0: projected utilisation as if no override were in place."""
+    util_projected: Mapping[str, float]
+    """Projected utilisation with this plan's overrides in place."""
+    util_actual: Mapping[str, float]
+    """Counter rate / capacity (monitoring; projection accuracy)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    pop: str
+    cycle_id: str
+    now: float
+    mode: str
+    items: tuple[PlanItem, ...]
+    report: CycleReport
+    state: PlannerState
+    """State to keep for the next cycle (faust: ``table[pop] = plan.state.to_dict()``)."""
+
+    def by_action(self, action: Action) -> tuple[PlanItem, ...]:
+        return tuple(i for i in self.items if i.action == action)

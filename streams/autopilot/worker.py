@@ -1,0 +1,254 @@
+"""The autopilot worker: faust wiring around the pure planner (``netpilot autopilot run``).
+
+Inputs (all keyed or partitioned by PoP, so one worker owns a PoP's whole state):
+link-inventory, routes, link-stats and flow-aggregates. Every input update is written to a
+changelog-backed table *and* to an in-memory :class:`PopInputs`; a restarted worker rebuilds
+the in-memory view from the tables before its first cycle, and the planner state (active
+overrides, cooldowns, hold and TTL) is a table too — so a restart continues the same
+overrides instead of starting over.
+
+Cycles: faust tables can only be written while processing an event, so the cycle timer does
+not plan itself; it sends one *tick* per assigned partition to the app's internal
+``<app id>-cycle-ticks`` topic, and the tick agent plans every PoP of that partition, writes
+the new state and publishes recommendations (compacted, key ``pop|prefix``) and one cycle
+summary per PoP.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import faust
+import polars as pl
+
+from netpilot import catalog
+from netpilot.kafka.deadletters import reason_for
+from netpilot.kafka.partitioning import partition_for
+from netpilot.obs.logging import RateLimitedLog, get_logger
+from netpilot.wire import aggregates as wire_aggregates
+from netpilot.wire.autopilot import CycleSummary, Recommendation
+from netpilot.wire.deadletter import DeadLetter
+from netpilot.wire.links import LinkInventory, LinkStats
+from netpilot.wire.routes import Route
+from streams.app import catalog_topic, new_faust_app
+from streams.autopilot import explain
+from streams.autopilot.inputs import PopInputs
+from streams.autopilot.metrics import AutopilotMetrics
+from streams.autopilot.planner import plan
+from streams.autopilot.settings import AutopilotSettings
+from streams.autopilot.state import PlannerState
+
+log = get_logger("netpilot.autopilot")
+COMPONENT = "autopilot"
+TABLES = ("ap-inventory", "ap-routes", "ap-counters", "ap-demand", "ap-state")
+
+
+def app_id(settings: AutopilotSettings) -> str:
+    return f"{settings.kafka.topic_prefix}{settings.app_id}"
+
+
+@dataclass
+class AutopilotApp:
+    app: faust.App
+    inventory: faust.TopicT
+    routes: faust.TopicT
+    link_stats: faust.TopicT
+    aggregates: faust.TopicT
+    ticks: faust.TopicT
+    recommendations: faust.TopicT
+    summaries: faust.TopicT
+    dead_letters: faust.TopicT
+    tables: dict[str, faust.Table]
+
+
+def create_app(settings: AutopilotSettings) -> AutopilotApp:
+    kafka = settings.kafka
+    app = new_faust_app(app_id(settings), kafka, client="autopilot", store=settings.store,
+                        data_dir=settings.data_dir, changelog_replication=settings.changelog_replication)
+
+    def topic(t: catalog.Topic) -> faust.TopicT:
+        return catalog_topic(app, kafka, t)
+
+    # key_type/value_type without a Schema: the app's raw serializers apply (a Schema here
+    # silently falls back to JSON and breaks changelog recovery of binary values).
+    tables = {name: app.Table(name, key_type=str, value_type=bytes, partitions=catalog.FLOWS.partitions,
+                              extra_topic_configs={"max.message.bytes": str(8 * 1024 * 1024)})
+              for name in TABLES}
+    ticks = app.topic(f"{app_id(settings)}-cycle-ticks", key_type=bytes, value_type=bytes,
+                      partitions=catalog.FLOWS.partitions, internal=True, retention=3600.0)
+    return AutopilotApp(app, topic(catalog.LINK_INVENTORY), topic(catalog.ROUTES), topic(catalog.LINK_STATS),
+                        topic(catalog.FLOW_AGGREGATES), ticks, topic(catalog.RECOMMENDATIONS),
+                        topic(catalog.CYCLE_SUMMARIES), topic(catalog.DEAD_LETTERS), tables)
+
+
+@dataclass
+class Pilot:
+    """What the agents share: per-PoP inputs, the tables behind them, metrics."""
+
+    aa: AutopilotApp
+    settings: AutopilotSettings
+    metrics: AutopilotMetrics
+    clock: Callable[[], float] = time.time
+    pops: dict[str, PopInputs] = field(default_factory=dict)
+    loaded: bool = False
+
+    def __post_init__(self) -> None:
+        self.rlog = RateLimitedLog(log)
+
+    def inputs(self, pop: str) -> PopInputs:
+        p = self.pops.get(pop)
+        if p is None:
+            p = self.pops[pop] = PopInputs(pop)
+        return p
+
+    # -- restore -------------------------------------------------------------------------
+    def load_from_tables(self) -> None:
+        """Rebuild the in-memory view from the (recovered) tables, once after start."""
+        t = self.aa.tables
+        for key, value in t["ap-inventory"].items():
+            link = LinkInventory.decode(value)
+            self.inputs(link.pop).set_link(link.link_id, link)
+        for key, value in t["ap-routes"].items():
+            r = Route.decode(value)
+            self.inputs(r.pop).set_route(r.link_id, r.prefix, r)
+        for key, value in t["ap-counters"].items():
+            s = LinkStats.decode(value)
+            self.inputs(s.pop).add_stats(s)
+        for pop, value in t["ap-demand"].items():
+            p = self.inputs(pop)
+            p.demand = pl.read_ipc(io.BytesIO(value))
+            if p.demand.height:
+                end = (p.demand["window_start_ms"] + p.demand["window_s"].cast(pl.Int64) * 1000).max()
+                p.newest["flows"] = float(end) / 1000  # type: ignore[arg-type]
+        self.loaded = True
+        log.info("autopilot state restored", pops=len(self.pops),
+                 overrides=sum(len(PlannerState.from_dict(_json(v)).overrides) for v in t["ap-state"].values()))
+
+    # -- input events --------------------------------------------------------------------
+    def on_inventory(self, key: str, value: bytes | None) -> None:
+        pop, _, link_id = key.partition("|")
+        if value is None:
+            self.aa.tables["ap-inventory"].pop(key, None)
+            self.inputs(pop).set_link(link_id, None)
+        else:
+            link = LinkInventory.decode(value)
+            self.aa.tables["ap-inventory"][key] = value
+            self.inputs(link.pop).set_link(link.link_id, link)
+
+    def on_route(self, key: str, value: bytes | None) -> None:
+        pop, link_id, prefix = (key.split("|", 2) + ["", ""])[:3]
+        if value is None:
+            self.aa.tables["ap-routes"].pop(key, None)
+            self.inputs(pop).set_route(link_id, prefix, None, self.clock())
+        else:
+            r = Route.decode(value)
+            self.aa.tables["ap-routes"][key] = value
+            self.inputs(r.pop).set_route(r.link_id, r.prefix, r, self.clock())
+
+    def on_stats(self, value: bytes) -> None:
+        s = LinkStats.decode(value)
+        if s.link_id is None:
+            return
+        self.inputs(s.pop).add_stats(s)
+        self.aa.tables["ap-counters"][f"{s.pop}|{s.link_id}"] = value
+
+    def on_aggregates(self, value: bytes) -> None:
+        table = wire_aggregates.decode_aggregates(value)
+        pops = {str(p) for p in table.column("pop").unique().to_pylist()}
+        for pop in pops:
+            p = self.inputs(pop)
+            n = p.add_aggregates(table, self.settings.demand_granularity_s, self.settings.demand_window_s * 2)
+            if n:
+                buf = io.BytesIO()
+                p.demand.write_ipc(buf, compression="lz4")
+                self.aa.tables["ap-demand"][pop] = buf.getvalue()
+                self.metrics.aggregate_rows.inc(n)
+
+    # -- cycles ----------------------------------------------------------------------------
+    async def cycle(self, partition: int) -> None:
+        if not self.loaded:
+            self.load_from_tables()
+        now = self.clock()
+        n = catalog.FLOWS.partitions
+        for pop in sorted(self.pops):
+            if partition_for(pop, n) != partition:
+                continue
+            await self.plan_pop(pop, now)
+
+    async def plan_pop(self, pop: str, now: float) -> None:
+        p = self.pops[pop]
+        if not p.links:
+            return
+        policy = self.settings.policy
+        started = time.perf_counter()
+        snapshot = p.snapshot(self.settings.demand_window_s)
+        state = PlannerState.from_dict(_json(self.aa.tables["ap-state"].get(pop)))
+        result = plan(snapshot, state, policy, now)
+        recs = explain.recommendations(result, snapshot, policy)
+        part = partition_for(pop, catalog.RECOMMENDATIONS.partitions)
+        for rec in recs:
+            await self.aa.recommendations.send(key=rec.key().encode(), value=rec.encode(),
+                                               headers=Recommendation.headers(), partition=part)
+            self.metrics.recommendations.labels(pop, rec.action).inc()
+        summary = explain.summary(result)
+        await self.aa.summaries.send(key=pop.encode(), value=summary.encode(), headers=CycleSummary.headers())
+        # only after the sends were accepted: a crash before this replays the cycle
+        self.aa.tables["ap-state"][pop] = _dumps(result.state.to_dict())
+        self.metrics.cycles.labels(pop, "fail-static" if result.report.fail_static else "ok").inc()
+        self.metrics.cycle_seconds.observe(time.perf_counter() - started)
+        self.metrics.active_overrides.labels(pop).set(result.report.active_overrides)
+
+    async def dead_letter(self, event: Any, exc: BaseException) -> None:
+        msg = event.message
+        reason = reason_for(exc)
+        dl = DeadLetter(source_topic=msg.topic, source_partition=msg.partition, source_offset=msg.offset,
+                        reason=reason, error=f"{type(exc).__name__}: {exc}", component=COMPONENT,
+                        value=msg.value, original_headers=tuple((k, v or b"") for k, v in (msg.headers or [])))
+        await self.aa.dead_letters.send(key=dl.key().encode(), value=dl.value, headers=dl.headers())
+        self.metrics.dead_letters.labels(msg.topic, reason).inc()
+        self.rlog.warning(f"dlq:{msg.topic}:{reason}", "message sent to dead letters", topic=msg.topic,
+                          offset=msg.offset, reason=reason, error=str(exc))
+
+
+def register(aa: AutopilotApp, pilot: Pilot, cycle_s: float) -> None:
+    """Attach the input agents, the tick agent and the cycle timer."""
+
+    def agent(topic: faust.TopicT, name: str, handle: Callable[[Any], None]) -> None:
+        @aa.app.agent(topic, name=name)
+        async def _agent(stream: Any) -> None:
+            async for event in stream.events():
+                try:
+                    handle(event)
+                except Exception as exc:  # noqa: BLE001 - poison or bug: dead-letter, keep going
+                    await pilot.dead_letter(event, exc)
+
+    agent(aa.inventory, "ap-inventory", lambda e: pilot.on_inventory((e.key or b"").decode(), e.value))
+    agent(aa.routes, "ap-routes", lambda e: pilot.on_route((e.key or b"").decode(), e.value))
+    agent(aa.link_stats, "ap-link-stats", lambda e: pilot.on_stats(e.value))
+    agent(aa.aggregates, "ap-aggregates", lambda e: pilot.on_aggregates(e.value))
+
+    @aa.app.agent(aa.ticks, name="ap-cycle")
+    async def cycle(stream: Any) -> None:
+        async for event in stream.events():
+            await pilot.cycle(event.message.partition)
+
+    @aa.app.timer(interval=cycle_s)
+    async def tick() -> None:
+        for tp in aa.app.assignor.assigned_actives():
+            if tp.topic == aa.ticks.get_topic_name():
+                await aa.ticks.send(key=b"tick", value=str(pilot.clock()).encode(), partition=tp.partition)
+
+
+def _json(value: bytes | None) -> dict | None:
+    import json
+
+    return None if value is None else json.loads(value)
+
+
+def _dumps(obj: object) -> bytes:
+    import json
+
+    return json.dumps(obj, separators=(",", ":")).encode()

@@ -1,0 +1,51 @@
+"""Metrics of the streams worker: ``netpilot_streams_*``, updated per batch, never per flow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from netpilot.obs.metrics import metrics_for
+
+
+@dataclass(frozen=True)
+class StreamsMetrics:
+    registry: CollectorRegistry
+    batches: Counter
+    flows: Counter
+    flows_dropped: Counter
+    windows_closed: Counter
+    aggregate_rows: Counter
+    aggregate_messages: Counter
+    utilisation_messages: Counter
+    utilisation_dropped: Counter
+    link_stats: Counter
+    inventory_updates: Counter
+    dead_letters: Counter
+    open_partials: Gauge
+    watermark_lag: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> "StreamsMetrics":
+        m = metrics_for("streams", registry)
+        return cls(
+            registry=m.registry,
+            batches=m.counter("flow_batches_total", "flows/1 messages aggregated"),
+            flows=m.counter("flows_total", "flows received (decoded), including the dropped ones", ["pop"]),
+            flows_dropped=m.counter("flows_dropped_total",
+                                    "flows not aggregated, by reason (too-late, future)",
+                                    ["pop", "reason", "window_s"]),
+            windows_closed=m.counter("windows_closed_total", "windows closed and published", ["window_s"]),
+            aggregate_rows=m.counter("aggregate_rows_total", "flow-aggregates/1 rows published"),
+            aggregate_messages=m.counter("aggregate_messages_total", "flow-aggregates/1 messages published"),
+            utilisation_messages=m.counter("utilisation_messages_total", "link-utilisation/1 messages published"),
+            utilisation_dropped=m.counter("utilisation_dropped_total",
+                                          "link windows dropped: their link never appeared in the inventory"),
+            link_stats=m.counter("link_stats_total", "link-stats/1 readings, by outcome", ["outcome"]),
+            inventory_updates=m.counter("inventory_updates_total", "link-inventory/1 records applied"),
+            dead_letters=m.counter("dead_letters_total", "messages sent to the dead-letter topic",
+                                   ["topic", "reason"]),
+            open_partials=m.gauge("open_partials", "partial-window blobs held in the window table"),
+            watermark_lag=m.gauge("watermark_lag_seconds", "wall clock minus the PoP's watermark", ["pop"]),
+        )

@@ -1,0 +1,176 @@
+"""Link utilisation per link and window: counters (authoritative) vs flows, against capacity.
+
+Pure: no Kafka, faust or clock. State lives in three ``MutableMapping[str, bytes]`` (faust
+Tables with changelogs in the worker, dicts in tests):
+
+* ``inventory``  ``pop|link_id`` -> link-inventory/1 JSON (capacity, router, if_index);
+* ``counters``   ``pop|link_id`` -> JSON list of recent ``[ts, interval_s, out_bps]``;
+* ``pending``    ``pop|link_id|window_s|window_start_ms`` -> flow bytes (decimal text):
+  windows whose flows are final (the aggregation closed them) waiting for counters.
+
+Why windows wait: a counter reading at ``ts`` describes ``[ts - interval_s, ts]``, and the
+poll that covers a window's end arrives up to one poll interval after it. A window is
+published once a reading at or past its end exists for the link, or once the PoP's
+watermark is ``max_counter_wait_s`` past its end (then with whatever counters overlap it,
+possibly none: ``counter_bps`` and ``coverage`` are then null, never a made-up number).
+
+Counter rate for a window = time-weighted mean of the readings' ``out_bps`` over their
+overlap with the window; it is null when readings cover less than ``min_counter_overlap``
+of the window. Egress only: flows are accounted on their output interface.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Iterable, MutableMapping
+
+import polars as pl
+
+from netpilot.wire.links import LinkInventory, LinkStats, LinkUtilisation
+
+Store = MutableMapping  # of str -> bytes; faust Tables return keys as given or as bytes
+
+
+@dataclass(frozen=True)
+class UtilisationSpec:
+    max_counter_wait_s: float = 120.0
+    min_counter_overlap: float = 0.5
+    counter_history_s: float = 900.0
+    """Readings older than this (relative to the newest) are forgotten."""
+    unknown_link_wait_s: float = 3600.0
+    """Event time a window of a link missing from the inventory waits for it (at start-up
+    the inventory topic can be read after the first flows) before it is dropped."""
+
+
+def _text(key: object) -> str:
+    return key.decode() if isinstance(key, (bytes, bytearray)) else str(key)
+
+
+def counter_bps(readings: Iterable[tuple[float, float, float]], start_s: float, end_s: float,
+                min_overlap: float) -> float | None:
+    """Time-weighted mean rate of ``(ts, interval_s, out_bps)`` readings over a window."""
+    covered = 0.0
+    weighted = 0.0
+    for ts, interval, bps in readings:
+        overlap = min(ts, end_s) - max(ts - interval, start_s)
+        if overlap > 0:
+            covered += overlap
+            weighted += bps * overlap
+    if covered < min_overlap * (end_s - start_s) or covered <= 0:
+        return None
+    return weighted / covered
+
+
+def flow_bytes_per_link(closed: pl.DataFrame) -> pl.DataFrame:
+    """Per (pop, link_id, window_s, window_start) the summed bytes of closed aggregates."""
+    return closed.group_by("pop", "link_id", "window_s", "window_start").agg(pl.col("bytes").sum())
+
+
+def utilisation(link: LinkInventory, window_start_s: float, window_s: float, flow_bytes: int,
+                readings: Iterable[tuple[float, float, float]], spec: UtilisationSpec) -> LinkUtilisation:
+    flow_bps = flow_bytes * 8 / window_s
+    c_bps = counter_bps(readings, window_start_s, window_start_s + window_s, spec.min_counter_overlap)
+    # counters are authoritative for utilisation; flows only say how much they explain
+    return LinkUtilisation(
+        pop=link.pop, link_id=link.link_id, window_start=window_start_s, window_s=window_s,
+        capacity_bps=link.capacity_bps, counter_bps=c_bps, flow_bps=flow_bps,
+        utilisation=None if c_bps is None else c_bps / link.capacity_bps,
+        coverage=None if not c_bps else flow_bps / c_bps,
+    )
+
+
+class UtilisationTracker:
+    def __init__(self, spec: UtilisationSpec, inventory: Store, counters: Store, pending: Store) -> None:
+        self.spec = spec
+        self._inventory = inventory
+        self._counters = counters
+        self._pending = pending
+        self.unmatched_stats = 0
+        """Counter readings that named no link known to the inventory (counted, dropped)."""
+        self.unknown_link_windows = 0
+        """Windows dropped because their link never appeared in the inventory."""
+
+    # -- inputs ------------------------------------------------------------------------
+    def set_link(self, key: str, link: LinkInventory | None) -> None:
+        """Apply one inventory record; ``None`` is a tombstone (the link is gone)."""
+        if link is None:
+            self._inventory.pop(key, None)
+        else:
+            self._inventory[f"{link.pop}|{link.link_id}"] = link.encode()
+
+    def links(self, pop: str) -> list[LinkInventory]:
+        return [LinkInventory.decode(v) for k, v in list(self._inventory.items())
+                if _text(k).split("|", 1)[0] == pop]
+
+    def _link_id_for(self, stats: LinkStats) -> str | None:
+        if stats.link_id:
+            return stats.link_id if f"{stats.pop}|{stats.link_id}" in self._inventory else None
+        for link in self.links(stats.pop):
+            if link.router == stats.router and link.if_index == stats.if_index:
+                return link.link_id
+        return None
+
+    def add_stats(self, stats: LinkStats) -> bool:
+        """Remember one counter reading; False (and counted) when no link matches it."""
+        link_id = self._link_id_for(stats)
+        if link_id is None:
+            self.unmatched_stats += 1
+            return False
+        if stats.counter_reset or stats.out_bps is None or not stats.interval_s:
+            return True  # a reading without a usable rate: known link, nothing to add
+        key = f"{stats.pop}|{link_id}"
+        raw = self._counters.get(key)
+        history: list[list[float]] = json.loads(raw) if raw else []
+        history.append([stats.ts, stats.interval_s, stats.out_bps])
+        newest = max(r[0] for r in history)
+        history = sorted(r for r in history if r[0] >= newest - self.spec.counter_history_s)
+        self._counters[key] = json.dumps(history).encode()
+        return True
+
+    def add_closed(self, closed: pl.DataFrame) -> None:
+        """Register windows the aggregation closed.
+
+        Every link with flows in them gets a pending entry, and so does every inventory
+        link of the PoP (0 bytes if no flow used it: a coverage of 0, not missing data).
+        Links not (yet) in the inventory wait like the others: at start-up the inventory
+        topic may be read after the first flows.
+        """
+        if not closed.height:
+            return
+        for pop, size, start in closed.select("pop", "window_s", "window_start").unique().iter_rows():
+            for link in self.links(pop):
+                self._pending.setdefault(f"{pop}|{link.link_id}|{size}|{start}", b"0")
+        for pop, link_id, size, start, nbytes in flow_bytes_per_link(closed).iter_rows():
+            if link_id:  # "" = the collector found no link for these flows
+                self._pending[f"{pop}|{link_id}|{size}|{start}"] = str(int(nbytes)).encode()
+
+    # -- output ------------------------------------------------------------------------
+    def ready(self, pop: str, watermark_ms: int) -> list[LinkUtilisation]:
+        """Publishable windows of ``pop``; they are removed from ``pending``."""
+        out: list[LinkUtilisation] = []
+        for key in list(self._pending.keys()):
+            text = _text(key)
+            k_pop, link_id, size, start = text.split("|")
+            if k_pop != pop:
+                continue
+            start_s, size_s = int(start) / 1000, int(size)
+            end_ms = int(start) + size_s * 1000
+            waited = watermark_ms >= end_ms + self.spec.max_counter_wait_s * 1000
+            raw_link = self._inventory.get(f"{pop}|{link_id}")
+            if raw_link is None:
+                gave_up = watermark_ms >= end_ms + self.spec.unknown_link_wait_s * 1000
+                if gave_up:  # never in the inventory, or deleted: no capacity to compare with
+                    self._pending.pop(key, None)
+                    self.unknown_link_windows += 1
+                continue
+            raw = self._counters.get(f"{pop}|{link_id}")
+            readings = [tuple(r) for r in json.loads(raw)] if raw else []
+            have_end = any(r[0] * 1000 >= end_ms for r in readings)
+            if not have_end and not waited:
+                continue
+            nbytes = int(_text(self._pending[key]))
+            out.append(utilisation(LinkInventory.decode(raw_link), start_s, size_s, nbytes,
+                                   readings, self.spec))  # type: ignore[arg-type]
+            self._pending.pop(key, None)
+        return out

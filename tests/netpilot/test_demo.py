@@ -1,0 +1,89 @@
+"""`netpilot demo` itself, non-interactively (rich renders without a TTY): a short run to the
+end, and a Ctrl-C in the middle that must leave no process behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from netpilot import catalog
+from netpilot.kafka.admin import TopicAdmin
+from netpilot.settings import KafkaSettings
+from tests.conftest import REPO
+
+SCENARIO = REPO / "tests" / "e2e" / "scenario.yaml"  # the PNI surges from 15 s
+
+
+def start_demo(bootstrap: str, out: Path, duration: float, log: Path) -> subprocess.Popen:
+    args = [sys.executable, "-m", "netpilot.cli", "demo", "--bootstrap", bootstrap, "--scenario", str(SCENARIO),
+            "--duration", str(duration), "--cycle-s", "5", "--out", str(out), "--refresh", "2"]
+    with open(log, "wb") as f:
+        return subprocess.Popen(args, stdout=f, stderr=subprocess.STDOUT, cwd=REPO,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "160"})
+
+
+def pids(text: str) -> dict[str, int]:
+    return {m[0]: int(m[1]) for m in re.findall(r"^\s+([a-z-]+)\s+pid (\d+)", text, re.M)}
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"  # exited, not yet reaped
+
+
+@pytest.mark.timeout(300)
+def test_short_demo_runs_to_a_summary_and_charts(kafka_broker: str, tmp_path: Path) -> None:
+    log = tmp_path / "demo.log"
+    proc = start_demo(kafka_broker, tmp_path / "out", 40, log)
+    assert proc.wait(240) == 0, log.read_text()[-4000:]
+    text = log.read_text()
+    assert "overloaded: ams1 ams1-r1:pni-1" in text, text[-4000:]
+    assert re.search(r"recommended: ams1: \d+ prefixes ams1-r1:pni-1 -> ams1-r", text), text[-4000:]
+    assert "overloaded: fra1" not in text and "overloaded: ams1 ams1-r2" not in text
+    rows = re.search(r"ClickHouse rows: (.*)", text)
+    assert rows and re.search(r"flows_raw [1-9]\d{4,}", rows.group(1)), text[-2000:]
+    assert re.search(r"recommendations [1-9]", rows.group(1))
+    for pop in ("ams1", "fra1"):
+        png = tmp_path / "out" / f"utilisation-{pop}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert all(gone(p) for p in pids(text).values())
+    # the run's topics are deleted (its data is in ClickHouse)
+    prefix = re.search(r"with prefix '([^']+)'", text).group(1)  # type: ignore[union-attr]
+    names = TopicAdmin(KafkaSettings(bootstrap_servers=kafka_broker)).client.list_topics(timeout=10).topics
+    assert not [n for n in names if n.startswith(prefix) and n.removeprefix(prefix) in
+                {t.name for t in catalog.ALL_TOPICS}]
+
+
+@pytest.mark.timeout(300)
+def test_ctrl_c_stops_every_process(kafka_broker: str, tmp_path: Path) -> None:
+    log = tmp_path / "demo.log"
+    proc = start_demo(kafka_broker, tmp_path / "out", 600, log)
+    try:
+        deadline = time.monotonic() + 180
+        while "simulator" not in pids(log.read_text()):
+            assert proc.poll() is None, log.read_text()[-4000:]
+            assert time.monotonic() < deadline, log.read_text()[-4000:]
+            time.sleep(0.5)
+        time.sleep(5)
+        children = pids(log.read_text())
+        assert len(children) == 6 and not any(gone(p) for p in children.values()), children
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(120) == 130, log.read_text()[-4000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text()
+    assert "interrupted: stopping everything" in text
+    assert all(gone(p) for p in children.values()), {n: p for n, p in children.items() if not gone(p)}
+    assert "stopped: collector (ok), streams (ok), autopilot (ok), sink-prometheus (ok), sink-clickhouse (ok)" \
+        in text.replace("\n", " ").replace("  ", " "), text[-3000:]

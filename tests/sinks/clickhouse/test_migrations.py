@@ -1,0 +1,62 @@
+"""Migrations: derived from the wire schemas, check-then-apply, idempotent."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from netpilot.wire import flows
+from sinks.clickhouse import schema
+from sinks.clickhouse.client import ClickHouseClient
+from sinks.clickhouse.migrations import current_ttl_days, migrate
+from sinks.clickhouse.settings import Retention
+
+DB = "netpilot"
+
+
+def _snapshot(c: ClickHouseClient) -> list[tuple]:
+    return list(c.rows("SELECT name, engine_full, create_table_query FROM system.tables "
+                       "WHERE database = 'netpilot' AND name != 'schema_migrations' ORDER BY name"))
+
+
+def test_raw_columns_follow_the_flows_wire_schema() -> None:
+    raw = schema.table_for("flows_raw")
+    assert [c.name for c in raw.columns] == list(flows.FIELD_NAMES)
+    types = {c.name: c.type for c in raw.columns}
+    assert types["src_addr"] == types["dst_addr"] == types["exporter"] == "IPv6"
+    assert types["pop"] == types["router"] == types["link_id"] == "LowCardinality(String)"
+    assert types["time_received"] == "DateTime64(3, 'UTC')" and types["sampling_rate"] == "UInt32"
+    assert raw.order_by.startswith("toStartOfFiveMinutes(time_received)")
+    try:
+        schema.ch_type(pa.float16())
+    except TypeError as exc:
+        assert "extend" in str(exc)
+    else:
+        raise AssertionError("unknown Arrow types must be refused")
+
+
+def test_migrate_twice_changes_nothing(chdb_client: ClickHouseClient) -> None:
+    first = migrate(chdb_client, DB, Retention(), 1000)
+    assert "table:flows_raw" in first.applied and "view:flows_1h_mv" in first.applied
+    before = _snapshot(chdb_client)
+    second = migrate(chdb_client, DB, Retention(), 1000)
+    assert second.applied == () and len(second.skipped) == len(first.applied) + len(first.skipped)
+    assert _snapshot(chdb_client) == before
+    names = {r[0] for r in before}
+    assert {"flows_raw", "flows_1m", "flows_5m", "flows_1h", "flows_1m_mv", "link_stats",
+            "link_utilisation", "link_inventory", "flow_aggregates", "recommendations",
+            "cycle_summaries"} <= names
+    history = chdb_client.rows("SELECT count() FROM netpilot.schema_migrations")[0][0]
+    assert history == len(first.applied) - 1  # every step but 'database' is recorded
+
+
+def test_changed_retention_and_missing_column_are_each_one_step(chdb_client: ClickHouseClient) -> None:
+    migrate(chdb_client, DB, Retention(), 1000)
+    chdb_client.command("ALTER TABLE netpilot.link_stats DROP COLUMN if_name")
+    assert migrate(chdb_client, DB, Retention(), 1000, dry_run=True).applied == ("columns:link_stats",)
+    report = migrate(chdb_client, DB, Retention(raw_days=3, rollup_1h_days=400), 1000)
+    assert set(report.applied) == {"columns:link_stats", "ttl:flows_raw", "ttl:flows_1h"}
+    assert current_ttl_days(chdb_client, DB, "flows_raw") == 3
+    assert current_ttl_days(chdb_client, DB, "flows_1h") == 400
+    assert chdb_client.rows("SELECT count() FROM system.columns WHERE database = 'netpilot' "
+                            "AND table = 'link_stats' AND name = 'if_name'") == [(1,)]
+    assert migrate(chdb_client, DB, Retention(raw_days=3, rollup_1h_days=400), 1000).applied == ()

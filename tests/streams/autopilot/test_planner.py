@@ -1,0 +1,290 @@
+"""The cases of the design reference §5.9, one behaviour per test, on small PoPs."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.autopilot.planner import plan
+from streams.autopilot.policy import Policy
+from streams.autopilot.state import Override, PlannerState
+from tests.streams.autopilot.factory import NATIVE, T0, link, snapshot
+
+A, B, C = "pr1:et-0/0/1", "pr2:et-0/0/3", "pr3:et-0/0/5"
+
+
+def overloaded_pop(*, a_rate: float = 9.4e9, demand: dict[str, float] | None = None,
+                   b_routes: list | None = None, b_rate: float = 2e9, **b_kw):
+    """A at 94 % with five 1 Gbps /24s that also have (lower-preference) routes on B: one
+    move brings A to 84 %, under its 85 % target."""
+    prefixes = [f"198.51.{100 + i}.0/24" for i in range(5)]
+    demand = demand if demand is not None else {p: 1e9 for p in prefixes}
+    return snapshot(
+        [link(A, rate=a_rate, peer_type="pni"), link(B, rate=b_rate, **b_kw)],
+        {A: [(p, NATIVE) for p in demand], B: b_routes if b_routes is not None else list(demand)},
+        {A: demand})
+
+
+def test_overload_moves_heaviest_fitting_prefixes_to_the_alternate(policy: Policy) -> None:
+    demand = {"198.51.100.0/24": 0.3e9, "198.51.101.0/24": 1.1e9, "198.51.102.0/24": 0.5e9,
+              "198.51.103.0/24": 2e9}
+    p = plan(overloaded_pop(demand=demand, a_rate=9.7e9), PlannerState(), policy, T0)
+    adds = p.by_action("ADD")
+    # Excess above target: 9.7 - 8.5 = 1.2 Gbps. 1.1G fits first; 0.1G left, then the
+    # smallest that does not fit (0.3G) finishes the job.
+    assert [(a.prefix, a.rank) for a in adds] == [("198.51.101.0/24", 1), ("198.51.100.0/24", 2)]
+    first = adds[0]
+    assert (first.from_link, first.to_link, first.reason) == (A, B, "OVERLOAD")
+    assert first.from_before == pytest.approx(0.97) and first.from_after == pytest.approx(0.86)
+    assert first.to_before == pytest.approx(0.2) and first.to_after == pytest.approx(0.31)
+    assert first.thresholds == {"hi": 0.9, "target": 0.85, "release": 0.75, "alt_max": 0.85}
+    assert first.valid_until == T0 + 90 and first.hold_until == T0 + 300
+    assert p.report.overloaded == (A,) and p.report.unresolved_bps == {}
+    assert p.report.util_projected[A] == pytest.approx(0.83)
+    assert set(p.state.overrides) == {"198.51.101.0/24", "198.51.100.0/24"}
+
+
+def test_nothing_proposed_below_trigger(policy: Policy) -> None:
+    p = plan(overloaded_pop(a_rate=8.9e9), PlannerState(), policy, T0)
+    assert p.items == () and p.report.overloaded == ()
+
+
+def test_ecmp_prefix_counts_half_on_each_native_and_leaves_both(policy: Policy) -> None:
+    snap = snapshot(
+        [link(A, rate=9.6e9), link(B, rate=9.6e9), link(C, rate=1e9)],
+        {A: [("198.51.100.0/24", NATIVE), ("192.0.2.0/24", NATIVE)],
+         B: [("198.51.100.0/24", NATIVE), ("203.0.113.0/24", NATIVE)],
+         C: ["198.51.100.0/24"]},
+        {A: {"198.51.100.0/24": 1e9, "192.0.2.0/24": 8.6e9},
+         B: {"198.51.100.0/24": 1e9, "203.0.113.0/24": 8.6e9}})
+    p = plan(snap, PlannerState(), policy, T0)
+    assert p.report.util_no_override[A] == pytest.approx(0.96)  # 8.6 + 2/2
+    (add,) = p.by_action("ADD")
+    assert add.prefix == "198.51.100.0/24" and add.from_links == (A, B) and add.to_link == C
+    assert p.report.util_projected[A] == pytest.approx(0.86)
+    assert p.report.util_projected[B] == pytest.approx(0.86)
+    assert p.report.util_projected[C] == pytest.approx(0.3)
+
+
+def test_exact_alternate_preferred_over_covering() -> None:
+    demand = {"198.51.100.0/24": 1e9, "203.0.113.0/24": 1e9}
+    snap = snapshot([link(A, rate=9.5e9), link(B, rate=1e9)],
+                    {A: [(p, NATIVE) for p in demand], B: ["198.51.100.0/22", "203.0.113.0/24"]},
+                    {A: demand})
+    p = plan(snap, PlannerState(), Policy(split_enabled=False), T0)
+    (add,) = p.by_action("ADD")  # one move suffices: the one with the exact route goes
+    assert add.prefix == "203.0.113.0/24" and add.route_prefix == "203.0.113.0/24"
+    # With only the covering route left, it is used and reported as such.
+    snap2 = snapshot([link(A, rate=9.5e9), link(B, rate=1e9)],
+                     {A: [(p, NATIVE) for p in demand], B: ["198.51.100.0/22"]}, {A: demand})
+    (add2,) = plan(snap2, PlannerState(), Policy(split_enabled=False), T0).by_action("ADD")
+    assert add2.prefix == "198.51.100.0/24" and add2.route_prefix == "198.51.100.0/22"
+
+
+def test_ipv4_moved_before_ipv6(policy: Policy) -> None:
+    demand = {"2001:db8:1::/48": 1e9, "198.51.100.0/24": 1e9}
+    snap = snapshot([link(A, rate=9.5e9), link(B, rate=1e9)],
+                    {A: [(p, NATIVE) for p in demand], B: list(demand)}, {A: demand})
+    (add,) = plan(snap, PlannerState(), policy, T0).by_action("ADD")
+    assert add.prefix == "198.51.100.0/24" and add.afi == 4
+
+
+def test_split_recursion_follows_the_demand_down_to_the_minimum_length() -> None:
+    demand = {"198.51.100.0/24": 2.0e9, "198.51.101.0/24": 0.1e9, "198.51.103.0/24": 0.1e9}
+    snap = snapshot([link(A, rate=9.5e9), link(B, rate=1e9)],
+                    {A: [("198.51.100.0/22", NATIVE)], B: ["198.51.100.0/22"]}, {A: demand})
+    p = plan(snap, PlannerState(), Policy(mode="suggest"), T0)
+    # S = min(250M, 2 % of 10G) = 200M: /22 -> /23s -> /24s; 198.51.102.0/24 carries nothing
+    # and is dropped; pieces stop at /24 (the default minimum).
+    adds = p.by_action("ADD")
+    assert [(a.prefix, a.split_from) for a in adds] == [("198.51.100.0/24", "198.51.100.0/22")]
+    units = {o.prefix for o in p.state.overrides.values()}
+    assert units == {"198.51.100.0/24"}
+
+
+def test_no_split_when_demand_is_coarser_than_the_halves() -> None:
+    snap = snapshot([link(A, rate=9.5e9), link(B, rate=1e9)],
+                    {A: [("198.51.100.0/22", NATIVE)], B: ["198.51.100.0/22"]},
+                    {A: {"198.51.100.0/22": 1.1e9}})
+    (add,) = plan(snap, PlannerState(), Policy(mode="suggest"), T0).by_action("ADD")
+    assert add.prefix == "198.51.100.0/22" and add.split_from is None
+
+
+def test_withdraw_on_route_loss_ignores_hold(policy: Policy) -> None:
+    first = plan(overloaded_pop(), PlannerState(), policy, T0)
+    moved = {a.prefix for a in first.by_action("ADD")}
+    left = [p for p in (f"198.51.{100 + i}.0/24" for i in range(5)) if p not in moved]
+    second = plan(overloaded_pop(b_routes=left), first.state, policy, T0 + 30)
+    withdraws = second.by_action("WITHDRAW")
+    assert {w.prefix for w in withdraws} == moved
+    assert {w.reason for w in withdraws} == {"ROUTE_WITHDRAWN"}
+    # The overload is still there: other prefixes (with routes) are moved instead.
+    assert {a.prefix for a in second.by_action("ADD")} <= set(left)
+    assert not moved & set(second.state.overrides)
+
+
+def test_route_loss_re_places_on_another_alternate(policy: Policy) -> None:
+    snap = lambda c_routes: snapshot(  # noqa: E731
+        [link(A, rate=9.5e9), link(B, rate=1e9), link(C, rate=5e9)],
+        {A: [("198.51.100.0/24", NATIVE)], B: c_routes, C: ["198.51.100.0/24"]},
+        {A: {"198.51.100.0/24": 1e9}})
+    first = plan(snap(["198.51.100.0/24"]), PlannerState(), policy, T0)
+    assert first.by_action("ADD")[0].to_link == B  # first in link order among equals
+    second = plan(snap([]), first.state, policy, T0 + 30)
+    assert [(i.action, i.reason, i.to_link) for i in second.items] == [("ADD", "ROUTE_WITHDRAWN", C)]
+
+
+@pytest.mark.parametrize("change, reason", [({"up": False}, "LINK_DOWN"),
+                                            ({"drained": True}, "DRAINED")])
+def test_alternate_down_or_drained_withdraws_at_once(policy: Policy, change, reason) -> None:
+    first = plan(overloaded_pop(), PlannerState(), policy, T0)
+    second = plan(overloaded_pop(**change), first.state, policy, T0 + 30)
+    assert second.by_action("ADD") == ()
+    assert {w.reason for w in second.by_action("WITHDRAW")} == {reason}
+    assert second.state.overrides == {}
+    assert second.report.unresolved_bps[A] == pytest.approx(0.4e9)
+
+
+def test_alternate_over_its_trigger_withdraws(policy: Policy) -> None:
+    first = plan(overloaded_pop(), PlannerState(), policy, T0)
+    second = plan(overloaded_pop(b_routes=None), first.state, policy, T0 + 30)
+    assert second.by_action("WITHDRAW") == ()
+    # B itself fills up with traffic of its own: the detour no longer fits under hi.
+    hot = snapshot([link(A, rate=9.4e9, peer_type="pni"), link(B, rate=8.6e9)],
+                   {A: [(f"198.51.{100 + i}.0/24", NATIVE) for i in range(5)],
+                    B: [f"198.51.{100 + i}.0/24" for i in range(5)]},
+                   {A: {f"198.51.{100 + i}.0/24": 1e9 for i in range(5)}})
+    tolerant = policy.model_copy(update={"max_total_rate_change": 5.0})  # not a gate test
+    third = plan(hot, second.state, tolerant, T0 + 60)
+    assert {w.reason for w in third.by_action("WITHDRAW")} == {"ALT_OVERLOAD"}
+    assert third.by_action("ADD") == () and third.report.util_projected[B] == pytest.approx(0.86)
+
+
+def test_hold_then_release_then_cooldown(policy: Policy) -> None:
+    first = plan(overloaded_pop(), PlannerState(), policy, T0)
+    (add,) = first.by_action("ADD")
+    calm = overloaded_pop(a_rate=5e9, demand={f"198.51.{100 + i}.0/24": 0.5e9 for i in range(5)})
+    state, now = first.state, T0
+    while now + 30 < add.hold_until:  # calm but still inside the hold: kept
+        now += 30
+        p = plan(calm, state, policy, now)
+        assert [i.action for i in p.items] == ["REFRESH"], now
+        state = p.state
+    p = plan(calm, state, policy, add.hold_until)
+    (w,) = p.by_action("WITHDRAW")
+    assert (w.prefix, w.reason) == (add.prefix, "RELEASE")
+    assert p.state.cooldowns == {add.prefix: add.hold_until + 600}
+    # Overloaded again during the cooldown: that prefix is not detoured, another one is.
+    # (The jump back is > 50 % of the PoP total, which the plausibility gate would hold back.)
+    tolerant = policy.model_copy(update={"max_total_rate_change": 5.0})
+    again = plan(overloaded_pop(), p.state, tolerant, add.hold_until + 30)
+    (add2,) = again.by_action("ADD")
+    assert add2.prefix != add.prefix
+    # After the cooldown it is a candidate again.
+    later = plan(overloaded_pop(), PlannerState(), policy, add.hold_until + 601)
+    assert later.by_action("ADD")[0].prefix == add.prefix
+
+
+def test_release_keeps_override_while_return_would_exceed_release(policy: Policy) -> None:
+    p = plan(overloaded_pop(), PlannerState(), policy, T0)
+    # Load unchanged for an hour, hold long past: returning would put A back at 94 % -> kept.
+    for n in range(1, 121):
+        p = plan(overloaded_pop(), p.state, policy, T0 + 30 * n)
+        assert [i.action for i in p.items] == ["REFRESH"]
+
+
+def test_ttl_expiry_withdraws(policy: Policy) -> None:
+    first = plan(overloaded_pop(), PlannerState(), policy, T0)
+    (add,) = first.by_action("ADD")
+    # The controller was away longer than the TTL: the actuator has dropped the route.
+    late = plan(overloaded_pop(a_rate=5e9, demand={f"198.51.{100 + i}.0/24": 0.5e9 for i in range(5)}),
+                first.state, policy, add.valid_until + 1)
+    assert [(i.action, i.reason, i.prefix) for i in late.items] == [("WITHDRAW", "TTL", add.prefix)]
+    assert late.state.overrides == {}
+
+
+def test_kill_switch_withdraws_all_rate_limited() -> None:
+    state = PlannerState(overrides={
+        f"198.51.{100 + i}.0/24": Override(prefix=f"198.51.{100 + i}.0/24", to_link=B, from_links=(A,),
+                                          created_at=T0, hold_until=T0 + 300, valid_until=T0 + 90)
+        for i in range(3)})
+    kill = Policy(mode="suggest", kill_switch=True, split_enabled=False)
+    p = plan(overloaded_pop(), state, kill, T0 + 30)
+    assert p.by_action("ADD") == ()  # even though A is overloaded
+    assert {(i.action, i.reason) for i in p.items} == {("WITHDRAW", "KILL_SWITCH")}
+    assert p.state.overrides == {} and p.report.kill_switch
+    slow = kill.model_copy(update={"max_withdraws_per_cycle": 1})
+    counts = []
+    for n in range(3):
+        p = plan(overloaded_pop(), state, slow, T0 + 30 * (n + 1))
+        counts.append(len(p.by_action("WITHDRAW")))
+        assert {i.reason for i in p.items} == {"KILL_SWITCH"}
+        state = p.state
+    assert counts == [1, 1, 1] and state.overrides == {}
+
+
+def test_stale_inputs_fail_static(policy: Policy) -> None:
+    first = plan(overloaded_pop(), PlannerState(), policy, T0)
+    stale = overloaded_pop(demand={f"198.51.{100 + i}.0/24": 1.5e9 for i in range(5)}, a_rate=9.99e9)
+    stale = type(stale)(**{**stale.__dict__, "watermarks": {"counters": T0 - 100, "flows": T0 + 30}})
+    p = plan(stale, first.state, policy, T0 + 30)
+    assert [i.action for i in p.items] == ["REFRESH"]
+    assert p.report.fail_static and p.report.stale == ("counters:130s",)
+
+
+def test_implausible_jump_fail_static(policy: Policy) -> None:
+    first = plan(overloaded_pop(), PlannerState(), policy, T0)
+    jump = overloaded_pop(b_rate=20e9, capacity=40e9)  # B: capacity changed, link up
+    p = plan(jump, first.state, policy, T0 + 30)
+    assert p.report.fail_static and p.by_action("ADD") == () and p.by_action("WITHDRAW") == ()
+    assert any(f.startswith("capacity:") for f in p.report.implausible)
+    assert any(f.startswith("total_rate:") for f in p.report.implausible)
+    # The next cycle compares with this one: a lasting change costs one cycle only.
+    assert not plan(jump, p.state, policy, T0 + 60).report.fail_static
+
+
+def test_budgets_cap_adds_and_report_the_residual() -> None:
+    demand = {f"198.51.{100 + i}.0/24": 0.25e9 for i in range(12)}
+    snap = snapshot([link(A, rate=9.9e9), link(B, rate=1e9)],
+                    {A: [(p, NATIVE) for p in demand], B: list(demand)}, {A: demand})
+    p = plan(snap, PlannerState(), Policy(split_enabled=False, max_adds_per_cycle=2), T0)
+    assert len(p.by_action("ADD")) == 2
+    assert p.report.unresolved_bps[A] == pytest.approx(9.9e9 - 0.5e9 - 9e9)
+    moved = plan(snap, PlannerState(), Policy(split_enabled=False, max_moved_fraction_per_link=0.05), T0)
+    assert sum(a.rate_bps for a in moved.by_action("ADD")) <= 0.05 * 10e9
+
+
+def test_unresolved_without_eligible_alternate(policy: Policy) -> None:
+    p = plan(overloaded_pop(b_routes=[]), PlannerState(), policy, T0)
+    assert p.by_action("ADD") == () and p.report.unresolved_bps == {A: pytest.approx(0.4e9)}
+
+
+def test_oversized_diff_is_not_published(policy: Policy) -> None:
+    strict = policy.model_copy(update={"max_changes_per_cycle": 1})
+    p = plan(overloaded_pop(demand={f"198.51.{100 + i}.0/24": 0.5e9 for i in range(5)},
+                            a_rate=9.9e9), PlannerState(), strict, T0)
+    assert p.items == () and p.report.diff_rejected and p.report.fail_static
+
+
+def test_deny_list_and_drained_alternates_are_never_used(policy: Policy) -> None:
+    deny = policy.model_copy(update={"deny_prefixes": ("198.51.100.0/22",)})
+    p = plan(overloaded_pop(), PlannerState(), deny, T0)
+    assert all(not a.prefix.startswith(("198.51.100.", "198.51.101.", "198.51.102.", "198.51.103."))
+               for a in p.by_action("ADD"))
+    assert plan(overloaded_pop(drained=True), PlannerState(), policy, T0).by_action("ADD") == ()
+
+
+def test_same_input_same_output(policy: Policy) -> None:
+    snap = overloaded_pop()
+    a = plan(snap, PlannerState(), policy, T0)
+    b = plan(snap, PlannerState(), policy, T0)
+    assert a == b and a.state.to_dict() == b.state.to_dict()
+    assert plan(snap, a.state, policy, T0 + 30) == plan(snap, b.state, policy, T0 + 30)
+
+
+def test_link_order_of_the_snapshot_does_not_change_the_plan(policy: Policy) -> None:
+    routes = {A: [("198.51.100.0/24", NATIVE)], B: ["198.51.100.0/24"], C: ["198.51.100.0/24"]}
+    demand = {A: {"198.51.100.0/24": 1e9}}
+    links = [link(A, rate=9.5e9), link(B, rate=1e9), link(C, rate=1e9)]
+    forward = plan(snapshot(links, routes, demand), PlannerState(), policy, T0)
+    backward = plan(snapshot(links[::-1], dict(reversed(routes.items())), demand), PlannerState(), policy, T0)
+    assert forward.items == backward.items and forward.items[0].to_link == B  # equal paths: lowest id

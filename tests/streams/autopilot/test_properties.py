@@ -1,0 +1,232 @@
+"""Invariants of the planner over generated PoPs (hypothesis), as the issue lists them.
+
+Each property is checked against facts computed here independently of the planner
+(routes via ``ipaddress``, thresholds from the policy), not against its own bookkeeping.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from streams.autopilot.model import Plan, Snapshot
+from streams.autopilot.planner import plan
+from streams.autopilot.policy import Policy
+from streams.autopilot.state import PlannerState
+from tests.streams.autopilot.factory import T0, link, snapshot
+
+EPS = 1e-9
+PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@dataclass
+class World:
+    """A generated PoP: links, routes per link, demand per prefix (on its first native)."""
+
+    links: list[dict]
+    routes: dict[str, list]
+    natives: dict[str, list[str]]
+    demand: dict[str, float]
+    extra: dict[str, float] = field(default_factory=dict)
+    fine: set[str] = field(default_factory=set)
+    """IPv4 prefixes whose demand comes as four uneven /26 rows (so it can be split)."""
+
+    def snapshot(self, scale: float = 1.0) -> Snapshot:
+        per_link: dict[str, dict[str, float]] = {}
+        for prefix, rate in self.demand.items():
+            rows = per_link.setdefault(self.natives[prefix][0], {})
+            if prefix in self.fine:
+                base = prefix.rsplit(".", 1)[0]
+                for q, weight in enumerate((0.4, 0.3, 0.2, 0.1)):
+                    rows[f"{base}.{q * 64}/26"] = rate * scale * weight
+            else:
+                rows[prefix] = rate * scale
+        links = []
+        for spec in self.links:
+            seen = sum(per_link.get(spec["id"], {}).values())
+            rate = min(seen + self.extra.get(spec["id"], 0.0), spec["capacity"] * 1.05)
+            links.append(link(spec["id"], spec["capacity"], rate, peer_type=spec["peer_type"],
+                              up=spec["up"], drained=spec["drained"], v6_blackhole=spec["v6_bh"]))
+        return snapshot(links, self.routes, per_link)
+
+
+@st.composite
+def worlds(draw: st.DrawFn) -> World:
+    n_links = draw(st.integers(2, 5))
+    links = [{"id": f"r{i}:et-0/0/{i}", "capacity": draw(st.sampled_from([1e9, 10e9, 40e9])),
+              "peer_type": draw(st.sampled_from(["transit", "pni", "ix"])),
+              "up": draw(st.booleans().map(lambda b: b or draw(st.booleans()))),
+              "drained": draw(st.sampled_from([False, False, False, True])),
+              "v6_bh": draw(st.sampled_from([False, False, True]))} for i in range(n_links)]
+    ids = [l["id"] for l in links]
+    routes: dict[str, list] = {i: [] for i in ids}
+    natives, demand, fine = {}, {}, set()
+    for j in range(draw(st.integers(1, 20))):
+        prefix = f"2001:db8:{j:x}::/48" if draw(st.integers(0, 4)) == 0 else f"198.18.{j}.0/24"
+        home = draw(st.lists(st.sampled_from(ids), min_size=1, max_size=2, unique=True))
+        for l in home:
+            routes[l].append((prefix, {"local_pref": 200}))
+        for l in draw(st.lists(st.sampled_from(ids), max_size=3, unique=True)):
+            if l not in home:
+                routes[l].append((prefix, {"local_pref": draw(st.sampled_from([50, 100, 150]))}))
+        natives[prefix] = home
+        if "." in prefix and draw(st.booleans()):
+            fine.add(prefix)
+        # Sized against the native link, so overloads are common and mostly resolvable.
+        cap = next(l["capacity"] for l in links if l["id"] == home[0])
+        demand[prefix] = draw(st.floats(0.002, 0.3)) * cap
+    for l in ids:  # covering aggregates: alternates found by longest-prefix match
+        if draw(st.booleans()):
+            routes[l] += [("198.18.0.0/15", {"local_pref": 10}), ("2001:db8::/32", {"local_pref": 10})]
+    extra = {l["id"]: draw(st.floats(0, 0.7)) * l["capacity"] for l in links}
+    return World(links, routes, natives, demand, extra, fine)
+
+
+policies = st.builds(
+    Policy, mode=st.just("suggest"), split_enabled=st.booleans(),
+    min_split_len_v4=st.sampled_from([24, 26]),
+    hold_s=st.sampled_from([0.0, 60.0, 300.0]), cooldown_s=st.sampled_from([0.0, 120.0, 600.0]),
+    max_adds_per_cycle=st.sampled_from([1, 3, 20]), max_withdraws_per_cycle=st.sampled_from([1, 5]),
+    max_moved_fraction_per_link=st.sampled_from([0.1, 0.25, 1.0]),
+    max_active_overrides=st.sampled_from([2, 500]), max_total_rate_change=st.just(10.0))
+
+
+def check_cycle(world: World, snap: Snapshot, policy: Policy, p: Plan) -> None:
+    """Invariants that hold for every single cycle."""
+    links = {l.link_id: l for l in snap.links}
+    limits = {i: policy.for_link(l) for i, l in links.items()}  # (hi, target, alt_max, release)
+    routes = {l: [ipaddress.ip_network(r if isinstance(r, str) else r[0]) for r in rs]
+              for l, rs in world.routes.items()}
+    adds = p.by_action("ADD")
+    moved_in: dict[str, float] = {}
+    for a in adds:
+        net = ipaddress.ip_network(a.prefix)
+        to = links[a.to_link]
+        # Never to a link without a route for the prefix (exact or covering), nor a native,
+        # down, drained or (for IPv6) blackholing link.
+        assert any(net.subnet_of(r) for r in routes[a.to_link] if r.version == net.version), a
+        assert a.to_link not in world.natives[_route_of(world, net)]
+        assert to.up and not to.drained and not (net.version == 6 and to.v6_blackhole)
+        # Never above the alternate's cap, including this cycle's earlier moves.
+        assert a.to_after <= limits[a.to_link][2] + EPS
+        assert p.report.util_projected[a.to_link] <= limits[a.to_link][2] + EPS
+        moved_in[a.to_link] = moved_in.get(a.to_link, 0.0) + a.rate_bps
+    for l, bps in moved_in.items():
+        assert bps <= policy.max_moved_fraction_per_link * links[l].usable_bps * (1 + EPS)
+    # Budgets.
+    assert len(adds) <= policy.max_adds_per_cycle
+    graceful = [w for w in p.by_action("WITHDRAW") if w.reason in ("RELEASE", "KILL_SWITCH")]
+    assert len(graceful) <= policy.max_withdraws_per_cycle
+    assert not adds or len(p.state.overrides) <= policy.max_active_overrides
+    event(f"adds={min(len(adds), 3)}, overloaded={len(p.report.overloaded) > 0}, "
+          f"split={any(a.split_from for a in adds)}, unresolved={bool(p.report.unresolved_bps)}")
+    # Nothing proposed when no link is over its trigger.
+    if not p.report.overloaded:
+        assert adds == ()
+    # Hold: a graceful release never comes before the hold ends.
+    for w in p.by_action("WITHDRAW"):
+        if w.reason == "RELEASE":
+            assert w.hold_until <= p.now
+
+
+def _route_of(world: World, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
+    """The demand prefix a (possibly split) planned prefix belongs to."""
+    for prefix in world.natives:
+        whole = ipaddress.ip_network(prefix)
+        if whole.version == net.version and net.subnet_of(whole):
+            return prefix
+    raise AssertionError(f"{net} is not inside any generated prefix")
+
+
+@PROPS
+@given(worlds(), policies)
+def test_single_cycle_invariants_and_determinism(world: World, policy: Policy) -> None:
+    snap = world.snapshot()
+    p = plan(snap, PlannerState(), policy, T0)
+    check_cycle(world, snap, policy, p)
+    assert plan(world.snapshot(), PlannerState(), policy, T0) == p  # same input, same output
+    assert p.state == PlannerState.from_dict(p.state.to_dict())
+
+
+@PROPS
+@given(worlds(), policies, st.lists(st.floats(0.3, 1.6), min_size=5, max_size=25))
+def test_changing_load_respects_hold_cooldown_and_budgets(world: World, policy: Policy,
+                                                          scales: list[float]) -> None:
+    state, released = PlannerState(), {}
+    for n, scale in enumerate(scales):
+        now = T0 + 30 * n
+        snap = world.snapshot(scale)
+        p = plan(snap, state, policy, now)
+        check_cycle(world, snap, policy, p)
+        for item in p.items:
+            if item.action == "ADD" and item.prefix in released:
+                assert now >= released[item.prefix] + policy.cooldown_s, "re-added in cooldown"
+            if item.action == "ADD":
+                assert item.prefix not in state.overrides or item.reason != "OVERLOAD"
+            if item.action == "WITHDRAW" and item.reason == "RELEASE":
+                released[item.prefix] = now
+        state = p.state
+
+
+@PROPS
+@given(worlds(), policies)
+def test_steady_input_does_not_flap(world: World, policy: Policy) -> None:
+    snap = world.snapshot()
+    state, withdrawn, history = PlannerState(), set(), []
+    cycles = int(policy.hold_s // 30) + 30
+    for n in range(cycles):
+        p = plan(snap, state, policy, T0 + 30 * n)
+        check_cycle(world, snap, policy, p)
+        for item in p.items:
+            if item.action == "ADD":
+                assert item.prefix not in withdrawn, f"{item.prefix} withdrawn then re-added"
+            elif item.action == "WITHDRAW":
+                withdrawn.add(item.prefix)
+        history.append(sum(1 for i in p.items if i.action != "REFRESH"))
+        state = p.state
+    assert history[-5:] == [0] * 5, history  # converged: only refreshes at the end
+
+
+@st.composite
+def feasible(draw: st.DrawFn) -> tuple[World, Policy]:
+    """One overloaded link whose excess the movable prefixes can cover, and an alternate
+    with room for all of them."""
+    cap = draw(st.sampled_from([1e9, 10e9, 100e9]))
+    rates = draw(st.lists(st.floats(0.001, 0.2), min_size=1, max_size=30))
+    u0 = draw(st.floats(0.905, 1.1))
+    movable = sum(rates) * cap
+    unexplained = u0 * cap - movable
+    if unexplained < 0:  # all traffic is movable: scale the prefixes to the load
+        rates = [r * u0 * cap / movable for r in rates]
+        unexplained, movable = 0.0, u0 * cap
+    if movable < (u0 - 0.85) * cap:
+        rates.append(u0 - 0.85 + 0.01)
+        unexplained -= rates[-1] * cap
+    prefixes = [f"198.18.{j}.0/24" for j in range(len(rates))]
+    world = World(
+        links=[{"id": "hot", "capacity": cap, "peer_type": "pni", "up": True, "drained": False, "v6_bh": False},
+               {"id": "big", "capacity": 1000 * cap, "peer_type": "transit", "up": True, "drained": False,
+                "v6_bh": False}],
+        routes={"hot": [(p, {"local_pref": 200}) for p in prefixes], "big": list(prefixes)},
+        natives={p: ["hot"] for p in prefixes},
+        demand={p: r * cap for p, r in zip(prefixes, rates)},
+        extra={"hot": max(0.0, unexplained)})
+    return world, Policy(mode="suggest", split_enabled=False, max_adds_per_cycle=1000,
+                         max_moved_fraction_per_link=10.0, max_changes_per_cycle=10_000,
+                         max_moved_fraction_of_pop=10.0)
+
+
+@PROPS
+@given(feasible())
+def test_feasible_overload_resolved_in_one_cycle(case: tuple[World, Policy]) -> None:
+    world, policy = case
+    snap = world.snapshot()
+    p = plan(snap, PlannerState(), policy, T0)
+    if p.report.util_no_override["hot"] > 0.9:
+        assert p.report.overloaded == ("hot",)
+        assert p.report.unresolved_bps == {}
+        assert p.report.util_projected["hot"] <= 0.85 + EPS
+    check_cycle(world, snap, policy, p)

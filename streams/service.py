@@ -16,6 +16,7 @@ from streams.aggregate import agents
 from streams.aggregate.store import WindowStore
 from streams.aggregate.windows import WindowSpec
 from streams.app import StreamsApp, create_app
+from streams.internal_topics import ensure_internal_topics
 from streams.metrics import StreamsMetrics
 from streams.settings import StreamsSettings
 from streams.utilisation import UtilisationSpec, UtilisationTracker
@@ -51,6 +52,7 @@ class StreamsService:
         tracker = UtilisationTracker(uspec, t["link-inventory"], t["link-counters"], t["utilisation-pending"])
         agents.register(sa, agents.Pipeline(sa, WindowStore(spec, t["window-partials"]), tracker, self.metrics))
         sa.app.finalize()
+        ensure_internal_topics(sa.app, s.kafka, s.changelog_replication)
         return sa
 
     async def _main(self) -> None:

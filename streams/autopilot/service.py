@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from streams.autopilot.metrics import AutopilotMetrics
 from streams.autopilot.settings import AutopilotSettings
+from streams.internal_topics import ensure_internal_topics
 from streams.autopilot.worker import AutopilotApp, Pilot, create_app, register
 from streams.service import StreamsService
 
@@ -22,4 +23,5 @@ class AutopilotService(StreamsService):
         self.pilot = Pilot(aa, s, self.metrics)  # type: ignore[arg-type]
         register(aa, self.pilot, s.policy.cycle_s)
         aa.app.finalize()
+        ensure_internal_topics(aa.app, s.kafka, s.changelog_replication, extra=[aa.ticks])
         return aa

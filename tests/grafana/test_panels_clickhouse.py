@@ -72,7 +72,12 @@ def test_panel_returns_plausible_rows(panel: PanelQuery, store_client: ClickHous
             if f.name != "headroom":
                 assert min(values, default=0) >= 0, (panel.title, f.name)
             if panel.unit == "percentunit" and pa.types.is_floating(f.type) and "bps" not in f.name:
-                assert max(values, default=0) <= 1.5, (panel.title, f.name, max(values))
+                # Utilisation above 150 % is nonsense. Coverage may legitimately reach the surge
+                # factor (x1.75) for one window: counters come every 10 s on the simulator's
+                # clock, windows sit on the wall-clock grid, so at a step in traffic the counter
+                # rate of a window still averages in the seconds before the step.
+                bound = 1.8 if "coverage" in panel.title.lower() else 1.5
+                assert max(values, default=0) <= bound, (panel.title, f.name, max(values))
     if panel.timeseries:
         assert t.schema.names[0] == "time" and len(t.schema.names) == 3, t.schema.names
 

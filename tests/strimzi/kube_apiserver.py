@@ -91,7 +91,19 @@ class KubeApiServer:
             self.process.stdout.close()
 
 
-def start(data_dir: Path) -> KubeApiServer:
+def start(data_dir: Path, attempts: int = 3) -> KubeApiServer:
+    """Start the server; retried when a port it picked was taken in between (the binary
+    chooses free ports for etcd and the API, and another process can grab one first)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return _start_once(data_dir / f"try{attempt}")
+        except RuntimeError as exc:
+            if "address already in use" not in str(exc) or attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_once(data_dir: Path) -> KubeApiServer:
     binary = build()
     data_dir.mkdir(parents=True, exist_ok=True)
     log = open(data_dir / "server.log", "wb")  # noqa: SIM115 - the child owns it

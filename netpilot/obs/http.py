@@ -50,13 +50,24 @@ class MetricsServer:
             def log_message(self, *args: object) -> None:  # scrapes are not news
                 pass
 
-        self._server = ThreadingHTTPServer(self._addr, Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True).start()
+        self._server = serve_in_thread(self._addr, Handler, "metrics-http")
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        shutdown(self._server)
+        self._server = None
+
+
+def serve_in_thread(addr: tuple[str, int], handler: type[BaseHTTPRequestHandler],
+                    name: str) -> ThreadingHTTPServer:
+    """A threaded HTTP server answering on a daemon thread (never blocks process exit)."""
+    server = ThreadingHTTPServer(addr, handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
+    return server
+
+
+def shutdown(server: ThreadingHTTPServer | None) -> None:
+    if server is not None:
+        server.shutdown()
+        server.server_close()

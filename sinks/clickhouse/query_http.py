@@ -10,10 +10,10 @@ stopped, ``netpilot sink clickhouse query`` opens the path directly instead.
 from __future__ import annotations
 
 import re
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
+from netpilot.obs.http import serve_in_thread, shutdown
 from sinks.clickhouse.client import ClickHouseClient, ClickHouseError
 
 _READ_ONLY = re.compile(r"^\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXISTS|EXPLAIN)\b", re.I)
@@ -77,13 +77,9 @@ class QueryServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(self._addr, Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="ch-query-http", daemon=True).start()
+        self._server = serve_in_thread(self._addr, Handler, "ch-query-http")
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        shutdown(self._server)
+        self._server = None

@@ -268,7 +268,8 @@ class LocalKafka:
 
     def _format(self, libs: Path) -> None:
         cluster_id = base64_uuid()
-        cmd = self._java(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+        # "--cluster-id=ID": a base64 id can start with "-", which argparse would take for an option
+        cmd = self._java(libs, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
                          "-c", str(self.state_dir / "server.properties"), "--standalone")
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:

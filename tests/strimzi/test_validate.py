@@ -167,3 +167,12 @@ def test_validate_cli_rejects_non_cr_yaml_cleanly(tmp_path: Path, text: str) -> 
                            str(path)], capture_output=True, text=True)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
+
+
+def test_vendored_crds_equal_the_shared_copy() -> None:
+    from strimzi.crds import SHARED_CRDS, VENDORED_CRDS
+
+    vendored = {p.name: p.read_bytes() for p in VENDORED_CRDS.glob("*.yaml")}
+    assert len(vendored) == 7
+    if SHARED_CRDS.is_dir():  # beside the repo in CI and dev sessions
+        assert vendored == {p.name: p.read_bytes() for p in SHARED_CRDS.glob("*.yaml")}

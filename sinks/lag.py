@@ -12,6 +12,10 @@ from typing import Callable, Mapping
 
 from netpilot.kafka.consumer import BatchConsumer
 
+EVERY_S = 1.0
+"""How often the sinks refresh their lag gauges: local state only, so cheap; a coarser
+period left the gauge without a series for the first seconds after an assignment."""
+
 
 def local_lag(consumer: BatchConsumer, topic_ids: Mapping[str, str],
               done_at: Callable[[str, int], int | None] = lambda _t, _p: None) -> dict[str, int]:

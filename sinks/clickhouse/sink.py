@@ -42,7 +42,7 @@ from sinks.clickhouse import convert
 from sinks.clickhouse.client import ClickHouseClient, ClickHouseUnavailable, InsertRejected
 from sinks.clickhouse.metrics import SinkMetrics
 from sinks.clickhouse.settings import ClickHouseSinkSettings
-from sinks.lag import local_lag
+from sinks.lag import EVERY_S as LAG_EVERY_S, local_lag
 
 INTENT = "netpilot-intent:"
 # A value that passed its wire model but does not fit its column (e.g. an integer beyond
@@ -130,7 +130,7 @@ class ClickHouseSink:
             if self._ready(batch, now):
                 self._flush(key, batch)
         self._m.pending_rows.set(sum(b.rows for b in self._batches.values()))
-        if now - self._last_lag > 5.0:
+        if now - self._last_lag > LAG_EVERY_S:
             self._last_lag = now
             self._update_lag()
 

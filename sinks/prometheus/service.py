@@ -24,7 +24,7 @@ from netpilot.obs.http import MetricsServer
 from netpilot.obs.logging import RateLimitedLog, get_logger
 from netpilot.wire.autopilot import CycleSummary, Recommendation
 from netpilot.wire.links import LinkInventory, LinkUtilisation
-from sinks.lag import local_lag
+from sinks.lag import EVERY_S as LAG_EVERY_S, local_lag
 from sinks.prometheus.collector import LinkCollector
 from sinks.prometheus.metrics import exporter_metrics
 from sinks.prometheus.settings import PrometheusSinkSettings
@@ -72,7 +72,7 @@ class PrometheusSinkService:
             last_lag = 0.0
             while not self._stop.is_set():
                 msgs = self._consumer.poll_batch(self.settings.poll_max_messages, 0.5)
-                if time.monotonic() - last_lag > 5.0:
+                if time.monotonic() - last_lag > LAG_EVERY_S:
                     last_lag = time.monotonic()
                     for tid, n in local_lag(self._consumer, self._ids).items():
                         self._metrics.consumer_lag.labels(tid).set(n)

@@ -4,6 +4,7 @@ simulator-filled store: rows come back and the values are plausible."""
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import replace
 
 import pyarrow as pa
@@ -72,12 +73,15 @@ def test_panel_returns_plausible_rows(panel: PanelQuery, store_client: ClickHous
             if f.name != "headroom":
                 assert min(values, default=0) >= 0, (panel.title, f.name)
             if panel.unit == "percentunit" and pa.types.is_floating(f.type) and "bps" not in f.name:
-                # Utilisation above 150 % is nonsense. Coverage may legitimately reach the surge
-                # factor (x1.75) for one window: counters come every 10 s on the simulator's
-                # clock, windows sit on the wall-clock grid, so at a step in traffic the counter
-                # rate of a window still averages in the seconds before the step.
-                bound = 1.8 if "coverage" in panel.title.lower() else 1.5
-                assert max(values, default=0) <= bound, (panel.title, f.name, max(values))
+                if "coverage" in panel.title.lower():
+                    # No upper bound per window: flows are windowed by when their datagram
+                    # arrived (sFlow exporters hold a datagram up to ~1 s), counters by when
+                    # they were read, so at a link-down edge a window can hold 1 s of flows
+                    # against 0.1 s of counted traffic (coverage x10, and legitimately so).
+                    # In steady windows both measure the same bytes.
+                    assert 0.9 <= statistics.median(values) <= 1.1, (panel.title, f.name, sorted(values))
+                else:
+                    assert max(values, default=0) <= 1.5, (panel.title, f.name, max(values))  # > 150 %: nonsense
     if panel.timeseries:
         assert t.schema.names[0] == "time" and len(t.schema.names) == 3, t.schema.names
 

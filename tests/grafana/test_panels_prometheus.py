@@ -96,6 +96,8 @@ def test_every_promql_returns_series(kafka_settings: KafkaSettings, grafana_stor
         _wait(prom, "sum(netpilot_streams_flows_total)", children)
         _wait(prom, "count(netpilot_link_utilisation_ratio)", children)
         _wait(prom, "count(netpilot_autopilot_active_overrides)", children)
+        # the lag gauge appears once the sink has an assignment and a fetch response
+        _wait(prom, "count(netpilot_sink_clickhouse_consumer_lag_messages)", children)
         time.sleep(3)  # a few more scrapes, so every rate() window holds two samples
         known = prom.metric_names()
         links = grafana_store.messages["link_inventory"]

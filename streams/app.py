@@ -89,6 +89,8 @@ class StreamsApp:
     aggregates: faust.TopicT
     utilisation: faust.TopicT
     dead_letters: faust.TopicT
+    idle_ticks: faust.TopicT
+    """Internal ``<app id>-idle-ticks``: the idle timer's ticks, one partition per flows partition."""
     tables: dict[str, faust.Table]
 
 
@@ -160,5 +162,7 @@ def create_app(settings: StreamsSettings) -> StreamsApp:
         aggregates=topic(catalog.FLOW_AGGREGATES),
         utilisation=topic(catalog.LINK_UTILISATION),
         dead_letters=topic(catalog.DEAD_LETTERS),
+        idle_ticks=app.topic(f"{app_id(settings)}-idle-ticks", key_type=bytes, value_type=bytes,
+                             partitions=catalog.FLOWS.partitions, internal=True, retention=3600.0),
         tables=tables,
     )

@@ -25,6 +25,8 @@ class StreamsMetrics:
     dead_letters: Counter
     open_partials: Gauge
     watermark_lag: Gauge
+    idle_pops: Gauge
+    idle_advances: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> "StreamsMetrics":
@@ -48,4 +50,6 @@ class StreamsMetrics:
                                    ["topic", "reason"]),
             open_partials=m.gauge("open_partials", "partial-window blobs held in the window table"),
             watermark_lag=m.gauge("watermark_lag_seconds", "wall clock minus the PoP's watermark", ["pop"]),
+            idle_pops=m.gauge("idle_pops", "PoPs without flows for idle_after_s: windows closed on the wall clock"),
+            idle_advances=m.counter("idle_advances_total", "watermark advances of an idle PoP", ["pop"]),
         )

@@ -50,9 +50,11 @@ class StreamsService:
                                 unknown_link_wait_s=s.unknown_link_wait_s)
         t = sa.tables
         tracker = UtilisationTracker(uspec, t["link-inventory"], t["link-counters"], t["utilisation-pending"])
-        agents.register(sa, agents.Pipeline(sa, WindowStore(spec, t["window-partials"]), tracker, self.metrics))
+        idle = agents.IdleSpec(after_s=s.idle_after_s, check_s=s.idle_check_s)
+        agents.register(sa, agents.Pipeline(sa, WindowStore(spec, t["window-partials"]), tracker, self.metrics,
+                                            idle=idle))
         sa.app.finalize()
-        ensure_internal_topics(sa.app, s.kafka, s.changelog_replication)
+        ensure_internal_topics(sa.app, s.kafka, s.changelog_replication, extra=[sa.idle_ticks])
         return sa
 
     async def _main(self) -> None:

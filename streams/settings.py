@@ -25,6 +25,10 @@ class StreamsSettings(ComponentSettings):
     counter_history_s: float = Field(900.0, gt=0, description="counter readings kept per link")
     unknown_link_wait_s: float = Field(3600.0, ge=0,
                                        description="event time a window waits for its link to appear in the inventory")
+    idle_after_s: float = Field(30.0, gt=0, description=(
+        "wall-clock seconds without flows from a PoP after which its windows close anyway and "
+        "its links' utilisation comes from counters alone (flow_bps 0, coverage 0)"))
+    idle_check_s: float = Field(5.0, gt=0, description="how often idle PoPs are looked for")
     store: str = Field("memory://", description="faust table store (memory://, or rocksdb:// with rocksdict)")
     data_dir: Path = Field(Path(".netpilot/streams"), description="faust data directory (table stores)")
     changelog_replication: int = Field(1, ge=1, description="replication factor of faust's changelog topics")

@@ -145,6 +145,33 @@ class UtilisationTracker:
             if link_id:  # "" = the collector found no link for these flows
                 self._pending[f"{pop}|{link_id}|{size}|{start}"] = str(int(nbytes)).encode()
 
+    def add_idle_windows(self, pop: str, from_ms: int, to_ms: int, sizes_s: Iterable[int]) -> int:
+        """Register, with 0 flow bytes, every window of every inventory link of ``pop`` that
+        ends in ``(from_ms, to_ms]``: the PoP's watermark moved there with no flows (see
+        ``WindowStore.advance_idle``). Windows that did get flows keep their bytes. Only
+        windows inside ``counter_history_s`` of ``to_ms`` (older ones have no readings left).
+        Returns how many entries were added.
+
+        Why: counters are authoritative and keep coming when a PoP's flow export breaks;
+        the links' utilisation must keep flowing then, with coverage 0 saying what broke.
+        """
+        links = self.links(pop)
+        floor_ms = max(from_ms, to_ms - int(self.spec.counter_history_s * 1000))
+        added = 0
+        for size in sizes_s:
+            size_ms = int(size) * 1000
+            for end in range((floor_ms // size_ms + 1) * size_ms, to_ms + 1, size_ms):
+                for link in links:
+                    key = f"{pop}|{link.link_id}|{size}|{end - size_ms}"
+                    if key not in self._pending:
+                        self._pending[key] = b"0"
+                        added += 1
+        return added
+
+    def pops(self) -> list[str]:
+        """PoPs of the inventory."""
+        return sorted({_text(k).split("|", 1)[0] for k in list(self._inventory.keys())})
+
     # -- output ------------------------------------------------------------------------
     def ready(self, pop: str, watermark_ms: int) -> list[LinkUtilisation]:
         """Publishable windows of ``pop``; they are removed from ``pending``."""

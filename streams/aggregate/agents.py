@@ -9,10 +9,12 @@ agent then continues with the next message, so one poison message never stops a 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from netpilot.errors import WireError
 from netpilot.kafka.deadletters import reason_for
+from netpilot.kafka.partitioning import partition_for
 from netpilot.obs.logging import RateLimitedLog, get_logger
 from netpilot.wire import flows as wire_flows
 from netpilot.wire.deadletter import DeadLetter
@@ -29,13 +31,67 @@ MESSAGE_ROWS = 100_000
 """Aggregate rows per message: ~3-4 MB of Arrow IPC at most, under the 8 MiB topic limit."""
 
 
+@dataclass(frozen=True)
+class IdleSpec:
+    """When a PoP counts as idle: no flows of it *received* for ``after_s`` (wall clock,
+    so a replay of old flows is never idle), checked every ``check_s``."""
+
+    after_s: float = 30.0
+    check_s: float = 5.0
+
+
 class Pipeline:
     """What the agents share: the stores, metrics and the publishing steps."""
 
     def __init__(self, sa: StreamsApp, windows: WindowStore, tracker: UtilisationTracker,
-                 metrics: StreamsMetrics, clock: Callable[[], float] = time.time) -> None:
+                 metrics: StreamsMetrics, clock: Callable[[], float] = time.time,
+                 idle: IdleSpec = IdleSpec(), monotonic: Callable[[], float] = time.monotonic) -> None:
         self.sa, self.windows, self.tracker, self.metrics, self.clock = sa, windows, tracker, metrics, clock
+        self.idle, self.monotonic = idle, monotonic
         self.rlog = RateLimitedLog(log)
+        self.last_flows: dict[str, float] = {}
+        """PoP -> monotonic time its last flows were received (this process only)."""
+        self.idle_pops: set[str] = set()
+
+    def saw_flows(self, pops: tuple[str, ...]) -> None:
+        now = self.monotonic()
+        for pop in pops:
+            self.last_flows[pop] = now
+            if pop in self.idle_pops:
+                self.idle_pops.discard(pop)
+                self.metrics.idle_pops.set(len(self.idle_pops))
+                log.info("pop flows resumed", pop=pop)
+
+    async def close_idle(self, partition: int, partitions: int) -> list[str]:
+        """Advance the watermark of every idle PoP of ``partition`` to
+        ``now - idle.after_s - allowed_lateness`` (as if its last flow had come then),
+        publish the windows that closes and register the links' windows without flows,
+        so their utilisation comes from counters alone. Returns the PoPs advanced."""
+        mono, now_ms = self.monotonic(), int(self.clock() * 1000)
+        spec = self.windows.spec
+        advanced = []
+        for pop in sorted(set(self.windows.pops()) | set(self.tracker.pops())):
+            if partition_for(pop, partitions) != partition:
+                continue
+            # a PoP not seen by this process counts from now (it may just be starting)
+            if mono - self.last_flows.setdefault(pop, mono) < self.idle.after_s:
+                continue
+            target = now_ms - int(self.idle.after_s * 1000) - spec.lateness_ms
+            before = self.windows.advance_idle(pop, target)
+            if before is None:
+                continue
+            if pop not in self.idle_pops:
+                self.idle_pops.add(pop)
+                self.metrics.idle_pops.set(len(self.idle_pops))
+                log.warning("pop idle: no flows, closing its windows on the wall clock", pop=pop,
+                            idle_after_s=self.idle.after_s)
+            self.metrics.idle_advances.labels(pop).inc()
+            # zero-flow entries first: closing the windows that did get flows then overwrites
+            # theirs with the bytes (registered afterwards, they would be published twice)
+            self.tracker.add_idle_windows(pop, before, target, spec.sizes_s)
+            await self.publish_closed((pop,))
+            advanced.append(pop)
+        return advanced
 
     async def dead_letter(self, event: Any, exc: BaseException) -> None:
         msg = event.message
@@ -88,7 +144,7 @@ class Pipeline:
 
 
 def register(sa: StreamsApp, pipe: Pipeline) -> None:
-    """Attach the three agents to the app."""
+    """Attach the agents and the idle timer to the app."""
 
     @sa.app.agent(sa.flows, name="aggregate-flows")
     async def aggregate_flows(stream: Any) -> None:
@@ -99,6 +155,7 @@ def register(sa: StreamsApp, pipe: Pipeline) -> None:
                 outcome = pipe.windows.add(table, f"{msg.partition}.{msg.offset}",
                                            now_ms=int(pipe.clock() * 1000))
                 pipe.count(outcome)
+                pipe.saw_flows(outcome.seen)
                 if outcome.pops:
                     await pipe.publish_closed(outcome.pops)
             except Exception as exc:  # noqa: BLE001 - poison or bug: dead-letter, keep going
@@ -128,3 +185,20 @@ def register(sa: StreamsApp, pipe: Pipeline) -> None:
                     await pipe.publish_utilisation(link.pop)
             except (WireError, ValueError) as exc:
                 await pipe.dead_letter(event, exc)
+
+    # faust tables can only be written while processing an event, so the idle timer does
+    # not close windows itself: it sends one tick per assigned partition to the app's
+    # internal idle-ticks topic, and this agent handles the PoPs of that partition.
+    @sa.app.agent(sa.idle_ticks, name="idle-ticks")
+    async def idle_ticks(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                await pipe.close_idle(event.message.partition, sa.flows.partitions or 1)
+            except Exception as exc:  # noqa: BLE001 - a bug here must not stop the worker
+                pipe.rlog.warning("idle", "closing idle PoPs failed", error=f"{type(exc).__name__}: {exc}")
+
+    @sa.app.timer(interval=pipe.idle.check_s)
+    async def idle_timer() -> None:
+        for tp in sa.app.assignor.assigned_actives():
+            if tp.topic == sa.idle_ticks.get_topic_name():
+                await sa.idle_ticks.send(key=b"tick", value=str(pipe.clock()).encode(), partition=tp.partition)

@@ -12,8 +12,9 @@ Why this layout (and not one key per flow group, or one key per PoP):
 * partials are merged only when their window closes, so a batch never rewrites (and the
   changelog never re-ships) a growing per-window blob.
 
-Keys: ``p|<pop>|<window_s>|<window_start_ms>|<source>`` for partials and ``w|<pop>`` for
-the PoP's max event time (ms, decimal text). ``<pop>`` must not contain ``|`` (the
+Keys: ``p|<pop>|<window_s>|<window_start_ms>|<source>`` for partials, ``w|<pop>`` for
+the PoP's max event time and ``i|<pop>`` for its idle watermark (both ms, decimal text;
+see :meth:`WindowStore.advance_idle`). ``<pop>`` must not contain ``|`` (the
 catalog's ``pop|...`` keys already rely on that).
 """
 
@@ -34,6 +35,8 @@ class AddOutcome:
     batch: w.BatchResult
     pops: tuple[str, ...]
     """PoPs in the batch whose watermark crossed a window boundary (worth closing)."""
+    seen: tuple[str, ...] = ()
+    """Every PoP the batch held flows of (they are not idle)."""
 
 
 def _text(key: object) -> str:
@@ -53,8 +56,27 @@ class WindowStore:
         raw = self._store.get(f"w|{pop}")
         return None if raw is None else int(_text(raw))
 
+    def idle_watermark(self, pop: str) -> int:
+        raw = self._store.get(f"i|{pop}")
+        return w.NO_WATERMARK if raw is None else int(_text(raw))
+
     def watermark(self, pop: str) -> int:
-        return w.watermark(self.max_event(pop), self.spec)
+        """The flows' watermark, or the idle one if that is further (never goes back)."""
+        return max(w.watermark(self.max_event(pop), self.spec), self.idle_watermark(pop))
+
+    def advance_idle(self, pop: str, watermark_ms: int) -> int | None:
+        """Move an idle PoP's watermark to ``watermark_ms`` (the caller decides it is idle:
+        no flows for a while); returns the watermark it had, or None if it was already there.
+
+        Why: windows close only when flows move the watermark, so a PoP whose exporters
+        stop would keep its last windows open, unpublished, for ever. Flows that come
+        later for windows closed this way are too late, like any other late flow.
+        """
+        before = self.watermark(pop)
+        if watermark_ms <= before:
+            return None
+        self._store[f"i|{pop}"] = str(int(watermark_ms)).encode()
+        return before
 
     # -- adding ------------------------------------------------------------------------
     def add(self, flows: pa.Table, source: str, now_ms: int | None = None) -> AddOutcome:
@@ -73,9 +95,9 @@ class WindowStore:
             old = self.max_event(pop)
             if old is None or t > old:
                 self._store[f"w|{pop}"] = str(t).encode()
-                if w.boundary_crossed(before[pop], w.watermark(t, self.spec), self.spec):
+                if w.boundary_crossed(before[pop], self.watermark(pop), self.spec):
                     crossed.append(pop)
-        return AddOutcome(batch=batch, pops=tuple(crossed))
+        return AddOutcome(batch=batch, pops=tuple(crossed), seen=tuple(pops))
 
     # -- closing -----------------------------------------------------------------------
     def closable(self, pops: Iterable[str]) -> tuple[pl.DataFrame, list[object]]:
@@ -111,4 +133,5 @@ class WindowStore:
         return sum(1 for k in self._store.keys() if _text(k).startswith("p|"))
 
     def pops(self) -> list[str]:
-        return [_text(k)[2:] for k in self._store.keys() if _text(k).startswith("w|")]
+        """PoPs with a watermark (flows seen, or advanced while idle)."""
+        return sorted({_text(k)[2:] for k in self._store.keys() if _text(k)[:2] in ("w|", "i|")})

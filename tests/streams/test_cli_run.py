@@ -36,7 +36,9 @@ class Worker:
     def __init__(self, k: KafkaSettings, data_dir: Path, log: Path) -> None:
         env = dict(os.environ, NETPILOT_KAFKA__BOOTSTRAP_SERVERS=k.bootstrap_servers,
                    NETPILOT_KAFKA__TOPIC_PREFIX=k.topic_prefix, NETPILOT_STREAMS__DATA_DIR=str(data_dir),
-                   NETPILOT_STREAMS__SESSION_TIMEOUT_S="6", NETPILOT_LOG__FORMAT="json")
+                   NETPILOT_STREAMS__SESSION_TIMEOUT_S="6", NETPILOT_LOG__FORMAT="json",
+                   # flows here are minutes old: a slow start must not find the PoP idle
+                   NETPILOT_STREAMS__IDLE_AFTER_S="600")
         exe = Path(sys.executable).with_name("netpilot")
         self.log = log
         with log.open("w") as err:

@@ -109,3 +109,22 @@ def test_a_tombstone_removes_the_link() -> None:
     t = _tracker()
     t.set_link("ams|l2", None)
     assert [link.link_id for link in t.links("ams")] == ["l1"]
+
+
+def test_idle_windows_are_registered_once_with_zero_flows_and_keep_real_bytes() -> None:
+    t = _tracker()
+    t.add_closed(_closed([("ams", "l1", 10, T0 + 10_000, 5_000)]))  # a window that got flows
+    # the watermark moves from T0+5 s to T0+30 s: windows ending at 10, 20 and 30 s, both links
+    assert t.add_idle_windows("ams", T0 + 5_000, T0 + 30_000, (10, 60)) == 3 * 2 - 2
+    assert t.add_idle_windows("ams", T0 + 5_000, T0 + 30_000, (10,)) == 0  # already there
+    assert t.pops() == ["ams"]
+    for s_ in (10, 20, 30):
+        t.add_stats(_stats(s_, 8e6))
+        t.add_stats(_stats(s_, 8e6, if_index=12))
+    got = {(u.link_id, u.window_start - T0_S): (u.flow_bps, u.coverage) for u in t.ready("ams", T0 + 30_000)}
+    assert got == {("l1", 0): (0, 0), ("l2", 0): (0, 0), ("l1", 10): (pytest.approx(4000), pytest.approx(4000 / 8e6)),
+                   ("l2", 10): (0, 0), ("l1", 20): (0, 0), ("l2", 20): (0, 0)}
+    # a long idle gap registers only what counters can still cover
+    far = T0 + 10**8
+    n = t.add_idle_windows("ams", T0 + 30_000, far, (10,))
+    assert n == 2 * int(SPEC.counter_history_s // 10)

@@ -67,3 +67,19 @@ def test_nothing_is_removed_until_discard() -> None:
     store.discard(keys)
     assert store.closable(("ams",))[0].height == 0
     assert store.pops() == ["ams"] and store.max_event("ams") == int(s(100)[0])
+
+
+def test_an_idle_watermark_closes_windows_and_makes_later_flows_too_late() -> None:
+    store = WindowStore(SPEC, {})
+    store.add(flows_at("ams", "l1", s(1, 2, 12), "198.51.100.0"), "0.1")  # watermark 7 s
+    assert store.advance_idle("ams", T0 + 3_000) is None  # behind the flows' watermark: no-op
+    assert store.advance_idle("ams", T0 + 60_000) == T0 + 7_000
+    assert store.watermark("ams") == T0 + 60_000 and store.max_event("ams") == int(s(12)[0])
+    closed = _drain(store, ("ams",))
+    assert sorted(closed.select("window_s", "window_start", "flows").rows()) == [
+        (10, T0, 2), (10, T0 + 10_000, 1), (60, T0, 3)]
+    out = store.add(flows_at("ams", "l1", s(30, 65), "198.51.100.0"), "0.2")
+    assert out.seen == ("ams",) and out.batch.too_late.height  # 30 s is in a closed window
+    assert store.watermark("ams") == T0 + 60_000  # 65 s - 5 s lateness: not past the idle one
+    # a PoP never seen with flows (only in the inventory) gets a watermark too
+    assert store.advance_idle("lis", T0) == w.NO_WATERMARK and store.pops() == ["ams", "lis"]

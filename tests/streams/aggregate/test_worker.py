@@ -37,9 +37,10 @@ def _wait_metric(metrics: StreamsMetrics, name: str, labels: dict, value: float,
                          f"expected {value}")
 
 
-def _worker(kafka: KafkaSettings, data_dir: Path) -> tuple[StreamsService, StreamsMetrics]:
-    settings = StreamsSettings(kafka=kafka, allowed_lateness_s=10, max_counter_wait_s=30,
-                               data_dir=data_dir)
+def _worker(kafka: KafkaSettings, data_dir: Path, **settings_: object) -> tuple[StreamsService, StreamsMetrics]:
+    # flows here are minutes old: unless a test is about it, no PoP may turn idle
+    settings = StreamsSettings(kafka=kafka, data_dir=data_dir, **{
+        "allowed_lateness_s": 10, "max_counter_wait_s": 30, "idle_after_s": 600, **settings_})
     metrics = StreamsMetrics.create()
     svc = StreamsService(settings, metrics)
     svc.start()
@@ -172,3 +173,64 @@ def test_worker_end_to_end_with_restart(kafka_settings: KafkaSettings, tmp_path:
         (k.topic(catalog.LINK_STATS), "wire-version")]
     assert all(d.component == "streams" and d.error for d in letters)
     assert b"not an arrow stream" in [d.value for d in letters]
+
+
+@pytest.mark.timeout(180)
+def test_idle_pop_closes_its_windows_and_keeps_utilisation_from_counters(kafka_settings: KafkaSettings,
+                                                                         tmp_path: Path) -> None:
+    """Flows of a PoP stop: its open windows still get published (after idle_after_s of wall
+    clock), its link keeps a utilisation from counters with coverage 0 (the flow outage made
+    visible), and flows that come back late for those windows are counted too late."""
+    k = kafka_settings
+    now = time.time()
+    t0 = int((now - 75) // 60 * 60) * 1000  # a minute that ended at least 15 s ago
+    sec = lambda *s: t0 + 1000 * np.asarray(s, np.int64)  # noqa: E731
+    counter = 5e9
+    producer = KafkaProducer(k)
+    inv = LinkInventory(pop="lis", link_id="lis-l1", router="r1", if_index=11, capacity_bps=10e9)
+    producer.produce(k.topic(catalog.LINK_INVENTORY), inv.encode(), key="lis|lis-l1",
+                     headers=LinkInventory.headers(), partition_key="lis")
+    reading_ts = range(t0 // 1000 + 10, int(now) + 1, 10)
+    for ts in reading_ts:
+        st = LinkStats(pop="lis", router="r1", if_index=11, ts=ts, interval_s=10, out_bps=counter)
+        producer.produce(k.topic(catalog.LINK_STATS), st.encode(), key="lis", headers=LinkStats.headers())
+    # flows for the first 30 s only: by themselves they close just the first 10 s window
+    _send_flows(producer, k, "lis", flows_at("lis", "lis-l1", sec(*range(0, 30)), "198.51.100.0"))
+    producer.flush()
+
+    # windows wait for the reading that covers their end however far the idle watermark
+    # jumps (these flows are a minute old; the counters may be read after them)
+    svc, metrics = _worker(k, tmp_path, idle_after_s=2, idle_check_s=0.5, max_counter_wait_s=600)
+    try:
+        _wait_metric(metrics, "netpilot_streams_idle_pops", {}, 1)
+        assert sample_value(metrics.registry, "netpilot_streams_idle_advances_total", {"pop": "lis"}) >= 1
+        expected = {("lis", 10): [30 * BYTES, 30], ("lis", 60): [30 * BYTES, 30]}
+        aggs = read_until(k, k.topic(catalog.FLOW_AGGREGATES), lambda ms: _totals(ms) == expected)
+        starts = [t0 + 10_000 * i for i in range(6)]
+        util_msgs = read_until(k, k.topic(catalog.LINK_UTILISATION), lambda ms: {
+            u.window_start * 1000 for u in map(lambda m: LinkUtilisation.decode(m.value()), ms)
+            if u.window_s == 10} >= set(starts))
+        # flows come back, one of them for a window the idle PoP already closed
+        _send_flows(producer, k, "lis", flows_at("lis", "lis-l1", sec(15), "198.51.100.0"))
+        producer.flush()
+        _wait_metric(metrics, "netpilot_streams_flows_dropped_total",
+                     {"pop": "lis", "reason": "too-late", "window_s": "10"}, 1)
+        deadline = time.time() + 10
+        while sample_value(metrics.registry, "netpilot_streams_idle_pops", {}) != 0 and time.time() < deadline:
+            time.sleep(0.1)
+        assert sample_value(metrics.registry, "netpilot_streams_idle_pops", {}) == 0, "flows resumed: not idle"
+    finally:
+        svc.stop()
+
+    assert _totals(aggs) == expected
+    published = [(u.window_s, u.window_start) for u in map(lambda m: LinkUtilisation.decode(m.value()), util_msgs)]
+    assert len(published) == len(set(published)), "a window's utilisation was published twice"
+    utils = {u.window_start * 1000: u for u in map(lambda m: LinkUtilisation.decode(m.value()), util_msgs)
+             if u.window_s == 10 and u.link_id == "lis-l1"}
+    for start in starts[:3]:  # windows with flows: 10 flows each
+        assert utils[start].flow_bps == pytest.approx(10 * BYTES * 8 / 10)
+        assert utils[start].counter_bps == pytest.approx(counter)
+    for start in starts[3:]:  # after the flows stopped: counters alone, coverage 0
+        u = utils[start]
+        assert (u.flow_bps, u.counter_bps, u.coverage) == (0, pytest.approx(counter), 0), u
+        assert u.utilisation == pytest.approx(0.5)

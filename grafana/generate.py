@@ -113,6 +113,13 @@ def autopilot() -> Json:
               [prom_target('sum by (pop) (netpilot_autopilot_active_overrides{pop=~"$pop"})', "overrides {{pop}}", "A"),
                prom_target('sum by (pop) (netpilot_autopilot_recommendations{pop=~"$pop"})',
                            "valid recommendations {{pop}}", "B")], "short", (12, 26, 12, 8)),
+        panel("timeseries", "Projection error per link (Prometheus exporter)", "Actual utilisation "
+              "minus what the planner expected (with its overrides in suggest mode). Beyond ±5 % for "
+              "5 minutes a link is misprojected: the model is wrong or the overrides are not applied.",
+              [prom_target('max by (pop, link_id) (netpilot_autopilot_projection_error_ratio{pop=~"$pop"})',
+                           "{{link_id}}", "A"),
+               prom_target('sum by (pop) (netpilot_autopilot_link_misprojected{pop=~"$pop"})',
+                           "misprojected links {{pop}}", "B")], "percentunit", (0, 34, 24, 8)),
     ]
     return dashboard("netpilot-autopilot", "netpilot / Autopilot",
                      "What the egress autopilot recommends and whether it worked.",

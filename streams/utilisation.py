@@ -41,6 +41,12 @@ class UtilisationSpec:
     unknown_link_wait_s: float = 3600.0
     """Event time a window of a link missing from the inventory waits for it (at start-up
     the inventory topic can be read after the first flows) before it is dropped."""
+    unknown_stats_hold_s: float = 300.0
+    """Readings that match no inventory link are held this long (relative to the newest of
+    their interface) in case the inventory names it later: at start-up the link-stats topic
+    can be read before the inventory."""
+    max_held_interfaces: int = 20_000
+    """Bound on the interfaces held that way (routers export counters for every interface)."""
 
 
 def _text(key: object) -> str:
@@ -87,17 +93,26 @@ class UtilisationTracker:
         self._counters = counters
         self._pending = pending
         self.unmatched_stats = 0
-        """Counter readings that named no link known to the inventory (counted, dropped)."""
+        """Counter readings that named no link known to the inventory when they came."""
+        self._held: dict[tuple[str, str, str, int | None], list[list[float]]] = {}
+        """(pop, link_id or "", router, if_index) -> readings not matched yet. In memory only:
+        the race it covers (stats read before the inventory) happens inside one process."""
         self.unknown_link_windows = 0
         """Windows dropped because their link never appeared in the inventory."""
 
     # -- inputs ------------------------------------------------------------------------
     def set_link(self, key: str, link: LinkInventory | None) -> None:
-        """Apply one inventory record; ``None`` is a tombstone (the link is gone)."""
+        """Apply one inventory record; ``None`` is a tombstone (the link is gone). Readings
+        held for the link (they came first) join its history."""
         if link is None:
             self._inventory.pop(key, None)
-        else:
-            self._inventory[f"{link.pop}|{link.link_id}"] = link.encode()
+            return
+        self._inventory[f"{link.pop}|{link.link_id}"] = link.encode()
+        for held in [k for k in self._held if k[0] == link.pop]:
+            _pop, link_id, router, if_index = held
+            if link_id == link.link_id or (not link_id and (router, if_index) == (link.router, link.if_index)):
+                for reading in self._held.pop(held):
+                    self._remember(f"{link.pop}|{link.link_id}", reading)
 
     def links(self, pop: str) -> list[LinkInventory]:
         return [LinkInventory.decode(v) for k, v in list(self._inventory.items())
@@ -114,19 +129,32 @@ class UtilisationTracker:
     def add_stats(self, stats: LinkStats) -> bool:
         """Remember one counter reading; False (and counted) when no link matches it."""
         link_id = self._link_id_for(stats)
+        usable = not stats.counter_reset and stats.out_bps is not None and bool(stats.interval_s)
         if link_id is None:
             self.unmatched_stats += 1
+            if usable:
+                self._hold(stats)
             return False
-        if stats.counter_reset or stats.out_bps is None or not stats.interval_s:
-            return True  # a reading without a usable rate: known link, nothing to add
-        key = f"{stats.pop}|{link_id}"
+        if usable:  # else a reading without a rate: known link, nothing to add
+            self._remember(f"{stats.pop}|{link_id}", [stats.ts, stats.interval_s, stats.out_bps])
+        return True
+
+    def _remember(self, key: str, reading: list[float]) -> None:
         raw = self._counters.get(key)
         history: list[list[float]] = json.loads(raw) if raw else []
-        history.append([stats.ts, stats.interval_s, stats.out_bps])
+        history.append(list(reading))
         newest = max(r[0] for r in history)
         history = sorted(r for r in history if r[0] >= newest - self.spec.counter_history_s)
         self._counters[key] = json.dumps(history).encode()
-        return True
+
+    def _hold(self, stats: LinkStats) -> None:
+        key = (stats.pop, stats.link_id or "", stats.router or "", stats.if_index)
+        if key not in self._held and len(self._held) >= self.spec.max_held_interfaces:
+            return  # bounded: still counted in unmatched_stats
+        history = self._held.setdefault(key, [])
+        history.append([stats.ts, float(stats.interval_s or 0), float(stats.out_bps or 0)])
+        newest = max(r[0] for r in history)
+        self._held[key] = [r for r in history if r[0] >= newest - self.spec.unknown_stats_hold_s]
 
     def add_closed(self, closed: pl.DataFrame) -> None:
         """Register windows the aggregation closed.

@@ -92,3 +92,9 @@ class CycleSummary(WireMessage):
     """Per link, projected utilisation with this cycle's overrides."""
     util_actual: dict[str, float] = {}
     """Per link, counter rate / capacity: against util_projected, the projection error."""
+    # Added in 1.2:
+    projection_error: dict[str, float] = {}
+    """Per link with counters: actual utilisation minus what the previous cycle expected
+    (its projection with overrides in suggest mode, without them in observe mode)."""
+    misprojected_links: tuple[str, ...] = ()
+    """Links whose |projection_error| exceeded the policy threshold (5 %) for 5 minutes."""

@@ -76,3 +76,15 @@ class LinkCollector(Collector):
                 if value is not None:
                     p[name].add_metric([pop.pop], float(value))
         yield from p.values()
+
+        proj = GaugeMetricFamily("netpilot_autopilot_projection_error_ratio",
+                                 "Actual utilisation minus the planner's expectation, last cycle",
+                                 labels=["pop", "link_id"])
+        bad = GaugeMetricFamily("netpilot_autopilot_link_misprojected",
+                                "1 while a link's projection error has exceeded the threshold for "
+                                "the policy's misprojection_after_s", labels=["pop", "link_id"])
+        for pop_, link_id, err, misprojected in self._state.projections():
+            proj.add_metric([pop_, link_id], err)
+            bad.add_metric([pop_, link_id], int(misprojected))
+        yield proj
+        yield bad

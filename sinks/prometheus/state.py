@@ -95,6 +95,12 @@ class ExporterState:
                     updated=seen if u else None))
             return out
 
+    def projections(self) -> list[tuple[str, str, float, bool]]:
+        """(pop, link_id, projection error, misprojected) from each PoP's last cycle summary."""
+        with self._lock:
+            return [(pop, link, err, link in c.misprojected_links)
+                    for pop, c in sorted(self.cycles.items()) for link, err in sorted(c.projection_error.items())]
+
     def pops(self, now: float) -> list[PopView]:
         with self._lock:
             active: dict[str, int] = {}

@@ -36,7 +36,8 @@ def summary(plan: Plan) -> CycleSummary:
         detoured_bps=r.detoured_bps, stale_inputs=r.stale, fail_static=r.fail_static,
         kill_switch=r.kill_switch, implausible_inputs=r.implausible, diff_rejected=r.diff_rejected,
         util_no_override=_rounded(r.util_no_override), util_projected=_rounded(r.util_projected),
-        util_actual=_rounded(r.util_actual))
+        util_actual=_rounded(r.util_actual), projection_error=_rounded(r.projection_error),
+        misprojected_links=r.misprojected)
 
 
 def ci95(rate: float, samples: int) -> tuple[float, float] | None:

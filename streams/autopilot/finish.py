@@ -33,10 +33,17 @@ def finish(c: _Cycle, diff_rejected: bool) -> Plan:
                 created_at=now, hold_until=item.hold_until, valid_until=item.valid_until,
                 rate_bps=item.rate_bps, reason=item.reason, split_from=item.split_from,
                 last_refreshed=now)
+    ids, cap, loads = c.ids, c.cap, c.loads
+    util_no_override = {ids[l]: float(c.u0_load[l] / cap[l]) for l in range(len(ids))}
+    util_projected = {ids[l]: float(loads[l] / cap[l]) for l in range(len(ids))}
+    error, since, misprojected = _projection_check(c)
+    # What the counters should show next cycle: in suggest mode the overrides are meant to
+    # be in place; in observe mode nobody applies them.
+    expected = util_projected if policy.mode == "suggest" else util_no_override
     state = PlannerState(overrides=dict(sorted(overrides.items())),
                          cooldowns=dict(sorted(c.cooldowns.items())),
-                         previous_inputs=c.current, cycle=c.state.cycle + 1)
-    ids, cap, loads = c.ids, c.cap, c.loads
+                         previous_inputs=c.current, cycle=c.state.cycle + 1,
+                         expected_util=dict(sorted(expected.items())), misprojected_since=since)
     unresolved = {ids[l]: float(loads[l] - c.hi[l] * cap[l])
                   for l in c.overloaded if loads[l] > c.hi[l] * cap[l]}
     counts = {a: sum(1 for i in items if i.action == a) for a in ("ADD", "REFRESH", "WITHDRAW")}
@@ -49,11 +56,38 @@ def finish(c: _Cycle, diff_rejected: bool) -> Plan:
         stale=tuple(c.stale), implausible=tuple(c.implausible),
         fail_static=c.fail_static and not policy.kill_switch, kill_switch=policy.kill_switch,
         diff_rejected=diff_rejected,
-        util_no_override={ids[l]: float(c.u0_load[l] / cap[l]) for l in range(len(ids))},
-        util_projected={ids[l]: float(loads[l] / cap[l]) for l in range(len(ids))},
-        util_actual={ids[l]: float(c.u_actual[l]) for l in range(len(ids))})
+        util_no_override=util_no_override, util_projected=util_projected,
+        util_actual={ids[l]: float(c.u_actual[l]) for l in range(len(ids))},
+        projection_error=error, misprojected=misprojected)
     return Plan(pop=c.snap.pop, cycle_id=cycle_id(c.snap.pop, now), now=now, mode=policy.mode,
                 items=items, report=report, state=state)
+
+
+def _projection_check(c: _Cycle) -> tuple[dict[str, float], dict[str, float], tuple[str, ...]]:
+    """Projection accuracy (design §5.5, Edge Fabric's alarm): per link with counters, the
+    actual utilisation minus what the previous cycle expected, and the links where it has
+    stayed beyond ``misprojection_threshold`` for ``misprojection_after_s``.
+
+    A misprojected link means the model is wrong (demand not explained by the flows, a
+    route that does not carry what it should) or, in suggest mode, that the overrides are
+    not being applied. Stale or implausible inputs prove nothing: their cycles keep the
+    previous verdicts as they were.
+    """
+    prev = c.state
+    if c.fail_static or c.policy.kill_switch:
+        return {}, dict(prev.misprojected_since), tuple(sorted(
+            l for l, t in prev.misprojected_since.items() if c.now - t >= c.policy.misprojection_after_s))
+    error: dict[str, float] = {}
+    since: dict[str, float] = {}
+    for l, link_id in enumerate(c.ids):
+        want = prev.expected_util.get(link_id)
+        if want is None or not c.has_counter[l] or not c.up[l]:
+            continue
+        error[link_id] = round(float(c.u_actual[l]) - want, 6)
+        if abs(error[link_id]) > c.policy.misprojection_threshold:
+            since[link_id] = prev.misprojected_since.get(link_id, c.now)
+    bad = tuple(sorted(l for l, t in since.items() if c.now - t >= c.policy.misprojection_after_s))
+    return error, dict(sorted(since.items())), bad
 
 
 def _ranked(items: list[PlanItem]) -> tuple[PlanItem, ...]:

@@ -286,6 +286,10 @@ class CycleReport:
     """Projected utilisation with this plan's overrides in place."""
     util_actual: Mapping[str, float]
     """Counter rate / capacity (monitoring; projection accuracy)."""
+    projection_error: Mapping[str, float] = field(default_factory=dict)
+    """Per link with counters: actual utilisation minus what the previous cycle expected."""
+    misprojected: tuple[str, ...] = ()
+    """Links whose |projection error| has exceeded the threshold for misprojection_after_s."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,6 +82,7 @@ class _Cycle:
         unexplained = np.where(np.isnan(counter), 0.0, np.maximum(0.0, counter - self.pl.observed))
         self.u0_load = unexplained + self.pl.unroutable + self.pl.native_load
         self.u_actual = np.where(np.isnan(counter), self.pl.observed, counter) / self.cap
+        self.has_counter = ~np.isnan(counter)
         self.loads = self.u0_load.copy()
         over = np.nonzero(self.up & (self.u0_load > self.hi * self.cap))[0].tolist()
         excess = self.u0_load - self.target * self.cap

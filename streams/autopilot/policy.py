@@ -64,6 +64,9 @@ class Policy(BaseModel):
     stale_after_cycles: float = Field(3.0, gt=0, description="inputs older than this many cycles are stale")
     max_total_rate_change: float = Field(0.5, gt=0, description="implausible if the PoP total moves more in a cycle")
     max_rate_over_capacity: float = Field(1.1, gt=1, description="implausible if a link's rate exceeds capacity x this")
+    misprojection_threshold: float = Field(
+        0.05, gt=0, description="alarm when |actual - projected| utilisation stays above this (EF: 5 %)")
+    misprojection_after_s: float = Field(300.0, ge=0, description="... for this long (EF: 5 min)")
     max_changes_per_cycle: int = Field(100, ge=1, description="validation: more ADD+WITHDRAW -> keep last valid set")
     max_moved_fraction_of_pop: float = Field(0.5, gt=0, description="validation: new-move bps / PoP traffic")
     deny_prefixes: tuple[str, ...] = Field((), description="never detour prefixes inside these")

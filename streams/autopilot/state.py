@@ -61,6 +61,11 @@ class PlannerState:
     """prefix text -> earliest time it may be detoured again."""
     previous_inputs: InputTotals | None = None
     cycle: int = 0
+    expected_util: Mapping[str, float] = field(default_factory=dict)
+    """link -> the utilisation the last cycle expected the counters to show next (its
+    projection with overrides in suggest mode, without them in observe mode)."""
+    misprojected_since: Mapping[str, float] = field(default_factory=dict)
+    """link -> since when actual and expected differ by more than the threshold."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,6 +78,8 @@ class PlannerState:
                 "total_rate_bps": self.previous_inputs.total_rate_bps,
                 "usable_bps": dict(sorted(self.previous_inputs.usable_bps.items())),
                 "up": dict(sorted(self.previous_inputs.up.items()))},
+            "expected_util": dict(sorted(self.expected_util.items())),
+            "misprojected_since": dict(sorted(self.misprojected_since.items())),
         }
 
     @classmethod
@@ -94,7 +101,10 @@ class PlannerState:
                 up={k: bool(v) for k, v in lv["up"].items()})
             return cls(overrides=overrides,
                        cooldowns={k: float(v) for k, v in data.get("cooldowns", {}).items()},
-                       previous_inputs=previous, cycle=int(data.get("cycle", 0)))
+                       previous_inputs=previous, cycle=int(data.get("cycle", 0)),
+                       # optional: state written before the projection check had neither
+                       expected_util={k: float(v) for k, v in data.get("expected_util", {}).items()},
+                       misprojected_since={k: float(v) for k, v in data.get("misprojected_since", {}).items()})
         except (TypeError, KeyError, ValueError) as exc:
             raise ScenarioError(f"planner state is malformed: {exc!r}") from exc
 

@@ -200,6 +200,12 @@ class Pilot:
         self.metrics.cycles.labels(pop, "fail-static" if result.report.fail_static else "ok").inc()
         self.metrics.cycle_seconds.observe(time.perf_counter() - started)
         self.metrics.active_overrides.labels(pop).set(result.report.active_overrides)
+        bad = result.report.misprojected
+        self.metrics.misprojected_links.labels(pop).set(len(bad))
+        if bad:
+            errors = {link: result.report.projection_error.get(link) for link in bad}
+            self.rlog.warning(f"misprojected:{pop}", "projection does not match the counters", pop=pop,
+                              links=list(bad), error=errors, mode=policy.mode)
 
     async def dead_letter(self, event: Any, exc: BaseException) -> None:
         msg = event.message

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import polars as pl
 import pytest
 
@@ -33,8 +35,8 @@ def _tracker() -> UtilisationTracker:
 
 
 def _stats(ts: float, bps: float, if_index: int = 11, **kw: object) -> LinkStats:
-    return LinkStats(pop="ams", router="r1", if_index=if_index, ts=T0_S + ts, interval_s=30,
-                     out_bps=bps, **kw)
+    return LinkStats(**{"pop": "ams", "router": "r1", "if_index": if_index, "ts": T0_S + ts,
+                        "interval_s": 30, "out_bps": bps, **kw})
 
 
 def test_counter_rate_is_the_time_weighted_mean_over_the_window() -> None:
@@ -81,6 +83,29 @@ def test_links_are_found_by_router_and_if_index_and_unknown_ones_counted() -> No
     t.add_closed(_closed([("ams", "l2", 60, T0, 0)]))
     [u] = [u for u in t.ready("ams", T0 + 60_000) if u.link_id == "l2"]
     assert u.counter_bps == pytest.approx(1e6) and u.coverage == 0
+
+
+def test_readings_that_come_before_their_inventory_record_are_held_for_it() -> None:
+    t = UtilisationTracker(SPEC, {}, {}, {})  # the inventory is not read yet (start-up race)
+    for ts in (30, 60):
+        assert not t.add_stats(_stats(ts, 4e6, if_index=12))
+        assert not t.add_stats(_stats(ts, 9e6, link_id="l3"))
+    assert not t.add_stats(_stats(60, 7e6, if_index=12, pop="fra"))  # same interface, other PoP
+    assert t.unmatched_stats == 5
+    t.set_link("ams|l2", LinkInventory(pop="ams", link_id="l2", router="r1", if_index=12, capacity_bps=10e9))
+    t.set_link("ams|l3", LinkInventory(pop="ams", link_id="l3", router="r9", capacity_bps=10e9))
+    t.add_closed(_closed([("ams", "l2", 60, T0, 0)]))
+    got = {u.link_id: u.counter_bps for u in t.ready("ams", T0 + 60_000)}
+    assert got == {"l2": pytest.approx(4e6), "l3": pytest.approx(9e6)}
+    # held only so long, and only so many interfaces
+    small = UtilisationTracker(UtilisationSpec(unknown_stats_hold_s=30, max_held_interfaces=1), {}, {}, {})
+    for ts in (0, 30, 60):
+        small.add_stats(_stats(ts, 1e6 * (1 + ts), if_index=12))
+    small.add_stats(_stats(60, 1e6, if_index=13))  # over the bound: counted, not held
+    small.set_link("ams|l3", LinkInventory(pop="ams", link_id="l3", router="r1", if_index=13, capacity_bps=1e9))
+    small.set_link("ams|l2", LinkInventory(pop="ams", link_id="l2", router="r1", if_index=12, capacity_bps=1e9))
+    assert [r[0] - T0_S for r in json.loads(small._counters["ams|l2"])] == [30, 60]
+    assert "ams|l3" not in small._counters
 
 
 def test_counter_resets_are_not_rates() -> None:

@@ -33,7 +33,9 @@ def test_collector_exports_links_and_pops_with_bounded_labels() -> None:
     state.apply_utilisation(LinkUtilisation(pop="ams", link_id="ams-l1", window_start=NOW - 600,
                                             window_s=60, capacity_bps=1e10, utilisation=0.1), NOW)
     state.apply_cycle(CycleSummary(cycle_id="c", pop="ams", generated_at=NOW, mode="suggest",
-                                   active_overrides=3, detoured_bps=2e8))
+                                   active_overrides=3, detoured_bps=2e8,
+                                   projection_error={"ams-l1": 0.1, "ams-l2": -0.01},
+                                   misprojected_links=("ams-l1",)))
     for p in ("192.0.2.0/24", "198.51.100.0/24", "2001:db8::/48"):
         state.apply_recommendation(f"ams|{p}", _rec(p))
     state.apply_recommendation("ams|198.51.100.0/24", _rec("198.51.100.0/24", "WITHDRAW"))
@@ -48,6 +50,10 @@ def test_collector_exports_links_and_pops_with_bounded_labels() -> None:
     assert reg.get_sample_value("netpilot_autopilot_active_overrides", {"pop": "ams"}) == 3
     assert reg.get_sample_value("netpilot_autopilot_recommendations", {"pop": "ams"}) == 1
     assert reg.get_sample_value("netpilot_autopilot_detoured_bits_per_second", {"pop": "ams"}) == 2e8
+    assert reg.get_sample_value("netpilot_autopilot_projection_error_ratio",
+                                {"pop": "ams", "link_id": "ams-l2"}) == -0.01
+    assert [reg.get_sample_value("netpilot_autopilot_link_misprojected", {"pop": "ams", "link_id": l})
+            for l in ("ams-l1", "ams-l2")] == [1, 0]
 
     clock["now"] = NOW + 3600  # rates go stale, recommendations expire; capacity stays
     assert reg.get_sample_value("netpilot_link_utilisation_ratio", link) is None

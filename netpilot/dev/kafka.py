@@ -136,14 +136,20 @@ class BrokerInfo:
 class LocalKafka:
     """One local broker described by a state folder (config, data, log, pid)."""
 
-    def __init__(self, state_dir: Path | None = None, port: int = DEFAULT_PORT,
+    def __init__(self, state_dir: Path | None = None, port: int | None = None,
                  heap: str = DEFAULT_HEAP, version: str = KAFKA_VERSION) -> None:
         self.state_dir = Path(state_dir or default_state_dir()).resolve()
         self.version = version
         self.heap = heap
         meta = self._read_meta()
-        # A state folder remembers its port so `status`/`down` need no flags.
-        self.port = int(meta.get("port", port)) if meta else port
+        # A state folder remembers its port so `status`/`down` need no flags. It cannot move:
+        # KRaft storage formatted --standalone records the controller's endpoint.
+        remembered = int(meta["port"]) if "port" in meta else None
+        if port is not None and remembered is not None and port != remembered:
+            raise KafkaSetupError(
+                f"the broker in {self.state_dir} uses port {remembered}, not {port}: use another "
+                f"--state-dir for port {port}, or `netpilot dev kafka down --wipe` to start over")
+        self.port = remembered or port or DEFAULT_PORT
         self.controller_port = self.port + 1
 
     # -- paths -------------------------------------------------------------------------

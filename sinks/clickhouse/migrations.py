@@ -22,7 +22,7 @@ from sinks.clickhouse import schema
 from sinks.clickhouse.client import ClickHouseClient
 from sinks.clickhouse.settings import Retention
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Bumped when a step is added; shown by ``migrate`` and stored with each applied step."""
 
 
@@ -84,9 +84,25 @@ def steps(db: str, retention: Retention, dedup_window: int) -> list[Step]:
                         lambda c, t=t: c.command(f"ALTER TABLE {db}.{t.name} MODIFY SETTING "
                                                  f"non_replicated_deduplication_window = {dedup_window}")))
     for v in schema.views():
+        out.append(Step(f"view-source:{v.name}", f"recreate {v.name} if it reads another table than {v.source}",
+                        lambda c, v=v: _view_source(c, db, v.name) not in (None, v.source),
+                        lambda c, v=v: c.command(f"DROP VIEW IF EXISTS {db}.{v.name}")))
         out.append(Step(f"view:{v.name}", f"materialized view {v.name} -> {v.target}",
                         _exists(db, v.name), lambda c, v=v: c.command(v.create_sql(db))))
     return out
+
+
+def _view_source(c: ClickHouseClient, db: str, view: str) -> str | None:
+    """The table an existing materialized view reads (None: no such view). Before schema 2
+    every rollup read flows_raw; from 2 they cascade, and the old ones are recreated (an
+    insert landing between the drop and the create would miss that rollup: migrate before
+    the sinks start, as ``sink clickhouse run`` does)."""
+    rows = c.rows("SELECT create_table_query FROM system.tables WHERE database = {db:String} "
+                  "AND name = {t:String}", {"db": db, "t": view})
+    if not rows:
+        return None
+    m = re.search(r"\bFROM\s+`?" + re.escape(db) + r"`?\.`?(\w+)`?", rows[0][0])
+    return m.group(1) if m else ""
 
 
 def _dedup_window(c: ClickHouseClient, db: str, table: str) -> int | None:

@@ -55,3 +55,21 @@ def _is_child(pid: int) -> bool:
         return os.waitpid(pid, os.WNOHANG) is not None
     except ChildProcessError:
         return False
+
+
+def test_a_state_folder_keeps_its_port_and_refuses_another(tmp_path: Path) -> None:
+    import json
+
+    import pytest
+
+    from netpilot.dev.kafka import DEFAULT_PORT, LocalKafka
+    from netpilot.errors import KafkaSetupError
+
+    assert LocalKafka(tmp_path / "new").port == DEFAULT_PORT
+    assert LocalKafka(tmp_path / "new", port=39500).port == 39500
+    folder = tmp_path / "old"
+    folder.mkdir()
+    (folder / "netpilot-kafka.json").write_text(json.dumps({"port": 39500, "version": "4.3.1"}))
+    assert LocalKafka(folder).port == 39500 and LocalKafka(folder, port=39500).port == 39500
+    with pytest.raises(KafkaSetupError, match="uses port 39500, not 39600"):
+        LocalKafka(folder, port=39600)

@@ -60,3 +60,23 @@ def test_changed_retention_and_missing_column_are_each_one_step(chdb_client: Cli
     assert chdb_client.rows("SELECT count() FROM system.columns WHERE database = 'netpilot' "
                             "AND table = 'link_stats' AND name = 'if_name'") == [(1,)]
     assert migrate(chdb_client, DB, Retention(raw_days=3, rollup_1h_days=400), 1000).applied == ()
+
+
+def test_rollups_cascade_and_a_schema_1_view_is_recreated(chdb_client: ClickHouseClient) -> None:
+    migrate(chdb_client, DB, Retention(), 1000)
+    reads = {v.name: v.source for v in schema.views()}
+    assert reads == {"flows_1m_mv": "flows_raw", "flows_5m_mv": "flows_1m", "flows_1h_mv": "flows_5m"}
+    # a database migrated by schema 1: every rollup read flows_raw
+    chdb_client.command("DROP VIEW netpilot.flows_5m_mv")
+    chdb_client.command(
+        "CREATE MATERIALIZED VIEW netpilot.flows_5m_mv TO netpilot.flows_5m AS SELECT "
+        "toStartOfFiveMinutes(time_received) AS window_start, pop, link_id, router, out_if, dst_as, "
+        "src_as, ip_proto, sum(bytes_scaled) AS bytes, sum(packets_scaled) AS packets, "
+        "sum(toUInt64(greatest(sampling_rate, 1))) AS flows, count() AS samples FROM netpilot.flows_raw "
+        "GROUP BY window_start, pop, link_id, router, out_if, dst_as, src_as, ip_proto")
+    report = migrate(chdb_client, DB, Retention(), 1000)
+    assert report.applied == ("view-source:flows_5m_mv", "view:flows_5m_mv")
+    [(query,)] = chdb_client.rows("SELECT create_table_query FROM system.tables WHERE database = 'netpilot' "
+                                  "AND name = 'flows_5m_mv'")
+    assert "FROM netpilot.flows_1m" in query
+    assert migrate(chdb_client, DB, Retention(), 1000).applied == ()

@@ -52,8 +52,13 @@ class TemplateDecoder:
     # -- templates -------------------------------------------------------------------
     def learn(self, out: ChunkBuilder, exporter: bytes, version: int, domain: int, tid: int,
               kind: str, fields: list[FieldSpec], definition: bytes, scope_count: int) -> None:
-        tpl = CompiledTemplate(version, domain, tid, kind, tuple(fields), definition, scope_count)
         key = (exporter, version, domain, tid)
+        known = self.store.get(key)
+        if (known is not None and known.definition == definition and known.kind == kind
+                and known.scope_field_count == scope_count):
+            tpl = known  # exporters re-send templates every few seconds: compile once
+        else:
+            tpl = CompiledTemplate(version, domain, tid, kind, tuple(fields), definition, scope_count)
         changed, evicted = self.store.put(key, tpl)
         if evicted:
             out.drop(Reason.TEMPLATE_EVICTED, evicted)

@@ -164,3 +164,16 @@ def test_many_datagrams_of_one_template_decode_in_one_group() -> None:
     r = run(dec, *dgs)
     assert r.n == 500
     assert np.array_equal(np.sort(r.columns["bytes"]), np.arange(500) + 1000)
+
+
+def test_a_resent_template_is_compiled_once_and_a_changed_one_again() -> None:
+    dec = Decoder()
+    key = (EXPORTER, 10, 1, 300)
+    first = run(dec, ipfix([ipfix_template(300, V4_FIELDS)]))
+    compiled = dec.store.get(key)
+    assert compiled is not None and len(first.template_events) == 1
+    again = run(dec, ipfix([ipfix_template(300, V4_FIELDS), ipfix_set(300, v4_record(1))]))
+    assert dec.store.get(key) is compiled and again.template_events == [] and again.n == 1
+    changed = run(dec, ipfix([ipfix_template(300, [(1, 4), (2, 4)]), ipfix_set(300, struct.pack(">II", 77, 7))]))
+    assert dec.store.get(key) is not compiled and len(changed.template_events) == 1
+    assert changed.columns["bytes"].tolist() == [77]

@@ -98,7 +98,10 @@ class DemoWatcher:
             self.state.thresholds[r.from_.link_id] = r.thresholds["hi"]
 
     def _summary(self, value: bytes) -> None:
-        self.state.summaries.append(CycleSummary.decode(value))
+        summary = CycleSummary.decode(value)
+        self.state.summaries.append(summary)
+        # the autopilot's own per-link triggers (the IX default is 85 %, not DEFAULT_HI)
+        self.state.thresholds.update(summary.util_trigger)
 
     def close(self) -> None:
         self.consumer.close()

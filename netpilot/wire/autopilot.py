@@ -98,3 +98,6 @@ class CycleSummary(WireMessage):
     (its projection with overrides in suggest mode, without them in observe mode)."""
     misprojected_links: tuple[str, ...] = ()
     """Links whose |projection_error| exceeded the policy threshold (5 %) for 5 minutes."""
+    util_trigger: dict[str, float] = {}
+    """Per link, the trigger utilisation (T_hi) the policy gave it: what dashboards and the
+    demo draw as each link's threshold."""

@@ -37,7 +37,7 @@ def summary(plan: Plan) -> CycleSummary:
         kill_switch=r.kill_switch, implausible_inputs=r.implausible, diff_rejected=r.diff_rejected,
         util_no_override=_rounded(r.util_no_override), util_projected=_rounded(r.util_projected),
         util_actual=_rounded(r.util_actual), projection_error=_rounded(r.projection_error),
-        misprojected_links=r.misprojected)
+        misprojected_links=r.misprojected, util_trigger=_rounded(r.trigger))
 
 
 def ci95(rate: float, samples: int) -> tuple[float, float] | None:

@@ -58,7 +58,8 @@ def finish(c: _Cycle, diff_rejected: bool) -> Plan:
         diff_rejected=diff_rejected,
         util_no_override=util_no_override, util_projected=util_projected,
         util_actual={ids[l]: float(c.u_actual[l]) for l in range(len(ids))},
-        projection_error=error, misprojected=misprojected)
+        projection_error=error, misprojected=misprojected,
+        trigger={ids[l]: float(c.hi[l]) for l in range(len(ids))})
     return Plan(pop=c.snap.pop, cycle_id=cycle_id(c.snap.pop, now), now=now, mode=policy.mode,
                 items=items, report=report, state=state)
 

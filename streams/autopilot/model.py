@@ -290,6 +290,8 @@ class CycleReport:
     """Per link with counters: actual utilisation minus what the previous cycle expected."""
     misprojected: tuple[str, ...] = ()
     """Links whose |projection error| has exceeded the threshold for misprojection_after_s."""
+    trigger: Mapping[str, float] = field(default_factory=dict)
+    """Per link, the trigger (T_hi) the policy gave it this cycle."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,10 @@ def test_recommendation_and_summary_round_trip() -> None:
     assert CycleSummary.decode(s.encode()) == s
     assert s.overloaded_links == ("pr1:a",) and s.adds == 1 and s.detoured_bps == 1e9
     assert s.util_actual == {"pr1:a": 0.95, "pr2:b": 0.1} and s.util_projected["pr1:a"] == 0.85
+    assert s.util_trigger == {"pr1:a": 0.9, "pr2:b": 0.9}
+    ix = snapshot([link("pr1:a", rate=1e9, peer_type="ix"), link("pr2:b", rate=1e9, peer_type="transit")],
+                  {}, {})
+    assert summary(plan(ix, PlannerState(), policy, T0)).util_trigger == {"pr1:a": 0.85, "pr2:b": 0.9}
 
 
 def test_ci95_from_samples() -> None:

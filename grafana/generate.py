@@ -142,9 +142,11 @@ PIPELINE_QUERIES: list[tuple[str, str, str, list[tuple[str, str]]]] = [
         (f"sum by (reason) (rate(netpilot_streams_flows_dropped_total{RATE})) or vector(0)", "streams {{reason}}"),
         (f"sum by (reason) (rate(netpilot_sink_clickhouse_dead_letters_total{RATE})) or vector(0)",
          "sink dead letters {{reason}}")]),
-    ("Consumer lag", "short", "Messages the ClickHouse sink has not committed; streams watermark lag (s).", [
+    ("Consumer lag", "short", "Messages the ClickHouse sink has not committed; streams watermark lag (s); "
+     "PoPs with no flows for idle_after_s (their windows close on the wall clock, coverage 0).", [
         ("sum by (topic) (netpilot_sink_clickhouse_consumer_lag_messages)", "sink {{topic}}"),
-        ("max by (pop) (netpilot_streams_watermark_lag_seconds)", "streams watermark lag {{pop}} (s)")]),
+        ("max by (pop) (netpilot_streams_watermark_lag_seconds)", "streams watermark lag {{pop}} (s)"),
+        ("sum(netpilot_streams_idle_pops)", "idle PoPs (no flows)")]),
     ("Batch latency (p95)", "s", "95th percentile of the collector's decode pass and the sink's insert.", [
         (f"histogram_quantile(0.95, sum by (le) (rate(netpilot_collector_decode_seconds_bucket{RATE})))",
          "collector decode pass"),

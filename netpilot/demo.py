@@ -125,6 +125,9 @@ def _watch(console, pipe, watcher, duration: float, cycle_s: float, refresh_s: f
                 collector = pipe.children.get("collector")
                 if collector is not None:
                     watcher.state.scrape_flows(collector.metrics())
+                sink = pipe.children.get("sink-clickhouse")
+                if sink is not None:
+                    watcher.state.scrape_sink(sink.metrics())
                 elapsed = time.monotonic() - t0
                 phase = "running scenario" if sim.poll() is None else "draining"
                 live.update(render(watcher.state, f"[bold]{phase}[/] {elapsed:5.0f} s",

@@ -1,6 +1,8 @@
 """What `netpilot demo` watches and shows: link utilisation, recommendations and cycle summaries
 read from their topics (the same wire messages every consumer reads), the collector's flow
-rate from its /metrics, and the pipeline lag. Rendering is rich (works without a TTY too);
+rate from its /metrics, the pipeline lag (the age of the newest closed window: what a user
+waits end to end) and the ClickHouse sink's Kafka consumer lag from its /metrics. Rendering is
+rich (works without a TTY too);
 the charts are matplotlib PNGs.
 """
 
@@ -29,6 +31,7 @@ log = get_logger("netpilot.demo")
 DEFAULT_HI = 0.90
 WINDOW_S = 10.0  # the view follows the streams worker's 10 s windows
 _FLOWS = re.compile(r"^netpilot_collector_flows_total\{[^}]*\} ([0-9.e+]+)$", re.M)
+_SINK_LAG = re.compile(r"^netpilot_sink_clickhouse_consumer_lag_messages\{[^}]*\} ([0-9.e+]+)$", re.M)
 
 
 @dataclass
@@ -42,6 +45,8 @@ class DemoState:
     thresholds: dict[str, float] = field(default_factory=dict)
     flows_total: float = 0.0
     flows_per_s: float = 0.0
+    sink_lag_messages: float | None = None
+    """Kafka messages the ClickHouse sink has not stored yet (its consumer lag)."""
     bad_messages: int = 0
     _last_scrape: tuple[float, float] | None = None
 
@@ -49,6 +54,10 @@ class DemoState:
         """Wall clock minus the end of the newest closed window: how far behind the view is."""
         ends = [u.window_start + u.window_s for u in self.latest.values()]
         return time.time() - max(ends) if ends else None
+
+    def scrape_sink(self, metrics_text: str) -> None:
+        values = _SINK_LAG.findall(metrics_text)
+        self.sink_lag_messages = sum(float(v) for v in values) if values else None
 
     def scrape_flows(self, metrics_text: str) -> None:
         total = sum(float(v) for v in _FLOWS.findall(metrics_text))
@@ -120,7 +129,9 @@ def render(state: DemoState, header: str, components: dict[str, bool]) -> Group:
     lag = state.lag_s()
     status = "  ".join(f"[{'green' if ok else 'red'}]{name}[/]" for name, ok in components.items())
     top = Text.from_markup(f"{header}   flows/s [bold]{state.flows_per_s:,.0f}[/]   "
-                           f"pipeline lag [bold]{'-' if lag is None else f'{lag:.0f} s'}[/]   {status}")
+                           f"pipeline lag [bold]{'-' if lag is None else f'{lag:.0f} s'}[/] "
+                           f"(sink lag [bold]{'-' if state.sink_lag_messages is None else f'{state.sink_lag_messages:,.0f}'}[/]"
+                           f" messages)   {status}")
     links = Table(title=f"egress links ({WINDOW_S:.0f} s windows; │ = trigger)", expand=False)
     for col in ("PoP", "link", "utilisation", "", "counters", "flows", "coverage"):
         links.add_column(col, justify="right" if col in ("", "counters", "flows", "coverage") else "left")

@@ -14,6 +14,10 @@ from netpilot.wire.deadletter import DeadLetter
 T = TypeVar("T")
 
 
+REASONS = ("wire-version", "wire-decode", "processing")
+"""Every value :func:`reason_for` returns (metrics pre-create these label values)."""
+
+
 def reason_for(exc: BaseException) -> str:
     """Short, bounded machine reason for an exception (used as a metric label too)."""
     if isinstance(exc, WireVersionError):

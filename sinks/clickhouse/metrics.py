@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from netpilot.kafka.deadletters import REASONS
 from netpilot.obs.metrics import metrics_for
 
 
@@ -33,9 +34,13 @@ class SinkMetrics:
     """1 while the last ClickHouse call succeeded, 0 while inserts are failing."""
 
 
+DEAD_LETTER_REASONS = (*REASONS, "insert-rejected")
+ERROR_REASONS = (*DEAD_LETTER_REASONS, "rejected", "unavailable", "commit")
+
+
 def sink_metrics(registry: CollectorRegistry) -> SinkMetrics:
     m = metrics_for("sink-clickhouse", registry)
-    return SinkMetrics(
+    out = SinkMetrics(
         messages=m.counter("messages_total", "Kafka messages consumed", ["topic"]),
         rows=m.counter("rows_total", "Rows acknowledged by ClickHouse", ["table"]),
         batches=m.counter("batches_total", "Inserts acknowledged by ClickHouse", ["table"]),
@@ -50,3 +55,10 @@ def sink_metrics(registry: CollectorRegistry) -> SinkMetrics:
         pending_rows=m.gauge("pending_rows", "Rows buffered, not yet acknowledged"),
         clickhouse_up=m.gauge("clickhouse_up", "1 if the last ClickHouse call succeeded"),
     )
+    # Every reason exists from the start at 0, so rate() and alerts see the first failure
+    # (a counter born at 1 has no increase to show).
+    for reason in ERROR_REASONS:
+        out.errors.labels(reason)
+    for reason in DEAD_LETTER_REASONS:
+        out.dead_letters.labels(reason)
+    return out

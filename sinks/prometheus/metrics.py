@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from netpilot.kafka.deadletters import REASONS
 from netpilot.obs.metrics import metrics_for
 
 
@@ -20,10 +21,14 @@ class ExporterMetrics:
 
 def exporter_metrics(registry: CollectorRegistry) -> ExporterMetrics:
     m = metrics_for("sink-prometheus", registry)
-    return ExporterMetrics(
+    out = ExporterMetrics(
         messages=m.counter("messages_total", "Kafka messages applied", ["topic"]),
         errors=m.counter("errors_total", "Messages that could not be applied", ["reason"]),
         dead_letters=m.counter("dead_letters_total", "Messages sent to dead letters", ["reason"]),
         batch_seconds=m.histogram("batch_duration_seconds", "Time to apply one polled batch"),
         consumer_lag=m.gauge("consumer_lag_messages", "Messages not yet applied", ["topic"]),
     )
+    for reason in REASONS:  # from the start at 0: rate() and alerts see the first one
+        out.errors.labels(reason)
+        out.dead_letters.labels(reason)
+    return out

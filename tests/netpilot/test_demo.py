@@ -50,6 +50,7 @@ def test_short_demo_runs_to_a_summary_and_charts(kafka_broker: str, tmp_path: Pa
     assert "overloaded: ams1 ams1-r1:pni-1" in text, text[-4000:]
     assert re.search(r"recommended: ams1: \d+ prefixes ams1-r1:pni-1 -> ams1-r", text), text[-4000:]
     assert "overloaded: fra1" not in text and "overloaded: ams1 ams1-r2" not in text
+    assert re.search(r"pipeline lag \d+ s \(sink lag [\d,]+ messages\)", text), text[-4000:]
     rows = re.search(r"ClickHouse rows: (.*)", text)
     assert rows and re.search(r"flows_raw [1-9]\d{4,}", rows.group(1)), text[-2000:]
     assert re.search(r"recommendations [1-9]", rows.group(1))
@@ -87,3 +88,14 @@ def test_ctrl_c_stops_every_process(kafka_broker: str, tmp_path: Path) -> None:
     assert all(gone(p) for p in children.values()), {n: p for n, p in children.items() if not gone(p)}
     assert "stopped: collector (ok), streams (ok), autopilot (ok), sink-prometheus (ok), sink-clickhouse (ok)" \
         in text.replace("\n", " ").replace("  ", " "), text[-3000:]
+
+
+def test_sink_lag_is_read_from_the_sink_metrics() -> None:
+    from netpilot.dev.demoview import DemoState
+
+    state = DemoState()
+    state.scrape_sink('# HELP x\nnetpilot_sink_clickhouse_consumer_lag_messages{topic="flows"} 12.0\n'
+                      'netpilot_sink_clickhouse_consumer_lag_messages{topic="link_stats"} 3.0\n')
+    assert state.sink_lag_messages == 15
+    state.scrape_sink("")  # the sink did not answer: unknown, not 0
+    assert state.sink_lag_messages is None

@@ -198,3 +198,15 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 def env_flag(name: str) -> bool:
     """A boolean feature flag from the environment (used by dev tooling and tests)."""
     return os.environ.get(name, "").lower() in ("1", "true", "yes", "on")
+
+
+def settings_to_run(cls: type[S], config_file: Path | str | None, *, check: bool, dump: bool) -> S | None:
+    """What every ``run`` command starts with: load the settings (a ConfigError names the bad
+    key), print them masked with ``--dump``, and return None when ``--check``/``--dump``
+    asked only for that."""
+    settings = load_settings(cls, config_file)
+    if dump:
+        import json
+
+        print(json.dumps(settings.dump(), indent=2, default=str), flush=True)
+    return None if check or dump else settings

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
-from netpilot.settings import load_settings
+from netpilot.settings import settings_to_run
 
 app = typer.Typer(no_args_is_help=True, help="Stream processing: windows and link utilisation.")
 
@@ -24,10 +23,8 @@ def run(config: Path = typer.Option(None, "--config", "-c", help="YAML configura
     """Run the faust worker until SIGINT/SIGTERM."""
     from streams.settings import StreamsSettings
 
-    settings = load_settings(StreamsSettings, config)
-    if dump:
-        typer.echo(json.dumps(settings.dump(), indent=2))
-    if check or dump:
+    settings = settings_to_run(StreamsSettings, config, check=check, dump=dump)
+    if settings is None:
         return
     from netpilot import lifecycle
     from netpilot.obs.logging import setup_logging

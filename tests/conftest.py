@@ -34,17 +34,23 @@ def kafka_broker() -> Iterator[str]:
         broker.down()
 
 
-@pytest.fixture
-def kafka_settings(kafka_broker: str) -> Iterator[KafkaSettings]:
-    """KafkaSettings with a unique topic prefix and every catalog topic created for it."""
+def catalog_topics(bootstrap: str, prefix: str) -> Iterator[KafkaSettings]:
+    """KafkaSettings with topic prefix ``prefix`` and every catalog topic created for it
+    (visible to every metadata view); the topics are deleted afterwards."""
     from netpilot.kafka.admin import TopicAdmin
 
-    settings = KafkaSettings(bootstrap_servers=kafka_broker, topic_prefix=f"t{uuid.uuid4().hex[:10]}.")
+    settings = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix)
     admin = TopicAdmin(settings)
     admin.sync(catalog.ALL_TOPICS)
     _wait_until_visible(admin, [settings.topic(t) for t in catalog.ALL_TOPICS])
     yield settings
     admin.delete(settings.topic(t) for t in catalog.ALL_TOPICS)
+
+
+@pytest.fixture
+def kafka_settings(kafka_broker: str) -> Iterator[KafkaSettings]:
+    """KafkaSettings with a unique topic prefix and every catalog topic created for it."""
+    yield from catalog_topics(kafka_broker, f"t{uuid.uuid4().hex[:10]}.")
 
 
 def _wait_until_visible(admin, names: list[str], timeout: float = 15.0) -> None:  # noqa: ANN001

@@ -103,8 +103,6 @@ class DemoWatcher:
     def _recommendation(self, value: bytes) -> None:
         r = Recommendation.decode(value)
         self.state.recommendations.append(r)
-        if "hi" in r.thresholds:
-            self.state.thresholds[r.from_.link_id] = r.thresholds["hi"]
 
     def _summary(self, value: bytes) -> None:
         summary = CycleSummary.decode(value)

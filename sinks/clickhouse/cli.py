@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import typer
 
-from netpilot.settings import load_settings
+from netpilot.settings import load_settings, settings_to_run
 
 app = typer.Typer(no_args_is_help=True, help="ClickHouse sink (embedded chDB by default).")
 ConfigOpt = typer.Option(None, "--config", "-c", help="netpilot YAML (kafka:, sink-clickhouse:).")
@@ -25,10 +24,10 @@ def run(config: Path = ConfigOpt,
         check: bool = typer.Option(False, "--check", help="validate the configuration and exit"),
         dump: bool = typer.Option(False, "--dump", help="print the effective configuration")) -> None:
     """Consume the sink's topics into ClickHouse until SIGTERM/SIGINT."""
-    settings = _settings(config)
-    if dump:
-        typer.echo(json.dumps(settings.dump(), indent=2))
-    if check or dump:
+    from sinks.clickhouse.settings import ClickHouseSinkSettings
+
+    settings = settings_to_run(ClickHouseSinkSettings, config, check=check, dump=dump)
+    if settings is None:
         return
     from netpilot.lifecycle import run as run_services
     from netpilot.obs.logging import setup_logging

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import typer
 
-from netpilot.settings import load_settings
+from netpilot.settings import settings_to_run
 
 app = typer.Typer(no_args_is_help=True, help="Prometheus exporter of links and autopilot state.")
 ConfigOpt = typer.Option(None, "--config", "-c", help="netpilot YAML (kafka:, sink-prometheus:).")
@@ -21,10 +20,8 @@ def run(config: Path = ConfigOpt,
     """Consume link utilisation, inventory and autopilot topics; serve them on /metrics."""
     from sinks.prometheus.settings import PrometheusSinkSettings
 
-    settings = load_settings(PrometheusSinkSettings, config)
-    if dump:
-        typer.echo(json.dumps(settings.dump(), indent=2))
-    if check or dump:
+    settings = settings_to_run(PrometheusSinkSettings, config, check=check, dump=dump)
+    if settings is None:
         return
     from netpilot.lifecycle import run as run_services
     from netpilot.obs.logging import setup_logging

@@ -44,15 +44,11 @@ def run_cmd(config: Path | None = typer.Option(None, "--config", "-c", help="YAM
             check: bool = typer.Option(False, "--check", help="Validate the configuration and exit."),
             dump: bool = typer.Option(False, "--dump", help="Print the effective configuration and exit.")) -> None:
     """Run the autopilot worker (faust) until SIGINT/SIGTERM: a plan per PoP every cycle."""
-    import json
-
-    from netpilot.settings import load_settings
+    from netpilot.settings import settings_to_run
     from streams.autopilot.settings import AutopilotSettings
 
-    settings = load_settings(AutopilotSettings, config)
-    if dump:
-        typer.echo(json.dumps(settings.dump(), indent=2))
-    if check or dump:
+    settings = settings_to_run(AutopilotSettings, config, check=check, dump=dump)
+    if settings is None:
         return
     from netpilot import lifecycle
     from netpilot.obs.logging import setup_logging

@@ -28,16 +28,9 @@ PNI = "ams1-r1:pni-1"
 @pytest.fixture(scope="module")
 def e2e_kafka(kafka_broker: str):  # noqa: ANN201
     """``kafka_settings`` for the module: one run feeds every assertion."""
-    from netpilot import catalog
-    from netpilot.kafka.admin import TopicAdmin
-    from tests.conftest import _wait_until_visible
+    from tests.conftest import catalog_topics
 
-    settings = KafkaSettings(bootstrap_servers=kafka_broker, topic_prefix=f"e2e{uuid.uuid4().hex[:8]}.")
-    admin = TopicAdmin(settings)
-    admin.sync(catalog.ALL_TOPICS)
-    _wait_until_visible(admin, [settings.topic(t) for t in catalog.ALL_TOPICS])
-    yield settings
-    admin.delete(settings.topic(t) for t in catalog.ALL_TOPICS)
+    yield from catalog_topics(kafka_broker, f"e2e{uuid.uuid4().hex[:8]}.")
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ prometheus."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import time
@@ -17,7 +16,7 @@ import yaml
 
 from netpilot.settings import KafkaSettings
 from producers.collector.pcapfile import CaptureStats, read_datagrams
-from tests.sinks.clickhouse.helpers import NETPILOT, REPO, free_port
+from tests.sinks.clickhouse.helpers import free_port
 
 
 def collector_inventory_file(inventory, path: Path) -> Path:  # type: ignore[no-untyped-def]
@@ -45,28 +44,6 @@ def replay(pcap: Path, port: int, limit: int) -> int:
         for s in socks.values():
             s.close()
     return sent
-
-
-class Child:
-    """A ``netpilot`` subcommand as a child process with its log in a file."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.log = log
-        with open(log, "ab") as logf:
-            self.proc = subprocess.Popen([*NETPILOT, *args], env={**os.environ, **env}, cwd=REPO,
-                                         stdout=logf, stderr=subprocess.STDOUT)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-    def tail(self) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
 
 
 def kafka_env(kafka: KafkaSettings) -> dict[str, str]:

@@ -22,7 +22,8 @@ from producers.collector.service import CollectorService
 from producers.collector.settings import CollectorSettings
 from sinks.prometheus.service import PrometheusSinkService
 from sinks.prometheus.settings import PrometheusSinkSettings
-from tests.grafana.pipeline import Child, Prometheus, collector_inventory_file, kafka_env, replay
+from netpilot.dev.pipeline import Child
+from tests.grafana.pipeline import Prometheus, collector_inventory_file, kafka_env, replay
 from tests.grafana.store import Store, _collector_inventory
 from tests.sinks.clickhouse.helpers import free_port
 
@@ -79,11 +80,11 @@ def test_every_promql_returns_series(kafka_settings: KafkaSettings, grafana_stor
         exporter.start()
         assert exporter.url is not None
         ports["exporter"] = int(exporter.url.rsplit(":", 1)[1])
-        children.append(Child(["sink", "clickhouse", "run"], {
+        children.append(Child("sink-clickhouse", ["sink", "clickhouse", "run"], {
             **env, "NETPILOT_SINK_CLICKHOUSE__DSN": f"chdb://{tmp_path}/sink-chdb",
             "NETPILOT_SINK_CLICKHOUSE__GROUP_ID": f"grafana-test-{uuid.uuid4().hex[:8]}",
             "NETPILOT_SINK_CLICKHOUSE__METRICS__LISTEN": f"127.0.0.1:{ports['sink']}"}, tmp_path / "sink.log"))
-        children.append(Child(["streams", "run"], {
+        children.append(Child("streams", ["streams", "run"], {
             **env, "NETPILOT_STREAMS__APP_ID": f"grafana-test-{uuid.uuid4().hex[:8]}",
             "NETPILOT_STREAMS__DATA_DIR": str(tmp_path / "streams"),
             "NETPILOT_STREAMS__METRICS__LISTEN": f"127.0.0.1:{ports['streams']}"}, tmp_path / "streams.log"))

@@ -59,10 +59,13 @@ def _totals(messages: list) -> dict:
 WANTED_UTIL = {(link, size) for link in ("par-l1", "par-l2", "ams-l1") for size in (10, 60)}
 
 
+def _utilisations(messages: list) -> list[LinkUtilisation]:
+    return [LinkUtilisation.decode(m.value()) for m in messages]
+
+
 def _first_windows(messages: list, t0: int) -> dict:
     """Utilisation of the windows starting at t0, by (link, window size)."""
-    utils = (LinkUtilisation.decode(m.value()) for m in messages)
-    return {(u.link_id, u.window_s): u for u in utils if u.window_start * 1000 == t0}
+    return {(u.link_id, u.window_s): u for u in _utilisations(messages) if u.window_start * 1000 == t0}
 
 
 def _send_flows(producer: KafkaProducer, kafka: KafkaSettings, pop: str, table: pa.Table) -> None:
@@ -208,8 +211,7 @@ def test_idle_pop_closes_its_windows_and_keeps_utilisation_from_counters(kafka_s
         aggs = read_until(k, k.topic(catalog.FLOW_AGGREGATES), lambda ms: _totals(ms) == expected)
         starts = [t0 + 10_000 * i for i in range(6)]
         util_msgs = read_until(k, k.topic(catalog.LINK_UTILISATION), lambda ms: {
-            u.window_start * 1000 for u in map(lambda m: LinkUtilisation.decode(m.value()), ms)
-            if u.window_s == 10} >= set(starts))
+            u.window_start * 1000 for u in _utilisations(ms) if u.window_s == 10} >= set(starts))
         # flows come back, one of them for a window the idle PoP already closed
         _send_flows(producer, k, "lis", flows_at("lis", "lis-l1", sec(15), "198.51.100.0"))
         producer.flush()
@@ -223,10 +225,10 @@ def test_idle_pop_closes_its_windows_and_keeps_utilisation_from_counters(kafka_s
         svc.stop()
 
     assert _totals(aggs) == expected
-    published = [(u.window_s, u.window_start) for u in map(lambda m: LinkUtilisation.decode(m.value()), util_msgs)]
+    decoded = _utilisations(util_msgs)
+    published = [(u.window_s, u.window_start) for u in decoded]
     assert len(published) == len(set(published)), "a window's utilisation was published twice"
-    utils = {u.window_start * 1000: u for u in map(lambda m: LinkUtilisation.decode(m.value()), util_msgs)
-             if u.window_s == 10 and u.link_id == "lis-l1"}
+    utils = {u.window_start * 1000: u for u in decoded if u.window_s == 10 and u.link_id == "lis-l1"}
     for start in starts[:3]:  # windows with flows: 10 flows each
         assert utils[start].flow_bps == pytest.approx(10 * BYTES * 8 / 10)
         assert utils[start].counter_bps == pytest.approx(counter)

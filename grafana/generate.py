@@ -120,6 +120,16 @@ def autopilot() -> Json:
                            "{{link_id}}", "A"),
                prom_target('sum by (pop) (netpilot_autopilot_link_misprojected{pop=~"$pop"})',
                            "misprojected links {{pop}}", "B")], "percentunit", (0, 34, 24, 8)),
+        panel("timeseries", "Applied vs recommended overrides", "Overrides the PoP's routers hold "
+              "(read back from their RIBs by the injector) against valid recommendations, per PoP. "
+              "A gap that stays: suggestions not approved, or the injector is not applying them.",
+              [prom_target('sum by (pop) (netpilot_autopilot_applied_overrides{pop=~"$pop"})',
+                           "applied {{pop}}", "A"),
+               prom_target('sum by (pop) (netpilot_autopilot_recommendations{pop=~"$pop"})',
+                           "recommended {{pop}}", "B")], "short", (0, 42, 12, 8)),
+        panel("table", "Applied overrides", "What the routers hold now (latest read-back per PoP "
+              "and prefix), and overrides removed within the range.",
+              _table(q.APPLIED_TABLE), "short", (12, 42, 12, 8)),
     ]
     return dashboard("netpilot-autopilot", "netpilot / Autopilot",
                      "What the egress autopilot recommends and whether it worked.",

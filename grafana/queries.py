@@ -209,3 +209,16 @@ WHERE u.window_start >= r.generated_at AND u.window_start < r.generated_at + INT
 GROUP BY time, prefix, `to`, `projected to`, `from`, `projected from`
 ORDER BY time DESC
 LIMIT 100"""
+
+# What the routers hold (autopilot_applied, the injector's read-back): the latest state per
+# PoP and prefix. Installed ones whatever their age (an override applied a week ago still
+# moves traffic now); removed ones only when they went within the range, so the table shows
+# recent removals without growing with every prefix ever moved.
+APPLIED_TABLE = f"""SELECT pop, prefix, if(deleted, 'removed', 'installed') AS state, link_id AS link,
+  next_hop AS `next hop`, arrayStringConcat(routers, ', ') AS routers, local_pref AS `local pref`,
+  arrayStringConcat(communities, ' ') AS communities, since, confirmed_at AS confirmed,
+  published_at AS updated, recommendation_id AS recommendation
+FROM {DB}.autopilot_applied FINAL
+WHERE pop IN (${{pop:singlequote}}) AND (NOT deleted OR ($__timeFilter(published_at)))
+ORDER BY deleted ASC, pop, prefix
+LIMIT 200"""

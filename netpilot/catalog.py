@@ -141,7 +141,7 @@ LINK_INVENTORY = Topic(
     purpose="Links with capacity, peer and thresholds; a tombstone deletes a link.",
     producers=(Component.INVENTORY,),
     consumers=(Component.COLLECTOR, Component.STREAMS, Component.SINK_CLICKHOUSE,
-               Component.SINK_PROMETHEUS, Component.AUTOPILOT),
+               Component.SINK_PROMETHEUS, Component.AUTOPILOT, Component.AUTOPILOT_CONSUMER),
 )
 
 ROUTES = Topic(
@@ -157,7 +157,7 @@ ROUTES = Topic(
     purpose="Per PoP and link, the prefixes that link can reach with BGP attributes; "
             "a tombstone is a withdrawal.",
     producers=(Component.ROUTES,),
-    consumers=(Component.COLLECTOR, Component.AUTOPILOT),
+    consumers=(Component.COLLECTOR, Component.AUTOPILOT, Component.AUTOPILOT_CONSUMER),
 )
 
 EXPORTER_TEMPLATES = Topic(
@@ -238,6 +238,38 @@ CYCLE_SUMMARIES = Topic(
     consumers=(Component.SINK_CLICKHOUSE, Component.SINK_PROMETHEUS),
 )
 
+APPLIED_OVERRIDES = Topic(
+    id="applied_overrides",
+    name="netpilot.autopilot-applied.v1",
+    partitions=6,
+    replication=1,
+    cleanup_policy="compact",
+    retention_ms=None,
+    key="pop|prefix",
+    partition_by="pop",
+    value_schema="applied-override/1",
+    purpose="Overrides the PoP routers have installed, read back from their RIBs by the "
+            "injector; a tombstone: no router holds it any more.",
+    producers=(Component.AUTOPILOT_CONSUMER,),
+    consumers=(Component.SINK_CLICKHOUSE, Component.SINK_PROMETHEUS),
+)
+
+INJECTOR_CONTROL = Topic(
+    id="injector_control",
+    name="netpilot.injector-control.v1",
+    partitions=1,
+    replication=1,
+    cleanup_policy="compact",
+    retention_ms=None,
+    key="approval|pop|prefix or drain|pop",
+    partition_by="key",
+    value_schema="injector-control/1",
+    purpose="What people tell the injector: approvals and rejections (suggest mode), drain "
+            "and resume (the kill switch); compaction keeps the latest word per key.",
+    producers=(Component.AUTOPILOT_CONSUMER,),
+    consumers=(Component.AUTOPILOT_CONSUMER,),
+)
+
 DEAD_LETTERS = Topic(
     id="dead_letters",
     name="netpilot.dead-letters.v1",
@@ -250,7 +282,7 @@ DEAD_LETTERS = Topic(
     value_schema="dead-letter/1",
     purpose="Messages a consumer could not decode or process, with the reason in headers.",
     producers=(Component.STREAMS, Component.AUTOPILOT, Component.SINK_CLICKHOUSE,
-               Component.SINK_PROMETHEUS, Component.COLLECTOR),
+               Component.SINK_PROMETHEUS, Component.COLLECTOR, Component.AUTOPILOT_CONSUMER),
     consumers=(),
     config={"max.message.bytes": _FLOW_BATCH_BYTES},
 )
@@ -266,6 +298,8 @@ ALL_TOPICS: tuple[Topic, ...] = (
     LINK_UTILISATION,
     RECOMMENDATIONS,
     CYCLE_SUMMARIES,
+    APPLIED_OVERRIDES,
+    INJECTOR_CONTROL,
     DEAD_LETTERS,
 )
 

@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "decode": ("producers.collector.decode_cli", "app", "Decode a pcap of NetFlow/IPFIX/sFlow datagrams to JSON flows."),
     "collector": ("producers.collector.cli", "app", "Flow collector: NetFlow/IPFIX/sFlow to the flows topic."),
     "strimzi": ("strimzi.cli", "app", "Strimzi CRs from the catalog: render, validate, apply."),
+    "injector": ("sinks.bgp.cli", "app", "BGP injector: applies the autopilot's overrides to the routers."),
     "sink": ("sinks.cli", "app", "Sinks: ClickHouse (migrate, run, query) and Prometheus exporter."),
     "streams": ("streams.cli", "app", "Stream processing: flow windows and link utilisation."),
     "inventory": ("producers.inventory.cli", "app", "Link inventory: validate and publish."),

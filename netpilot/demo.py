@@ -30,7 +30,10 @@ def demo(duration: float = typer.Option(0, "--duration", help="Seconds of scenar
          keep_kafka: bool = typer.Option(False, "--keep-kafka", help="Leave a broker this run started running."),
          keep_topics: bool = typer.Option(False, "--keep-topics", help="Keep this run's topics (deleted by "
                                                                          "default: the data is in ClickHouse)."),
-         refresh_s: float = typer.Option(1.0, "--refresh", help="Live view refresh period.")) -> None:
+         refresh_s: float = typer.Option(1.0, "--refresh", help="Live view refresh period."),
+         mode: str = typer.Option("apply", "--mode", help="apply: the BGP injector announces the overrides to a "
+                                                          "BIRD per simulated router and the traffic follows "
+                                                          "(closed loop); observe: recommendations only (what-if).")) -> None:
     """Run the whole pipeline on the scenario and watch it (see README)."""
     from rich.console import Console
 
@@ -52,7 +55,9 @@ def demo(duration: float = typer.Option(0, "--duration", help="Seconds of scenar
     run_id = time.strftime("%Y%m%d%H%M%S") + uuid.uuid4().hex[:4]
     kafka = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=f"demo-{run_id}.")
     try:
-        code = _run(console, kafka, scenario, out, duration, cycle_s, refresh_s, keep_topics)
+        if mode not in ("apply", "observe"):
+            raise typer.BadParameter("--mode must be apply or observe")
+        code = _run(console, kafka, scenario, out, duration, cycle_s, refresh_s, keep_topics, mode)
     finally:
         if broker is not None and not keep_kafka:
             broker.down()
@@ -61,25 +66,29 @@ def demo(duration: float = typer.Option(0, "--duration", help="Seconds of scenar
 
 
 def _run(console, kafka, scenario: Path, out: Path, duration: float, cycle_s: float,  # noqa: ANN001
-         refresh_s: float, keep_topics: bool) -> int:
+         refresh_s: float, keep_topics: bool, mode: str = "apply") -> int:
     from netpilot import catalog
     from netpilot.dev.demoview import DemoWatcher
     from netpilot.dev.pipeline import Pipeline, PipelineOptions
     from netpilot.kafka.admin import TopicAdmin
 
-    for stale in ("chdb", "logs", "streams", "autopilot", "network"):
+    for stale in ("chdb", "logs", "streams", "autopilot", "network", "routers", "injector"):
         shutil.rmtree(out / stale, ignore_errors=True)  # one run per folder: no stale data in charts
     out.mkdir(parents=True, exist_ok=True)
     admin = TopicAdmin(kafka)
     admin.sync(catalog.ALL_TOPICS)
     console.print(f"topics: {len(catalog.ALL_TOPICS)} with prefix {kafka.topic_prefix!r}")
-    pipe = Pipeline(out, kafka, scenario, PipelineOptions(cycle_s=cycle_s, hold_s=max(60.0, 4 * cycle_s)))
+    closed = mode == "apply"
+    pipe = Pipeline(out, kafka, scenario, PipelineOptions(
+        cycle_s=cycle_s, hold_s=max(60.0, 4 * cycle_s), autopilot_mode="suggest" if closed else "observe",
+        injector="apply" if closed else None))
     watcher = None
     outcome = "failed"
     try:
         with console.status("publishing inventory and routes ..."):
             pipe.publish_network()
-        with console.status("starting collector, streams, autopilot, ClickHouse sink, Prometheus exporter ..."):
+        with console.status("starting collector, streams, autopilot, ClickHouse sink, Prometheus exporter"
+                            + (", BIRD routers and the BGP injector" if closed else "") + " ..."):
             pipe.start()
         for name, c in pipe.children.items():
             console.print(f"  {name:16} pid {c.proc.pid:<7} metrics http://127.0.0.1:{c.metrics_port}/metrics"

@@ -18,6 +18,8 @@ PACKAGES=(
   nfdump                 # collector tests: nfcapd + nfreplay re-export
   tshark                 # collector tests: ground-truth decode of exporter datagrams
   prometheus             # sink tests: a real Prometheus scrapes the exporter; PromQL checks values
+  bird2                  # injector: BIRD routers the demo and tests inject overrides into (birdc reads back)
+  frr                    # injector tests: FRR bgpd+zebra in a namespace (vtysh reads back, kernel FIB)
 )
 
 missing=()

@@ -44,6 +44,7 @@ def print_summary(console: Console, state: DemoState, pipe: Pipeline, out: Path)
                       f"({rates[(pop, src, dst)] / 1e9:.2f} Gbit/s), first at {_hms(first)}")
     by_action = Counter(r.action for r in state.recommendations)
     console.print("recommendations: " + (", ".join(f"{a} {n}" for a, n in sorted(by_action.items())) or "none"))
+    _applied(console, state, over)
     _relief(console, state, {link for _, link in over} | {src for _, src, _ in moves})
     _stored(console, pipe)
     charts = write_charts(state, out)
@@ -64,15 +65,57 @@ def _relief(console: Console, state: DemoState, links: set[str]) -> None:
     if not worst:
         return
     t = Table(title="projected vs actual relief (the autopilot cycle where each link was worst)")
-    for col in ("PoP", "link", "cycle at", "no override (U0)", "projected", "actual (counters)"):
+    for col in ("PoP", "link", "cycle at", "no override (U0)", "projected", "actual (counters)",
+                "actual 2 cycles later"):
         t.add_column(col)
     for (pop, link), s in sorted(worst.items()):
+        # the overrides act on the counters after they are applied: show the cycle that sees it
+        later = [c for c in state.summaries if c.pop == pop and c.generated_at > s.generated_at
+                 and link in c.util_actual]
+        after = later[1] if len(later) > 1 else (later[0] if later else None)
         t.add_row(pop, link, _hms(s.generated_at), _pct(s.util_no_override.get(link)),
-                  _pct(s.util_projected.get(link)), _pct(s.util_actual.get(link)))
+                  _pct(s.util_projected.get(link)), _pct(s.util_actual.get(link)),
+                  _pct(after.util_actual.get(link)) if after else "-")
     console.print(t)
-    console.print("[dim]The simulator does not apply recommendations (no actuator in this demo): "
-                  "'projected' is what the moves would achieve; 'actual' moves only with the "
-                  "scenario's own traffic.[/]")
+    if state.applied_events:
+        console.print("[dim]Closed loop: the injector announced the overrides to a BIRD per simulated router "
+                      "and the simulator steers traffic by BIRD's selected routes, so 'actual' (counters) "
+                      "follows 'projected'. U0 is what the link would carry without the overrides.[/]")
+    else:
+        console.print("[dim]Open loop (--mode observe): nothing applies the recommendations; 'projected' is "
+                      "what the moves would achieve; 'actual' moves only with the scenario's own traffic.[/]")
+
+
+def relief_times(state: DemoState, over: dict[tuple[str, str], tuple[float, float]]) -> dict[tuple[str, str], float]:
+    """Per overloaded link: the end of the first window after the first router-confirmed
+    override in which the link's utilisation (from counters) was back under its trigger."""
+    out: dict[tuple[str, str], float] = {}
+    for (pop, link) in over:
+        installed = sorted(t for t, p, _, up in state.applied_events if p == pop and up)
+        if not installed:
+            continue
+        hi = state.thresholds.get(link, DEFAULT_HI)
+        for start, util in sorted(state.history.get((pop, link), [])):
+            if start >= installed[0] and util < hi:
+                out[(pop, link)] = start + WINDOW_S
+                break
+    return out
+
+
+def _applied(console: Console, state: DemoState, over: dict[tuple[str, str], tuple[float, float]]) -> None:
+    if not state.applied_events:
+        return
+    installed = [e for e in state.applied_events if e[3]]
+    removed = [e for e in state.applied_events if not e[3]]
+    console.print(f"[bold]applied[/]: {len({(p, x) for _, p, x, _ in installed})} overrides confirmed in the "
+                  f"routers' RIBs (first at {_hms(min(t for t, *_ in installed))}), "
+                  f"{len(removed)} removed again, {len(state.applied)} still installed")
+    first_add = {pop: min((r.generated_at for r in state.recommendations if r.pop == pop and r.action == "ADD"),
+                          default=None) for pop, _ in over}
+    for (pop, link), t in sorted(relief_times(state, over).items()):
+        add = first_add.get(pop)
+        after = f", {t - add:.0f} s after the first ADD" if add else ""
+        console.print(f"[green]relieved[/]: {pop} {link} back under its trigger (counters) by {_hms(t)}{after}")
 
 
 def _stored(console: Console, pipe: Pipeline) -> None:

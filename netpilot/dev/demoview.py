@@ -24,6 +24,7 @@ from netpilot.kafka.consumer import BatchConsumer
 from netpilot.obs.logging import RateLimitedLog, get_logger
 from netpilot.settings import KafkaSettings
 from netpilot.wire.autopilot import CycleSummary, Recommendation
+from netpilot.wire.injector import AppliedOverride
 from netpilot.errors import WireError
 from netpilot.wire.links import LinkUtilisation
 
@@ -47,6 +48,10 @@ class DemoState:
     flows_per_s: float = 0.0
     sink_lag_messages: float | None = None
     """Kafka messages the ClickHouse sink has not stored yet (its consumer lag)."""
+    applied: dict[tuple[str, str], AppliedOverride] = field(default_factory=dict)
+    """What the routers hold now (the injector's read-back); empty in an open-loop run."""
+    applied_events: list[tuple[float, str, str, bool]] = field(default_factory=list)
+    """(when, pop, prefix, installed?) as the routers confirmed it."""
     bad_messages: int = 0
     _last_scrape: tuple[float, float] | None = None
 
@@ -76,6 +81,8 @@ class DemoWatcher:
         self._topics = {kafka.topic(catalog.LINK_UTILISATION): self._utilisation,
                         kafka.topic(catalog.RECOMMENDATIONS): self._recommendation,
                         kafka.topic(catalog.CYCLE_SUMMARIES): self._summary}
+        self._applied_topic = kafka.topic(catalog.APPLIED_OVERRIDES)
+        self._topics[self._applied_topic] = self._applied
         self.consumer = BatchConsumer(kafka, group_id, list(self._topics))
         self.state = DemoState()
         self._mute = RateLimitedLog(log)
@@ -83,6 +90,10 @@ class DemoWatcher:
     def poll(self, timeout: float = 0.2) -> None:
         for m in self.consumer.poll_batch(1000, timeout):
             if m.value() is None:
+                if m.topic() == self._applied_topic:  # a tombstone: no router holds it any more
+                    pop, _, prefix = (m.key() or b"").decode(errors="replace").partition("|")
+                    if self.state.applied.pop((pop, prefix), None) is not None:
+                        self.state.applied_events.append((time.time(), pop, prefix, False))
                 continue
             try:
                 self._topics[m.topic()](m.value())
@@ -103,6 +114,12 @@ class DemoWatcher:
     def _recommendation(self, value: bytes) -> None:
         r = Recommendation.decode(value)
         self.state.recommendations.append(r)
+
+    def _applied(self, value: bytes) -> None:
+        a = AppliedOverride.decode(value)
+        if (a.pop, a.prefix) not in self.state.applied:
+            self.state.applied_events.append((a.since, a.pop, a.prefix, True))
+        self.state.applied[(a.pop, a.prefix)] = a
 
     def _summary(self, value: bytes) -> None:
         summary = CycleSummary.decode(value)
@@ -147,7 +164,15 @@ def render(state: DemoState, header: str, components: dict[str, bool]) -> Group:
         proj = "-" if before is None or after is None else f"{before:.0%} → {after:.0%}"
         recs.add_row(time.strftime("%H:%M:%S", time.localtime(r.generated_at)), r.action, r.prefix,
                      r.from_.link_id, r.to.link_id, f"{r.rate_bps / 1e6:.0f} M", proj)
-    return Group(top, links, Panel(recs, border_style="dim"))
+    parts: list = [top, links, Panel(recs, border_style="dim")]
+    if state.applied or state.applied_events:
+        per_pop: dict[str, int] = defaultdict(int)
+        for pop, _ in state.applied:
+            per_pop[pop] += 1
+        parts.append(Text.from_markup(
+            "[bold]applied on the routers[/] (BIRD's own RIB, read back by the injector): "
+            + (", ".join(f"{pop} {n}" for pop, n in sorted(per_pop.items())) or "none now")))
+    return Group(*parts)
 
 
 def write_charts(state: DemoState, out: Path) -> list[Path]:
@@ -180,6 +205,13 @@ def write_charts(state: DemoState, out: Path) -> list[Path]:
         withdraws = sorted({r.generated_at for r in state.recommendations if r.pop == pop and r.action == "WITHDRAW"})
         for i, t in enumerate(withdraws):
             ax.axvline(ts(t), color="green", alpha=0.5, linewidth=1, label="WITHDRAW" if i == 0 else None)
+        installed = sorted(t for t, p, _, up in state.applied_events if p == pop and up)
+        removed = sorted(t for t, p, _, up in state.applied_events if p == pop and not up)
+        if installed:
+            ax.axvspan(ts(installed[0]), ts(removed[-1] if removed and removed[-1] > installed[0] else
+                                            max(t for pts in state.history.values() for t, _ in pts) + WINDOW_S),
+                       color="purple", alpha=0.08, label="overrides installed on the routers")
+            ax.axvline(ts(installed[0]), color="purple", linewidth=1.5, label="first override confirmed by BIRD")
         ax.set_title(f"{pop}: egress link utilisation ({WINDOW_S:.0f} s windows; dotted = trigger)")
         ax.set_ylabel("% of capacity")
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S"))

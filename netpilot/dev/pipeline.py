@@ -56,6 +56,10 @@ class PipelineOptions:
     autopilot_mode: str = "observe"
     prometheus: bool = True
     """also run the Prometheus exporter."""
+    injector: str | None = None
+    """``apply``/``suggest``/``observe``: also run a BIRD per simulated router and the BGP
+    injector talking to them; the simulator then steers traffic by the routes BIRD selected
+    (the closed loop). None: no injector (open loop)."""
 
 
 class Child:
@@ -124,6 +128,7 @@ class Pipeline:
         self.sflow_port = free_port(socket.SOCK_DGRAM)
         self.run_id = uuid.uuid4().hex[:8]
         self.simulation: subprocess.Popen | None = None
+        self.birds: dict[str, object] = {}
 
     # -- environment -----------------------------------------------------------------------
     def _env(self, component: str, metrics_port: int | None, **fields: object) -> dict[str, str]:
@@ -179,11 +184,46 @@ class Pipeline:
         if o.prometheus:
             specs.append(("sink-prometheus", ["sink", "prometheus", "run"], "sink-prometheus",
                           {"group_id": f"netpilot-sink-prometheus-{tag}"}))
+        if o.injector:
+            specs.append(("injector", ["injector", "run", "--config", str(self._start_routers())], "injector",
+                          {"mode": o.injector, "run_dir": self.root / "injector",
+                           "cycle_s": o.cycle_s}))
         for name, args, component, fields in specs:
             port = free_port()
             self.children[name] = Child(name, args, self._env(component, port, **fields),
                                         logs / f"{name}.log", port)
         self.wait_healthy(timeout)
+
+    @property
+    def routers_file(self) -> Path:
+        return self.root / "routers.yaml"
+
+    def _start_routers(self) -> Path:
+        """A real BIRD per simulated router (loopback, no privileges); returns the
+        injector's configuration naming them, and writes the simulator's ``--routers``."""
+        import random
+
+        import yaml
+
+        from netpilot.dev.bird import BirdRouter, BirdRouterSpec
+
+        # the scenario file names the routers (read as data: netpilot/ imports no component)
+        names = [r["name"] for p in yaml.safe_load(self.scenario.read_text())["pops"] for r in p["routers"]]
+        net = random.randint(100, 250)
+        routers, readers = {}, {}
+        for i, name in enumerate(names):
+            # a port each: BIRD listens on the wildcard address whatever ``local`` says
+            spec = BirdRouterSpec(name, f"127.0.{net}.{i + 2}", free_port())
+            bird = BirdRouter(spec, self.root / "routers").start()
+            self.birds[name] = bird
+            rib = {"kind": "bird", "socket": str(bird.socket)}
+            routers[name] = {"neighbor": spec.address, "port": spec.port, "local_address": "127.0.0.1",
+                             "rib": rib}
+            readers[name] = rib
+        self.routers_file.write_text(yaml.safe_dump({"community": "64496:666", "routers": readers}))
+        cfg = self.root / "injector.yaml"
+        cfg.write_text(yaml.safe_dump({"injector": {"routers": routers, "community": "64496:666"}}))
+        return cfg
 
     def wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -207,6 +247,8 @@ class Pipeline:
                 "--kafka", self.kafka.bootstrap_servers, "--topic-prefix", self.kafka.topic_prefix]
         if duration:
             args += ["--duration", str(duration)]
+        if self.birds:
+            args += ["--routers", str(self.routers_file)]
         if fast:
             args.append("--fast")
         log = open(self.root / "logs" / "simulator.log", "ab")  # noqa: SIM115 - closed with the child
@@ -241,10 +283,13 @@ class Pipeline:
             except subprocess.TimeoutExpired:
                 self.simulation.kill()
                 self.simulation.wait(10)
-        for name in ("collector", "streams", "autopilot", "sink-prometheus", "sink-clickhouse"):
+        for name in ("injector", "collector", "streams", "autopilot", "sink-prometheus", "sink-clickhouse"):
             child = self.children.get(name)
             if child is not None:
                 codes[name] = child.stop()
+        for bird in self.birds.values():
+            bird.stop()  # type: ignore[attr-defined]
+        self.birds.clear()
         return codes
 
     def query(self, sql: str) -> list[list[str]]:

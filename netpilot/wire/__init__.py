@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from netpilot.wire import aggregates, deadletter, flows
 from netpilot.wire.autopilot import CycleSummary, Recommendation
+from netpilot.wire.injector import AppliedOverride, InjectorControl
 from netpilot.wire.links import LinkInventory, LinkStats, LinkUtilisation
 from netpilot.wire.routes import Route
 from netpilot.wire.templates import ExporterTemplate
@@ -28,4 +29,6 @@ SCHEMAS: dict[str, object] = {
     ExporterTemplate.schema_id(): ExporterTemplate,
     Recommendation.schema_id(): Recommendation,
     CycleSummary.schema_id(): CycleSummary,
+    AppliedOverride.schema_id(): AppliedOverride,
+    InjectorControl.schema_id(): InjectorControl,
 }

@@ -22,6 +22,9 @@ def simulate(
     fast: bool = typer.Option(False, "--fast", help="Do not wait: emit the whole scenario as fast as possible."),
     duration: float = typer.Option(0, help="Override the scenario's duration_s (0: keep)."),
     pcap: bool = typer.Option(False, help="Also write every datagram to OUT/datagrams.pcap."),
+    routers: Path = typer.Option(None, "--routers", exists=True,
+                                 help="YAML {community: A:B, routers: {NAME: {kind: bird|frr, socket: PATH}}}: "
+                                      "steer each prefix by the route the router selected (closed loop)."),
     files_only: bool = typer.Option(False, "--files-only",
                                     help="Only write OUT/inventory.yaml and OUT/routes.yaml (to start the "
                                          "collector with them before the traffic), then exit."),
@@ -46,6 +49,15 @@ def simulate(
     shost, _, sport = sflow.rpartition(":")
     sim = Simulator(sc, out, (host, int(port)), (shost, int(sport)), realtime=not fast, link_stats_sink=sink,
                     pcap_path=out / "datagrams.pcap" if pcap else None)
+    if routers is not None:
+        import yaml
+
+        from netpilot.rib import rib_reader
+        from producers.simulator.run import RibSteering
+
+        spec = yaml.safe_load(routers.read_text()) or {}
+        readers = {name: rib_reader(r["kind"], Path(r["socket"])) for name, r in spec.get("routers", {}).items()}
+        sim.steering = RibSteering(sim.model, readers, str(spec.get("community", "64496:666")))
     inv, routes = sim.write_network_files()
     typer.echo(f"inventory: {inv}\nroutes:    {routes}", err=True)
     if files_only:
@@ -56,5 +68,6 @@ def simulate(
     links, prefixes = sim.write_truth()
     typer.echo(json.dumps({"steps": stats.steps, "datagrams": stats.datagrams, "records": stats.records,
                            "bytes_true": stats.bytes_true, "link_stats": stats.link_stats,
-                           "max_lag_s": round(stats.lag_s, 3), "truth_links": str(links),
+                           "max_lag_s": round(stats.lag_s, 3),
+                           "steered_prefixes": sim.steering.steered if sim.steering else None, "truth_links": str(links),
                            "truth_prefixes": str(prefixes)}))

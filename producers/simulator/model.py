@@ -76,19 +76,29 @@ class NetworkModel:
     def routes(self) -> list[dict]:
         """Every (pop, link, prefix) route, with the preferred link's routes first (local_pref)."""
         out = []
+        peers = self.peer_addresses()
         for pm in self.pops:
             for li, (router, link) in enumerate(pm.links):
                 preferred = pm.order[:, 0] == li
                 for pi in np.nonzero(pm.reach[li])[0]:
                     out.append({"pop": pm.pop.name, "link": link.link_id,
                                 "prefix": str(self.prefixes[pi]),
+                                "next_hop": peers[link.link_id][0 if self.is_v4[pi] else 1],
                                 "as_path": [link.peer_asn, int(self.origin_as[pi])] if link.peer_type == "transit"
                                 else [link.peer_asn] if link.peer_asn == self.origin_as[pi] else
                                 [link.peer_asn, int(self.origin_as[pi])],
                                 "local_pref": 200 if preferred[pi] else 100})
         return out
 
-    def step(self, pm: PopModel, t: float) -> Step:
+    def peer_addresses(self) -> dict[str, tuple[str, str]]:
+        """Per link, its BGP peer's (IPv4, IPv6) address: the next hop of its routes, what an
+        override names to send a prefix out of that link."""
+        return {l.link_id: (f"198.51.100.{10 + k}", f"2001:db8:ffff::{10 + k:x}")
+                for k, (_, _, l) in enumerate(self.scenario.links())}
+
+    def step(self, pm: PopModel, t: float, steer: np.ndarray | None = None) -> Step:
+        """``steer``: per prefix, the link index a router's selected route sends it to
+        (an applied override), -1 for its own best path."""
         sc = self.scenario
         diurnal = 1.0 + sc.diurnal_amplitude * np.sin(2 * np.pi * t / sc.diurnal_period_s)
         rate_bps = pm.pop.peak_bps / (1 + sc.diurnal_amplitude) * diurnal * pm.weight
@@ -112,6 +122,13 @@ class NetworkModel:
         first = np.argmax(usable, axis=1)
         has = usable[np.arange(len(first)), first]
         link = np.where(has, pm.order[np.arange(len(first)), first], -1)
+        if steer is not None:
+            # the router follows the override while its link is up and reaches the prefix
+            # (else the next hop is unusable and the best native path carries the traffic)
+            ok = steer >= 0
+            idx = np.nonzero(ok)[0]
+            usable_alt = up[steer[idx]] & reach[steer[idx], idx]
+            link[idx[usable_alt]] = steer[idx[usable_alt]]
         packets = np.floor(rate_bps * sc.step_s / 8 / pm.packet_size).astype(np.int64)
         return Step(t, pm.pop.name, packets * pm.packet_size, packets, link)
 

@@ -3,6 +3,8 @@
 flows/1 and flow-aggregates/1 already are Arrow: decode (zero-copy) and concatenate. The
 JSON topics are low-volume (one message per link and poll, per recommendation): each
 message is validated by its wire model, then a whole batch becomes Arrow columns at once.
+Tombstones of compacted topics whose table keeps "deleted" rows (link-inventory,
+applied-override) become such rows, keyed from the message key.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pyarrow as pa
 from netpilot.errors import WireError
 from netpilot.wire import aggregates, flows
 from netpilot.wire.autopilot import CycleSummary, Recommendation
+from netpilot.wire.injector import AppliedOverride
 from netpilot.wire.links import LinkInventory, LinkStats, LinkUtilisation
 
 TS = pa.timestamp("ms", tz="UTC")
@@ -31,6 +34,9 @@ class Item:
     key: bytes | None
     payload: Any
     rows: int
+    ts: float | None = None
+    """The Kafka record's timestamp (unix seconds; None: not available). Stable for an
+    offset, so a replayed batch builds the same rows."""
 
 
 def _ts(values: Sequence[float | None]) -> pa.Array:
@@ -85,6 +91,15 @@ def _decode_recommendation(value: bytes | None, key: bytes | None) -> tuple[Any,
     if value is None:  # compaction tombstone: nothing to record
         return None, 0
     return Recommendation.decode(value), 1
+
+
+def _decode_applied(value: bytes | None, key: bytes | None) -> tuple[Any, int]:
+    if value is None:  # tombstone: no router holds the override any more; keep that as a row
+        pop, sep, prefix = (key or b"").decode(errors="replace").partition("|")
+        if not sep or not pop or not prefix:
+            raise WireError(f"applied-override tombstone with a key that is not pop|prefix: {key!r}")
+        return ("deleted", pop, prefix), 1
+    return AppliedOverride.decode(value), 1
 
 
 def _link_stats(items: Sequence[Item]) -> pa.Table:
@@ -183,6 +198,27 @@ def _cycle_summaries(items: Sequence[Item]) -> pa.Table:
     })
 
 
+def _applied_overrides(items: Sequence[Item]) -> pa.Table:
+    cols: dict[str, list] = {k: [] for k in (
+        "pop", "prefix", "link_id", "next_hop", "routers", "local_pref", "communities",
+        "recommendation_id", "since", "confirmed_at", "published_at", "deleted", "version")}
+    for i in items:
+        x = i.payload
+        if isinstance(x, tuple):  # ("deleted", pop, prefix)
+            row = (x[1], x[2], "", "", [], None, [], None, None, None, i.ts, True, i.offset)
+        else:
+            row = (x.pop, x.prefix, x.link_id or "", x.next_hop, list(x.routers), x.local_pref,
+                   list(x.communities), x.recommendation_id, x.since, x.confirmed_at, i.ts,
+                   False, i.offset)
+        for k, v in zip(cols, row):
+            cols[k].append(v)
+    types = {"routers": pa.list_(pa.string()), "local_pref": pa.uint32(),
+             "communities": pa.list_(pa.string()), "deleted": pa.bool_(), "version": pa.uint64()}
+    out = {k: _ts(v) if k in ("since", "confirmed_at", "published_at") else _col(v, types.get(k, pa.string()))
+           for k, v in cols.items()}
+    return pa.table(out)
+
+
 Decoder = Callable[[bytes | None, bytes | None], tuple[Any, int]]
 Builder = Callable[[Sequence[Item]], pa.Table]
 
@@ -194,14 +230,17 @@ CONVERTERS: dict[str, tuple[Decoder, Builder]] = {
     "link_inventory": (_decode_inventory, _link_inventory),
     "recommendations": (_decode_recommendation, _recommendations),
     "cycle_summaries": (_model(CycleSummary), _cycle_summaries),
+    "applied_overrides": (_decode_applied, _applied_overrides),
 }
 
 
-def decode(topic_id: str, offset: int, key: bytes | None, value: bytes | None) -> Item:
-    """Decode one message; raises :class:`WireError` for anything undecodable."""
+def decode(topic_id: str, offset: int, key: bytes | None, value: bytes | None,
+           ts: float | None = None) -> Item:
+    """Decode one message (``ts``: its Kafka timestamp, unix seconds); raises
+    :class:`WireError` for anything undecodable."""
     dec, _ = CONVERTERS[topic_id]
     payload, rows = dec(value, key)
-    return Item(offset, key, payload, rows)
+    return Item(offset, key, payload, rows, ts)
 
 
 def to_arrow(topic_id: str, items: Sequence[Item]) -> pa.Table:

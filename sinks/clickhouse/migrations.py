@@ -22,8 +22,10 @@ from sinks.clickhouse import schema
 from sinks.clickhouse.client import ClickHouseClient
 from sinks.clickhouse.settings import Retention
 
-SCHEMA_VERSION = 2
-"""Bumped when a step is added; shown by ``migrate`` and stored with each applied step."""
+SCHEMA_VERSION = 3
+"""Bumped when a step is added; shown by ``migrate`` and stored with each applied step.
+2: the rollup views cascade. 3: ``autopilot_applied`` (applied-override/1), created by its
+``table:`` step next to the existing tables, whose data it leaves alone."""
 
 
 @dataclass(frozen=True)

@@ -203,6 +203,19 @@ def tables(r: Retention) -> tuple[Table, ...]:
             "MergeTree", order_by="toStartOfDay(generated_at), pop, generated_at",
             partition_by="toYYYYMM(generated_at)", ttl_column="toDateTime(generated_at)",
             ttl_days=r.autopilot_days, source_topic="cycle_summaries"),
+        # What the routers hold, as the injector read it back (applied-override/1, a
+        # compacted topic): like link_inventory, the latest row per (pop, prefix) wins, the
+        # Kafka offset is the version, and a tombstone is a row with ``deleted`` so a query
+        # can tell "no longer installed" (and since when: ``published_at``) from "never was".
+        # No TTL: one row per overridden prefix, bounded like the topic.
+        Table("autopilot_applied", _cols(
+            ("pop", LC), ("prefix", "String"), ("link_id", LC), ("next_hop", "String"),
+            ("routers", f"Array({LC})"), ("local_pref", "Nullable(UInt32)"),
+            ("communities", "Array(String)"), ("recommendation_id", "Nullable(String)"),
+            ("since", f"Nullable({TS})"), ("confirmed_at", f"Nullable({TS})"),
+            ("published_at", f"Nullable({TS})"), ("deleted", "Bool"), ("version", "UInt64")),
+            "ReplacingMergeTree(version)", order_by="pop, prefix", partition_by=None,
+            ttl_column=None, ttl_days=None, source_topic="applied_overrides"),
     ]
     return tuple(out)
 

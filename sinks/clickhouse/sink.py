@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import pyarrow as pa
-from confluent_kafka import Message, TopicPartition
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message, TopicPartition
 
 from netpilot.errors import WireError
 from netpilot.kafka.consumer import BatchConsumer
@@ -63,6 +63,12 @@ def parse_intent(metadata: str | None) -> tuple[int, int] | None:
         return int(start), int(end)
     except ValueError:
         return None
+
+
+def record_time(msg: Message) -> float | None:
+    """The record's Kafka timestamp in unix seconds (None when the broker has none)."""
+    kind, ms = msg.timestamp()
+    return None if kind == TIMESTAMP_NOT_AVAILABLE or ms < 0 else ms / 1000
 
 
 @dataclass
@@ -168,7 +174,7 @@ class ClickHouseSink:
             self._intents[key] = None
             self._batches[key] = batch
         try:
-            item = convert.decode(topic_id, offset, msg.key(), msg.value())
+            item = convert.decode(topic_id, offset, msg.key(), msg.value(), record_time(msg))
         except WireError as exc:
             self._dead_letter(msg, exc, reason_for(exc))
             item = None

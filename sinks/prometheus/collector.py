@@ -67,9 +67,19 @@ class LinkCollector(Collector):
                                         labels=["pop"]),
             "cycle": GaugeMetricFamily("netpilot_autopilot_last_cycle_timestamp_seconds",
                                        "When the last cycle summary was generated", labels=["pop"]),
+            "applied": GaugeMetricFamily("netpilot_autopilot_applied_overrides",
+                                         "Overrides the PoP's routers hold, as the injector read "
+                                         "them back from their RIBs", labels=["pop"]),
+            "applied_age": GaugeMetricFamily("netpilot_autopilot_applied_age_seconds",
+                                             "Seconds since the newest read-back that confirmed an "
+                                             "applied override (absent: none applied)", labels=["pop"]),
         }
         for pop in self._state.pops(now):
             p["recs"].add_metric([pop.pop], pop.active_recommendations)
+            # 0 rather than absent: "recommended but nothing applied" must show on a graph
+            p["applied"].add_metric([pop.pop], pop.applied_overrides)
+            if pop.applied_confirmed_at is not None:  # clocks differ: never a negative age
+                p["applied_age"].add_metric([pop.pop], max(0.0, now - pop.applied_confirmed_at))
             for name, value in (("overrides", pop.active_overrides), ("detour", pop.detoured_bps),
                                 ("static", None if pop.fail_static is None else int(pop.fail_static)),
                                 ("cycle", pop.cycle_time)):

@@ -2,8 +2,8 @@
 
 It is a projection, not a sink with offsets: each instance reads its topics from the
 beginning under its own consumer group and never commits, so every replica (and every
-restart) rebuilds the full picture from the compacted inventory/recommendation topics and
-the retained utilisation and cycle topics.
+restart) rebuilds the full picture from the compacted inventory/recommendation/applied
+topics and the retained utilisation and cycle topics.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from netpilot.kafka.producer import KafkaProducer
 from netpilot.obs.http import MetricsServer
 from netpilot.obs.logging import RateLimitedLog, get_logger
 from netpilot.wire.autopilot import CycleSummary, Recommendation
+from netpilot.wire.injector import AppliedOverride
 from netpilot.wire.links import LinkInventory, LinkUtilisation
 from sinks.lag import EVERY_S as LAG_EVERY_S, local_lag
 from sinks.prometheus.collector import LinkCollector
@@ -32,7 +33,7 @@ from sinks.prometheus.state import ExporterState
 
 log = get_logger("netpilot.sink.prometheus")
 TOPICS = (catalog.LINK_UTILISATION, catalog.LINK_INVENTORY, catalog.RECOMMENDATIONS,
-          catalog.CYCLE_SUMMARIES)
+          catalog.CYCLE_SUMMARIES, catalog.APPLIED_OVERRIDES)
 
 
 class PrometheusSinkService:
@@ -97,6 +98,8 @@ class PrometheusSinkService:
                 self.state.apply_inventory(key, None if value is None else LinkInventory.decode(value))
             elif topic_id == catalog.RECOMMENDATIONS.id:
                 self.state.apply_recommendation(key, None if value is None else Recommendation.decode(value))
+            elif topic_id == catalog.APPLIED_OVERRIDES.id:
+                self.state.apply_applied(key, None if value is None else AppliedOverride.decode(value))
             else:
                 self.state.apply_cycle(CycleSummary.decode(value))
         except WireError as exc:

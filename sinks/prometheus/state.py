@@ -2,7 +2,7 @@
 
 Pure and Kafka-free: ``apply_*`` take decoded wire messages; the collector reads a
 consistent snapshot under the lock. Sizes are bounded by the inventory (links, PoPs) and
-by the compacted recommendations topic (one entry per PoP and prefix).
+by the compacted recommendations and applied-overrides topics (one entry per PoP and prefix).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass, field
 
 from netpilot.wire.autopilot import CycleSummary, Recommendation
+from netpilot.wire.injector import AppliedOverride
 from netpilot.wire.links import LinkInventory, LinkUtilisation
 
 
@@ -36,6 +37,10 @@ class PopView:
     fail_static: bool | None
     cycle_time: float | None
     active_recommendations: int
+    applied_overrides: int = 0
+    """Overrides the PoP's routers hold (read back by the injector)."""
+    applied_confirmed_at: float | None = None
+    """The newest ``confirmed_at`` among them (None: nothing applied)."""
 
 
 @dataclass
@@ -44,6 +49,7 @@ class ExporterState:
     utilisation: dict[tuple[str, str], tuple[LinkUtilisation, float]] = field(default_factory=dict)
     cycles: dict[str, CycleSummary] = field(default_factory=dict)
     recommendations: dict[tuple[str, str], Recommendation] = field(default_factory=dict)
+    applied: dict[tuple[str, str], AppliedOverride] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def apply_inventory(self, key: str, msg: LinkInventory | None) -> None:
@@ -76,6 +82,14 @@ class ExporterState:
             else:
                 self.recommendations[(msg.pop, msg.prefix)] = msg
 
+    def apply_applied(self, key: str, msg: AppliedOverride | None) -> None:
+        pop, _, prefix = key.partition("|")
+        with self._lock:
+            if msg is None:  # tombstone: no router holds it any more
+                self.applied.pop((pop, prefix), None)
+            else:
+                self.applied[(msg.pop, msg.prefix)] = msg
+
     def links(self, now: float, stale_after_s: float) -> list[LinkView]:
         with self._lock:
             keys = set(self.inventory) | set(self.utilisation)
@@ -107,11 +121,18 @@ class ExporterState:
             for (pop, _prefix), r in self.recommendations.items():
                 if r.valid_until > now:
                     active[pop] = active.get(pop, 0) + 1
-            names = sorted(set(self.cycles) | set(active) | {k[0] for k in self.inventory})
+            applied: dict[str, int] = {}
+            confirmed: dict[str, float] = {}
+            for (pop, _prefix), a in self.applied.items():
+                applied[pop] = applied.get(pop, 0) + 1
+                confirmed[pop] = max(confirmed.get(pop, a.confirmed_at), a.confirmed_at)
+            names = sorted(set(self.cycles) | set(active) | set(applied)
+                           | {k[0] for k in self.inventory})
             out = []
             for pop in names:
                 c = self.cycles.get(pop)
                 out.append(PopView(pop, c.active_overrides if c else None,
                                    c.detoured_bps if c else None, c.fail_static if c else None,
-                                   c.generated_at if c else None, active.get(pop, 0)))
+                                   c.generated_at if c else None, active.get(pop, 0),
+                                   applied.get(pop, 0), confirmed.get(pop)))
             return out

@@ -14,7 +14,12 @@ How each table is filled (all through project code; nothing hand-written but the
 * ``link_utilisation``: ``streams.utilisation.utilisation`` per link and 10 s window, from
   the decoded flows and the counter readings;
 * ``recommendations`` / ``cycle_summaries``: the real planner over
-  tests/grafana/autopilot_scenario.yaml (same PoP and link ids), times shifted onto the run.
+  tests/grafana/autopilot_scenario.yaml (same PoP and link ids), times shifted onto the run;
+* ``autopilot_applied``: the one stand-in. No injector runs here (the BGP injector in
+  sinks/bgp/ needs routers), so :func:`_applied` writes what an injector that installs every
+  ADD/REFRESH and removes every WITHDRAW would read back ``READBACK_S`` later, converted and
+  inserted by the sink's ``convert`` with that time as the record's Kafka timestamp. The
+  scenario ends with a WITHDRAW, so at the end nothing is installed (one "removed" row).
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ import pyarrow as pa
 import yaml
 
 from netpilot.wire import flows as wire_flows
+from netpilot.wire.autopilot import Recommendation
+from netpilot.wire.injector import AppliedOverride
 from netpilot.wire.links import LinkInventory, LinkStats
 from producers.collector.decode.decoder import Decoder, DecoderOptions
 from producers.collector.enrich import Enricher
@@ -49,6 +56,7 @@ DB = "netpilot"
 WINDOW_S = 10.0
 FLOWS_PER_S = 300
 DURATION_S = 180.0
+READBACK_S = 5.0
 
 
 @dataclass
@@ -63,6 +71,8 @@ class Store:
     counts: dict[str, int] = field(default_factory=dict)
     messages: dict[str, list] = field(default_factory=dict)  # type: ignore[type-arg]
     """The wire messages inserted, by catalog topic id (not flows): to publish them to Kafka."""
+    applied: list[tuple[str, AppliedOverride | None, float]] = field(default_factory=list)
+    """applied-override/1 records in order: (key, value or None for a tombstone, when)."""
 
     def client(self) -> ClickHouseClient:
         return ClickHouseClient(self.dsn)
@@ -178,6 +188,35 @@ def _autopilot(start_s: float) -> tuple[list, list]:  # type: ignore[type-arg]
     return recs, cycles
 
 
+def _applied(recs: list[Recommendation], links: list[LinkInventory]
+             ) -> list[tuple[str, AppliedOverride | None, float]]:
+    routers = {pop: tuple(sorted({x.router for x in links if x.pop == pop})) for pop in {x.pop for x in links}}
+    since: dict[str, float] = {}
+    out: list[tuple[str, AppliedOverride | None, float]] = []
+    for r in sorted(recs, key=lambda r: (r.generated_at, r.rank)):
+        at = r.generated_at + READBACK_S
+        if r.action == "WITHDRAW":
+            since.pop(r.key(), None)
+            out.append((r.key(), None, at))
+            continue
+        # the attributes the injector announces come from the recommendation's BGP hint
+        local_pref, communities = r.bgp_hint.get("local_pref"), r.bgp_hint.get("communities", ())
+        out.append((r.key(), AppliedOverride(
+            pop=r.pop, prefix=r.prefix, link_id=r.to.link_id, next_hop=r.to.next_hop or "",
+            routers=routers.get(r.pop, ()), local_pref=local_pref if isinstance(local_pref, int) else None,
+            communities=tuple(map(str, communities)) if isinstance(communities, (list, tuple)) else (),
+            recommendation_id=r.id, since=since.setdefault(r.key(), at), confirmed_at=at), at))
+    return out
+
+
+def _insert_applied(client: ClickHouseClient, records: list[tuple[str, AppliedOverride | None, float]]) -> int:
+    items = [convert.decode("applied_overrides", i, key.encode(), None if m is None else m.encode(), at)
+             for i, (key, m, at) in enumerate(records)]
+    data = convert.to_arrow("applied_overrides", items)
+    client.insert_arrow(f"{DB}.autopilot_applied", data, "grafana-test/autopilot_applied")
+    return data.num_rows
+
+
 def _insert(client: ClickHouseClient, topic_id: str, table: str, messages: list) -> int:  # type: ignore[type-arg]
     items = [convert.decode(topic_id, i, f"{m.pop}|{getattr(m, 'link_id', '')}".encode(), m.encode())
              for i, m in enumerate(messages)]
@@ -200,7 +239,8 @@ def build_store(root: Path) -> Store:
     store = Store(f"chdb://{root}/chdb", start_s, start_s + DURATION_S, sim_dir,
                   pl.read_csv(sim_dir / "truth_links.csv").group_by("pop", "link_id").agg(pl.col("bytes").sum()),
                   messages={"link_stats": stats, "link_inventory": links, "link_utilisation": util,
-                            "recommendations": recs, "cycle_summaries": cycles})
+                            "recommendations": recs, "cycle_summaries": cycles},
+                  applied=_applied(recs, links))
     client = store.client()
     try:
         migrate(client, DB, Retention(), dedup_window=1000)
@@ -209,6 +249,7 @@ def build_store(root: Path) -> Store:
             client.insert_arrow(f"{DB}.flows_raw", flows.slice(i, step), f"grafana-test/flows/{i}")
         store.flow_rows = flows.num_rows
         store.counts = {topic: _insert(client, topic, topic, msgs) for topic, msgs in store.messages.items()}
+        store.counts["applied_overrides"] = _insert_applied(client, store.applied)
     finally:
         client.close()
     return store

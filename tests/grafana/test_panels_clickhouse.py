@@ -48,7 +48,7 @@ def _col(t: pa.Table, name: str) -> list:
 def test_every_dashboard_has_clickhouse_panels() -> None:
     assert {p.dashboard for p in PANELS} == {"netpilot / Network overview", "netpilot / Egress links",
                                              "netpilot / Autopilot"}
-    assert len(PANELS) == 16
+    assert len(PANELS) == 17
 
 
 def test_variables_resolve_to_the_simulated_network(store_client: ClickHouseClient, grafana_store: Store) -> None:
@@ -136,6 +136,33 @@ def test_autopilot_panels(store_client: ClickHouseClient, grafana_store: Store) 
     assert max(_col(unresolved, "unresolved bps")) > 0
     moved = _run(store_client, grafana_store, _panel("Projected vs actual after a move"), 10)
     assert moved.num_rows >= 1 and all(v is not None for v in _col(moved, "actual to"))
+
+
+
+def test_applied_overrides_table_shows_installed_and_recent_removals(
+        store_client: ClickHouseClient, grafana_store: Store) -> None:
+    panel = _panel("Applied overrides")
+    # the store's read-back ends with the WITHDRAW's tombstone: removed, within the range
+    [row] = _run(store_client, grafana_store, panel, 10).to_pylist()
+    [(key, _none, removed_at)] = [r for r in grafana_store.applied if r[1] is None]
+    assert (row["pop"], row["prefix"], row["state"]) == (*key.split("|"), "removed")
+    assert row["updated"].timestamp() == removed_at and row["next hop"] == ""
+    # a range that ends before the removal hides it; what is installed shows whatever the range
+    before = replace(_ctx(grafana_store, 10), to_s=removed_at - 1)
+    ctx = all_variable_values(store_client, BY_TITLE[panel.dashboard], before)
+    assert run_panel(store_client, panel, ctx).num_rows == 0
+    last = [m for _k, m, _t in grafana_store.applied if m is not None][-1]
+    store_client.command(f"INSERT INTO netpilot.autopilot_applied (pop, prefix, link_id, next_hop, routers, "
+                         f"local_pref, since, confirmed_at, deleted, version) VALUES ('{last.pop}', "
+                         f"'192.0.2.0/24', '{last.link_id}', '{last.next_hop}', ['{last.routers[0]}'], 500, "
+                         f"toDateTime64({last.since}, 3), toDateTime64({last.confirmed_at}, 3), 0, 1000)")
+    try:
+        rows = run_panel(store_client, panel, ctx).to_pylist()
+        assert [(r["prefix"], r["state"], r["link"], r["local pref"]) for r in rows] == [
+            ("192.0.2.0/24", "installed", last.link_id, 500)]
+    finally:
+        store_client.command("ALTER TABLE netpilot.autopilot_applied DELETE WHERE prefix = '192.0.2.0/24' "
+                             "SETTINGS mutations_sync = 1")
 
 
 @pytest.mark.parametrize("interval, table", [(10, "flows_raw"), (60, "flows_1m"), (300, "flows_5m"),

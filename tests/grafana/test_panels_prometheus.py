@@ -54,6 +54,9 @@ def _publish(kafka: KafkaSettings, store: Store) -> None:
             key = {"link_inventory": f"{m.pop}|{getattr(m, 'link_id', '')}",
                    "recommendations": f"{m.pop}|{getattr(m, 'prefix', '')}"}.get(topic.id, m.pop)
             producer.produce(kafka.topic(topic), m.encode(), key=key, headers=type(m).headers())
+    for key, applied, _at in store.applied:  # the stand-in injector's read-back, tombstone too
+        producer.produce(kafka.topic(catalog.APPLIED_OVERRIDES), None if applied is None else applied.encode(),
+                         key=key, partition_key=key.split("|")[0])
     producer.flush(30)
 
 

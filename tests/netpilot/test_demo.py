@@ -54,6 +54,8 @@ def test_short_demo_runs_to_a_summary_and_charts(kafka_broker: str, tmp_path: Pa
     rows = re.search(r"ClickHouse rows: (.*)", text)
     assert rows and re.search(r"flows_raw [1-9]\d{4,}", rows.group(1)), text[-2000:]
     assert re.search(r"recommendations [1-9]", rows.group(1))
+    # the loop closed: the routers (real BIRDs) confirmed the overrides
+    assert re.search(r"applied: [1-9]\d* overrides confirmed in the\s+routers' RIBs", text), text[-4000:]
     for pop in ("ams1", "fra1"):
         png = tmp_path / "out" / f"utilisation-{pop}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
@@ -77,7 +79,7 @@ def test_ctrl_c_stops_every_process(kafka_broker: str, tmp_path: Path) -> None:
             time.sleep(0.5)
         time.sleep(5)
         children = pids(log.read_text())
-        assert len(children) == 6 and not any(gone(p) for p in children.values()), children
+        assert len(children) == 7 and not any(gone(p) for p in children.values()), children
         proc.send_signal(signal.SIGINT)
         assert proc.wait(120) == 130, log.read_text()[-4000:]
     finally:
@@ -86,8 +88,10 @@ def test_ctrl_c_stops_every_process(kafka_broker: str, tmp_path: Path) -> None:
     text = log.read_text()
     assert "interrupted: stopping everything" in text
     assert all(gone(p) for p in children.values()), {n: p for n, p in children.items() if not gone(p)}
-    assert "stopped: collector (ok), streams (ok), autopilot (ok), sink-prometheus (ok), sink-clickhouse (ok)" \
-        in text.replace("\n", " ").replace("  ", " "), text[-3000:]
+    assert ("stopped: injector (ok), collector (ok), streams (ok), autopilot (ok), sink-prometheus (ok), "
+            "sink-clickhouse (ok)") in text.replace("\n", " ").replace("  ", " "), text[-3000:]
+    birds = subprocess.run(["pgrep", "-f", str(tmp_path / "out" / "routers")], capture_output=True, text=True)
+    assert not birds.stdout.strip(), f"BIRD left running: {birds.stdout}"
 
 
 def test_sink_lag_is_read_from_the_sink_metrics() -> None:

@@ -7,7 +7,7 @@ import pyarrow as pa
 from netpilot.wire import flows
 from sinks.clickhouse import schema
 from sinks.clickhouse.client import ClickHouseClient
-from sinks.clickhouse.migrations import current_ttl_days, migrate
+from sinks.clickhouse.migrations import SCHEMA_VERSION, current_ttl_days, migrate
 from sinks.clickhouse.settings import Retention
 
 DB = "netpilot"
@@ -44,7 +44,7 @@ def test_migrate_twice_changes_nothing(chdb_client: ClickHouseClient) -> None:
     names = {r[0] for r in before}
     assert {"flows_raw", "flows_1m", "flows_5m", "flows_1h", "flows_1m_mv", "link_stats",
             "link_utilisation", "link_inventory", "flow_aggregates", "recommendations",
-            "cycle_summaries"} <= names
+            "cycle_summaries", "autopilot_applied"} <= names
     history = chdb_client.rows("SELECT count() FROM netpilot.schema_migrations")[0][0]
     assert history == len(first.applied) - 1  # every step but 'database' is recorded
 
@@ -79,4 +79,26 @@ def test_rollups_cascade_and_a_schema_1_view_is_recreated(chdb_client: ClickHous
     [(query,)] = chdb_client.rows("SELECT create_table_query FROM system.tables WHERE database = 'netpilot' "
                                   "AND name = 'flows_5m_mv'")
     assert "FROM netpilot.flows_1m" in query
+    assert migrate(chdb_client, DB, Retention(), 1000).applied == ()
+
+
+def test_schema_2_database_gets_the_applied_table_and_keeps_its_data(chdb_client: ClickHouseClient) -> None:
+    migrate(chdb_client, DB, Retention(), 1000)
+    # a database migrated by schema 2: everything but autopilot_applied, with rows in it
+    chdb_client.command("DROP TABLE netpilot.autopilot_applied")
+    chdb_client.command("INSERT INTO netpilot.cycle_summaries (generated_at, cycle_id, pop, mode) "
+                        "VALUES (now64(3), 'c1', 'ams1', 'suggest')")
+    before = [r for r in _snapshot(chdb_client) if r[0] != "autopilot_applied"]
+    report = migrate(chdb_client, DB, Retention(), 1000)
+    assert report.applied == ("table:autopilot_applied",)
+    assert [r for r in _snapshot(chdb_client) if r[0] != "autopilot_applied"] == before
+    assert chdb_client.rows("SELECT cycle_id, pop FROM netpilot.cycle_summaries") == [("c1", "ams1")]
+    [(engine, sorting)] = chdb_client.rows("SELECT engine_full, sorting_key FROM system.tables "
+                                           "WHERE database = 'netpilot' AND name = 'autopilot_applied'")
+    assert engine.startswith("ReplacingMergeTree(version)") and sorting == "pop, prefix"
+    assert "non_replicated_deduplication_window = 1000" in engine  # replays are dropped here too
+    [(step, description)] = chdb_client.rows("SELECT step, description FROM netpilot.schema_migrations "
+                                             "WHERE step = 'table:autopilot_applied' "
+                                             "ORDER BY applied_at DESC LIMIT 1")
+    assert description.startswith(f"v{SCHEMA_VERSION}:") and SCHEMA_VERSION >= 3
     assert migrate(chdb_client, DB, Retention(), 1000).applied == ()

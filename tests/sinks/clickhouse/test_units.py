@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from netpilot.errors import ConfigError, WireError
+from netpilot.wire.injector import AppliedOverride
 from netpilot.wire.links import LinkStats
 from sinks.clickhouse import convert
 from sinks.clickhouse.client import check_dsn, describe_dsn
@@ -49,3 +50,19 @@ def test_json_batch_becomes_columns_and_bad_json_is_a_wire_error() -> None:
         convert.decode("flows", 7, b"ams", None)
     with pytest.raises(WireError):
         convert.decode("link_inventory", 8, b"no-separator", None)
+    with pytest.raises(WireError):
+        convert.decode("applied_overrides", 9, b"ams1|", None)
+
+
+def test_applied_override_and_its_tombstone_become_rows() -> None:
+    m = AppliedOverride(pop="ams1", prefix="203.0.113.0/24", next_hop="192.0.2.31",
+                        routers=("ams1-r2",), since=1_800_000_000.0, confirmed_at=1_800_000_030.25)
+    t = convert.to_arrow("applied_overrides", [
+        convert.decode("applied_overrides", 7, m.key().encode(), m.encode(), 1_800_000_031.0),
+        convert.decode("applied_overrides", 8, m.key().encode(), None, 1_800_000_090.5)])
+    assert t.column("deleted").to_pylist() == [False, True]
+    assert t.column("version").to_pylist() == [7, 8]  # the offset orders the replacements
+    assert t.column("prefix").to_pylist() == ["203.0.113.0/24"] * 2
+    assert t.column("link_id").to_pylist() == ["", ""]  # not in the inventory / tombstone
+    assert [v.value for v in t.column("confirmed_at")] == [1_800_000_030_250, None]
+    assert [v.value for v in t.column("published_at")] == [1_800_000_031_000, 1_800_000_090_500]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from netpilot.wire.autopilot import CycleSummary, LinkSide, Recommendation
+from netpilot.wire.injector import AppliedOverride
 from netpilot.wire.links import LinkInventory, LinkUtilisation
 from sinks.prometheus.collector import LinkCollector
 from sinks.prometheus.state import ExporterState
@@ -62,3 +63,57 @@ def test_collector_exports_links_and_pops_with_bounded_labels() -> None:
 
     state.apply_inventory("ams|ams-l1", None)  # link deleted
     assert reg.get_sample_value("netpilot_link_capacity_bits_per_second", link) is None
+
+
+def _applied(pop: str, prefix: str, confirmed_at: float) -> AppliedOverride:
+    return AppliedOverride(pop=pop, prefix=prefix, link_id=f"{pop}-l2", next_hop="192.0.2.31",
+                           routers=(f"{pop}-r1",), since=NOW - 300, confirmed_at=confirmed_at)
+
+
+def test_applied_overrides_per_pop_next_to_valid_recommendations() -> None:
+    state = ExporterState()
+    clock = {"now": NOW}
+    reg = CollectorRegistry()
+    reg.register(LinkCollector(state, stale_after_s=300, clock=lambda: clock["now"]))
+    # PoPs are known from the inventory, so a PoP with nothing applied still shows 0
+    for pop in ("ams", "fra"):
+        state.apply_inventory(f"{pop}|{pop}-l2", LinkInventory(pop=pop, link_id=f"{pop}-l2",
+                                                               router=f"{pop}-r1", capacity_bps=1e10))
+    for p in ("192.0.2.0/24", "198.51.100.0/24"):
+        state.apply_recommendation(f"ams|{p}", _rec(p))
+    state.apply_applied("ams|192.0.2.0/24", _applied("ams", "192.0.2.0/24", NOW - 40))
+    state.apply_applied("ams|198.51.100.0/24", _applied("ams", "198.51.100.0/24", NOW - 10))
+    state.apply_applied("ams|2001:db8::/48", _applied("ams", "2001:db8::/48", NOW - 25))
+    # a later read-back of the same override replaces it, it does not count twice
+    state.apply_applied("ams|192.0.2.0/24", _applied("ams", "192.0.2.0/24", NOW - 5))
+    state.apply_applied("fra|203.0.113.0/24", _applied("fra", "203.0.113.0/24", NOW - 60))
+    state.apply_applied("ams|2001:db8::/48", None)  # tombstone: no router holds it any more
+    state.apply_applied("lon|192.0.2.0/24", None)  # tombstone of something never seen
+
+    ams, fra = {"pop": "ams"}, {"pop": "fra"}
+    assert reg.get_sample_value("netpilot_autopilot_applied_overrides", ams) == 2
+    assert reg.get_sample_value("netpilot_autopilot_recommendations", ams) == 2
+    assert reg.get_sample_value("netpilot_autopilot_applied_overrides", fra) == 1
+    assert reg.get_sample_value("netpilot_autopilot_recommendations", fra) == 0  # applied, not recommended
+    assert reg.get_sample_value("netpilot_autopilot_applied_age_seconds", ams) == 5  # newest read-back
+    assert reg.get_sample_value("netpilot_autopilot_applied_age_seconds", fra) == 60
+    assert reg.get_sample_value("netpilot_autopilot_applied_overrides", {"pop": "lon"}) is None
+
+    state.apply_applied("fra|203.0.113.0/24", None)  # the last one goes: 0, and no age to show
+    assert reg.get_sample_value("netpilot_autopilot_applied_overrides", fra) == 0
+    assert reg.get_sample_value("netpilot_autopilot_applied_age_seconds", fra) is None
+    clock["now"] = NOW + 3600  # recommendations expire; what the routers hold does not
+    assert reg.get_sample_value("netpilot_autopilot_recommendations", ams) == 0
+    assert reg.get_sample_value("netpilot_autopilot_applied_overrides", ams) == 2
+    assert reg.get_sample_value("netpilot_autopilot_applied_age_seconds", ams) == 3605
+    # labels stay bounded: pop only, never a prefix
+    families = {m.name: m for m in reg.collect()}
+    for name in ("netpilot_autopilot_applied_overrides", "netpilot_autopilot_applied_age_seconds"):
+        assert {tuple(s.labels) for s in families[name].samples} <= {("pop",)}, name
+
+
+def test_exporter_consumes_what_the_catalog_says() -> None:
+    from netpilot import catalog
+    from sinks.prometheus.service import TOPICS
+
+    assert {t.id for t in TOPICS} == {t.id for t in catalog.topics_consumed_by(catalog.Component.SINK_PROMETHEUS)}

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from netpilot import catalog
 from netpilot.kafka.producer import KafkaProducer
 from netpilot.settings import KafkaSettings, MetricsSettings
+from netpilot.wire.injector import AppliedOverride
 from netpilot.wire.links import LinkInventory, LinkUtilisation
 from sinks.prometheus.service import PrometheusSinkService
 from sinks.prometheus.settings import PrometheusSinkSettings
@@ -48,6 +49,15 @@ def test_prometheus_scrapes_link_utilisation(kafka_settings: KafkaSettings, tmp_
                             capacity_bps=cap, counter_bps=util * cap, flow_bps=0.9 * util * cap,
                             utilisation=util, coverage=0.9)
         p.produce(kafka_settings.topic(catalog.LINK_UTILISATION), u.encode(), key="ams")
+    # what the injector read back: two overrides installed, a third one gone (tombstone)
+    applied = kafka_settings.topic(catalog.APPLIED_OVERRIDES)
+    for prefix, confirmed in (("192.0.2.0/24", now - 20), ("198.51.100.0/24", now - 50),
+                              ("203.0.113.0/24", now - 5)):
+        a = AppliedOverride(pop="ams", prefix=prefix, link_id="ams-l2", next_hop="192.0.2.31",
+                            routers=("ams-r1",), since=now - 300, confirmed_at=confirmed)
+        p.produce(applied, a.encode(), key=a.key(), headers=AppliedOverride.headers(),
+                  partition_key="ams")
+    p.produce(applied, None, key="ams|203.0.113.0/24", partition_key="ams")
     p.flush()
 
     exporter_port = _free_port()
@@ -82,6 +92,16 @@ def test_prometheus_scrapes_link_utilisation(kafka_settings: KafkaSettings, tmp_
         assert top[0]["metric"]["link_id"] == "ams-l1"
         up = _promql(prom_port, 'up{job="netpilot"}')
         assert float(up[0]["value"][1]) == 1.0
+        # the tombstone was applied: 2 installed, aged from the newest remaining read-back
+        # (another topic than the utilisation: its messages may be applied a scrape later)
+        applied_q = 'netpilot_autopilot_applied_overrides{pop="ams"} == 2'
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not _promql(prom_port, applied_q):
+            time.sleep(0.5)
+        [count] = _promql(prom_port, 'netpilot_autopilot_applied_overrides{pop="ams"}')
+        assert float(count["value"][1]) == 2 and set(count["metric"]) == {"__name__", "pop", "job", "instance"}
+        [age] = _promql(prom_port, 'netpilot_autopilot_applied_age_seconds{pop="ams"}')
+        assert 20 <= float(age["value"][1]) <= 20 + (time.time() - now) + 1
     finally:
         prom.terminate()
         prom.wait(30)

@@ -17,6 +17,7 @@ PACKAGES=(
   fprobe                 # collector tests: real NetFlow v5 exporter
   nfdump                 # collector tests: nfcapd + nfreplay re-export
   tshark                 # collector tests: ground-truth decode of exporter datagrams
+  tcpdump                # collector tests: captures a veth into a FIFO that softflowd reads
   prometheus             # sink tests: a real Prometheus scrapes the exporter; PromQL checks values
   bird2                  # injector: BIRD routers the demo and tests inject overrides into (birdc reads back)
   frr                    # injector tests: FRR bgpd+zebra in a namespace (vtysh reads back, kernel FIB)

@@ -15,13 +15,22 @@ from netpilot.wire.autopilot import CycleSummary
 
 
 def overloads(state: DemoState) -> dict[tuple[str, str], tuple[float, float]]:
-    """(pop, link) -> (end of the first window over its trigger, peak utilisation)."""
-    out = {}
+    """(pop, link) -> (when it was first seen over its trigger, peak utilisation).
+
+    Seen from two sides: a 10 s window of measured utilisation over the trigger, or an
+    autopilot cycle that found the link's demand without overrides (U0) over it. With the
+    loop closed the second matters: the injector relieves the link within a cycle, so the
+    measured windows may never cross the trigger although the demand did."""
+    out: dict[tuple[str, str], tuple[float, float]] = {}
     for key, points in state.history.items():
         hi = state.thresholds.get(key[1], DEFAULT_HI)
         over = sorted((t, u) for t, u in points if u >= hi)
         if over:
             out[key] = (over[0][0] + WINDOW_S, max(u for _, u in points))
+    for s in sorted(state.summaries, key=lambda s: s.generated_at):
+        for link in s.overloaded_links:
+            first, peak = out.get((s.pop, link), (s.generated_at, 0.0))
+            out[(s.pop, link)] = (min(first, s.generated_at), max(peak, s.util_no_override.get(link, 0.0)))
     return out
 
 
@@ -31,7 +40,7 @@ def print_summary(console: Console, state: DemoState, pipe: Pipeline, out: Path)
     if not over:
         console.print("no link went over its trigger threshold")
     for (pop, link), (first, peak) in sorted(over.items()):
-        console.print(f"[red]overloaded[/]: {pop} {link}: over {state.thresholds.get(link, DEFAULT_HI):.0%} "
+        console.print(f"[red]overloaded[/]: {pop} {link}: demand over {state.thresholds.get(link, DEFAULT_HI):.0%} "
                       f"from {_hms(first)}, peak {peak:.0%}")
     adds = [r for r in state.recommendations if r.action == "ADD"]
     moves = Counter((r.pop, r.from_.link_id, r.to.link_id) for r in adds)

@@ -21,6 +21,28 @@ class ConsumeError(NetpilotError):
     """A non-retriable consumer error."""
 
 
+# Errors that no wait fixes: the process must stop and a person must look.
+_FATAL_CODES = frozenset({
+    KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED,
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED, KafkaError.SASL_AUTHENTICATION_FAILED,
+    KafkaError._AUTHENTICATION, KafkaError.INVALID_GROUP_ID, KafkaError.INVALID_COMMIT_OFFSET_SIZE,
+    KafkaError._INVALID_ARG,
+})
+
+
+def is_retriable(exc: BaseException) -> bool:
+    """Whether a Kafka call that raised ``exc`` may succeed if tried again later.
+
+    A broker restart shows as coordinator, transport and time-out errors (``_WAIT_COORD``,
+    ``NOT_COORDINATOR``, ``_TRANSPORT``, ``_TIMED_OUT`` ...), a rebalance as generation or
+    membership errors: all pass with time. Only fatal errors and authorisation or
+    configuration errors do not."""
+    if not isinstance(exc, KafkaException) or not exc.args or not isinstance(exc.args[0], KafkaError):
+        return False
+    err: KafkaError = exc.args[0]
+    return not err.fatal() and err.code() not in _FATAL_CODES
+
+
 @dataclass(frozen=True)
 class ConsumerOptions:
     auto_offset_reset: str = "earliest"
@@ -54,16 +76,22 @@ class BatchConsumer:
         self.group_id = group_id
         self.topics = list(topics)
         self._consumer = Consumer(cfg)
+        self._paused = 0  # nesting depth of pause()
+        self._reapply_pause = False
+        self._caller_on_assign = on_assign
         # Rebalance hooks let a batching caller drop what it buffered for partitions it loses.
-        hooks: dict[str, Callable[[Consumer, list[TopicPartition]], None]] = {}
-        if on_assign is not None:
-            hooks["on_assign"] = on_assign
+        hooks: dict[str, Callable[[Consumer, list[TopicPartition]], None]] = {"on_assign": self._on_assign}
         if on_revoke is not None:
             hooks["on_revoke"] = on_revoke
         self._consumer.subscribe(self.topics, **hooks)
 
     def poll_batch(self, max_messages: int = 500, timeout: float = 1.0) -> list[Message]:
         """Up to ``max_messages`` messages; transport hiccups are skipped, fatal errors raise."""
+        if self._reapply_pause:
+            self._reapply_pause = False
+            assigned = self._consumer.assignment()
+            if assigned:
+                (self._consumer.pause if self._paused else self._consumer.resume)(assigned)
         msgs = self._consumer.consume(num_messages=max_messages, timeout=timeout)
         out: list[Message] = []
         for m in msgs:
@@ -99,10 +127,24 @@ class BatchConsumer:
         return self._consumer.assignment()
 
     def pause(self) -> None:
+        """Stop fetching (the caller waits on a side effect) while staying in the group.
+        Nests: consumption resumes with the last matching :meth:`resume`."""
+        self._paused += 1
         self._consumer.pause(self._consumer.assignment())
 
     def resume(self) -> None:
-        self._consumer.resume(self._consumer.assignment())
+        self._paused = max(0, self._paused - 1)
+        if not self._paused:
+            self._consumer.resume(self._consumer.assignment())
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # A partition keeps librdkafka's pause flag across a revoke and a new assignment:
+        # one lost while paused (the session expired in a broker outage) would come back
+        # paused for good. The next poll, once the client has applied the assignment, makes
+        # every assigned partition follow this consumer's state.
+        self._reapply_pause = True
+        if self._caller_on_assign is not None:
+            self._caller_on_assign(consumer, partitions)
 
     def seek_to_committed(self) -> None:
         """Rewind every assigned partition to its committed offset (after a failed side effect)."""

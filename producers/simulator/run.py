@@ -73,6 +73,10 @@ class Simulator:
         self.steering = steering
         self._truth_links: list[dict] = []
         self._truth_prefixes: list[pl.DataFrame] = []
+        # (scenario time, wall clock) of each step as it ran: a real-time run can fall behind
+        # the clock, and whoever compares the truth with wall-clock events (recommendations,
+        # routes applied) must map between the two through what actually happened.
+        self._step_walls: list[dict[str, float]] = []
 
     # -- files ----------------------------------------------------------------------------
     def write_network_files(self) -> tuple[Path, Path]:
@@ -102,6 +106,8 @@ class Simulator:
         prefixes = self.out_dir / "truth_prefixes.csv"
         if self._truth_prefixes:
             pl.concat(self._truth_prefixes).write_csv(prefixes)
+        if self._step_walls:
+            pl.DataFrame(self._step_walls).write_csv(self.out_dir / "steps.csv")
         return links, prefixes
 
     # -- running --------------------------------------------------------------------------
@@ -115,6 +121,7 @@ class Simulator:
                 t = k * self.sc.step_s
                 if stop is not None and stop():
                     break
+                self._step_walls.append({"t": t, "wall": time.time()})
                 for pm in self.model.pops:
                     steer = self.steering.steer(pm) if self.steering is not None else None
                     self._emit_step(pm, self.model.step(pm, t, steer), t)

@@ -34,7 +34,9 @@ import pyarrow as pa
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message, TopicPartition
 
 from netpilot.errors import WireError
-from netpilot.kafka.consumer import BatchConsumer
+from confluent_kafka import KafkaException
+
+from netpilot.kafka.consumer import BatchConsumer, is_retriable
 from netpilot.kafka.deadletters import DeadLetterPublisher, reason_for
 from netpilot.kafka.producer import KafkaProducer
 from netpilot.obs.logging import RateLimitedLog, get_logger
@@ -102,6 +104,11 @@ class Stopping(Exception):
     committed and will be replayed from its intent)."""
 
 
+class PartitionLost(Exception):
+    """The partition of a batch being flushed was revoked meanwhile: its new owner replays
+    the batch from the committed intent (the same deduplication token), so it is dropped."""
+
+
 class ClickHouseSink:
     def __init__(self, settings: ClickHouseSinkSettings, consumer: BatchConsumer,
                  client: ClickHouseClient, producer: KafkaProducer, metrics: SinkMetrics,
@@ -149,13 +156,36 @@ class ClickHouseSink:
     def _intent(self, topic: str, partition: int) -> tuple[int, int] | None:
         key = (topic, partition)
         if key not in self._intents:
-            tp = self._consumer.raw.committed([TopicPartition(topic, partition)], timeout=10)[0]
+            tp = self._committed(topic, partition)
             intent = parse_intent(tp.metadata)
             self._intents[key] = intent if intent and tp.offset == intent[0] else None
             if self._intents[key]:
                 log.info("replaying batch from intent", topic=topic, partition=partition,
                          start=intent[0], end=intent[1])
         return self._intents[key]
+
+    def _committed(self, topic: str, partition: int) -> TopicPartition:
+        """The committed offset and metadata, retried through a broker outage."""
+        delay = self._s.backoff_initial_s
+        paused = False
+        try:
+            while True:
+                try:
+                    return self._consumer.raw.committed([TopicPartition(topic, partition)], timeout=10)[0]
+                except KafkaException as exc:
+                    if not is_retriable(exc):
+                        raise
+                    self._m.errors.labels("commit").inc()
+                    self._rl.warning("committed", "reading the committed offset failed; retrying", topic=topic,
+                                     partition=partition, retry_in_s=round(delay, 2), error=str(exc)[:300])
+                if not paused:
+                    self._consumer.pause()
+                    paused = True
+                self._wait(delay)
+                delay = min(delay * 2, self._s.backoff_max_s)
+        finally:
+            if paused:
+                self._consumer.resume()
 
     def _add(self, msg: Message) -> None:
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
@@ -164,8 +194,14 @@ class ClickHouseSink:
         key = (topic, partition)
         intent = self._intent(topic, partition)
         batch = self._batches.get(key)
+        if batch is not None and offset <= batch.last:
+            # Fetched again: a partition revoked and assigned back while _intent waited out
+            # a broker outage restarts from its committed offset. The batch has it already.
+            return
         if batch is not None and batch.end_hint is not None and offset > batch.end_hint:
-            self._flush(key, batch)  # the replayed batch is complete; this starts the next
+            # the replayed batch is complete; this starts the next
+            if not self._flush(key, batch):
+                return  # the partition is someone else's now: so is this message
             batch = None
         if batch is None:
             batch = Batch(topic, topic_id, partition, start=offset, opened=time.monotonic())
@@ -192,11 +228,23 @@ class ClickHouseSink:
         return b.rows >= self._s.batch_max_rows or now - b.opened >= self._s.batch_max_seconds
 
     # -- flushing ---------------------------------------------------------------------
-    def _flush(self, key: tuple[str, int], b: Batch) -> None:
+    def _flush(self, key: tuple[str, int], b: Batch) -> bool:
+        """Insert a batch and commit past it; False when its partition was lost meanwhile."""
+        try:
+            self._flush_batch(key, b)
+            return True
+        except PartitionLost as exc:
+            self._batches.pop(key, None)
+            self._intents.pop(key, None)
+            log.warning("batch dropped: its partition moved to another consumer, which replays it",
+                        topic=b.topic, partition=b.partition, start=b.start, end=b.end, error=str(exc))
+            return False
+
+    def _flush_batch(self, key: tuple[str, int], b: Batch) -> None:
         table = self._tables[b.topic_id]
         start, end = b.start, b.end
         if b.end_hint is None:
-            self._commit(b.topic, b.partition, start, f"{INTENT}{start}-{end}")
+            self._commit(b, start, f"{INTENT}{start}-{end}")
         else:
             self._m.replays.inc()
         if b.items and b.rows:
@@ -211,7 +259,9 @@ class ClickHouseSink:
             self._m.rows.labels(table).inc(b.rows)
             self._m.batches.labels(table).inc()
         self._producer.flush()  # dead letters of this batch are durable before we move on
-        self._commit(b.topic, b.partition, end + 1, "")
+        log.debug("batch inserted", topic=b.topic, partition=b.partition, start=start, end=end, rows=b.rows,
+                  replay=b.end_hint is not None)
+        self._commit(b, end + 1, "")
         self._batches.pop(key, None)
 
     def _insert_one_by_one(self, table: str, b: Batch) -> None:
@@ -271,13 +321,43 @@ class ClickHouseSink:
             return
         self._add(msg)
 
-    def _commit(self, topic: str, partition: int, offset: int, metadata: str) -> None:
+    def _commit(self, b: Batch, offset: int, metadata: str) -> None:
+        """Commit synchronously; through a broker restart or a rebalance, wait and retry.
+
+        The intent commit comes before the insert and the offset commit after it, so giving
+        up on either would either lose the exactly-once bookkeeping or stop the service: a
+        retriable error is retried (consumption paused, staying in the group) until it
+        passes, the partition is taken from us (its new owner replays from the intent), or
+        the service is asked to stop."""
+        topic, partition = b.topic, b.partition
         tp = TopicPartition(topic, partition, offset, metadata=metadata)
+        delay = self._s.backoff_initial_s
+        paused = False
         try:
-            self._consumer.raw.commit(offsets=[tp], asynchronous=False)
-        except Exception:
-            self._m.errors.labels("commit").inc()
-            raise
+            while True:
+                # Revoked meanwhile (even if assigned back since: the consumer then fetches
+                # again from the committed offset into a new batch): this one must not go on.
+                # Checked before every attempt, as rebalances are served by any poll, also
+                # the ones that waited out an earlier batch's commit in the same step.
+                if self._batches.get((topic, partition)) is not b:
+                    raise PartitionLost(f"{topic}[{partition}] was revoked before its commit")
+                try:
+                    self._consumer.raw.commit(offsets=[tp], asynchronous=False)
+                    return
+                except KafkaException as exc:
+                    self._m.errors.labels("commit").inc()
+                    if not is_retriable(exc):
+                        raise
+                    self._rl.warning("commit", "offset commit failed; retrying", topic=topic,
+                                     partition=partition, retry_in_s=round(delay, 2), error=str(exc)[:300])
+                if not paused:
+                    self._consumer.pause()
+                    paused = True
+                self._wait(delay)
+                delay = min(delay * 2, self._s.backoff_max_s)
+        finally:
+            if paused:
+                self._consumer.resume()
 
     def _dead_letter(self, msg: Message, exc: BaseException, reason: str) -> None:
         self._dlq.send(msg, exc, reason)

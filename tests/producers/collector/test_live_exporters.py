@@ -43,8 +43,38 @@ def _iperf_flow(result, sender: str, receiver: str, records: int | None = 1):  #
     rows = [i for i in range(result.n)
             if addr_to_str(bytes(c["src_addr"][i])) == sender and addr_to_str(bytes(c["dst_addr"][i])) == receiver
             and c["ip_proto"][i] == 17 and c["dst_port"][i] == 5201]
-    assert rows and (records is None or len(rows) == records), rows
+    seen = [(addr_to_str(bytes(c["src_addr"][i])), addr_to_str(bytes(c["dst_addr"][i])), int(c["ip_proto"][i]),
+             int(c["dst_port"][i]), int(c["packets"][i])) for i in range(result.n)]
+    assert rows and (records is None or len(rows) == records), (rows, seen)
     return int(c["bytes"][rows].sum()), int(c["packets"][rows].sum())
+
+
+def _wait_until_capturing(netns: str, tcpdump_log: Path, procs: list[subprocess.Popen],  # type: ignore[type-arg]
+                          timeout: float = 60.0) -> None:
+    """Both captures attached before the traffic starts: tcpdump says it listens (it has
+    opened the FIFO, so softflowd reads it) and the namespace holds two packet sockets
+    (tcpdump's and fprobe's)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for p in procs:
+            assert p.poll() is None, (p.args, p.returncode, tcpdump_log.read_text(errors="replace"))
+        packet = subprocess.run(["ip", "netns", "exec", netns, "cat", "/proc/net/packet"],
+                                capture_output=True, text=True, timeout=30).stdout.splitlines()[1:]
+        if "listening on" in tcpdump_log.read_text(errors="replace") and len(packet) >= 2:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"captures not attached within {timeout:g}s: {tcpdump_log.read_text(errors='replace')}")
+
+
+def _expire_and_exit(softflowd: subprocess.Popen) -> None:  # type: ignore[type-arg]
+    """softflowd exports everything and exits at the end of its capture file. On a loaded
+    machine it can be slow to notice the FIFO's end: a SIGTERM then does the same (it expires
+    and exports every flow before exiting), so the test never depends on that timing."""
+    try:
+        softflowd.wait(30)
+    except subprocess.TimeoutExpired:
+        softflowd.send_signal(signal.SIGTERM)
+        softflowd.wait(60)
 
 
 def test_softflowd_and_fprobe_on_a_live_veth(tmp_path: Path) -> None:
@@ -55,8 +85,10 @@ def test_softflowd_and_fprobe_on_a_live_veth(tmp_path: Path) -> None:
         fifo = tmp_path / "uplink.fifo"
         os.mkfifo(fifo)
         in_router = ["ip", "netns", "exec", lab.router_ns]
-        tcpdump = subprocess.Popen(in_router + ["tcpdump", "-i", lab.data_if, "-U", "-s", "256", "-w", str(fifo)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        tcpdump_log = tmp_path / "tcpdump.log"
+        with open(tcpdump_log, "wb") as td_err:
+            tcpdump = subprocess.Popen(in_router + ["tcpdump", "-i", lab.data_if, "-U", "-s", "256", "-w", str(fifo)],
+                                       stdout=subprocess.DEVNULL, stderr=td_err)
         softflowd = subprocess.Popen(in_router + ["softflowd", "-d", "-r", str(fifo), "-a", "-v", "10",
                                                   "-n", f"{lab.root_addr}:{sf_cap.port}", "-p", str(tmp_path / "sf.pid")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -64,12 +96,12 @@ def test_softflowd_and_fprobe_on_a_live_veth(tmp_path: Path) -> None:
                                                "-e", "2", "-l", "2", f"{lab.root_addr}:{fp_cap.port}"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs += [tcpdump, softflowd, fprobe]
-        time.sleep(1.5)  # capture attached before the traffic starts
+        _wait_until_capturing(lab.router_ns, tcpdump_log, procs)
         report = lab.iperf3_udp(2_000_000, 2)["end"]["sum"]
         time.sleep(1.0)
         tcpdump.send_signal(signal.SIGTERM)  # end of "file": softflowd expires everything and exits
-        tcpdump.wait(10)
-        softflowd.wait(20)
+        tcpdump.wait(30)
+        _expire_and_exit(softflowd)
         sf_cap.wait_quiet(0.5, 10)
         fp_cap.wait_quiet(1.5, 15)
         fprobe.send_signal(signal.SIGTERM)

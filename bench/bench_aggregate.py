@@ -34,12 +34,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
+import numpy as np
+import pyarrow as pa
 
-from netpilot.wire import flows as F  # noqa: E402
-from streams.aggregate import windows as w  # noqa: E402
-from streams.aggregate.store import WindowStore  # noqa: E402
+from netpilot.wire import flows as F
+from streams.aggregate import windows as w
+from streams.aggregate.store import WindowStore
 
 
 def make_batches(total: int, batch: int, prefixes: int, seed: int = 7) -> list[pa.Table]:
@@ -70,7 +70,7 @@ def make_batches(total: int, batch: int, prefixes: int, seed: int = 7) -> list[p
     return out
 
 
-def _rate(fn, batches: list[pa.Table]) -> float:  # noqa: ANN001
+def _rate(fn, batches: list[pa.Table]) -> float:
     runs = []
     for _ in range(3):
         t = time.perf_counter()

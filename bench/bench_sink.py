@@ -23,15 +23,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_clickhouse import synthetic_flows  # noqa: E402
-from netpilot import catalog  # noqa: E402
-from netpilot.kafka.admin import TopicAdmin  # noqa: E402
-from netpilot.kafka.producer import KafkaProducer, ProducerOptions  # noqa: E402
-from netpilot.obs.metrics import sample_value  # noqa: E402
-from netpilot.settings import KafkaSettings, MetricsSettings  # noqa: E402
-from netpilot.wire import flows  # noqa: E402
-from sinks.clickhouse.service import ClickHouseSinkService  # noqa: E402
-from sinks.clickhouse.settings import ClickHouseSinkSettings  # noqa: E402
+from bench_clickhouse import synthetic_flows
+
+from netpilot import catalog
+from netpilot.kafka.admin import TopicAdmin
+from netpilot.kafka.producer import KafkaProducer, ProducerOptions
+from netpilot.obs.metrics import sample_value
+from netpilot.settings import KafkaSettings, MetricsSettings
+from netpilot.wire import flows
+from sinks.clickhouse.service import ClickHouseSinkService
+from sinks.clickhouse.settings import ClickHouseSinkSettings
 
 
 def main() -> None:

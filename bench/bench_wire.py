@@ -19,11 +19,11 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from netpilot.wire import flows  # noqa: E402
-from tests.netpilot.flowgen import make_flows  # noqa: E402
+from netpilot.wire import flows
+from tests.netpilot.flowgen import make_flows
 
 
-def timed(fn, repeat: int) -> float:  # noqa: ANN001
+def timed(fn, repeat: int) -> float:
     runs = []
     for _ in range(repeat):
         t = time.perf_counter()

@@ -10,8 +10,7 @@ import json
 from pathlib import Path
 
 from grafana import queries as q
-from grafana.model import (Json, ch_target, constant_variable, dashboard, panel, prom_target,
-                           query_variable)
+from grafana.model import Json, ch_target, constant_variable, dashboard, panel, prom_target, query_variable
 from streams.autopilot.policy import Policy
 
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboards"

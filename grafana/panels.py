@@ -3,8 +3,9 @@ execute, so both run exactly what Grafana would (macros expanded by grafana/macr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from typing import Any
 
 import pyarrow as pa
 

@@ -18,7 +18,7 @@ Macro rule (see grafana/macros.py): a bare macro such as ``$__interval_s`` or
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from streams.autopilot.policy import Policy
 

@@ -16,9 +16,10 @@ which is the same murmur2 the Java client uses, so ``pop`` and ``pop|x`` land to
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal, Mapping
+from typing import Literal
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS

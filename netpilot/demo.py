@@ -65,7 +65,7 @@ def demo(duration: float = typer.Option(0, "--duration", help="Seconds of scenar
     raise typer.Exit(code)
 
 
-def _run(console, kafka, scenario: Path, out: Path, duration: float, cycle_s: float,  # noqa: ANN001
+def _run(console, kafka, scenario: Path, out: Path, duration: float, cycle_s: float,
          refresh_s: float, keep_topics: bool, mode: str = "apply") -> int:
     from netpilot import catalog
     from netpilot.dev.demoview import DemoWatcher
@@ -114,7 +114,7 @@ def _run(console, kafka, scenario: Path, out: Path, duration: float, cycle_s: fl
     return codes_by_outcome[outcome]
 
 
-def _watch(console, pipe, watcher, duration: float, cycle_s: float, refresh_s: float) -> str:  # noqa: ANN001
+def _watch(console, pipe, watcher, duration: float, cycle_s: float, refresh_s: float) -> str:
     """Live view until the scenario ends and the last windows are in: "ok", "interrupted"
     or "failed" (a component or the simulator exited with an error)."""
     from rich.live import Live

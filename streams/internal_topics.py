@@ -10,7 +10,8 @@ reports every partition makes the start deterministic.
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import faust
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -49,7 +50,7 @@ def ensure_internal_topics(app: faust.App, kafka: KafkaSettings, replication: in
     for name, fut in (admin.create_topics(new, operation_timeout=timeout).items() if new else []):
         try:
             fut.result(timeout=timeout)
-        except Exception as exc:  # noqa: BLE001 - "already exists" is fine (another worker)
+        except Exception as exc:  # "already exists" is fine (another worker)
             if "TOPIC_ALREADY_EXISTS" not in str(exc) and "already exists" not in str(exc):
                 raise KafkaSetupError(f"creating internal topic {name}: {exc}") from exc
     deadline = time.monotonic() + timeout

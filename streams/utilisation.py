@@ -22,8 +22,8 @@ of the window. Egress only: flows are accounted on their output interface.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
-from typing import Iterable, MutableMapping
 
 import polars as pl
 

@@ -27,8 +27,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from strimzi.errors import (ApplyError, CrdsMissingError, ForbiddenError, NotReadyError,
-                            ServerInvalidError)
+from strimzi.errors import ApplyError, CrdsMissingError, ForbiddenError, NotReadyError, ServerInvalidError
 
 FIELD_MANAGER = "netpilot"
 GROUP = "kafka.strimzi.io"

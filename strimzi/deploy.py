@@ -28,7 +28,6 @@ from typing import Literal
 import yaml
 
 from netpilot.catalog import Component
-
 from strimzi.render import HEADER, RenderOptions, user_name, write_files
 
 DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -53,7 +53,7 @@ def kafka_settings(kafka_broker: str) -> Iterator[KafkaSettings]:
     yield from catalog_topics(kafka_broker, f"t{uuid.uuid4().hex[:10]}.")
 
 
-def _wait_until_visible(admin, names: list[str], timeout: float = 15.0) -> None:  # noqa: ANN001
+def _wait_until_visible(admin, names: list[str], timeout: float = 15.0) -> None:
     """Topic creation returns before every metadata view has the topic (KRaft propagation)."""
     import time
 

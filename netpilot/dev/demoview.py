@@ -12,6 +12,7 @@ import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 
 from rich.console import Group
@@ -20,12 +21,12 @@ from rich.table import Table
 from rich.text import Text
 
 from netpilot import catalog
+from netpilot.errors import WireError
 from netpilot.kafka.consumer import BatchConsumer
 from netpilot.obs.logging import RateLimitedLog, get_logger
 from netpilot.settings import KafkaSettings
 from netpilot.wire.autopilot import CycleSummary, Recommendation
 from netpilot.wire.injector import AppliedOverride
-from netpilot.errors import WireError
 from netpilot.wire.links import LinkUtilisation
 
 log = get_logger("netpilot.demo")
@@ -180,12 +181,13 @@ def write_charts(state: DemoState, out: Path) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
+    from datetime import datetime
+
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
-    from datetime import datetime, timezone
 
     def ts(x: float) -> datetime:
-        return datetime.fromtimestamp(x, timezone.utc)
+        return datetime.fromtimestamp(x, UTC)
 
     out.mkdir(parents=True, exist_ok=True)
     written = []

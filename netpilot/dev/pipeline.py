@@ -306,7 +306,7 @@ class Pipeline:
         cfg.write_text(f"sink-clickhouse:\n  dsn: chdb://{self.chdb}\n")
         return ["--config", str(cfg)]
 
-    def __enter__(self) -> "Pipeline":
+    def __enter__(self) -> Pipeline:
         return self
 
     def __exit__(self, *exc: object) -> None:

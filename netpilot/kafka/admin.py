@@ -7,12 +7,11 @@ what it cannot fix (fewer partitions wanted than exist; another replication fact
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
-                                   NewPartitions, NewTopic)
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions, NewTopic
 
 from netpilot.catalog import ALL_TOPICS, Topic
 from netpilot.errors import KafkaSetupError

@@ -17,7 +17,7 @@ class TopicsSettings(ComponentSettings):
     COMPONENT = "topics"
 
 
-def _admin(config: Path | None):  # noqa: ANN202
+def _admin(config: Path | None):
     from netpilot.kafka.admin import TopicAdmin
 
     return TopicAdmin(load_settings(TopicsSettings, config).kafka)

@@ -6,8 +6,8 @@ on the global registry unless asked), and update them per batch, not per flow.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
 

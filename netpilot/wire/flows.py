@@ -19,8 +19,8 @@ accept any minor of a major they know (minors only add columns) and raise
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import IntEnum, IntFlag
-from typing import Mapping
 
 import numpy as np
 import pyarrow as pa

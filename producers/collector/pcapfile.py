@@ -8,9 +8,10 @@ fragments, are skipped and counted (a capture is user input: never a crash).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import dpkt
 

@@ -54,7 +54,7 @@ class FlowRecords:
     def __len__(self) -> int:
         return len(self.bytes)
 
-    def take(self, mask: np.ndarray) -> "FlowRecords":
+    def take(self, mask: np.ndarray) -> FlowRecords:
         return FlowRecords(**{k: v[mask] for k, v in self.__dict__.items()})
 
 

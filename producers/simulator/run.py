@@ -47,8 +47,8 @@ class SimStats:
 class Simulator:
     def __init__(self, scenario: Scenario, out_dir: Path, netflow_addr: tuple[str, int] = ("127.0.0.1", 2055),
                  sflow_addr: tuple[str, int] = ("127.0.0.1", 6343), realtime: bool = True,
-                 start_ms: int | None = None, link_stats_sink: "LinkStatsSink | None" = None,
-                 pcap_path: Path | None = None, steering: "RibSteering | None" = None) -> None:
+                 start_ms: int | None = None, link_stats_sink: LinkStatsSink | None = None,
+                 pcap_path: Path | None = None, steering: RibSteering | None = None) -> None:
         self.sc = scenario
         self.model = NetworkModel(scenario)
         self.out_dir = out_dir
@@ -105,7 +105,7 @@ class Simulator:
         return links, prefixes
 
     # -- running --------------------------------------------------------------------------
-    def run(self, stop: "callable | None" = None) -> SimStats:  # type: ignore[valid-type]
+    def run(self, stop: callable | None = None) -> SimStats:  # type: ignore[valid-type]
         steps = int(round(self.sc.duration_s / self.sc.step_s))
         next_stats = self.sc.stats_interval_s
         wall0 = time.monotonic()
@@ -260,7 +260,7 @@ class RibSteering:
     of the link whose peer address is that route's next hop. BIRD holds only the injected
     routes; the native choice stays the model's, as a router's eBGP-learned best path."""
 
-    def __init__(self, model: NetworkModel, readers: dict[str, "object"], community: str,
+    def __init__(self, model: NetworkModel, readers: dict[str, object], community: str,
                  every_s: float = 0.5) -> None:
         self.model = model
         self.readers = readers

@@ -74,7 +74,7 @@ def resume(pop: str = typer.Option("*", "--pop"), config: Path = ConfigOpt) -> N
     typer.echo(f"resume {pop}")
 
 
-def _read_state(config: Path | None):  # noqa: ANN202 - internal
+def _read_state(config: Path | None):
     from netpilot import catalog
     from netpilot.kafka.compacted import read_compacted
     from netpilot.wire.autopilot import Recommendation

@@ -30,8 +30,7 @@ from netpilot.wire.autopilot import Recommendation
 from netpilot.wire.injector import AppliedOverride, InjectorControl
 from netpilot.wire.links import LinkInventory
 from netpilot.wire.routes import Route
-from sinks.bgp.desired import (SKIPS, DesiredState, DesiredView, Network, Reconciler, Rules,
-                               desired_overrides)
+from sinks.bgp.desired import SKIPS, DesiredState, DesiredView, Network, Reconciler, Rules, desired_overrides
 from sinks.bgp.metrics import injector_metrics
 from sinks.bgp.settings import InjectorSettings
 from sinks.bgp.speaker import ExaBGPSpeaker, Session, SpeakerError

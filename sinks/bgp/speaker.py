@@ -20,9 +20,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
 
 from netpilot.errors import NetpilotError
 from netpilot.obs.logging import get_logger
@@ -130,7 +130,7 @@ class ExaBGPSpeaker:
             logf.close()
         try:
             conn, _ = listener.accept()
-        except (socket.timeout, OSError) as exc:
+        except (TimeoutError, OSError) as exc:
             self.stop()
             raise SpeakerError(f"ExaBGP's API process did not connect within {timeout:g}s "
                                f"(see {self.run_dir / 'exabgp.log'})") from exc

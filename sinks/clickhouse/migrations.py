@@ -15,8 +15,8 @@ table to be correct.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from sinks.clickhouse import schema
 from sinks.clickhouse.client import ClickHouseClient

@@ -27,8 +27,8 @@ messages are dead-lettered, so nothing is silently dropped.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import pyarrow as pa
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message, TopicPartition
@@ -42,7 +42,8 @@ from sinks.clickhouse import convert
 from sinks.clickhouse.client import ClickHouseClient, ClickHouseUnavailable, InsertRejected
 from sinks.clickhouse.metrics import SinkMetrics
 from sinks.clickhouse.settings import ClickHouseSinkSettings
-from sinks.lag import EVERY_S as LAG_EVERY_S, local_lag
+from sinks.lag import EVERY_S as LAG_EVERY_S
+from sinks.lag import local_lag
 
 INTENT = "netpilot-intent:"
 # A value that passed its wire model but does not fit its column (e.g. an integer beyond
@@ -226,7 +227,7 @@ class ClickHouseSink:
                 b.rows -= item.rows
                 self._dead_letter(by_offset[item.offset], exc, "insert-rejected")
 
-    def _insert_with_retry(self, table: str, data, token: str) -> None:  # noqa: ANN001
+    def _insert_with_retry(self, table: str, data, token: str) -> None:
         delay = self._s.backoff_initial_s
         paused = False
         try:

@@ -25,7 +25,8 @@ from netpilot.obs.logging import RateLimitedLog, get_logger
 from netpilot.wire.autopilot import CycleSummary, Recommendation
 from netpilot.wire.injector import AppliedOverride
 from netpilot.wire.links import LinkInventory, LinkUtilisation
-from sinks.lag import EVERY_S as LAG_EVERY_S, local_lag
+from sinks.lag import EVERY_S as LAG_EVERY_S
+from sinks.lag import local_lag
 from sinks.prometheus.collector import LinkCollector
 from sinks.prometheus.metrics import exporter_metrics
 from sinks.prometheus.settings import PrometheusSinkSettings

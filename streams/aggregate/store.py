@@ -20,8 +20,8 @@ catalog's ``pop|...`` keys already rely on that).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
-from typing import Iterable, MutableMapping
 
 import polars as pl
 import pyarrow as pa

@@ -13,8 +13,8 @@ and prefixes whose alternates are all covering routes.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Callable, Collection
 
 import numpy as np
 

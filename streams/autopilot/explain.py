@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 from netpilot.wire.autopilot import CycleSummary, LinkSide, Recommendation
 from streams.autopilot.model import LinkState, Plan, PlanItem, Snapshot

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from streams.autopilot.model import CycleReport, Plan, PlanItem
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 def cycle_id(pop: str, now: float) -> str:
-    return f"{datetime.fromtimestamp(now, timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}#pop={pop}"
+    return f"{datetime.fromtimestamp(now, UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}#pop={pop}"
 
 
 def finish(c: _Cycle, diff_rejected: bool) -> Plan:

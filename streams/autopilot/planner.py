@@ -24,6 +24,7 @@ and ``netpilot autopilot plan --scenario`` meaningful. The steps follow the desi
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from streams.autopilot import gates

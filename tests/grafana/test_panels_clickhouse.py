@@ -11,8 +11,7 @@ import pyarrow as pa
 import pytest
 
 from grafana import generate
-from grafana.macros import QueryContext
-from grafana.macros import expand_sql
+from grafana.macros import QueryContext, expand_sql
 from grafana.panels import PanelQuery, all_variable_values, clickhouse_panels, query_arrow, run_panel
 from sinks.clickhouse.client import ClickHouseClient
 from tests.grafana.store import Store

@@ -14,8 +14,8 @@ in ``result.drops`` by reason.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 from producers.collector.decode import ipfix, netflow_v5, netflow_v9, sflow
 from producers.collector.decode.compiler import MAX_FIELDS

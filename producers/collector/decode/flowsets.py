@@ -8,8 +8,8 @@ template across the whole decode pass and joined, so each group costs one
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import numpy as np
 

@@ -10,8 +10,8 @@ every ~20 s) become :class:`~netpilot.wire.links.LinkStats` with ``source="sflow
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 

@@ -26,7 +26,7 @@ START_MS = 1_790_000_000_000
 NF_PORT, SF_PORT = 29055, 29343
 
 
-def run_sim(out: Path, duration: float, **kw) -> Simulator:  # noqa: ANN003
+def run_sim(out: Path, duration: float, **kw) -> Simulator:
     sc = load_scenario(SCENARIO).model_copy(update={"duration_s": duration})
     sim = Simulator(sc, out, ("127.0.0.1", NF_PORT), ("127.0.0.1", SF_PORT), realtime=False,
                     start_ms=START_MS, pcap_path=out / "d.pcap", **kw)
@@ -102,7 +102,7 @@ def test_scripted_events_shape_the_truth() -> None:
     model = NetworkModel(sc)
     ams, fra = model.pops
 
-    def link_bytes(pm, t: float, link_id: str) -> int:  # noqa: ANN001
+    def link_bytes(pm, t: float, link_id: str) -> int:
         st = model.step(pm, t)
         li = [l.link_id for _, l in pm.links].index(link_id)
         return int(st.bytes[st.link == li].sum())

@@ -10,8 +10,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -24,8 +24,7 @@ from netpilot.settings import KafkaSettings, load_settings
 from netpilot.wire.injector import AppliedOverride, InjectorControl
 from sinks.bgp.service import InjectorService
 from sinks.bgp.settings import InjectorSettings
-from tests.sinks.bgp.lab import (POP, injector_settings, ours, publish_pop, rec, send, start_routers,
-                                 wait_until)
+from tests.sinks.bgp.lab import POP, injector_settings, ours, publish_pop, rec, send, start_routers, wait_until
 
 
 @pytest.fixture

@@ -105,7 +105,7 @@ class SinkProcess:
         }
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "SinkProcess":
+    def start(self) -> SinkProcess:
         with open(self.log, "ab") as logf:
             self.proc = subprocess.Popen([*NETPILOT, "sink", "clickhouse", "run"], env=self.env,
                                          cwd=REPO, stdout=logf, stderr=subprocess.STDOUT)

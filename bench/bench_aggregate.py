@@ -138,7 +138,8 @@ def worker(batches: list[pa.Table], bootstrap: str) -> None:
         if first is not None:
             steady = (done - first[1]) / max(1e-9, end - first[0])
             print(f"worker steady (after the first counted batch): {steady:,.0f} flows/s")
-        print(f"worker aggregates published: {sample_value(metrics.registry, 'netpilot_streams_aggregate_rows_total'):,.0f} rows "
+        rows = sample_value(metrics.registry, 'netpilot_streams_aggregate_rows_total')
+        print(f"worker aggregates published: {rows:,.0f} rows "
               f"in {sample_value(metrics.registry, 'netpilot_streams_aggregate_messages_total'):,.0f} messages")
     finally:
         admin.delete(kafka.topic(t) for t in catalog.ALL_TOPICS)

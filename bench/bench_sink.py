@@ -55,7 +55,7 @@ def main() -> None:
             producer.produce(kafka.topic(catalog.FLOWS), flows.encode_flows(t),
                              key=f"pop{i % 6}", headers=flows.headers())
         producer.flush(60)
-        print("load average before: %.1f %.1f %.1f (2 cores)" % os.getloadavg())
+        print("load average before: {:.1f} {:.1f} {:.1f} (2 cores)".format(*os.getloadavg()))
         settings = ClickHouseSinkSettings(kafka=kafka, dsn=f"chdb://{path}/ch",
                                           group_id=f"bench-{uuid.uuid4().hex[:6]}",
                                           batch_max_rows=args.batch_rows,

@@ -159,7 +159,8 @@ PIPELINE_QUERIES: list[tuple[str, str, str, list[tuple[str, str]]]] = [
     ("Batch latency (p95)", "s", "95th percentile of the collector's decode pass and the sink's insert.", [
         (f"histogram_quantile(0.95, sum by (le) (rate(netpilot_collector_decode_seconds_bucket{RATE})))",
          "collector decode pass"),
-        (f"histogram_quantile(0.95, sum by (le, table) (rate(netpilot_sink_clickhouse_insert_duration_seconds_bucket{RATE})))",
+        (f"histogram_quantile(0.95, sum by (le, table) "
+         f"(rate(netpilot_sink_clickhouse_insert_duration_seconds_bucket{RATE})))",
          "clickhouse insert {{table}}")]),
     ("Templates", "short", "NetFlow v9 / IPFIX templates cached by the collector.", [
         ("sum(netpilot_collector_templates)", "templates")]),

@@ -30,7 +30,7 @@ class PanelQuery:
 
 def clickhouse_panels(dashboards: Mapping[str, Mapping[str, Any]]) -> list[PanelQuery]:
     out = []
-    for name, d in dashboards.items():
+    for _name, d in dashboards.items():
         for p in d["panels"]:
             defaults = p["fieldConfig"]["defaults"]
             drawn = defaults.get("custom", {}).get("thresholdsStyle", {}).get("mode", "off") != "off"

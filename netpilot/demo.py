@@ -33,7 +33,8 @@ def demo(duration: float = typer.Option(0, "--duration", help="Seconds of scenar
          refresh_s: float = typer.Option(1.0, "--refresh", help="Live view refresh period."),
          mode: str = typer.Option("apply", "--mode", help="apply: the BGP injector announces the overrides to a "
                                                           "BIRD per simulated router and the traffic follows "
-                                                          "(closed loop); observe: recommendations only (what-if).")) -> None:
+                                                          "(closed loop); observe: recommendations only "
+                                                          "(what-if).")) -> None:
     """Run the whole pipeline on the scenario and watch it (see README)."""
     from rich.console import Console
 

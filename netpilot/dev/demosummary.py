@@ -131,7 +131,8 @@ def _stored(console: Console, pipe: Pipeline) -> None:
                   f"  netpilot sink clickhouse query -c {cfg} \\\n"
                   "    \"SELECT link_id, sum(bytes_scaled)*8/1e9 AS Gbit FROM netpilot.flows_raw GROUP BY link_id\"\n"
                   f"  netpilot sink clickhouse query -c {cfg} \\\n"
-                  "    \"SELECT generated_at, action, prefix, from_link_id, to_link_id FROM netpilot.recommendations\"\n"
+                  "    \"SELECT generated_at, action, prefix, from_link_id, to_link_id "
+                  "FROM netpilot.recommendations\"\n"
                   f"  netpilot report -c {cfg} --since 30m --out {pipe.root / 'report'}   # dashboard PNGs")
 
 

@@ -143,10 +143,11 @@ def _bar(util: float, hi: float, width: int = 30) -> Text:
 def render(state: DemoState, header: str, components: dict[str, bool]) -> Group:
     """One frame of the live view."""
     lag = state.lag_s()
+    sink_lag = state.sink_lag_messages
     status = "  ".join(f"[{'green' if ok else 'red'}]{name}[/]" for name, ok in components.items())
     top = Text.from_markup(f"{header}   flows/s [bold]{state.flows_per_s:,.0f}[/]   "
                            f"pipeline lag [bold]{'-' if lag is None else f'{lag:.0f} s'}[/] "
-                           f"(sink lag [bold]{'-' if state.sink_lag_messages is None else f'{state.sink_lag_messages:,.0f}'}[/]"
+                           f"(sink lag [bold]{'-' if sink_lag is None else f'{sink_lag:,.0f}'}[/]"
                            f" messages)   {status}")
     links = Table(title=f"egress links ({WINDOW_S:.0f} s windows; │ = trigger)", expand=False)
     for col in ("PoP", "link", "utilisation", "", "counters", "flows", "coverage"):

@@ -289,7 +289,7 @@ class LocalKafka:
                 raise KafkaSetupError(
                     f"127.0.0.1:{port} is already in use by another process; stop it or choose "
                     f"another --port (this broker's folder: {self.state_dir})")
-        out = open(self.state_dir / "kafka.out", "ab")
+        out = open(self.state_dir / "kafka.out", "ab")  # noqa: SIM115 - the broker process writes it
         cmd = self._java(libs, "kafka.Kafka", str(self.state_dir / "server.properties"), heap=self.heap)
         started = time.time()
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -56,7 +56,8 @@ def flow_rows(result) -> list[dict]:  # type: ignore[no-untyped-def]
 @app.command()
 def decode(file: Path = typer.Argument(..., help="pcap/pcapng capture of exporter datagrams."),
            stats: bool = typer.Option(False, "--stats", help="Print a summary to stderr."),
-           default_sampling_rate: int = typer.Option(1, min=1, help="Rate for flows whose exporter states none.")) -> None:
+           default_sampling_rate: int = typer.Option(1, min=1,
+                                                     help="Rate for flows whose exporter states none.")) -> None:
     """Decode NetFlow v5/v9, IPFIX and sFlow v5 datagrams in FILE; one JSON object per flow."""
     decoder = Decoder(DecoderOptions(default_sampling_rate=default_sampling_rate))
     cap = CaptureStats()

@@ -147,7 +147,7 @@ class Simulator:
     def _emit_step(self, pm: PopModel, st: Step, t: float) -> None:
         step_end_ms = self.start_ms + int((t + self.sc.step_s) * 1000)
         routed = st.link >= 0
-        for li, (router, link) in enumerate(pm.links):
+        for li, (_router, link) in enumerate(pm.links):
             sel = np.nonzero(routed & (st.link == li) & (st.packets > 0))[0]
             b = int(st.bytes[sel].sum())
             self._counters[link.link_id] += b
@@ -334,7 +334,7 @@ class PcapRecorder:
         import dpkt
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(path, "wb")
+        self._fh = open(path, "wb")  # noqa: SIM115 - owned by this writer, closed by close()
         self._writer = dpkt.pcap.Writer(self._fh)
 
     def write(self, src: str, sport: int, dest: tuple[str, int], datagrams: list[bytes], ts_ms: int) -> None:

@@ -110,8 +110,9 @@ def pending(config: Path = ConfigOpt) -> None:
     if not view.pending:
         typer.echo("nothing pending")
     for ov in sorted(view.pending, key=lambda o: (o.pop, -o.rate_bps)):
+        until = time.strftime('%H:%M:%S', time.localtime(ov.valid_until))
         typer.echo(f"{ov.pop}  {ov.prefix:<22} -> {ov.link_id} via {ov.next_hop}  "
-                   f"{ov.rate_bps / 1e6:,.0f} Mbit/s  until {time.strftime('%H:%M:%S', time.localtime(ov.valid_until))}")
+                   f"{ov.rate_bps / 1e6:,.0f} Mbit/s  until {until}")
     for rec, why in view.refused:
         typer.echo(f"refused {rec.pop} {rec.prefix}: {why.reason}: {why.detail}", err=True)
 

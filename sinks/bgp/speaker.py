@@ -121,7 +121,7 @@ class ExaBGPSpeaker:
         env.update({"exabgp.daemon.user": getpass.getuser(), "exabgp.daemon.daemonize": "false",
                     "exabgp.api.ack": "false", "exabgp.log.level": "INFO",
                     "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
-        logf = open(self.run_dir / "exabgp.log", "ab")
+        logf = open(self.run_dir / "exabgp.log", "ab")  # noqa: SIM115 - the child writes it
         try:
             self._proc = subprocess.Popen(exabgp_command() + [str(conf)], cwd=self.run_dir, env=env,
                                           stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -40,7 +40,7 @@ def bandwidth(value: Any) -> float:
     return float(m.group(1)) * _UNIT[m.group(2)]
 
 
-Rate = Union[float, str]
+Rate = float | str
 
 
 class _Strict(BaseModel):

@@ -109,13 +109,13 @@ class Pilot:
     def load_from_tables(self) -> None:
         """Rebuild the in-memory view from the (recovered) tables, once after start."""
         t = self.aa.tables
-        for key, value in t["ap-inventory"].items():
+        for value in t["ap-inventory"].values():
             link = LinkInventory.decode(value)
             self.inputs(link.pop).set_link(link.link_id, link)
-        for key, value in t["ap-routes"].items():
+        for value in t["ap-routes"].values():
             r = Route.decode(value)
             self.inputs(r.pop).set_route(r.link_id, r.prefix, r)
-        for key, value in t["ap-counters"].items():
+        for value in t["ap-counters"].values():
             s = LinkStats.decode(value)
             self.inputs(s.pop).add_stats(s)
         for pop, value in t["ap-demand"].items():

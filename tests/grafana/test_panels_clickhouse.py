@@ -176,4 +176,5 @@ def test_only_the_table_for_the_interval_is_read(interval: int, table: str, stor
     assert query_arrow(store_client, sql).num_rows > 0
     if table != "flows_raw":  # and the limit does bite when a query reads more than that
         with pytest.raises(Exception, match="max_rows_to_read"):
-            query_arrow(store_client, f"SELECT sum(bytes_scaled) FROM netpilot.flows_raw SETTINGS max_rows_to_read = {rows}")
+            query_arrow(store_client,
+                        f"SELECT sum(bytes_scaled) FROM netpilot.flows_raw SETTINGS max_rows_to_read = {rows}")

@@ -51,7 +51,7 @@ MISTAKES = [
         """
         pops:
           fra1: {routers: {r1: 
-        """,
+        """,  # noqa: W291 - the trailing space is part of the broken YAML under test
         ["inv.yaml:3:1: not valid YAML: expected the node content, but found '<stream end>'"],
         id="yaml-syntax-error-gives-line-and-column"),
     pytest.param(

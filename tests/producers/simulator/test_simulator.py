@@ -62,7 +62,8 @@ def truth_by_router(sim: Simulator) -> dict[str, int]:
 
 
 def test_tshark_decodes_every_datagram(sim5: Simulator) -> None:
-    assert not tshark_fields(sim5.out_dir / "d.pcap", "frame.number", display="_ws.malformed || _ws.expert.severity >= error")
+    assert not tshark_fields(sim5.out_dir / "d.pcap", "frame.number",
+                             display="_ws.malformed || _ws.expert.severity >= error")
     frames = tshark_fields(sim5.out_dir / "d.pcap", "frame.number", display="cflow || sflow")
     assert len(frames) == sim5.stats.datagrams > 100
 
@@ -150,7 +151,8 @@ def test_link_counters_published_to_kafka_match_truth(tmp_path: Path, kafka_sett
         want = truth.filter((pl.col("link_id") == link_id) & (pl.col("t") >= t0) & (pl.col("t") < t1))["bytes"].sum()
         assert delta == want, link_id
         assert mine[-1].out_bps == pytest.approx(
-            truth.filter((pl.col("link_id") == link_id) & (pl.col("t") >= t1 - 10) & (pl.col("t") < t1))["bytes"].sum() * 8 / 10)
+            truth.filter((pl.col("link_id") == link_id) & (pl.col("t") >= t1 - 10)
+                         & (pl.col("t") < t1))["bytes"].sum() * 8 / 10)
 
 
 def test_network_files_are_read_by_inventory_routes_and_collector(sim5: Simulator) -> None:

@@ -60,8 +60,8 @@ def _control(kafka: KafkaSettings, msg: InjectorControl) -> None:
 
 
 def _applied(kafka: KafkaSettings) -> dict[str, AppliedOverride]:
-    return {k: AppliedOverride.decode(v) for k, v in read_compacted(kafka, kafka.topic(catalog.APPLIED_OVERRIDES)).items()
-            if v is not None}
+    records = read_compacted(kafka, kafka.topic(catalog.APPLIED_OVERRIDES))
+    return {k: AppliedOverride.decode(v) for k, v in records.items() if v is not None}
 
 
 def test_add_reaches_both_routers_with_its_attributes_and_withdraw_removes_it(

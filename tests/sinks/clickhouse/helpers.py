@@ -166,7 +166,7 @@ class SinkProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
-                raise AssertionError(f"sink did not stop within {timeout}s\n{self.tail()}")
+                raise AssertionError(f"sink did not stop within {timeout}s\n{self.tail()}") from None
         return self.proc.returncode
 
     def tail(self, n: int = 40) -> str:

@@ -305,7 +305,6 @@ ALL_TOPICS: tuple[Topic, ...] = (
 )
 
 BY_ID: Mapping[str, Topic] = {t.id: t for t in ALL_TOPICS}
-BY_NAME: Mapping[str, Topic] = {t.name: t for t in ALL_TOPICS}
 
 
 def topics_produced_by(component: Component) -> tuple[Topic, ...]:
@@ -320,9 +319,3 @@ def consumer_group(component: Component) -> str:
     """The consumer group id a component uses (also named in its KafkaUser ACLs)."""
     return f"netpilot-{component.value}"
 
-
-def with_prefix(prefix: str) -> tuple[Topic, ...]:
-    """The catalog with every topic name prefixed (tests use a unique prefix per run)."""
-    from dataclasses import replace
-
-    return tuple(replace(t, name=f"{prefix}{t.name}") for t in ALL_TOPICS)

@@ -104,18 +104,6 @@ class BatchConsumer:
     def resume(self) -> None:
         self._consumer.resume(self._consumer.assignment())
 
-    def seek_to_committed(self) -> None:
-        """Rewind every assigned partition to its committed offset (after a failed side effect)."""
-        assigned = self._consumer.assignment()
-        if not assigned:
-            return
-        for tp in self._consumer.committed(assigned, timeout=10):
-            if tp.offset >= 0:
-                self._consumer.seek(tp)
-            else:
-                lo, _ = self._consumer.get_watermark_offsets(tp, timeout=10)
-                self._consumer.seek(TopicPartition(tp.topic, tp.partition, lo))
-
     def lag(self) -> dict[tuple[str, int], int]:
         """Messages between the committed offset and the end, per assigned partition."""
         out: dict[tuple[str, int], int] = {}

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, Message, Producer
 
 from netpilot.errors import NetpilotError
 from netpilot.kafka.partitioning import partition_for
@@ -152,7 +152,3 @@ class KafkaProducer:
         """The underlying confluent-kafka producer, for what this wrapper does not cover."""
         return self._producer
 
-
-def raise_for_error(err: KafkaError | None) -> None:
-    if err is not None:
-        raise KafkaException(err)

@@ -264,11 +264,6 @@ def ipv4_to_addr(ipv4: np.ndarray) -> np.ndarray:
     return out
 
 
-def ipv6_to_addr(raw: np.ndarray) -> np.ndarray:
-    """(n, 16) uint8 or an ``S16``/``V16`` array of IPv6 addresses -> (n, 16) uint8."""
-    return np.ascontiguousarray(raw).view(np.uint8).reshape(-1, 16)
-
-
 def is_ipv4(addr: np.ndarray) -> np.ndarray:
     """Boolean mask: which (n, 16) addresses are IPv4-mapped."""
     a = np.asarray(addr, dtype=np.uint8).reshape(-1, 16)

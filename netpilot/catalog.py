@@ -67,7 +67,7 @@ class Topic:
 
     def topic_config(self) -> dict[str, str]:
         """The full topic-level config the broker should have for this topic."""
-        cfg = {"cleanup.policy": self.cleanup_policy}
+        cfg: dict[str, str] = {"cleanup.policy": self.cleanup_policy}
         if self.retention_ms is not None:
             cfg["retention.ms"] = str(self.retention_ms)
         if "compact" in self.cleanup_policy:

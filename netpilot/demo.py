@@ -13,8 +13,16 @@ import shutil
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:  # imported where used: `netpilot --help` stays fast
+    from rich.console import Console
+
+    from netpilot.dev.demoview import DemoWatcher
+    from netpilot.dev.pipeline import Pipeline
+    from netpilot.settings import KafkaSettings
 
 REPO = Path(__file__).resolve().parents[1]
 app = typer.Typer(help="Run the demo.", invoke_without_command=True)
@@ -66,7 +74,7 @@ def demo(duration: float = typer.Option(0, "--duration", help="Seconds of scenar
     raise typer.Exit(code)
 
 
-def _run(console, kafka, scenario: Path, out: Path, duration: float, cycle_s: float,
+def _run(console: Console, kafka: KafkaSettings, scenario: Path, out: Path, duration: float, cycle_s: float,
          refresh_s: float, keep_topics: bool, mode: str = "apply") -> int:
     from netpilot import catalog
     from netpilot.dev.demoview import DemoWatcher
@@ -115,7 +123,8 @@ def _run(console, kafka, scenario: Path, out: Path, duration: float, cycle_s: fl
     return codes_by_outcome[outcome]
 
 
-def _watch(console, pipe, watcher, duration: float, cycle_s: float, refresh_s: float) -> str:
+def _watch(console: Console, pipe: Pipeline, watcher: DemoWatcher, duration: float, cycle_s: float,
+           refresh_s: float) -> str:
     """Live view until the scenario ends and the last windows are in: "ok", "interrupted"
     or "failed" (a component or the simulator exited with an error)."""
     from rich.live import Live

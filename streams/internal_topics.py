@@ -43,7 +43,7 @@ def ensure_internal_topics(app: faust.App, kafka: KafkaSettings, replication: in
                            extra: Sequence[Any] = (), timeout: float = 30.0) -> list[str]:
     """Create the app's internal topics that are missing and wait until all are usable."""
     wanted = internal_topics(app, extra)
-    admin = AdminClient(kafka.client_config())
+    admin = AdminClient(kafka.client_config())  # type: ignore[arg-type]  # invariant dict in the hint
     existing = admin.list_topics(timeout=10).topics
     new = [NewTopic(n, num_partitions=p, replication_factor=replication, config=c)
            for n, p, c in wanted if n not in existing]

@@ -14,15 +14,16 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
+from typing import Any
 
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
 from netpilot import catalog
 from netpilot.errors import WireError
-from netpilot.kafka.consumer import BatchConsumer
+from netpilot.kafka.consumer import BatchConsumer, position
 from netpilot.obs.logging import RateLimitedLog, get_logger
 from netpilot.settings import KafkaSettings
 from netpilot.wire.autopilot import CycleSummary, Recommendation
@@ -90,14 +91,15 @@ class DemoWatcher:
 
     def poll(self, timeout: float = 0.2) -> None:
         for m in self.consumer.poll_batch(1000, timeout):
-            if m.value() is None:
-                if m.topic() == self._applied_topic:  # a tombstone: no router holds it any more
+            topic, value = position(m)[0], m.value()
+            if value is None:
+                if topic == self._applied_topic:  # a tombstone: no router holds it any more
                     pop, _, prefix = (m.key() or b"").decode(errors="replace").partition("|")
                     if self.state.applied.pop((pop, prefix), None) is not None:
                         self.state.applied_events.append((time.time(), pop, prefix, False))
                 continue
             try:
-                self._topics[m.topic()](m.value())
+                self._topics[topic](value)
             except (WireError, ValueError) as exc:  # counted, shown, never fatal for a view
                 self.state.bad_messages += 1
                 self._mute.warning("bad", "undecodable message", topic=m.topic(), error=str(exc)[:200])
@@ -166,7 +168,7 @@ def render(state: DemoState, header: str, components: dict[str, bool]) -> Group:
         proj = "-" if before is None or after is None else f"{before:.0%} → {after:.0%}"
         recs.add_row(time.strftime("%H:%M:%S", time.localtime(r.generated_at)), r.action, r.prefix,
                      r.from_.link_id, r.to.link_id, f"{r.rate_bps / 1e6:.0f} M", proj)
-    parts: list = [top, links, Panel(recs, border_style="dim")]
+    parts: list[RenderableType] = [top, links, Panel(recs, border_style="dim")]
     if state.applied or state.applied_events:
         per_pop: dict[str, int] = defaultdict(int)
         for pop, _ in state.applied:
@@ -187,7 +189,7 @@ def write_charts(state: DemoState, out: Path) -> list[Path]:
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
-    def ts(x: float) -> datetime:
+    def ts(x: float) -> Any:  # a datetime: matplotlib plots them, though its hints say float
         return datetime.fromtimestamp(x, UTC)
 
     out.mkdir(parents=True, exist_ok=True)

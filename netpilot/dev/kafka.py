@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from netpilot.errors import KafkaSetupError
 
@@ -169,7 +170,7 @@ class LocalKafka:
     def _meta_file(self) -> Path:
         return self.state_dir / "netpilot-kafka.json"
 
-    def _read_meta(self) -> dict:
+    def _read_meta(self) -> dict[str, Any]:
         try:
             return json.loads(self._meta_file.read_text())
         except (OSError, ValueError):

@@ -60,7 +60,8 @@ class TopicAdmin:
     def __init__(self, kafka: KafkaSettings, timeout: float = 30.0) -> None:
         self.kafka = kafka
         self.timeout = timeout
-        self.client = AdminClient(kafka.client_config())
+        # confluent-kafka's hint wants dict[str, str | int | float | bool]; dict is invariant
+        self.client = AdminClient(kafka.client_config())  # type: ignore[arg-type]
 
     def _wanted(self, topics: Iterable[Topic]) -> dict[str, Topic]:
         return {self.kafka.topic(t): t for t in topics}
@@ -122,7 +123,7 @@ class TopicAdmin:
                         raise KafkaSetupError(f"creating topic {name}: {err.str()}") from exc
         grow = [d for d in diffs if d.partitions and d.partitions[1] > d.partitions[0]]
         if grow:
-            futs = self.client.create_partitions([NewPartitions(d.name, d.partitions[1]) for d in grow])
+            futs = self.client.create_partitions([NewPartitions(d.name, d.partitions[1]) for d in grow if d.partitions])
             for name, fut in futs.items():
                 fut.result(timeout=self.timeout)
                 report.repartitioned.append(name)

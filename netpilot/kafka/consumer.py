@@ -21,6 +21,15 @@ class ConsumeError(NetpilotError):
     """A non-retriable consumer error."""
 
 
+def position(msg: Message) -> tuple[str, int, int]:
+    """(topic, partition, offset) of a consumed record (librdkafka sets all three on every
+    message that is not an error event)."""
+    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    if topic is None or partition is None or offset is None:
+        raise ConsumeError(f"message without a position: {topic}/{partition}@{offset}")
+    return topic, partition, offset
+
+
 @dataclass(frozen=True)
 class ConsumerOptions:
     auto_offset_reset: str = "earliest"
@@ -82,8 +91,9 @@ class BatchConsumer:
         """Synchronously commit the offsets after the given messages (per partition max+1)."""
         offsets: dict[tuple[str, int], int] = {}
         for m in messages:
-            k = (m.topic(), m.partition())
-            offsets[k] = max(offsets.get(k, -1), m.offset() + 1)
+            topic, partition, offset = position(m)
+            k = (topic, partition)
+            offsets[k] = max(offsets.get(k, -1), offset + 1)
         if not offsets:
             return
         tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]

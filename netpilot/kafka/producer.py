@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
@@ -94,7 +95,7 @@ class KafkaProducer:
         message key is finer-grained (compacted topics)."""
         if partition is None and partition_key is not None:
             partition = partition_for(partition_key, self.partition_count(topic))
-        kwargs: dict[str, object] = {"value": value, "key": key, "on_delivery": self._delivered}
+        kwargs: dict[str, Any] = {"value": value, "key": key, "on_delivery": self._delivered}
         if headers:
             kwargs["headers"] = list(headers)
         if partition is not None:

@@ -30,7 +30,7 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def flow_rows(result) -> list[dict]:  # type: ignore[no-untyped-def]
+def flow_rows(result) -> list[dict]:
     """JSON-ready dicts for the flows of one decode result (troubleshooting, not a hot path)."""
     c = result.columns
     lists = {k: c[k].tolist() for k in FIELDS + ("time_start", "time_end", "flow_type", "flags")}

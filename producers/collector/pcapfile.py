@@ -39,7 +39,7 @@ class CapturedDatagram:
     ts_ms: int
 
 
-def _reader(fh: BinaryIO):  # type: ignore[no-untyped-def]
+def _reader(fh: BinaryIO):
     magic = fh.read(4)
     fh.seek(0)
     try:
@@ -50,7 +50,7 @@ def _reader(fh: BinaryIO):  # type: ignore[no-untyped-def]
         raise CaptureError(f"not a pcap or pcapng capture: {exc}") from exc
 
 
-def _ip_layer(linktype: int, buf: bytes):  # type: ignore[no-untyped-def]
+def _ip_layer(linktype: int, buf: bytes):
     if linktype == dpkt.pcap.DLT_EN10MB:
         return dpkt.ethernet.Ethernet(buf).data
     if linktype == 113:  # LINUX_SLL

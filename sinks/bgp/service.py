@@ -45,7 +45,7 @@ def _watermarks(raw: object, tp: TopicPartition, timeout: float = 15.0) -> tuple
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return raw.get_watermark_offsets(tp, timeout=5, cached=False)  # type: ignore[attr-defined, no-any-return]
+            return raw.get_watermark_offsets(tp, timeout=5, cached=False)  # type: ignore[attr-defined]
         except KafkaException as exc:
             if time.monotonic() > deadline:
                 log.warning("no watermarks; not waiting for this partition", topic=tp.topic,

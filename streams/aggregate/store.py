@@ -46,7 +46,7 @@ def _text(key: object) -> str:
 class WindowStore:
     """Partial windows in ``store``; a decoded copy of what this process wrote is cached."""
 
-    def __init__(self, spec: w.WindowSpec, store: MutableMapping) -> None:  # type: ignore[type-arg]
+    def __init__(self, spec: w.WindowSpec, store: MutableMapping) -> None:
         self.spec = spec
         self._store = store
         self._cache: dict[str, pl.DataFrame] = {}

@@ -22,7 +22,7 @@ def finish(c: _Cycle, diff_rejected: bool) -> Plan:
     now, policy = c.now, c.policy
     overrides: dict[str, Override] = {}
     for prefix, active in sorted(c.kept.items()):
-        prev = active.previous
+        prev = active.in_place
         overrides[prefix] = replace(
             prev, valid_until=now + policy.ttl, last_refreshed=now, rate_bps=float(active.rate),
             from_links=tuple(c.ids[n] for n in active.natives) or prev.from_links)

@@ -24,6 +24,7 @@ from typing import Any
 
 import faust
 import polars as pl
+from faust.types import TableT
 
 from netpilot import catalog
 from netpilot.kafka.deadletters import reason_for
@@ -62,7 +63,7 @@ class AutopilotApp:
     recommendations: faust.TopicT
     summaries: faust.TopicT
     dead_letters: faust.TopicT
-    tables: dict[str, faust.Table]
+    tables: dict[str, TableT[Any, Any]]
 
 
 def create_app(settings: AutopilotSettings) -> AutopilotApp:
@@ -249,7 +250,7 @@ def register(aa: AutopilotApp, pilot: Pilot, cycle_s: float) -> None:
                 await aa.ticks.send(key=b"tick", value=str(pilot.clock()).encode(), partition=tp.partition)
 
 
-def _json(value: bytes | None) -> dict | None:
+def _json(value: bytes | None) -> dict[str, Any] | None:
     import json
 
     return None if value is None else json.loads(value)

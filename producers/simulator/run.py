@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -260,7 +261,7 @@ class RibSteering:
     of the link whose peer address is that route's next hop. BIRD holds only the injected
     routes; the native choice stays the model's, as a router's eBGP-learned best path."""
 
-    def __init__(self, model: NetworkModel, readers: dict[str, object], community: str,
+    def __init__(self, model: NetworkModel, readers: Mapping[str, object], community: str,
                  every_s: float = 0.5) -> None:
         self.model = model
         self.readers = readers

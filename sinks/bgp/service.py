@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from netpilot import catalog
 from netpilot.errors import WireError
-from netpilot.kafka.consumer import BatchConsumer
+from netpilot.kafka.consumer import BatchConsumer, position
 from netpilot.kafka.deadletters import DeadLetterPublisher, reason_for
 from netpilot.kafka.producer import KafkaProducer
 from netpilot.obs.http import MetricsServer
@@ -191,7 +191,7 @@ class InjectorService:
         return False
 
     def _apply(self, msg: Message) -> None:
-        topic_id = self._ids[msg.topic()]
+        topic_id = self._ids[position(msg)[0]]
         key = (msg.key() or b"").decode(errors="replace")
         value = msg.value()
         try:

@@ -34,7 +34,7 @@ import pyarrow as pa
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message, TopicPartition
 
 from netpilot.errors import WireError
-from netpilot.kafka.consumer import BatchConsumer
+from netpilot.kafka.consumer import BatchConsumer, position
 from netpilot.kafka.deadletters import DeadLetterPublisher, reason_for
 from netpilot.kafka.producer import KafkaProducer
 from netpilot.obs.logging import RateLimitedLog, get_logger
@@ -49,6 +49,7 @@ INTENT = "netpilot-intent:"
 # A value that passed its wire model but does not fit its column (e.g. an integer beyond
 # UInt32) fails while building Arrow; treated like a batch ClickHouse rejects.
 CONVERT_ERRORS: tuple[type[Exception], ...] = (pa.ArrowException, OverflowError, ValueError, TypeError)
+REJECTED_ERRORS: tuple[type[Exception], ...] = (InsertRejected, *CONVERT_ERRORS)
 log = get_logger("netpilot.sink.clickhouse")
 
 
@@ -88,7 +89,7 @@ class Batch:
 
     def add(self, msg: Message, item: convert.Item | None) -> None:
         self.messages.append(msg)
-        self.last = msg.offset()
+        self.last = position(msg)[2]
         if item is not None:
             self.items.append(item)
             self.rows += item.rows
@@ -152,14 +153,16 @@ class ClickHouseSink:
         if key not in self._intents:
             tp = self._consumer.raw.committed([TopicPartition(topic, partition)], timeout=10)[0]
             intent = parse_intent(tp.metadata)
-            self._intents[key] = intent if intent and tp.offset == intent[0] else None
-            if self._intents[key]:
+            if intent and tp.offset != intent[0]:
+                intent = None
+            self._intents[key] = intent
+            if intent:
                 log.info("replaying batch from intent", topic=topic, partition=partition,
                          start=intent[0], end=intent[1])
         return self._intents[key]
 
     def _add(self, msg: Message) -> None:
-        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        topic, partition, offset = position(msg)
         topic_id = self._topic_ids[topic]
         self._m.messages.labels(topic_id).inc()
         key = (topic, partition)
@@ -204,7 +207,7 @@ class ClickHouseSink:
             token = dedup_token(b.topic, b.partition, start, end)
             try:
                 self._insert_with_retry(table, convert.to_arrow(b.topic_id, b.items), token)
-            except (InsertRejected, *CONVERT_ERRORS) as exc:
+            except REJECTED_ERRORS as exc:
                 self._m.errors.labels("rejected").inc()
                 self._rl.warning("rejected", "batch rejected; retrying message by message",
                                  table=table, error=str(exc)[:300])
@@ -223,7 +226,7 @@ class ClickHouseSink:
             token = dedup_token(b.topic, b.partition, item.offset, item.offset) + "/single"
             try:
                 self._insert_with_retry(table, convert.to_arrow(b.topic_id, [item]), token)
-            except (InsertRejected, *CONVERT_ERRORS) as exc:
+            except REJECTED_ERRORS as exc:
                 b.rows -= item.rows
                 self._dead_letter(by_offset[item.offset], exc, "insert-rejected")
 
@@ -267,8 +270,9 @@ class ClickHouseSink:
     def _add_while_paused(self, msg: Message) -> None:
         # Not expected (pause drops prefetched messages), but never lose one: buffer it in
         # the partition's batch exactly like a normal poll would.
-        batch = self._batches.get((msg.topic(), msg.partition()))
-        if batch is not None and msg.offset() <= batch.last:
+        topic, partition, offset = position(msg)
+        batch = self._batches.get((topic, partition))
+        if batch is not None and offset <= batch.last:
             return
         self._add(msg)
 

@@ -65,6 +65,9 @@ class SecuredKafka(LocalKafka):
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
 
 
+pytestmark = pytest.mark.kafka  # a broker of its own, with SASL and ACLs
+
+
 def _free_port_run(n: int) -> int:
     """A port p with p..p+n-1 all free (LocalKafka uses port and port+1)."""
     for _ in range(50):

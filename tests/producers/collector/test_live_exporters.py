@@ -16,10 +16,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from netpilot.wire.flows import addr_to_str, str_to_addr
 from producers.collector.decode.decoder import Decoder
 from tests.producers.collector.traffic import UdpCapture, tshark_fields, write_datagram_pcap
 from tests.producers.linkstats.netlab import NetLab
+
+pytestmark = pytest.mark.netns  # NetLab namespaces, tcpdump and fprobe on a veth: root
 
 IP_UDP_HEADERS = 28
 

@@ -1,16 +1,18 @@
 # The two commands a new user needs: `make demo` and `make test`. Both set up everything
 # (Debian packages, a virtualenv, Kafka from Maven Central) on a fresh machine.
+# While editing: `make check` (ruff + mypy) and `make test-fast` (check, then the tests that
+# need no broker, root, routers or slow builds; see README "Developing").
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench system-deps venv kafka-up kafka-down clean
+.PHONY: demo test test-fast check bench system-deps venv kafka-up kafka-down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -23,6 +25,16 @@ demo: system-deps venv
 
 test: system-deps venv
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Lint and types (configured in pyproject.toml); non-zero exit on any finding.
+check: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+# The markers are applied in tests/conftest.py.
+FAST_MARKERS := not kafka and not netns and not slow
+test-fast: check
+	$(BIN)/pytest -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
 
 # The self-contained benchmarks (the others need a broker: see each file's docstring).
 BENCHES := bench_wire bench_decode bench_lpm bench_planner bench_clickhouse

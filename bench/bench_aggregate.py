@@ -34,12 +34,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
+import numpy as np
+import pyarrow as pa
 
-from netpilot.wire import flows as F  # noqa: E402
-from streams.aggregate import windows as w  # noqa: E402
-from streams.aggregate.store import WindowStore  # noqa: E402
+from netpilot.wire import flows as F
+from streams.aggregate import windows as w
+from streams.aggregate.store import WindowStore
 
 
 def make_batches(total: int, batch: int, prefixes: int, seed: int = 7) -> list[pa.Table]:
@@ -70,7 +70,7 @@ def make_batches(total: int, batch: int, prefixes: int, seed: int = 7) -> list[p
     return out
 
 
-def _rate(fn, batches: list[pa.Table]) -> float:  # noqa: ANN001
+def _rate(fn, batches: list[pa.Table]) -> float:
     runs = []
     for _ in range(3):
         t = time.perf_counter()
@@ -138,7 +138,8 @@ def worker(batches: list[pa.Table], bootstrap: str) -> None:
         if first is not None:
             steady = (done - first[1]) / max(1e-9, end - first[0])
             print(f"worker steady (after the first counted batch): {steady:,.0f} flows/s")
-        print(f"worker aggregates published: {sample_value(metrics.registry, 'netpilot_streams_aggregate_rows_total'):,.0f} rows "
+        rows = sample_value(metrics.registry, 'netpilot_streams_aggregate_rows_total')
+        print(f"worker aggregates published: {rows:,.0f} rows "
               f"in {sample_value(metrics.registry, 'netpilot_streams_aggregate_messages_total'):,.0f} messages")
     finally:
         admin.delete(kafka.topic(t) for t in catalog.ALL_TOPICS)

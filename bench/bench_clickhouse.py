@@ -105,7 +105,7 @@ def main() -> None:
     # contiguous time across batches (100k flows/s), like a live stream
     batches = [synthetic_flows(args.batch, start_ms + (i * args.batch * 1000) // 100_000, seed=i)
                for i in range(args.rows // args.batch)]
-    print("load average before: %.1f %.1f %.1f (2 cores; figures scale with it)" % os.getloadavg())
+    print("load average before: {:.1f} {:.1f} {:.1f} (2 cores; figures scale with it)".format(*os.getloadavg()))
     print(f"generated {args.rows:,} flows in {time.perf_counter() - t0:.1f}s "
           f"(Arrow {sum(b.nbytes for b in batches) / args.rows:.0f} B/flow in memory)")
 

@@ -25,18 +25,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_decode import ipfix_datagrams  # noqa: E402
-from prometheus_client import CollectorRegistry  # noqa: E402
+from bench_decode import ipfix_datagrams
+from prometheus_client import CollectorRegistry
 
-from netpilot import catalog  # noqa: E402
-from netpilot.kafka.admin import TopicAdmin  # noqa: E402
-from netpilot.obs.metrics import sample_value  # noqa: E402
-from netpilot.settings import KafkaSettings, MetricsSettings  # noqa: E402
-from producers.collector.service import CollectorService  # noqa: E402
-from producers.collector.settings import CollectorSettings  # noqa: E402
+from netpilot import catalog
+from netpilot.kafka.admin import TopicAdmin
+from netpilot.obs.metrics import sample_value
+from netpilot.settings import KafkaSettings, MetricsSettings
+from producers.collector.service import CollectorService
+from producers.collector.settings import CollectorSettings
 
 
-def sender(port: int, seconds: float, rate: float, sent: "mp.Value") -> None:  # type: ignore[type-arg]
+def sender(port: int, seconds: float, rate: float, sent: mp.Value) -> None:  # type: ignore[type-arg]
     import random
 
     dgs = ipfix_datagrams(1000, random.Random(2))

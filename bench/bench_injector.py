@@ -27,17 +27,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from netpilot import catalog  # noqa: E402
-from netpilot.dev.bird import BirdRouter, BirdRouterSpec  # noqa: E402
-from netpilot.dev.pipeline import free_port  # noqa: E402
-from netpilot.kafka.admin import TopicAdmin  # noqa: E402
-from netpilot.kafka.producer import KafkaProducer  # noqa: E402
-from netpilot.settings import KafkaSettings, load_settings  # noqa: E402
-from netpilot.wire.autopilot import LinkSide, Recommendation  # noqa: E402
-from netpilot.wire.links import LinkInventory  # noqa: E402
-from netpilot.wire.routes import Route  # noqa: E402
-from sinks.bgp.service import InjectorService  # noqa: E402
-from sinks.bgp.settings import InjectorSettings  # noqa: E402
+from netpilot import catalog
+from netpilot.dev.bird import BirdRouter, BirdRouterSpec
+from netpilot.dev.pipeline import free_port
+from netpilot.kafka.admin import TopicAdmin
+from netpilot.kafka.producer import KafkaProducer
+from netpilot.settings import KafkaSettings, load_settings
+from netpilot.wire.autopilot import LinkSide, Recommendation
+from netpilot.wire.links import LinkInventory
+from netpilot.wire.routes import Route
+from sinks.bgp.service import InjectorService
+from sinks.bgp.settings import InjectorSettings
 
 POP, ROUTER, ALT, NH = "bench1", "bench1-r1", "bench1-r1:transit-1", "2001:db8:ffff::11"
 

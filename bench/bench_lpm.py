@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from netpilot.lpm import PrefixTable  # noqa: E402
+from netpilot.lpm import PrefixTable
 
 
 def make_prefixes(n: int, v6_share: float, rng: np.random.Generator) -> list[str]:

@@ -129,7 +129,8 @@ def main() -> None:
                   f"{r['flow_drops']:,.0f} flows)  simulator behind by "
                   f"{r['sim_lag_s']:.1f} s")
             print(f"  sink lag (messages) mid {r['mid']['sink_lag']:.0f} -> end {r['end']['sink_lag']:.0f};  "
-                  f"streams watermark lag mid {r['mid']['watermark_lag']:.1f} s -> end {r['end']['watermark_lag']:.1f} s")
+                  f"streams watermark lag mid {r['mid']['watermark_lag']:.1f} s "
+                  f"-> end {r['end']['watermark_lag']:.1f} s")
             print(f"  CPU (% of one core): {cpu}")
             print(f"  collector decode+enrich+publish busy {r['collector_busy_pct']:.0f}% of wall time")
 

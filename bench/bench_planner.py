@@ -81,7 +81,7 @@ def main() -> None:
     now = 1_767_225_600.0
     first = plan(snapshot, PlannerState(), policy, now)
     times, steady = [], first
-    for i in range(args.repeat):
+    for _ in range(args.repeat):
         t = time.perf_counter()
         plan(snapshot, PlannerState(), policy, now)  # cold: no overrides yet
         times.append(time.perf_counter() - t)

@@ -23,15 +23,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_clickhouse import synthetic_flows  # noqa: E402
-from netpilot import catalog  # noqa: E402
-from netpilot.kafka.admin import TopicAdmin  # noqa: E402
-from netpilot.kafka.producer import KafkaProducer, ProducerOptions  # noqa: E402
-from netpilot.obs.metrics import sample_value  # noqa: E402
-from netpilot.settings import KafkaSettings, MetricsSettings  # noqa: E402
-from netpilot.wire import flows  # noqa: E402
-from sinks.clickhouse.service import ClickHouseSinkService  # noqa: E402
-from sinks.clickhouse.settings import ClickHouseSinkSettings  # noqa: E402
+from bench_clickhouse import synthetic_flows
+
+from netpilot import catalog
+from netpilot.kafka.admin import TopicAdmin
+from netpilot.kafka.producer import KafkaProducer, ProducerOptions
+from netpilot.obs.metrics import sample_value
+from netpilot.settings import KafkaSettings, MetricsSettings
+from netpilot.wire import flows
+from sinks.clickhouse.service import ClickHouseSinkService
+from sinks.clickhouse.settings import ClickHouseSinkSettings
 
 
 def main() -> None:
@@ -54,7 +55,7 @@ def main() -> None:
             producer.produce(kafka.topic(catalog.FLOWS), flows.encode_flows(t),
                              key=f"pop{i % 6}", headers=flows.headers())
         producer.flush(60)
-        print("load average before: %.1f %.1f %.1f (2 cores)" % os.getloadavg())
+        print("load average before: {:.1f} {:.1f} {:.1f} (2 cores)".format(*os.getloadavg()))
         settings = ClickHouseSinkSettings(kafka=kafka, dsn=f"chdb://{path}/ch",
                                           group_id=f"bench-{uuid.uuid4().hex[:6]}",
                                           batch_max_rows=args.batch_rows,

@@ -24,10 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from netpilot.wire.links import LinkInventory  # noqa: E402
-from producers.linkstats.router import COLUMNS, RouterPoller  # noqa: E402
-from producers.linkstats.snmp import Credentials, SnmpClient  # noqa: E402
-from tests.producers.linkstats.netlab import NetLab  # noqa: E402
+from netpilot.wire.links import LinkInventory
+from producers.linkstats.router import COLUMNS, RouterPoller
+from producers.linkstats.snmp import Credentials, SnmpClient
+from tests.producers.linkstats.netlab import NetLab
 
 
 async def run(lab: NetLab, names: list[str], agents: int, cycles: int, max_oids: int) -> None:

@@ -3,21 +3,22 @@ heatmaps as a link x time grid, tables as a table. Units follow the panel's Graf
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display here; must precede pyplot
 
-import matplotlib.dates as mdates  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+import matplotlib.dates as mdates
+import matplotlib.pyplot as plt
+import numpy as np
+import pyarrow as pa
+from matplotlib.ticker import FuncFormatter
 
-from grafana.panels import PanelQuery  # noqa: E402
+from grafana.panels import PanelQuery
 
 _SI = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 
@@ -44,8 +45,8 @@ _UNIT_LABEL = {"bps": "bits per second", "percentunit": "share of capacity", "sh
 
 def _times(col: pa.ChunkedArray) -> list[datetime]:
     if pa.types.is_timestamp(col.type):
-        return [v.replace(tzinfo=timezone.utc) if v.tzinfo is None else v for v in col.to_pylist()]
-    return [datetime.fromtimestamp(int(v), timezone.utc) for v in col.to_pylist()]
+        return [v.replace(tzinfo=UTC) if v.tzinfo is None else v for v in col.to_pylist()]
+    return [datetime.fromtimestamp(int(v), UTC) for v in col.to_pylist()]
 
 
 def _series(t: pa.Table) -> tuple[list[datetime], dict[str, dict[datetime, float]]]:
@@ -85,10 +86,10 @@ def _timeseries(ax: Any, panel: PanelQuery, t: pa.Table, span: tuple[float, floa
 
 def _time_axis(ax: Any, span: tuple[float, float]) -> None:
     """The panel's whole time range, as Grafana shows it, with UTC tick labels."""
-    ax.set_xlim(datetime.fromtimestamp(span[0], timezone.utc), datetime.fromtimestamp(span[1], timezone.utc))
-    locator = mdates.AutoDateLocator(tz=timezone.utc, maxticks=10)
+    ax.set_xlim(datetime.fromtimestamp(span[0], UTC), datetime.fromtimestamp(span[1], UTC))
+    locator = mdates.AutoDateLocator(tz=UTC, maxticks=10)
     ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=timezone.utc))
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=UTC))
 
 
 def _heatmap(fig: Any, ax: Any, panel: PanelQuery, t: pa.Table, span: tuple[float, float]) -> None:
@@ -100,7 +101,7 @@ def _heatmap(fig: Any, ax: Any, panel: PanelQuery, t: pa.Table, span: tuple[floa
     image = ax.imshow(grid, aspect="auto", cmap="RdYlGn_r", vmin=0, vmax=1, interpolation="nearest",
                       extent=(nums[0], nums[-1] + step, len(labels) - 0.5, -0.5))
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
-    ax.xaxis_date(tz=timezone.utc)
+    ax.xaxis_date(tz=UTC)
     _time_axis(ax, span)
     ax.set_xlabel("time (UTC)")
     bar = fig.colorbar(image, ax=ax, format=FuncFormatter(lambda v, _pos: formatter(panel.unit)(v)))

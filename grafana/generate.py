@@ -10,8 +10,7 @@ import json
 from pathlib import Path
 
 from grafana import queries as q
-from grafana.model import (Json, ch_target, constant_variable, dashboard, panel, prom_target,
-                           query_variable)
+from grafana.model import Json, ch_target, constant_variable, dashboard, panel, prom_target, query_variable
 from streams.autopilot.policy import Policy
 
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboards"
@@ -160,7 +159,8 @@ PIPELINE_QUERIES: list[tuple[str, str, str, list[tuple[str, str]]]] = [
     ("Batch latency (p95)", "s", "95th percentile of the collector's decode pass and the sink's insert.", [
         (f"histogram_quantile(0.95, sum by (le) (rate(netpilot_collector_decode_seconds_bucket{RATE})))",
          "collector decode pass"),
-        (f"histogram_quantile(0.95, sum by (le, table) (rate(netpilot_sink_clickhouse_insert_duration_seconds_bucket{RATE})))",
+        (f"histogram_quantile(0.95, sum by (le, table) "
+         f"(rate(netpilot_sink_clickhouse_insert_duration_seconds_bucket{RATE})))",
          "clickhouse insert {{table}}")]),
     ("Templates", "short", "NetFlow v9 / IPFIX templates cached by the collector.", [
         ("sum(netpilot_collector_templates)", "templates")]),

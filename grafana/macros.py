@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 
 from netpilot.errors import NetpilotError
 
@@ -152,7 +152,7 @@ def _dt64(t: float) -> str:
 
 
 def _d(t: float) -> str:
-    return f"toDate('{datetime.fromtimestamp(int(t), timezone.utc).date().isoformat()}')"
+    return f"toDate('{datetime.fromtimestamp(int(t), UTC).date().isoformat()}')"
 
 
 def _args(n: int, name: str, args: list[str]) -> list[str]:

@@ -3,8 +3,9 @@ execute, so both run exactly what Grafana would (macros expanded by grafana/macr
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from typing import Any
 
 import pyarrow as pa
 
@@ -29,7 +30,7 @@ class PanelQuery:
 
 def clickhouse_panels(dashboards: Mapping[str, Mapping[str, Any]]) -> list[PanelQuery]:
     out = []
-    for name, d in dashboards.items():
+    for _name, d in dashboards.items():
         for p in d["panels"]:
             defaults = p["fieldConfig"]["defaults"]
             drawn = defaults.get("custom", {}).get("thresholdsStyle", {}).get("mode", "off") != "off"
@@ -61,7 +62,7 @@ def all_variable_values(client: ClickHouseClient, dashboard: Mapping[str, Any],
                         ctx: QueryContext) -> QueryContext:
     """Resolve the dashboard's variables as Grafana does on load with "All" selected:
     constants first, then each query variable in order (later ones see earlier values)."""
-    values: dict[str, str | list[str]] = dict(ctx.variables)
+    values: dict[str, str | Sequence[str]] = dict(ctx.variables)
     for v in dashboard["templating"]["list"]:
         if v["type"] == "constant":
             values.setdefault(v["name"], v["query"])

@@ -18,7 +18,7 @@ Macro rule (see grafana/macros.py): a bare macro such as ``$__interval_s`` or
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from streams.autopilot.policy import Policy
 
@@ -102,7 +102,7 @@ WHERE $__timeFilter(time_received) AND {RAW_WINDOW} AND {POP_FILTER}
   AND dst_prefix_len > 0
 GROUP BY dst_prefix, dst_prefix_len, dst_as
 ORDER BY `avg bps` DESC
-LIMIT 15"""
+LIMIT 15"""  # noqa: E501 - SQL text, as the dashboards show it
 
 TRAFFIC_BY_PEER_TYPE = f"""SELECT $__timeInterval(f.ts) AS time, if(i.peer_type = '', 'unknown link', i.peer_type) AS peer_type,
   sum(f.bytes) * 8 / ($__interval_s) AS bps
@@ -110,7 +110,7 @@ FROM {flows_source(["ts", "pop", "link_id", "bytes"])} AS f
 LEFT JOIN {INVENTORY_LATEST} AS i ON f.pop = i.pop AND f.link_id = i.link_id
 GROUP BY time, peer_type
 ORDER BY time
-SETTINGS join_use_nulls = 0"""
+SETTINGS join_use_nulls = 0"""  # noqa: E501 - SQL text, as the dashboards show it
 
 COVERAGE = f"""SELECT $__timeInterval(window_start) AS time, link_id, avg(coverage) AS `mean coverage`
 FROM {DB}.link_utilisation

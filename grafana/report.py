@@ -7,10 +7,10 @@ from __future__ import annotations
 import html
 import re
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from grafana.charts import render_png
 from grafana.generate import load_all
@@ -67,8 +67,8 @@ def build_report(client: ClickHouseClient, out: Path, since_s: float, now: float
 
 
 def _range_text(ctx: QueryContext) -> str:
-    f = datetime.fromtimestamp(ctx.from_s, timezone.utc).strftime("%Y-%m-%d %H:%M")
-    t = datetime.fromtimestamp(ctx.to_s, timezone.utc).strftime("%H:%M UTC")
+    f = datetime.fromtimestamp(ctx.from_s, UTC).strftime("%Y-%m-%d %H:%M")
+    t = datetime.fromtimestamp(ctx.to_s, UTC).strftime("%H:%M UTC")
     return f"{f} – {t}, {int(ctx.interval_s)} s buckets"
 
 

@@ -26,7 +26,8 @@ def report(since: str = typer.Option("1h", "--since", help="Time range ending no
            dsn: str = typer.Option(None, "--dsn", help="ClickHouse DSN (default: the ClickHouse sink's)."),
            out: Path = typer.Option(Path("out/report"), "--out", help="Folder for the PNGs and index.html."),
            pop: list[str] = typer.Option(None, "--pop", help="Only these PoPs (repeatable; default all)."),
-           config: Path = typer.Option(None, "--config", "-c", help="netpilot YAML (sink-clickhouse: dsn, database).")) -> None:
+           config: Path = typer.Option(None, "--config", "-c",
+                                       help="netpilot YAML (sink-clickhouse: dsn, database).")) -> None:
     """Render the dashboards' ClickHouse panels to PNG charts and an HTML page."""
     from grafana.report import build_report
     from netpilot.settings import load_settings

@@ -16,9 +16,10 @@ which is the same murmur2 the Java client uses, so ``pop`` and ``pop|x`` land to
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal, Mapping
+from typing import Literal
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -66,7 +67,7 @@ class Topic:
 
     def topic_config(self) -> dict[str, str]:
         """The full topic-level config the broker should have for this topic."""
-        cfg = {"cleanup.policy": self.cleanup_policy}
+        cfg: dict[str, str] = {"cleanup.policy": self.cleanup_policy}
         if self.retention_ms is not None:
             cfg["retention.ms"] = str(self.retention_ms)
         if "compact" in self.cleanup_policy:
@@ -304,7 +305,6 @@ ALL_TOPICS: tuple[Topic, ...] = (
 )
 
 BY_ID: Mapping[str, Topic] = {t.id: t for t in ALL_TOPICS}
-BY_NAME: Mapping[str, Topic] = {t.name: t for t in ALL_TOPICS}
 
 
 def topics_produced_by(component: Component) -> tuple[Topic, ...]:
@@ -319,9 +319,3 @@ def consumer_group(component: Component) -> str:
     """The consumer group id a component uses (also named in its KafkaUser ACLs)."""
     return f"netpilot-{component.value}"
 
-
-def with_prefix(prefix: str) -> tuple[Topic, ...]:
-    """The catalog with every topic name prefixed (tests use a unique prefix per run)."""
-    from dataclasses import replace
-
-    return tuple(replace(t, name=f"{prefix}{t.name}") for t in ALL_TOPICS)

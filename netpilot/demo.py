@@ -13,8 +13,16 @@ import shutil
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:  # imported where used: `netpilot --help` stays fast
+    from rich.console import Console
+
+    from netpilot.dev.demoview import DemoWatcher
+    from netpilot.dev.pipeline import Pipeline
+    from netpilot.settings import KafkaSettings
 
 REPO = Path(__file__).resolve().parents[1]
 app = typer.Typer(help="Run the demo.", invoke_without_command=True)
@@ -33,7 +41,8 @@ def demo(duration: float = typer.Option(0, "--duration", help="Seconds of scenar
          refresh_s: float = typer.Option(1.0, "--refresh", help="Live view refresh period."),
          mode: str = typer.Option("apply", "--mode", help="apply: the BGP injector announces the overrides to a "
                                                           "BIRD per simulated router and the traffic follows "
-                                                          "(closed loop); observe: recommendations only (what-if).")) -> None:
+                                                          "(closed loop); observe: recommendations only "
+                                                          "(what-if).")) -> None:
     """Run the whole pipeline on the scenario and watch it (see README)."""
     from rich.console import Console
 
@@ -65,7 +74,7 @@ def demo(duration: float = typer.Option(0, "--duration", help="Seconds of scenar
     raise typer.Exit(code)
 
 
-def _run(console, kafka, scenario: Path, out: Path, duration: float, cycle_s: float,  # noqa: ANN001
+def _run(console: Console, kafka: KafkaSettings, scenario: Path, out: Path, duration: float, cycle_s: float,
          refresh_s: float, keep_topics: bool, mode: str = "apply") -> int:
     from netpilot import catalog
     from netpilot.dev.demoview import DemoWatcher
@@ -114,7 +123,8 @@ def _run(console, kafka, scenario: Path, out: Path, duration: float, cycle_s: fl
     return codes_by_outcome[outcome]
 
 
-def _watch(console, pipe, watcher, duration: float, cycle_s: float, refresh_s: float) -> str:  # noqa: ANN001
+def _watch(console: Console, pipe: Pipeline, watcher: DemoWatcher, duration: float, cycle_s: float,
+           refresh_s: float) -> str:
     """Live view until the scenario ends and the last windows are in: "ok", "interrupted"
     or "failed" (a component or the simulator exited with an error)."""
     from rich.live import Live

@@ -11,7 +11,8 @@ import os
 import signal
 import sys
 import threading
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from netpilot.obs.logging import get_logger
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -78,7 +78,7 @@ class PrefixTable:
 
     @classmethod
     def build(cls, prefixes: Sequence[str | ipaddress.IPv4Network | ipaddress.IPv6Network],
-              values: Sequence[int] | None = None) -> "PrefixTable":
+              values: Sequence[int] | None = None) -> PrefixTable:
         """Build from prefixes (host bits are ignored). ``values`` (optional) are returned
         by :meth:`lookup` instead of positions. For duplicate prefixes the last one wins.
         Raises ValueError naming the first prefix that does not parse."""

@@ -14,7 +14,7 @@ import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from netpilot.errors import NetpilotError
 
@@ -106,7 +106,7 @@ class BirdRib:
         return parse_bird(text)
 
 
-def parse_frr(doc: dict, community: str) -> list[RibRoute]:
+def parse_frr(doc: dict[str, Any], community: str) -> list[RibRoute]:
     """``vtysh -c 'show bgp <afi> unicast community X json'`` -> routes."""
     out: list[RibRoute] = []
     for prefix, paths in (doc.get("routes") or {}).items():

@@ -14,7 +14,6 @@ file or variable, the path and what is wrong. This is the only module that reads
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -193,11 +192,6 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
         else:
             out[k] = v
     return out
-
-
-def env_flag(name: str) -> bool:
-    """A boolean feature flag from the environment (used by dev tooling and tests)."""
-    return os.environ.get(name, "").lower() in ("1", "true", "yes", "on")
 
 
 def settings_to_run(cls: type[S], config_file: Path | str | None, *, check: bool, dump: bool) -> S | None:

@@ -8,7 +8,7 @@ point from the caller (the start of an open batch) or the fetch position.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from netpilot.kafka.consumer import BatchConsumer
 

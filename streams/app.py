@@ -17,8 +17,10 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import faust
+from faust.types import TableT
 
 from netpilot import catalog
 from netpilot.errors import ConfigError
@@ -91,7 +93,7 @@ class StreamsApp:
     dead_letters: faust.TopicT
     idle_ticks: faust.TopicT
     """Internal ``<app id>-idle-ticks``: the idle timer's ticks, one partition per flows partition."""
-    tables: dict[str, faust.Table]
+    tables: dict[str, TableT[Any, Any]]
 
 
 def new_faust_app(app_id_: str, kafka: KafkaSettings, *, client: str, store: str, data_dir: Path,

@@ -10,7 +10,8 @@ reports every partition makes the start deterministic.
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import faust
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -42,14 +43,14 @@ def ensure_internal_topics(app: faust.App, kafka: KafkaSettings, replication: in
                            extra: Sequence[Any] = (), timeout: float = 30.0) -> list[str]:
     """Create the app's internal topics that are missing and wait until all are usable."""
     wanted = internal_topics(app, extra)
-    admin = AdminClient(kafka.client_config())
+    admin = AdminClient(kafka.client_config())  # type: ignore[arg-type]  # invariant dict in the hint
     existing = admin.list_topics(timeout=10).topics
     new = [NewTopic(n, num_partitions=p, replication_factor=replication, config=c)
            for n, p, c in wanted if n not in existing]
     for name, fut in (admin.create_topics(new, operation_timeout=timeout).items() if new else []):
         try:
             fut.result(timeout=timeout)
-        except Exception as exc:  # noqa: BLE001 - "already exists" is fine (another worker)
+        except Exception as exc:  # "already exists" is fine (another worker)
             if "TOPIC_ALREADY_EXISTS" not in str(exc) and "already exists" not in str(exc):
                 raise KafkaSetupError(f"creating internal topic {name}: {exc}") from exc
     deadline = time.monotonic() + timeout

@@ -29,7 +29,7 @@ class StreamsMetrics:
     idle_advances: Counter
 
     @classmethod
-    def create(cls, registry: CollectorRegistry | None = None) -> "StreamsMetrics":
+    def create(cls, registry: CollectorRegistry | None = None) -> StreamsMetrics:
         m = metrics_for("streams", registry)
         return cls(
             registry=m.registry,

@@ -22,8 +22,8 @@ of the window. Egress only: flows are accounted on their output interface.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
-from typing import Iterable, MutableMapping
 
 import polars as pl
 
@@ -136,6 +136,7 @@ class UtilisationTracker:
                 self._hold(stats)
             return False
         if usable:  # else a reading without a rate: known link, nothing to add
+            assert stats.interval_s is not None and stats.out_bps is not None  # usable says so
             self._remember(f"{stats.pop}|{link_id}", [stats.ts, stats.interval_s, stats.out_bps])
         return True
 
@@ -226,6 +227,6 @@ class UtilisationTracker:
                 continue
             nbytes = int(_text(self._pending[key]))
             out.append(utilisation(LinkInventory.decode(raw_link), start_s, size_s, nbytes,
-                                   readings, self.spec))  # type: ignore[arg-type]
+                                   readings, self.spec))
             self._pending.pop(key, None)
         return out

@@ -22,13 +22,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from strimzi.errors import (ApplyError, CrdsMissingError, ForbiddenError, NotReadyError,
-                            ServerInvalidError)
+from strimzi.errors import ApplyError, CrdsMissingError, ForbiddenError, NotReadyError, ServerInvalidError
 
 FIELD_MANAGER = "netpilot"
 GROUP = "kafka.strimzi.io"
@@ -74,7 +74,7 @@ _TYPED_PATCH_ERROR = "failed to create typed patch object"
 
 def _server_message(exc: ApiException) -> str:
     try:
-        return json.loads(exc.body)["message"]
+        return json.loads(exc.body or "")["message"]
     except (TypeError, ValueError, KeyError):
         return exc.body or exc.reason or str(exc.status)
 
@@ -155,8 +155,8 @@ class Applier:
     def get(self, ref: Ref) -> dict | None:
         group, version = ref.api_version.split("/", 1)
         try:
-            return self._objects.get_namespaced_custom_object(group, version, ref.namespace,
-                                                              ref.plural, ref.name)
+            return cast("dict | None", self._objects.get_namespaced_custom_object(  # the CR as JSON
+                group, version, ref.namespace, ref.plural, ref.name))
         except ApiException as exc:
             if exc.status == 404:
                 return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Any
 
 import celpy
 
@@ -24,7 +25,7 @@ def _program(rule: str) -> celpy.Runner:
     return _env.program(_env.compile(rule))
 
 
-def evaluate_rules(rules: list[dict], value: object, path: str) -> list[str]:
+def evaluate_rules(rules: list[dict], value: Any, path: str) -> list[str]:
     """Messages for every rule ``value`` breaks (empty when all pass)."""
     problems: list[str] = []
     activation = {"self": celpy.json_to_cel(value)}

@@ -87,8 +87,9 @@ def apply(
     if not docs:
         raise StrimziError(f"no CRs in {directory}; run `netpilot strimzi render` first")
     check(docs)  # offline first: a broken CR never reaches the cluster
+    crs = [d for d in docs if isinstance(d, dict)]  # all of them: check() refuses anything else
     applier = Applier(api_client(kubeconfig, context))
-    refs = applier.apply(docs, dry_run=dry_run)
+    refs = applier.apply(crs, dry_run=dry_run)
     verb = "validated by the server (dry run)" if dry_run else "applied"
     for ref in refs:
         typer.echo(f"{ref}: {verb}")

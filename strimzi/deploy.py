@@ -23,12 +23,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 
 from netpilot.catalog import Component
-
 from strimzi.render import HEADER, RenderOptions, user_name, write_files
 
 DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy"
@@ -90,7 +89,7 @@ def _labels(w: Workload) -> dict[str, str]:
 def _kafka_env(w: Workload, opts: RenderOptions) -> list[dict]:
     auth = opts.user_auth.get(w.component, "scram-sha-512")
     port = MTLS_PORT if auth == "tls" else SCRAM_PORT
-    env = [
+    env: list[dict[str, Any]] = [
         {"name": "NETPILOT_KAFKA__BOOTSTRAP_SERVERS",
          "value": f"{opts.cluster}-kafka-bootstrap.{opts.namespace}.svc:{port}"},
         {"name": "NETPILOT_KAFKA__CLIENT_ID", "value": w.name},
@@ -111,13 +110,13 @@ def _kafka_env(w: Workload, opts: RenderOptions) -> list[dict]:
 
 
 def _volumes(w: Workload, opts: RenderOptions) -> tuple[list[dict], list[dict]]:
-    volumes = [
+    volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": "netpilot-config"}},
         {"name": "kafka-ca", "secret": {"secretName": f"{opts.cluster}-cluster-ca-cert",
                                         "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
         {"name": "tmp", "emptyDir": {}},
     ]
-    mounts = [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+    mounts: list[dict[str, Any]] = [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
               {"name": "kafka-ca", "mountPath": CA_DIR, "readOnly": True},
               {"name": "tmp", "mountPath": "/tmp"}]
     if opts.user_auth.get(w.component, "scram-sha-512") == "tls":

@@ -28,7 +28,6 @@ import yaml
 
 from netpilot import catalog
 from netpilot.catalog import Component
-
 from strimzi.acls import acls_for
 
 API_VERSION = "kafka.strimzi.io/v1"

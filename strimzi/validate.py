@@ -17,6 +17,7 @@ Use :func:`validate_document` for one CR, :func:`validate_files` for YAML files
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,9 +154,9 @@ def validate_files(paths: list[Path]) -> list[Result]:
     return results
 
 
-def check(docs: list[dict]) -> None:
+def check(docs: Sequence[object]) -> None:
     """Raise :class:`CrInvalidError` listing every problem in ``docs``."""
-    problems = []
+    problems: list[str] = []
     for doc in docs:
         result = validate_document(doc)
         problems.extend(f"{result.kind}/{result.name}: {p}" for p in result.problems)

@@ -4,14 +4,18 @@ The broker is the project's own (``netpilot.dev.kafka``), in ``.netpilot/test-ka
 port 39092 (override with NETPILOT_TEST_KAFKA_DIR / NETPILOT_TEST_KAFKA_PORT). A broker
 already running there is reused and left running; one this session started is stopped at
 the end unless NETPILOT_TEST_KEEP_KAFKA=1 (handy when iterating).
+
+Markers (registered in pyproject.toml; `make test-fast` deselects all three): ``kafka``,
+``netns`` and ``slow`` are applied here from the fixtures a test uses, directly or through
+another fixture; a module that needs them without such a fixture sets ``pytestmark``.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -19,6 +23,26 @@ from netpilot import catalog
 from netpilot.settings import KafkaSettings
 
 REPO = Path(__file__).resolve().parent.parent
+
+FIXTURE_MARKS = {
+    "kafka_broker": "kafka",       # the session's real broker (kafka_settings & co. use it)
+    "routers": "netns",            # real BIRD routers (tests/sinks/bgp)
+    "frr": "netns",                # FRR in a network namespace: root
+    "exports": "netns",            # Debian's real flow exporters; fprobe sniffs lo: root
+    "lab": "netns",                # NetLab: snmpd in network namespaces (tests/producers/linkstats)
+    "strimzi_apiserver": "slow",   # a real API server + etcd, built with Go on first use
+    "bare_apiserver": "slow",
+    "overlay": "slow",             # kustomize, built with Go on first use (tests/deploy)
+    "grafana_store": "slow",       # a ~15 s simulator run into chDB
+}
+"""Fixture name -> the marker every test using it gets (check tests/ before reusing a name)."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for mark in sorted({m for f, m in FIXTURE_MARKS.items() if f in used}):
+            item.add_marker(getattr(pytest.mark, mark))
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +77,7 @@ def kafka_settings(kafka_broker: str) -> Iterator[KafkaSettings]:
     yield from catalog_topics(kafka_broker, f"t{uuid.uuid4().hex[:10]}.")
 
 
-def _wait_until_visible(admin, names: list[str], timeout: float = 15.0) -> None:  # noqa: ANN001
+def _wait_until_visible(admin, names: list[str], timeout: float = 15.0) -> None:
     """Topic creation returns before every metadata view has the topic (KRaft propagation)."""
     import time
 

@@ -66,7 +66,7 @@ class BirdRouter:
         self.socket = self.dir / "bird.ctl"
         self._pid_file = self.dir / "bird.pid"
 
-    def start(self, timeout: float = 15.0) -> "BirdRouter":
+    def start(self, timeout: float = 15.0) -> BirdRouter:
         if shutil.which("bird") is None:
             raise BirdError("bird not found: apt-get install bird2 (make demo / make test install it)")
         self.dir.mkdir(parents=True, exist_ok=True)

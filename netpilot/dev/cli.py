@@ -16,7 +16,7 @@ StateDir = typer.Option(None, "--state-dir", help="Broker folder (default .netpi
 
 
 @kafka_app.command()
-def up(state_dir: Path = StateDir, port: int = typer.Option(None, show_default=False,  # type: ignore[assignment]
+def up(state_dir: Path = StateDir, port: int = typer.Option(None, show_default=False,
                                              help=f"Client port (controller uses port+1); default {DEFAULT_PORT}, "
                                                   "or the port the folder's broker already uses."),
        heap: str = typer.Option("512m", help="JVM heap.")) -> None:

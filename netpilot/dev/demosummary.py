@@ -3,7 +3,7 @@ relief, what ClickHouse holds and how to query it, and the PNG charts."""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from rich.console import Console
@@ -44,7 +44,7 @@ def print_summary(console: Console, state: DemoState, pipe: Pipeline, out: Path)
                       f"from {_hms(first)}, peak {peak:.0%}")
     adds = [r for r in state.recommendations if r.action == "ADD"]
     moves = Counter((r.pop, r.from_.link_id, r.to.link_id) for r in adds)
-    rates: Counter[tuple[str, str, str]] = Counter()
+    rates: defaultdict[tuple[str, str, str], float] = defaultdict(float)
     for r in adds:
         rates[(r.pop, r.from_.link_id, r.to.link_id)] += r.rate_bps
     for (pop, src, dst), n in sorted(moves.items()):
@@ -140,7 +140,8 @@ def _stored(console: Console, pipe: Pipeline) -> None:
                   f"  netpilot sink clickhouse query -c {cfg} \\\n"
                   "    \"SELECT link_id, sum(bytes_scaled)*8/1e9 AS Gbit FROM netpilot.flows_raw GROUP BY link_id\"\n"
                   f"  netpilot sink clickhouse query -c {cfg} \\\n"
-                  "    \"SELECT generated_at, action, prefix, from_link_id, to_link_id FROM netpilot.recommendations\"\n"
+                  "    \"SELECT generated_at, action, prefix, from_link_id, to_link_id "
+                  "FROM netpilot.recommendations\"\n"
                   f"  netpilot report -c {cfg} --since 30m --out {pipe.root / 'report'}   # dashboard PNGs")
 
 

@@ -12,20 +12,22 @@ import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
+from typing import Any
 
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
 from netpilot import catalog
-from netpilot.kafka.consumer import BatchConsumer
+from netpilot.errors import WireError
+from netpilot.kafka.consumer import BatchConsumer, position
 from netpilot.obs.logging import RateLimitedLog, get_logger
 from netpilot.settings import KafkaSettings
 from netpilot.wire.autopilot import CycleSummary, Recommendation
 from netpilot.wire.injector import AppliedOverride
-from netpilot.errors import WireError
 from netpilot.wire.links import LinkUtilisation
 
 log = get_logger("netpilot.demo")
@@ -89,14 +91,15 @@ class DemoWatcher:
 
     def poll(self, timeout: float = 0.2) -> None:
         for m in self.consumer.poll_batch(1000, timeout):
-            if m.value() is None:
-                if m.topic() == self._applied_topic:  # a tombstone: no router holds it any more
+            topic, value = position(m)[0], m.value()
+            if value is None:
+                if topic == self._applied_topic:  # a tombstone: no router holds it any more
                     pop, _, prefix = (m.key() or b"").decode(errors="replace").partition("|")
                     if self.state.applied.pop((pop, prefix), None) is not None:
                         self.state.applied_events.append((time.time(), pop, prefix, False))
                 continue
             try:
-                self._topics[m.topic()](m.value())
+                self._topics[topic](value)
             except (WireError, ValueError) as exc:  # counted, shown, never fatal for a view
                 self.state.bad_messages += 1
                 self._mute.warning("bad", "undecodable message", topic=m.topic(), error=str(exc)[:200])
@@ -142,10 +145,11 @@ def _bar(util: float, hi: float, width: int = 30) -> Text:
 def render(state: DemoState, header: str, components: dict[str, bool]) -> Group:
     """One frame of the live view."""
     lag = state.lag_s()
+    sink_lag = state.sink_lag_messages
     status = "  ".join(f"[{'green' if ok else 'red'}]{name}[/]" for name, ok in components.items())
     top = Text.from_markup(f"{header}   flows/s [bold]{state.flows_per_s:,.0f}[/]   "
                            f"pipeline lag [bold]{'-' if lag is None else f'{lag:.0f} s'}[/] "
-                           f"(sink lag [bold]{'-' if state.sink_lag_messages is None else f'{state.sink_lag_messages:,.0f}'}[/]"
+                           f"(sink lag [bold]{'-' if sink_lag is None else f'{sink_lag:,.0f}'}[/]"
                            f" messages)   {status}")
     links = Table(title=f"egress links ({WINDOW_S:.0f} s windows; │ = trigger)", expand=False)
     for col in ("PoP", "link", "utilisation", "", "counters", "flows", "coverage"):
@@ -164,7 +168,7 @@ def render(state: DemoState, header: str, components: dict[str, bool]) -> Group:
         proj = "-" if before is None or after is None else f"{before:.0%} → {after:.0%}"
         recs.add_row(time.strftime("%H:%M:%S", time.localtime(r.generated_at)), r.action, r.prefix,
                      r.from_.link_id, r.to.link_id, f"{r.rate_bps / 1e6:.0f} M", proj)
-    parts: list = [top, links, Panel(recs, border_style="dim")]
+    parts: list[RenderableType] = [top, links, Panel(recs, border_style="dim")]
     if state.applied or state.applied_events:
         per_pop: dict[str, int] = defaultdict(int)
         for pop, _ in state.applied:
@@ -180,12 +184,13 @@ def write_charts(state: DemoState, out: Path) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
+    from datetime import datetime
+
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
-    from datetime import datetime, timezone
 
-    def ts(x: float) -> datetime:
-        return datetime.fromtimestamp(x, timezone.utc)
+    def ts(x: float) -> Any:  # a datetime: matplotlib plots them, though its hints say float
+        return datetime.fromtimestamp(x, UTC)
 
     out.mkdir(parents=True, exist_ok=True)
     written = []

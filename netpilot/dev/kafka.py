@@ -18,10 +18,11 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 from netpilot.errors import KafkaSetupError
 
@@ -169,7 +170,7 @@ class LocalKafka:
     def _meta_file(self) -> Path:
         return self.state_dir / "netpilot-kafka.json"
 
-    def _read_meta(self) -> dict:
+    def _read_meta(self) -> dict[str, Any]:
         try:
             return json.loads(self._meta_file.read_text())
         except (OSError, ValueError):
@@ -289,7 +290,7 @@ class LocalKafka:
                 raise KafkaSetupError(
                     f"127.0.0.1:{port} is already in use by another process; stop it or choose "
                     f"another --port (this broker's folder: {self.state_dir})")
-        out = open(self.state_dir / "kafka.out", "ab")
+        out = open(self.state_dir / "kafka.out", "ab")  # noqa: SIM115 - the broker process writes it
         cmd = self._java(libs, "kafka.Kafka", str(self.state_dir / "server.properties"), heap=self.heap)
         started = time.time()
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

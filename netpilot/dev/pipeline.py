@@ -127,7 +127,7 @@ class Pipeline:
         self.netflow_port = free_port(socket.SOCK_DGRAM)
         self.sflow_port = free_port(socket.SOCK_DGRAM)
         self.run_id = uuid.uuid4().hex[:8]
-        self.simulation: subprocess.Popen | None = None
+        self.simulation: subprocess.Popen[str] | None = None
         self.birds: dict[str, object] = {}
 
     # -- environment -----------------------------------------------------------------------
@@ -240,7 +240,7 @@ class Pipeline:
                                     f"{self.root / 'logs'}")
             time.sleep(0.5)
 
-    def simulate(self, duration: float | None = None, fast: bool = False) -> subprocess.Popen:
+    def simulate(self, duration: float | None = None, fast: bool = False) -> subprocess.Popen[str]:
         """Start the scenario (real time unless ``fast``); link counters go to Kafka."""
         args = [*NETPILOT, "simulate", "--scenario", str(self.scenario), "--out", str(self.net_dir),
                 "--netflow", f"127.0.0.1:{self.netflow_port}", "--sflow", f"127.0.0.1:{self.sflow_port}",
@@ -306,7 +306,7 @@ class Pipeline:
         cfg.write_text(f"sink-clickhouse:\n  dsn: chdb://{self.chdb}\n")
         return ["--config", str(cfg)]
 
-    def __enter__(self) -> "Pipeline":
+    def __enter__(self) -> Pipeline:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -7,12 +7,11 @@ what it cannot fix (fewer partitions wanted than exist; another replication fact
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
-                                   NewPartitions, NewTopic)
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions, NewTopic
 
 from netpilot.catalog import ALL_TOPICS, Topic
 from netpilot.errors import KafkaSetupError
@@ -61,7 +60,8 @@ class TopicAdmin:
     def __init__(self, kafka: KafkaSettings, timeout: float = 30.0) -> None:
         self.kafka = kafka
         self.timeout = timeout
-        self.client = AdminClient(kafka.client_config())
+        # confluent-kafka's hint wants dict[str, str | int | float | bool]; dict is invariant
+        self.client = AdminClient(kafka.client_config())  # type: ignore[arg-type]
 
     def _wanted(self, topics: Iterable[Topic]) -> dict[str, Topic]:
         return {self.kafka.topic(t): t for t in topics}
@@ -123,7 +123,7 @@ class TopicAdmin:
                         raise KafkaSetupError(f"creating topic {name}: {err.str()}") from exc
         grow = [d for d in diffs if d.partitions and d.partitions[1] > d.partitions[0]]
         if grow:
-            futs = self.client.create_partitions([NewPartitions(d.name, d.partitions[1]) for d in grow])
+            futs = self.client.create_partitions([NewPartitions(d.name, d.partitions[1]) for d in grow if d.partitions])
             for name, fut in futs.items():
                 fut.result(timeout=self.timeout)
                 report.repartitioned.append(name)

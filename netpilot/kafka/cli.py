@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -13,11 +14,15 @@ app = typer.Typer(no_args_is_help=True, help="Topics from the catalog.")
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML configuration (kafka: section).")
 
 
+if TYPE_CHECKING:
+    from netpilot.kafka.admin import TopicAdmin
+
+
 class TopicsSettings(ComponentSettings):
     COMPONENT = "topics"
 
 
-def _admin(config: Path | None):  # noqa: ANN202
+def _admin(config: Path | None) -> TopicAdmin:
     from netpilot.kafka.admin import TopicAdmin
 
     return TopicAdmin(load_settings(TopicsSettings, config).kafka)

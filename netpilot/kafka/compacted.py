@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from netpilot.errors import NetpilotError
+from netpilot.kafka.consumer import position
 from netpilot.kafka.producer import Headers, KafkaProducer
 from netpilot.settings import KafkaSettings
 
@@ -72,14 +73,17 @@ def read_compacted(kafka: KafkaSettings, topic: str, timeout: float = 30.0) -> d
                 err = m.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
-                        pending.pop(m.partition(), None)
+                        eof = m.partition()
+                        if eof is not None:
+                            pending.pop(eof, None)
                         continue
                     raise CompactedReadError(f"reading {topic!r}: {err.name()}: {err.str()}")
                 key = m.key()
                 if key is not None:
                     state[key.decode()] = m.value()
-                if m.offset() + 1 >= pending.get(m.partition(), 0):
-                    pending.pop(m.partition(), None)
+                _, partition, offset = position(m)
+                if offset + 1 >= pending.get(partition, 0):
+                    pending.pop(partition, None)
         return state
     finally:
         consumer.close()

@@ -8,8 +8,8 @@ insert deduplication tokens; the streams use Kafka transactions or idempotent up
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -41,6 +41,15 @@ def is_retriable(exc: BaseException) -> bool:
         return False
     err: KafkaError = exc.args[0]
     return not err.fatal() and err.code() not in _FATAL_CODES
+
+
+def position(msg: Message) -> tuple[str, int, int]:
+    """(topic, partition, offset) of a consumed record (librdkafka sets all three on every
+    message that is not an error event)."""
+    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    if topic is None or partition is None or offset is None:
+        raise ConsumeError(f"message without a position: {topic}/{partition}@{offset}")
+    return topic, partition, offset
 
 
 @dataclass(frozen=True)
@@ -110,8 +119,9 @@ class BatchConsumer:
         """Synchronously commit the offsets after the given messages (per partition max+1)."""
         offsets: dict[tuple[str, int], int] = {}
         for m in messages:
-            k = (m.topic(), m.partition())
-            offsets[k] = max(offsets.get(k, -1), m.offset() + 1)
+            topic, partition, offset = position(m)
+            k = (topic, partition)
+            offsets[k] = max(offsets.get(k, -1), offset + 1)
         if not offsets:
             return
         tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
@@ -145,18 +155,6 @@ class BatchConsumer:
         self._reapply_pause = True
         if self._caller_on_assign is not None:
             self._caller_on_assign(consumer, partitions)
-
-    def seek_to_committed(self) -> None:
-        """Rewind every assigned partition to its committed offset (after a failed side effect)."""
-        assigned = self._consumer.assignment()
-        if not assigned:
-            return
-        for tp in self._consumer.committed(assigned, timeout=10):
-            if tp.offset >= 0:
-                self._consumer.seek(tp)
-            else:
-                lo, _ = self._consumer.get_watermark_offsets(tp, timeout=10)
-                self._consumer.seek(TopicPartition(tp.topic, tp.partition, lo))
 
     def lag(self) -> dict[tuple[str, int], int]:
         """Messages between the committed offset and the end, per assigned partition."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar, cast
 
 from confluent_kafka import Message
 
@@ -51,11 +52,16 @@ class DeadLetterPublisher:
             error=error,
             component=self._component,
             value=msg.value(),
-            original_headers=tuple((k, v or b"") for k, v in (msg.headers() or [])),
+            original_headers=tuple((k, v or b"") for k, v in _headers(msg)),
         )
         self._producer.produce(self.topic, dl.value, key=dl.key(), headers=dl.headers())
         self.sent += 1
         return dl
+
+
+def _headers(msg: Message) -> list[tuple[str, bytes | None]]:
+    """A consumed message's headers: a list of (name, bytes | None), never a dict."""
+    return cast("list[tuple[str, bytes | None]]", msg.headers() or [])
 
 
 def decode_or_dead_letter(messages: list[Message], decode: Callable[[bytes], T],
@@ -71,7 +77,8 @@ def decode_or_dead_letter(messages: list[Message], decode: Callable[[bytes], T],
     out: list[tuple[Message, T]] = []
     for m in messages:
         try:
-            out.append((m, decode(m.value())))
+            # a tombstone (None) fails decode with a TypeError: dead-lettered below
+            out.append((m, decode(m.value())))  # type: ignore[arg-type]
         except (NetpilotError, ValueError, TypeError) as exc:
             dl = dead_letters.send(m, exc)
             if on_dead is not None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, Message, Producer
 
 from netpilot.errors import NetpilotError
 from netpilot.kafka.partitioning import partition_for
@@ -94,7 +95,7 @@ class KafkaProducer:
         message key is finer-grained (compacted topics)."""
         if partition is None and partition_key is not None:
             partition = partition_for(partition_key, self.partition_count(topic))
-        kwargs: dict[str, object] = {"value": value, "key": key, "on_delivery": self._delivered}
+        kwargs: dict[str, Any] = {"value": value, "key": key, "on_delivery": self._delivered}
         if headers:
             kwargs["headers"] = list(headers)
         if partition is not None:
@@ -152,7 +153,3 @@ class KafkaProducer:
         """The underlying confluent-kafka producer, for what this wrapper does not cover."""
         return self._producer
 
-
-def raise_for_error(err: KafkaError | None) -> None:
-    if err is not None:
-        raise KafkaException(err)

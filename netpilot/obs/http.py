@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -29,11 +29,11 @@ class MetricsServer:
     def url(self) -> str:
         return f"http://{self._addr[0]}:{self.port}"
 
-    def start(self) -> "MetricsServer":
+    def start(self) -> MetricsServer:
         registry, health = self._registry, self._health
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
+            def do_GET(self) -> None:  # http.server API
                 if self.path.startswith("/metrics"):
                     body, ctype, code = generate_latest(registry), CONTENT_TYPE_LATEST, 200
                 elif self.path.startswith("/healthz"):

@@ -14,7 +14,7 @@ def setup_logging(settings: LogSettings = LogSettings(), component: str | None =
     level = getattr(logging, settings.level.upper())
     use_json = settings.format == "json" or (settings.format == "auto" and not sys.stderr.isatty())
     renderer = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
-    processors = [
+    processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -6,8 +6,8 @@ on the global registry unless asked), and update them per batch, not per flow.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
 
@@ -28,7 +28,8 @@ class MetricFactory:
         return Gauge(f"{self.prefix}_{name}", doc, list(labels), registry=self.registry)
 
     def histogram(self, name: str, doc: str, labels: Sequence[str] = (),
-                  buckets: Sequence[float] = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)) -> Histogram:
+                  buckets: Sequence[float] = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+                  ) -> Histogram:
         return Histogram(f"{self.prefix}_{name}", doc, list(labels), registry=self.registry, buckets=buckets)
 
     def summary(self, name: str, doc: str, labels: Sequence[str] = ()) -> Summary:

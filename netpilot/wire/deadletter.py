@@ -42,7 +42,7 @@ class DeadLetter:
 
     @classmethod
     def from_headers(cls, key: bytes | None, value: bytes | None,
-                     headers: list[tuple[str, bytes]] | None) -> "DeadLetter":
+                     headers: list[tuple[str, bytes]] | None) -> DeadLetter:
         h = {k: v for k, v in (headers or [])}
         return cls(
             source_topic=h.get("dlq.source.topic", b"").decode(),

@@ -19,8 +19,8 @@ accept any minor of a major they know (minors only add columns) and raise
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import IntEnum, IntFlag
-from typing import Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -262,11 +262,6 @@ def ipv4_to_addr(ipv4: np.ndarray) -> np.ndarray:
     out[:, 10:12] = 0xFF
     out[:, 12:16] = v.astype(">u4").view(np.uint8).reshape(-1, 4)
     return out
-
-
-def ipv6_to_addr(raw: np.ndarray) -> np.ndarray:
-    """(n, 16) uint8 or an ``S16``/``V16`` array of IPv6 addresses -> (n, 16) uint8."""
-    return np.ascontiguousarray(raw).view(np.uint8).reshape(-1, 16)
 
 
 def is_ipv4(addr: np.ndarray) -> np.ndarray:

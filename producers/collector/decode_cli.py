@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -27,10 +27,10 @@ FIELDS = ("observation_domain", "src_port", "dst_port", "ip_proto", "tcp_flags",
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def flow_rows(result) -> list[dict]:  # type: ignore[no-untyped-def]
+def flow_rows(result) -> list[dict]:
     """JSON-ready dicts for the flows of one decode result (troubleshooting, not a hot path)."""
     c = result.columns
     lists = {k: c[k].tolist() for k in FIELDS + ("time_start", "time_end", "flow_type", "flags")}
@@ -56,7 +56,8 @@ def flow_rows(result) -> list[dict]:  # type: ignore[no-untyped-def]
 @app.command()
 def decode(file: Path = typer.Argument(..., help="pcap/pcapng capture of exporter datagrams."),
            stats: bool = typer.Option(False, "--stats", help="Print a summary to stderr."),
-           default_sampling_rate: int = typer.Option(1, min=1, help="Rate for flows whose exporter states none.")) -> None:
+           default_sampling_rate: int = typer.Option(1, min=1,
+                                                     help="Rate for flows whose exporter states none.")) -> None:
     """Decode NetFlow v5/v9, IPFIX and sFlow v5 datagrams in FILE; one JSON object per flow."""
     decoder = Decoder(DecoderOptions(default_sampling_rate=default_sampling_rate))
     cap = CaptureStats()

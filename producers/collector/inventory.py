@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -119,7 +120,7 @@ def _project_pops(path: Path) -> list[dict]:
     spec = InventorySpec.model_validate(read_yaml(path))
     pops = []
     for pop, p in spec.pops.items():
-        routers = []
+        routers: list[dict[str, Any]] = []
         for name, r in p.routers.items():
             links = [{"link_id": link_id, "if_index": link.if_index}
                      for link_id, link in r.links.items() if link.if_index is not None]

@@ -31,7 +31,7 @@ class CollectorMetrics:
     delivery_errors: Counter
 
     @classmethod
-    def create(cls, registry: CollectorRegistry) -> "CollectorMetrics":
+    def create(cls, registry: CollectorRegistry) -> CollectorMetrics:
         m = metrics_for("collector", registry)
         drops = m.counter("flows_dropped_total", "Items dropped while decoding, by reason", ["reason"])
         for r in ALL_REASONS:

@@ -8,9 +8,10 @@ fragments, are skipped and counted (a capture is user input: never a crash).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import dpkt
 
@@ -38,7 +39,7 @@ class CapturedDatagram:
     ts_ms: int
 
 
-def _reader(fh: BinaryIO):  # type: ignore[no-untyped-def]
+def _reader(fh: BinaryIO):
     magic = fh.read(4)
     fh.seek(0)
     try:
@@ -49,7 +50,7 @@ def _reader(fh: BinaryIO):  # type: ignore[no-untyped-def]
         raise CaptureError(f"not a pcap or pcapng capture: {exc}") from exc
 
 
-def _ip_layer(linktype: int, buf: bytes):  # type: ignore[no-untyped-def]
+def _ip_layer(linktype: int, buf: bytes):
     if linktype == dpkt.pcap.DLT_EN10MB:
         return dpkt.ethernet.Ethernet(buf).data
     if linktype == 113:  # LINUX_SLL

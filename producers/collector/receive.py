@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 from netpilot.wire.flows import str_to_addr
 
@@ -22,7 +22,7 @@ Datagram = tuple[bytes, bytes, int]
 
 
 class UdpReceiver:
-    def __init__(self, address: str, port: int, out: "queue.Queue[Datagram]", rcvbuf: int,
+    def __init__(self, address: str, port: int, out: queue.Queue[Datagram], rcvbuf: int,
                  allowed: Callable[[bytes], bool]) -> None:
         self.address, self.requested_port = address, port
         self._out = out
@@ -79,7 +79,7 @@ class UdpReceiver:
             while not self._stop.is_set():
                 try:
                     data, src = recv(65535)
-                except socket.timeout:
+                except TimeoutError:
                     continue
                 exporter = self._exporter(src[0])
                 ok = allowed(exporter)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import ClassVar
-
-import ipaddress
 
 from pydantic import Field, field_validator
 

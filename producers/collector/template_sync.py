@@ -14,6 +14,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from netpilot import catalog
 from netpilot.errors import WireError
+from netpilot.kafka.consumer import position
 from netpilot.kafka.producer import KafkaProducer
 from netpilot.settings import KafkaSettings
 from netpilot.wire.flows import addr_to_str, str_to_addr
@@ -84,8 +85,9 @@ def load(kafka: KafkaSettings, decoder: Decoder, timeout_s: float = 30.0) -> tup
                         latest[key] = ExporterTemplate.decode(m.value())
                     except WireError:
                         skipped += 1
-                if m.offset() + 1 >= ends.get(m.partition(), 0):
-                    ends.pop(m.partition(), None)
+                _, partition, offset = position(m)
+                if offset + 1 >= ends.get(partition, 0):
+                    ends.pop(partition, None)
     finally:
         consumer.close()
     loaded = 0

@@ -15,8 +15,7 @@ from pydantic import ValidationError
 
 from netpilot.errors import ConfigError
 from netpilot.wire.links import LinkInventory, LinkThresholds
-from producers.inventory.model import (InventorySpec, RouterSpec, SnmpSpec, ThresholdsSpec,
-                                       check_threshold_order)
+from producers.inventory.model import InventorySpec, RouterSpec, SnmpSpec, ThresholdsSpec, check_threshold_order
 from producers.inventory.yamlmarks import Issue, MarkedDocument, YamlSyntaxError, load_marked
 
 # Names become Kafka keys (``pop|link_id``) and metric labels: keep them tame.

@@ -18,7 +18,7 @@ class InventoryMetrics:
     last_publish_ts: Gauge
 
     @classmethod
-    def create(cls, registry: CollectorRegistry | None = None) -> "InventoryMetrics":
+    def create(cls, registry: CollectorRegistry | None = None) -> InventoryMetrics:
         m = metrics_for("inventory", registry)
         records = m.counter("records_total", "Records produced, by kind", ["kind"])
         for kind in ("upsert", "tombstone"):

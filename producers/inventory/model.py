@@ -128,7 +128,7 @@ class LinkSpec(_Strict):
         return tuple(_address(nh, "next hop") for nh in v)
 
     @model_validator(mode="after")
-    def _interface_named(self) -> "LinkSpec":
+    def _interface_named(self) -> LinkSpec:
         if self.if_name is None and self.if_index is None:
             raise ValueError("a link needs if_name (preferred: survives reboots) or if_index")
         return self

@@ -44,7 +44,7 @@ def poll(config: Path = typer.Option(None, "--config", "-c", help="netpilot YAML
     sys.exit(serve(service, service.registry, settings.metrics))
 
 
-def _poll_once(settings) -> int:  # noqa: ANN001
+def _poll_once(settings) -> int:
     import asyncio
 
     from producers.inventory.load import load_inventory

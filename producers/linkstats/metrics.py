@@ -26,7 +26,7 @@ class SnmpMetrics:
     inventory_errors: Counter
 
     @classmethod
-    def create(cls, registry: CollectorRegistry | None = None) -> "SnmpMetrics":
+    def create(cls, registry: CollectorRegistry | None = None) -> SnmpMetrics:
         m = metrics_for("snmp", registry)
         return cls(
             polls=m.counter("polls_total", "Successful polls", ["router"]),

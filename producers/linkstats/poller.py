@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from netpilot.obs.logging import RateLimitedLog, get_logger
 from netpilot.wire.links import LinkStats
@@ -96,7 +96,7 @@ class PollScheduler:
         started = time.monotonic()
         try:
             result = await asyncio.wait_for(poller.poll(), timeout=self.schedule.interval_s)
-        except (AgentError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, AgentError) as exc:
             reason = exc.reason if isinstance(exc, AgentError) else "timeout"
             detail = str(exc) or f"poll took longer than {self.schedule.interval_s}s"
             self._failed(st, reason, detail)

@@ -117,21 +117,21 @@ class RouterPoller:
         stats = []
         for i, (link, idx, row) in enumerate(rows):
             reset = bool(rates.reset[i]) if rates is not None else False
-            have_rate = rates is not None and not reset
+            live = rates if rates is not None and not reset else None  # a rate for this reading
             stats.append(LinkStats(
                 pop=self.pop, router=self.router, link_id=link.link_id, if_index=idx,
                 if_name=row["if_name"], if_alias=row["if_alias"] or None, source="snmp", ts=ts,
                 interval_s=rates.interval_s if rates is not None else None,
                 out_octets=row["out_octets"], in_octets=row["in_octets"],
-                out_octets_delta=int(rates.out_delta[i]) if have_rate else None,
-                in_octets_delta=int(rates.in_delta[i]) if have_rate else None,
-                out_bps=float(rates.out_bps[i]) if have_rate else None,
-                in_bps=float(rates.in_bps[i]) if have_rate else None,
+                out_octets_delta=int(live.out_delta[i]) if live is not None else None,
+                in_octets_delta=int(live.in_delta[i]) if live is not None else None,
+                out_bps=float(live.out_bps[i]) if live is not None else None,
+                in_bps=float(live.in_bps[i]) if live is not None else None,
                 speed_bps=float(reading.speed_bps[i]) or None,
                 oper_up=row["oper_status"] == 1,
                 out_discards=row["out_discards"], out_errors=row["out_errors"],
                 in_discards=row["in_discards"], in_errors=row["in_errors"],
-                counter_reset=reset, counter_wrap=bool(rates.wrapped[i]) if have_rate else False,
+                counter_reset=reset, counter_wrap=bool(live.wrapped[i]) if live is not None else False,
             ))
         resets = int(rates.reset.sum()) if rates is not None else 0
         wraps = int(rates.wrapped.sum()) if rates is not None else 0

@@ -34,7 +34,7 @@ class CredentialSettings(BaseModel):
     priv_key: SecretStr | None = None
 
     @model_validator(mode="after")
-    def _complete(self) -> "CredentialSettings":
+    def _complete(self) -> CredentialSettings:
         if self.user is not None and not (self.auth_key and self.priv_key):
             raise ValueError("an SNMPv3 user needs auth_key and priv_key (authPriv only)")
         if self.user is None and self.community is None:

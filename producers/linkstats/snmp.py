@@ -7,19 +7,33 @@ MIB resolution would cost CPU per varbind and need MIB files Debian does not shi
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
-from pysnmp.hlapi.v3arch.asyncio import (USM_AUTH_HMAC96_MD5, USM_AUTH_HMAC96_SHA,
-                                         USM_AUTH_HMAC128_SHA224, USM_AUTH_HMAC192_SHA256,
-                                         USM_AUTH_HMAC256_SHA384, USM_AUTH_HMAC384_SHA512,
-                                         USM_PRIV_CBC56_DES, USM_PRIV_CFB128_AES,
-                                         USM_PRIV_CFB192_AES, USM_PRIV_CFB256_AES, CommunityData,
-                                         ContextData, ObjectIdentity, ObjectType, SnmpEngine,
-                                         Udp6TransportTarget, UdpTransportTarget, UsmUserData,
-                                         bulk_cmd)
 from pyasn1.type.univ import Null
 from pysnmp.entity.rfc3413 import cmdgen
+from pysnmp.hlapi.v3arch.asyncio import (
+    USM_AUTH_HMAC96_MD5,
+    USM_AUTH_HMAC96_SHA,
+    USM_AUTH_HMAC128_SHA224,
+    USM_AUTH_HMAC192_SHA256,
+    USM_AUTH_HMAC256_SHA384,
+    USM_AUTH_HMAC384_SHA512,
+    USM_PRIV_CBC56_DES,
+    USM_PRIV_CFB128_AES,
+    USM_PRIV_CFB192_AES,
+    USM_PRIV_CFB256_AES,
+    CommunityData,
+    ContextData,
+    ObjectIdentity,
+    ObjectType,
+    SnmpEngine,
+    Udp6TransportTarget,
+    UdpTransportTarget,
+    UsmUserData,
+    bulk_cmd,
+)
 from pysnmp.hlapi.v3arch.asyncio.cmdgen import LCD
 from pysnmp.proto import errind
 from pysnmp.proto.rfc1902 import ObjectName

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Any
 
 import mrtparse
 
@@ -84,7 +85,7 @@ def _route(link: LinkRef, prefix: str, peer_ip: str, attrs: list[dict]) -> Route
     communities: list[str] = []
     for a in attrs:
         code = next(iter(a["type"]))
-        value = a.get("value")
+        value: Any = a.get("value")  # mrtparse's JSON-like attribute value
         if code == 1:
             origin = _ORIGIN.get(next(iter(value)), "incomplete")
         elif code in (2, 17):  # AS_PATH (4-byte in TABLE_DUMP_V2); AS4_PATH

@@ -6,7 +6,7 @@ loading fra1's RIB dump must not withdraw ams1's routes.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from netpilot import catalog
 from netpilot.errors import ConfigError

@@ -78,7 +78,8 @@ def _load_csv(path: Path) -> list[Route]:
     if unknown or missing:
         raise RoutesFileError([Issue(name, 1, (), f"bad header: unknown columns {unknown}, missing "
                                                    f"{missing}; columns are {', '.join(CSV_COLUMNS)}")])
-    routes, issues = [], []
+    routes: list[Route] = []
+    issues: list[Issue] = []
     for row in reader:
         line = reader.line_num
         data: dict[str, Any] = {k: v for k, v in row.items() if k is not None and v not in (None, "")}

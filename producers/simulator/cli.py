@@ -69,5 +69,5 @@ def simulate(
     typer.echo(json.dumps({"steps": stats.steps, "datagrams": stats.datagrams, "records": stats.records,
                            "bytes_true": stats.bytes_true, "link_stats": stats.link_stats,
                            "max_lag_s": round(stats.lag_s, 3),
-                           "steered_prefixes": sim.steering.steered if sim.steering else None, "truth_links": str(links),
-                           "truth_prefixes": str(prefixes)}))
+                           "steered_prefixes": sim.steering.steered if sim.steering else None,
+                           "truth_links": str(links), "truth_prefixes": str(prefixes)}))

@@ -54,7 +54,7 @@ class FlowRecords:
     def __len__(self) -> int:
         return len(self.bytes)
 
-    def take(self, mask: np.ndarray) -> "FlowRecords":
+    def take(self, mask: np.ndarray) -> FlowRecords:
         return FlowRecords(**{k: v[mask] for k, v in self.__dict__.items()})
 
 
@@ -65,7 +65,7 @@ def _dtype(fields: list[tuple[int, int, str]]) -> np.dtype:
 
 def _fill(records: FlowRecords, fields: list[tuple[int, int, str]], boot_ms: int) -> np.ndarray:
     arr = np.zeros(len(records), _dtype(fields))
-    for _, length, name in fields:
+    for _, _length, name in fields:
         if name in ("src4", "dst4", "nh4"):
             col = {"src4": records.src, "dst4": records.dst, "nh4": records.next_hop}[name]
             arr[name] = np.ascontiguousarray(col[:, 12:16]).view(">u4").ravel()
@@ -100,7 +100,8 @@ class TemplateExporter:
         recs = []
         for tid, v4 in ((TEMPLATE_V4, True), (TEMPLATE_V6, False)):
             fields = self._fields(v4)
-            recs.append(struct.pack("!HH", tid, len(fields)) + b"".join(struct.pack("!HH", ie, ln) for ie, ln, _ in fields))
+            recs.append(struct.pack("!HH", tid, len(fields))
+                        + b"".join(struct.pack("!HH", ie, ln) for ie, ln, _ in fields))
         body = b"".join(recs)
         tset = struct.pack("!HH", 2 if self.version == 10 else 0, 4 + len(body)) + body
         # Options template: the sampling interval (IE 34) and algorithm (35), scoped to the

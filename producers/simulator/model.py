@@ -78,7 +78,7 @@ class NetworkModel:
         out = []
         peers = self.peer_addresses()
         for pm in self.pops:
-            for li, (router, link) in enumerate(pm.links):
+            for li, (_router, link) in enumerate(pm.links):
                 preferred = pm.order[:, 0] == li
                 for pi in np.nonzero(pm.reach[li])[0]:
                     out.append({"pop": pm.pop.name, "link": link.link_id,

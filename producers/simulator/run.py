@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,8 +48,8 @@ class SimStats:
 class Simulator:
     def __init__(self, scenario: Scenario, out_dir: Path, netflow_addr: tuple[str, int] = ("127.0.0.1", 2055),
                  sflow_addr: tuple[str, int] = ("127.0.0.1", 6343), realtime: bool = True,
-                 start_ms: int | None = None, link_stats_sink: "LinkStatsSink | None" = None,
-                 pcap_path: Path | None = None, steering: "RibSteering | None" = None) -> None:
+                 start_ms: int | None = None, link_stats_sink: LinkStatsSink | None = None,
+                 pcap_path: Path | None = None, steering: RibSteering | None = None) -> None:
         self.sc = scenario
         self.model = NetworkModel(scenario)
         self.out_dir = out_dir
@@ -111,7 +112,7 @@ class Simulator:
         return links, prefixes
 
     # -- running --------------------------------------------------------------------------
-    def run(self, stop: "callable | None" = None) -> SimStats:  # type: ignore[valid-type]
+    def run(self, stop: callable | None = None) -> SimStats:  # type: ignore[valid-type]
         steps = int(round(self.sc.duration_s / self.sc.step_s))
         next_stats = self.sc.stats_interval_s
         wall0 = time.monotonic()
@@ -154,7 +155,7 @@ class Simulator:
     def _emit_step(self, pm: PopModel, st: Step, t: float) -> None:
         step_end_ms = self.start_ms + int((t + self.sc.step_s) * 1000)
         routed = st.link >= 0
-        for li, (router, link) in enumerate(pm.links):
+        for li, (_router, link) in enumerate(pm.links):
             sel = np.nonzero(routed & (st.link == li) & (st.packets > 0))[0]
             b = int(st.bytes[sel].sum())
             self._counters[link.link_id] += b
@@ -267,7 +268,7 @@ class RibSteering:
     of the link whose peer address is that route's next hop. BIRD holds only the injected
     routes; the native choice stays the model's, as a router's eBGP-learned best path."""
 
-    def __init__(self, model: NetworkModel, readers: dict[str, "object"], community: str,
+    def __init__(self, model: NetworkModel, readers: Mapping[str, object], community: str,
                  every_s: float = 0.5) -> None:
         self.model = model
         self.readers = readers
@@ -341,7 +342,7 @@ class PcapRecorder:
         import dpkt
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(path, "wb")
+        self._fh = open(path, "wb")  # noqa: SIM115 - owned by this writer, closed by close()
         self._writer = dpkt.pcap.Writer(self._fh)
 
     def write(self, src: str, sport: int, dest: tuple[str, int], datagrams: list[bytes], ts_ms: int) -> None:

@@ -74,7 +74,7 @@ class Scenario(_Strict):
     events: tuple[Event, ...] = ()
 
     @model_validator(mode="after")
-    def _check_references(self) -> "Scenario":
+    def _check_references(self) -> Scenario:
         link_ids = [l.link_id for p in self.pops for r in p.routers for l in r.links]
         dup = {x for x in link_ids if link_ids.count(x) > 1}
         if dup:

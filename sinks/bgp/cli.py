@@ -74,7 +74,7 @@ def resume(pop: str = typer.Option("*", "--pop"), config: Path = ConfigOpt) -> N
     typer.echo(f"resume {pop}")
 
 
-def _read_state(config: Path | None):  # noqa: ANN202 - internal
+def _read_state(config: Path | None):
     from netpilot import catalog
     from netpilot.kafka.compacted import read_compacted
     from netpilot.wire.autopilot import Recommendation
@@ -110,8 +110,9 @@ def pending(config: Path = ConfigOpt) -> None:
     if not view.pending:
         typer.echo("nothing pending")
     for ov in sorted(view.pending, key=lambda o: (o.pop, -o.rate_bps)):
+        until = time.strftime('%H:%M:%S', time.localtime(ov.valid_until))
         typer.echo(f"{ov.pop}  {ov.prefix:<22} -> {ov.link_id} via {ov.next_hop}  "
-                   f"{ov.rate_bps / 1e6:,.0f} Mbit/s  until {time.strftime('%H:%M:%S', time.localtime(ov.valid_until))}")
+                   f"{ov.rate_bps / 1e6:,.0f} Mbit/s  until {until}")
     for rec, why in view.refused:
         typer.echo(f"refused {rec.pop} {rec.prefix}: {why.reason}: {why.detail}", err=True)
 

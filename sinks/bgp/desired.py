@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from netpilot.wire.autopilot import Recommendation
 from netpilot.wire.injector import ALL_POPS, InjectorControl

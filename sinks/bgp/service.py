@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from netpilot import catalog
 from netpilot.errors import WireError
-from netpilot.kafka.consumer import BatchConsumer
+from netpilot.kafka.consumer import BatchConsumer, position
 from netpilot.kafka.deadletters import DeadLetterPublisher, reason_for
 from netpilot.kafka.producer import KafkaProducer
 from netpilot.obs.http import MetricsServer
@@ -30,8 +30,7 @@ from netpilot.wire.autopilot import Recommendation
 from netpilot.wire.injector import AppliedOverride, InjectorControl
 from netpilot.wire.links import LinkInventory
 from netpilot.wire.routes import Route
-from sinks.bgp.desired import (SKIPS, DesiredState, DesiredView, Network, Reconciler, Rules,
-                               desired_overrides)
+from sinks.bgp.desired import SKIPS, DesiredState, DesiredView, Network, Reconciler, Rules, desired_overrides
 from sinks.bgp.metrics import injector_metrics
 from sinks.bgp.settings import InjectorSettings
 from sinks.bgp.speaker import ExaBGPSpeaker, Session, SpeakerError
@@ -46,7 +45,7 @@ def _watermarks(raw: object, tp: TopicPartition, timeout: float = 15.0) -> tuple
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return raw.get_watermark_offsets(tp, timeout=5, cached=False)  # type: ignore[attr-defined, no-any-return]
+            return raw.get_watermark_offsets(tp, timeout=5, cached=False)  # type: ignore[attr-defined]
         except KafkaException as exc:
             if time.monotonic() > deadline:
                 log.warning("no watermarks; not waiting for this partition", topic=tp.topic,
@@ -192,7 +191,7 @@ class InjectorService:
         return False
 
     def _apply(self, msg: Message) -> None:
-        topic_id = self._ids[msg.topic()]
+        topic_id = self._ids[position(msg)[0]]
         key = (msg.key() or b"").decode(errors="replace")
         value = msg.value()
         try:

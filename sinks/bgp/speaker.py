@@ -20,9 +20,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
 
 from netpilot.errors import NetpilotError
 from netpilot.obs.logging import get_logger
@@ -121,7 +121,7 @@ class ExaBGPSpeaker:
         env.update({"exabgp.daemon.user": getpass.getuser(), "exabgp.daemon.daemonize": "false",
                     "exabgp.api.ack": "false", "exabgp.log.level": "INFO",
                     "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
-        logf = open(self.run_dir / "exabgp.log", "ab")
+        logf = open(self.run_dir / "exabgp.log", "ab")  # noqa: SIM115 - the child writes it
         try:
             self._proc = subprocess.Popen(exabgp_command() + [str(conf)], cwd=self.run_dir, env=env,
                                           stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
@@ -130,7 +130,7 @@ class ExaBGPSpeaker:
             logf.close()
         try:
             conn, _ = listener.accept()
-        except (socket.timeout, OSError) as exc:
+        except (TimeoutError, OSError) as exc:
             self.stop()
             raise SpeakerError(f"ExaBGP's API process did not connect within {timeout:g}s "
                                f"(see {self.run_dir / 'exabgp.log'})") from exc

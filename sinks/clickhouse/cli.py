@@ -13,7 +13,7 @@ app = typer.Typer(no_args_is_help=True, help="ClickHouse sink (embedded chDB by 
 ConfigOpt = typer.Option(None, "--config", "-c", help="netpilot YAML (kafka:, sink-clickhouse:).")
 
 
-def _settings(config: Path | None):  # noqa: ANN202
+def _settings(config: Path | None):
     from sinks.clickhouse.settings import ClickHouseSinkSettings
 
     return load_settings(ClickHouseSinkSettings, config)

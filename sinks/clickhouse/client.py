@@ -21,8 +21,9 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 from urllib.parse import urlparse
 
 import pyarrow as pa
@@ -93,7 +94,7 @@ class ClickHouseClient:
 
             try:
                 self._client = clickhouse_connect.get_client(dsn=self.dsn, settings=self._settings)
-            except Exception as exc:  # noqa: BLE001 - any failure to connect is an outage
+            except Exception as exc:  # any failure to connect is an outage
                 hint = ""
                 if self.embedded and "EmbeddedServer" in str(exc):
                     hint = (" (chDB opens a data path from one process at a time: is the sink "
@@ -141,7 +142,7 @@ class ClickHouseClient:
             client = self._connected()
             try:
                 client.insert_arrow(table, data, settings={"insert_deduplication_token": dedup_token})
-            except Exception as exc:  # noqa: BLE001 - sorted into retry / reject below
+            except Exception as exc:  # sorted into retry / reject below
                 raise self._translate(exc, f"insert into {table}") from exc
             if fault == "ack-lost":  # one shot: the next attempt gets through
                 self._clear_fault()
@@ -157,7 +158,7 @@ class ClickHouseClient:
                 return self._connected().command(sql)
             except ClickHouseError:
                 raise
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise self._translate(exc, "command") from exc
 
     def rows(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Sequence[tuple]:
@@ -166,7 +167,7 @@ class ClickHouseClient:
                 return self._connected().query(sql, parameters=dict(parameters or {})).result_rows
             except ClickHouseError:
                 raise
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise self._translate(exc, "query") from exc
 
     def raw(self, sql: str, fmt: str = "TabSeparatedWithNames", readonly: bool = True) -> bytes:
@@ -177,5 +178,5 @@ class ClickHouseClient:
                 return self._connected().raw_query(sql, settings=settings, fmt=fmt)
             except ClickHouseError:
                 raise
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise self._translate(exc, "query") from exc

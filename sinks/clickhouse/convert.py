@@ -10,8 +10,9 @@ applied-override) become such rows, keyed from the message key.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +21,7 @@ from netpilot.errors import WireError
 from netpilot.wire import aggregates, flows
 from netpilot.wire.autopilot import CycleSummary, Recommendation
 from netpilot.wire.injector import AppliedOverride
+from netpilot.wire.json import WireMessage
 from netpilot.wire.links import LinkInventory, LinkStats, LinkUtilisation
 
 TS = pa.timestamp("ms", tz="UTC")
@@ -72,7 +74,7 @@ def _arrow_concat(items: Sequence[Item]) -> pa.Table:
     return pa.concat_tables([i.payload for i in items]).unify_dictionaries().combine_chunks()
 
 
-def _model(cls: type) -> Callable[[bytes | None, bytes | None], tuple[Any, int]]:
+def _model(cls: type[WireMessage]) -> Callable[[bytes | None, bytes | None], tuple[Any, int]]:
     def decode(value: bytes | None, key: bytes | None) -> tuple[Any, int]:
         return cls.decode(value), 1
     return decode
@@ -204,6 +206,7 @@ def _applied_overrides(items: Sequence[Item]) -> pa.Table:
         "recommendation_id", "since", "confirmed_at", "published_at", "deleted", "version")}
     for i in items:
         x = i.payload
+        row: tuple[Any, ...]
         if isinstance(x, tuple):  # ("deleted", pop, prefix)
             row = (x[1], x[2], "", "", [], None, [], None, None, None, i.ts, True, i.offset)
         else:

@@ -15,8 +15,8 @@ table to be correct.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from sinks.clickhouse import schema
 from sinks.clickhouse.client import ClickHouseClient
@@ -33,7 +33,8 @@ class Step:
     id: str
     description: str
     needed: Callable[[ClickHouseClient], bool]
-    apply: Callable[[ClickHouseClient], None]
+    apply: Callable[[ClickHouseClient], object]
+    """Makes the change (its return value is ignored)."""
 
 
 def _exists(db: str, name: str) -> Callable[[ClickHouseClient], bool]:
@@ -70,28 +71,37 @@ def steps(db: str, retention: Retention, dedup_window: int) -> list[Step]:
     out.append(Step(f"table:{mt.name}", "history of applied steps", _exists(db, mt.name),
                     lambda c: c.command(mt.create_sql(db, dedup_window))))
     for t in schema.tables(retention):
-        out.append(Step(f"table:{t.name}", f"create {t.engine} {t.name}", _exists(db, t.name),
-                        lambda c, t=t: c.command(t.create_sql(db, dedup_window))))
-        # Minor wire versions add columns: add them to existing tables (never drop).
-        out.append(Step(f"columns:{t.name}", f"add missing columns to {t.name}",
-                        lambda c, t=t: bool(_missing_columns(c, db, t)),
-                        lambda c, t=t: [c.command(f"ALTER TABLE {db}.{t.name} ADD COLUMN IF NOT EXISTS "
-                                                  f"{col.ddl()}") for col in _missing_columns(c, db, t)]))
-        if t.ttl_days is not None:
-            out.append(Step(f"ttl:{t.name}", f"TTL of {t.name} = {t.ttl_days} days",
-                            lambda c, t=t: current_ttl_days(c, db, t.name) != t.ttl_days,
-                            lambda c, t=t: c.command(f"ALTER TABLE {db}.{t.name} MODIFY TTL {t.ttl_expr()}")))
-        out.append(Step(f"dedup:{t.name}", f"dedup window of {t.name} = {dedup_window} blocks",
-                        lambda c, t=t: _dedup_window(c, db, t.name) != dedup_window,
-                        lambda c, t=t: c.command(f"ALTER TABLE {db}.{t.name} MODIFY SETTING "
-                                                 f"non_replicated_deduplication_window = {dedup_window}")))
+        out += _table_steps(db, t, dedup_window)
     for v in schema.views():
-        out.append(Step(f"view-source:{v.name}", f"recreate {v.name} if it reads another table than {v.source}",
-                        lambda c, v=v: _view_source(c, db, v.name) not in (None, v.source),
-                        lambda c, v=v: c.command(f"DROP VIEW IF EXISTS {db}.{v.name}")))
-        out.append(Step(f"view:{v.name}", f"materialized view {v.name} -> {v.target}",
-                        _exists(db, v.name), lambda c, v=v: c.command(v.create_sql(db))))
+        out += _view_steps(db, v)
     return out
+
+
+def _table_steps(db: str, t: schema.Table, dedup_window: int) -> list[Step]:
+    out = [Step(f"table:{t.name}", f"create {t.engine} {t.name}", _exists(db, t.name),
+                lambda c: c.command(t.create_sql(db, dedup_window)))]
+    # Minor wire versions add columns: add them to existing tables (never drop).
+    out.append(Step(f"columns:{t.name}", f"add missing columns to {t.name}",
+                    lambda c: bool(_missing_columns(c, db, t)),
+                    lambda c: [c.command(f"ALTER TABLE {db}.{t.name} ADD COLUMN IF NOT EXISTS "
+                                         f"{col.ddl()}") for col in _missing_columns(c, db, t)]))
+    if t.ttl_days is not None:
+        out.append(Step(f"ttl:{t.name}", f"TTL of {t.name} = {t.ttl_days} days",
+                        lambda c: current_ttl_days(c, db, t.name) != t.ttl_days,
+                        lambda c: c.command(f"ALTER TABLE {db}.{t.name} MODIFY TTL {t.ttl_expr()}")))
+    out.append(Step(f"dedup:{t.name}", f"dedup window of {t.name} = {dedup_window} blocks",
+                    lambda c: _dedup_window(c, db, t.name) != dedup_window,
+                    lambda c: c.command(f"ALTER TABLE {db}.{t.name} MODIFY SETTING "
+                                        f"non_replicated_deduplication_window = {dedup_window}")))
+    return out
+
+
+def _view_steps(db: str, v: schema.View) -> list[Step]:
+    return [Step(f"view-source:{v.name}", f"recreate {v.name} if it reads another table than {v.source}",
+                 lambda c: _view_source(c, db, v.name) not in (None, v.source),
+                 lambda c: c.command(f"DROP VIEW IF EXISTS {db}.{v.name}")),
+            Step(f"view:{v.name}", f"materialized view {v.name} -> {v.target}",
+                 _exists(db, v.name), lambda c: c.command(v.create_sql(db)))]
 
 
 def _view_source(c: ClickHouseClient, db: str, view: str) -> str | None:

@@ -37,7 +37,7 @@ class QueryServer:
         assert self._server is not None, "start() first"
         return f"http://{self._addr[0]}:{self._server.server_address[1]}"
 
-    def start(self) -> "QueryServer":
+    def start(self) -> QueryServer:
         client = self._client
 
         class Handler(BaseHTTPRequestHandler):
@@ -59,14 +59,14 @@ class QueryServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
+            def do_GET(self) -> None:  # http.server API
                 u = urlparse(self.path)
                 q = parse_qs(u.query)
                 if u.path != "/query" or "sql" not in q:
                     return self._send(404, b"GET /query?sql=...&format=...\n")
                 self._answer(q["sql"][0], q.get("format", ["TabSeparatedWithNames"])[0])
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 u = urlparse(self.path)
                 if u.path != "/query":
                     return self._send(404, b"POST /query with the SQL as body\n")

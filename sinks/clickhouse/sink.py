@@ -27,16 +27,14 @@ messages are dead-lettered, so nothing is silently dropped.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import pyarrow as pa
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message, TopicPartition
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaException, Message, TopicPartition
 
 from netpilot.errors import WireError
-from confluent_kafka import KafkaException
-
-from netpilot.kafka.consumer import BatchConsumer, is_retriable
+from netpilot.kafka.consumer import BatchConsumer, is_retriable, position
 from netpilot.kafka.deadletters import DeadLetterPublisher, reason_for
 from netpilot.kafka.producer import KafkaProducer
 from netpilot.obs.logging import RateLimitedLog, get_logger
@@ -44,12 +42,14 @@ from sinks.clickhouse import convert
 from sinks.clickhouse.client import ClickHouseClient, ClickHouseUnavailable, InsertRejected
 from sinks.clickhouse.metrics import SinkMetrics
 from sinks.clickhouse.settings import ClickHouseSinkSettings
-from sinks.lag import EVERY_S as LAG_EVERY_S, local_lag
+from sinks.lag import EVERY_S as LAG_EVERY_S
+from sinks.lag import local_lag
 
 INTENT = "netpilot-intent:"
 # A value that passed its wire model but does not fit its column (e.g. an integer beyond
 # UInt32) fails while building Arrow; treated like a batch ClickHouse rejects.
 CONVERT_ERRORS: tuple[type[Exception], ...] = (pa.ArrowException, OverflowError, ValueError, TypeError)
+REJECTED_ERRORS: tuple[type[Exception], ...] = (InsertRejected, *CONVERT_ERRORS)
 log = get_logger("netpilot.sink.clickhouse")
 
 
@@ -89,7 +89,7 @@ class Batch:
 
     def add(self, msg: Message, item: convert.Item | None) -> None:
         self.messages.append(msg)
-        self.last = msg.offset()
+        self.last = position(msg)[2]
         if item is not None:
             self.items.append(item)
             self.rows += item.rows
@@ -158,8 +158,10 @@ class ClickHouseSink:
         if key not in self._intents:
             tp = self._committed(topic, partition)
             intent = parse_intent(tp.metadata)
-            self._intents[key] = intent if intent and tp.offset == intent[0] else None
-            if self._intents[key]:
+            if intent and tp.offset != intent[0]:
+                intent = None
+            self._intents[key] = intent
+            if intent:
                 log.info("replaying batch from intent", topic=topic, partition=partition,
                          start=intent[0], end=intent[1])
         return self._intents[key]
@@ -188,7 +190,7 @@ class ClickHouseSink:
                 self._consumer.resume()
 
     def _add(self, msg: Message) -> None:
-        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        topic, partition, offset = position(msg)
         topic_id = self._topic_ids[topic]
         self._m.messages.labels(topic_id).inc()
         key = (topic, partition)
@@ -251,7 +253,7 @@ class ClickHouseSink:
             token = dedup_token(b.topic, b.partition, start, end)
             try:
                 self._insert_with_retry(table, convert.to_arrow(b.topic_id, b.items), token)
-            except (InsertRejected, *CONVERT_ERRORS) as exc:
+            except REJECTED_ERRORS as exc:
                 self._m.errors.labels("rejected").inc()
                 self._rl.warning("rejected", "batch rejected; retrying message by message",
                                  table=table, error=str(exc)[:300])
@@ -272,11 +274,11 @@ class ClickHouseSink:
             token = dedup_token(b.topic, b.partition, item.offset, item.offset) + "/single"
             try:
                 self._insert_with_retry(table, convert.to_arrow(b.topic_id, [item]), token)
-            except (InsertRejected, *CONVERT_ERRORS) as exc:
+            except REJECTED_ERRORS as exc:
                 b.rows -= item.rows
                 self._dead_letter(by_offset[item.offset], exc, "insert-rejected")
 
-    def _insert_with_retry(self, table: str, data, token: str) -> None:  # noqa: ANN001
+    def _insert_with_retry(self, table: str, data, token: str) -> None:
         delay = self._s.backoff_initial_s
         paused = False
         try:
@@ -316,8 +318,9 @@ class ClickHouseSink:
     def _add_while_paused(self, msg: Message) -> None:
         # Not expected (pause drops prefetched messages), but never lose one: buffer it in
         # the partition's batch exactly like a normal poll would.
-        batch = self._batches.get((msg.topic(), msg.partition()))
-        if batch is not None and msg.offset() <= batch.last:
+        topic, partition, offset = position(msg)
+        batch = self._batches.get((topic, partition))
+        if batch is not None and offset <= batch.last:
             return
         self._add(msg)
 

@@ -8,7 +8,7 @@ or an address; that detail belongs in ClickHouse). Units follow Prometheus conve
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from netpilot import catalog
 from netpilot.errors import WireError
-from netpilot.kafka.consumer import BatchConsumer
+from netpilot.kafka.consumer import BatchConsumer, position
 from netpilot.kafka.deadletters import DeadLetterPublisher, reason_for
 from netpilot.kafka.producer import KafkaProducer
 from netpilot.obs.http import MetricsServer
@@ -25,7 +25,8 @@ from netpilot.obs.logging import RateLimitedLog, get_logger
 from netpilot.wire.autopilot import CycleSummary, Recommendation
 from netpilot.wire.injector import AppliedOverride
 from netpilot.wire.links import LinkInventory, LinkUtilisation
-from sinks.lag import EVERY_S as LAG_EVERY_S, local_lag
+from sinks.lag import EVERY_S as LAG_EVERY_S
+from sinks.lag import local_lag
 from sinks.prometheus.collector import LinkCollector
 from sinks.prometheus.metrics import exporter_metrics
 from sinks.prometheus.settings import PrometheusSinkSettings
@@ -88,7 +89,7 @@ class PrometheusSinkService:
             log.error("exporter failed", error=self._failure)
 
     def _apply(self, msg: Message) -> None:
-        topic_id = self._ids[msg.topic()]
+        topic_id = self._ids[position(msg)[0]]
         key = (msg.key() or b"").decode(errors="replace")
         value = msg.value()
         try:

@@ -9,8 +9,9 @@ agent then continues with the next message, so one poison message never stops a 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from netpilot.errors import WireError
 from netpilot.kafka.deadletters import reason_for

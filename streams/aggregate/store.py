@@ -20,8 +20,8 @@ catalog's ``pop|...`` keys already rely on that).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
-from typing import Iterable, MutableMapping
 
 import polars as pl
 import pyarrow as pa
@@ -46,7 +46,7 @@ def _text(key: object) -> str:
 class WindowStore:
     """Partial windows in ``store``; a decoded copy of what this process wrote is cached."""
 
-    def __init__(self, spec: w.WindowSpec, store: MutableMapping) -> None:  # type: ignore[type-arg]
+    def __init__(self, spec: w.WindowSpec, store: MutableMapping) -> None:
         self.spec = spec
         self._store = store
         self._cache: dict[str, pl.DataFrame] = {}

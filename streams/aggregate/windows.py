@@ -25,8 +25,8 @@ Vocabulary:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import polars as pl
 import pyarrow as pa

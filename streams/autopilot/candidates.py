@@ -13,8 +13,8 @@ and prefixes whose alternates are all covering routes.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Callable, Collection
 
 import numpy as np
 
@@ -83,7 +83,7 @@ def candidates_on(link: int, pl: Placement, best_exact: np.ndarray, ok_v4: np.nd
         "len": snap.prefix_len[fast].astype(np.int64),
     }
     units: list[Unit | None] = [None] * len(fast)
-    slow_routes, slow_rows = [], []
+    slow_routes = []
     slow_units: list[Unit] = []
     for r in routes[special | (row < 0)].tolist():
         alts = pl.alternates(r)

@@ -27,7 +27,8 @@ def plan_cmd(
 ) -> None:
     """Print each cycle's recommendations, then its summary, as JSON lines."""
     from netpilot.settings import load_settings
-    from streams.autopilot import explain, scenario as scn
+    from streams.autopilot import explain
+    from streams.autopilot import scenario as scn
     from streams.autopilot.settings import AutopilotSettings
 
     base = load_settings(AutopilotSettings, config).policy.model_dump() if config else None

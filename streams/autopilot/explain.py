@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 from netpilot.wire.autopilot import CycleSummary, LinkSide, Recommendation
 from streams.autopilot.model import LinkState, Plan, PlanItem, Snapshot
@@ -20,9 +20,9 @@ PLANNER_VERSION = "1"
 
 def recommendations(plan: Plan, snapshot: Snapshot, policy: Policy) -> list[Recommendation]:
     links = {link.link_id: link for link in snapshot.links}
-    controller = {"planner": PLANNER_VERSION,
+    controller: dict[str, object] = {"planner": PLANNER_VERSION,
                   "input_watermarks": dict(sorted(snapshot.watermarks.items()))}
-    hint = {"local_pref": policy.bgp_local_pref, "communities": list(policy.bgp_communities),
+    hint: dict[str, object] = {"local_pref": policy.bgp_local_pref, "communities": list(policy.bgp_communities),
             "no_export": policy.bgp_no_export}
     return [_recommendation(plan, item, links, hint, controller) for item in plan.items]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from streams.autopilot.model import CycleReport, Plan, PlanItem
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 def cycle_id(pop: str, now: float) -> str:
-    return f"{datetime.fromtimestamp(now, timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}#pop={pop}"
+    return f"{datetime.fromtimestamp(now, UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}#pop={pop}"
 
 
 def finish(c: _Cycle, diff_rejected: bool) -> Plan:
@@ -22,7 +22,7 @@ def finish(c: _Cycle, diff_rejected: bool) -> Plan:
     now, policy = c.now, c.policy
     overrides: dict[str, Override] = {}
     for prefix, active in sorted(c.kept.items()):
-        prev = active.previous
+        prev = active.in_place
         overrides[prefix] = replace(
             prev, valid_until=now + policy.ttl, last_refreshed=now, rate_bps=float(active.rate),
             from_links=tuple(c.ids[n] for n in active.natives) or prev.from_links)

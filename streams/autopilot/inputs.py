@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import cast
 
 import polars as pl
 import pyarrow as pa
@@ -53,14 +54,15 @@ class PopInputs:
             self._seen("rib", ts)
 
     def add_stats(self, stats: LinkStats) -> None:
-        if stats.link_id is None:
+        link_id = stats.link_id
+        if link_id is None:
             return
-        prev = self.counters.get(stats.link_id)
+        prev = self.counters.get(link_id)
         if prev is None or stats.ts >= prev.ts:
             # keep the last known rate across a reading without one (first poll, reset)
             if stats.out_bps is None and prev is not None and prev.out_bps is not None:
                 stats = stats.model_copy(update={"out_bps": prev.out_bps})
-            self.counters[stats.link_id] = stats
+            self.counters[link_id] = stats
         self._seen("counters", stats.ts)
 
     def add_aggregates(self, table: pa.Table, window_s: int, keep_s: float) -> int:
@@ -83,7 +85,8 @@ class PopInputs:
         df = df.group_by(key, maintain_order=True).agg(pl.col("bytes").sum(), pl.col("samples").sum())
         self.demand = pl.concat([self.demand, df.select(DEMAND_COLUMNS)], how="vertical_relaxed") \
             .unique(subset=key, keep="last", maintain_order=True)
-        newest_end = (df["window_start_ms"].max() + window_s * 1000) / 1000  # type: ignore[operator]
+        newest_ms = cast(int, df["window_start_ms"].max())  # polars types max() as any scalar
+        newest_end = (newest_ms + window_s * 1000) / 1000
         self._seen("flows", newest_end)
         self.trim(keep_s)
         return df.height
@@ -108,7 +111,8 @@ class PopInputs:
                                         "samples": pl.UInt64})
         lo = (newest - window_s) * 1000
         recent = self.demand.filter(pl.col("window_start_ms") >= lo)
-        covered = max(1.0, min(window_s, (newest * 1000 - recent["window_start_ms"].min()) / 1000)) \
+        oldest_ms = cast(int, recent["window_start_ms"].min())
+        covered = max(1.0, min(window_s, (newest * 1000 - oldest_ms) / 1000)) \
             if recent.height else window_s
         return (recent.group_by("prefix", "link_id").agg(pl.col("bytes").sum(), pl.col("samples").sum())
                 .with_columns((pl.col("bytes").cast(pl.Float64) * 8 / covered).alias("rate_bps"))

@@ -21,7 +21,7 @@ class AutopilotMetrics:
     dead_letters: Counter
 
     @classmethod
-    def create(cls, registry: CollectorRegistry | None = None) -> "AutopilotMetrics":
+    def create(cls, registry: CollectorRegistry | None = None) -> AutopilotMetrics:
         m = metrics_for("autopilot", registry)
         return cls(
             registry=m.registry,

@@ -10,11 +10,13 @@ value and names the offending field.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Mapping
+from typing import Literal
 
 import numpy as np
 
+from netpilot.wire.autopilot import Mode
 from streams.autopilot import prefixes as px
 from streams.autopilot.errors import ScenarioError
 from streams.autopilot.state import PlannerState
@@ -243,7 +245,7 @@ class PlanItem:
     reason: Reason
     rank: int
     prefix: str
-    afi: int
+    afi: Literal[4, 6]
     split_from: str | None
     rate_bps: float
     samples: int
@@ -299,7 +301,7 @@ class Plan:
     pop: str
     cycle_id: str
     now: float
-    mode: str
+    mode: Mode
     items: tuple[PlanItem, ...]
     report: CycleReport
     state: PlannerState

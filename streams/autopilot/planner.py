@@ -24,13 +24,14 @@ and ``netpilot autopilot plan --scenario`` meaningful. The steps follow the desi
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from streams.autopilot import gates
 from streams.autopilot import prefixes as px
 from streams.autopilot.candidates import Exclusions, candidates_on
 from streams.autopilot.finish import finish
-from streams.autopilot.model import Plan, PlanItem, Reason, Snapshot
+from streams.autopilot.model import Action, Plan, PlanItem, Reason, Snapshot
 from streams.autopilot.placement import Alternate, Placement, Unit, split_units
 from streams.autopilot.policy import Policy
 from streams.autopilot.state import Override, PlannerState
@@ -61,6 +62,13 @@ class _Active:
         if self.unit is not None:
             return self.unit.rate
         return self.previous.rate_bps if self.previous is not None else 0.0
+
+    @property
+    def in_place(self) -> Override:
+        """The override this one continues: every kept one has it (an ADD of this cycle does not)."""
+        if self.previous is None:
+            raise AssertionError(f"{self.prefix}: no override in place")
+        return self.previous
 
 
 class _Cycle:
@@ -165,7 +173,7 @@ class _Cycle:
         self.kept[o.prefix] = active
 
     def _release(self) -> None:
-        due = sorted((a for a in self.kept.values() if self.now >= a.previous.hold_until),
+        due = sorted((a for a in self.kept.values() if self.now >= a.in_place.hold_until),
                      key=lambda a: (a.rate, a.prefix))
         budget = self.policy.max_withdraws_per_cycle
         for active in due:
@@ -198,6 +206,7 @@ class _Cycle:
             goal = self.target[link] * self.cap[link]
             if self.loads[link] <= goal:
                 continue
+            assert best_exact is not None  # computed when a link is overloaded
             cands = candidates_on(
                 link, pl, best_exact, self.alt_ok, self.alt_ok_v6, self._needs_split, self._split,
                 Exclusions(taken=taken, cooling=self.cooling, deny=self.deny, sticky=displaced))
@@ -320,7 +329,7 @@ class _Cycle:
         return (float(self.loads[a] / self.cap[a]) if a >= 0 else None,
                 float(self.loads[b] / self.cap[b]) if b >= 0 else None)
 
-    def _emit(self, active: _Active, action: str, reason: Reason, origin: int,
+    def _emit(self, active: _Active, action: Action, reason: Reason, origin: int,
               before: tuple[float | None, float | None] | None) -> None:
         after = self._utils(origin, active.to)
         before = before or after
@@ -335,7 +344,7 @@ class _Cycle:
         if action == "ADD":
             created, hold = self.now, self.now + self.policy.hold_s
         else:
-            created, hold = prev.created_at, prev.hold_until
+            created, hold = active.in_place.created_at, active.in_place.hold_until
         split_from = prev.split_from if prev is not None else None
         if unit is not None and unit.split_from is not None:
             split_from = px.to_text(snap.prefixes[unit.split_from])
@@ -346,7 +355,7 @@ class _Cycle:
             samples=unit.samples if unit is not None else 0,
             from_link=self.ids[origin] if origin >= 0 else (prev.from_links[0] if prev and prev.from_links else ""),
             from_links=tuple(self.ids[n] for n in active.natives) or (prev.from_links if prev else ()),
-            to_link=self.ids[active.to] if active.to >= 0 else prev.to_link,
+            to_link=self.ids[active.to] if active.to >= 0 else active.in_place.to_link,
             from_before=before[0], from_after=after[0], to_before=before[1], to_after=after[1],
             thresholds=thresholds,
             route_prefix=px.to_text(snap.prefixes[snap.routes.prefix[alt.row]]) if alt else None,

@@ -27,7 +27,8 @@ class PeerThresholds(BaseModel):
     hi: float = Field(gt=0, le=1.5, description="trigger: U0 above this is an overload")
     target: float | None = Field(None, gt=0, le=1.5, description="fill-to after moves; default hi - target_gap")
     alt_max: float | None = Field(None, gt=0, le=1.5, description="max on an alternate after a move; default target")
-    release: float | None = Field(None, gt=0, le=1.5, description="bring traffic back below this; default hi - release_gap")
+    release: float | None = Field(None, gt=0, le=1.5,
+                                  description="bring traffic back below this; default hi - release_gap")
 
 
 _PEER_DEFAULTS = {"transit": PeerThresholds(hi=0.90), "pni": PeerThresholds(hi=0.90),
@@ -52,7 +53,8 @@ class Policy(BaseModel):
     ttl_s: float | None = Field(None, gt=0, description="valid_until = now + ttl_s; default 3 * cycle_s")
     max_adds_per_cycle: int = Field(20, ge=0, description="new ADDs per cycle per PoP")
     max_withdraws_per_cycle: int = Field(10, ge=1, description="graceful/kill-switch withdraws per cycle (unwind rate)")
-    max_moved_fraction_per_link: float = Field(0.25, gt=0, description="new moves per cycle, in or out of a link, x capacity")
+    max_moved_fraction_per_link: float = Field(0.25, gt=0,
+                                               description="new moves per cycle, in or out of a link, x capacity")
     max_active_overrides: int = Field(500, ge=0, description="overrides in place per PoP")
     split_enabled: bool = Field(True, description="emit more-specifics (only if the actuator tags them no-export)")
     split_threshold_bps: float = Field(250e6, gt=0, description="split prefixes above this (EF: 250 Mbps)")

@@ -9,6 +9,7 @@ planner's path; text is parsed when a snapshot is built and formatted only for o
 from __future__ import annotations
 
 import ipaddress
+from typing import Literal
 
 from streams.autopilot.errors import ScenarioError
 
@@ -61,7 +62,7 @@ def is_v4(prefix: Prefix) -> bool:
     return mlen >= V4_OFFSET and (net >> 32) == 0xFFFF
 
 
-def afi(prefix: Prefix) -> int:
+def afi(prefix: Prefix) -> Literal[4, 6]:
     return 4 if is_v4(prefix) else 6
 
 

@@ -10,9 +10,10 @@ exactly as the streaming worker does.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -39,7 +40,7 @@ def bandwidth(value: Any) -> float:
     return float(m.group(1)) * _UNIT[m.group(2)]
 
 
-Rate = Union[float, str]
+Rate = float | str
 
 
 class _Strict(BaseModel):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from streams.autopilot.metrics import AutopilotMetrics
 from streams.autopilot.settings import AutopilotSettings
-from streams.internal_topics import ensure_internal_topics
 from streams.autopilot.worker import AutopilotApp, Pilot, create_app, register
+from streams.internal_topics import ensure_internal_topics
 from streams.service import StreamsService
 
 

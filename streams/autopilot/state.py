@@ -15,8 +15,9 @@ overrides (same hold and TTL) instead of starting over.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from streams.autopilot.errors import ScenarioError
 

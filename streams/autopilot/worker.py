@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import faust
 import polars as pl
+from faust.types import TableT
 
 from netpilot import catalog
 from netpilot.kafka.deadletters import reason_for
@@ -61,7 +63,7 @@ class AutopilotApp:
     recommendations: faust.TopicT
     summaries: faust.TopicT
     dead_letters: faust.TopicT
-    tables: dict[str, faust.Table]
+    tables: dict[str, TableT[Any, Any]]
 
 
 def create_app(settings: AutopilotSettings) -> AutopilotApp:
@@ -108,13 +110,13 @@ class Pilot:
     def load_from_tables(self) -> None:
         """Rebuild the in-memory view from the (recovered) tables, once after start."""
         t = self.aa.tables
-        for key, value in t["ap-inventory"].items():
+        for value in t["ap-inventory"].values():
             link = LinkInventory.decode(value)
             self.inputs(link.pop).set_link(link.link_id, link)
-        for key, value in t["ap-routes"].items():
+        for value in t["ap-routes"].values():
             r = Route.decode(value)
             self.inputs(r.pop).set_route(r.link_id, r.prefix, r)
-        for key, value in t["ap-counters"].items():
+        for value in t["ap-counters"].values():
             s = LinkStats.decode(value)
             self.inputs(s.pop).add_stats(s)
         for pop, value in t["ap-demand"].items():
@@ -248,7 +250,7 @@ def register(aa: AutopilotApp, pilot: Pilot, cycle_s: float) -> None:
                 await aa.ticks.send(key=b"tick", value=str(pilot.clock()).encode(), partition=tp.partition)
 
 
-def _json(value: bytes | None) -> dict | None:
+def _json(value: bytes | None) -> dict[str, Any] | None:
     import json
 
     return None if value is None else json.loads(value)

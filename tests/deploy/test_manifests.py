@@ -145,6 +145,7 @@ def test_every_deployment_has_a_metrics_service(overlay) -> None:
         assert len(matching) == 1, dep["metadata"]["name"]
 
 
+@pytest.mark.slow  # kustomize (built with Go on first use)
 def test_pop_overlay_config_is_netpilot_config(tmp_path) -> None:
     """The PoP overlay's netpilot.yaml and inventory load with the components' own loaders."""
     from producers.inventory.load import load_inventory
@@ -163,6 +164,7 @@ def test_pop_overlay_config_is_netpilot_config(tmp_path) -> None:
     assert all(d["spec"]["selector"]["matchLabels"]["netpilot.io/pop"] == "ams1" for d in pods)
 
 
+@pytest.mark.slow  # kustomize (built with Go on first use)
 def test_central_overlay_config_is_netpilot_config(tmp_path) -> None:
     from streams.settings import StreamsSettings
 

@@ -31,14 +31,14 @@ TRIGGER = 0.90  # the PNI's trigger (the policy's pni default)
 
 
 @pytest.fixture(scope="module")
-def loop_kafka(kafka_broker: str):  # noqa: ANN201
+def loop_kafka(kafka_broker: str):
     from tests.conftest import catalog_topics
 
     yield from catalog_topics(kafka_broker, f"loop{uuid.uuid4().hex[:8]}.")
 
 
 @pytest.fixture(scope="module")
-def run(loop_kafka: KafkaSettings, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def run(loop_kafka: KafkaSettings, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("loop")
     pipe = Pipeline(root, loop_kafka, SCENARIO, PipelineOptions(
         cycle_s=CYCLE_S, hold_s=20.0, autopilot_mode="suggest", injector="apply", prometheus=False))
@@ -86,7 +86,7 @@ def _start(pipe: Pipeline) -> float:
     return int(pipe.query("SELECT min(toUnixTimestamp64Milli(ts)) FROM netpilot.link_stats")[0][0]) / 1000
 
 
-def test_counters_show_the_pni_relieved_within_two_cycles_of_the_first_add(run) -> None:  # noqa: ANN001
+def test_counters_show_the_pni_relieved_within_two_cycles_of_the_first_add(run) -> None:
     pipe, _ = run
     sc = load_scenario(SCENARIO)
     surge = next(e for e in sc.events if e.kind == "surge")
@@ -113,14 +113,14 @@ def test_counters_show_the_pni_relieved_within_two_cycles_of_the_first_add(run) 
     assert after and max(after) < TRIGGER, windows
 
 
-def test_overrides_were_confirmed_by_the_routers(run) -> None:  # noqa: ANN001
+def test_overrides_were_confirmed_by_the_routers(run) -> None:
     pipe, applied = run
     adds = {p for a, p, _ in _recs(pipe) if a == "ADD"}
     confirmed = {key.split("|", 1)[1] for key in applied if key.startswith("ams1|")}
     assert adds and adds <= confirmed, f"ADDs never confirmed by a router: {adds - confirmed}"
 
 
-def test_after_the_withdraw_the_traffic_is_back_on_the_pni(run) -> None:  # noqa: ANN001
+def test_after_the_withdraw_the_traffic_is_back_on_the_pni(run) -> None:
     pipe, _ = run
     recs = _recs(pipe)
     withdrawn = {p: _scenario_time(pipe, t) for a, p, t in recs if a == "WITHDRAW"}

@@ -26,7 +26,7 @@ PNI = "ams1-r1:pni-1"
 
 
 @pytest.fixture(scope="module")
-def e2e_kafka(kafka_broker: str):  # noqa: ANN201
+def e2e_kafka(kafka_broker: str):
     """``kafka_settings`` for the module: one run feeds every assertion."""
     from tests.conftest import catalog_topics
 
@@ -34,7 +34,7 @@ def e2e_kafka(kafka_broker: str):  # noqa: ANN201
 
 
 @pytest.fixture(scope="module")
-def run(e2e_kafka: KafkaSettings, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def run(e2e_kafka: KafkaSettings, tmp_path_factory: pytest.TempPathFactory):
     """Run the scenario once through the pipeline; yield (pipeline, ground truth per link)."""
     kafka_settings = e2e_kafka
     root = tmp_path_factory.mktemp("e2e")
@@ -60,7 +60,7 @@ def totals(pipe: Pipeline, sql: str) -> dict[str, float]:
     return {row[0]: float(row[1]) for row in pipe.query(sql)}
 
 
-def test_raw_flow_totals_match_the_ground_truth(run) -> None:  # noqa: ANN001
+def test_raw_flow_totals_match_the_ground_truth(run) -> None:
     pipe, truth = run
     got = totals(pipe, "SELECT link_id, sum(bytes_scaled) FROM netpilot.flows_raw GROUP BY link_id")
     want = {r["link_id"]: r["bytes"] for r in truth.group_by("link_id").agg(pl.col("bytes").sum()).to_dicts()}
@@ -76,7 +76,7 @@ def test_raw_flow_totals_match_the_ground_truth(run) -> None:  # noqa: ANN001
         assert abs(got[link] - want[link]) < 4 * sigma, (link, got[link], want[link], sigma)
 
 
-def test_congested_pni_gets_an_add_within_one_cycle_and_healthy_links_none(run) -> None:  # noqa: ANN001
+def test_congested_pni_gets_an_add_within_one_cycle_and_healthy_links_none(run) -> None:
     pipe, _ = run
     sc = load_scenario(SCENARIO)
     rows = pipe.query("SELECT action, from_link_id, to_link_id, toUnixTimestamp64Milli(generated_at) "
@@ -98,7 +98,7 @@ def test_congested_pni_gets_an_add_within_one_cycle_and_healthy_links_none(run) 
                                                 f"overload visible at {visible - start:.1f} s")
 
 
-def test_link_utilisation_coverage_close_to_one_for_the_unsampled_exporter(run) -> None:  # noqa: ANN001
+def test_link_utilisation_coverage_close_to_one_for_the_unsampled_exporter(run) -> None:
     pipe, _ = run
     rows = pipe.query("SELECT link_id, median(coverage), count() FROM netpilot.link_utilisation "
                       "WHERE window_s = 10 AND coverage IS NOT NULL GROUP BY link_id")

@@ -5,7 +5,7 @@ and closes its own on the same path."""
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

@@ -11,8 +11,7 @@ import pyarrow as pa
 import pytest
 
 from grafana import generate
-from grafana.macros import QueryContext
-from grafana.macros import expand_sql
+from grafana.macros import QueryContext, expand_sql
 from grafana.panels import PanelQuery, all_variable_values, clickhouse_panels, query_arrow, run_panel
 from sinks.clickhouse.client import ClickHouseClient
 from tests.grafana.store import Store
@@ -177,4 +176,5 @@ def test_only_the_table_for_the_interval_is_read(interval: int, table: str, stor
     assert query_arrow(store_client, sql).num_rows > 0
     if table != "flows_raw":  # and the limit does bite when a query reads more than that
         with pytest.raises(Exception, match="max_rows_to_read"):
-            query_arrow(store_client, f"SELECT sum(bytes_scaled) FROM netpilot.flows_raw SETTINGS max_rows_to_read = {rows}")
+            query_arrow(store_client,
+                        f"SELECT sum(bytes_scaled) FROM netpilot.flows_raw SETTINGS max_rows_to_read = {rows}")

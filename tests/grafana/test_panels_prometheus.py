@@ -15,6 +15,7 @@ from grafana import generate
 from grafana.macros import QueryContext, expand_promql
 from grafana.panels import prometheus_exprs
 from netpilot import catalog
+from netpilot.dev.pipeline import Child
 from netpilot.kafka.producer import KafkaProducer
 from netpilot.obs.http import MetricsServer
 from netpilot.settings import KafkaSettings, MetricsSettings
@@ -22,7 +23,6 @@ from producers.collector.service import CollectorService
 from producers.collector.settings import CollectorSettings
 from sinks.prometheus.service import PrometheusSinkService
 from sinks.prometheus.settings import PrometheusSinkSettings
-from netpilot.dev.pipeline import Child
 from tests.grafana.pipeline import Prometheus, collector_inventory_file, kafka_env, replay
 from tests.grafana.store import Store, _collector_inventory
 from tests.sinks.clickhouse.helpers import free_port

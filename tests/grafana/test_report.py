@@ -17,7 +17,6 @@ from sinks.clickhouse.client import ClickHouseClient
 from tests.grafana.store import Store
 from tests.sinks.clickhouse.helpers import NETPILOT, REPO
 
-
 PANELS = len(clickhouse_panels(generate.load_all()))  # one chart per ClickHouse panel
 
 

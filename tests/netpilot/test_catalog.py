@@ -87,7 +87,7 @@ def _set_retention(client: AdminClient, topic: str, value: str) -> None:
         fut.result(timeout=10)
 
 
-def _wait_for_drift(admin: TopicAdmin, name: str, timeout: float = 15.0):  # noqa: ANN202
+def _wait_for_drift(admin: TopicAdmin, name: str, timeout: float = 15.0):
     """KRaft propagates config changes to the broker's view asynchronously."""
     import time
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 
 
@@ -28,6 +30,7 @@ def test_up_is_idempotent_and_reuses_a_healthy_broker(kafka_broker: str) -> None
     assert info.reused and info.bootstrap == kafka_broker
 
 
+@pytest.mark.kafka  # starts and kills a broker of its own
 def test_dead_broker_is_replaced_and_down_stops_it(tmp_path: Path) -> None:
     """A second broker in its own folder: SIGKILL it, `up` starts a new one; `down` stops it."""
     import signal

@@ -51,7 +51,8 @@ def test_round_trip_is_exact(rows: dict[str, list], codec: str) -> None:
         elif name in flows.STRING_FIELDS:
             cols[name] = values
         else:
-            cols[name] = np.array(values, dtype=np.int64 if name in flows.TIMESTAMP_FIELDS else flows.NUMPY_DTYPES[name])
+            dtype = np.int64 if name in flows.TIMESTAMP_FIELDS else flows.NUMPY_DTYPES[name]
+            cols[name] = np.array(values, dtype=dtype)
     table = flows.flow_table(cols, n=n)
     decoded = flows.decode_flows(flows.encode_flows(table, compression=codec))
     assert decoded.num_rows == n
@@ -116,7 +117,8 @@ def test_truncated_batch_is_a_wire_error() -> None:
 
 
 def test_other_schema_is_a_version_error() -> None:
-    t = pa.table({"x": [1, 2]}).replace_schema_metadata({"netpilot.schema": "flow-aggregates", "netpilot.version": "1.0"})
+    t = pa.table({"x": [1, 2]}).replace_schema_metadata({"netpilot.schema": "flow-aggregates",
+                                                          "netpilot.version": "1.0"})
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, t.schema) as w:
         w.write_table(t)

@@ -44,7 +44,7 @@ def concat(*tables: pa.Table) -> pa.Table:
     return pa.concat_tables(tables).combine_chunks()
 
 
-def read_until(kafka: KafkaSettings, topic: str, done, timeout: float = 60.0) -> list:  # noqa: ANN001
+def read_until(kafka: KafkaSettings, topic: str, done, timeout: float = 60.0) -> list:
     """Read ``topic`` from the start until ``done(messages)`` is true or the timeout."""
     consumer = BatchConsumer(kafka, f"test-{time.monotonic_ns()}", [topic])
     got: list = []

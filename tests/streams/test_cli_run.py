@@ -11,8 +11,8 @@ import sys
 import time
 import urllib.request
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -81,7 +81,7 @@ def workers(kafka_settings: KafkaSettings, tmp_path: Path) -> Iterator:
         w.close()
 
 
-def _send(k: KafkaSettings, *tables) -> None:  # noqa: ANN002
+def _send(k: KafkaSettings, *tables) -> None:
     producer = KafkaProducer(k)
     for table in tables:
         producer.produce(k.topic(catalog.FLOWS), F.encode_flows(table), key="par", headers=F.headers())
@@ -92,7 +92,7 @@ def _minute(t0: int, seconds: range) -> object:
     return flows_at("par", "par-l1", t0 + 1000 * np.asarray(seconds, np.int64), "198.51.100.0")
 
 
-def test_run_processes_flows_and_stops_on_sigterm(kafka_settings: KafkaSettings, workers) -> None:  # noqa: ANN001
+def test_run_processes_flows_and_stops_on_sigterm(kafka_settings: KafkaSettings, workers) -> None:
     t0 = (int(time.time()) // 60) * 60_000 - 120_000
     _send(kafka_settings, _minute(t0, range(0, 40)))
     w = workers("run")
@@ -104,7 +104,7 @@ def test_run_processes_flows_and_stops_on_sigterm(kafka_settings: KafkaSettings,
     assert w.proc.wait(timeout=60) == 0
 
 
-def test_sigkill_mid_window_loses_and_doubles_nothing(kafka_settings: KafkaSettings, workers) -> None:  # noqa: ANN001
+def test_sigkill_mid_window_loses_and_doubles_nothing(kafka_settings: KafkaSettings, workers) -> None:
     k = kafka_settings
     t0 = (int(time.time()) // 60) * 60_000 - 180_000
     _send(k, _minute(t0, range(0, 20)), _minute(t0, range(20, 30)))

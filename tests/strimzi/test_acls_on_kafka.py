@@ -14,17 +14,23 @@ from __future__ import annotations
 import secrets
 import socket
 import uuid
-from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import yaml
-from confluent_kafka import (Consumer, ConsumerGroupTopicPartitions, KafkaException,
-                             Producer, TopicPartition)
-from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType, AdminClient,
-                                   NewTopic, ResourcePatternType, ResourceType,
-                                   ScramCredentialInfo, ScramMechanism,
-                                   UserScramCredentialUpsertion)
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import (
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    NewTopic,
+    ResourcePatternType,
+    ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
 
 from netpilot import catalog
 from netpilot.catalog import Component
@@ -57,6 +63,9 @@ class SecuredKafka(LocalKafka):
             "allow.everyone.if.no.acl.found": "false",
         })
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+
+
+pytestmark = pytest.mark.kafka  # a broker of its own, with SASL and ACLs
 
 
 def _free_port_run(n: int) -> int:

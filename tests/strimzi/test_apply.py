@@ -16,7 +16,7 @@ from kubernetes import client, config
 
 from netpilot import catalog
 from strimzi.apply import Applier, Ref, api_client
-from strimzi.errors import CrdsMissingError, ForbiddenError, NotReadyError, ServerInvalidError
+from strimzi.errors import CrdsMissingError, ForbiddenError, ServerInvalidError
 from strimzi.render import RenderOptions, render_all
 from tests.strimzi.kube_apiserver import KubeApiServer
 

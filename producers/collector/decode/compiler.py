@@ -80,8 +80,6 @@ REVERSE_IES = frozenset({1, 2, 6, 32, 139})
 
 # The IEs any decoder reads; every other field is skipped through the dtype offsets.
 USED_IES: frozenset[int] = frozenset(v for k, v in vars(IE).items() if not k.startswith("_"))
-SAMPLING_IES = (IE.SAMPLING_INTERVAL, IE.SAMPLER_RANDOM_INTERVAL, IE.SAMPLING_PACKET_INTERVAL,
-                IE.SAMPLING_SIZE)
 
 
 @dataclass(frozen=True)

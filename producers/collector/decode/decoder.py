@@ -14,8 +14,8 @@ in ``result.drops`` by reason.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 from producers.collector.decode import ipfix, netflow_v5, netflow_v9, sflow
 from producers.collector.decode.compiler import MAX_FIELDS
@@ -82,9 +82,11 @@ class Decoder:
             except (struct.error, IndexError, ValueError) as exc:
                 # a length we did not check; still bad input, never a crash
                 out.drop(Reason.TRUNCATED, 1, f"{type(exc).__name__}: {exc}")
-        for name, finish, batch in (("netflow5", netflow_v5.finish, v5), ("sflow5", sflow.finish, sf)):
+        finishers: tuple[tuple[str, Callable[..., None], object], ...] = (
+            ("netflow5", netflow_v5.finish, v5), ("sflow5", sflow.finish, sf))
+        for name, finish, batch in finishers:
             try:
-                finish(batch, out, self._default_rate)  # type: ignore[operator]
+                finish(batch, out, self._default_rate)
             except Exception as exc:  # noqa: BLE001 - a decoder bug must cost records, not the process
                 out.drop(Reason.DECODE_FAILED, 1, f"{name}: {type(exc).__name__}: {exc}")
         self._templates.finish(out, now_ms if now_ms is not None else last_ms)

@@ -8,8 +8,9 @@ template across the whole decode pass and joined, so each group costs one
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ MAX_OPTION_RECORDS = 256
 class _Group:
     tpl: CompiledTemplate
     key: TemplateKey
-    parts: list[bytes] = field(default_factory=list)
+    parts: list[bytes | memoryview] = field(default_factory=list)
     counts: list[int] = field(default_factory=list)
     export_ms: list[int] = field(default_factory=list)
     uptime_ms: list[int] = field(default_factory=list)
@@ -93,6 +94,7 @@ class TemplateDecoder:
 
     def _data(self, out: ChunkBuilder, key: TemplateKey, tpl: CompiledTemplate, body: memoryview,
               export_ms: int, uptime_ms: int, received_ms: int) -> None:
+        raw: bytes | memoryview
         if tpl.variable:
             if not tpl.record_length:  # only variable-length fields: nothing netpilot reads
                 out.drop(Reason.UNSUPPORTED, 1)
@@ -126,7 +128,7 @@ class TemplateDecoder:
                                 IE.SAMPLING_POPULATION, IE.SYSTEM_INIT_MS) if tpl.has(ie)]
         if not wanted:
             return
-        cols = {ie: tpl.uint(recs, ie) for ie in wanted}
+        cols = {ie: c for ie in wanted if (c := tpl.uint(recs, ie)) is not None}  # all there: tpl.has(ie)
         # options records are few (one per sampler / interface); a set of thousands is abuse
         for i in range(min(n, MAX_OPTION_RECORDS)):
             self.sampling.learn(key[:3], {ie: int(c[i]) for ie, c in cols.items()})
@@ -152,7 +154,7 @@ class TemplateDecoder:
         recs = np.frombuffer(b"".join(g.parts), dtype=tpl.dtype, count=n)
         counts = np.asarray(g.counts)
         export_ms = np.repeat(np.asarray(g.export_ms, np.int64), counts)
-        cols: dict[str, np.ndarray] = {}
+        cols: dict[str, Any] = {}  # arrays, and scalars that ChunkBuilder broadcasts
         u = tpl.uint
         cols["time_received"] = np.repeat(np.asarray(g.received_ms, np.int64), counts)
         start, end = self._times(tpl, recs, export_ms, g, counts, key)
@@ -218,10 +220,10 @@ class TemplateDecoder:
         )
         result = [export_ms, export_ms]
         for i, pick in enumerate((0, 1)):
-            for pair in pairs:
-                v = u(recs, pair[pick])
+            for start_ie, end_ie, to_ms in pairs:
+                v = u(recs, (start_ie, end_ie)[pick])
                 if v is not None:
-                    result[i] = pair[2](v)
+                    result[i] = to_ms(v)
                     break
             else:
                 up = u(recs, (IE.START_UPTIME, IE.END_UPTIME)[pick])
@@ -239,8 +241,8 @@ class TemplateDecoder:
         return result[0], result[1]
 
 
-def _split_biflow(tpl: CompiledTemplate, recs: np.ndarray, cols: dict[str, np.ndarray],
-                  rate: np.ndarray) -> list[tuple[int, dict[str, np.ndarray]]]:
+def _split_biflow(tpl: CompiledTemplate, recs: np.ndarray, cols: dict[str, Any],
+                  rate: np.ndarray) -> list[tuple[int, dict[str, Any]]]:
     """RFC 5103 biflow records -> forward flows plus reverse flows (src/dst swapped).
 
     Each direction is kept only when it carried traffic, so a biflow export yields the same

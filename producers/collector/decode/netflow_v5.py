@@ -7,8 +7,8 @@ Records of every v5 datagram in a decode pass are joined and decoded with one
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 

@@ -7,8 +7,9 @@ once at the end, so per-flow work stays inside numpy.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +64,7 @@ class DecodeResult:
     errors: list[str] = field(default_factory=list)
     """A few error messages (bounded) for rate-limited logging by the caller."""
 
-    def table(self, extra: Mapping[str, Any] | None = None):  # -> pa.Table
+    def table(self, extra: Mapping[str, Any] | None = None) -> Any:  # a pa.Table (pyarrow is untyped)
         cols: dict[str, Any] = dict(self.columns)
         if extra:
             cols.update(extra)
@@ -76,10 +77,10 @@ class ChunkBuilder:
     MAX_ERRORS = 20
 
     def __init__(self) -> None:
-        self.chunks: list[tuple[int, dict[str, np.ndarray]]] = []
+        self.chunks: list[tuple[int, dict[str, Any]]] = []  # arrays, or scalars to broadcast
         self.result = DecodeResult(columns={}, n=0)
 
-    def add(self, n: int, cols: dict[str, np.ndarray]) -> None:
+    def add(self, n: int, cols: dict[str, Any]) -> None:
         if n:
             self.chunks.append((n, cols))
 

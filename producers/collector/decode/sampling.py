@@ -11,8 +11,8 @@ Options data only updates the state; flows use the state at the end of a decode 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 

@@ -10,8 +10,9 @@ every ~20 s) become :class:`~netpilot.wire.links.LinkStats` with ``source="sflow
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any
 
 import numpy as np
 
@@ -195,7 +196,7 @@ def finish(b: SFlowBatch, out: ChunkBuilder, default_rate: Callable[[bytes], int
         out.result.sampling_unknown += n_unknown
     received = np.repeat(np.asarray(b.received_ms, np.int64), counts)
     exporters = np.frombuffer(b"".join(b.exporters), np.uint8).reshape(-1, 16)
-    cols = dict(h)
+    cols: dict[str, Any] = dict(h)  # arrays, and scalars that ChunkBuilder broadcasts
     cols.update({
         "time_received": received, "time_start": received, "time_end": received,
         "flow_type": np.uint8(FlowType.SFLOW5),

@@ -9,8 +9,9 @@ costs a fixed amount of memory and shows up as counted evictions instead.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Protocol
 
 from producers.collector.decode.compiler import CompiledTemplate
 

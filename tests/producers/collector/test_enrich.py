@@ -23,7 +23,7 @@ pops:
       - {name: fra1-r1, exporter: "2001:db8::1", links: [{link_id: fra1-t1, if_index: 5}, {link_id: fra1-p1, if_index: 6}]}
 routes:
   - {prefix: 198.51.100.0/24, dst_as: 64501}
-"""
+"""  # noqa: E501 - inventory YAML under test
 
 
 def addrs(*texts: str) -> np.ndarray:

@@ -16,10 +16,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from netpilot.wire.flows import addr_to_str, str_to_addr
 from producers.collector.decode.decoder import Decoder
 from tests.producers.collector.traffic import UdpCapture, tshark_fields, write_datagram_pcap
 from tests.producers.linkstats.netlab import NetLab
+
+pytestmark = pytest.mark.netns  # NetLab namespaces, tcpdump and fprobe on a veth: root
 
 IP_UDP_HEADERS = 28
 
@@ -90,7 +94,8 @@ def test_softflowd_and_fprobe_on_a_live_veth(tmp_path: Path) -> None:
             tcpdump = subprocess.Popen(in_router + ["tcpdump", "-i", lab.data_if, "-U", "-s", "256", "-w", str(fifo)],
                                        stdout=subprocess.DEVNULL, stderr=td_err)
         softflowd = subprocess.Popen(in_router + ["softflowd", "-d", "-r", str(fifo), "-a", "-v", "10",
-                                                  "-n", f"{lab.root_addr}:{sf_cap.port}", "-p", str(tmp_path / "sf.pid")],
+                                                  "-n", f"{lab.root_addr}:{sf_cap.port}",
+                                                  "-p", str(tmp_path / "sf.pid")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         fprobe = subprocess.Popen(in_router + ["fprobe", "-i", lab.data_if, "-p", "-n", "5", "-s", "1", "-d", "1",
                                                "-e", "2", "-l", "2", f"{lab.root_addr}:{fp_cap.port}"],

@@ -103,7 +103,7 @@ class UdpCapture:
         while not self._stop.is_set():
             try:
                 data, _ = self.sock.recvfrom(65535)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             self.datagrams.append((data, time.time()))
 

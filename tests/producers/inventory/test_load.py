@@ -51,7 +51,7 @@ MISTAKES = [
         """
         pops:
           fra1: {routers: {r1: 
-        """,
+        """,  # noqa: W291 - the trailing space is part of the broken YAML under test
         ["inv.yaml:3:1: not valid YAML: expected the node content, but found '<stream end>'"],
         id="yaml-syntax-error-gives-line-and-column"),
     pytest.param(
@@ -96,14 +96,14 @@ MISTAKES = [
         "(got '10 gigs')"],
         id="bad-capacity-unit"),
     pytest.param(
-        f"""
+        """
         pops:
           fra1:
             routers:
               r1:
-                snmp: {{target: 192.0.2.1, credentials: ro}}
+                snmp: {target: 192.0.2.1, credentials: ro}
                 links:
-                  l1: {{if_name: et1, capacity: 10G, peer_type: peering}}
+                  l1: {if_name: et1, capacity: 10G, peer_type: peering}
         """,
         ["inv.yaml:7: pops.fra1.routers.r1.links.l1.peer_type: Input should be 'transit', "
         "'pni', 'ix', 'route-server' or 'internal' (got 'peering')"],

@@ -92,7 +92,7 @@ def test_watch_republishes_on_change_and_keeps_last_valid(kafka_settings: KafkaS
     assert sample_value(registry, "netpilot_inventory_links") == 4
 
 
-def _wait(cond, timeout: float = 30.0) -> None:  # noqa: ANN001
+def _wait(cond, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         assert time.monotonic() < deadline, "condition not reached in time"

@@ -46,7 +46,7 @@ class NetLab:
         self._procs: list[subprocess.Popen] = []
         self.snmpd: dict[int, subprocess.Popen] = {}
 
-    def open(self) -> "NetLab":
+    def open(self) -> NetLab:
         _ip("netns", "add", self.router_ns)
         _ip("netns", "add", self.peer_ns)
         # management link: test process <-> router namespace

@@ -38,8 +38,8 @@ def _link(**kw: object) -> LinkInventory:
     return LinkInventory(pop="lab1", router="r1", capacity_bps=10e9, **kw)  # type: ignore[arg-type]
 
 
-def _poll(lab: NetLab, creds: Credentials, links: tuple[LinkInventory, ...]):  # noqa: ANN202
-    async def go():  # noqa: ANN202
+def _poll(lab: NetLab, creds: Credentials, links: tuple[LinkInventory, ...]):
+    async def go():
         client = SnmpClient(lab.agent_addr, 1161, creds, timeout=1.0)
         try:
             return await RouterPoller("lab1", "r1", links, client).poll()

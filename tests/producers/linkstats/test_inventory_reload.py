@@ -24,7 +24,7 @@ def _write(path: Path, *routers: tuple[str, int]) -> None:
                                                          for n, p in routers) + "\n")
 
 
-def _wait(cond, timeout: float = 15.0) -> None:  # noqa: ANN001
+def _wait(cond, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         assert time.monotonic() < deadline, "condition not reached in time"

@@ -62,7 +62,7 @@ def _read_all(kafka: KafkaSettings) -> list[tuple[str, LinkStats]]:
     return [(r.key, LinkStats.decode(r.value)) for r in read_topic(kafka, kafka.topic(catalog.LINK_STATS))]
 
 
-def _wait(cond, timeout: float) -> None:  # noqa: ANN001
+def _wait(cond, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         assert time.monotonic() < deadline, "condition not reached in time"

@@ -26,7 +26,7 @@ START_MS = 1_790_000_000_000
 NF_PORT, SF_PORT = 29055, 29343
 
 
-def run_sim(out: Path, duration: float, **kw) -> Simulator:  # noqa: ANN003
+def run_sim(out: Path, duration: float, **kw) -> Simulator:
     sc = load_scenario(SCENARIO).model_copy(update={"duration_s": duration})
     sim = Simulator(sc, out, ("127.0.0.1", NF_PORT), ("127.0.0.1", SF_PORT), realtime=False,
                     start_ms=START_MS, pcap_path=out / "d.pcap", **kw)
@@ -62,7 +62,8 @@ def truth_by_router(sim: Simulator) -> dict[str, int]:
 
 
 def test_tshark_decodes_every_datagram(sim5: Simulator) -> None:
-    assert not tshark_fields(sim5.out_dir / "d.pcap", "frame.number", display="_ws.malformed || _ws.expert.severity >= error")
+    assert not tshark_fields(sim5.out_dir / "d.pcap", "frame.number",
+                             display="_ws.malformed || _ws.expert.severity >= error")
     frames = tshark_fields(sim5.out_dir / "d.pcap", "frame.number", display="cflow || sflow")
     assert len(frames) == sim5.stats.datagrams > 100
 
@@ -102,7 +103,7 @@ def test_scripted_events_shape_the_truth() -> None:
     model = NetworkModel(sc)
     ams, fra = model.pops
 
-    def link_bytes(pm, t: float, link_id: str) -> int:  # noqa: ANN001
+    def link_bytes(pm, t: float, link_id: str) -> int:
         st = model.step(pm, t)
         li = [l.link_id for _, l in pm.links].index(link_id)
         return int(st.bytes[st.link == li].sum())
@@ -150,7 +151,8 @@ def test_link_counters_published_to_kafka_match_truth(tmp_path: Path, kafka_sett
         want = truth.filter((pl.col("link_id") == link_id) & (pl.col("t") >= t0) & (pl.col("t") < t1))["bytes"].sum()
         assert delta == want, link_id
         assert mine[-1].out_bps == pytest.approx(
-            truth.filter((pl.col("link_id") == link_id) & (pl.col("t") >= t1 - 10) & (pl.col("t") < t1))["bytes"].sum() * 8 / 10)
+            truth.filter((pl.col("link_id") == link_id) & (pl.col("t") >= t1 - 10)
+                         & (pl.col("t") < t1))["bytes"].sum() * 8 / 10)
 
 
 def test_network_files_are_read_by_inventory_routes_and_collector(sim5: Simulator) -> None:

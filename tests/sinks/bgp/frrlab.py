@@ -45,14 +45,14 @@ class FrrRouter:
         self.dir = Path(tempfile.mkdtemp(prefix="netpilot-frr-"))
         os.chmod(self.dir, 0o755)
 
-    def open(self) -> "FrrRouter":
+    def open(self) -> FrrRouter:
         try:
             return self._open()
         except BaseException:
             self.close()
             raise
 
-    def _open(self) -> "FrrRouter":
+    def _open(self) -> FrrRouter:
         _ip("netns", "add", self.ns)
         _ip("-n", self.ns, "link", "set", "lo", "up")
         _ip("link", "add", self.root_if, "type", "veth", "peer", "name", "mgmt0", "netns", self.ns)

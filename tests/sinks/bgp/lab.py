@@ -6,8 +6,8 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from netpilot import catalog
 from netpilot.dev.bird import BirdRouter, BirdRouterSpec

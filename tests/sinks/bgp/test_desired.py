@@ -24,7 +24,7 @@ def _net() -> Network:
     return net
 
 
-def _state(*recs) -> DesiredState:  # noqa: ANN002
+def _state(*recs) -> DesiredState:
     st = DesiredState()
     for r in recs:
         st.apply_recommendation(r.key(), r)

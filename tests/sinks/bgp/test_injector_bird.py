@@ -10,8 +10,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -24,8 +24,7 @@ from netpilot.settings import KafkaSettings, load_settings
 from netpilot.wire.injector import AppliedOverride, InjectorControl
 from sinks.bgp.service import InjectorService
 from sinks.bgp.settings import InjectorSettings
-from tests.sinks.bgp.lab import (POP, injector_settings, ours, publish_pop, rec, send, start_routers,
-                                 wait_until)
+from tests.sinks.bgp.lab import POP, injector_settings, ours, publish_pop, rec, send, start_routers, wait_until
 
 
 @pytest.fixture
@@ -61,8 +60,8 @@ def _control(kafka: KafkaSettings, msg: InjectorControl) -> None:
 
 
 def _applied(kafka: KafkaSettings) -> dict[str, AppliedOverride]:
-    return {k: AppliedOverride.decode(v) for k, v in read_compacted(kafka, kafka.topic(catalog.APPLIED_OVERRIDES)).items()
-            if v is not None}
+    records = read_compacted(kafka, kafka.topic(catalog.APPLIED_OVERRIDES))
+    return {k: AppliedOverride.decode(v) for k, v in records.items() if v is not None}
 
 
 def test_add_reaches_both_routers_with_its_attributes_and_withdraw_removes_it(

@@ -4,8 +4,8 @@ in FRR's BGP table with its attributes *and* in the kernel's forwarding table.""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

@@ -105,7 +105,7 @@ class SinkProcess:
         }
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "SinkProcess":
+    def start(self) -> SinkProcess:
         with open(self.log, "ab") as logf:
             self.proc = subprocess.Popen([*NETPILOT, "sink", "clickhouse", "run"], env=self.env,
                                          cwd=REPO, stdout=logf, stderr=subprocess.STDOUT)
@@ -166,7 +166,7 @@ class SinkProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
-                raise AssertionError(f"sink did not stop within {timeout}s\n{self.tail()}")
+                raise AssertionError(f"sink did not stop within {timeout}s\n{self.tail()}") from None
         return self.proc.returncode
 
     def tail(self, n: int = 40) -> str:

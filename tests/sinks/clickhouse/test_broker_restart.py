@@ -15,12 +15,16 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from netpilot import catalog
 from netpilot.settings import KafkaSettings
 from tests.sinks.clickhouse.helpers import SinkProcess, free_port, make_flows, produce
 
 TOTALS = "SELECT count(), sum(bytes), sum(bytes_scaled) FROM netpilot.flows_raw"
 M = "netpilot_sink_clickhouse_"
+
+pytestmark = pytest.mark.kafka  # a private broker, not the kafka_broker fixture
 
 
 def test_sink_rides_out_a_broker_restart_without_loss_or_duplicates(tmp_path: Path) -> None:

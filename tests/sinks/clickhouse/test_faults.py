@@ -21,8 +21,8 @@ from netpilot import catalog
 from netpilot.settings import KafkaSettings
 from netpilot.wire import aggregates
 from netpilot.wire.autopilot import CycleSummary, LinkSide, Recommendation
-from netpilot.wire.flows import str_to_addr
 from netpilot.wire.deadletter import DeadLetter
+from netpilot.wire.flows import str_to_addr
 from netpilot.wire.links import LinkInventory, LinkStats, LinkUtilisation
 from tests.sinks.clickhouse.helpers import NETPILOT, REPO, SinkProcess, make_flows, produce
 

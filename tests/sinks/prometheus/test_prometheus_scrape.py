@@ -73,7 +73,7 @@ def test_prometheus_scrapes_link_utilisation(kafka_settings: KafkaSettings, tmp_
     prom = subprocess.Popen(
         [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
          f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
-        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "wb"))
+        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "wb"))  # noqa: SIM115
     try:
         query = 'netpilot_link_utilisation_ratio{pop="ams",link_id="ams-l1",peer_type="transit"}'
         deadline = time.monotonic() + 60

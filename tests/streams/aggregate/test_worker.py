@@ -4,8 +4,8 @@ utilisation out with exact totals, poison messages to dead letters, state across
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa

@@ -5,8 +5,8 @@ from __future__ import annotations
 import ipaddress
 
 import numpy as np
-import pytest
 import pyarrow as pa
+import pytest
 
 from netpilot.wire import aggregates as wa
 from netpilot.wire.flows import str_to_addr

@@ -15,7 +15,7 @@ from tests.streams.autopilot.test_planner import A, B, overloaded_pop
 DEMAND = {f"198.51.{100 + i}.0/24": 1e9 for i in range(5)}
 
 
-def _cycles(policy: Policy, snap_at, n: int):  # noqa: ANN001 - snap_at(i) -> Snapshot
+def _cycles(policy: Policy, snap_at, n: int):  # snap_at(i) -> Snapshot
     state, plans = PlannerState(), []
     for i in range(n):
         p = plan(snap_at(i), state, policy, T0 + 30 * i)
@@ -38,7 +38,7 @@ def test_overrides_not_applied_in_suggest_mode_raise_the_alarm_after_five_minute
 
 
 def test_applied_overrides_match_the_projection(policy: Policy) -> None:
-    def snap(i: int):  # noqa: ANN202
+    def snap(i: int):
         if i == 0:
             return overloaded_pop()
         # the actuator applied the move: 1 Gbps left A for B, and the flows show it on B

@@ -67,7 +67,7 @@ def start(kafka: KafkaSettings, data_dir: Path, app: str) -> AutopilotService:
     return svc
 
 
-def wait_for(consumer: BatchConsumer, pred, timeout: float = 60.0) -> list:  # noqa: ANN001
+def wait_for(consumer: BatchConsumer, pred, timeout: float = 60.0) -> list:
     seen: list = []
     deadline = time.time() + timeout
     while time.time() < deadline:

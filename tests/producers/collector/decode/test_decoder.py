@@ -10,8 +10,18 @@ from netpilot.wire.flows import FlowFlags, FlowType, addr_to_str, str_to_addr
 from producers.collector.decode.decoder import Decoder, DecoderOptions
 from producers.collector.decode.errors import Reason
 from tests.producers.collector.decode.builders import (
-    EXPORT_TIME, EXPORTER, V4_FIELDS, ipfix, ipfix_options_template, ipfix_set, ipfix_template, v4_record, v5, v9,
-    v9_options_template, v9_template,
+    EXPORT_TIME,
+    EXPORTER,
+    V4_FIELDS,
+    ipfix,
+    ipfix_options_template,
+    ipfix_set,
+    ipfix_template,
+    v4_record,
+    v5,
+    v9,
+    v9_options_template,
+    v9_template,
 )
 
 NOW = EXPORT_TIME * 1000

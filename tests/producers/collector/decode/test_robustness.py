@@ -14,7 +14,16 @@ from producers.collector.decode.decoder import Decoder, DecoderOptions
 from producers.collector.decode.errors import Reason
 from tests.producers.collector.conftest import LOOPBACK
 from tests.producers.collector.decode.builders import (
-    EXPORTER, V4_FIELDS, field_specs, ipfix, ipfix_set, ipfix_template, v4_record, v5, v9, v9_template,
+    EXPORTER,
+    V4_FIELDS,
+    field_specs,
+    ipfix,
+    ipfix_set,
+    ipfix_template,
+    v4_record,
+    v5,
+    v9,
+    v9_template,
 )
 
 NOW = 1_700_000_000_000

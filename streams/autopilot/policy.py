@@ -50,7 +50,12 @@ class Policy(BaseModel):
     release_gap: float = Field(0.15, ge=0, lt=1, description="release = hi - release_gap")
     hold_s: float = Field(300.0, ge=0, description="minimum life of an override after ADD")
     cooldown_s: float = Field(600.0, ge=0, description="no re-detour of a prefix after a release")
-    ttl_s: float | None = Field(None, gt=0, description="valid_until = now + ttl_s; default 3 * cycle_s")
+    ttl_s: float | None = Field(None, gt=0, description="valid_until = now + ttl_s; default 3 * cycle_s, "
+                                                        "at least min_ttl_s")
+    min_ttl_s: float = Field(60.0, ge=0, description="the default TTL is never shorter: an override must "
+                                                     "outlast a worker restart (a group session timeout and "
+                                                     "a cycle), or a restart is a WITHDRAW then an ADD, a "
+                                                     "route flap on the routers")
     max_adds_per_cycle: int = Field(20, ge=0, description="new ADDs per cycle per PoP")
     max_withdraws_per_cycle: int = Field(10, ge=1, description="graceful/kill-switch withdraws per cycle (unwind rate)")
     max_moved_fraction_per_link: float = Field(0.25, gt=0,
@@ -90,7 +95,7 @@ class Policy(BaseModel):
 
     @property
     def ttl(self) -> float:
-        return self.ttl_s if self.ttl_s is not None else 3 * self.cycle_s
+        return self.ttl_s if self.ttl_s is not None else max(3 * self.cycle_s, self.min_ttl_s)
 
     @property
     def stale_after_s(self) -> float:

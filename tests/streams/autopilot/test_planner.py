@@ -202,6 +202,19 @@ def test_ttl_expiry_withdraws(policy: Policy) -> None:
     assert late.state.overrides == {}
 
 
+def test_a_restart_of_a_fast_cycling_autopilot_refreshes_and_never_flaps() -> None:
+    # 5 s cycles (the demo's): 3 cycles would be 15 s, less than a worker restart takes
+    # (session timeout, partitions back, first cycle ~30-45 s). The TTL floor covers it.
+    fast = Policy(mode="suggest", cycle_s=5.0, split_enabled=False)
+    assert fast.ttl == 60.0 and Policy(cycle_s=30.0).ttl == 90.0 and Policy(cycle_s=5, ttl_s=10).ttl == 10
+    first = plan(overloaded_pop(), PlannerState(), fast, T0)
+    (add,) = first.by_action("ADD")
+    assert add.valid_until == T0 + 60
+    back = plan(overloaded_pop(), first.state, fast, T0 + 45)  # the first cycle after a 45 s outage
+    assert [(i.action, i.prefix) for i in back.items] == [("REFRESH", add.prefix)]
+    assert back.items[0].valid_until == T0 + 45 + 60
+
+
 def test_kill_switch_withdraws_all_rate_limited() -> None:
     state = PlannerState(overrides={
         f"198.51.{100 + i}.0/24": Override(prefix=f"198.51.{100 + i}.0/24", to_link=B, from_links=(A,),

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from netpilot.settings import settings_to_run
+from netpilot.runcmd import add_run_command
+
+if TYPE_CHECKING:
+    from streams.settings import StreamsSettings
 
 app = typer.Typer(no_args_is_help=True, help="Stream processing: windows and link utilisation.")
 
@@ -16,16 +19,13 @@ def streams() -> None:
     """Stream processing: flow windows and link utilisation (a faust worker)."""
 
 
-@app.command()
-def run(config: Path = typer.Option(None, "--config", "-c", help="YAML configuration file."),
-        check: bool = typer.Option(False, "--check", help="Validate the configuration and exit."),
-        dump: bool = typer.Option(False, "--dump", help="Print the effective configuration and exit.")) -> None:
-    """Run the faust worker until SIGINT/SIGTERM."""
+def _settings_class() -> type[StreamsSettings]:
     from streams.settings import StreamsSettings
 
-    settings = settings_to_run(StreamsSettings, config, check=check, dump=dump)
-    if settings is None:
-        return
+    return StreamsSettings
+
+
+def _start(settings: StreamsSettings) -> int:
     from netpilot import lifecycle
     from netpilot.obs.logging import setup_logging
     from streams.app import app_id, internal_topic_prefix
@@ -36,4 +36,7 @@ def run(config: Path = typer.Option(None, "--config", "-c", help="YAML configura
     metrics = StreamsMetrics.create()
     typer.echo(f"app id {app_id(settings)}; internal topics {internal_topic_prefix(app_id(settings))}*",
                err=True)
-    raise typer.Exit(lifecycle.serve(StreamsService(settings, metrics), metrics.registry, settings.metrics))
+    return lifecycle.serve(StreamsService(settings, metrics), metrics.registry, settings.metrics)
+
+
+add_run_command(app, _settings_class, _start, doc="Run the faust worker until SIGINT/SIGTERM.")

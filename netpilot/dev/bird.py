@@ -10,15 +10,14 @@ peers' addresses resolvable, so an override is a normal, reachable BGP route.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from netpilot.errors import NetpilotError
+from netpilot.proc import stop_pid
 
 
 class BirdError(NetpilotError):
@@ -103,17 +102,5 @@ class BirdRouter:
         pid = self.pid()
         if pid is None:
             return
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.05)
-        else:
-            os.kill(pid, signal.SIGKILL)
+        stop_pid(pid, grace_s=10, poll_s=0.05)
         self._pid_file.unlink(missing_ok=True)

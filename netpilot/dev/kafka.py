@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 import uuid
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from netpilot.errors import KafkaSetupError
+from netpilot.proc import stop_pid
 
 KAFKA_VERSION = "4.3.1"
 SCALA_VERSION = "2.13"
@@ -33,6 +33,8 @@ SLF4J_VERSION = "2.0.17"
 
 DEFAULT_PORT = 9092
 DEFAULT_HEAP = "512m"
+STOP_GRACE_S = 30.0
+"""How long a SIGTERMed broker gets for its controlled shutdown before SIGKILL."""
 
 
 def cache_root() -> Path:
@@ -226,7 +228,7 @@ class LocalKafka:
             if pid is not None:
                 if self.healthy():
                     return self.info(reused=True)
-                self._stop_pid(pid)  # alive but not answering: replace it
+                stop_pid(pid, STOP_GRACE_S)  # alive but not answering: replace it
             libs = resolve_kafka(self.version)
             self._write_config()
             if not (self.state_dir / "data" / "meta.properties").exists():
@@ -307,39 +309,15 @@ class LocalKafka:
                 self._meta_file.write_text(json.dumps(meta))
                 return self.info()
             time.sleep(0.5)
-        self._stop_pid(proc.pid)
+        stop_pid(proc.pid, STOP_GRACE_S)
         raise KafkaSetupError(f"Kafka did not answer within {timeout:.0f}s; last log lines:\n{self.tail(30)}")
-
-    def _stop_pid(self, pid: int, timeout: float = 30.0) -> None:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            if _zombie(pid):
-                break
-            time.sleep(0.2)
-        else:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
 
     def down(self, wipe: bool = False) -> bool:
         """Stop the broker (SIGTERM: a clean controlled shutdown). Returns whether one ran."""
         with self._lock():
             pid = self.pid()
             if pid is not None:
-                self._stop_pid(pid)
+                stop_pid(pid, STOP_GRACE_S)
             self._pid_file.unlink(missing_ok=True)
             if wipe:
                 shutil.rmtree(self.state_dir / "data", ignore_errors=True)
@@ -425,11 +403,3 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] == "Z"

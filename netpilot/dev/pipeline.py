@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netpilot.errors import NetpilotError
+from netpilot.proc import stop_process
 from netpilot.settings import KafkaSettings
 
 NETPILOT = [sys.executable, "-m", "netpilot.cli"]
@@ -99,14 +100,7 @@ class Child:
             return ""
 
     def stop(self, grace_s: float = 30.0) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
+        return stop_process(self.proc, grace_s, kill_wait_s=10)
 
     def tail(self, lines: int = 30) -> str:
         try:
@@ -276,13 +270,8 @@ class Pipeline:
 
     def _stop_children(self) -> dict[str, int | None]:
         codes: dict[str, int | None] = {}
-        if self.simulation is not None and self.simulation.poll() is None:
-            self.simulation.send_signal(signal.SIGTERM)
-            try:
-                self.simulation.wait(15)
-            except subprocess.TimeoutExpired:
-                self.simulation.kill()
-                self.simulation.wait(10)
+        if self.simulation is not None:
+            stop_process(self.simulation, grace_s=15, kill_wait_s=10)
         for name in ("injector", "collector", "streams", "autopilot", "sink-prometheus", "sink-clickhouse"):
             child = self.children.get(name)
             if child is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from netpilot.errors import WireError, WireVersionError
+from netpilot.wire.arrow import open_stream, write_stream
 from netpilot.wire.flows import ADDR, DICT_STR, TS
 
 SCHEMA_NAME = "flow-aggregates"
@@ -35,18 +36,11 @@ AGGREGATE_SCHEMA = pa.schema(
 
 def encode_aggregates(table: pa.Table) -> bytes:
     table = table.select(AGGREGATE_SCHEMA.names).cast(AGGREGATE_SCHEMA)
-    sink = pa.BufferOutputStream()
-    opts = pa.ipc.IpcWriteOptions(compression="lz4")
-    with pa.ipc.new_stream(sink, AGGREGATE_SCHEMA, options=opts) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    return write_stream(table, AGGREGATE_SCHEMA, "lz4")
 
 
 def decode_aggregates(value: bytes) -> pa.Table:
-    try:
-        reader = pa.ipc.open_stream(pa.py_buffer(value))
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        raise WireError(f"aggregates batch is not an Arrow IPC stream: {exc}") from exc
+    reader = open_stream(value, "aggregates batch")
     meta = reader.schema.metadata or {}
     if meta.get(b"netpilot.schema") != SCHEMA_NAME.encode():
         raise WireVersionError(f"not a {SCHEMA_NAME} batch: {meta.get(b'netpilot.schema')!r}")

@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from netpilot.errors import WireError, WireVersionError
+from netpilot.wire.arrow import open_stream, write_stream
 
 SCHEMA_NAME = "flows"
 MAJOR = 1
@@ -109,12 +110,6 @@ TIMESTAMP_FIELDS = ("time_received", "time_start", "time_end")
 ADDRESS_FIELDS = ("exporter", "src_addr", "dst_addr", "dst_prefix", "next_hop")
 STRING_FIELDS = ("pop", "router", "link_id")
 
-_IPC_OPTIONS = {
-    codec: pa.ipc.IpcWriteOptions(compression=None if codec == "none" else codec)
-    for codec in ("lz4", "zstd", "none")
-}
-
-
 def _addr_array(values: np.ndarray | pa.Array) -> pa.Array:
     if isinstance(values, pa.Array):
         return values.cast(ADDR) if values.type != ADDR else values
@@ -191,11 +186,7 @@ def encode_flows(table: pa.Table, compression: str = "lz4") -> bytes:
     """Serialise a flows/1 table into one Kafka message value (one Arrow IPC stream)."""
     if not table.schema.equals(FLOW_SCHEMA, check_metadata=False):
         table = table.select(list(FIELD_NAMES)).cast(FLOW_SCHEMA)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, FLOW_SCHEMA, options=_IPC_OPTIONS[compression]) as writer:
-        for batch in table.to_batches():
-            writer.write_batch(batch)
-    return sink.getvalue().to_pybytes()
+    return write_stream(table, FLOW_SCHEMA, compression)
 
 
 def headers() -> list[tuple[str, bytes]]:
@@ -227,10 +218,7 @@ def decode_flows(value: bytes | memoryview | pa.Buffer) -> pa.Table:
     Raises :class:`WireVersionError` for another schema/version and :class:`WireError`
     for anything that is not a well-formed Arrow stream of the expected columns.
     """
-    try:
-        reader = pa.ipc.open_stream(pa.py_buffer(value) if not isinstance(value, pa.Buffer) else value)
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        raise WireError(f"flows batch is not an Arrow IPC stream: {exc}") from exc
+    reader = open_stream(value, "flows batch")
     check_version(reader.schema.metadata)
     try:
         table = reader.read_all()

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import typer
 
+from netpilot.runcmd import add_run_command
 from netpilot.settings import load_settings
 from producers.collector.settings import CollectorSettings
 
@@ -27,25 +26,19 @@ def _check(settings: CollectorSettings) -> str:
     return f"ok: {len(inv.pops)} pops, {len(routers)} exporters, {links} links, {len(inv.routes)} routes{note}"
 
 
-@app.command()
-def run(config: Path = ConfigOpt,
-        check: bool = typer.Option(False, "--check", help="Validate configuration and inventory, then exit."),
-        dump: bool = typer.Option(False, "--dump", help="Print the effective configuration and exit.")) -> None:
-    """Receive, decode, enrich and publish flows until SIGINT/SIGTERM."""
-    settings = load_settings(CollectorSettings, config)
-    if dump:
-        typer.echo(json.dumps(settings.dump(), indent=2, default=str))
-        return
-    if check:
-        typer.echo(_check(settings))
-        return
+def _start(settings: CollectorSettings) -> int:
     from netpilot import lifecycle
     from netpilot.obs.logging import setup_logging
     from producers.collector.service import CollectorService
 
     setup_logging(settings.log, component="collector")
     service = CollectorService(settings)
-    sys.exit(lifecycle.serve(service, service.registry, settings.metrics))
+    return lifecycle.serve(service, service.registry, settings.metrics)
+
+
+add_run_command(app, lambda: CollectorSettings, _start, check_report=_check,
+                doc="Receive, decode, enrich and publish flows until SIGINT/SIGTERM.",
+                check_help="Validate configuration and inventory, then exit.")
 
 
 @app.command("check")

@@ -8,34 +8,42 @@ so a drain survives restarts and reaches every replica.
 from __future__ import annotations
 
 import getpass
-import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from netpilot.settings import load_settings, settings_to_run
+from netpilot.runcmd import add_run_command
+from netpilot.settings import load_settings
 
-app = typer.Typer(no_args_is_help=True, help="BGP injector: applies the autopilot's overrides to the routers.")
-ConfigOpt = typer.Option(None, "--config", "-c", help="netpilot YAML (kafka:, injector:).")
-
-
-@app.command()
-def run(config: Path = ConfigOpt,
-        check: bool = typer.Option(False, "--check", help="validate the configuration and exit"),
-        dump: bool = typer.Option(False, "--dump", help="print the effective configuration")) -> None:
-    """Keep the routers' injected routes equal to the recommendations (see the mode)."""
+if TYPE_CHECKING:
     from sinks.bgp.settings import InjectorSettings
 
-    settings = settings_to_run(InjectorSettings, config, check=check, dump=dump)
-    if settings is None:
-        return
+app = typer.Typer(no_args_is_help=True, help="BGP injector: applies the autopilot's overrides to the routers.")
+CONFIG_HELP = "netpilot YAML (kafka:, injector:)."
+ConfigOpt = typer.Option(None, "--config", "-c", help=CONFIG_HELP)
+
+
+def _settings_class() -> type[InjectorSettings]:
+    from sinks.bgp.settings import InjectorSettings
+
+    return InjectorSettings
+
+
+def _start(settings: InjectorSettings) -> int:
     from netpilot.lifecycle import run as run_services
     from netpilot.obs.logging import setup_logging
     from sinks.bgp.service import InjectorService
 
     setup_logging(settings.log, "injector")
-    sys.exit(run_services([InjectorService(settings)]))
+    return run_services([InjectorService(settings)])
+
+
+add_run_command(app, _settings_class, _start,
+                doc="Keep the routers' injected routes equal to the recommendations (see the mode).",
+                config_help=CONFIG_HELP, check_help="validate the configuration and exit",
+                dump_help="print the effective configuration")
 
 
 def _publish(config: Path | None, msg: object) -> None:

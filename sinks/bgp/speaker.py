@@ -26,6 +26,7 @@ from pathlib import Path
 
 from netpilot.errors import NetpilotError
 from netpilot.obs.logging import get_logger
+from netpilot.proc import stop_process
 
 log = get_logger("netpilot.injector.speaker")
 
@@ -176,13 +177,8 @@ class ExaBGPSpeaker:
             except OSError:
                 pass
             self._conn = None
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(timeout)
+        if self._proc is not None:
+            stop_process(self._proc, grace_s=timeout, kill_wait_s=timeout)
         self._up = {r: False for r in self.sessions}
 
     # -- API ------------------------------------------------------------------------------

@@ -4,37 +4,44 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from netpilot.settings import load_settings, settings_to_run
+from netpilot.runcmd import add_run_command
+from netpilot.settings import load_settings
+
+if TYPE_CHECKING:
+    from sinks.clickhouse.settings import ClickHouseSinkSettings
 
 app = typer.Typer(no_args_is_help=True, help="ClickHouse sink (embedded chDB by default).")
-ConfigOpt = typer.Option(None, "--config", "-c", help="netpilot YAML (kafka:, sink-clickhouse:).")
+CONFIG_HELP = "netpilot YAML (kafka:, sink-clickhouse:)."
+ConfigOpt = typer.Option(None, "--config", "-c", help=CONFIG_HELP)
 
 
-def _settings(config: Path | None):
+def _settings_class() -> type[ClickHouseSinkSettings]:
     from sinks.clickhouse.settings import ClickHouseSinkSettings
 
-    return load_settings(ClickHouseSinkSettings, config)
+    return ClickHouseSinkSettings
 
 
-@app.command()
-def run(config: Path = ConfigOpt,
-        check: bool = typer.Option(False, "--check", help="validate the configuration and exit"),
-        dump: bool = typer.Option(False, "--dump", help="print the effective configuration")) -> None:
-    """Consume the sink's topics into ClickHouse until SIGTERM/SIGINT."""
-    from sinks.clickhouse.settings import ClickHouseSinkSettings
+def _settings(config: Path | None) -> ClickHouseSinkSettings:
+    return load_settings(_settings_class(), config)
 
-    settings = settings_to_run(ClickHouseSinkSettings, config, check=check, dump=dump)
-    if settings is None:
-        return
+
+def _start(settings: ClickHouseSinkSettings) -> int:
     from netpilot.lifecycle import run as run_services
     from netpilot.obs.logging import setup_logging
     from sinks.clickhouse.service import ClickHouseSinkService
 
     setup_logging(settings.log, "sink-clickhouse")
-    sys.exit(run_services([ClickHouseSinkService(settings)]))
+    return run_services([ClickHouseSinkService(settings)])
+
+
+add_run_command(app, _settings_class, _start,
+                doc="Consume the sink's topics into ClickHouse until SIGTERM/SIGINT.",
+                config_help=CONFIG_HELP, check_help="validate the configuration and exit",
+                dump_help="print the effective configuration")
 
 
 @app.command()

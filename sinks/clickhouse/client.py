@@ -7,8 +7,10 @@ sink acts on differently:
 * :class:`ClickHouseUnavailable` - retry the same batch later (pause consumption);
 * :class:`InsertRejected` - the data itself is refused; retrying cannot help.
 
-Fault injection (tests): ``fault_file`` names a file that, while it exists, makes this
-wrapper fail the way a real outage does. ``unavailable`` refuses every call before it
+Fault injection (a test seam, not a setting): the environment variable
+``NETPILOT_TEST_CLICKHOUSE_FAULT_FILE`` (:data:`FAULT_FILE_ENV`), read when a client is
+created, names a file that, while it exists, makes this wrapper fail the way a real outage
+does. ``unavailable`` refuses every call before it
 reaches ClickHouse (a server down / a path that cannot be opened); ``ack-lost`` performs the
 insert and then raises once, as when a server applied an insert but the answer never
 arrived; ``kill-after-insert`` SIGKILLs the process right after an acknowledged insert,
@@ -29,6 +31,9 @@ from urllib.parse import urlparse
 import pyarrow as pa
 
 from netpilot.errors import ConfigError, NetpilotError
+
+FAULT_FILE_ENV = "NETPILOT_TEST_CLICKHOUSE_FAULT_FILE"
+"""TESTING ONLY: names the fault file (see the module docstring); unset in production."""
 
 # ClickHouse error codes that mean "this data cannot go into this table" (not an outage).
 _DATA_ERROR_CODES = frozenset({6, 26, 27, 32, 38, 41, 53, 69, 70, 72, 117, 130, 131, 349, 386})
@@ -77,12 +82,12 @@ def _error_code(exc: BaseException) -> int | None:
 class ClickHouseClient:
     """Thread-safe wrapper (one lock: chDB runs one query at a time per session anyway)."""
 
-    def __init__(self, dsn: str, fault_file: Path | None = None,
-                 settings: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, dsn: str, settings: Mapping[str, Any] | None = None) -> None:
         check_dsn(dsn)
         self.dsn = dsn
         self.embedded = dsn.startswith("chdb:")
-        self._fault_file = fault_file
+        fault_file = os.environ.get(FAULT_FILE_ENV)
+        self._fault_file = Path(fault_file) if fault_file else None
         self._settings = dict(settings or {})
         self._client: Any = None
         self._lock = threading.Lock()

@@ -42,7 +42,7 @@ class ClickHouseSinkService:
     def start(self) -> None:
         s = self.settings
         dsn = s.dsn.get_secret_value()
-        self._client = ClickHouseClient(dsn, fault_file=s.fault_file)
+        self._client = ClickHouseClient(dsn)
         if s.migrate_on_start:
             report = migrate(self._client, s.database, s.retention, s.dedup_window)
             log.info("migrations", applied=list(report.applied), clickhouse=describe_dsn(dsn))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -49,6 +48,3 @@ class ClickHouseSinkSettings(ComponentSettings):
                               description="non_replicated_deduplication_window of every table")
     query_listen: str | None = Field(
         None, description="host:port of the read-only /query endpoint (embedded mode readers)")
-    fault_file: Path | None = Field(
-        None, description="TESTING ONLY: a file whose content ('unavailable', 'ack-lost') "
-                          "injects ClickHouse faults in the client wrapper")

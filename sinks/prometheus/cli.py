@@ -2,30 +2,35 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from netpilot.settings import settings_to_run
+from netpilot.runcmd import add_run_command
 
-app = typer.Typer(no_args_is_help=True, help="Prometheus exporter of links and autopilot state.")
-ConfigOpt = typer.Option(None, "--config", "-c", help="netpilot YAML (kafka:, sink-prometheus:).")
-
-
-@app.command()
-def run(config: Path = ConfigOpt,
-        check: bool = typer.Option(False, "--check", help="validate the configuration and exit"),
-        dump: bool = typer.Option(False, "--dump", help="print the effective configuration")) -> None:
-    """Consume link utilisation, inventory and autopilot topics; serve them on /metrics."""
+if TYPE_CHECKING:
     from sinks.prometheus.settings import PrometheusSinkSettings
 
-    settings = settings_to_run(PrometheusSinkSettings, config, check=check, dump=dump)
-    if settings is None:
-        return
+app = typer.Typer(no_args_is_help=True, help="Prometheus exporter of links and autopilot state.")
+CONFIG_HELP = "netpilot YAML (kafka:, sink-prometheus:)."
+
+
+def _settings_class() -> type[PrometheusSinkSettings]:
+    from sinks.prometheus.settings import PrometheusSinkSettings
+
+    return PrometheusSinkSettings
+
+
+def _start(settings: PrometheusSinkSettings) -> int:
     from netpilot.lifecycle import run as run_services
     from netpilot.obs.logging import setup_logging
     from sinks.prometheus.service import PrometheusSinkService
 
     setup_logging(settings.log, "sink-prometheus")
-    sys.exit(run_services([PrometheusSinkService(settings)]))
+    return run_services([PrometheusSinkService(settings)])
+
+
+add_run_command(app, _settings_class, _start,
+                doc="Consume link utilisation, inventory and autopilot topics; serve them on /metrics.",
+                config_help=CONFIG_HELP, check_help="validate the configuration and exit",
+                dump_help="print the effective configuration")

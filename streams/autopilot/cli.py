@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+from netpilot.runcmd import add_run_command
+
+if TYPE_CHECKING:
+    from streams.autopilot.settings import AutopilotSettings
 
 app = typer.Typer(no_args_is_help=True, help="The egress autopilot (planner).")
 
@@ -40,17 +46,13 @@ def plan_cmd(
         typer.echo(explain.summary(result).encode().decode())
 
 
-@app.command("run")
-def run_cmd(config: Path | None = typer.Option(None, "--config", "-c", help="YAML configuration file."),
-            check: bool = typer.Option(False, "--check", help="Validate the configuration and exit."),
-            dump: bool = typer.Option(False, "--dump", help="Print the effective configuration and exit.")) -> None:
-    """Run the autopilot worker (faust) until SIGINT/SIGTERM: a plan per PoP every cycle."""
-    from netpilot.settings import settings_to_run
+def _settings_class() -> type[AutopilotSettings]:
     from streams.autopilot.settings import AutopilotSettings
 
-    settings = settings_to_run(AutopilotSettings, config, check=check, dump=dump)
-    if settings is None:
-        return
+    return AutopilotSettings
+
+
+def _start(settings: AutopilotSettings) -> int:
     from netpilot import lifecycle
     from netpilot.obs.logging import setup_logging
     from streams.autopilot.metrics import AutopilotMetrics
@@ -61,4 +63,8 @@ def run_cmd(config: Path | None = typer.Option(None, "--config", "-c", help="YAM
     metrics = AutopilotMetrics.create()
     typer.echo(f"app id {app_id(settings)}; mode {settings.policy.mode}; cycle {settings.policy.cycle_s:g}s",
                err=True)
-    raise typer.Exit(lifecycle.serve(AutopilotService(settings, metrics), metrics.registry, settings.metrics))
+    return lifecycle.serve(AutopilotService(settings, metrics), metrics.registry, settings.metrics)
+
+
+add_run_command(app, _settings_class, _start,
+                doc="Run the autopilot worker (faust) until SIGINT/SIGTERM: a plan per PoP every cycle.")

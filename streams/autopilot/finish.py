@@ -1,23 +1,81 @@
-"""The end of a cycle: ranks, the next state and the cycle report (split from planner.py)."""
+"""The end of a cycle: ranks, the next state and the cycle report (split from planner.py).
+
+The planner hands over a :class:`CycleOutcome` (what its cycle decided and measured) and
+:func:`finish` turns it into the :class:`~streams.autopilot.model.Plan`; this module does not
+know the planner's internals (and does not import it).
+"""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+
+import numpy as np
 
 from streams.autopilot.model import CycleReport, Plan, PlanItem
-from streams.autopilot.state import Override, PlannerState
+from streams.autopilot.policy import Policy
+from streams.autopilot.state import InputTotals, Override, PlannerState
 
-if TYPE_CHECKING:
-    from streams.autopilot.planner import _Cycle
+
+@dataclass(frozen=True, slots=True)
+class KeptOverride:
+    """An override kept in place to the end of the cycle (refreshed into the next state)."""
+
+    in_place: Override
+    """The override as the previous state held it."""
+    rate: float
+    """Its demand this cycle (bps)."""
+    natives: tuple[str, ...]
+    """The native links of its route now (empty when the route is gone)."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CycleOutcome:
+    """Everything :func:`finish` needs from one planner cycle.
+
+    Per-link arrays are indexed like ``link_ids`` (the snapshot's links, in order).
+    """
+
+    pop: str
+    now: float
+    policy: Policy
+    previous: PlannerState
+    """The state the cycle started from."""
+    diff_rejected: bool
+    """This is the fail-static redo of a cycle whose diff was over the limits."""
+    items: Sequence[PlanItem]
+    """Recommendations in decision order, not yet ranked."""
+    kept: Mapping[str, KeptOverride]
+    """prefix text -> override kept in place."""
+    cooldowns: Mapping[str, float]
+    """prefix text -> end of its cooldown, for the next state."""
+    current: InputTotals
+    link_ids: tuple[str, ...]
+    cap: np.ndarray
+    """Usable capacity (bps)."""
+    up: np.ndarray
+    has_counter: np.ndarray
+    hi: np.ndarray
+    """Trigger threshold (fraction of capacity)."""
+    u0_load: np.ndarray
+    """Load with no override in place (bps)."""
+    loads: np.ndarray
+    """Projected load with this cycle's overrides (bps)."""
+    u_actual: np.ndarray
+    """Measured utilisation (fraction)."""
+    overloaded: tuple[int, ...]
+    """Indices of the overloaded links, by decreasing excess."""
+    stale: tuple[str, ...]
+    implausible: tuple[str, ...]
+    fail_static: bool
 
 
 def cycle_id(pop: str, now: float) -> str:
     return f"{datetime.fromtimestamp(now, UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}#pop={pop}"
 
 
-def finish(c: _Cycle, diff_rejected: bool) -> Plan:
+def finish(c: CycleOutcome) -> Plan:
     items = _ranked(c.items)
     now, policy = c.now, c.policy
     overrides: dict[str, Override] = {}
@@ -25,7 +83,7 @@ def finish(c: _Cycle, diff_rejected: bool) -> Plan:
         prev = active.in_place
         overrides[prefix] = replace(
             prev, valid_until=now + policy.ttl, last_refreshed=now, rate_bps=float(active.rate),
-            from_links=tuple(c.ids[n] for n in active.natives) or prev.from_links)
+            from_links=active.natives or prev.from_links)
     for item in items:
         if item.action == "ADD":
             overrides[item.prefix] = Override(
@@ -33,7 +91,7 @@ def finish(c: _Cycle, diff_rejected: bool) -> Plan:
                 created_at=now, hold_until=item.hold_until, valid_until=item.valid_until,
                 rate_bps=item.rate_bps, reason=item.reason, split_from=item.split_from,
                 last_refreshed=now)
-    ids, cap, loads = c.ids, c.cap, c.loads
+    ids, cap, loads = c.link_ids, c.cap, c.loads
     util_no_override = {ids[l]: float(c.u0_load[l] / cap[l]) for l in range(len(ids))}
     util_projected = {ids[l]: float(loads[l] / cap[l]) for l in range(len(ids))}
     error, since, misprojected = _projection_check(c)
@@ -42,7 +100,7 @@ def finish(c: _Cycle, diff_rejected: bool) -> Plan:
     expected = util_projected if policy.mode == "suggest" else util_no_override
     state = PlannerState(overrides=dict(sorted(overrides.items())),
                          cooldowns=dict(sorted(c.cooldowns.items())),
-                         previous_inputs=c.current, cycle=c.state.cycle + 1,
+                         previous_inputs=c.current, cycle=c.previous.cycle + 1,
                          expected_util=dict(sorted(expected.items())), misprojected_since=since)
     unresolved = {ids[l]: float(loads[l] - c.hi[l] * cap[l])
                   for l in c.overloaded if loads[l] > c.hi[l] * cap[l]}
@@ -53,18 +111,18 @@ def finish(c: _Cycle, diff_rejected: bool) -> Plan:
         adds=counts["ADD"], refreshes=counts["REFRESH"], withdraws=counts["WITHDRAW"],
         active_overrides=len(overrides),
         detoured_bps=float(sum(o.rate_bps for o in overrides.values())),
-        stale=tuple(c.stale), implausible=tuple(c.implausible),
+        stale=c.stale, implausible=c.implausible,
         fail_static=c.fail_static and not policy.kill_switch, kill_switch=policy.kill_switch,
-        diff_rejected=diff_rejected,
+        diff_rejected=c.diff_rejected,
         util_no_override=util_no_override, util_projected=util_projected,
         util_actual={ids[l]: float(c.u_actual[l]) for l in range(len(ids))},
         projection_error=error, misprojected=misprojected,
         trigger={ids[l]: float(c.hi[l]) for l in range(len(ids))})
-    return Plan(pop=c.snap.pop, cycle_id=cycle_id(c.snap.pop, now), now=now, mode=policy.mode,
+    return Plan(pop=c.pop, cycle_id=cycle_id(c.pop, now), now=now, mode=policy.mode,
                 items=items, report=report, state=state)
 
 
-def _projection_check(c: _Cycle) -> tuple[dict[str, float], dict[str, float], tuple[str, ...]]:
+def _projection_check(c: CycleOutcome) -> tuple[dict[str, float], dict[str, float], tuple[str, ...]]:
     """Projection accuracy (design §5.5, Edge Fabric's alarm): per link with counters, the
     actual utilisation minus what the previous cycle expected, and the links where it has
     stayed beyond ``misprojection_threshold`` for ``misprojection_after_s``.
@@ -74,13 +132,13 @@ def _projection_check(c: _Cycle) -> tuple[dict[str, float], dict[str, float], tu
     not being applied. Stale or implausible inputs prove nothing: their cycles keep the
     previous verdicts as they were.
     """
-    prev = c.state
+    prev = c.previous
     if c.fail_static or c.policy.kill_switch:
         return {}, dict(prev.misprojected_since), tuple(sorted(
             l for l, t in prev.misprojected_since.items() if c.now - t >= c.policy.misprojection_after_s))
     error: dict[str, float] = {}
     since: dict[str, float] = {}
-    for l, link_id in enumerate(c.ids):
+    for l, link_id in enumerate(c.link_ids):
         want = prev.expected_util.get(link_id)
         if want is None or not c.has_counter[l] or not c.up[l]:
             continue
@@ -91,7 +149,7 @@ def _projection_check(c: _Cycle) -> tuple[dict[str, float], dict[str, float], tu
     return error, dict(sorted(since.items())), bad
 
 
-def _ranked(items: list[PlanItem]) -> tuple[PlanItem, ...]:
+def _ranked(items: Sequence[PlanItem]) -> tuple[PlanItem, ...]:
     """Drop a WITHDRAW superseded by an ADD of the same prefix in the same cycle (re-placed
     after its alternate failed or its TTL expired: one ADD says it all), then number each
     action's items in decision order."""

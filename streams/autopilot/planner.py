@@ -30,7 +30,7 @@ import numpy as np
 from streams.autopilot import gates
 from streams.autopilot import prefixes as px
 from streams.autopilot.candidates import Exclusions, candidates_on
-from streams.autopilot.finish import finish
+from streams.autopilot.finish import CycleOutcome, KeptOverride, finish
 from streams.autopilot.model import Action, Plan, PlanItem, Reason, Snapshot
 from streams.autopilot.placement import Alternate, Placement, Unit, split_units
 from streams.autopilot.policy import Policy
@@ -365,4 +365,14 @@ class _Cycle:
             valid_until=self.now if action == "WITHDRAW" else self.now + self.policy.ttl))
 
     def _finish(self, diff_rejected: bool) -> Plan:
-        return finish(self, diff_rejected)
+        kept = {prefix: KeptOverride(in_place=active.in_place, rate=active.rate,
+                                     natives=tuple(self.ids[n] for n in active.natives))
+                for prefix, active in self.kept.items()}
+        return finish(CycleOutcome(
+            pop=self.snap.pop, now=self.now, policy=self.policy, previous=self.state,
+            diff_rejected=diff_rejected, items=tuple(self.items), kept=kept,
+            cooldowns=self.cooldowns, current=self.current, link_ids=tuple(self.ids),
+            cap=self.cap, up=self.up, has_counter=self.has_counter, hi=self.hi,
+            u0_load=self.u0_load, loads=self.loads, u_actual=self.u_actual,
+            overloaded=tuple(self.overloaded), stale=tuple(self.stale),
+            implausible=tuple(self.implausible), fail_static=self.fail_static))

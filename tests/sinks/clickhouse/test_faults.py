@@ -1,7 +1,8 @@
 """ClickHouse unavailable (and an insert whose acknowledgement is lost), poison messages.
 
 Fault injection: chDB is in-process, so "unavailable" cannot be a stopped server. The
-sink's own client wrapper (sinks/clickhouse/client.py) has a fault seam driven by a file:
+sink's own client wrapper (sinks/clickhouse/client.py) has a fault seam driven by a file
+(named by the ``NETPILOT_TEST_CLICKHOUSE_FAULT_FILE`` environment variable):
 ``unavailable`` refuses calls before they reach chDB, ``ack-lost`` lets one insert through
 and then raises as if the answer was lost. Everything else (Kafka, chDB, the process) is real.
 """
@@ -24,6 +25,7 @@ from netpilot.wire.autopilot import CycleSummary, LinkSide, Recommendation
 from netpilot.wire.deadletter import DeadLetter
 from netpilot.wire.flows import str_to_addr
 from netpilot.wire.links import LinkInventory, LinkStats, LinkUtilisation
+from sinks.clickhouse.client import FAULT_FILE_ENV
 from tests.sinks.clickhouse.helpers import NETPILOT, REPO, SinkProcess, make_flows, produce
 
 TOTALS = "SELECT count(), sum(bytes), sum(bytes_scaled) FROM netpilot.flows_raw"
@@ -36,7 +38,7 @@ def test_unavailable_pauses_then_resumes_without_loss_or_duplicates(
                       base_ms=(int(time.time()) // 3600) * 3_600_000)
     fault = tmp_path / "fault"
     fault.write_text("unavailable")
-    env = {"NETPILOT_SINK_CLICKHOUSE__FAULT_FILE": str(fault),
+    env = {FAULT_FILE_ENV: str(fault),
            "NETPILOT_SINK_CLICKHOUSE__BATCH_MAX_ROWS": "4000",
            "NETPILOT_SINK_CLICKHOUSE__BACKOFF_INITIAL_S": "0.2",
            "NETPILOT_SINK_CLICKHOUSE__BACKOFF_MAX_S": "0.5",

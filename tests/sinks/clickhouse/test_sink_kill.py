@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 from netpilot.settings import KafkaSettings
+from sinks.clickhouse.client import FAULT_FILE_ENV
 from sinks.clickhouse.schema import ROLLUPS
 from tests.sinks.clickhouse.helpers import SinkProcess, make_flows, produce, query_stopped
 
@@ -73,7 +74,7 @@ def test_crash_between_insert_and_commit_replays_the_same_batch(kafka_settings: 
     fault = tmp_path / "fault"
     fault.write_text("kill-after-insert")
     group = f"sink-crash-{uuid.uuid4().hex[:8]}"
-    env = {"NETPILOT_SINK_CLICKHOUSE__FAULT_FILE": str(fault),
+    env = {FAULT_FILE_ENV: str(fault),
            "NETPILOT_SINK_CLICKHOUSE__BATCH_MAX_ROWS": "3000"}
     sink = SinkProcess(kafka_settings, tmp_path / "ch", group, tmp_path / "sink.log", env).start()
     assert sink.proc is not None and sink.proc.wait(60) == -9, sink.tail()

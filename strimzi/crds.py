@@ -1,7 +1,7 @@
-"""The Strimzi CRDs netpilot validates against (Strimzi 1.2.0, read-only, outside the repo).
+"""The Strimzi CRDs netpilot validates against (Strimzi 1.2.0, read-only).
 
-Where they are: ``$NETPILOT_STRIMZI_CRDS`` if set, else ``<repo>/../shared/strimzi-crds``
-(the layout CI and the development machines share).
+Where they are: ``$NETPILOT_STRIMZI_CRDS`` if set, else the copy vendored in this package
+(``strimzi/crds/``).
 """
 
 from __future__ import annotations
@@ -15,19 +15,16 @@ import yaml
 
 from netpilot.errors import ConfigError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_VAR = "NETPILOT_STRIMZI_CRDS"
 
-
-SHARED_CRDS = REPO_ROOT.parent / "shared" / "strimzi-crds"
 VENDORED_CRDS = Path(__file__).resolve().parent / "crds"
 """A verbatim copy of the Strimzi 1.2.0 CRDs (see crds/SOURCE.txt), so a clone works on its
-own; a test keeps it byte-identical to ../shared/strimzi-crds where that exists."""
+own; a test checks each file against the upstream git blob id that SOURCE.txt records."""
 
 
 def crds_dir() -> Path:
     override = os.environ.get(ENV_VAR)
-    path = Path(override) if override else SHARED_CRDS if SHARED_CRDS.is_dir() else VENDORED_CRDS
+    path = Path(override) if override else VENDORED_CRDS
     if not path.is_dir():
         raise ConfigError(f"Strimzi CRDs not found at {path}; set {ENV_VAR} to the directory "
                           "holding the 04x-Crd-*.yaml files of Strimzi 1.2.0")

@@ -4,6 +4,8 @@ with a message that says what and where."""
 from __future__ import annotations
 
 import copy
+import hashlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -171,10 +173,48 @@ def test_validate_cli_rejects_non_cr_yaml_cleanly(tmp_path: Path, text: str) -> 
     assert "Traceback" not in proc.stderr
 
 
-def test_vendored_crds_equal_the_shared_copy() -> None:
-    from strimzi.crds import SHARED_CRDS, VENDORED_CRDS
+def _source_blobs() -> dict[str, str]:
+    """file name -> upstream git blob id, as crds/SOURCE.txt records them."""
+    from strimzi.crds import VENDORED_CRDS
 
-    vendored = {p.name: p.read_bytes() for p in VENDORED_CRDS.glob("*.yaml")}
-    assert len(vendored) == 7
-    if SHARED_CRDS.is_dir():  # beside the repo in CI and dev sessions
-        assert vendored == {p.name: p.read_bytes() for p in SHARED_CRDS.glob("*.yaml")}
+    lines = (VENDORED_CRDS / "SOURCE.txt").read_text().splitlines()
+    found = (re.match(r"\s+(\S+\.yaml) <- \S+ \(blob ([0-9a-f]{40})\)", line) for line in lines)
+    return {m[1]: m[2] for m in found if m}
+
+
+def test_vendored_crds_are_the_strimzi_files_source_txt_names() -> None:
+    """The vendored copy is complete and unmodified: exactly the files SOURCE.txt lists, each
+    with the git blob id of the Strimzi 1.2.0 file it was copied from."""
+    from strimzi.crds import VENDORED_CRDS
+
+    blobs = _source_blobs()
+    assert len(blobs) == 7
+    assert sorted(p.name for p in VENDORED_CRDS.glob("*.yaml")) == sorted(blobs)
+    for name, blob in blobs.items():
+        data = (VENDORED_CRDS / name).read_bytes()
+        assert hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest() == blob, name
+
+
+def test_vendored_crds_define_the_strimzi_kinds_served_as_v1() -> None:
+    from strimzi.crds import VENDORED_CRDS
+
+    crds = load_crds(VENDORED_CRDS)
+    assert sorted(kind for _, kind in crds) == sorted(
+        ["Kafka", "KafkaBridge", "KafkaConnect", "KafkaNodePool", "KafkaRebalance", "KafkaTopic",
+         "KafkaUser"])
+    assert {group for group, _ in crds} == {"kafka.strimzi.io"}
+    assert all("v1" in crd.served_versions() for crd in crds.values())
+
+
+def test_crds_dir_is_the_vendored_copy_unless_overridden(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from netpilot.errors import ConfigError
+    from strimzi.crds import ENV_VAR, VENDORED_CRDS, crds_dir
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert crds_dir() == VENDORED_CRDS
+    monkeypatch.setenv(ENV_VAR, str(tmp_path))
+    assert crds_dir() == tmp_path
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match=ENV_VAR):
+        crds_dir()

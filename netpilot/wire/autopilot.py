@@ -1,6 +1,6 @@
 """recommendation/1 (key ``pop|prefix``) and cycle-summary/1 (key ``pop``).
 
-Field meanings follow the autopilot design reference (shared/design/autopilot.md §5.7).
+Field meanings: see docs/autopilot-design.md §5.7.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The egress autopilot: a pure planner (planner.py) plus its offline CLI.
 
-See shared/design/autopilot.md for the specification and docs/autopilot-scenarios.md for
+See docs/autopilot-design.md for the design and docs/autopilot-scenarios.md for
 the scenario format of ``netpilot autopilot plan``.
 """

@@ -1,4 +1,5 @@
-"""The greedy's candidates on one overloaded link, in the order of §5.3 step 7 (vectorised).
+"""The greedy's candidates on one overloaded link, in the order of docs/autopilot-design.md
+§5.3 step 7 (vectorised).
 
 Sort key, most significant first: (a) stickiness (a displaced override being re-placed),
 (b) IPv4 before IPv6, (d) most specific alternate, (e) BGP preference of that alternate

@@ -123,9 +123,9 @@ def finish(c: CycleOutcome) -> Plan:
 
 
 def _projection_check(c: CycleOutcome) -> tuple[dict[str, float], dict[str, float], tuple[str, ...]]:
-    """Projection accuracy (design §5.5, Edge Fabric's alarm): per link with counters, the
-    actual utilisation minus what the previous cycle expected, and the links where it has
-    stayed beyond ``misprojection_threshold`` for ``misprojection_after_s``.
+    """Projection accuracy (docs/autopilot-design.md §5.5, Edge Fabric's alarm): per link
+    with counters, the actual utilisation minus what the previous cycle expected, and the
+    links where it has stayed beyond ``misprojection_threshold`` for ``misprojection_after_s``.
 
     A misprojected link means the model is wrong (demand not explained by the flows, a
     route that does not carry what it should) or, in suggest mode, that the overrides are

@@ -1,4 +1,4 @@
-"""Freshness and sanity gates (§5.3 step 0, after Espresso §4.3.1).
+"""Freshness and sanity gates (docs/autopilot-design.md §5.3 step 0, after Espresso).
 
 A failing gate does not raise: it puts the cycle in fail-static (no new ADDs, existing
 overrides refreshed) and names the reason in the cycle summary, so an operator sees why.

@@ -1,4 +1,5 @@
-"""Native placement, demand per prefix and the candidate units of the greedy (§5.3 steps 2-5).
+"""Native placement, demand per prefix and the candidate units of the greedy
+(docs/autopilot-design.md §5.3 steps 2-5).
 
 Vectorised where the work is per route or per demand row (best path, demand mapping, U0);
 per-prefix Python only for what the greedy actually looks at (candidates on overloaded

@@ -3,8 +3,8 @@
 No Kafka, faust, clock or logging here: every input is an argument and everything the cycle
 decides is in the returned :class:`~streams.autopilot.model.Plan` (recommendations, cycle
 report, next state). Same arguments, same plan — which is what makes replays, shadow runs
-and ``netpilot autopilot plan --scenario`` meaningful. The steps follow the design reference
-(shared/design/autopilot.md §5.3-5.6):
+and ``netpilot autopilot plan --scenario`` meaningful. The steps follow the design
+(docs/autopilot-design.md §5.3-5.6, which notes where this order departs from it):
 
 1. gates: stale or implausible inputs -> fail-static (refresh what exists, add nothing);
    the kill switch withdraws everything, ``max_withdraws_per_cycle`` at a time;

@@ -1,4 +1,5 @@
-"""The autopilot's knobs, with the design reference's defaults (shared/design/autopilot.md §5.5).
+"""The autopilot's knobs and their defaults (see docs/autopilot-design.md §5.5, which also
+notes where they depart from the original design).
 
 Thresholds are fractions of usable capacity, resolved per link in this order: the link's own
 inventory thresholds, then ``thresholds[peer_type]``, then derived from ``hi``:
@@ -6,7 +7,7 @@ target = hi - target_gap, alt_max = target, release = hi - release_gap.
 
 Example::
 
-    Policy()                                   # observe mode, defaults of §5.5
+    Policy()                                   # observe mode, the defaults (§5.5)
     Policy(mode="suggest", hold_s=600)         # longer hold
     Policy(thresholds={"ix": {"hi": 0.8}})     # IX links trigger at 80 %
 """

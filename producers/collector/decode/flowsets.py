@@ -2,7 +2,7 @@
 
 Data sets are not decoded where they are found: their bodies are grouped per compiled
 template across the whole decode pass and joined, so each group costs one
-``np.frombuffer`` and a handful of vectorised column operations (performance.md §3.2).
+``np.frombuffer`` and a handful of vectorised column operations (docs/performance.md §3.2).
 """
 
 from __future__ import annotations

@@ -9,5 +9,6 @@ from streams.autopilot.policy import Policy
 
 @pytest.fixture
 def policy() -> Policy:
-    """Defaults of the design reference, no splitting (most tests use /24s and want them whole)."""
+    """Policy defaults (docs/autopilot-design.md §5.5), no splitting (most tests use /24s and
+    want them whole)."""
     return Policy(mode="suggest", split_enabled=False)

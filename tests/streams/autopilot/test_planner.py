@@ -1,4 +1,4 @@
-"""The cases of the design reference §5.9, one behaviour per test, on small PoPs."""
+"""The cases of docs/autopilot-design.md §5.9, one behaviour per test, on small PoPs."""
 
 from __future__ import annotations
 

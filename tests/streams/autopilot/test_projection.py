@@ -1,5 +1,6 @@
-"""The projection check (design §5.5 misprojection alarm): what a cycle expected against
-what the counters show next, and the alarm after it stays off for misprojection_after_s."""
+"""The projection check (docs/autopilot-design.md §5.5, the misprojection alarm): what a
+cycle expected against what the counters show next, and the alarm after it stays off for
+misprojection_after_s."""
 
 from __future__ import annotations
 

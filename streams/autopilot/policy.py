@@ -2,8 +2,9 @@
 notes where they depart from the original design).
 
 Thresholds are fractions of usable capacity, resolved per link in this order: the link's own
-inventory thresholds, then ``thresholds[peer_type]``, then derived from ``hi``:
-target = hi - target_gap, alt_max = target, release = hi - release_gap.
+inventory thresholds, then ``thresholds[peer_type]`` (``default_hi`` for a peer type not
+listed); what is still missing is derived from ``hi``: target = hi - target_gap,
+alt_max = target, release = hi - release_gap.
 
 Example::
 

@@ -27,6 +27,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from netpilot.errors import NetpilotError
 from netpilot.proc import stop_process
 from netpilot.settings import KafkaSettings
@@ -98,6 +100,18 @@ class Child:
                 return r.read().decode()
         except OSError:
             return ""
+
+    def sample(self, name: str, **labels: str) -> float | None:
+        """The sum of a metric's samples whose labels include ``labels`` (None: no answer)."""
+        text = self.metrics()
+        if not text:
+            return None
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                    total += s.value
+        return total
 
     def stop(self, grace_s: float = 30.0) -> int | None:
         return stop_process(self.proc, grace_s, kill_wait_s=10)
@@ -250,6 +264,29 @@ class Pipeline:
                                            stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
         return self.simulation
+
+    def wait_flows_stored(self, timeout: float = 120.0) -> None:
+        """Wait until ClickHouse holds every flows message the collector published and the
+        rest the pipeline wrote so far: the sink has consumed at least as many flows messages
+        (replays count again), buffers nothing and lags on no topic. Call it once the
+        simulator has stopped; raises PipelineError at the deadline or if a child died."""
+        collector, sink = self.children["collector"], self.children["sink-clickhouse"]
+        deadline = time.monotonic() + timeout
+        state: tuple[float | None, ...] = ()
+        while time.monotonic() < deadline:
+            if self.failed():
+                raise PipelineError(f"exited while draining: {self.failed()}")
+            published = collector.sample("netpilot_collector_messages_published_total", kind="flows")
+            consumed = sink.sample("netpilot_sink_clickhouse_messages_total", topic="flows")
+            pending = sink.sample("netpilot_sink_clickhouse_pending_rows")
+            lag = sink.sample("netpilot_sink_clickhouse_consumer_lag_messages")  # every topic
+            state = (published, consumed, pending, lag)
+            if (published is not None and consumed is not None and published > 0 and consumed >= published
+                    and pending == 0 and lag == 0):
+                return
+            time.sleep(0.2)
+        raise PipelineError(f"flows not all stored within {timeout:g} s (published, consumed, pending rows, "
+                            f"lag) = {state}")
 
     def failed(self) -> list[str]:
         """Components that exited while they should be running."""

@@ -11,7 +11,6 @@ then, on what the pipeline stored and on the simulator's ground truth:
 
 from __future__ import annotations
 
-import time
 import uuid
 from pathlib import Path
 
@@ -51,16 +50,7 @@ def run(loop_kafka: KafkaSettings, tmp_path_factory: pytest.TempPathFactory):
         assert sim.returncode == 0, (root / "logs" / "simulator.log").read_text()[-3000:]
         # every key the injector ever wrote (values may be tombstones by now: withdrawn)
         applied_seen = read_compacted(loop_kafka, loop_kafka.topic(catalog.APPLIED_OVERRIDES))
-        sink = pipe.children["sink-clickhouse"]
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and not pipe.failed():
-            lag = [float(line.split()[-1]) for line in sink.metrics().splitlines()
-                   if line.startswith("netpilot_sink_clickhouse_consumer_lag_messages{")]
-            if lag and sum(lag) == 0:
-                break
-            time.sleep(0.5)
-        else:
-            raise AssertionError("the ClickHouse sink did not catch up in 90 s")
+        pipe.wait_flows_stored(timeout=180)
         assert not pipe.failed(), {n: pipe.children[n].tail() for n in pipe.failed()}
     finally:
         codes = pipe.stop()

@@ -9,7 +9,6 @@ congested PNI and none for healthy links, and link-utilisation coverage.
 from __future__ import annotations
 
 import math
-import time
 import uuid
 from pathlib import Path
 
@@ -46,8 +45,8 @@ def run(e2e_kafka: KafkaSettings, tmp_path_factory: pytest.TempPathFactory):
         out, _ = sim.communicate(timeout=200)
         assert sim.returncode == 0, (root / "logs" / "simulator.log").read_text()[-3000:]
         assert not pipe.failed(), pipe.failed()
-        # the last windows close when event time passes them; leave the sink time to insert
-        time.sleep(8 + CYCLE_S)
+        # every flow the collector published is in ClickHouse before anything is compared
+        pipe.wait_flows_stored(timeout=180)
         assert not pipe.failed(), {n: pipe.children[n].tail() for n in pipe.failed()}
     finally:
         codes = pipe.stop()

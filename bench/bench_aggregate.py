@@ -57,16 +57,26 @@ def make_batches(total: int, batch: int, prefixes: int, seed: int = 7) -> list[p
         rate = np.full(batch, 1000, np.uint32)
         b = rng.integers(40, 1_500_000, batch, dtype=np.uint64)
         pop = int(rng.integers(0, 4))
-        out.append(F.flow_table({
-            "time_end": t0 + i * 1000 + rng.integers(-3000, 1000, batch),
-            "pop": f"pop{pop}", "router": "r1",
-            "link_id": (rng.integers(0, 8, batch), [f"pop{pop}-l{j}" for j in range(8)]),
-            "dst_addr": dst, "dst_prefix": dst,
-            "dst_prefix_len": np.where(is6, 48, 24).astype(np.uint8),
-            "dst_as": (64500 + idx % 500).astype(np.uint32),
-            "bytes": b, "packets": np.maximum(1, b // 800), "sampling_rate": rate,
-            "bytes_scaled": b * 1000, "packets_scaled": np.maximum(1, b // 800) * 1000,
-        }, n=batch))
+        out.append(
+            F.flow_table(
+                {
+                    "time_end": t0 + i * 1000 + rng.integers(-3000, 1000, batch),
+                    "pop": f"pop{pop}",
+                    "router": "r1",
+                    "link_id": (rng.integers(0, 8, batch), [f"pop{pop}-l{j}" for j in range(8)]),
+                    "dst_addr": dst,
+                    "dst_prefix": dst,
+                    "dst_prefix_len": np.where(is6, 48, 24).astype(np.uint8),
+                    "dst_as": (64500 + idx % 500).astype(np.uint32),
+                    "bytes": b,
+                    "packets": np.maximum(1, b // 800),
+                    "sampling_rate": rate,
+                    "bytes_scaled": b * 1000,
+                    "packets_scaled": np.maximum(1, b // 800) * 1000,
+                },
+                n=batch,
+            )
+        )
     return out
 
 
@@ -122,8 +132,9 @@ def worker(batches: list[pa.Table], bootstrap: str) -> None:
             first = None
 
             def counted() -> float:
-                return sum(sample_value(metrics.registry, "netpilot_streams_flows_total", {"pop": f"pop{p}"})
-                           for p in range(4))
+                return sum(
+                    sample_value(metrics.registry, "netpilot_streams_flows_total", {"pop": f"pop{p}"}) for p in range(4)
+                )
 
             deadline = time.time() + 600
             while counted() < total and time.time() < deadline:
@@ -138,9 +149,11 @@ def worker(batches: list[pa.Table], bootstrap: str) -> None:
         if first is not None:
             steady = (done - first[1]) / max(1e-9, end - first[0])
             print(f"worker steady (after the first counted batch): {steady:,.0f} flows/s")
-        rows = sample_value(metrics.registry, 'netpilot_streams_aggregate_rows_total')
-        print(f"worker aggregates published: {rows:,.0f} rows "
-              f"in {sample_value(metrics.registry, 'netpilot_streams_aggregate_messages_total'):,.0f} messages")
+        rows = sample_value(metrics.registry, "netpilot_streams_aggregate_rows_total")
+        print(
+            f"worker aggregates published: {rows:,.0f} rows "
+            f"in {sample_value(metrics.registry, 'netpilot_streams_aggregate_messages_total'):,.0f} messages"
+        )
     finally:
         admin.delete(kafka.topic(t) for t in catalog.ALL_TOPICS)
 
@@ -154,8 +167,10 @@ def main() -> None:
     ap.add_argument("--worker-flows", type=int, default=1_000_000)
     ap.add_argument("--no-worker", action="store_true")
     args = ap.parse_args()
-    print(f"cpus={os.cpu_count()} POLARS_MAX_THREADS={os.environ.get('POLARS_MAX_THREADS', 'default')} "
-          f"batch={args.batch} prefixes={args.prefixes}")
+    print(
+        f"cpus={os.cpu_count()} POLARS_MAX_THREADS={os.environ.get('POLARS_MAX_THREADS', 'default')} "
+        f"batch={args.batch} prefixes={args.prefixes}"
+    )
     spec = w.WindowSpec()
     batches = make_batches(args.flows, args.batch, args.prefixes)
     groups = w.aggregate_batch(batches[0], spec, {}).partials.height

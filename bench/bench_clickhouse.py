@@ -54,28 +54,46 @@ def synthetic_flows(n: int, start_ms: int, seed: int, flows_per_s: int = 100_000
     packets = np.maximum(size // np.clip(rng.normal(900, 300, n), 64, 1500).astype(np.uint64), 1)
     rate = np.where(exporter_idx % 2 == 0, 1000, 2048).astype(np.uint32)
     web = rng.random(n) < 0.7
-    dport = np.where(web, rng.choice(np.array([443, 80], np.uint16), n, p=[0.85, 0.15]),
-                     rng.integers(1024, 65535, n).astype(np.uint16))
+    dport = np.where(
+        web,
+        rng.choice(np.array([443, 80], np.uint16), n, p=[0.85, 0.15]),
+        rng.integers(1024, 65535, n).astype(np.uint16),
+    )
     sport = rng.integers(32768, 61000, n).astype(np.uint16)
     proto = np.where(rng.random(n) < 0.9, 6, 17).astype(np.uint8)
     links = [f"{p}-tr{j}" for p in POPS for j in range(8)]
     routers = [f"{p}-edge{j}" for p in POPS for j in range(2)]
-    return flows.flow_table({
-        "time_received": t, "time_start": t - rng.integers(0, 60_000, n), "time_end": t - rng.integers(0, 1000, n),
-        "flow_type": np.full(n, 3, np.uint8),
-        "exporter": flows.ipv4_to_addr(0xC0000200 + exporter_idx.astype(np.uint64)),
-        "observation_domain": exporter_idx.astype(np.uint32),
-        "pop": (pop_idx, POPS), "router": (router_idx, routers), "link_id": (link_idx, links),
-        "in_if": (100 + link_local).astype(np.uint32), "out_if": (1 + link_local).astype(np.uint32),
-        "src_addr": flows.ipv4_to_addr(src), "dst_addr": flows.ipv4_to_addr(dst),
-        "src_port": sport, "dst_port": dport, "ip_proto": proto,
-        "tcp_flags": np.where(proto == 6, rng.choice(np.array([16, 24, 27], np.uint8), n), 0).astype(np.uint8),
-        "bytes": size, "packets": packets, "sampling_rate": rate,
-        "bytes_scaled": size * rate, "packets_scaled": packets * rate,
-        "src_as": np.full(n, 64500, np.uint32), "dst_as": dst_as,
-        "dst_prefix": flows.ipv4_to_addr(dst_prefix), "dst_prefix_len": np.full(n, 24, np.uint8),
-        "next_hop": flows.ipv4_to_addr(0xC6336300 + link_idx.astype(np.uint64)),
-    })
+    return flows.flow_table(
+        {
+            "time_received": t,
+            "time_start": t - rng.integers(0, 60_000, n),
+            "time_end": t - rng.integers(0, 1000, n),
+            "flow_type": np.full(n, 3, np.uint8),
+            "exporter": flows.ipv4_to_addr(0xC0000200 + exporter_idx.astype(np.uint64)),
+            "observation_domain": exporter_idx.astype(np.uint32),
+            "pop": (pop_idx, POPS),
+            "router": (router_idx, routers),
+            "link_id": (link_idx, links),
+            "in_if": (100 + link_local).astype(np.uint32),
+            "out_if": (1 + link_local).astype(np.uint32),
+            "src_addr": flows.ipv4_to_addr(src),
+            "dst_addr": flows.ipv4_to_addr(dst),
+            "src_port": sport,
+            "dst_port": dport,
+            "ip_proto": proto,
+            "tcp_flags": np.where(proto == 6, rng.choice(np.array([16, 24, 27], np.uint8), n), 0).astype(np.uint8),
+            "bytes": size,
+            "packets": packets,
+            "sampling_rate": rate,
+            "bytes_scaled": size * rate,
+            "packets_scaled": packets * rate,
+            "src_as": np.full(n, 64500, np.uint32),
+            "dst_as": dst_as,
+            "dst_prefix": flows.ipv4_to_addr(dst_prefix),
+            "dst_prefix_len": np.full(n, 24, np.uint8),
+            "next_hop": flows.ipv4_to_addr(0xC6336300 + link_idx.astype(np.uint64)),
+        }
+    )
 
 
 def run(client: ClickHouseClient, batches: list[pa.Table], label: str) -> float:
@@ -87,8 +105,10 @@ def run(client: ClickHouseClient, batches: list[pa.Table], label: str) -> float:
     rows = sum(b.num_rows for b in batches)
     total = sum(times)
     per_batch = [b.num_rows / t for b, t in zip(batches, times)]
-    print(f"{label:28} {rows:>9,} rows  {rows / total:>11,.0f} rows/s overall  "
-          f"median batch {statistics.median(per_batch):>11,.0f} rows/s")
+    print(
+        f"{label:28} {rows:>9,} rows  {rows / total:>11,.0f} rows/s overall  "
+        f"median batch {statistics.median(per_batch):>11,.0f} rows/s"
+    )
     return rows / total
 
 
@@ -103,11 +123,15 @@ def main() -> None:
     start_ms = (int(time.time()) // 3600 - 1) * 3_600_000
     t0 = time.perf_counter()
     # contiguous time across batches (100k flows/s), like a live stream
-    batches = [synthetic_flows(args.batch, start_ms + (i * args.batch * 1000) // 100_000, seed=i)
-               for i in range(args.rows // args.batch)]
+    batches = [
+        synthetic_flows(args.batch, start_ms + (i * args.batch * 1000) // 100_000, seed=i)
+        for i in range(args.rows // args.batch)
+    ]
     print("load average before: {:.1f} {:.1f} {:.1f} (2 cores; figures scale with it)".format(*os.getloadavg()))
-    print(f"generated {args.rows:,} flows in {time.perf_counter() - t0:.1f}s "
-          f"(Arrow {sum(b.nbytes for b in batches) / args.rows:.0f} B/flow in memory)")
+    print(
+        f"generated {args.rows:,} flows in {time.perf_counter() - t0:.1f}s "
+        f"(Arrow {sum(b.nbytes for b in batches) / args.rows:.0f} B/flow in memory)"
+    )
 
     client = ClickHouseClient(f"chdb://{path}")
     try:
@@ -120,11 +144,15 @@ def main() -> None:
         client.command("OPTIMIZE TABLE netpilot.flows_raw FINAL")
         rows, disk, parts = client.rows(
             "SELECT sum(rows), sum(bytes_on_disk), count() FROM system.parts "
-            "WHERE database = 'netpilot' AND table = 'flows_raw' AND active")[0]
-        print(f"after OPTIMIZE FINAL: {rows:,} rows in {parts} parts, {disk:,} bytes on disk "
-              f"= {disk / rows:.1f} B/flow")
-        cols = client.rows("SELECT name, data_compressed_bytes FROM system.columns WHERE "
-                           "database = 'netpilot' AND table = 'flows_raw' ORDER BY 2 DESC")
+            "WHERE database = 'netpilot' AND table = 'flows_raw' AND active"
+        )[0]
+        print(
+            f"after OPTIMIZE FINAL: {rows:,} rows in {parts} parts, {disk:,} bytes on disk = {disk / rows:.1f} B/flow"
+        )
+        cols = client.rows(
+            "SELECT name, data_compressed_bytes FROM system.columns WHERE "
+            "database = 'netpilot' AND table = 'flows_raw' ORDER BY 2 DESC"
+        )
         print("per column (B/flow): " + ", ".join(f"{n} {b / rows:.1f}" for n, b in cols[:12]))
     finally:
         client.close()

@@ -61,10 +61,19 @@ def main() -> None:
     admin = TopicAdmin(kafka)
     admin.sync(catalog.ALL_TOPICS)
     inv = Path(tempfile.mkdtemp()) / "inventory.yaml"
-    inv.write_text("pops: [{name: bench, routers: [{name: r1, exporter: 127.0.0.1, "
-                   "links: [{link_id: l1, if_index: 2}]}]}]\nroutes: [{prefix: 198.51.100.0/24, dst_as: 64501}]\n")
-    settings = CollectorSettings(kafka=kafka, listen_address="127.0.0.1", netflow_port=0, sflow_port=0,
-                                 inventory_file=inv, metrics=MetricsSettings(enabled=False), load_templates=False)
+    inv.write_text(
+        "pops: [{name: bench, routers: [{name: r1, exporter: 127.0.0.1, "
+        "links: [{link_id: l1, if_index: 2}]}]}]\nroutes: [{prefix: 198.51.100.0/24, dst_as: 64501}]\n"
+    )
+    settings = CollectorSettings(
+        kafka=kafka,
+        listen_address="127.0.0.1",
+        netflow_port=0,
+        sflow_port=0,
+        inventory_file=inv,
+        metrics=MetricsSettings(enabled=False),
+        load_templates=False,
+    )
     registry = CollectorRegistry()
     svc = CollectorService(settings, registry)
     svc.start()
@@ -83,14 +92,20 @@ def main() -> None:
     received = v("received_datagrams_total", {"exporter": "127.0.0.1"})
     flows = v("flows_total", {"exporter": "127.0.0.1", "protocol": "ipfix"})
     stats = svc.producer.stats  # type: ignore[union-attr]
-    print(f"sender: {sent.value:,} datagrams ({sent.value * 30 / args.seconds:,.0f} flows/s offered) "
-          f"over {args.seconds:.0f} s")
-    print(f"collector: received {received:,.0f} datagrams, socket loss {sent.value - received:,.0f} "
-          f"(counted by the collector from /proc: {v('socket_dropped_datagrams_total'):,.0f}), "
-          f"queue drops {v('queue_dropped_datagrams_total'):,.0f}")
-    print(f"decoded {flows:,.0f} flows: {flows / elapsed:,.0f} flows/s over the whole wall time {elapsed:.1f} s "
-          f"(send + drain + flush); Kafka: {stats.delivered} messages ({stats.delivered_bytes / 1e6:.1f} MB) "
-          f"delivered, {stats.failed} failed")
+    print(
+        f"sender: {sent.value:,} datagrams ({sent.value * 30 / args.seconds:,.0f} flows/s offered) "
+        f"over {args.seconds:.0f} s"
+    )
+    print(
+        f"collector: received {received:,.0f} datagrams, socket loss {sent.value - received:,.0f} "
+        f"(counted by the collector from /proc: {v('socket_dropped_datagrams_total'):,.0f}), "
+        f"queue drops {v('queue_dropped_datagrams_total'):,.0f}"
+    )
+    print(
+        f"decoded {flows:,.0f} flows: {flows / elapsed:,.0f} flows/s over the whole wall time {elapsed:.1f} s "
+        f"(send + drain + flush); Kafka: {stats.delivered} messages ({stats.delivered_bytes / 1e6:.1f} MB) "
+        f"delivered, {stats.failed} failed"
+    )
 
 
 if __name__ == "__main__":

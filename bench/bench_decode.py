@@ -22,8 +22,23 @@ from producers.collector.decode.decoder import Decoder
 
 EXPORTER = str_to_addr("192.0.2.1")
 NOW_S = 1_700_000_000
-FIELDS = [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (6, 1), (10, 4), (14, 4), (1, 8), (2, 8),
-          (152, 8), (153, 8), (16, 4), (17, 4), (15, 4)]
+FIELDS = [
+    (8, 4),
+    (12, 4),
+    (7, 2),
+    (11, 2),
+    (4, 1),
+    (6, 1),
+    (10, 4),
+    (14, 4),
+    (1, 8),
+    (2, 8),
+    (152, 8),
+    (153, 8),
+    (16, 4),
+    (17, 4),
+    (15, 4),
+]
 REC = struct.Struct(">4s4sHHBBIIQQQQII4s")
 PER_DATAGRAM = 30
 
@@ -31,10 +46,23 @@ PER_DATAGRAM = 30
 def _records(rng: random.Random) -> bytes:
     out = b""
     for _ in range(PER_DATAGRAM):
-        out += REC.pack(bytes([192, 0, 2, rng.randrange(256)]), bytes([198, 51, 100, rng.randrange(256)]),
-                        rng.randrange(1024, 65535), 443, 6, 0x18, 1, 2, rng.randrange(40, 1_500_000),
-                        rng.randrange(1, 1000), NOW_S * 1000 - 9000, NOW_S * 1000 - 1000, 64500, 64501,
-                        bytes([203, 0, 113, 1]))
+        out += REC.pack(
+            bytes([192, 0, 2, rng.randrange(256)]),
+            bytes([198, 51, 100, rng.randrange(256)]),
+            rng.randrange(1024, 65535),
+            443,
+            6,
+            0x18,
+            1,
+            2,
+            rng.randrange(40, 1_500_000),
+            rng.randrange(1, 1000),
+            NOW_S * 1000 - 9000,
+            NOW_S * 1000 - 1000,
+            64500,
+            64501,
+            bytes([203, 0, 113, 1]),
+        )
     return out
 
 
@@ -68,10 +96,32 @@ def v9_datagrams(n: int, rng: random.Random) -> list[bytes]:
 def v5_datagrams(n: int, rng: random.Random) -> list[bytes]:
     out = []
     for i in range(n):
-        recs = b"".join(struct.pack(">4s4s4sHHIIIIHHBBBBHHBBH", bytes([192, 0, 2, rng.randrange(256)]),
-                                    bytes([198, 51, 100, rng.randrange(256)]), bytes(4), 1, 2, 10, 1500,
-                                    50_000, 59_000, 1234, 80, 0, 0x12, 6, 0, 64500, 64501, 24, 24, 0)
-                        for _ in range(PER_DATAGRAM))
+        recs = b"".join(
+            struct.pack(
+                ">4s4s4sHHIIIIHHBBBBHHBBH",
+                bytes([192, 0, 2, rng.randrange(256)]),
+                bytes([198, 51, 100, rng.randrange(256)]),
+                bytes(4),
+                1,
+                2,
+                10,
+                1500,
+                50_000,
+                59_000,
+                1234,
+                80,
+                0,
+                0x12,
+                6,
+                0,
+                64500,
+                64501,
+                24,
+                24,
+                0,
+            )
+            for _ in range(PER_DATAGRAM)
+        )
         out.append(struct.pack(">HHIIIIBBH", 5, PER_DATAGRAM, 60_000, NOW_S, 0, i, 0, 0, 100) + recs)
     return out
 
@@ -82,8 +132,19 @@ def sflow_datagrams(n: int, rng: random.Random, samples: int = 7) -> list[bytes]
         body = b""
         for _ in range(samples):
             tcp = struct.pack(">HHIIBBHHH", rng.randrange(1024, 65535), 443, 1, 1, 0x50, 0x18, 1000, 0, 0)
-            ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 1400, 0, 0, 64, 6, 0,
-                             bytes([192, 0, 2, rng.randrange(256)]), bytes([198, 51, 100, rng.randrange(256)]))
+            ip = struct.pack(
+                ">BBHHHBBH4s4s",
+                0x45,
+                0,
+                1400,
+                0,
+                0,
+                64,
+                6,
+                0,
+                bytes([192, 0, 2, rng.randrange(256)]),
+                bytes([198, 51, 100, rng.randrange(256)]),
+            )
             hdr = (b"\x02" * 6 + b"\x04" * 6 + b"\x81\x00\x00\x0a\x08\x00" + ip + tcp).ljust(128, b"\x00")
             raw = struct.pack(">IIII", 1, 1414, 4, len(hdr)) + hdr
             rec = struct.pack(">II", 1, len(raw)) + raw
@@ -96,7 +157,7 @@ def sflow_datagrams(n: int, rng: random.Random, samples: int = 7) -> list[bytes]
 def bench(name: str, datagrams: list[bytes], batch_flows: int, seconds: float) -> None:
     dec = Decoder()
     per = max(1, batch_flows // (7 if name == "sflow5" else PER_DATAGRAM))
-    batches = [[(EXPORTER, d, NOW_S * 1000) for d in datagrams[i:i + per]] for i in range(0, len(datagrams), per)]
+    batches = [[(EXPORTER, d, NOW_S * 1000) for d in datagrams[i : i + per]] for i in range(0, len(datagrams), per)]
     dec.decode(batches[0])  # templates
     flows = encoded = 0
     t0 = time.perf_counter()
@@ -106,8 +167,10 @@ def bench(name: str, datagrams: list[bytes], batch_flows: int, seconds: float) -
             encoded += len(encode_flows(r.table()))
             flows += r.n
     dt = time.perf_counter() - t0
-    print(f"{name:9s} {flows / dt:>12,.0f} flows/s  {dt / flows * 1e9:7.0f} ns/flow  "
-          f"{encoded / flows:5.1f} B/flow (lz4)  batches of ~{per * (7 if name == 'sflow5' else PER_DATAGRAM)} flows")
+    print(
+        f"{name:9s} {flows / dt:>12,.0f} flows/s  {dt / flows * 1e9:7.0f} ns/flow  "
+        f"{encoded / flows:5.1f} B/flow (lz4)  batches of ~{per * (7 if name == 'sflow5' else PER_DATAGRAM)} flows"
+    )
 
 
 def main() -> None:
@@ -117,8 +180,12 @@ def main() -> None:
     args = ap.parse_args()
     rng = random.Random(1)
     print(f"one decode pass + encode_flows per batch; cpu affinity {sorted(os.sched_getaffinity(0))}")
-    for name, gen in (("netflow9", v9_datagrams), ("ipfix", ipfix_datagrams), ("netflow5", v5_datagrams),
-                      ("sflow5", sflow_datagrams)):
+    for name, gen in (
+        ("netflow9", v9_datagrams),
+        ("ipfix", ipfix_datagrams),
+        ("netflow5", v5_datagrams),
+        ("sflow5", sflow_datagrams),
+    ):
         bench(name, gen(2000, rng), args.batch_flows, args.seconds)
 
 

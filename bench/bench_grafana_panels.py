@@ -28,8 +28,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     client = ClickHouseClient(args.dsn)
-    [(lo, hi, rows)] = client.rows("SELECT toUnixTimestamp(min(time_received)), toUnixTimestamp(max(time_received)), "
-                                   "count() FROM netpilot.flows_raw")
+    [(lo, hi, rows)] = client.rows(
+        "SELECT toUnixTimestamp(min(time_received)), toUnixTimestamp(max(time_received)), "
+        "count() FROM netpilot.flows_raw"
+    )
     dashboards = generate.load_all()
     by_title = {d["title"]: d for d in dashboards.values()}
     print(f"store: {rows} raw flows over {hi - lo} s; median of {args.repeat} runs, ms (rows)")

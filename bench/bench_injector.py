@@ -49,11 +49,24 @@ def _prefixes(n: int) -> list[str]:
 
 def _rec(prefix: str) -> Recommendation:
     now = time.time()
-    return Recommendation.model_validate({
-        "id": uuid.uuid4().hex, "cycle_id": "bench", "generated_at": now, "valid_until": now + 3600,
-        "pop": POP, "action": "ADD", "mode": "suggest", "prefix": prefix, "afi": 6, "rate_bps": 1e8,
-        "reason": "OVERLOAD", "from": LinkSide(link_id=f"{ROUTER}:pni-1"),
-        "to": LinkSide(link_id=ALT, next_hop=NH), "created_at": now})
+    return Recommendation.model_validate(
+        {
+            "id": uuid.uuid4().hex,
+            "cycle_id": "bench",
+            "generated_at": now,
+            "valid_until": now + 3600,
+            "pop": POP,
+            "action": "ADD",
+            "mode": "suggest",
+            "prefix": prefix,
+            "afi": 6,
+            "rate_bps": 1e8,
+            "reason": "OVERLOAD",
+            "from": LinkSide(link_id=f"{ROUTER}:pni-1"),
+            "to": LinkSide(link_id=ALT, next_hop=NH),
+            "created_at": now,
+        }
+    )
 
 
 def _count(bird: BirdRouter) -> int:
@@ -83,18 +96,32 @@ def main() -> None:
     prefixes = _prefixes(args.routes + args.samples)
     p = KafkaProducer(kafka)
     inv = LinkInventory(pop=POP, link_id=ALT, router=ROUTER, capacity_bps=1e11, next_hops=(NH,))
-    p.produce(kafka.topic(catalog.LINK_INVENTORY), inv.encode(), key=f"{POP}|{ALT}", headers=inv.headers(),
-              partition_key=POP)
+    p.produce(
+        kafka.topic(catalog.LINK_INVENTORY), inv.encode(), key=f"{POP}|{ALT}", headers=inv.headers(), partition_key=POP
+    )
     for prefix in prefixes:
         r = Route(pop=POP, link_id=ALT, prefix=prefix, next_hop=NH)
         p.produce(kafka.topic(catalog.ROUTES), r.encode(), key=r.key(), headers=r.headers(), partition_key=POP)
     p.flush(60)
-    settings = load_settings(InjectorSettings, overrides={
-        "kafka": kafka.model_dump(), "mode": "apply", "run_dir": str(work / "injector"),
-        "max_active_per_pop": 100_000, "max_announces_per_cycle": 100_000, "readback_every_s": 0.2,
-        "metrics": {"listen": "127.0.0.1:0"},
-        "routers": {ROUTER: {"neighbor": "127.0.0.2", "port": bird.spec.port,
-                             "rib": {"kind": "bird", "socket": str(bird.socket)}}}})
+    settings = load_settings(
+        InjectorSettings,
+        overrides={
+            "kafka": kafka.model_dump(),
+            "mode": "apply",
+            "run_dir": str(work / "injector"),
+            "max_active_per_pop": 100_000,
+            "max_announces_per_cycle": 100_000,
+            "readback_every_s": 0.2,
+            "metrics": {"listen": "127.0.0.1:0"},
+            "routers": {
+                ROUTER: {
+                    "neighbor": "127.0.0.2",
+                    "port": bird.spec.port,
+                    "rib": {"kind": "bird", "socket": str(bird.socket)},
+                }
+            },
+        },
+    )
     svc = InjectorService(settings)
     svc.start()
     result: dict[str, object] = {"routes": args.routes}
@@ -103,10 +130,15 @@ def main() -> None:
         while not bird.session_established() and time.monotonic() < deadline:
             time.sleep(0.05)
         t0 = time.monotonic()
-        for prefix in prefixes[:args.routes]:
+        for prefix in prefixes[: args.routes]:
             rec = _rec(prefix)
-            p.produce(kafka.topic(catalog.RECOMMENDATIONS), rec.encode(), key=rec.key(),
-                      headers=rec.headers(), partition_key=POP)
+            p.produce(
+                kafka.topic(catalog.RECOMMENDATIONS),
+                rec.encode(),
+                key=rec.key(),
+                headers=rec.headers(),
+                partition_key=POP,
+            )
         p.flush(60)
         t_published = time.monotonic() - t0
         while _count(bird) < args.routes and time.monotonic() - t0 < 300:
@@ -115,27 +147,43 @@ def main() -> None:
         while len(svc.confirmed()) < args.routes and time.monotonic() - t0 < 300:
             time.sleep(0.02)
         t_confirmed = time.monotonic() - t0
-        result.update({"published_s": round(t_published, 3), "in_bird_s": round(t_in_bird, 3),
-                       "confirmed_s": round(t_confirmed, 3),
-                       "announced_per_s": round(args.routes / t_in_bird, 1),
-                       "confirmed_per_s": round(args.routes / t_confirmed, 1)})
+        result.update(
+            {
+                "published_s": round(t_published, 3),
+                "in_bird_s": round(t_in_bird, 3),
+                "confirmed_s": round(t_confirmed, 3),
+                "announced_per_s": round(args.routes / t_in_bird, 1),
+                "confirmed_per_s": round(args.routes / t_confirmed, 1),
+            }
+        )
         lat = []
-        for prefix in prefixes[args.routes:]:
+        for prefix in prefixes[args.routes :]:
             rec = _rec(prefix)
-            p.produce(kafka.topic(catalog.RECOMMENDATIONS), rec.encode(), key=rec.key(),
-                      headers=rec.headers(), partition_key=POP)
+            p.produce(
+                kafka.topic(catalog.RECOMMENDATIONS),
+                rec.encode(),
+                key=rec.key(),
+                headers=rec.headers(),
+                partition_key=POP,
+            )
             p.flush(10)
             while time.time() - rec.generated_at < 30:
-                out = subprocess.run(["birdc", "-s", str(bird.socket), "show", "route", prefix],
-                                     capture_output=True, text=True).stdout
+                out = subprocess.run(
+                    ["birdc", "-s", str(bird.socket), "show", "route", prefix], capture_output=True, text=True
+                ).stdout
                 if prefix in out:
                     lat.append(time.time() - rec.generated_at)
                     break
                 time.sleep(0.005)
         lat.sort()
-        result.update({"latency_samples": len(lat), "latency_p50_s": round(statistics.median(lat), 3),
-                       "latency_p99_s": round(lat[min(len(lat) - 1, int(0.99 * len(lat)))], 3),
-                       "latency_max_s": round(lat[-1], 3)})
+        result.update(
+            {
+                "latency_samples": len(lat),
+                "latency_p50_s": round(statistics.median(lat), 3),
+                "latency_p99_s": round(lat[min(len(lat) - 1, int(0.99 * len(lat)))], 3),
+                "latency_max_s": round(lat[-1], 3),
+            }
+        )
     finally:
         svc.stop()
         bird.stop()

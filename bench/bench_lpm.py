@@ -27,8 +27,9 @@ from netpilot.lpm import PrefixTable
 def make_prefixes(n: int, v6_share: float, rng: np.random.Generator) -> list[str]:
     n6 = int(n * v6_share)
     n4 = n - n6
-    len4 = rng.choice([24, 23, 22, 21, 20, 19, 16, 12, 8], size=n4,
-                      p=[0.60, 0.10, 0.08, 0.05, 0.04, 0.03, 0.06, 0.03, 0.01])
+    len4 = rng.choice(
+        [24, 23, 22, 21, 20, 19, 16, 12, 8], size=n4, p=[0.60, 0.10, 0.08, 0.05, 0.04, 0.03, 0.06, 0.03, 0.01]
+    )
     a4 = rng.integers(0x01000000, 0xDF000000, size=n4, dtype=np.uint64)
     mask4 = (0xFFFFFFFF << (32 - len4.astype(np.uint64))) & 0xFFFFFFFF
     a4 &= mask4
@@ -52,7 +53,7 @@ def make_addresses(prefixes: list[str], n: int, rng: np.random.Generator) -> np.
             out[row, 12:] = np.frombuffer(host.to_bytes(4, "big"), np.uint8)
         else:
             out[row] = np.frombuffer(host.to_bytes(16, "big"), np.uint8)
-    rest = out[len(pick):]
+    rest = out[len(pick) :]
     rest[:] = rng.integers(0, 256, size=rest.shape, dtype=np.uint8)
     rest[::2, :10] = 0
     rest[::2, 10:12] = 0xFF  # half of the random ones are IPv4
@@ -81,8 +82,10 @@ def main() -> None:
     med = statistics.median(times)
     print(f"prefixes={len(prefixes):,} (v6 {args.v6_share:.0%})")
     print(f"build: {build_s:.1f} s from text prefixes")
-    print(f"lookup: batch {args.batch:,} -> median {med * 1e3:.0f} ms = {args.batch / med / 1e6:.2f} M lookups/s "
-          f"(best {args.batch / min(times) / 1e6:.2f} M/s); matched {np.mean(idx >= 0):.0%}")
+    print(
+        f"lookup: batch {args.batch:,} -> median {med * 1e3:.0f} ms = {args.batch / med / 1e6:.2f} M lookups/s "
+        f"(best {args.batch / min(times) / 1e6:.2f} M/s); matched {np.mean(idx >= 0):.0%}"
+    )
 
 
 if __name__ == "__main__":

@@ -55,14 +55,21 @@ def snapshot(pipe: Pipeline) -> dict[str, float]:
     col = pipe.children["collector"].metrics()
     sink = pipe.children["sink-clickhouse"].metrics()
     streams = pipe.children["streams"].metrics()
-    return {"flows": metric(col, "netpilot_collector_flows_total"),
-            "flow_drops": metric(col, "netpilot_collector_flows_dropped_total"),
-            "datagram_drops": metric(col, "netpilot_collector_queue_dropped_datagrams_total")
-            + metric(col, "netpilot_collector_socket_dropped_datagrams_total"),
-            "decode_s": metric(col, "netpilot_collector_decode_seconds_sum"),
-            "sink_lag": metric(sink, "netpilot_sink_clickhouse_consumer_lag_messages"),
-            "watermark_lag": max([float(v) for v in re.findall(
-                r"^netpilot_streams_watermark_lag_seconds\{[^}]*\} ([0-9.e+-]+)$", streams, re.M)] or [0.0])}
+    return {
+        "flows": metric(col, "netpilot_collector_flows_total"),
+        "flow_drops": metric(col, "netpilot_collector_flows_dropped_total"),
+        "datagram_drops": metric(col, "netpilot_collector_queue_dropped_datagrams_total")
+        + metric(col, "netpilot_collector_socket_dropped_datagrams_total"),
+        "decode_s": metric(col, "netpilot_collector_decode_seconds_sum"),
+        "sink_lag": metric(sink, "netpilot_sink_clickhouse_consumer_lag_messages"),
+        "watermark_lag": max(
+            [
+                float(v)
+                for v in re.findall(r"^netpilot_streams_watermark_lag_seconds\{[^}]*\} ([0-9.e+-]+)$", streams, re.M)
+            ]
+            or [0.0]
+        ),
+    }
 
 
 def run_rate(bootstrap: str, rate: int, duration: float, root: Path) -> dict:
@@ -100,12 +107,20 @@ def run_rate(bootstrap: str, rate: int, duration: float, root: Path) -> dict:
         pipe.stop()
         admin.delete(kafka.topic(t) for t in catalog.ALL_TOPICS)
     flows = end["flows"] - snap0["flows"]
-    return {"rate": rate, "wall_s": wall, "sent_per_s": stats["records"] / wall,
-            "published_per_s": flows / wall, "lost": stats["records"] - flows, "flow_drops": end["flow_drops"],
-            "datagram_drops": end["datagram_drops"],
-            "sim_lag_s": stats["max_lag_s"], "mid": mid or end, "end": end,
-            "cpu_pct": {n: 100 * v / wall for n, v in cpu.items()},
-            "collector_busy_pct": 100 * (end["decode_s"] - snap0["decode_s"]) / wall}
+    return {
+        "rate": rate,
+        "wall_s": wall,
+        "sent_per_s": stats["records"] / wall,
+        "published_per_s": flows / wall,
+        "lost": stats["records"] - flows,
+        "flow_drops": end["flow_drops"],
+        "datagram_drops": end["datagram_drops"],
+        "sim_lag_s": stats["max_lag_s"],
+        "mid": mid or end,
+        "end": end,
+        "cpu_pct": {n: 100 * v / wall for n, v in cpu.items()},
+        "collector_busy_pct": 100 * (end["decode_s"] - snap0["decode_s"]) / wall,
+    }
 
 
 def main() -> None:
@@ -124,13 +139,17 @@ def main() -> None:
         for rate in (int(r) for r in a.rates.split(",")):
             r = run_rate(bootstrap, rate, a.duration, Path(tmp))
             cpu = "  ".join(f"{n} {v:.0f}%" for n, v in sorted(r["cpu_pct"].items()))
-            print(f"\nflows_per_s={rate}: sent {r['sent_per_s']:,.0f}/s  published {r['published_per_s']:,.0f}/s  "
-                  f"not published {r['lost']:,.0f}  (collector dropped {r['datagram_drops']:,.0f} datagrams, "
-                  f"{r['flow_drops']:,.0f} flows)  simulator behind by "
-                  f"{r['sim_lag_s']:.1f} s")
-            print(f"  sink lag (messages) mid {r['mid']['sink_lag']:.0f} -> end {r['end']['sink_lag']:.0f};  "
-                  f"streams watermark lag mid {r['mid']['watermark_lag']:.1f} s "
-                  f"-> end {r['end']['watermark_lag']:.1f} s")
+            print(
+                f"\nflows_per_s={rate}: sent {r['sent_per_s']:,.0f}/s  published {r['published_per_s']:,.0f}/s  "
+                f"not published {r['lost']:,.0f}  (collector dropped {r['datagram_drops']:,.0f} datagrams, "
+                f"{r['flow_drops']:,.0f} flows)  simulator behind by "
+                f"{r['sim_lag_s']:.1f} s"
+            )
+            print(
+                f"  sink lag (messages) mid {r['mid']['sink_lag']:.0f} -> end {r['end']['sink_lag']:.0f};  "
+                f"streams watermark lag mid {r['mid']['watermark_lag']:.1f} s "
+                f"-> end {r['end']['watermark_lag']:.1f} s"
+            )
             print(f"  CPU (% of one core): {cpu}")
             print(f"  collector decode+enrich+publish busy {r['collector_busy_pct']:.0f}% of wall time")
 

@@ -37,9 +37,16 @@ def build(n_prefixes: int, n_links: int, seed: int = 7) -> Snapshot:
     load = np.bincount(native, weights=rates, minlength=n_links)
     for i, link_id in enumerate(links):
         target = 0.97 if i in overloaded else 0.5
-        b.add_link(LinkState(link_id, link_id.split(":")[0], capacity_bps=capacity,
-                             rate_bps=max(load[i], target * capacity),
-                             peer_type="pni" if i % 3 else "transit", peer_asn=64500 + i))
+        b.add_link(
+            LinkState(
+                link_id,
+                link_id.split(":")[0],
+                capacity_bps=capacity,
+                rate_bps=max(load[i], target * capacity),
+                peer_type="pni" if i % 3 else "transit",
+                peer_asn=64500 + i,
+            )
+        )
     # Covering aggregates (/8 v4, /32 v6) on every transit link: "covering" alternates.
     first_octets = sorted({(p >> 16) % 224 + 1 for p in range(n_prefixes)})
     for i in range(0, n_links, 3):
@@ -56,8 +63,7 @@ def build(n_prefixes: int, n_links: int, seed: int = 7) -> Snapshot:
         if p % 10 == 0:  # ECMP: a second native path, same attributes
             b.add_route(links[(native[p] + 1) % n_links], prefix, local_pref=200, as_path=(64500, 64999))
         for k in (7, 13):  # exact alternates at lower preference
-            b.add_route(links[(native[p] + k) % n_links], prefix, local_pref=100,
-                        as_path=(64501, 64500, 64999))
+            b.add_route(links[(native[p] + k) % n_links], prefix, local_pref=100, as_path=(64501, 64500, 64999))
         if p % 10 == 5 and p % 20 != 19:  # demand finer than the route: four /26 rows
             base = prefix.rsplit(".", 1)[0]
             for q in range(4):
@@ -92,13 +98,19 @@ def main() -> None:
         stimes.append(time.perf_counter() - t)
         state = steady.state
     r = first.report
-    print(f"snapshot: {args.prefixes} prefixes, {args.links} links, {len(snapshot.routes)} routes, "
-          f"{len(snapshot.demand)} demand rows; built in {built:.2f} s (not part of the cycle)")
-    print(f"plan() first cycle (greedy, {len(r.overloaded)} overloaded links): "
-          f"median {statistics.median(times) * 1e3:.0f} ms, max {max(times) * 1e3:.0f} ms "
-          f"over {args.repeat} runs; {r.adds} ADDs, unresolved on {len(r.unresolved_bps)} links")
-    print(f"plan() steady cycle ({steady.report.refreshes} REFRESH, {steady.report.adds} ADD): "
-          f"median {statistics.median(stimes) * 1e3:.0f} ms, max {max(stimes) * 1e3:.0f} ms")
+    print(
+        f"snapshot: {args.prefixes} prefixes, {args.links} links, {len(snapshot.routes)} routes, "
+        f"{len(snapshot.demand)} demand rows; built in {built:.2f} s (not part of the cycle)"
+    )
+    print(
+        f"plan() first cycle (greedy, {len(r.overloaded)} overloaded links): "
+        f"median {statistics.median(times) * 1e3:.0f} ms, max {max(times) * 1e3:.0f} ms "
+        f"over {args.repeat} runs; {r.adds} ADDs, unresolved on {len(r.unresolved_bps)} links"
+    )
+    print(
+        f"plan() steady cycle ({steady.report.refreshes} REFRESH, {steady.report.adds} ADD): "
+        f"median {statistics.median(stimes) * 1e3:.0f} ms, max {max(stimes) * 1e3:.0f} ms"
+    )
     print(f"target < 1000 ms: {'met' if max(times + stimes) < 1.0 else 'NOT met'}")
 
 

@@ -52,14 +52,18 @@ def main() -> None:
         n_msgs = args.rows // args.per_message
         for i in range(n_msgs):
             t = synthetic_flows(args.per_message, start_ms + i * args.per_message // 100, seed=i)
-            producer.produce(kafka.topic(catalog.FLOWS), flows.encode_flows(t),
-                             key=f"pop{i % 6}", headers=flows.headers())
+            producer.produce(
+                kafka.topic(catalog.FLOWS), flows.encode_flows(t), key=f"pop{i % 6}", headers=flows.headers()
+            )
         producer.flush(60)
         print("load average before: {:.1f} {:.1f} {:.1f} (2 cores)".format(*os.getloadavg()))
-        settings = ClickHouseSinkSettings(kafka=kafka, dsn=f"chdb://{path}/ch",
-                                          group_id=f"bench-{uuid.uuid4().hex[:6]}",
-                                          batch_max_rows=args.batch_rows,
-                                          metrics=MetricsSettings(enabled=False))
+        settings = ClickHouseSinkSettings(
+            kafka=kafka,
+            dsn=f"chdb://{path}/ch",
+            group_id=f"bench-{uuid.uuid4().hex[:6]}",
+            batch_max_rows=args.batch_rows,
+            metrics=MetricsSettings(enabled=False),
+        )
         svc = ClickHouseSinkService(settings)
         t0 = time.perf_counter()
         svc.start()
@@ -67,18 +71,19 @@ def main() -> None:
         total = 0.0
         while total < n_msgs * args.per_message and time.perf_counter() - t0 < 600:
             time.sleep(0.05)
-            total = sample_value(svc.registry, "netpilot_sink_clickhouse_rows_total",
-                                 {"table": "netpilot.flows_raw"})
+            total = sample_value(svc.registry, "netpilot_sink_clickhouse_rows_total", {"table": "netpilot.flows_raw"})
         elapsed = time.perf_counter() - t_started
-        batches = sample_value(svc.registry, "netpilot_sink_clickhouse_batches_total",
-                               {"table": "netpilot.flows_raw"})
-        insert_s = sample_value(svc.registry, "netpilot_sink_clickhouse_insert_duration_seconds_sum",
-                                {"table": "netpilot.flows_raw"})
+        batches = sample_value(svc.registry, "netpilot_sink_clickhouse_batches_total", {"table": "netpilot.flows_raw"})
+        insert_s = sample_value(
+            svc.registry, "netpilot_sink_clickhouse_insert_duration_seconds_sum", {"table": "netpilot.flows_raw"}
+        )
         svc.stop()
         print(f"time inside acknowledged inserts: {insert_s:.1f}s of {elapsed:.1f}s")
-        print(f"sink: {int(total):,} rows in {elapsed:.1f}s after start-up "
-              f"= {total / elapsed:,.0f} rows/s ({int(batches)} inserts; start-up with "
-              f"migrations {t_started - t0:.1f}s)")
+        print(
+            f"sink: {int(total):,} rows in {elapsed:.1f}s after start-up "
+            f"= {total / elapsed:,.0f} rows/s ({int(batches)} inserts; start-up with "
+            f"migrations {t_started - t0:.1f}s)"
+        )
     finally:
         admin.delete(kafka.topic(t) for t in catalog.ALL_TOPICS)
         shutil.rmtree(path, ignore_errors=True)

@@ -34,10 +34,13 @@ async def run(lab: NetLab, names: list[str], agents: int, cycles: int, max_oids:
     pollers = []
     share = (len(names) + agents - 1) // agents
     for a in range(agents):
-        links = tuple(LinkInventory(pop="bench", router=f"r{a}", link_id=n, if_name=n, capacity_bps=1e9)
-                      for n in names[a * share:(a + 1) * share])
-        client = SnmpClient(lab.agent_addr, 1161 + a, Credentials("2c", community="public"),
-                            timeout=5.0, max_oids_per_request=max_oids)
+        links = tuple(
+            LinkInventory(pop="bench", router=f"r{a}", link_id=n, if_name=n, capacity_bps=1e9)
+            for n in names[a * share : (a + 1) * share]
+        )
+        client = SnmpClient(
+            lab.agent_addr, 1161 + a, Credentials("2c", community="public"), timeout=5.0, max_oids_per_request=max_oids
+        )
         pollers.append(RouterPoller("bench", f"r{a}", links, client))
     t0 = time.perf_counter()
     missing = await asyncio.gather(*(p.resolve() for p in pollers))
@@ -55,9 +58,11 @@ async def run(lab: NetLab, names: list[str], agents: int, cycles: int, max_oids:
     oids = published * len(COLUMNS) + len(pollers)
     print(f"interfaces={published} agents={agents} oids/cycle={oids} oids/request<={max_oids}")
     print(f"ifName resolution (GETBULK walk): {resolve_s:.2f} s")
-    print(f"poll cycle: median {statistics.median(walls):.2f} s, worst {max(walls):.2f} s "
-          f"({oids / statistics.median(walls):,.0f} OIDs/s); poller CPU median "
-          f"{statistics.median(cpus):.2f} s/cycle")
+    print(
+        f"poll cycle: median {statistics.median(walls):.2f} s, worst {max(walls):.2f} s "
+        f"({oids / statistics.median(walls):,.0f} OIDs/s); poller CPU median "
+        f"{statistics.median(cpus):.2f} s/cycle"
+    )
 
 
 def main() -> None:

@@ -73,8 +73,15 @@ def _timeseries(ax: Any, panel: PanelQuery, t: pa.Table, span: tuple[float, floa
         name = _THRESHOLD_NAMES.get(colour, "threshold")
         line = "darkorange" if name == "target" else "crimson"
         ax.axhline(value, color=line, linestyle="--", linewidth=1)
-        ax.annotate(f"{name} {fmt(value)}", (0.995, value), xycoords=("axes fraction", "data"),
-                    ha="right", va="bottom", fontsize=8, color=line)
+        ax.annotate(
+            f"{name} {fmt(value)}",
+            (0.995, value),
+            xycoords=("axes fraction", "data"),
+            ha="right",
+            va="bottom",
+            fontsize=8,
+            color=line,
+        )
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: fmt(v)))
     _time_axis(ax, span)
     ax.set_xlabel("time (UTC)")
@@ -98,8 +105,15 @@ def _heatmap(fig: Any, ax: Any, panel: PanelQuery, t: pa.Table, span: tuple[floa
     grid = np.array([[series[label].get(ts, np.nan) for ts in times] for label in labels])
     nums = mdates.date2num(times)
     step = (nums[1] - nums[0]) if len(nums) > 1 else 1 / 1440
-    image = ax.imshow(grid, aspect="auto", cmap="RdYlGn_r", vmin=0, vmax=1, interpolation="nearest",
-                      extent=(nums[0], nums[-1] + step, len(labels) - 0.5, -0.5))
+    image = ax.imshow(
+        grid,
+        aspect="auto",
+        cmap="RdYlGn_r",
+        vmin=0,
+        vmax=1,
+        interpolation="nearest",
+        extent=(nums[0], nums[-1] + step, len(labels) - 0.5, -0.5),
+    )
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.xaxis_date(tz=UTC)
     _time_axis(ax, span)
@@ -116,8 +130,13 @@ def _cell(value: Any, name: str, unit: str) -> str:
     if isinstance(value, float):
         if "bps" in name:
             return formatter("bps")(value)
-        if unit == "percentunit" or name in ("utilisation", "trigger", "headroom") or "after" in name \
-                or "before" in name or name.startswith(("projected", "actual")):
+        if (
+            unit == "percentunit"
+            or name in ("utilisation", "trigger", "headroom")
+            or "after" in name
+            or "before" in name
+            or name.startswith(("projected", "actual"))
+        ):
             return formatter("percentunit")(value)
         return f"{value:.4g}"
     return str(value)

@@ -79,8 +79,9 @@ def _format(values: list[str], fmt: str | None, multi: bool) -> str:
         return "'" + "','".join(values) + "'" if multi else (values[0] if values else "")
     if fmt in ("raw", "text"):
         return ",".join(values)
-    raise MacroError(f"variable format {fmt!r} is not supported here; use singlequote, "
-                     "doublequote, sqlstring, csv, pipe or raw")
+    raise MacroError(
+        f"variable format {fmt!r} is not supported here; use singlequote, doublequote, sqlstring, csv, pipe or raw"
+    )
 
 
 def _duration(seconds: float) -> str:
@@ -118,8 +119,9 @@ def _prometheus_default(values: list[str], fmt: str | None, multi: bool) -> str:
     return "(" + "|".join(escaped) + ")"
 
 
-def replace_variables(text: str, ctx: QueryContext,
-                      formatter: Callable[[list[str], str | None, bool], str] | None = None) -> str:
+def replace_variables(
+    text: str, ctx: QueryContext, formatter: Callable[[list[str], str | None, bool], str] | None = None
+) -> str:
     """Grafana's templateSrv.replace for the variables in ``ctx`` and the built-ins.
 
     Unknown ``$__`` names are left alone (they are plugin macros); an unknown user variable
@@ -142,6 +144,7 @@ def replace_variables(text: str, ctx: QueryContext,
 
 
 # -- stage 2: the ClickHouse plugin's macros --------------------------------------------
+
 
 def _dt(t: float) -> str:
     return f"toDateTime({int(math.floor(t))})"
@@ -173,32 +176,49 @@ MACROS: dict[str, tuple[MacroFn, bool]] = {
     "toTime": (lambda c, a: _dt(c.to_s), False),
     "fromTime_ms": (lambda c, a: _dt64(c.from_s), False),
     "toTime_ms": (lambda c, a: _dt64(c.to_s), False),
-    "timeFilter": (lambda c, a: "{0} >= {1} AND {0} <= {2}".format(
-        _args(1, "timeFilter", a)[0], _dt(c.from_s), _dt(c.to_s)), True),
-    "timeFilter_ms": (lambda c, a: "{0} >= {1} AND {0} <= {2}".format(
-        _args(1, "timeFilter_ms", a)[0], _dt64(c.from_s), _dt64(c.to_s)), True),
-    "dateFilter": (lambda c, a: "{0} >= {1} AND {0} <= {2}".format(
-        _args(1, "dateFilter", a)[0], _d(c.from_s), _d(c.to_s)), True),
+    "timeFilter": (
+        lambda c, a: "{0} >= {1} AND {0} <= {2}".format(_args(1, "timeFilter", a)[0], _dt(c.from_s), _dt(c.to_s)),
+        True,
+    ),
+    "timeFilter_ms": (
+        lambda c, a: "{0} >= {1} AND {0} <= {2}".format(
+            _args(1, "timeFilter_ms", a)[0], _dt64(c.from_s), _dt64(c.to_s)
+        ),
+        True,
+    ),
+    "dateFilter": (
+        lambda c, a: "{0} >= {1} AND {0} <= {2}".format(_args(1, "dateFilter", a)[0], _d(c.from_s), _d(c.to_s)),
+        True,
+    ),
     "dateTimeFilter": (lambda c, a: _date_time_filter(c, _args(2, "dateTimeFilter", a)), True),
     "dt": (lambda c, a: _date_time_filter(c, _args(2, "dt", a)), True),
-    "timeInterval": (lambda c, a: f"toStartOfInterval(toDateTime({_args(1, 'timeInterval', a)[0]}), "
-                                  f"INTERVAL {_seconds(c)} second)", True),
-    "timeInterval_ms": (lambda c, a: f"toStartOfInterval(toDateTime64({_args(1, 'timeInterval_ms', a)[0]}, 3), "
-                                     f"INTERVAL {int(max(c.interval_s * 1000, 1))} millisecond)", True),
+    "timeInterval": (
+        lambda c, a: f"toStartOfInterval(toDateTime({_args(1, 'timeInterval', a)[0]}), INTERVAL {_seconds(c)} second)",
+        True,
+    ),
+    "timeInterval_ms": (
+        lambda c, a: (
+            f"toStartOfInterval(toDateTime64({_args(1, 'timeInterval_ms', a)[0]}, 3), "
+            f"INTERVAL {int(max(c.interval_s * 1000, 1))} millisecond)"
+        ),
+        True,
+    ),
     "interval_s": (lambda c, a: str(_seconds(c)), False),
 }
 
 
 def _date_time_filter(c: QueryContext, a: list[str]) -> str:
-    return (f"({a[0]} >= {_d(c.from_s)} AND {a[0]} <= {_d(c.to_s)}) AND "
-            f"({a[1]} >= {_dt(c.from_s)} AND {a[1]} <= {_dt(c.to_s)})")
+    return (
+        f"({a[0]} >= {_d(c.from_s)} AND {a[0]} <= {_d(c.to_s)}) AND "
+        f"({a[1]} >= {_dt(c.from_s)} AND {a[1]} <= {_dt(c.to_s)})"
+    )
 
 
 def _matches(sql: str, name: str) -> list[tuple[str, str | None]]:
     """The SDK's getMacroMatches: (matched text, argument text or None) per occurrence."""
     out: list[tuple[str, str | None]] = []
     for m in re.finditer(r"\$__" + re.escape(name) + r"\b", sql):
-        rest = sql[m.start():]
+        rest = sql[m.start() :]
         depth, arg_start, end = 0, 0, 0
         for i, ch in enumerate(rest):
             if depth == 0 and end > 0:
@@ -215,7 +235,7 @@ def _matches(sql: str, name: str) -> list[tuple[str, str | None]]:
         if end == 0:
             out.append((m.group(0), None))
         else:
-            out.append((rest[:end], rest[arg_start:end - 1]))
+            out.append((rest[:end], rest[arg_start : end - 1]))
     return out
 
 
@@ -226,8 +246,10 @@ def expand_macros(sql: str, ctx: QueryContext, strict: bool = True) -> str:
     for name, (fn, takes_args) in MACROS.items():
         for text, arg_text in _matches(sql, name):
             if strict and not takes_args and arg_text is not None:
-                raise MacroError(f"bare $__{name} would swallow {text!r} in the ClickHouse plugin; "
-                                 f"put a ')' right after it, e.g. '($__{name})'")
+                raise MacroError(
+                    f"bare $__{name} would swallow {text!r} in the ClickHouse plugin; "
+                    f"put a ')' right after it, e.g. '($__{name})'"
+                )
             args = [] if arg_text is None else [a.strip() for a in arg_text.split(",")]
             sql = sql.replace(text, fn(ctx, args))
     return sql
@@ -247,6 +269,35 @@ def grafana_interval(range_s: float, max_data_points: int = 1000, min_interval_s
     nearest "nice" step (Grafana's kbn.roundInterval uses fixed thresholds between steps;
     the result can differ by one step, which changes bucket sizes, not correctness)."""
     raw = max(range_s / max_data_points, min_interval_s, 0.001)
-    nice = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1200,
-            1800, 3600, 7200, 10800, 21600, 43200, 86400, 604800, 2592000, 31536000)
+    nice = (
+        0.01,
+        0.02,
+        0.05,
+        0.1,
+        0.2,
+        0.5,
+        1,
+        2,
+        5,
+        10,
+        15,
+        20,
+        30,
+        60,
+        120,
+        300,
+        600,
+        900,
+        1200,
+        1800,
+        3600,
+        7200,
+        10800,
+        21600,
+        43200,
+        86400,
+        604800,
+        2592000,
+        31536000,
+    )
     return min(nice, key=lambda n: abs(n - raw))

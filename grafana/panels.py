@@ -34,19 +34,32 @@ def clickhouse_panels(dashboards: Mapping[str, Mapping[str, Any]]) -> list[Panel
         for p in d["panels"]:
             defaults = p["fieldConfig"]["defaults"]
             drawn = defaults.get("custom", {}).get("thresholdsStyle", {}).get("mode", "off") != "off"
-            steps = tuple((s["value"], s["color"]) for s in defaults["thresholds"]["steps"]
-                          if s["value"] is not None)
+            steps = tuple((s["value"], s["color"]) for s in defaults["thresholds"]["steps"] if s["value"] is not None)
             for t in p["targets"]:
                 if t["datasource"]["type"] == CLICKHOUSE_TYPE:
-                    out.append(PanelQuery(d["title"], p["title"], p["type"], defaults["unit"],
-                                          t["rawSql"], t["format"] == 0, steps if drawn else ()))
+                    out.append(
+                        PanelQuery(
+                            d["title"],
+                            p["title"],
+                            p["type"],
+                            defaults["unit"],
+                            t["rawSql"],
+                            t["format"] == 0,
+                            steps if drawn else (),
+                        )
+                    )
     return out
 
 
 def prometheus_exprs(dashboards: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
     """(panel title, PromQL) for every Prometheus target."""
-    return [(p["title"], t["expr"]) for d in dashboards.values() for p in d["panels"]
-            for t in p["targets"] if t["datasource"]["type"] == "prometheus"]
+    return [
+        (p["title"], t["expr"])
+        for d in dashboards.values()
+        for p in d["panels"]
+        for t in p["targets"]
+        if t["datasource"]["type"] == "prometheus"
+    ]
 
 
 def query_arrow(client: ClickHouseClient, sql: str) -> pa.Table:
@@ -58,8 +71,7 @@ def run_panel(client: ClickHouseClient, panel: PanelQuery, ctx: QueryContext) ->
     return query_arrow(client, expand_sql(panel.sql, ctx))
 
 
-def all_variable_values(client: ClickHouseClient, dashboard: Mapping[str, Any],
-                        ctx: QueryContext) -> QueryContext:
+def all_variable_values(client: ClickHouseClient, dashboard: Mapping[str, Any], ctx: QueryContext) -> QueryContext:
     """Resolve the dashboard's variables as Grafana does on load with "All" selected:
     constants first, then each query variable in order (later ones see earlier values)."""
     values: dict[str, str | Sequence[str]] = dict(ctx.variables)

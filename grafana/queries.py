@@ -26,9 +26,16 @@ DB = "${db}"
 
 # (table, guard on the interval, column overrides)
 _BRANCHES: tuple[tuple[str, str, dict[str, str]], ...] = (
-    ("flows_raw", "($__interval_s < 60)",
-     {"ts": "toDateTime(time_received)", "bytes": "bytes_scaled", "packets": "packets_scaled",
-      "time": "time_received"}),
+    (
+        "flows_raw",
+        "($__interval_s < 60)",
+        {
+            "ts": "toDateTime(time_received)",
+            "bytes": "bytes_scaled",
+            "packets": "packets_scaled",
+            "time": "time_received",
+        },
+    ),
     ("flows_1m", "($__interval_s >= 60 AND $__interval_s < 300)", {"ts": "window_start", "time": "window_start"}),
     ("flows_5m", "($__interval_s >= 300 AND $__interval_s < 3600)", {"ts": "window_start", "time": "window_start"}),
     ("flows_1h", "($__interval_s >= 3600)", {"ts": "window_start", "time": "window_start"}),
@@ -44,14 +51,17 @@ def flows_source(columns: Sequence[str], where: str = POP_FILTER) -> str:
     parts = []
     for table, guard, names in _BRANCHES:
         cols = ", ".join(f"{names[c]} AS {c}" if c in names else c for c in columns)
-        parts.append(f"  SELECT {cols}\n  FROM {DB}.{table}\n"
-                     f"  WHERE {guard} AND $__timeFilter({names['time']}) AND {where}")
+        parts.append(
+            f"  SELECT {cols}\n  FROM {DB}.{table}\n  WHERE {guard} AND $__timeFilter({names['time']}) AND {where}"
+        )
     return "(\n" + "\n  UNION ALL\n".join(parts) + "\n)"
 
 
-INVENTORY_LATEST = (f"(SELECT pop, link_id, argMax(router, version) AS router, "
-                    f"argMax(peer_type, version) AS peer_type, argMax(capacity_bps, version) AS capacity_bps, "
-                    f"argMax(deleted, version) AS deleted FROM {DB}.link_inventory GROUP BY pop, link_id)")
+INVENTORY_LATEST = (
+    f"(SELECT pop, link_id, argMax(router, version) AS router, "
+    f"argMax(peer_type, version) AS peer_type, argMax(capacity_bps, version) AS capacity_bps, "
+    f"argMax(deleted, version) AS deleted FROM {DB}.link_inventory GROUP BY pop, link_id)"
+)
 
 
 def trigger_expr(peer_type_col: str = "peer_type") -> str:
@@ -64,10 +74,14 @@ def trigger_expr(peer_type_col: str = "peer_type") -> str:
 # -- template variables ---------------------------------------------------------------
 
 VAR_POP = f"SELECT DISTINCT pop FROM {INVENTORY_LATEST} WHERE NOT deleted ORDER BY pop"
-VAR_ROUTER = (f"SELECT DISTINCT router FROM {INVENTORY_LATEST} WHERE NOT deleted "
-              "AND pop IN (${pop:singlequote}) ORDER BY router")
-VAR_LINK = (f"SELECT DISTINCT link_id FROM {INVENTORY_LATEST} WHERE NOT deleted "
-            "AND pop IN (${pop:singlequote}) AND router IN (${router:singlequote}) ORDER BY link_id")
+VAR_ROUTER = (
+    f"SELECT DISTINCT router FROM {INVENTORY_LATEST} WHERE NOT deleted "
+    "AND pop IN (${pop:singlequote}) ORDER BY router"
+)
+VAR_LINK = (
+    f"SELECT DISTINCT link_id FROM {INVENTORY_LATEST} WHERE NOT deleted "
+    "AND pop IN (${pop:singlequote}) AND router IN (${router:singlequote}) ORDER BY link_id"
+)
 
 # -- network overview -------------------------------------------------------------------
 
@@ -90,9 +104,11 @@ GROUP BY dst_as
 ORDER BY `avg bps` DESC
 LIMIT 15"""
 
-_PREFIX_TEXT = ("concat(if(startsWith(IPv6NumToString(dst_prefix), '::ffff:'), "
-                "substring(IPv6NumToString(dst_prefix), 8), IPv6NumToString(dst_prefix)), "
-                "'/', toString(dst_prefix_len))")
+_PREFIX_TEXT = (
+    "concat(if(startsWith(IPv6NumToString(dst_prefix), '::ffff:'), "
+    "substring(IPv6NumToString(dst_prefix), 8), IPv6NumToString(dst_prefix)), "
+    "'/', toString(dst_prefix_len))"
+)
 RAW_WINDOW = "time_received >= greatest($__fromTime, $__toTime - INTERVAL 6 HOUR)"
 
 TOP_DST_PREFIXES = f"""SELECT {_PREFIX_TEXT} AS `destination prefix`, dst_as AS `AS`,
@@ -121,8 +137,10 @@ ORDER BY time"""
 
 # -- egress links ---------------------------------------------------------------------------
 
-_UTIL_WHERE = ("$__timeFilter(window_start) AND pop IN (${pop:singlequote}) "
-               "AND link_id IN (${link:singlequote}) AND utilisation IS NOT NULL")
+_UTIL_WHERE = (
+    "$__timeFilter(window_start) AND pop IN (${pop:singlequote}) "
+    "AND link_id IN (${link:singlequote}) AND utilisation IS NOT NULL"
+)
 
 UTILISATION = f"""SELECT $__timeInterval(window_start) AS time, link_id, max(utilisation) AS `peak utilisation`
 FROM {DB}.link_utilisation

@@ -36,14 +36,23 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def build_report(client: ClickHouseClient, out: Path, since_s: float, now: float | None = None,
-                 narrow: Mapping[str, Sequence[str]] | None = None,
-                 database: str = "netpilot") -> list[RenderedPanel]:
+def build_report(
+    client: ClickHouseClient,
+    out: Path,
+    since_s: float,
+    now: float | None = None,
+    narrow: Mapping[str, Sequence[str]] | None = None,
+    database: str = "netpilot",
+) -> list[RenderedPanel]:
     """Run every ClickHouse panel over [now - since, now] and write PNGs + index.html to ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     now = time.time() if now is None else now
-    base = QueryContext(now - since_s, now, grafana_interval(since_s, MAX_POINTS),
-                        {"db": database, **{k: list(v) for k, v in (narrow or {}).items()}})
+    base = QueryContext(
+        now - since_s,
+        now,
+        grafana_interval(since_s, MAX_POINTS),
+        {"db": database, **{k: list(v) for k, v in (narrow or {}).items()}},
+    )
     dashboards = load_all()
     panels = clickhouse_panels(dashboards)
     contexts: dict[str, QueryContext] = {}
@@ -73,11 +82,13 @@ def _range_text(ctx: QueryContext) -> str:
 
 
 def _html(results: list[RenderedPanel], ctx: QueryContext) -> str:
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>netpilot report</title>",
-             "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}img{max-width:100%;"
-             "border:1px solid #ddd}.err{color:#b00}details{margin:.3em 0 2em}pre{white-space:pre-wrap;"
-             "font-size:80%;background:#f6f6f6;padding:.5em}</style></head><body>",
-             f"<h1>netpilot report</h1><p>{html.escape(_range_text(ctx))}</p>"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>netpilot report</title>",
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}img{max-width:100%;"
+        "border:1px solid #ddd}.err{color:#b00}details{margin:.3em 0 2em}pre{white-space:pre-wrap;"
+        "font-size:80%;background:#f6f6f6;padding:.5em}</style></head><body>",
+        f"<h1>netpilot report</h1><p>{html.escape(_range_text(ctx))}</p>",
+    ]
     dashboard = None
     for r in results:
         if r.dashboard != dashboard:
@@ -87,8 +98,7 @@ def _html(results: list[RenderedPanel], ctx: QueryContext) -> str:
         if r.error:
             parts.append(f"<p class='err'>query failed: {html.escape(r.error)}</p>")
         elif r.png is not None:
-            parts.append(f"<img src='{html.escape(r.png.name)}' alt='{html.escape(r.title)}'>"
-                         f"<p>{r.rows} rows</p>")
+            parts.append(f"<img src='{html.escape(r.png.name)}' alt='{html.escape(r.title)}'><p>{r.rows} rows</p>")
         parts.append(f"<details><summary>SQL</summary><pre>{html.escape(r.sql)}</pre></details>")
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -22,12 +22,13 @@ def parse_since(text: str) -> float:
 
 
 @app.command()
-def report(since: str = typer.Option("1h", "--since", help="Time range ending now: 30m, 1h, 7d ..."),
-           dsn: str = typer.Option(None, "--dsn", help="ClickHouse DSN (default: the ClickHouse sink's)."),
-           out: Path = typer.Option(Path("out/report"), "--out", help="Folder for the PNGs and index.html."),
-           pop: list[str] = typer.Option(None, "--pop", help="Only these PoPs (repeatable; default all)."),
-           config: Path = typer.Option(None, "--config", "-c",
-                                       help="netpilot YAML (sink-clickhouse: dsn, database).")) -> None:
+def report(
+    since: str = typer.Option("1h", "--since", help="Time range ending now: 30m, 1h, 7d ..."),
+    dsn: str = typer.Option(None, "--dsn", help="ClickHouse DSN (default: the ClickHouse sink's)."),
+    out: Path = typer.Option(Path("out/report"), "--out", help="Folder for the PNGs and index.html."),
+    pop: list[str] = typer.Option(None, "--pop", help="Only these PoPs (repeatable; default all)."),
+    config: Path = typer.Option(None, "--config", "-c", help="netpilot YAML (sink-clickhouse: dsn, database)."),
+) -> None:
     """Render the dashboards' ClickHouse panels to PNG charts and an HTML page."""
     from grafana.report import build_report
     from netpilot.settings import load_settings
@@ -38,8 +39,7 @@ def report(since: str = typer.Option("1h", "--since", help="Time range ending no
     settings = load_settings(ClickHouseSinkSettings, config)
     client = ClickHouseClient(dsn or settings.dsn.get_secret_value())
     try:
-        results = build_report(client, out, seconds, narrow={"pop": pop} if pop else None,
-                               database=settings.database)
+        results = build_report(client, out, seconds, narrow={"pop": pop} if pop else None, database=settings.database)
     finally:
         client.close()
     failed = [r for r in results if r.error]

@@ -141,8 +141,14 @@ LINK_INVENTORY = Topic(
     value_schema="link-inventory/1",
     purpose="Links with capacity, peer and thresholds; a tombstone deletes a link.",
     producers=(Component.INVENTORY,),
-    consumers=(Component.COLLECTOR, Component.STREAMS, Component.SINK_CLICKHOUSE,
-               Component.SINK_PROMETHEUS, Component.AUTOPILOT, Component.AUTOPILOT_CONSUMER),
+    consumers=(
+        Component.COLLECTOR,
+        Component.STREAMS,
+        Component.SINK_CLICKHOUSE,
+        Component.SINK_PROMETHEUS,
+        Component.AUTOPILOT,
+        Component.AUTOPILOT_CONSUMER,
+    ),
 )
 
 ROUTES = Topic(
@@ -155,8 +161,7 @@ ROUTES = Topic(
     key="pop|link_id|prefix",
     partition_by="pop",
     value_schema="route/1",
-    purpose="Per PoP and link, the prefixes that link can reach with BGP attributes; "
-            "a tombstone is a withdrawal.",
+    purpose="Per PoP and link, the prefixes that link can reach with BGP attributes; a tombstone is a withdrawal.",
     producers=(Component.ROUTES,),
     consumers=(Component.COLLECTOR, Component.AUTOPILOT, Component.AUTOPILOT_CONSUMER),
 )
@@ -171,8 +176,7 @@ EXPORTER_TEMPLATES = Topic(
     key="exporter|observation_domain|template_id",
     partition_by="key",
     value_schema="exporter-template/1",
-    purpose="NetFlow v9/IPFIX (options) templates, so a restarted or second collector "
-            "decodes data at once.",
+    purpose="NetFlow v9/IPFIX (options) templates, so a restarted or second collector decodes data at once.",
     producers=(Component.COLLECTOR,),
     consumers=(Component.COLLECTOR,),
 )
@@ -220,8 +224,7 @@ RECOMMENDATIONS = Topic(
     value_schema="recommendation/1",
     purpose="Autopilot ADD/REFRESH/WITHDRAW per (PoP, prefix); compaction keeps the latest.",
     producers=(Component.AUTOPILOT,),
-    consumers=(Component.AUTOPILOT_CONSUMER, Component.SINK_CLICKHOUSE,
-               Component.SINK_PROMETHEUS),
+    consumers=(Component.AUTOPILOT_CONSUMER, Component.SINK_CLICKHOUSE, Component.SINK_PROMETHEUS),
 )
 
 CYCLE_SUMMARIES = Topic(
@@ -250,7 +253,7 @@ APPLIED_OVERRIDES = Topic(
     partition_by="pop",
     value_schema="applied-override/1",
     purpose="Overrides the PoP routers have installed, read back from their RIBs by the "
-            "injector; a tombstone: no router holds it any more.",
+    "injector; a tombstone: no router holds it any more.",
     producers=(Component.AUTOPILOT_CONSUMER,),
     consumers=(Component.SINK_CLICKHOUSE, Component.SINK_PROMETHEUS),
 )
@@ -266,7 +269,7 @@ INJECTOR_CONTROL = Topic(
     partition_by="key",
     value_schema="injector-control/1",
     purpose="What people tell the injector: approvals and rejections (suggest mode), drain "
-            "and resume (the kill switch); compaction keeps the latest word per key.",
+    "and resume (the kill switch); compaction keeps the latest word per key.",
     producers=(Component.AUTOPILOT_CONSUMER,),
     consumers=(Component.AUTOPILOT_CONSUMER,),
 )
@@ -282,8 +285,14 @@ DEAD_LETTERS = Topic(
     partition_by="key",
     value_schema="dead-letter/1",
     purpose="Messages a consumer could not decode or process, with the reason in headers.",
-    producers=(Component.STREAMS, Component.AUTOPILOT, Component.SINK_CLICKHOUSE,
-               Component.SINK_PROMETHEUS, Component.COLLECTOR, Component.AUTOPILOT_CONSUMER),
+    producers=(
+        Component.STREAMS,
+        Component.AUTOPILOT,
+        Component.SINK_CLICKHOUSE,
+        Component.SINK_PROMETHEUS,
+        Component.COLLECTOR,
+        Component.AUTOPILOT_CONSUMER,
+    ),
     consumers=(),
     config={"max.message.bytes": _FLOW_BATCH_BYTES},
 )
@@ -318,4 +327,3 @@ def topics_consumed_by(component: Component) -> tuple[Topic, ...]:
 def consumer_group(component: Component) -> str:
     """The consumer group id a component uses (also named in its KafkaUser ACLs)."""
     return f"netpilot-{component.value}"
-

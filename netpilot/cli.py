@@ -18,8 +18,11 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("netpilot.demo", "app", "Run the demo (see README)."),
     "simulate": ("producers.simulator.cli", "app", "Simulate a network: flows, counters, ground truth."),
     "autopilot": ("streams.autopilot.cli", "app", "Egress autopilot: the worker (run) and the offline planner (plan)."),
-    "decode": ("producers.collector.decode_cli", "app",
-               "Decode a pcap of NetFlow/IPFIX/sFlow datagrams to JSON flows."),
+    "decode": (
+        "producers.collector.decode_cli",
+        "app",
+        "Decode a pcap of NetFlow/IPFIX/sFlow datagrams to JSON flows.",
+    ),
     "collector": ("producers.collector.cli", "app", "Flow collector: NetFlow/IPFIX/sFlow to the flows topic."),
     "strimzi": ("strimzi.cli", "app", "Strimzi CRs from the catalog: render, validate, apply."),
     "injector": ("sinks.bgp.cli", "app", "BGP injector: applies the autopilot's overrides to the routers."),
@@ -58,8 +61,14 @@ class LazyGroup(TyperGroup):
             formatter.write_dl(rows)
 
 
-app = typer.Typer(cls=LazyGroup, rich_markup_mode=None, add_completion=False, no_args_is_help=True,
-                  context_settings={"help_option_names": ["-h", "--help"]}, pretty_exceptions_enable=False)
+app = typer.Typer(
+    cls=LazyGroup,
+    rich_markup_mode=None,
+    add_completion=False,
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
 
 
 def _version(value: bool) -> None:
@@ -71,8 +80,11 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                      help="Show the version and exit.")) -> None:
+def root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
     """netpilot: network observability pipeline with an egress autopilot."""
 
 

@@ -29,20 +29,31 @@ app = typer.Typer(help="Run the demo.", invoke_without_command=True)
 
 
 @app.callback()
-def demo(duration: float = typer.Option(0, "--duration", help="Seconds of scenario to run (0: all of it)."),
-         scenario: Path = typer.Option(REPO / "examples" / "simulator" / "demo.yaml", "--scenario", exists=True,
-                                       help="Simulator scenario (examples/simulator/)."),
-         out: Path = typer.Option(Path("out/demo"), "--out", help="Folder for chDB, logs, network files, charts."),
-         cycle_s: float = typer.Option(15.0, "--cycle-s", help="Autopilot cycle period."),
-         bootstrap: str = typer.Option("", "--bootstrap", help="Use this Kafka instead of starting the local one."),
-         keep_kafka: bool = typer.Option(False, "--keep-kafka", help="Leave a broker this run started running."),
-         keep_topics: bool = typer.Option(False, "--keep-topics", help="Keep this run's topics (deleted by "
-                                                                         "default: the data is in ClickHouse)."),
-         refresh_s: float = typer.Option(1.0, "--refresh", help="Live view refresh period."),
-         mode: str = typer.Option("apply", "--mode", help="apply: the BGP injector announces the overrides to a "
-                                                          "BIRD per simulated router and the traffic follows "
-                                                          "(closed loop); observe: recommendations only "
-                                                          "(what-if).")) -> None:
+def demo(
+    duration: float = typer.Option(0, "--duration", help="Seconds of scenario to run (0: all of it)."),
+    scenario: Path = typer.Option(
+        REPO / "examples" / "simulator" / "demo.yaml",
+        "--scenario",
+        exists=True,
+        help="Simulator scenario (examples/simulator/).",
+    ),
+    out: Path = typer.Option(Path("out/demo"), "--out", help="Folder for chDB, logs, network files, charts."),
+    cycle_s: float = typer.Option(15.0, "--cycle-s", help="Autopilot cycle period."),
+    bootstrap: str = typer.Option("", "--bootstrap", help="Use this Kafka instead of starting the local one."),
+    keep_kafka: bool = typer.Option(False, "--keep-kafka", help="Leave a broker this run started running."),
+    keep_topics: bool = typer.Option(
+        False, "--keep-topics", help="Keep this run's topics (deleted by default: the data is in ClickHouse)."
+    ),
+    refresh_s: float = typer.Option(1.0, "--refresh", help="Live view refresh period."),
+    mode: str = typer.Option(
+        "apply",
+        "--mode",
+        help="apply: the BGP injector announces the overrides to a "
+        "BIRD per simulated router and the traffic follows "
+        "(closed loop); observe: recommendations only "
+        "(what-if).",
+    ),
+) -> None:
     """Run the whole pipeline on the scenario and watch it (see README)."""
     from rich.console import Console
 
@@ -50,8 +61,10 @@ def demo(duration: float = typer.Option(0, "--duration", help="Seconds of scenar
     from netpilot.settings import KafkaSettings
 
     console = Console()
-    console.print("[bold]netpilot demo[/bold]: simulator -> collector -> Kafka -> streams -> autopilot "
-                  "-> ClickHouse (chDB) + Prometheus")
+    console.print(
+        "[bold]netpilot demo[/bold]: simulator -> collector -> Kafka -> streams -> autopilot "
+        "-> ClickHouse (chDB) + Prometheus"
+    )
     broker = None
     if not bootstrap:
         broker = LocalKafka()
@@ -74,8 +87,17 @@ def demo(duration: float = typer.Option(0, "--duration", help="Seconds of scenar
     raise typer.Exit(code)
 
 
-def _run(console: Console, kafka: KafkaSettings, scenario: Path, out: Path, duration: float, cycle_s: float,
-         refresh_s: float, keep_topics: bool, mode: str = "apply") -> int:
+def _run(
+    console: Console,
+    kafka: KafkaSettings,
+    scenario: Path,
+    out: Path,
+    duration: float,
+    cycle_s: float,
+    refresh_s: float,
+    keep_topics: bool,
+    mode: str = "apply",
+) -> int:
     from netpilot import catalog
     from netpilot.dev.demoview import DemoWatcher
     from netpilot.dev.pipeline import Pipeline, PipelineOptions
@@ -88,20 +110,32 @@ def _run(console: Console, kafka: KafkaSettings, scenario: Path, out: Path, dura
     admin.sync(catalog.ALL_TOPICS)
     console.print(f"topics: {len(catalog.ALL_TOPICS)} with prefix {kafka.topic_prefix!r}")
     closed = mode == "apply"
-    pipe = Pipeline(out, kafka, scenario, PipelineOptions(
-        cycle_s=cycle_s, hold_s=max(60.0, 4 * cycle_s), autopilot_mode="suggest" if closed else "observe",
-        injector="apply" if closed else None))
+    pipe = Pipeline(
+        out,
+        kafka,
+        scenario,
+        PipelineOptions(
+            cycle_s=cycle_s,
+            hold_s=max(60.0, 4 * cycle_s),
+            autopilot_mode="suggest" if closed else "observe",
+            injector="apply" if closed else None,
+        ),
+    )
     watcher = None
     outcome = "failed"
     try:
         with console.status("publishing inventory and routes ..."):
             pipe.publish_network()
-        with console.status("starting collector, streams, autopilot, ClickHouse sink, Prometheus exporter"
-                            + (", BIRD routers and the BGP injector" if closed else "") + " ..."):
+        with console.status(
+            "starting collector, streams, autopilot, ClickHouse sink, Prometheus exporter"
+            + (", BIRD routers and the BGP injector" if closed else "")
+            + " ..."
+        ):
             pipe.start()
         for name, c in pipe.children.items():
-            console.print(f"  {name:16} pid {c.proc.pid:<7} metrics http://127.0.0.1:{c.metrics_port}/metrics"
-                          f"  log {c.log}")
+            console.print(
+                f"  {name:16} pid {c.proc.pid:<7} metrics http://127.0.0.1:{c.metrics_port}/metrics  log {c.log}"
+            )
         watcher = DemoWatcher(kafka, f"netpilot-demo-{pipe.run_id}")
         outcome = _watch(console, pipe, watcher, duration, cycle_s, refresh_s)
     except KeyboardInterrupt:
@@ -123,8 +157,9 @@ def _run(console: Console, kafka: KafkaSettings, scenario: Path, out: Path, dura
     return codes_by_outcome[outcome]
 
 
-def _watch(console: Console, pipe: Pipeline, watcher: DemoWatcher, duration: float, cycle_s: float,
-           refresh_s: float) -> str:
+def _watch(
+    console: Console, pipe: Pipeline, watcher: DemoWatcher, duration: float, cycle_s: float, refresh_s: float
+) -> str:
     """Live view until the scenario ends and the last windows are in: "ok", "interrupted"
     or "failed" (a component or the simulator exited with an error)."""
     from rich.live import Live
@@ -149,8 +184,13 @@ def _watch(console: Console, pipe: Pipeline, watcher: DemoWatcher, duration: flo
                     watcher.state.scrape_sink(sink.metrics())
                 elapsed = time.monotonic() - t0
                 phase = "running scenario" if sim.poll() is None else "draining"
-                live.update(render(watcher.state, f"[bold]{phase}[/] {elapsed:5.0f} s",
-                                   {n: c.alive() for n, c in pipe.children.items()}))
+                live.update(
+                    render(
+                        watcher.state,
+                        f"[bold]{phase}[/] {elapsed:5.0f} s",
+                        {n: c.alive() for n, c in pipe.children.items()},
+                    )
+                )
                 if pipe.failed():
                     console.print(f"[red]component(s) exited: {pipe.failed()}; logs in {pipe.root / 'logs'}[/]")
                     return "failed"

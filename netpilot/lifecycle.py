@@ -29,8 +29,7 @@ class Service(Protocol):
     def health(self) -> tuple[bool, str]: ...
 
 
-def run(services: Sequence[Service], poll_interval: float = 1.0,
-        stop_event: threading.Event | None = None) -> int:
+def run(services: Sequence[Service], poll_interval: float = 1.0, stop_event: threading.Event | None = None) -> int:
     """Run services until a signal or a failure. Returns the process exit code."""
     stop = stop_event or threading.Event()
     failed: list[str] = []

@@ -37,12 +37,12 @@ def _mask(bits: int) -> np.ndarray:
 @dataclass(frozen=True)
 class _Group:
     v4: bool
-    length: int          # relative to the family
-    mask: np.ndarray     # (16,) uint8 over the mapped layout
-    kind: str            # "v4": low 32 bits, "hi": first 64 bits, "full": all 16 bytes (S16)
-    word_mask: int       # mask of the integer key ("v4"/"hi")
-    keys: np.ndarray     # sorted keys: uint64 ("v4"/"hi") or S16 ("full")
-    index: np.ndarray    # int32 positions in the build input (or values), aligned with keys
+    length: int  # relative to the family
+    mask: np.ndarray  # (16,) uint8 over the mapped layout
+    kind: str  # "v4": low 32 bits, "hi": first 64 bits, "full": all 16 bytes (S16)
+    word_mask: int  # mask of the integer key ("v4"/"hi")
+    keys: np.ndarray  # sorted keys: uint64 ("v4"/"hi") or S16 ("full")
+    index: np.ndarray  # int32 positions in the build input (or values), aligned with keys
 
 
 def _parse(p: object) -> tuple[bool, bytes, int]:
@@ -77,8 +77,11 @@ class PrefixTable:
         self.size = size
 
     @classmethod
-    def build(cls, prefixes: Sequence[str | ipaddress.IPv4Network | ipaddress.IPv6Network],
-              values: Sequence[int] | None = None) -> PrefixTable:
+    def build(
+        cls,
+        prefixes: Sequence[str | ipaddress.IPv4Network | ipaddress.IPv6Network],
+        values: Sequence[int] | None = None,
+    ) -> PrefixTable:
         """Build from prefixes (host bits are ignored). ``values`` (optional) are returned
         by :meth:`lookup` instead of positions. For duplicate prefixes the last one wins.
         Raises ValueError naming the first prefix that does not parse."""
@@ -100,8 +103,9 @@ class PrefixTable:
                 kind, word_mask = "full", 0
                 keys = raw.copy().view("S16").ravel()
             order = np.argsort(keys, kind="stable")
-            groups.append(_Group(v4, length, _mask(length + 96 if v4 else length), kind, word_mask,
-                                 keys[order], index[order]))
+            groups.append(
+                _Group(v4, length, _mask(length + 96 if v4 else length), kind, word_mask, keys[order], index[order])
+            )
         return cls(groups, len(prefixes))
 
     def lookup(self, addrs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

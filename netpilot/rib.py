@@ -63,9 +63,15 @@ def parse_bird(text: str) -> list[RibRoute]:
 
     def flush() -> None:
         if cur is not None and prefix is not None:
-            out.append(RibRoute(prefix=prefix, next_hop=cur.get("nh"),  # type: ignore[arg-type]
-                                local_pref=cur.get("lp"), communities=tuple(cur.get("comm", ())),  # type: ignore[arg-type]
-                                best=bool(cur.get("best"))))
+            out.append(
+                RibRoute(
+                    prefix=prefix,
+                    next_hop=cur.get("nh"),  # type: ignore[arg-type]
+                    local_pref=cur.get("lp"),  # type: ignore[arg-type]
+                    communities=tuple(cur.get("comm", ())),  # type: ignore[arg-type]
+                    best=bool(cur.get("best")),
+                )
+            )
 
     for line in text.splitlines():
         if not line.strip() or line.startswith(("BIRD ", "Table ")):
@@ -101,8 +107,7 @@ class BirdRib:
     def routes(self, community: str) -> list[RibRoute]:
         a, _, b = community.partition(":")
         # The filter runs in BIRD: only our routes cross the control socket.
-        text = _run(["birdc", "-s", str(self.socket), f"show route all where ({a},{b}) ~ bgp_community"],
-                    self.timeout)
+        text = _run(["birdc", "-s", str(self.socket), f"show route all where ({a},{b}) ~ bgp_community"], self.timeout)
         return parse_bird(text)
 
 
@@ -112,9 +117,15 @@ def parse_frr(doc: dict[str, Any], community: str) -> list[RibRoute]:
     for prefix, paths in (doc.get("routes") or {}).items():
         for p in paths:
             hops = [h.get("ip") for h in p.get("nexthops", []) if h.get("ip")]
-            out.append(RibRoute(prefix=prefix, next_hop=hops[0] if hops else None,
-                                local_pref=p.get("locPrf"), communities=(community,),
-                                best=bool(p.get("bestpath")) and bool(p.get("valid", True))))
+            out.append(
+                RibRoute(
+                    prefix=prefix,
+                    next_hop=hops[0] if hops else None,
+                    local_pref=p.get("locPrf"),
+                    communities=(community,),
+                    best=bool(p.get("bestpath")) and bool(p.get("valid", True)),
+                )
+            )
     return out
 
 
@@ -126,8 +137,16 @@ class FrrRib:
     def routes(self, community: str) -> list[RibRoute]:
         out: list[RibRoute] = []
         for afi in ("ipv4", "ipv6"):
-            text = _run(["vtysh", "--vty_socket", str(self.vty_socket), "-c",
-                         f"show bgp {afi} unicast community {community} json"], self.timeout)
+            text = _run(
+                [
+                    "vtysh",
+                    "--vty_socket",
+                    str(self.vty_socket),
+                    "-c",
+                    f"show bgp {afi} unicast community {community} json",
+                ],
+                self.timeout,
+            )
             try:
                 doc = json.loads(text) if text.strip() else {}
             except ValueError as exc:

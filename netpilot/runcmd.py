@@ -39,9 +39,11 @@ def add_run_command(
     ``doc`` is the command's help.
     """
 
-    def run(config: Path | None = typer.Option(None, "--config", "-c", help=config_help),
-            check: bool = typer.Option(False, "--check", help=check_help),
-            dump: bool = typer.Option(False, "--dump", help=dump_help)) -> None:
+    def run(
+        config: Path | None = typer.Option(None, "--config", "-c", help=config_help),
+        check: bool = typer.Option(False, "--check", help=check_help),
+        dump: bool = typer.Option(False, "--dump", help=dump_help),
+    ) -> None:
         settings = settings_to_run(settings_class(), config, check=check and check_report is None, dump=dump)
         if settings is None:
             return

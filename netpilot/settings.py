@@ -43,8 +43,7 @@ class KafkaSettings(BaseModel):
     ssl_key_password: SecretStr | None = None
     client_id: str = "netpilot"
     topic_prefix: str = Field("", description="prepended to every catalog topic name")
-    librdkafka: dict[str, str] = Field(default_factory=dict,
-                                       description="raw librdkafka overrides (last word)")
+    librdkafka: dict[str, str] = Field(default_factory=dict, description="raw librdkafka overrides (last word)")
 
     def client_config(self) -> dict[str, str]:
         """librdkafka configuration for confluent-kafka clients."""
@@ -97,8 +96,7 @@ class MetricsSettings(BaseModel):
 class ComponentSettings(BaseSettings):
     """Base of every component's settings. Subclasses set ``COMPONENT``."""
 
-    model_config = SettingsConfigDict(extra="forbid", frozen=True, env_nested_delimiter="__",
-                                      case_sensitive=False)
+    model_config = SettingsConfigDict(extra="forbid", frozen=True, env_nested_delimiter="__", case_sensitive=False)
     COMPONENT: ClassVar[str] = "component"
     """Name used for the YAML section and the env prefix; subclasses override it."""
 
@@ -116,10 +114,12 @@ class ComponentSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         component = settings_cls.COMPONENT.upper().replace("-", "_")  # type: ignore[attr-defined]
-        per_component = EnvSettingsSource(settings_cls, env_prefix=f"NETPILOT_{component}__",
-                                          env_nested_delimiter="__", case_sensitive=False)
-        shared = EnvSettingsSource(settings_cls, env_prefix="NETPILOT_", env_nested_delimiter="__",
-                                   case_sensitive=False)
+        per_component = EnvSettingsSource(
+            settings_cls, env_prefix=f"NETPILOT_{component}__", env_nested_delimiter="__", case_sensitive=False
+        )
+        shared = EnvSettingsSource(
+            settings_cls, env_prefix="NETPILOT_", env_nested_delimiter="__", case_sensitive=False
+        )
         # init_settings carries the YAML (see load_settings); env overrides it.
         return (per_component, shared, init_settings)
 
@@ -147,8 +147,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_settings(cls: type[S], config_file: Path | str | None = None,
-                  overrides: dict[str, Any] | None = None) -> S:
+def load_settings(cls: type[S], config_file: Path | str | None = None, overrides: dict[str, Any] | None = None) -> S:
     """Load a component's settings from YAML + environment, or raise a readable ConfigError."""
     component = cls.COMPONENT
     data: dict[str, Any] = {}

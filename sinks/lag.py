@@ -17,8 +17,11 @@ EVERY_S = 1.0
 period left the gauge without a series for the first seconds after an assignment."""
 
 
-def local_lag(consumer: BatchConsumer, topic_ids: Mapping[str, str],
-              done_at: Callable[[str, int], int | None] = lambda _t, _p: None) -> dict[str, int]:
+def local_lag(
+    consumer: BatchConsumer,
+    topic_ids: Mapping[str, str],
+    done_at: Callable[[str, int], int | None] = lambda _t, _p: None,
+) -> dict[str, int]:
     """Messages not yet done, per catalog topic id. ``done_at(topic, partition)`` may
     return an earlier offset than the fetch position (e.g. the first unacknowledged one)."""
     assigned = consumer.assignment()

@@ -65,21 +65,25 @@ def broker_credentials(kafka: KafkaSettings) -> faust.types.auth.CredentialsT | 
         return None
     context = None
     if proto in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(
-            cafile=str(kafka.ssl_ca_location) if kafka.ssl_ca_location else None)
+        context = ssl.create_default_context(cafile=str(kafka.ssl_ca_location) if kafka.ssl_ca_location else None)
         if kafka.ssl_certificate_location:
             context.load_cert_chain(
                 str(kafka.ssl_certificate_location),
                 str(kafka.ssl_key_location) if kafka.ssl_key_location else None,
-                kafka.ssl_key_password.get_secret_value() if kafka.ssl_key_password else None)
+                kafka.ssl_key_password.get_secret_value() if kafka.ssl_key_password else None,
+            )
     if proto == "SSL":
         return faust.SSLCredentials(context)
     if not (kafka.sasl_mechanism and kafka.sasl_username and kafka.sasl_password):
-        raise ConfigError(f"kafka.security_protocol={proto} needs kafka.sasl_mechanism, "
-                          "kafka.sasl_username and kafka.sasl_password")
-    return faust.SASLCredentials(username=kafka.sasl_username,
-                                 password=kafka.sasl_password.get_secret_value(),
-                                 mechanism=kafka.sasl_mechanism, ssl_context=context)
+        raise ConfigError(
+            f"kafka.security_protocol={proto} needs kafka.sasl_mechanism, kafka.sasl_username and kafka.sasl_password"
+        )
+    return faust.SASLCredentials(
+        username=kafka.sasl_username,
+        password=kafka.sasl_password.get_secret_value(),
+        mechanism=kafka.sasl_mechanism,
+        ssl_context=context,
+    )
 
 
 @dataclass(frozen=True)
@@ -96,9 +100,18 @@ class StreamsApp:
     tables: dict[str, TableT[Any, Any]]
 
 
-def new_faust_app(app_id_: str, kafka: KafkaSettings, *, client: str, store: str, data_dir: Path,
-                  changelog_replication: int = 1, auto_offset_reset: str = "earliest",
-                  max_request_size: int = 8 * 1024 * 1024, session_timeout_s: float = 30.0) -> faust.App:
+def new_faust_app(
+    app_id_: str,
+    kafka: KafkaSettings,
+    *,
+    client: str,
+    store: str,
+    data_dir: Path,
+    changelog_replication: int = 1,
+    auto_offset_reset: str = "earliest",
+    max_request_size: int = 8 * 1024 * 1024,
+    session_timeout_s: float = 30.0,
+) -> faust.App:
     """A faust.App configured the netpilot way (any netpilot faust worker can use it):
     catalog topics never declared, no leader topic, no web server, raw bytes values,
     changelog partitions = the catalog's PoP-keyed partition count."""
@@ -130,8 +143,7 @@ def catalog_topic(app: faust.App, kafka: KafkaSettings, t: catalog.Topic) -> fau
     """A catalog topic as a faust topic of raw bytes keys and values."""
     # The catalog keys all inputs by PoP with the same partition count, so faust's
     # assignor gives one worker the same partitions of every input (co-partitioning).
-    return app.topic(kafka.topic(t), key_type=bytes, value_type=bytes, partitions=t.partitions,
-                     internal=False)
+    return app.topic(kafka.topic(t), key_type=bytes, value_type=bytes, partitions=t.partitions, internal=False)
 
 
 def create_app(settings: StreamsSettings) -> StreamsApp:
@@ -140,11 +152,17 @@ def create_app(settings: StreamsSettings) -> StreamsApp:
     Must be called on the thread whose event loop will run the app.
     """
     kafka = settings.kafka
-    app = new_faust_app(app_id(settings), kafka, client="streams", store=settings.store,
-                        data_dir=settings.data_dir, changelog_replication=settings.changelog_replication,
-                        auto_offset_reset=settings.auto_offset_reset,
-                        max_request_size=settings.producer_max_request_size,
-                        session_timeout_s=settings.session_timeout_s)
+    app = new_faust_app(
+        app_id(settings),
+        kafka,
+        client="streams",
+        store=settings.store,
+        data_dir=settings.data_dir,
+        changelog_replication=settings.changelog_replication,
+        auto_offset_reset=settings.auto_offset_reset,
+        max_request_size=settings.producer_max_request_size,
+        session_timeout_s=settings.session_timeout_s,
+    )
 
     def topic(t: catalog.Topic) -> faust.TopicT:
         return catalog_topic(app, kafka, t)
@@ -152,8 +170,13 @@ def create_app(settings: StreamsSettings) -> StreamsApp:
     # bytes values are stored raw (Arrow IPC or JSON produced by the pure modules); str keys
     # go through faust's json codec, which round-trips them as str after a restore.
     tables = {
-        name: app.Table(name, key_type=str, value_type=bytes, partitions=catalog.FLOWS.partitions,
-                        extra_topic_configs={"max.message.bytes": str(settings.producer_max_request_size)})
+        name: app.Table(
+            name,
+            key_type=str,
+            value_type=bytes,
+            partitions=catalog.FLOWS.partitions,
+            extra_topic_configs={"max.message.bytes": str(settings.producer_max_request_size)},
+        )
         for name in TABLES
     }
     return StreamsApp(
@@ -164,7 +187,13 @@ def create_app(settings: StreamsSettings) -> StreamsApp:
         aggregates=topic(catalog.FLOW_AGGREGATES),
         utilisation=topic(catalog.LINK_UTILISATION),
         dead_letters=topic(catalog.DEAD_LETTERS),
-        idle_ticks=app.topic(f"{app_id(settings)}-idle-ticks", key_type=bytes, value_type=bytes,
-                             partitions=catalog.FLOWS.partitions, internal=True, retention=3600.0),
+        idle_ticks=app.topic(
+            f"{app_id(settings)}-idle-ticks",
+            key_type=bytes,
+            value_type=bytes,
+            partitions=catalog.FLOWS.partitions,
+            internal=True,
+            retention=3600.0,
+        ),
         tables=tables,
     )

@@ -34,8 +34,7 @@ def _start(settings: StreamsSettings) -> int:
 
     setup_logging(settings.log, component="streams")
     metrics = StreamsMetrics.create()
-    typer.echo(f"app id {app_id(settings)}; internal topics {internal_topic_prefix(app_id(settings))}*",
-               err=True)
+    typer.echo(f"app id {app_id(settings)}; internal topics {internal_topic_prefix(app_id(settings))}*", err=True)
     return lifecycle.serve(StreamsService(settings, metrics), metrics.registry, settings.metrics)
 
 

@@ -39,15 +39,19 @@ def internal_topics(app: faust.App, extra: Sequence[Any] = ()) -> list[tuple[str
     return sorted(out.values())
 
 
-def ensure_internal_topics(app: faust.App, kafka: KafkaSettings, replication: int,
-                           extra: Sequence[Any] = (), timeout: float = 30.0) -> list[str]:
+def ensure_internal_topics(
+    app: faust.App, kafka: KafkaSettings, replication: int, extra: Sequence[Any] = (), timeout: float = 30.0
+) -> list[str]:
     """Create the app's internal topics that are missing and wait until all are usable."""
     wanted = internal_topics(app, extra)
     admin = AdminClient(kafka.client_config())  # type: ignore[arg-type]  # invariant dict in the hint
     existing = admin.list_topics(timeout=10).topics
-    new = [NewTopic(n, num_partitions=p, replication_factor=replication, config=c)
-           for n, p, c in wanted if n not in existing]
-    for name, fut in (admin.create_topics(new, operation_timeout=timeout).items() if new else []):
+    new = [
+        NewTopic(n, num_partitions=p, replication_factor=replication, config=c)
+        for n, p, c in wanted
+        if n not in existing
+    ]
+    for name, fut in admin.create_topics(new, operation_timeout=timeout).items() if new else []:
         try:
             fut.result(timeout=timeout)
         except Exception as exc:  # "already exists" is fine (another worker)
@@ -56,9 +60,14 @@ def ensure_internal_topics(app: faust.App, kafka: KafkaSettings, replication: in
     deadline = time.monotonic() + timeout
     while True:
         md = admin.list_topics(timeout=10).topics
-        missing = [n for n, p, _ in wanted
-                   if n not in md or md[n].error is not None or len(md[n].partitions) != p
-                   or any(part.leader < 0 for part in md[n].partitions.values())]
+        missing = [
+            n
+            for n, p, _ in wanted
+            if n not in md
+            or md[n].error is not None
+            or len(md[n].partitions) != p
+            or any(part.leader < 0 for part in md[n].partitions.values())
+        ]
         if not missing:
             return [n for n, _, _ in wanted]
         if time.monotonic() > deadline:

@@ -42,17 +42,24 @@ class StreamsService:
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
         sa = create_app(s)
-        spec = WindowSpec(sizes_s=s.window_sizes_s, allowed_lateness_s=s.allowed_lateness_s,
-                          max_future_s=s.max_future_s, event_time=s.event_time)
-        uspec = UtilisationSpec(max_counter_wait_s=s.max_counter_wait_s,
-                                min_counter_overlap=s.min_counter_overlap,
-                                counter_history_s=s.counter_history_s,
-                                unknown_link_wait_s=s.unknown_link_wait_s)
+        spec = WindowSpec(
+            sizes_s=s.window_sizes_s,
+            allowed_lateness_s=s.allowed_lateness_s,
+            max_future_s=s.max_future_s,
+            event_time=s.event_time,
+        )
+        uspec = UtilisationSpec(
+            max_counter_wait_s=s.max_counter_wait_s,
+            min_counter_overlap=s.min_counter_overlap,
+            counter_history_s=s.counter_history_s,
+            unknown_link_wait_s=s.unknown_link_wait_s,
+        )
         t = sa.tables
         tracker = UtilisationTracker(uspec, t["link-inventory"], t["link-counters"], t["utilisation-pending"])
         idle = agents.IdleSpec(after_s=s.idle_after_s, check_s=s.idle_check_s)
-        agents.register(sa, agents.Pipeline(sa, WindowStore(spec, t["window-partials"]), tracker, self.metrics,
-                                            idle=idle))
+        agents.register(
+            sa, agents.Pipeline(sa, WindowStore(spec, t["window-partials"]), tracker, self.metrics, idle=idle)
+        )
         sa.app.finalize()
         ensure_internal_topics(sa.app, s.kafka, s.changelog_replication, extra=[sa.idle_ticks])
         return sa
@@ -64,8 +71,10 @@ class StreamsService:
         self._started.set()
         # Stop on request or when faust stops by itself (a crash); either way stop() runs
         # here, on the app's loop, before the loop closes.
-        waiters = [asyncio.ensure_future(self._stop_requested.wait()),
-                   asyncio.ensure_future(self.sa.app.wait_until_stopped())]
+        waiters = [
+            asyncio.ensure_future(self._stop_requested.wait()),
+            asyncio.ensure_future(self.sa.app.wait_until_stopped()),
+        ]
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         for fut in waiters:
             fut.cancel()

@@ -53,8 +53,9 @@ def _text(key: object) -> str:
     return key.decode() if isinstance(key, (bytes, bytearray)) else str(key)
 
 
-def counter_bps(readings: Iterable[tuple[float, float, float]], start_s: float, end_s: float,
-                min_overlap: float) -> float | None:
+def counter_bps(
+    readings: Iterable[tuple[float, float, float]], start_s: float, end_s: float, min_overlap: float
+) -> float | None:
     """Time-weighted mean rate of ``(ts, interval_s, out_bps)`` readings over a window."""
     covered = 0.0
     weighted = 0.0
@@ -73,14 +74,25 @@ def flow_bytes_per_link(closed: pl.DataFrame) -> pl.DataFrame:
     return closed.group_by("pop", "link_id", "window_s", "window_start").agg(pl.col("bytes").sum())
 
 
-def utilisation(link: LinkInventory, window_start_s: float, window_s: float, flow_bytes: int,
-                readings: Iterable[tuple[float, float, float]], spec: UtilisationSpec) -> LinkUtilisation:
+def utilisation(
+    link: LinkInventory,
+    window_start_s: float,
+    window_s: float,
+    flow_bytes: int,
+    readings: Iterable[tuple[float, float, float]],
+    spec: UtilisationSpec,
+) -> LinkUtilisation:
     flow_bps = flow_bytes * 8 / window_s
     c_bps = counter_bps(readings, window_start_s, window_start_s + window_s, spec.min_counter_overlap)
     # counters are authoritative for utilisation; flows only say how much they explain
     return LinkUtilisation(
-        pop=link.pop, link_id=link.link_id, window_start=window_start_s, window_s=window_s,
-        capacity_bps=link.capacity_bps, counter_bps=c_bps, flow_bps=flow_bps,
+        pop=link.pop,
+        link_id=link.link_id,
+        window_start=window_start_s,
+        window_s=window_s,
+        capacity_bps=link.capacity_bps,
+        counter_bps=c_bps,
+        flow_bps=flow_bps,
         utilisation=None if c_bps is None else c_bps / link.capacity_bps,
         coverage=None if not c_bps else flow_bps / c_bps,
     )
@@ -115,8 +127,7 @@ class UtilisationTracker:
                     self._remember(f"{link.pop}|{link.link_id}", reading)
 
     def links(self, pop: str) -> list[LinkInventory]:
-        return [LinkInventory.decode(v) for k, v in list(self._inventory.items())
-                if _text(k).split("|", 1)[0] == pop]
+        return [LinkInventory.decode(v) for k, v in list(self._inventory.items()) if _text(k).split("|", 1)[0] == pop]
 
     def _link_id_for(self, stats: LinkStats) -> str | None:
         if stats.link_id:
@@ -226,7 +237,6 @@ class UtilisationTracker:
             if not have_end and not waited:
                 continue
             nbytes = int(_text(self._pending[key]))
-            out.append(utilisation(LinkInventory.decode(raw_link), start_s, size_s, nbytes,
-                                   readings, self.spec))
+            out.append(utilisation(LinkInventory.decode(raw_link), start_s, size_s, nbytes, readings, self.spec))
             self._pending.pop(key, None)
         return out

@@ -52,8 +52,7 @@ class Acl:
 
     def to_cr(self) -> dict:
         return {
-            "resource": {"type": self.resource_type, "name": self.name,
-                         "patternType": self.pattern_type},
+            "resource": {"type": self.resource_type, "name": self.name, "patternType": self.pattern_type},
             "operations": list(self.operations),
         }
 

@@ -34,8 +34,10 @@ FIELD_MANAGER = "netpilot"
 GROUP = "kafka.strimzi.io"
 # Kinds that carry a Ready condition written by the Strimzi operators.
 READY_KINDS = ("Kafka", "KafkaTopic", "KafkaUser")
-INSTALL_HINT = ("install the Strimzi 1.2.0 operator (its CRDs) first, e.g. "
-                "`kubectl create -f 'https://strimzi.io/install/latest?namespace=kafka'`")
+INSTALL_HINT = (
+    "install the Strimzi 1.2.0 operator (its CRDs) first, e.g. "
+    "`kubectl create -f 'https://strimzi.io/install/latest?namespace=kafka'`"
+)
 
 
 @dataclass(frozen=True)
@@ -82,8 +84,10 @@ def _server_message(exc: ApiException) -> str:
 def _translate(exc: ApiException, what: str) -> ApplyError:
     message = _server_message(exc)
     if exc.status == 403:
-        return ForbiddenError(f"{what}: forbidden (403): {message}; the credentials need "
-                              "get/patch on this resource (see the RBAC of the deploying user)")
+        return ForbiddenError(
+            f"{what}: forbidden (403): {message}; the credentials need "
+            "get/patch on this resource (see the RBAC of the deploying user)"
+        )
     if exc.status == 422 or (exc.status == 500 and _TYPED_PATCH_ERROR in message):
         return ServerInvalidError(f"{what}: rejected by the API server: {message}")
     if exc.status == 400:
@@ -112,8 +116,7 @@ class Applier:
                 return {}
             raise _translate(exc, f"discovery of {api_version}") from exc
         except HTTPError as exc:
-            raise ApplyError(f"cannot reach the Kubernetes API server "
-                             f"{self._api.configuration.host}: {exc}") from exc
+            raise ApplyError(f"cannot reach the Kubernetes API server {self._api.configuration.host}: {exc}") from exc
         return {r.kind: r.name for r in resp.resources or () if "/" not in r.name}
 
     def refs(self, docs: list[dict]) -> list[Ref]:
@@ -129,11 +132,9 @@ class Applier:
                 missing.append(f"{kind} ({api_version})")
                 continue
             meta = doc["metadata"]
-            refs.append(Ref(api_version, kind, plural, meta.get("namespace", "default"),
-                            meta["name"]))
+            refs.append(Ref(api_version, kind, plural, meta.get("namespace", "default"), meta["name"]))
         if missing:
-            raise CrdsMissingError(f"the cluster does not serve {', '.join(sorted(set(missing)))}:"
-                                   f" {INSTALL_HINT}")
+            raise CrdsMissingError(f"the cluster does not serve {', '.join(sorted(set(missing)))}: {INSTALL_HINT}")
         return refs
 
     def apply(self, docs: list[dict], *, dry_run: bool = False) -> list[Ref]:
@@ -142,10 +143,18 @@ class Applier:
             group, version = ref.api_version.split("/", 1)
             try:
                 self._objects.patch_namespaced_custom_object(
-                    group, version, ref.namespace, ref.plural, ref.name, doc,
-                    dry_run="All" if dry_run else None, field_manager=self._field_manager,
-                    field_validation="Strict", force=True,
-                    _content_type="application/apply-patch+yaml")
+                    group,
+                    version,
+                    ref.namespace,
+                    ref.plural,
+                    ref.name,
+                    doc,
+                    dry_run="All" if dry_run else None,
+                    field_manager=self._field_manager,
+                    field_validation="Strict",
+                    force=True,
+                    _content_type="application/apply-patch+yaml",
+                )
             except ApiException as exc:
                 raise _translate(exc, f"apply {ref}") from exc
             except HTTPError as exc:
@@ -155,15 +164,20 @@ class Applier:
     def get(self, ref: Ref) -> dict | None:
         group, version = ref.api_version.split("/", 1)
         try:
-            return cast("dict | None", self._objects.get_namespaced_custom_object(  # the CR as JSON
-                group, version, ref.namespace, ref.plural, ref.name))
+            return cast(
+                "dict | None",
+                self._objects.get_namespaced_custom_object(  # the CR as JSON
+                    group, version, ref.namespace, ref.plural, ref.name
+                ),
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise _translate(exc, f"get {ref}") from exc
 
-    def wait_ready(self, refs: list[Ref], *, timeout_s: float, poll_s: float = 2.0,
-                   clock: Callable[[], float] = time.monotonic) -> None:
+    def wait_ready(
+        self, refs: list[Ref], *, timeout_s: float, poll_s: float = 2.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         pending = [r for r in refs if r.kind in READY_KINDS]
         deadline = clock() + timeout_s
         reasons: dict[Ref, str] = {}
@@ -179,9 +193,11 @@ class Applier:
                 return
             if clock() >= deadline:
                 lines = [f"{ref}: {reasons[ref]}" for ref in pending]
-                raise NotReadyError(f"{len(pending)} resource(s) not Ready after {timeout_s:g}s "
-                                    "(is the Strimzi operator running and watching this "
-                                    "namespace?):\n  " + "\n  ".join(lines))
+                raise NotReadyError(
+                    f"{len(pending)} resource(s) not Ready after {timeout_s:g}s "
+                    "(is the Strimzi operator running and watching this "
+                    "namespace?):\n  " + "\n  ".join(lines)
+                )
             time.sleep(poll_s)
 
 
@@ -198,6 +214,5 @@ def ready_state(obj: dict | None) -> tuple[bool, str]:
         if cond.get("type") == "Ready":
             if cond.get("status") == "True":
                 return True, ""
-            return False, f"Ready={cond.get('status')}: {cond.get('reason', '')} " \
-                          f"{cond.get('message', '')}".strip()
+            return False, f"Ready={cond.get('status')}: {cond.get('reason', '')} {cond.get('message', '')}".strip()
     return False, "no Ready condition yet"

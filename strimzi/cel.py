@@ -38,15 +38,17 @@ def evaluate_rules(rules: list[dict], value: Any, path: str) -> list[str]:
         try:
             result = _program(text).evaluate(activation)
         except celpy.CELEvalError as exc:
-            problems.append(f"{path}{where}: Invalid value: {message} "
-                            f"(rule {text!r} could not be evaluated: {exc.args[0]})")
+            problems.append(
+                f"{path}{where}: Invalid value: {message} (rule {text!r} could not be evaluated: {exc.args[0]})"
+            )
             continue
         except celpy.CELParseError as exc:  # a broken CRD, not a broken CR
             problems.append(f"{path}{where}: CRD rule {text!r} does not compile: {exc}")
             continue
         if isinstance(result, celpy.CELEvalError):
-            problems.append(f"{path}{where}: Invalid value: {message} "
-                            f"(rule {text!r} could not be evaluated: {result.args[0]})")
+            problems.append(
+                f"{path}{where}: Invalid value: {message} (rule {text!r} could not be evaluated: {result.args[0]})"
+            )
         elif not bool(result):
             problems.append(f"{path}{where}: Invalid value: {message}")
     return problems

@@ -17,15 +17,13 @@ from strimzi.errors import StrimziError
 MANIFESTS = Path(__file__).parent / "manifests"
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
-app = typer.Typer(no_args_is_help=True,
-                  help="Strimzi CRs from the topic catalog: render, validate, apply.")
+app = typer.Typer(no_args_is_help=True, help="Strimzi CRs from the topic catalog: render, validate, apply.")
 
 
 @app.command()
 def render(
     out: Annotated[Path, typer.Option(help="Strimzi CRs directory.")] = MANIFESTS,
-    deploy_dir: Annotated[Path, typer.Option(help="deploy/ (bases are written under base/).")
-                          ] = DEPLOY,
+    deploy_dir: Annotated[Path, typer.Option(help="deploy/ (bases are written under base/).")] = DEPLOY,
     check: Annotated[bool, typer.Option("--check", help="Only compare; exit 1 on a diff.")] = False,
     cluster: Annotated[str, typer.Option(help="Kafka cluster (CR) name.")] = "netpilot",
     namespace: Annotated[str, typer.Option(help="Namespace of the CRs.")] = "kafka",
@@ -35,15 +33,14 @@ def render(
     from strimzi.deploy import render_base, write_bases
     from strimzi.render import RenderOptions, render_files, write
 
-    opts = RenderOptions(cluster=cluster, namespace=namespace,
-                         rack_topology_key="topology.kubernetes.io/zone" if rack else None)
+    opts = RenderOptions(
+        cluster=cluster, namespace=namespace, rack_topology_key="topology.kubernetes.io/zone" if rack else None
+    )
     if check:
         expected = {out / n: t for n, t in render_files(opts).items()}
         for tier in ("core", "pop"):
-            expected.update({deploy_dir / "base" / tier / n: t
-                             for n, t in render_base(tier, opts).items()})
-        stale = [str(p) for p, text in expected.items()
-                 if not p.exists() or p.read_text() != text]
+            expected.update({deploy_dir / "base" / tier / n: t for n, t in render_base(tier, opts).items()})
+        stale = [str(p) for p, text in expected.items() if not p.exists() or p.read_text() != text]
         if stale:
             raise StrimziError(f"out of date: {', '.join(stale)}; run `netpilot strimzi render`")
         typer.echo(f"{out} and {deploy_dir}/base: up to date")
@@ -69,8 +66,9 @@ def validate(files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=F
 @app.command()
 def apply(
     directory: Annotated[Path, typer.Option("--dir", help="Rendered manifests.")] = MANIFESTS,
-    kubeconfig: Annotated[Path | None, typer.Option(help="Default: $KUBECONFIG, "
-                                                     "~/.kube/config, then in-cluster.")] = None,
+    kubeconfig: Annotated[
+        Path | None, typer.Option(help="Default: $KUBECONFIG, ~/.kube/config, then in-cluster.")
+    ] = None,
     context: Annotated[str | None, typer.Option(help="kubeconfig context.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Server-side dry run (dryRun=All).")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for Ready conditions.")] = False,

@@ -26,8 +26,10 @@ def crds_dir() -> Path:
     override = os.environ.get(ENV_VAR)
     path = Path(override) if override else VENDORED_CRDS
     if not path.is_dir():
-        raise ConfigError(f"Strimzi CRDs not found at {path}; set {ENV_VAR} to the directory "
-                          "holding the 04x-Crd-*.yaml files of Strimzi 1.2.0")
+        raise ConfigError(
+            f"Strimzi CRDs not found at {path}; set {ENV_VAR} to the directory "
+            "holding the 04x-Crd-*.yaml files of Strimzi 1.2.0"
+        )
     return path
 
 
@@ -63,8 +65,12 @@ def _parse(doc: dict) -> Crd:
     versions = {}
     for v in spec["versions"]:
         versions[v["name"]] = CrdVersion(
-            group=spec["group"], kind=names["kind"], plural=names["plural"], version=v["name"],
-            served=bool(v.get("served")), namespaced=spec.get("scope") == "Namespaced",
+            group=spec["group"],
+            kind=names["kind"],
+            plural=names["plural"],
+            version=v["name"],
+            served=bool(v.get("served")),
+            namespaced=spec.get("scope") == "Namespaced",
             schema=v["schema"]["openAPIV3Schema"],
             status_subresource="status" in (v.get("subresources") or {}),
         )

@@ -16,8 +16,15 @@ from functools import lru_cache
 
 from strimzi.cel import evaluate_rules
 
-_TYPE_NAMES = {dict: "object", list: "array", str: "string", bool: "boolean",
-               int: "integer", float: "number", type(None): "null"}
+_TYPE_NAMES = {
+    dict: "object",
+    list: "array",
+    str: "string",
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    type(None): "null",
+}
 
 
 def _type_of(value: object) -> str:
@@ -70,14 +77,15 @@ def _check_type(value: object, schema: dict, path: str, problems: list[str]) -> 
     if schema.get("x-kubernetes-int-or-string"):
         if _type_ok("integer", value) or isinstance(value, str):
             return True
-        problems.append(f"{path}: Invalid value: {_type_of(value)}: "
-                        "must be an integer or a string")
+        problems.append(f"{path}: Invalid value: {_type_of(value)}: must be an integer or a string")
         return False
     expected = schema.get("type")
     if expected and not _type_ok(expected, value):
-        problems.append(f"{path}: Invalid value: \"{_type_of(value)}\": "
-                        f"{path.rsplit('.', 1)[-1]} in body must be of type {expected}: "
-                        f"\"{_type_of(value)}\"")
+        problems.append(
+            f'{path}: Invalid value: "{_type_of(value)}": '
+            f"{path.rsplit('.', 1)[-1]} in body must be of type {expected}: "
+            f'"{_type_of(value)}"'
+        )
         return False
     return True
 
@@ -110,11 +118,9 @@ def _check_values(value: object, schema: dict, path: str, problems: list[str]) -
         problems.append(f'{path}: Unsupported value: "{value}": supported values: {allowed}')
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if "minimum" in schema and value < schema["minimum"]:
-            problems.append(f"{path}: Invalid value: {value}: must be greater than or equal "
-                            f"to {schema['minimum']}")
+            problems.append(f"{path}: Invalid value: {value}: must be greater than or equal to {schema['minimum']}")
         if "maximum" in schema and value > schema["maximum"]:
-            problems.append(f"{path}: Invalid value: {value}: must be less than or equal "
-                            f"to {schema['maximum']}")
+            problems.append(f"{path}: Invalid value: {value}: must be less than or equal to {schema['maximum']}")
     if isinstance(value, str):
         pattern = schema.get("pattern")
         if pattern and not _regex(pattern).search(value):
@@ -122,12 +128,10 @@ def _check_values(value: object, schema: dict, path: str, problems: list[str]) -
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             problems.append(f"{path}: Too long: may not be longer than {schema['maxLength']}")
         if "minLength" in schema and len(value) < schema["minLength"]:
-            problems.append(f"{path}: Invalid value: must be at least {schema['minLength']} "
-                            "characters")
+            problems.append(f"{path}: Invalid value: must be at least {schema['minLength']} characters")
     if isinstance(value, list):
         if "maxItems" in schema and len(value) > schema["maxItems"]:
-            problems.append(f"{path}: Too many: {len(value)}: must have at most "
-                            f"{schema['maxItems']} items")
+            problems.append(f"{path}: Too many: {len(value)}: must have at most {schema['maxItems']} items")
         if "minItems" in schema and len(value) < schema["minItems"]:
             problems.append(f"{path}: Invalid value: must have at least {schema['minItems']} items")
     for sub in schema.get("allOf") or ():
@@ -137,9 +141,11 @@ def _check_values(value: object, schema: dict, path: str, problems: list[str]) -
     if "oneOf" in schema:
         matches = sum(_passes(value, sub) for sub in schema["oneOf"])
         if matches != 1:
-            problems.append(f"{path}: Invalid value: must match exactly one of the allowed "
-                            f"forms (oneOf), matches {matches}: "
-                            f"{_describe_branches(schema['oneOf'])}")
+            problems.append(
+                f"{path}: Invalid value: must match exactly one of the allowed "
+                f"forms (oneOf), matches {matches}: "
+                f"{_describe_branches(schema['oneOf'])}"
+            )
     if "not" in schema and _passes(value, schema["not"]):
         problems.append(f"{path}: Invalid value: must not match the excluded form (not)")
 

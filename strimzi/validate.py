@@ -29,10 +29,23 @@ from strimzi.schema import validate as validate_schema
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_META_FIELDS = {"name", "namespace", "labels", "annotations", "generateName", "finalizers",
-                "ownerReferences", "uid", "resourceVersion", "generation",
-                "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
-                "managedFields", "selfLink"}
+_META_FIELDS = {
+    "name",
+    "namespace",
+    "labels",
+    "annotations",
+    "generateName",
+    "finalizers",
+    "ownerReferences",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "managedFields",
+    "selfLink",
+}
 
 
 @dataclass(frozen=True)
@@ -52,16 +65,14 @@ class Result:
         head = f"{self.source}: {self.kind}/{self.name}"
         if self.ok:
             return f"{head}: valid"
-        return "\n".join([f"{head}: {len(self.problems)} problem(s)"]
-                         + [f"  - {p}" for p in self.problems])
+        return "\n".join([f"{head}: {len(self.problems)} problem(s)"] + [f"  - {p}" for p in self.problems])
 
 
 def validate_document(doc: object, source: str = "<document>") -> Result:
     if not isinstance(doc, dict):
         return Result(source, "?", "?", (f"expected a mapping, got {type(doc).__name__}",))
     kind = str(doc.get("kind", "?"))
-    name = str((doc.get("metadata") or {}).get("name", "?")) if isinstance(
-        doc.get("metadata"), dict) else "?"
+    name = str((doc.get("metadata") or {}).get("name", "?")) if isinstance(doc.get("metadata"), dict) else "?"
     problems: list[str] = []
     version_schema = _find_version(doc, problems)
     if version_schema is not None:
@@ -84,8 +95,7 @@ def validate_document(doc: object, source: str = "<document>") -> Result:
 def _find_version(doc: dict, problems: list[str]):
     api_version, kind = doc.get("apiVersion"), doc.get("kind")
     if not isinstance(api_version, str) or "/" not in api_version:
-        problems.append(f"apiVersion: Required value: expected <group>/<version>, "
-                        f"got {api_version!r}")
+        problems.append(f"apiVersion: Required value: expected <group>/<version>, got {api_version!r}")
         return None
     if not isinstance(kind, str) or not kind:
         problems.append("kind: Required value")
@@ -100,9 +110,11 @@ def _find_version(doc: dict, problems: list[str]):
     cv = crd.versions.get(version)
     if cv is None or not cv.served:
         served = ", ".join(f"{group}/{v}" for v in crd.served_versions())
-        problems.append(f"apiVersion: {api_version} is not served for {kind} by the Strimzi "
-                        f"1.2.0 CRDs (served: {served}); Strimzi 1.x removed v1beta2, "
-                        f"convert the resource to {served}")
+        problems.append(
+            f"apiVersion: {api_version} is not served for {kind} by the Strimzi "
+            f"1.2.0 CRDs (served: {served}); Strimzi 1.x removed v1beta2, "
+            f"convert the resource to {served}"
+        )
         return None
     return cv
 
@@ -118,22 +130,22 @@ def _check_metadata(meta: object, problems: list[str]) -> None:
     if not name:
         problems.append("metadata.name: Required value: name is required")
     elif not isinstance(name, str) or len(name) > 253 or not _SUBDOMAIN.match(name):
-        problems.append(f"metadata.name: Invalid value: {name!r}: a lowercase RFC 1123 "
-                        "subdomain must consist of lower case alphanumeric characters, "
-                        "'-' or '.', and must start and end with an alphanumeric character")
+        problems.append(
+            f"metadata.name: Invalid value: {name!r}: a lowercase RFC 1123 "
+            "subdomain must consist of lower case alphanumeric characters, "
+            "'-' or '.', and must start and end with an alphanumeric character"
+        )
     namespace = meta.get("namespace")
-    if namespace is not None and (not isinstance(namespace, str) or len(namespace) > 63
-                                  or not _LABEL.match(namespace)):
-        problems.append(f"metadata.namespace: Invalid value: {namespace!r}: must be a "
-                        "lowercase RFC 1123 label")
+    if namespace is not None and (not isinstance(namespace, str) or len(namespace) > 63 or not _LABEL.match(namespace)):
+        problems.append(f"metadata.namespace: Invalid value: {namespace!r}: must be a lowercase RFC 1123 label")
     for field in ("labels", "annotations"):
         value = meta.get(field)
         if value is None:
             continue
-        if not isinstance(value, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-            problems.append(f"metadata.{field}: Invalid value: must be a map of string "
-                            "to string (quote numbers and booleans)")
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            problems.append(
+                f"metadata.{field}: Invalid value: must be a map of string to string (quote numbers and booleans)"
+            )
 
 
 def load_documents(path: Path) -> list[object]:

@@ -25,15 +25,15 @@ from netpilot.settings import KafkaSettings
 REPO = Path(__file__).resolve().parent.parent
 
 FIXTURE_MARKS = {
-    "kafka_broker": "kafka",       # the session's real broker (kafka_settings & co. use it)
-    "routers": "netns",            # real BIRD routers (tests/sinks/bgp)
-    "frr": "netns",                # FRR in a network namespace: root
-    "exports": "netns",            # Debian's real flow exporters; fprobe sniffs lo: root
-    "lab": "netns",                # NetLab: snmpd in network namespaces (tests/producers/linkstats)
-    "strimzi_apiserver": "slow",   # a real API server + etcd, built with Go on first use
+    "kafka_broker": "kafka",  # the session's real broker (kafka_settings & co. use it)
+    "routers": "netns",  # real BIRD routers (tests/sinks/bgp)
+    "frr": "netns",  # FRR in a network namespace: root
+    "exports": "netns",  # Debian's real flow exporters; fprobe sniffs lo: root
+    "lab": "netns",  # NetLab: snmpd in network namespaces (tests/producers/linkstats)
+    "strimzi_apiserver": "slow",  # a real API server + etcd, built with Go on first use
     "bare_apiserver": "slow",
-    "overlay": "slow",             # kustomize, built with Go on first use (tests/deploy)
-    "grafana_store": "slow",       # a ~15 s simulator run into chDB
+    "overlay": "slow",  # kustomize, built with Go on first use (tests/deploy)
+    "grafana_store": "slow",  # a ~15 s simulator run into chDB
 }
 """Fixture name -> the marker every test using it gets (check tests/ before reusing a name)."""
 

@@ -72,14 +72,19 @@ class BirdRouter:
         self.stop()
         conf = self.dir / "bird.conf"
         conf.write_text(bird_config(self.spec, self.dir / "bird.log"))
-        out = subprocess.run(["bird", "-c", str(conf), "-s", str(self.socket), "-P", str(self._pid_file)],
-                             capture_output=True, text=True, timeout=timeout)
+        out = subprocess.run(
+            ["bird", "-c", str(conf), "-s", str(self.socket), "-P", str(self._pid_file)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if out.returncode != 0:
             raise BirdError(f"bird {self.spec.name} did not start: {(out.stderr or out.stdout).strip()}")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            probe = subprocess.run(["birdc", "-s", str(self.socket), "show", "status"],
-                                   capture_output=True, text=True, timeout=5)
+            probe = subprocess.run(
+                ["birdc", "-s", str(self.socket), "show", "status"], capture_output=True, text=True, timeout=5
+            )
             if probe.returncode == 0 and "Daemon is up" in probe.stdout:
                 return self
             time.sleep(0.05)
@@ -92,8 +97,9 @@ class BirdRouter:
             return None
 
     def birdc(self, *args: str) -> str:
-        return subprocess.run(["birdc", "-s", str(self.socket), *args], capture_output=True, text=True,
-                              timeout=10).stdout
+        return subprocess.run(
+            ["birdc", "-s", str(self.socket), *args], capture_output=True, text=True, timeout=10
+        ).stdout
 
     def session_established(self) -> bool:
         return "Established" in self.birdc("show", "protocols", "netpilot")

@@ -16,10 +16,16 @@ StateDir = typer.Option(None, "--state-dir", help="Broker folder (default .netpi
 
 
 @kafka_app.command()
-def up(state_dir: Path = StateDir, port: int = typer.Option(None, show_default=False,
-                                             help=f"Client port (controller uses port+1); default {DEFAULT_PORT}, "
-                                                  "or the port the folder's broker already uses."),
-       heap: str = typer.Option("512m", help="JVM heap.")) -> None:
+def up(
+    state_dir: Path = StateDir,
+    port: int = typer.Option(
+        None,
+        show_default=False,
+        help=f"Client port (controller uses port+1); default {DEFAULT_PORT}, "
+        "or the port the folder's broker already uses.",
+    ),
+    heap: str = typer.Option("512m", help="JVM heap."),
+) -> None:
     """Fetch Kafka with Maven if needed, format KRaft storage, start, wait until it answers."""
     k = LocalKafka(state_dir, port=port, heap=heap)
     typer.echo(f"starting Kafka in {k.state_dir} (first run downloads it with Maven) ...", err=True)

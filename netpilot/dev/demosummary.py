@@ -40,8 +40,10 @@ def print_summary(console: Console, state: DemoState, pipe: Pipeline, out: Path)
     if not over:
         console.print("no link went over its trigger threshold")
     for (pop, link), (first, peak) in sorted(over.items()):
-        console.print(f"[red]overloaded[/]: {pop} {link}: demand over {state.thresholds.get(link, DEFAULT_HI):.0%} "
-                      f"from {_hms(first)}, peak {peak:.0%}")
+        console.print(
+            f"[red]overloaded[/]: {pop} {link}: demand over {state.thresholds.get(link, DEFAULT_HI):.0%} "
+            f"from {_hms(first)}, peak {peak:.0%}"
+        )
     adds = [r for r in state.recommendations if r.action == "ADD"]
     moves = Counter((r.pop, r.from_.link_id, r.to.link_id) for r in adds)
     rates: defaultdict[tuple[str, str, str], float] = defaultdict(float)
@@ -49,8 +51,10 @@ def print_summary(console: Console, state: DemoState, pipe: Pipeline, out: Path)
         rates[(r.pop, r.from_.link_id, r.to.link_id)] += r.rate_bps
     for (pop, src, dst), n in sorted(moves.items()):
         first = min(r.generated_at for r in adds if (r.pop, r.from_.link_id, r.to.link_id) == (pop, src, dst))
-        console.print(f"[bold]recommended[/]: {pop}: {n} prefixes {src} -> {dst} "
-                      f"({rates[(pop, src, dst)] / 1e9:.2f} Gbit/s), first at {_hms(first)}")
+        console.print(
+            f"[bold]recommended[/]: {pop}: {n} prefixes {src} -> {dst} "
+            f"({rates[(pop, src, dst)] / 1e9:.2f} Gbit/s), first at {_hms(first)}"
+        )
     by_action = Counter(r.action for r in state.recommendations)
     console.print("recommendations: " + (", ".join(f"{a} {n}" for a, n in sorted(by_action.items())) or "none"))
     _applied(console, state, over)
@@ -74,32 +78,50 @@ def _relief(console: Console, state: DemoState, links: set[str]) -> None:
     if not worst:
         return
     t = Table(title="projected vs actual relief (the autopilot cycle where each link was worst)")
-    for col in ("PoP", "link", "cycle at", "no override (U0)", "projected", "actual (counters)",
-                "actual 2 cycles later"):
+    for col in (
+        "PoP",
+        "link",
+        "cycle at",
+        "no override (U0)",
+        "projected",
+        "actual (counters)",
+        "actual 2 cycles later",
+    ):
         t.add_column(col)
     for (pop, link), s in sorted(worst.items()):
         # the overrides act on the counters after they are applied: show the cycle that sees it
-        later = [c for c in state.summaries if c.pop == pop and c.generated_at > s.generated_at
-                 and link in c.util_actual]
+        later = [
+            c for c in state.summaries if c.pop == pop and c.generated_at > s.generated_at and link in c.util_actual
+        ]
         after = later[1] if len(later) > 1 else (later[0] if later else None)
-        t.add_row(pop, link, _hms(s.generated_at), _pct(s.util_no_override.get(link)),
-                  _pct(s.util_projected.get(link)), _pct(s.util_actual.get(link)),
-                  _pct(after.util_actual.get(link)) if after else "-")
+        t.add_row(
+            pop,
+            link,
+            _hms(s.generated_at),
+            _pct(s.util_no_override.get(link)),
+            _pct(s.util_projected.get(link)),
+            _pct(s.util_actual.get(link)),
+            _pct(after.util_actual.get(link)) if after else "-",
+        )
     console.print(t)
     if state.applied_events:
-        console.print("[dim]Closed loop: the injector announced the overrides to a BIRD per simulated router "
-                      "and the simulator steers traffic by BIRD's selected routes, so 'actual' (counters) "
-                      "follows 'projected'. U0 is what the link would carry without the overrides.[/]")
+        console.print(
+            "[dim]Closed loop: the injector announced the overrides to a BIRD per simulated router "
+            "and the simulator steers traffic by BIRD's selected routes, so 'actual' (counters) "
+            "follows 'projected'. U0 is what the link would carry without the overrides.[/]"
+        )
     else:
-        console.print("[dim]Open loop (--mode observe): nothing applies the recommendations; 'projected' is "
-                      "what the moves would achieve; 'actual' moves only with the scenario's own traffic.[/]")
+        console.print(
+            "[dim]Open loop (--mode observe): nothing applies the recommendations; 'projected' is "
+            "what the moves would achieve; 'actual' moves only with the scenario's own traffic.[/]"
+        )
 
 
 def relief_times(state: DemoState, over: dict[tuple[str, str], tuple[float, float]]) -> dict[tuple[str, str], float]:
     """Per overloaded link: the end of the first window after the first router-confirmed
     override in which the link's utilisation (from counters) was back under its trigger."""
     out: dict[tuple[str, str], float] = {}
-    for (pop, link) in over:
+    for pop, link in over:
         installed = sorted(t for t, p, _, up in state.applied_events if p == pop and up)
         if not installed:
             continue
@@ -116,11 +138,15 @@ def _applied(console: Console, state: DemoState, over: dict[tuple[str, str], tup
         return
     installed = [e for e in state.applied_events if e[3]]
     removed = [e for e in state.applied_events if not e[3]]
-    console.print(f"[bold]applied[/]: {len({(p, x) for _, p, x, _ in installed})} overrides confirmed in the "
-                  f"routers' RIBs (first at {_hms(min(t for t, *_ in installed))}), "
-                  f"{len(removed)} removed again, {len(state.applied)} still installed")
-    first_add = {pop: min((r.generated_at for r in state.recommendations if r.pop == pop and r.action == "ADD"),
-                          default=None) for pop, _ in over}
+    console.print(
+        f"[bold]applied[/]: {len({(p, x) for _, p, x, _ in installed})} overrides confirmed in the "
+        f"routers' RIBs (first at {_hms(min(t for t, *_ in installed))}), "
+        f"{len(removed)} removed again, {len(state.applied)} still installed"
+    )
+    first_add = {
+        pop: min((r.generated_at for r in state.recommendations if r.pop == pop and r.action == "ADD"), default=None)
+        for pop, _ in over
+    }
     for (pop, link), t in sorted(relief_times(state, over).items()):
         add = first_add.get(pop)
         after = f", {t - add:.0f} s after the first ADD" if add else ""
@@ -129,20 +155,24 @@ def _applied(console: Console, state: DemoState, over: dict[tuple[str, str], tup
 
 def _stored(console: Console, pipe: Pipeline) -> None:
     try:
-        rows = pipe.query("SELECT 'flows_raw', count() FROM netpilot.flows_raw UNION ALL SELECT "
-                          "'link_utilisation', count() FROM netpilot.link_utilisation UNION ALL SELECT "
-                          "'recommendations', count() FROM netpilot.recommendations")
+        rows = pipe.query(
+            "SELECT 'flows_raw', count() FROM netpilot.flows_raw UNION ALL SELECT "
+            "'link_utilisation', count() FROM netpilot.link_utilisation UNION ALL SELECT "
+            "'recommendations', count() FROM netpilot.recommendations"
+        )
         console.print("ClickHouse rows: " + ", ".join(f"{name} {n}" for name, n in rows))
     except PipelineError as exc:
         console.print(f"[yellow]could not read ClickHouse: {exc}[/]")
     cfg = pipe.root / "query.yaml"
-    console.print(f"query the data (chDB at {pipe.chdb}):\n"
-                  f"  netpilot sink clickhouse query -c {cfg} \\\n"
-                  "    \"SELECT link_id, sum(bytes_scaled)*8/1e9 AS Gbit FROM netpilot.flows_raw GROUP BY link_id\"\n"
-                  f"  netpilot sink clickhouse query -c {cfg} \\\n"
-                  "    \"SELECT generated_at, action, prefix, from_link_id, to_link_id "
-                  "FROM netpilot.recommendations\"\n"
-                  f"  netpilot report -c {cfg} --since 30m --out {pipe.root / 'report'}   # dashboard PNGs")
+    console.print(
+        f"query the data (chDB at {pipe.chdb}):\n"
+        f"  netpilot sink clickhouse query -c {cfg} \\\n"
+        '    "SELECT link_id, sum(bytes_scaled)*8/1e9 AS Gbit FROM netpilot.flows_raw GROUP BY link_id"\n'
+        f"  netpilot sink clickhouse query -c {cfg} \\\n"
+        '    "SELECT generated_at, action, prefix, from_link_id, to_link_id '
+        'FROM netpilot.recommendations"\n'
+        f"  netpilot report -c {cfg} --since 30m --out {pipe.root / 'report'}   # dashboard PNGs"
+    )
 
 
 def _pct(v: float | None) -> str:

@@ -80,9 +80,11 @@ class DemoWatcher:
     """Reads the utilisation, recommendation and cycle-summary topics into a DemoState."""
 
     def __init__(self, kafka: KafkaSettings, group_id: str) -> None:
-        self._topics = {kafka.topic(catalog.LINK_UTILISATION): self._utilisation,
-                        kafka.topic(catalog.RECOMMENDATIONS): self._recommendation,
-                        kafka.topic(catalog.CYCLE_SUMMARIES): self._summary}
+        self._topics = {
+            kafka.topic(catalog.LINK_UTILISATION): self._utilisation,
+            kafka.topic(catalog.RECOMMENDATIONS): self._recommendation,
+            kafka.topic(catalog.CYCLE_SUMMARIES): self._summary,
+        }
         self._applied_topic = kafka.topic(catalog.APPLIED_OVERRIDES)
         self._topics[self._applied_topic] = self._applied
         self.consumer = BatchConsumer(kafka, group_id, list(self._topics))
@@ -147,35 +149,53 @@ def render(state: DemoState, header: str, components: dict[str, bool]) -> Group:
     lag = state.lag_s()
     sink_lag = state.sink_lag_messages
     status = "  ".join(f"[{'green' if ok else 'red'}]{name}[/]" for name, ok in components.items())
-    top = Text.from_markup(f"{header}   flows/s [bold]{state.flows_per_s:,.0f}[/]   "
-                           f"pipeline lag [bold]{'-' if lag is None else f'{lag:.0f} s'}[/] "
-                           f"(sink lag [bold]{'-' if sink_lag is None else f'{sink_lag:,.0f}'}[/]"
-                           f" messages)   {status}")
+    top = Text.from_markup(
+        f"{header}   flows/s [bold]{state.flows_per_s:,.0f}[/]   "
+        f"pipeline lag [bold]{'-' if lag is None else f'{lag:.0f} s'}[/] "
+        f"(sink lag [bold]{'-' if sink_lag is None else f'{sink_lag:,.0f}'}[/]"
+        f" messages)   {status}"
+    )
     links = Table(title=f"egress links ({WINDOW_S:.0f} s windows; │ = trigger)", expand=False)
     for col in ("PoP", "link", "utilisation", "", "counters", "flows", "coverage"):
         links.add_column(col, justify="right" if col in ("", "counters", "flows", "coverage") else "left")
     for (pop, link), u in sorted(state.latest.items()):
         hi = state.thresholds.get(link, DEFAULT_HI)
         util = u.utilisation or 0.0
-        links.add_row(pop, link, _bar(util, hi), f"{util:6.1%}",
-                      "-" if u.counter_bps is None else f"{u.counter_bps / 1e9:.2f} G",
-                      f"{u.flow_bps / 1e9:.2f} G", "-" if u.coverage is None else f"{u.coverage:.3f}")
+        links.add_row(
+            pop,
+            link,
+            _bar(util, hi),
+            f"{util:6.1%}",
+            "-" if u.counter_bps is None else f"{u.counter_bps / 1e9:.2f} G",
+            f"{u.flow_bps / 1e9:.2f} G",
+            "-" if u.coverage is None else f"{u.coverage:.3f}",
+        )
     recs = Table(title=f"recommendations ({len(state.recommendations)} so far, newest last)")
     for col in ("time", "action", "prefix", "from", "to", "rate", "from util before → after"):
         recs.add_column(col)
     for r in state.recommendations[-8:]:
         before, after = r.from_.util_projected_before, r.from_.util_projected_after
         proj = "-" if before is None or after is None else f"{before:.0%} → {after:.0%}"
-        recs.add_row(time.strftime("%H:%M:%S", time.localtime(r.generated_at)), r.action, r.prefix,
-                     r.from_.link_id, r.to.link_id, f"{r.rate_bps / 1e6:.0f} M", proj)
+        recs.add_row(
+            time.strftime("%H:%M:%S", time.localtime(r.generated_at)),
+            r.action,
+            r.prefix,
+            r.from_.link_id,
+            r.to.link_id,
+            f"{r.rate_bps / 1e6:.0f} M",
+            proj,
+        )
     parts: list[RenderableType] = [top, links, Panel(recs, border_style="dim")]
     if state.applied or state.applied_events:
         per_pop: dict[str, int] = defaultdict(int)
         for pop, _ in state.applied:
             per_pop[pop] += 1
-        parts.append(Text.from_markup(
-            "[bold]applied on the routers[/] (BIRD's own RIB, read back by the injector): "
-            + (", ".join(f"{pop} {n}" for pop, n in sorted(per_pop.items())) or "none now")))
+        parts.append(
+            Text.from_markup(
+                "[bold]applied on the routers[/] (BIRD's own RIB, read back by the injector): "
+                + (", ".join(f"{pop} {n}" for pop, n in sorted(per_pop.items())) or "none now")
+            )
+        )
     return Group(*parts)
 
 
@@ -200,8 +220,9 @@ def write_charts(state: DemoState, out: Path) -> list[Path]:
             if p != pop:
                 continue
             points = sorted(dict(points).items())
-            line, = ax.plot([ts(t + WINDOW_S) for t, _ in points], [u * 100 for _, u in points],
-                            marker=".", label=link)
+            (line,) = ax.plot(
+                [ts(t + WINDOW_S) for t, _ in points], [u * 100 for _, u in points], marker=".", label=link
+            )
             hi = state.thresholds.get(link, DEFAULT_HI)
             ax.axhline(hi * 100, color=line.get_color(), linestyle=":", linewidth=1)
         adds = sorted({r.generated_at for r in state.recommendations if r.pop == pop and r.action == "ADD"})
@@ -213,9 +234,17 @@ def write_charts(state: DemoState, out: Path) -> list[Path]:
         installed = sorted(t for t, p, _, up in state.applied_events if p == pop and up)
         removed = sorted(t for t, p, _, up in state.applied_events if p == pop and not up)
         if installed:
-            ax.axvspan(ts(installed[0]), ts(removed[-1] if removed and removed[-1] > installed[0] else
-                                            max(t for pts in state.history.values() for t, _ in pts) + WINDOW_S),
-                       color="purple", alpha=0.08, label="overrides installed on the routers")
+            ax.axvspan(
+                ts(installed[0]),
+                ts(
+                    removed[-1]
+                    if removed and removed[-1] > installed[0]
+                    else max(t for pts in state.history.values() for t, _ in pts) + WINDOW_S
+                ),
+                color="purple",
+                alpha=0.08,
+                label="overrides installed on the routers",
+            )
             ax.axvline(ts(installed[0]), color="purple", linewidth=1.5, label="first override confirmed by BIRD")
         ax.set_title(f"{pop}: egress link utilisation ({WINDOW_S:.0f} s windows; dotted = trigger)")
         ax.set_ylabel("% of capacity")

@@ -96,12 +96,20 @@ def resolve_kafka(version: str = KAFKA_VERSION, quiet: bool = True) -> Path:
     if shutil.which("java") is None:
         raise KafkaSetupError("Java 17+ is needed to run Kafka: apt-get install openjdk-17-jre-headless")
     root.mkdir(parents=True, exist_ok=True)
-    (root / "pom.xml").write_text(_POM.format(kafka=version, scala=SCALA_VERSION,
-                                              log4j=LOG4J_VERSION, slf4j=SLF4J_VERSION))
+    (root / "pom.xml").write_text(
+        _POM.format(kafka=version, scala=SCALA_VERSION, log4j=LOG4J_VERSION, slf4j=SLF4J_VERSION)
+    )
     tmp = root / "libs.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    cmd = ["mvn", "-B", "-f", str(root / "pom.xml"), "dependency:copy-dependencies",
-           f"-DoutputDirectory={tmp}", "-DincludeScope=runtime"]
+    cmd = [
+        "mvn",
+        "-B",
+        "-f",
+        str(root / "pom.xml"),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={tmp}",
+        "-DincludeScope=runtime",
+    ]
     if quiet:
         cmd.insert(1, "-q")
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -130,17 +138,24 @@ class BrokerInfo:
 
     def describe(self) -> str:
         mode = "KRaft" if self.process_roles and "controller" in self.process_roles else "unknown mode"
-        return (f"Kafka {self.version or '?'} running (pid {self.pid}) in {mode} "
-                f"(process.roles={self.process_roles})\n"
-                f"  bootstrap: {self.bootstrap}\n  listeners: {self.listeners}\n"
-                f"  cluster id: {self.cluster_id}\n  data: {self.state_dir / 'data'}\n  log: {self.log_file}")
+        return (
+            f"Kafka {self.version or '?'} running (pid {self.pid}) in {mode} "
+            f"(process.roles={self.process_roles})\n"
+            f"  bootstrap: {self.bootstrap}\n  listeners: {self.listeners}\n"
+            f"  cluster id: {self.cluster_id}\n  data: {self.state_dir / 'data'}\n  log: {self.log_file}"
+        )
 
 
 class LocalKafka:
     """One local broker described by a state folder (config, data, log, pid)."""
 
-    def __init__(self, state_dir: Path | None = None, port: int | None = None,
-                 heap: str = DEFAULT_HEAP, version: str = KAFKA_VERSION) -> None:
+    def __init__(
+        self,
+        state_dir: Path | None = None,
+        port: int | None = None,
+        heap: str = DEFAULT_HEAP,
+        version: str = KAFKA_VERSION,
+    ) -> None:
         self.state_dir = Path(state_dir or default_state_dir()).resolve()
         self.version = version
         self.heap = heap
@@ -151,7 +166,8 @@ class LocalKafka:
         if port is not None and remembered is not None and port != remembered:
             raise KafkaSetupError(
                 f"the broker in {self.state_dir} uses port {remembered}, not {port}: use another "
-                f"--state-dir for port {port}, or `netpilot dev kafka down --wipe` to start over")
+                f"--state-dir for port {port}, or `netpilot dev kafka down --wipe` to start over"
+            )
         self.port = remembered or port or DEFAULT_PORT
         self.controller_port = self.port + 1
 
@@ -215,8 +231,9 @@ class LocalKafka:
         try:
             # log_level 0: probing a broker that is still starting is expected to fail;
             # do not spray librdkafka's connection errors over the terminal.
-            admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0,
-                                 "socket.timeout.ms": str(int(timeout * 1000))})
+            admin = AdminClient(
+                {"bootstrap.servers": self.bootstrap, "log_level": 0, "socket.timeout.ms": str(int(timeout * 1000))}
+            )
             admin.list_topics(timeout=timeout)
             return True
         except Exception:  # noqa: BLE001 - any failure means "not healthy"
@@ -271,15 +288,28 @@ class LocalKafka:
         cmd = ["java"]
         if heap:
             cmd += [f"-Xmx{heap}", f"-Xms{heap}"]
-        return cmd + ["-XX:+UseG1GC", "-Djava.awt.headless=true",
-                      f"-Dlog4j2.configurationFile={self.state_dir / 'log4j2.properties'}",
-                      "-cp", f"{libs}/*", main, *args]
+        return cmd + [
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.state_dir / 'log4j2.properties'}",
+            "-cp",
+            f"{libs}/*",
+            main,
+            *args,
+        ]
 
     def _format(self, libs: Path) -> None:
         cluster_id = base64_uuid()
         # "--cluster-id=ID": a base64 id can start with "-", which argparse would take for an option
-        cmd = self._java(libs, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
-                         "-c", str(self.state_dir / "server.properties"), "--standalone")
+        cmd = self._java(
+            libs,
+            "kafka.tools.StorageTool",
+            "format",
+            f"--cluster-id={cluster_id}",
+            "-c",
+            str(self.state_dir / "server.properties"),
+            "--standalone",
+        )
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise KafkaSetupError(f"formatting KRaft storage failed:\n{proc.stdout}{proc.stderr}")
@@ -291,18 +321,26 @@ class LocalKafka:
             if not _port_free(port):
                 raise KafkaSetupError(
                     f"127.0.0.1:{port} is already in use by another process; stop it or choose "
-                    f"another --port (this broker's folder: {self.state_dir})")
+                    f"another --port (this broker's folder: {self.state_dir})"
+                )
         out = open(self.state_dir / "kafka.out", "ab")  # noqa: SIM115 - the broker process writes it
         cmd = self._java(libs, "kafka.Kafka", str(self.state_dir / "server.properties"), heap=self.heap)
         started = time.time()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd=self.state_dir)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=self.state_dir,
+        )
         self._pid_file.write_text(str(proc.pid))
         deadline = started + timeout
         while time.time() < deadline:
             if proc.poll() is not None:
-                raise KafkaSetupError(f"Kafka exited with code {proc.returncode} during start-up; "
-                                      f"last log lines:\n{self.tail(30)}")
+                raise KafkaSetupError(
+                    f"Kafka exited with code {proc.returncode} during start-up; last log lines:\n{self.tail(30)}"
+                )
             if self.healthy(timeout=2.0):
                 meta = self._read_meta()
                 meta.update(running_pid=proc.pid, running_version=self._version_from_log())
@@ -377,7 +415,7 @@ class LocalKafka:
             if arg == b"-cp":
                 libs = Path(args[i + 1].decode().rstrip("*").rstrip("/"))
                 for jar in libs.glob(f"kafka_{SCALA_VERSION}-*.jar"):
-                    return jar.name[len(f"kafka_{SCALA_VERSION}-"):-len(".jar")]
+                    return jar.name[len(f"kafka_{SCALA_VERSION}-") : -len(".jar")]
         return None
 
     def tail(self, lines: int = 50) -> str:

@@ -68,16 +68,22 @@ class PipelineOptions:
 class Child:
     """One ``netpilot`` subcommand as a child process, its output in a log file."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path,
-                 metrics_port: int | None = None) -> None:
+    def __init__(
+        self, name: str, args: list[str], env: dict[str, str], log: Path, metrics_port: int | None = None
+    ) -> None:
         self.name, self.log, self.metrics_port = name, log, metrics_port
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as logf:
             # a new session: Ctrl-C on the demo's terminal reaches the demo only, which then
             # stops the children in order (instead of all of them racing at once)
-            self.proc = subprocess.Popen([*NETPILOT, *args], env={**os.environ, **env}, stdout=logf,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                [*NETPILOT, *args],
+                env={**os.environ, **env},
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -126,8 +132,9 @@ class Child:
 class Pipeline:
     """Start, feed and stop the pipeline for one scenario; ``root`` holds logs, chDB and files."""
 
-    def __init__(self, root: Path, kafka: KafkaSettings, scenario: Path,
-                 options: PipelineOptions = PipelineOptions()) -> None:
+    def __init__(
+        self, root: Path, kafka: KafkaSettings, scenario: Path, options: PipelineOptions = PipelineOptions()
+    ) -> None:
         self.root, self.kafka, self.scenario, self.options = root, kafka, scenario, options
         self.net_dir = root / "network"
         self.chdb = (root / "chdb").resolve()
@@ -140,9 +147,11 @@ class Pipeline:
 
     # -- environment -----------------------------------------------------------------------
     def _env(self, component: str, metrics_port: int | None, **fields: object) -> dict[str, str]:
-        env = {"NETPILOT_KAFKA__BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
-               "NETPILOT_KAFKA__TOPIC_PREFIX": self.kafka.topic_prefix,
-               "NETPILOT_LOG__FORMAT": "json"}
+        env = {
+            "NETPILOT_KAFKA__BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
+            "NETPILOT_KAFKA__TOPIC_PREFIX": self.kafka.topic_prefix,
+            "NETPILOT_LOG__FORMAT": "json",
+        }
         prefix = f"NETPILOT_{component.upper().replace('-', '_')}__"
         if metrics_port is not None:
             env[prefix + "METRICS__LISTEN"] = f"127.0.0.1:{metrics_port}"
@@ -176,30 +185,68 @@ class Pipeline:
         """Start every component and wait until each says it is healthy."""
         o, logs, tag = self.options, self.root / "logs", self.run_id
         specs: list[tuple[str, list[str], str, dict[str, object]]] = [
-            ("sink-clickhouse", ["sink", "clickhouse", "run"], "sink-clickhouse",
-             {"dsn": f"chdb://{self.chdb}", "group_id": f"netpilot-sink-clickhouse-{tag}"}),
-            ("streams", ["streams", "run"], "streams",
-             {"app_id": f"netpilot-streams-{tag}", "data_dir": self.root / "streams",
-              "allowed_lateness_s": o.allowed_lateness_s}),
-            ("autopilot", ["autopilot", "run"], "autopilot",
-             {"app_id": f"netpilot-autopilot-{tag}", "data_dir": self.root / "autopilot",
-              "policy__cycle_s": o.cycle_s, "policy__hold_s": o.hold_s, "policy__mode": o.autopilot_mode}),
-            ("collector", ["collector", "run"], "collector",
-             {"inventory_file": self.inventory_file, "routes_file": self.routes_file,
-              "listen_address": "127.0.0.1", "netflow_port": self.netflow_port,
-              "sflow_port": self.sflow_port}),
+            (
+                "sink-clickhouse",
+                ["sink", "clickhouse", "run"],
+                "sink-clickhouse",
+                {"dsn": f"chdb://{self.chdb}", "group_id": f"netpilot-sink-clickhouse-{tag}"},
+            ),
+            (
+                "streams",
+                ["streams", "run"],
+                "streams",
+                {
+                    "app_id": f"netpilot-streams-{tag}",
+                    "data_dir": self.root / "streams",
+                    "allowed_lateness_s": o.allowed_lateness_s,
+                },
+            ),
+            (
+                "autopilot",
+                ["autopilot", "run"],
+                "autopilot",
+                {
+                    "app_id": f"netpilot-autopilot-{tag}",
+                    "data_dir": self.root / "autopilot",
+                    "policy__cycle_s": o.cycle_s,
+                    "policy__hold_s": o.hold_s,
+                    "policy__mode": o.autopilot_mode,
+                },
+            ),
+            (
+                "collector",
+                ["collector", "run"],
+                "collector",
+                {
+                    "inventory_file": self.inventory_file,
+                    "routes_file": self.routes_file,
+                    "listen_address": "127.0.0.1",
+                    "netflow_port": self.netflow_port,
+                    "sflow_port": self.sflow_port,
+                },
+            ),
         ]
         if o.prometheus:
-            specs.append(("sink-prometheus", ["sink", "prometheus", "run"], "sink-prometheus",
-                          {"group_id": f"netpilot-sink-prometheus-{tag}"}))
+            specs.append(
+                (
+                    "sink-prometheus",
+                    ["sink", "prometheus", "run"],
+                    "sink-prometheus",
+                    {"group_id": f"netpilot-sink-prometheus-{tag}"},
+                )
+            )
         if o.injector:
-            specs.append(("injector", ["injector", "run", "--config", str(self._start_routers())], "injector",
-                          {"mode": o.injector, "run_dir": self.root / "injector",
-                           "cycle_s": o.cycle_s}))
+            specs.append(
+                (
+                    "injector",
+                    ["injector", "run", "--config", str(self._start_routers())],
+                    "injector",
+                    {"mode": o.injector, "run_dir": self.root / "injector", "cycle_s": o.cycle_s},
+                )
+            )
         for name, args, component, fields in specs:
             port = free_port()
-            self.children[name] = Child(name, args, self._env(component, port, **fields),
-                                        logs / f"{name}.log", port)
+            self.children[name] = Child(name, args, self._env(component, port, **fields), logs / f"{name}.log", port)
         self.wait_healthy(timeout)
 
     @property
@@ -225,8 +272,7 @@ class Pipeline:
             bird = BirdRouter(spec, self.root / "routers").start()
             self.birds[name] = bird
             rib = {"kind": "bird", "socket": str(bird.socket)}
-            routers[name] = {"neighbor": spec.address, "port": spec.port, "local_address": "127.0.0.1",
-                             "rib": rib}
+            routers[name] = {"neighbor": spec.address, "port": spec.port, "local_address": "127.0.0.1", "rib": rib}
             readers[name] = rib
         self.routers_file.write_text(yaml.safe_dump({"community": "64496:666", "routers": readers}))
         cfg = self.root / "injector.yaml"
@@ -239,20 +285,35 @@ class Pipeline:
         while waiting:
             for name, child in list(waiting.items()):
                 if not child.alive():
-                    raise PipelineError(f"{name} exited ({child.proc.returncode}) while starting; "
-                                        f"log {child.log}:\n{child.tail()}")
+                    raise PipelineError(
+                        f"{name} exited ({child.proc.returncode}) while starting; log {child.log}:\n{child.tail()}"
+                    )
                 if child.healthy():
                     del waiting[name]
             if waiting and time.monotonic() > deadline:
-                raise PipelineError(f"not healthy after {timeout:.0f}s: {sorted(waiting)}; logs in "
-                                    f"{self.root / 'logs'}")
+                raise PipelineError(
+                    f"not healthy after {timeout:.0f}s: {sorted(waiting)}; logs in {self.root / 'logs'}"
+                )
             time.sleep(0.5)
 
     def simulate(self, duration: float | None = None, fast: bool = False) -> subprocess.Popen[str]:
         """Start the scenario (real time unless ``fast``); link counters go to Kafka."""
-        args = [*NETPILOT, "simulate", "--scenario", str(self.scenario), "--out", str(self.net_dir),
-                "--netflow", f"127.0.0.1:{self.netflow_port}", "--sflow", f"127.0.0.1:{self.sflow_port}",
-                "--kafka", self.kafka.bootstrap_servers, "--topic-prefix", self.kafka.topic_prefix]
+        args = [
+            *NETPILOT,
+            "simulate",
+            "--scenario",
+            str(self.scenario),
+            "--out",
+            str(self.net_dir),
+            "--netflow",
+            f"127.0.0.1:{self.netflow_port}",
+            "--sflow",
+            f"127.0.0.1:{self.sflow_port}",
+            "--kafka",
+            self.kafka.bootstrap_servers,
+            "--topic-prefix",
+            self.kafka.topic_prefix,
+        ]
         if duration:
             args += ["--duration", str(duration)]
         if self.birds:
@@ -260,8 +321,9 @@ class Pipeline:
         if fast:
             args.append("--fast")
         log = open(self.root / "logs" / "simulator.log", "ab")  # noqa: SIM115 - closed with the child
-        self.simulation = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True,
-                                           stdin=subprocess.DEVNULL, start_new_session=True)
+        self.simulation = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=log, text=True, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         log.close()
         return self.simulation
 
@@ -281,12 +343,19 @@ class Pipeline:
             pending = sink.sample("netpilot_sink_clickhouse_pending_rows")
             lag = sink.sample("netpilot_sink_clickhouse_consumer_lag_messages")  # every topic
             state = (published, consumed, pending, lag)
-            if (published is not None and consumed is not None and published > 0 and consumed >= published
-                    and pending == 0 and lag == 0):
+            if (
+                published is not None
+                and consumed is not None
+                and published > 0
+                and consumed >= published
+                and pending == 0
+                and lag == 0
+            ):
                 return
             time.sleep(0.2)
-        raise PipelineError(f"flows not all stored within {timeout:g} s (published, consumed, pending rows, "
-                            f"lag) = {state}")
+        raise PipelineError(
+            f"flows not all stored within {timeout:g} s (published, consumed, pending rows, lag) = {state}"
+        )
 
     def failed(self) -> list[str]:
         """Components that exited while they should be running."""
@@ -323,8 +392,7 @@ class Pipeline:
         opened by one process at a time)."""
         if (c := self.children.get("sink-clickhouse")) is not None and c.alive():
             raise PipelineError("query() needs the ClickHouse sink stopped (embedded chDB)")
-        out = self._cli("sink", "clickhouse", "query", sql, "--format", "TabSeparated",
-                        *self._dsn_env_args())
+        out = self._cli("sink", "clickhouse", "query", sql, "--format", "TabSeparated", *self._dsn_env_args())
         return [line.split("\t") for line in out.splitlines() if line]
 
     def _dsn_env_args(self) -> list[str]:

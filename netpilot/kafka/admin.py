@@ -39,8 +39,10 @@ class TopicDiff:
         if self.partitions:
             parts.append(f"partitions {self.partitions[0]} -> {self.partitions[1]}")
         if self.replication:
-            parts.append(f"replication {self.replication[0]} (catalog {self.replication[1]}, "
-                         "not changed automatically: use a reassignment)")
+            parts.append(
+                f"replication {self.replication[0]} (catalog {self.replication[1]}, "
+                "not changed automatically: use a reassignment)"
+            )
         for k, (a, w) in sorted(self.configs.items()):
             parts.append(f"{k} {a!r} -> {w!r}")
         return f"{self.name}: " + ("in sync" if not parts else "; ".join(parts))
@@ -110,9 +112,15 @@ class TopicAdmin:
         diffs = self.diff(topics)
         to_create = [d.name for d in diffs if d.missing]
         if to_create:
-            new = [NewTopic(n, num_partitions=wanted[n].partitions,
-                            replication_factor=wanted[n].replication,
-                            config=wanted[n].topic_config()) for n in to_create]
+            new = [
+                NewTopic(
+                    n,
+                    num_partitions=wanted[n].partitions,
+                    replication_factor=wanted[n].replication,
+                    config=wanted[n].topic_config(),
+                )
+                for n in to_create
+            ]
             for name, fut in self.client.create_topics(new, operation_timeout=self.timeout).items():
                 try:
                     fut.result(timeout=self.timeout)
@@ -129,17 +137,24 @@ class TopicAdmin:
                 report.repartitioned.append(name)
         for d in diffs:
             if d.partitions and d.partitions[1] < d.partitions[0]:
-                report.drift.append(f"{d.name}: has {d.partitions[0]} partitions, catalog wants "
-                                    f"{d.partitions[1]}; Kafka cannot shrink a topic")
+                report.drift.append(
+                    f"{d.name}: has {d.partitions[0]} partitions, catalog wants "
+                    f"{d.partitions[1]}; Kafka cannot shrink a topic"
+                )
             if d.replication:
                 report.drift.append(d.describe())
         reconf = [d for d in diffs if d.configs and not d.missing]
         if reconf:
             resources = []
             for d in reconf:
-                res = ConfigResource(ConfigResource.Type.TOPIC, d.name,
-                                     incremental_configs=[ConfigEntry(k, w, incremental_operation=AlterConfigOpType.SET)
-                                                          for k, (_, w) in d.configs.items()])
+                res = ConfigResource(
+                    ConfigResource.Type.TOPIC,
+                    d.name,
+                    incremental_configs=[
+                        ConfigEntry(k, w, incremental_operation=AlterConfigOpType.SET)
+                        for k, (_, w) in d.configs.items()
+                    ],
+                )
                 resources.append(res)
             for res, fut in self.client.incremental_alter_configs(resources).items():
                 fut.result(timeout=self.timeout)

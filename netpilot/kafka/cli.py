@@ -30,12 +30,16 @@ def _admin(config: Path | None) -> TopicAdmin:
 
 def markdown_table() -> str:
     """The catalog as the Markdown table the README embeds (a test keeps them equal)."""
-    lines = ["| topic | key | cleanup | partitions | value schema | producers → consumers | purpose |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| topic | key | cleanup | partitions | value schema | producers → consumers | purpose |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for t in catalog.ALL_TOPICS:
         flow = f"{', '.join(t.producers)} → {', '.join(t.consumers) or '—'}"
-        lines.append(f"| `{t.name}` | `{t.key}` | {t.cleanup_policy} | {t.partitions} | "
-                     f"`{t.value_schema}` | {flow} | {t.purpose} |")
+        lines.append(
+            f"| `{t.name}` | `{t.key}` | {t.cleanup_policy} | {t.partitions} | "
+            f"`{t.value_schema}` | {flow} | {t.purpose} |"
+        )
     return "\n".join(lines)
 
 
@@ -46,8 +50,10 @@ def list_(markdown: bool = typer.Option(False, "--markdown", help="As the README
         typer.echo(markdown_table())
         return
     for t in catalog.ALL_TOPICS:
-        typer.echo(f"{t.name:42} p={t.partitions:<2} {t.cleanup_policy:8} key={t.key:28} "
-                   f"{t.value_schema:22} {','.join(t.producers)} -> {','.join(t.consumers) or '-'}")
+        typer.echo(
+            f"{t.name:42} p={t.partitions:<2} {t.cleanup_policy:8} key={t.key:28} "
+            f"{t.value_schema:22} {','.join(t.producers)} -> {','.join(t.consumers) or '-'}"
+        )
 
 
 @app.command()

@@ -43,17 +43,24 @@ class SyncReport:
 def read_compacted(kafka: KafkaSettings, topic: str, timeout: float = 30.0) -> dict[str, bytes | None]:
     """Latest value per key (``None`` = tombstone) from the start to the current end."""
     cfg = kafka.client_config()
-    cfg.update({"group.id": f"netpilot-reader-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": "false", "auto.offset.reset": "earliest",
-                "isolation.level": "read_committed", "enable.partition.eof": "true"})
+    cfg.update(
+        {
+            "group.id": f"netpilot-reader-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": "false",
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "enable.partition.eof": "true",
+        }
+    )
     cfg.update(kafka.librdkafka)
     consumer = Consumer(cfg)
     try:
         md = consumer.list_topics(topic, timeout=10)
         t = md.topics.get(topic)
         if t is None or t.error is not None:
-            raise CompactedReadError(f"topic {topic!r} not readable: "
-                                     f"{t.error if t is not None else 'missing'} (run `netpilot topics sync`)")
+            raise CompactedReadError(
+                f"topic {topic!r} not readable: {t.error if t is not None else 'missing'} (run `netpilot topics sync`)"
+            )
         ends: dict[int, int] = {}
         for p in t.partitions:
             lo, hi = _watermarks(consumer, TopicPartition(topic, p))
@@ -67,8 +74,7 @@ def read_compacted(kafka: KafkaSettings, topic: str, timeout: float = 30.0) -> d
         deadline = time.monotonic() + timeout
         while pending:
             if time.monotonic() > deadline:
-                raise CompactedReadError(f"reading {topic!r} timed out with partitions "
-                                         f"{sorted(pending)} unfinished")
+                raise CompactedReadError(f"reading {topic!r} timed out with partitions {sorted(pending)} unfinished")
             for m in consumer.consume(num_messages=1000, timeout=0.5):
                 err = m.error()
                 if err is not None:
@@ -89,8 +95,13 @@ def read_compacted(kafka: KafkaSettings, topic: str, timeout: float = 30.0) -> d
         consumer.close()
 
 
-_TRANSIENT = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
-              KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TRANSPORT, KafkaError._TIMED_OUT}
+_TRANSIENT = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._TRANSPORT,
+    KafkaError._TIMED_OUT,
+}
 
 
 def _watermarks(consumer: Consumer, tp: TopicPartition, timeout: float = 15.0) -> tuple[int, int]:
@@ -106,9 +117,14 @@ def _watermarks(consumer: Consumer, tp: TopicPartition, timeout: float = 15.0) -
             time.sleep(0.2)
 
 
-def sync_compacted(producer: KafkaProducer, topic: str, desired: Mapping[str, Record],
-                   current: Mapping[str, bytes | None], headers: Headers,
-                   partition_key_of: Callable[[str], str] | None = None) -> SyncReport:
+def sync_compacted(
+    producer: KafkaProducer,
+    topic: str,
+    desired: Mapping[str, Record],
+    current: Mapping[str, bytes | None],
+    headers: Headers,
+    partition_key_of: Callable[[str], str] | None = None,
+) -> SyncReport:
     """Produce changed/new records and tombstones for keys gone from ``desired``.
 
     ``partition_key_of(key)`` gives the partition key of a key that only exists in the
@@ -124,8 +140,7 @@ def sync_compacted(producer: KafkaProducer, topic: str, desired: Mapping[str, Re
         report.upserted.append(key)
     for key, value in current.items():
         if value is not None and key not in desired:
-            producer.produce(topic, None, key=key, headers=headers,
-                             partition_key=partition_key_of(key))
+            producer.produce(topic, None, key=key, headers=headers, partition_key=partition_key_of(key))
             report.tombstoned.append(key)
     producer.flush()
     return report

@@ -22,12 +22,18 @@ class ConsumeError(NetpilotError):
 
 
 # Errors that no wait fixes: the process must stop and a person must look.
-_FATAL_CODES = frozenset({
-    KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED,
-    KafkaError.CLUSTER_AUTHORIZATION_FAILED, KafkaError.SASL_AUTHENTICATION_FAILED,
-    KafkaError._AUTHENTICATION, KafkaError.INVALID_GROUP_ID, KafkaError.INVALID_COMMIT_OFFSET_SIZE,
-    KafkaError._INVALID_ARG,
-})
+_FATAL_CODES = frozenset(
+    {
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.GROUP_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError._AUTHENTICATION,
+        KafkaError.INVALID_GROUP_ID,
+        KafkaError.INVALID_COMMIT_OFFSET_SIZE,
+        KafkaError._INVALID_ARG,
+    }
+)
 
 
 def is_retriable(exc: BaseException) -> bool:
@@ -63,10 +69,15 @@ class ConsumerOptions:
 
 
 class BatchConsumer:
-    def __init__(self, kafka: KafkaSettings, group_id: str, topics: Sequence[str],
-                 options: ConsumerOptions = ConsumerOptions(),
-                 on_assign: Callable[[Consumer, list[TopicPartition]], None] | None = None,
-                 on_revoke: Callable[[Consumer, list[TopicPartition]], None] | None = None) -> None:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        group_id: str,
+        topics: Sequence[str],
+        options: ConsumerOptions = ConsumerOptions(),
+        on_assign: Callable[[Consumer, list[TopicPartition]], None] | None = None,
+        on_revoke: Callable[[Consumer, list[TopicPartition]], None] | None = None,
+    ) -> None:
         cfg = kafka.client_config()
         cfg.update(
             {
@@ -109,9 +120,11 @@ class BatchConsumer:
                 out.append(m)
             elif err.code() == KafkaError._PARTITION_EOF:
                 continue
-            elif err.fatal() or err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART,
-                                               KafkaError.TOPIC_AUTHORIZATION_FAILED,
-                                               KafkaError.GROUP_AUTHORIZATION_FAILED):
+            elif err.fatal() or err.code() in (
+                KafkaError.UNKNOWN_TOPIC_OR_PART,
+                KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                KafkaError.GROUP_AUTHORIZATION_FAILED,
+            ):
                 raise ConsumeError(f"consumer {self.group_id}: {err.name()}: {err.str()}")
         return out
 

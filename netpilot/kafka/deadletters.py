@@ -64,9 +64,12 @@ def _headers(msg: Message) -> list[tuple[str, bytes | None]]:
     return cast("list[tuple[str, bytes | None]]", msg.headers() or [])
 
 
-def decode_or_dead_letter(messages: list[Message], decode: Callable[[bytes], T],
-                          dead_letters: DeadLetterPublisher,
-                          on_dead: Callable[[str], None] | None = None) -> list[tuple[Message, T]]:
+def decode_or_dead_letter(
+    messages: list[Message],
+    decode: Callable[[bytes], T],
+    dead_letters: DeadLetterPublisher,
+    on_dead: Callable[[str], None] | None = None,
+) -> list[tuple[Message, T]]:
     """Decode each message; send the ones that fail to the dead-letter topic with the reason.
 
     The poison message is *moved*, not dropped: once its dead letter is queued the caller can

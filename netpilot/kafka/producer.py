@@ -52,8 +52,12 @@ class ProducerOptions:
 class KafkaProducer:
     """Thin, explicit wrapper over ``confluent_kafka.Producer``."""
 
-    def __init__(self, kafka: KafkaSettings, options: ProducerOptions = ProducerOptions(),
-                 on_delivery: Callable[[KafkaError | None, Message], None] | None = None) -> None:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        options: ProducerOptions = ProducerOptions(),
+        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+    ) -> None:
         cfg = kafka.client_config()
         cfg.update(
             {
@@ -88,9 +92,15 @@ class KafkaProducer:
         if self._user_cb is not None:
             self._user_cb(err, msg)
 
-    def produce(self, topic: str, value: bytes | None, key: str | bytes | None = None,
-                headers: Headers | None = None, partition: int | None = None,
-                partition_key: str | None = None) -> None:
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: str | bytes | None = None,
+        headers: Headers | None = None,
+        partition: int | None = None,
+        partition_key: str | None = None,
+    ) -> None:
         """Queue one message. ``partition_key`` picks the partition (e.g. the PoP) when the
         message key is finer-grained (compacted topics)."""
         if partition is None and partition_key is not None:
@@ -139,8 +149,10 @@ class KafkaProducer:
         while remaining and time.monotonic() < deadline:
             remaining = self._producer.flush(max(0.1, deadline - time.monotonic()))
         if remaining:
-            raise DeliveryError(f"{remaining} messages still queued after {timeout:.0f}s "
-                                f"(broker {self.kafka.bootstrap_servers} unreachable?)")
+            raise DeliveryError(
+                f"{remaining} messages still queued after {timeout:.0f}s "
+                f"(broker {self.kafka.bootstrap_servers} unreachable?)"
+            )
         if self.stats.failed:
             raise DeliveryError(f"{self.stats.failed} messages failed delivery; last: {self.stats.last_error}")
 
@@ -152,4 +164,3 @@ class KafkaProducer:
     def raw(self) -> Producer:
         """The underlying confluent-kafka producer, for what this wrapper does not cover."""
         return self._producer
-

@@ -12,8 +12,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 class MetricsServer:
     """Serves ``registry`` on ``/metrics`` and ``health()`` on ``/healthz`` (200 or 503)."""
 
-    def __init__(self, registry: CollectorRegistry, listen: str = "127.0.0.1:0",
-                 health: Callable[[], tuple[bool, str]] | None = None) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        listen: str = "127.0.0.1:0",
+        health: Callable[[], tuple[bool, str]] | None = None,
+    ) -> None:
         host, _, port = listen.rpartition(":")
         self._addr = (host or "127.0.0.1", int(port or 0))
         self._registry = registry
@@ -58,8 +62,7 @@ class MetricsServer:
         self._server = None
 
 
-def serve_in_thread(addr: tuple[str, int], handler: type[BaseHTTPRequestHandler],
-                    name: str) -> ThreadingHTTPServer:
+def serve_in_thread(addr: tuple[str, int], handler: type[BaseHTTPRequestHandler], name: str) -> ThreadingHTTPServer:
     """A threaded HTTP server answering on a daemon thread (never blocks process exit)."""
     server = ThreadingHTTPServer(addr, handler)
     server.daemon_threads = True

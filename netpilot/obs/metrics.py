@@ -27,9 +27,13 @@ class MetricFactory:
     def gauge(self, name: str, doc: str, labels: Sequence[str] = ()) -> Gauge:
         return Gauge(f"{self.prefix}_{name}", doc, list(labels), registry=self.registry)
 
-    def histogram(self, name: str, doc: str, labels: Sequence[str] = (),
-                  buckets: Sequence[float] = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-                  ) -> Histogram:
+    def histogram(
+        self,
+        name: str,
+        doc: str,
+        labels: Sequence[str] = (),
+        buckets: Sequence[float] = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    ) -> Histogram:
         return Histogram(f"{self.prefix}_{name}", doc, list(labels), registry=self.registry, buckets=buckets)
 
     def summary(self, name: str, doc: str, labels: Sequence[str] = ()) -> Summary:

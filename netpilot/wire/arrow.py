@@ -11,8 +11,7 @@ import pyarrow as pa
 from netpilot.errors import WireError
 
 IPC_OPTIONS = {
-    codec: pa.ipc.IpcWriteOptions(compression=None if codec == "none" else codec)
-    for codec in ("lz4", "zstd", "none")
+    codec: pa.ipc.IpcWriteOptions(compression=None if codec == "none" else codec) for codec in ("lz4", "zstd", "none")
 }
 """Write options per compression codec (``none``: uncompressed)."""
 

@@ -13,8 +13,9 @@ from netpilot.wire.json import WireMessage
 
 Action = Literal["ADD", "REFRESH", "WITHDRAW"]
 Mode = Literal["observe", "suggest", "inject"]
-Reason = Literal["OVERLOAD", "ROUTE_WITHDRAWN", "ALT_OVERLOAD", "LINK_DOWN", "RELEASE", "TTL",
-                 "KILL_SWITCH", "STICKY", "DRAINED"]
+Reason = Literal[
+    "OVERLOAD", "ROUTE_WITHDRAWN", "ALT_OVERLOAD", "LINK_DOWN", "RELEASE", "TTL", "KILL_SWITCH", "STICKY", "DRAINED"
+]
 
 
 class LinkSide(WireMessage):
@@ -60,7 +61,6 @@ class Recommendation(WireMessage):
     """When the override was first recommended (its age = generated_at - created_at)."""
     controller: dict[str, object] = {}
     """Planner version and input watermarks, to audit or replay the decision."""
-
 
     def key(self) -> str:
         return f"{self.pop}|{self.prefix}"

@@ -41,8 +41,9 @@ class DeadLetter:
         return hs
 
     @classmethod
-    def from_headers(cls, key: bytes | None, value: bytes | None,
-                     headers: list[tuple[str, bytes]] | None) -> DeadLetter:
+    def from_headers(
+        cls, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None
+    ) -> DeadLetter:
         h = {k: v for k, v in (headers or [])}
         return cls(
             source_topic=h.get("dlq.source.topic", b"").decode(),

@@ -102,13 +102,12 @@ FIELD_NAMES: tuple[str, ...] = tuple(FLOW_SCHEMA.names)
 
 # numpy dtype per non-string, non-address column: what producers fill.
 NUMPY_DTYPES: Mapping[str, np.dtype] = {
-    f.name: np.dtype(f.type.to_pandas_dtype())
-    for f in FLOW_SCHEMA
-    if pa.types.is_integer(f.type)
+    f.name: np.dtype(f.type.to_pandas_dtype()) for f in FLOW_SCHEMA if pa.types.is_integer(f.type)
 }
 TIMESTAMP_FIELDS = ("time_received", "time_start", "time_end")
 ADDRESS_FIELDS = ("exporter", "src_addr", "dst_addr", "dst_prefix", "next_hop")
 STRING_FIELDS = ("pop", "router", "link_id")
+
 
 def _addr_array(values: np.ndarray | pa.Array) -> pa.Array:
     if isinstance(values, pa.Array):
@@ -123,9 +122,7 @@ def _dict_array(values: object, n: int) -> pa.Array:
     if isinstance(values, pa.DictionaryArray):
         return values.cast(DICT_STR) if values.type != DICT_STR else values
     if isinstance(values, str):  # one value for the whole batch: n zero indices
-        return pa.DictionaryArray.from_arrays(
-            pa.array(np.zeros(n, dtype=np.int32)), pa.array([values], pa.string())
-        )
+        return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([values], pa.string()))
     if isinstance(values, tuple) and len(values) == 2:  # (indices, dictionary)
         indices, dictionary = values
         return pa.DictionaryArray.from_arrays(
@@ -200,9 +197,7 @@ def check_version(metadata: Mapping[bytes, bytes] | None) -> str:
     name = meta.get(b"netpilot.schema", b"").decode(errors="replace")
     version = meta.get(b"netpilot.version", b"").decode(errors="replace")
     if name != SCHEMA_NAME:
-        raise WireVersionError(
-            f"not a flows batch: schema {name or '<missing>'!r}, expected {SCHEMA_NAME!r}"
-        )
+        raise WireVersionError(f"not a flows batch: schema {name or '<missing>'!r}, expected {SCHEMA_NAME!r}")
     major = version.split(".", 1)[0]
     if major != str(MAJOR):
         raise WireVersionError(

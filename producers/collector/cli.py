@@ -36,9 +36,14 @@ def _start(settings: CollectorSettings) -> int:
     return lifecycle.serve(service, service.registry, settings.metrics)
 
 
-add_run_command(app, lambda: CollectorSettings, _start, check_report=_check,
-                doc="Receive, decode, enrich and publish flows until SIGINT/SIGTERM.",
-                check_help="Validate configuration and inventory, then exit.")
+add_run_command(
+    app,
+    lambda: CollectorSettings,
+    _start,
+    check_report=_check,
+    doc="Receive, decode, enrich and publish flows until SIGINT/SIGTERM.",
+    check_help="Validate configuration and inventory, then exit.",
+)
 
 
 @app.command("check")

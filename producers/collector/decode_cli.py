@@ -22,8 +22,22 @@ from producers.collector.pcapfile import CaptureStats, read_datagrams
 app = typer.Typer(add_completion=False)
 
 CHUNK = 2000  # datagrams per decode pass: bounded memory on big captures
-FIELDS = ("observation_domain", "src_port", "dst_port", "ip_proto", "tcp_flags", "bytes", "packets",
-          "sampling_rate", "bytes_scaled", "packets_scaled", "in_if", "out_if", "src_as", "dst_as")
+FIELDS = (
+    "observation_domain",
+    "src_port",
+    "dst_port",
+    "ip_proto",
+    "tcp_flags",
+    "bytes",
+    "packets",
+    "sampling_rate",
+    "bytes_scaled",
+    "packets_scaled",
+    "in_if",
+    "out_if",
+    "src_as",
+    "dst_as",
+)
 
 
 def _iso(ms: int) -> str:
@@ -54,10 +68,11 @@ def flow_rows(result) -> list[dict]:
 
 
 @app.command()
-def decode(file: Path = typer.Argument(..., help="pcap/pcapng capture of exporter datagrams."),
-           stats: bool = typer.Option(False, "--stats", help="Print a summary to stderr."),
-           default_sampling_rate: int = typer.Option(1, min=1,
-                                                     help="Rate for flows whose exporter states none.")) -> None:
+def decode(
+    file: Path = typer.Argument(..., help="pcap/pcapng capture of exporter datagrams."),
+    stats: bool = typer.Option(False, "--stats", help="Print a summary to stderr."),
+    default_sampling_rate: int = typer.Option(1, min=1, help="Rate for flows whose exporter states none."),
+) -> None:
     """Decode NetFlow v5/v9, IPFIX and sFlow v5 datagrams in FILE; one JSON object per flow."""
     decoder = Decoder(DecoderOptions(default_sampling_rate=default_sampling_rate))
     cap = CaptureStats()
@@ -85,7 +100,12 @@ def decode(file: Path = typer.Argument(..., help="pcap/pcapng capture of exporte
             flush()
     flush()
     if stats:
-        report = {"packets": cap.packets, "udp_datagrams": cap.datagrams, "skipped": dict(cap.skipped),
-                  **{k: dict(v) for k, v in totals.items()}, **summary,
-                  "templates": decoder.template_count()}
+        report = {
+            "packets": cap.packets,
+            "udp_datagrams": cap.datagrams,
+            "skipped": dict(cap.skipped),
+            **{k: dict(v) for k, v in totals.items()},
+            **summary,
+            "templates": decoder.template_count(),
+        }
         sys.stderr.write(json.dumps(report) + "\n")

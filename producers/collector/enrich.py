@@ -20,7 +20,7 @@ from producers.collector.inventory import Inventory
 @dataclass
 class Enriched:
     columns: dict[str, object]
-    pop_index: np.ndarray      # int32 per flow into Enricher.pops (-1 = unknown exporter)
+    pop_index: np.ndarray  # int32 per flow into Enricher.pops (-1 = unknown exporter)
     link_unknown: int
     prefix_unknown: int
 
@@ -84,12 +84,16 @@ class Enricher:
         flags[~routed] |= np.uint8(FlowFlags.PREFIX_UNKNOWN)
         dst_as = np.where(routed, self._route_as[np.maximum(idx, 0)], cols["dst_as"]).astype(np.uint32)
         out: dict[str, object] = dict(cols)
-        out.update({
-            # unknown exporters (accepted only when configured so) get "" as PoP/router
-            "pop": (np.where(known, pop, len(self.pops)).astype(np.int32), [*self.pops, ""]),
-            "router": (np.where(known, router, len(self.router_names)).astype(np.int32),
-                       [*self.router_names, ""]),
-            "link_id": (link, self.link_ids),
-            "dst_prefix": paddr, "dst_prefix_len": plen, "dst_as": dst_as, "flags": flags,
-        })
+        out.update(
+            {
+                # unknown exporters (accepted only when configured so) get "" as PoP/router
+                "pop": (np.where(known, pop, len(self.pops)).astype(np.int32), [*self.pops, ""]),
+                "router": (np.where(known, router, len(self.router_names)).astype(np.int32), [*self.router_names, ""]),
+                "link_id": (link, self.link_ids),
+                "dst_prefix": paddr,
+                "dst_prefix_len": plen,
+                "dst_as": dst_as,
+                "flags": flags,
+            }
+        )
         return Enriched(out, pop, int(np.count_nonzero(link == 0)), int(np.count_nonzero(~routed)))

@@ -105,8 +105,9 @@ def load_inventory(inventory_file: Path | None, routes_file: Path | None = None)
     seen: dict[bytes, str] = {}
     for _, r in inv.routers():
         if r.exporter_addr in seen:
-            raise ConfigError(f"{inventory_file}: exporter {r.exporter} is listed for both "
-                              f"{seen[r.exporter_addr]} and {r.name}")
+            raise ConfigError(
+                f"{inventory_file}: exporter {r.exporter} is listed for both {seen[r.exporter_addr]} and {r.name}"
+            )
         seen[r.exporter_addr] = r.name
     return inv
 
@@ -122,8 +123,11 @@ def _project_pops(path: Path) -> list[dict]:
     for pop, p in spec.pops.items():
         routers: list[dict[str, Any]] = []
         for name, r in p.routers.items():
-            links = [{"link_id": link_id, "if_index": link.if_index}
-                     for link_id, link in r.links.items() if link.if_index is not None]
+            links = [
+                {"link_id": link_id, "if_index": link.if_index}
+                for link_id, link in r.links.items()
+                if link.if_index is not None
+            ]
             # one entry per exporter address: the enricher maps each address to the router
             routers.extend({"name": name, "exporter": e, "links": links} for e in r.exporters)
         pops.append({"name": pop, "routers": routers})

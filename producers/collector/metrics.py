@@ -12,19 +12,19 @@ from producers.collector.decode.errors import ALL_REASONS
 
 @dataclass(frozen=True)
 class CollectorMetrics:
-    received: Counter          # exporter
-    denied: Counter            # datagrams from exporters not in the inventory
+    received: Counter  # exporter
+    denied: Counter  # datagrams from exporters not in the inventory
     queue_dropped: Counter
-    socket_dropped: Counter    # the kernel's drops on our sockets (receive buffer full)
+    socket_dropped: Counter  # the kernel's drops on our sockets (receive buffer full)
     queue_depth: Gauge
-    datagrams: Counter         # exporter, protocol
-    flows: Counter             # exporter, protocol
-    drops: Counter             # reason
+    datagrams: Counter  # exporter, protocol
+    flows: Counter  # exporter, protocol
+    drops: Counter  # reason
     sampling_unknown: Counter
     link_unknown: Counter
     prefix_unknown: Counter
     templates: Gauge
-    template_events: Counter   # event
+    template_events: Counter  # event
     decode_seconds: Histogram
     messages_published: Counter  # topic kind
     bytes_published: Counter
@@ -40,8 +40,9 @@ class CollectorMetrics:
             received=m.counter("received_datagrams_total", "UDP datagrams received", ["exporter"]),
             denied=m.counter("denied_datagrams_total", "Datagrams from exporters not in the inventory"),
             queue_dropped=m.counter("queue_dropped_datagrams_total", "Datagrams dropped: decode queue full"),
-            socket_dropped=m.counter("socket_dropped_datagrams_total",
-                                     "Datagrams the kernel dropped: socket receive buffer full"),
+            socket_dropped=m.counter(
+                "socket_dropped_datagrams_total", "Datagrams the kernel dropped: socket receive buffer full"
+            ),
             queue_depth=m.gauge("queue_depth", "Datagrams waiting to be decoded"),
             datagrams=m.counter("datagrams_total", "Datagrams decoded", ["exporter", "protocol"]),
             flows=m.counter("flows_total", "Flows decoded", ["exporter", "protocol"]),

@@ -33,7 +33,7 @@ class CaptureStats:
 
 @dataclass(frozen=True)
 class CapturedDatagram:
-    src: bytes        # 16-byte IPv4-mapped / IPv6 source (the exporter)
+    src: bytes  # 16-byte IPv4-mapped / IPv6 source (the exporter)
     dst_port: int
     payload: bytes
     ts_ms: int

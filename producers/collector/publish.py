@@ -47,9 +47,12 @@ class Publisher:
     def raw(self, datagrams: list[tuple[bytes, bytes, int]]) -> int:
         """Copy datagrams to the raw topic (key = exporter), for replay with `netpilot decode`."""
         for exporter, data, received_ms in datagrams:
-            self.producer.produce(self.raw_topic, data, key=addr_to_str(exporter),
-                                  headers=[("schema", b"raw-datagram/1"),
-                                           ("received-ms", str(received_ms).encode())])
+            self.producer.produce(
+                self.raw_topic,
+                data,
+                key=addr_to_str(exporter),
+                headers=[("schema", b"raw-datagram/1"), ("received-ms", str(received_ms).encode())],
+            )
         return len(datagrams)
 
     def link_stats(self, stats: list[LinkStats]) -> int:

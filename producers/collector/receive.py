@@ -22,8 +22,9 @@ Datagram = tuple[bytes, bytes, int]
 
 
 class UdpReceiver:
-    def __init__(self, address: str, port: int, out: queue.Queue[Datagram], rcvbuf: int,
-                 allowed: Callable[[bytes], bool]) -> None:
+    def __init__(
+        self, address: str, port: int, out: queue.Queue[Datagram], rcvbuf: int, allowed: Callable[[bytes], bool]
+    ) -> None:
         self.address, self.requested_port = address, port
         self._out = out
         self._rcvbuf = rcvbuf

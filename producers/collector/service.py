@@ -55,11 +55,15 @@ class CollectorService:
         self.enricher = Enricher(inventory)
         allowed = {r.exporter_addr for _, r in inventory.routers()}
         allowed |= {str_to_addr(a) for a in s.allowed_exporters}
-        self.decoder = Decoder(DecoderOptions(
-            default_sampling_rate=s.default_sampling_rate,
-            sampling_rate_by_exporter=self.enricher.sampling_defaults,
-            max_templates=s.max_templates, max_templates_per_domain=s.max_templates_per_domain,
-            pending_age_ms=s.pending_age_ms))
+        self.decoder = Decoder(
+            DecoderOptions(
+                default_sampling_rate=s.default_sampling_rate,
+                sampling_rate_by_exporter=self.enricher.sampling_defaults,
+                max_templates=s.max_templates,
+                max_templates_per_domain=s.max_templates_per_domain,
+                pending_age_ms=s.pending_age_ms,
+            )
+        )
         self.producer = KafkaProducer(s.kafka, ProducerOptions(compression="none"))
         self.publisher = Publisher(s.kafka, self.producer, s.max_flows_per_message)
         if s.load_templates:
@@ -74,8 +78,13 @@ class CollectorService:
             r.start()
             self.receivers.append(r)
             if r.rcvbuf < s.receive_buffer_bytes:
-                log.warning("receive buffer capped", port=r.port, requested=s.receive_buffer_bytes,
-                            got=r.rcvbuf, fix="raise net.core.rmem_max or run with CAP_NET_ADMIN")
+                log.warning(
+                    "receive buffer capped",
+                    port=r.port,
+                    requested=s.receive_buffer_bytes,
+                    got=r.rcvbuf,
+                    fix="raise net.core.rmem_max or run with CAP_NET_ADMIN",
+                )
         self._worker = threading.Thread(target=self._run, name="collector-worker", daemon=True)
         self._worker.start()
         log.info("collector listening", ports=[r.port for r in self.receivers], exporters=len(allowed))

@@ -31,10 +31,16 @@ def publish(producer: KafkaProducer, kafka: KafkaSettings, events: list[Template
         if e.definition is None:
             producer.produce(topic, None, key=key)
             continue
-        msg = ExporterTemplate(exporter=addr_to_str(e.exporter), observation_domain=e.domain,
-                               template_id=e.template_id, version=e.version, kind=e.kind,  # type: ignore[arg-type]
-                               definition_hex=e.definition.hex(), scope_field_count=e.scope_field_count,
-                               received_at=time.time())
+        msg = ExporterTemplate(
+            exporter=addr_to_str(e.exporter),
+            observation_domain=e.domain,
+            template_id=e.template_id,
+            version=e.version,  # type: ignore[arg-type]
+            kind=e.kind,  # type: ignore[arg-type]
+            definition_hex=e.definition.hex(),
+            scope_field_count=e.scope_field_count,
+            received_at=time.time(),
+        )
         producer.produce(topic, msg.encode(), key=key, headers=ExporterTemplate.headers())
     return len(events)
 
@@ -45,9 +51,11 @@ def _watermarks(consumer: Consumer, tp: TopicPartition, deadline: float) -> tupl
         try:
             return consumer.get_watermark_offsets(tp, timeout=10)
         except KafkaException as exc:
-            retriable = exc.args[0].code() in (KafkaError.NOT_LEADER_FOR_PARTITION,
-                                               KafkaError.LEADER_NOT_AVAILABLE,
-                                               KafkaError.UNKNOWN_TOPIC_OR_PART)
+            retriable = exc.args[0].code() in (
+                KafkaError.NOT_LEADER_FOR_PARTITION,
+                KafkaError.LEADER_NOT_AVAILABLE,
+                KafkaError.UNKNOWN_TOPIC_OR_PART,
+            )
             if not retriable or time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
@@ -57,8 +65,9 @@ def load(kafka: KafkaSettings, decoder: Decoder, timeout_s: float = 30.0) -> tup
     """Read the templates topic to its end; returns (templates loaded, records skipped)."""
     topic = kafka.topic(catalog.EXPORTER_TEMPLATES)
     cfg = kafka.client_config()
-    cfg.update({"group.id": "netpilot-collector-template-load", "enable.auto.commit": "false",
-                "enable.partition.eof": "true"})
+    cfg.update(
+        {"group.id": "netpilot-collector-template-load", "enable.auto.commit": "false", "enable.partition.eof": "true"}
+    )
     consumer = Consumer(cfg)
     latest: dict[str, ExporterTemplate | None] = {}
     skipped = 0
@@ -95,8 +104,9 @@ def load(kafka: KafkaSettings, decoder: Decoder, timeout_s: float = 30.0) -> tup
         if t is None:
             continue
         try:
-            decoder.load_template(str_to_addr(t.exporter), t.version, t.observation_domain, t.kind,
-                                  bytes.fromhex(t.definition_hex))
+            decoder.load_template(
+                str_to_addr(t.exporter), t.version, t.observation_domain, t.kind, bytes.fromhex(t.definition_hex)
+            )
             loaded += 1
         except (DecodeError, ValueError):
             skipped += 1

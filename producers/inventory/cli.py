@@ -24,9 +24,11 @@ def check(file: Path = typer.Argument(..., help="inventory YAML")) -> None:
 
 
 @app.command()
-def publish(file: Path = typer.Argument(None, help="inventory YAML (default: inventory.file)"),
-            config: Path = ConfigOpt,
-            watch: bool = typer.Option(False, "--watch", help="keep running; re-publish on change")) -> None:
+def publish(
+    file: Path = typer.Argument(None, help="inventory YAML (default: inventory.file)"),
+    config: Path = ConfigOpt,
+    watch: bool = typer.Option(False, "--watch", help="keep running; re-publish on change"),
+) -> None:
     """Publish the inventory to the compacted topic: changes upserted, deleted links tombstoned."""
     from netpilot.kafka.producer import KafkaProducer, ProducerOptions
     from netpilot.obs.logging import setup_logging
@@ -55,5 +57,7 @@ def publish(file: Path = typer.Argument(None, help="inventory YAML (default: inv
     inv = load_inventory(settings.file)
     producer = KafkaProducer(settings.kafka, ProducerOptions(linger_ms=5))
     report = publish_inventory(inv, settings.kafka, producer)
-    typer.echo(f"published {len(report.upserted)} changed links, {len(report.tombstoned)} "
-               f"tombstones, {report.unchanged} unchanged")
+    typer.echo(
+        f"published {len(report.upserted)} changed links, {len(report.tombstoned)} "
+        f"tombstones, {report.unchanged} unchanged"
+    )

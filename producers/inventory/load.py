@@ -108,9 +108,14 @@ def _cross_checks(spec: InventorySpec, doc: MarkedDocument) -> list[Issue]:
                 lpath = (*rpath, "links", link_id)
                 _check_name(issues, doc, lpath, link_id, "link id")
                 if link_id in seen_links:
-                    issues.append(doc.issue(lpath, f"link id {link_id!r} is used twice in PoP "
-                                            f"{pop!r} (also on line {doc.line_of(seen_links[link_id])}); "
-                                            "link ids must be unique per PoP"))
+                    issues.append(
+                        doc.issue(
+                            lpath,
+                            f"link id {link_id!r} is used twice in PoP "
+                            f"{pop!r} (also on line {doc.line_of(seen_links[link_id])}); "
+                            "link ids must be unique per PoP",
+                        )
+                    )
                 else:
                     seen_links[link_id] = lpath
                 for field, label in (("if_name", "interface"), ("if_index", "ifIndex")):
@@ -119,25 +124,42 @@ def _cross_checks(spec: InventorySpec, doc: MarkedDocument) -> list[Issue]:
                         continue
                     other = seen_if.setdefault((field, value), link_id)
                     if other != link_id:
-                        issues.append(doc.issue((*lpath, field), f"{label} {value!r} is already "
-                                                f"link {other!r} of router {router!r}"))
-                _check_thresholds(issues, doc, (*lpath, "thresholds"),
-                                  _merged(pop_spec.thresholds, link.thresholds))
+                        issues.append(
+                            doc.issue(
+                                (*lpath, field), f"{label} {value!r} is already link {other!r} of router {router!r}"
+                            )
+                        )
+                _check_thresholds(issues, doc, (*lpath, "thresholds"), _merged(pop_spec.thresholds, link.thresholds))
             if r.links and r.snmp is None and r.counters == "snmp":
-                issues.append(doc.issue(rpath, f"router {router!r} has links but no 'snmp:' "
-                                        "target, so its counters cannot be polled (write "
-                                        "'counters: external' if link-stats come from elsewhere)"))
+                issues.append(
+                    doc.issue(
+                        rpath,
+                        f"router {router!r} has links but no 'snmp:' "
+                        "target, so its counters cannot be polled (write "
+                        "'counters: external' if link-stats come from elsewhere)",
+                    )
+                )
             if r.counters == "external" and r.snmp is not None:
-                issues.append(doc.issue((*rpath, "counters"), f"router {router!r} says "
-                                        "'counters: external' but also has an 'snmp:' target; "
-                                        "keep one (external counters are not polled)"))
+                issues.append(
+                    doc.issue(
+                        (*rpath, "counters"),
+                        f"router {router!r} says "
+                        "'counters: external' but also has an 'snmp:' target; "
+                        "keep one (external counters are not polled)",
+                    )
+                )
     return issues
 
 
 def _check_name(issues: list[Issue], doc: MarkedDocument, path: tuple, name: str, what: str) -> None:
     if not _NAME.match(name):
-        issues.append(doc.issue(path, f"{what} {name!r} may only contain letters, digits and "
-                                "'._:/-' (it becomes part of a Kafka key 'pop|link_id')"))
+        issues.append(
+            doc.issue(
+                path,
+                f"{what} {name!r} may only contain letters, digits and "
+                "'._:/-' (it becomes part of a Kafka key 'pop|link_id')",
+            )
+        )
 
 
 def _check_thresholds(issues: list[Issue], doc: MarkedDocument, path: tuple, t: ThresholdsSpec) -> None:
@@ -147,8 +169,7 @@ def _check_thresholds(issues: list[Issue], doc: MarkedDocument, path: tuple, t: 
 
 
 def _merged(pop: ThresholdsSpec, link: ThresholdsSpec) -> ThresholdsSpec:
-    return ThresholdsSpec(**{k: v if v is not None else getattr(pop, k)
-                             for k, v in link.model_dump().items()})
+    return ThresholdsSpec(**{k: v if v is not None else getattr(pop, k) for k, v in link.model_dump().items()})
 
 
 def _to_wire(spec: InventorySpec, source: str) -> Inventory:
@@ -156,8 +177,9 @@ def _to_wire(spec: InventorySpec, source: str) -> Inventory:
     routers: list[RouterTarget] = []
     for pop, pop_spec in spec.pops.items():
         for router, r in pop_spec.routers.items():
-            router_links = tuple(_link(pop, router, r, link_id, pop_spec.thresholds)
-                                 for link_id, link in r.links.items())
+            router_links = tuple(
+                _link(pop, router, r, link_id, pop_spec.thresholds) for link_id, link in r.links.items()
+            )
             links.extend(router_links)
             if r.snmp is not None:
                 routers.append(RouterTarget(pop, router, r.snmp, router_links))
@@ -168,10 +190,17 @@ def _link(pop: str, router: str, r: RouterSpec, link_id: str, pop_thresholds: Th
     link = r.links[link_id]
     t = _merged(pop_thresholds, link.thresholds)
     return LinkInventory(
-        pop=pop, link_id=link_id, router=router,
+        pop=pop,
+        link_id=link_id,
+        router=router,
         exporter=str(r.exporters[0]) if r.exporters else None,
-        if_name=link.if_name, if_index=link.if_index, capacity_bps=link.capacity,
-        peer_asn=link.peer_asn, peer_type=link.peer_type, next_hops=link.next_hops,
-        thresholds=LinkThresholds(**t.model_dump()), drained=link.drained,
+        if_name=link.if_name,
+        if_index=link.if_index,
+        capacity_bps=link.capacity,
+        peer_asn=link.peer_asn,
+        peer_type=link.peer_type,
+        next_hops=link.next_hops,
+        thresholds=LinkThresholds(**t.model_dump()),
+        drained=link.drained,
         description=link.description,
     )

@@ -26,8 +26,7 @@ class InventoryMetrics:
         return cls(
             publishes=m.counter("publishes_total", "Publish runs that reached Kafka"),
             records=records,
-            invalid_files=m.counter("invalid_files_total",
-                                    "Times the file was invalid (the topic was left as it was)"),
+            invalid_files=m.counter("invalid_files_total", "Times the file was invalid (the topic was left as it was)"),
             links=m.gauge("links", "Links in the last valid inventory"),
             last_publish_ts=m.gauge("last_publish_timestamp_seconds", "Unix time of the last publish"),
         )

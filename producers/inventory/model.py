@@ -38,8 +38,9 @@ def parse_capacity(value: object) -> float:
     elif isinstance(value, str) and (m := _CAPACITY.match(value)):
         bps = float(m.group(1)) * _UNITS[m.group(2).lower()]
     else:
-        raise ValueError(f"capacity {value!r} is not understood; write bit/s as a number "
-                         "or with a unit: 400M, 10G, 100Gbps, 1.6T")
+        raise ValueError(
+            f"capacity {value!r} is not understood; write bit/s as a number or with a unit: 400M, 10G, 100Gbps, 1.6T"
+        )
     if bps <= 0:
         raise ValueError("capacity must be > 0")
     return bps
@@ -71,8 +72,7 @@ def check_threshold_order(t: ThresholdsSpec) -> str | None:
 class SnmpSpec(_Strict):
     target: str = Field(description="host[:port] of the agent; port 161 by default")
     version: Literal["2c", "3"] = "2c"
-    credentials: str = Field(min_length=1, description="name of an entry in the poller's "
-                                                       "snmp.credentials settings")
+    credentials: str = Field(min_length=1, description="name of an entry in the poller's snmp.credentials settings")
 
     @field_validator("version", mode="before")
     @classmethod

@@ -13,8 +13,9 @@ from producers.inventory.load import Inventory
 from producers.inventory.metrics import InventoryMetrics
 
 
-def publish_inventory(inventory: Inventory, kafka: KafkaSettings, producer: KafkaProducer,
-                      metrics: InventoryMetrics | None = None) -> SyncReport:
+def publish_inventory(
+    inventory: Inventory, kafka: KafkaSettings, producer: KafkaProducer, metrics: InventoryMetrics | None = None
+) -> SyncReport:
     """Make the topic equal to ``inventory``: changed links upserted, removed ones tombstoned.
 
     The topic's current state is read first, so a link deleted from the file while no

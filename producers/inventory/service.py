@@ -68,8 +68,12 @@ class InventoryWatcher:
         except InventoryError as exc:
             self.metrics.invalid_files.inc()
             self._error = str(exc)
-            self._limited.warning("invalid", "inventory invalid; keeping the last published one",
-                                  problems=len(exc.issues), first=exc.issues[0].describe())
+            self._limited.warning(
+                "invalid",
+                "inventory invalid; keeping the last published one",
+                problems=len(exc.issues),
+                first=exc.issues[0].describe(),
+            )
             self._last_digest = digest  # do not re-count the same broken file every poll
             return False
         assert self._producer is not None
@@ -77,8 +81,13 @@ class InventoryWatcher:
         self._last_digest = digest
         self._error = None
         self.publishes += 1
-        log.info("inventory published", links=len(inventory.links), upserted=len(report.upserted),
-                 tombstoned=len(report.tombstoned), unchanged=report.unchanged)
+        log.info(
+            "inventory published",
+            links=len(inventory.links),
+            upserted=len(report.upserted),
+            tombstoned=len(report.tombstoned),
+            unchanged=report.unchanged,
+        )
         return True
 
     def _loop(self) -> None:

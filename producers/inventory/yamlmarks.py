@@ -87,8 +87,7 @@ def parse_marked(text: str, name: str = "<string>") -> MarkedDocument:
         mark = exc.problem_mark
         line = mark.line + 1 if mark else None
         col = mark.column + 1 if mark else None
-        raise YamlSyntaxError(
-            Issue(name, line, (), f"not valid YAML: {exc.problem or exc}", col)) from exc
+        raise YamlSyntaxError(Issue(name, line, (), f"not valid YAML: {exc.problem or exc}", col)) from exc
     doc = MarkedDocument(name, None)
     if node is None:
         doc.value = {}
@@ -104,16 +103,20 @@ def _build(node: yaml.Node, path: Path_, doc: MarkedDocument) -> Any:
         for key_node, value_node in node.value:
             key = _scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
             if key is None or isinstance(key, (list, dict)):
-                doc.issues.append(Issue(doc.file, key_node.start_mark.line + 1, path,
-                                        "a key must be a plain scalar"))
+                doc.issues.append(Issue(doc.file, key_node.start_mark.line + 1, path, "a key must be a plain scalar"))
                 continue
             key = str(key)
             child = (*path, key)
             if key in out:
                 first = doc.lines.get(child)
-                doc.issues.append(Issue(doc.file, key_node.start_mark.line + 1, child,
-                                        f"duplicate key {key!r} (first defined on line {first}); "
-                                        "the later one would silently win"))
+                doc.issues.append(
+                    Issue(
+                        doc.file,
+                        key_node.start_mark.line + 1,
+                        child,
+                        f"duplicate key {key!r} (first defined on line {first}); the later one would silently win",
+                    )
+                )
                 continue
             out[key] = _build(value_node, child, doc)
             doc.lines[child] = key_node.start_mark.line + 1

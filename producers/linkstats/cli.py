@@ -19,16 +19,17 @@ def _group() -> None:
 
 
 @app.command()
-def poll(config: Path = typer.Option(None, "--config", "-c", help="netpilot YAML (kafka:, snmp:)"),
-         inventory: Path = typer.Option(None, "--inventory", "-i", help="overrides snmp.inventory"),
-         once: bool = typer.Option(False, "--once", help="poll every router once, print, no Kafka"),
-         dump: bool = typer.Option(False, "--dump", help="print the effective settings (secrets masked)")) -> None:
+def poll(
+    config: Path = typer.Option(None, "--config", "-c", help="netpilot YAML (kafka:, snmp:)"),
+    inventory: Path = typer.Option(None, "--inventory", "-i", help="overrides snmp.inventory"),
+    once: bool = typer.Option(False, "--once", help="poll every router once, print, no Kafka"),
+    dump: bool = typer.Option(False, "--dump", help="print the effective settings (secrets masked)"),
+) -> None:
     """Poll every inventory link every snmp.interval_s and publish link-stats keyed by PoP."""
     from netpilot.obs.logging import setup_logging
     from producers.linkstats.settings import SnmpPollerSettings
 
-    settings = load_settings(SnmpPollerSettings, config,
-                             {"inventory": str(inventory)} if inventory else None)
+    settings = load_settings(SnmpPollerSettings, config, {"inventory": str(inventory)} if inventory else None)
     if dump:
         import json
 
@@ -63,8 +64,10 @@ def _poll_once(settings) -> int:
             finally:
                 p.client.close()
             for s in result.stats:
-                typer.echo(f"{s.pop} {s.router} {s.link_id} ifIndex={s.if_index} {s.if_name} "
-                           f"up={s.oper_up} out={s.out_octets} in={s.in_octets} speed={s.speed_bps}")
+                typer.echo(
+                    f"{s.pop} {s.router} {s.link_id} ifIndex={s.if_index} {s.if_name} "
+                    f"up={s.oper_up} out={s.out_octets} in={s.in_octets} speed={s.speed_bps}"
+                )
             for link in result.unresolved:
                 typer.echo(f"{p.pop} {p.router} {link}: interface not found on the agent")
         return 1 if failed else 0

@@ -33,17 +33,23 @@ class SnmpMetrics:
             failures=m.counter("poll_failures_total", "Failed polls by reason", ["router", "reason"]),
             agent_up=m.gauge("agent_up", "1 if the last poll of the router succeeded", ["router"]),
             poll_duration=m.histogram("poll_duration_seconds", "Time to poll one router", ["router"]),
-            poll_lateness=m.histogram("poll_lateness_seconds",
-                                      "How late a poll started against its schedule",
-                                      buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5)),
+            poll_lateness=m.histogram(
+                "poll_lateness_seconds",
+                "How late a poll started against its schedule",
+                buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
+            ),
             interfaces=m.gauge("interfaces", "Interfaces polled", ["router"]),
             stats_published=m.counter("stats_published_total", "link-stats messages produced"),
-            resets=m.counter("counter_resets_total", "Intervals without a rate (restart, "
-                                                     "discontinuity, implausible delta)", ["router"]),
+            resets=m.counter(
+                "counter_resets_total",
+                "Intervals without a rate (restart, discontinuity, implausible delta)",
+                ["router"],
+            ),
             wraps=m.counter("counter_wraps_total", "64-bit wraps unrolled", ["router"]),
             inventory_reloads=m.counter("inventory_reloads_total", "Inventory changes taken into use"),
-            inventory_errors=m.counter("inventory_errors_total",
-                                       "Inventory changes rejected (invalid file or credentials)"),
+            inventory_errors=m.counter(
+                "inventory_errors_total", "Inventory changes rejected (invalid file or credentials)"
+            ),
         )
 
     def init_router(self, router: str) -> None:

@@ -47,8 +47,7 @@ class Schedule:
 
 
 class PollScheduler:
-    def __init__(self, routers: list[RouterPoller], schedule: Schedule, publish: Publish,
-                 metrics: SnmpMetrics) -> None:
+    def __init__(self, routers: list[RouterPoller], schedule: Schedule, publish: Publish, metrics: SnmpMetrics) -> None:
         self.routers = routers
         self.schedule = schedule
         self.publish = publish
@@ -61,9 +60,10 @@ class PollScheduler:
     async def run(self) -> None:
         """Poll until cancelled."""
         n = max(len(self.routers), 1)
-        tasks = [asyncio.create_task(self._router_loop(r, i * self.schedule.interval_s / n),
-                                     name=f"snmp-{r.router}")
-                 for i, r in enumerate(self.routers)]
+        tasks = [
+            asyncio.create_task(self._router_loop(r, i * self.schedule.interval_s / n), name=f"snmp-{r.router}")
+            for i, r in enumerate(self.routers)
+        ]
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -127,8 +127,12 @@ class PollScheduler:
             m.wraps.labels(st.router).inc(result.wraps)
         if result.unresolved:
             m.failures.labels(st.router, "unknown-interface").inc(len(result.unresolved))
-            self._limited.warning(f"unresolved:{st.router}", "links without an interface on the agent",
-                                  router=st.router, links=result.unresolved)
+            self._limited.warning(
+                f"unresolved:{st.router}",
+                "links without an interface on the agent",
+                router=st.router,
+                links=result.unresolved,
+            )
 
     def _failed(self, st: RouterStatus, reason: str, detail: str) -> None:
         st.up = False
@@ -137,10 +141,15 @@ class PollScheduler:
         st.last_error = f"{reason}: {detail}"
         self.metrics.failures.labels(st.router, reason).inc()
         self.metrics.agent_up.labels(st.router).set(0)
-        self._limited.warning(f"fail:{st.router}", "poll failed; retrying with backoff",
-                              router=st.router, reason=reason, error=detail,
-                              consecutive=st.consecutive_failures,
-                              retry_in_s=self.schedule.backoff(st.consecutive_failures))
+        self._limited.warning(
+            f"fail:{st.router}",
+            "poll failed; retrying with backoff",
+            router=st.router,
+            reason=reason,
+            error=detail,
+            consecutive=st.consecutive_failures,
+            retry_in_s=self.schedule.backoff(st.consecutive_failures),
+        )
 
     def down(self) -> list[RouterStatus]:
         return [s for s in self.status.values() if not s.up and s.consecutive_failures]

@@ -60,8 +60,7 @@ def agent_restarted(prev: Reading, cur: Reading) -> bool:
     return abs(advance - wall) > max(2.0, 0.1 * wall)
 
 
-def compute_rates(prev: Reading, cur: Reading, *, slack: float = 1.5,
-                  floor_bps: float = 1e9) -> Rates:
+def compute_rates(prev: Reading, cur: Reading, *, slack: float = 1.5, floor_bps: float = 1e9) -> Rates:
     """Deltas and bit rates per interface between two readings of the same agent.
 
     ``slack`` x ``max(speed, floor_bps)`` is the fastest believable rate; above it a delta
@@ -85,8 +84,7 @@ def compute_rates(prev: Reading, cur: Reading, *, slack: float = 1.5,
         seconds = interval if interval > 0 else np.nan
         out_bps = np.where(reset, np.nan, out_delta * 8.0 / seconds)
         in_bps = np.where(reset, np.nan, in_delta * 8.0 / seconds)
-    return Rates(interval, restarted, reset, (out_wrap | in_wrap) & ~reset,
-                 out_delta, in_delta, out_bps, in_bps)
+    return Rates(interval, restarted, reset, (out_wrap | in_wrap) & ~reset, out_delta, in_delta, out_bps, in_bps)
 
 
 def _delta(prev: np.ndarray, cur: np.ndarray, limit: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

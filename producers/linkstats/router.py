@@ -19,13 +19,13 @@ SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
 IF_NAME = "1.3.6.1.2.1.31.1.1.1.1"
 # column -> field; ifXTable (31.1.1.1.x) and ifTable (2.2.1.x)
 COLUMNS = {
-    "1.3.6.1.2.1.31.1.1.1.10": "out_octets",   # ifHCOutOctets
-    "1.3.6.1.2.1.31.1.1.1.6": "in_octets",     # ifHCInOctets
-    "1.3.6.1.2.1.31.1.1.1.15": "high_speed",   # ifHighSpeed (Mbit/s)
+    "1.3.6.1.2.1.31.1.1.1.10": "out_octets",  # ifHCOutOctets
+    "1.3.6.1.2.1.31.1.1.1.6": "in_octets",  # ifHCInOctets
+    "1.3.6.1.2.1.31.1.1.1.15": "high_speed",  # ifHighSpeed (Mbit/s)
     "1.3.6.1.2.1.31.1.1.1.19": "discontinuity",  # ifCounterDiscontinuityTime
     IF_NAME: "if_name",
     "1.3.6.1.2.1.31.1.1.1.18": "if_alias",
-    "1.3.6.1.2.1.2.2.1.8": "oper_status",      # 1 = up
+    "1.3.6.1.2.1.2.2.1.8": "oper_status",  # 1 = up
     "1.3.6.1.2.1.2.2.1.13": "in_discards",
     "1.3.6.1.2.1.2.2.1.14": "in_errors",
     "1.3.6.1.2.1.2.2.1.19": "out_discards",
@@ -43,8 +43,9 @@ class PollResult:
 
 
 class RouterPoller:
-    def __init__(self, pop: str, router: str, links: tuple[LinkInventory, ...], client: SnmpClient,
-                 rate_slack: float = 1.5) -> None:
+    def __init__(
+        self, pop: str, router: str, links: tuple[LinkInventory, ...], client: SnmpClient, rate_slack: float = 1.5
+    ) -> None:
         self.pop, self.router = pop, router
         self.links = links
         self.client = client
@@ -91,8 +92,11 @@ class RouterPoller:
         for link in links:
             idx = self._index[link.link_id]
             row = {f: values.get(f"{col}.{idx}") for col, f in COLUMNS.items()}
-            if row["out_octets"] is None or row["in_octets"] is None or (
-                    link.if_name is not None and row["if_name"] != link.if_name):
+            if (
+                row["out_octets"] is None
+                or row["in_octets"] is None
+                or (link.if_name is not None and row["if_name"] != link.if_name)
+            ):
                 unresolved.append(link.link_id)  # renumbered or removed: re-resolve next poll
                 continue
             rows.append((link, idx, row))
@@ -100,7 +104,8 @@ class RouterPoller:
             self._index = {}
 
         reading = Reading(
-            ts=ts, uptime_ticks=int(uptime),
+            ts=ts,
+            uptime_ticks=int(uptime),
             out_octets=np.array([r["out_octets"] for _, _, r in rows], dtype=np.uint64),
             in_octets=np.array([r["in_octets"] for _, _, r in rows], dtype=np.uint64),
             discontinuity=np.array([r["discontinuity"] or 0 for _, _, r in rows], dtype=np.uint32),
@@ -118,21 +123,33 @@ class RouterPoller:
         for i, (link, idx, row) in enumerate(rows):
             reset = bool(rates.reset[i]) if rates is not None else False
             live = rates if rates is not None and not reset else None  # a rate for this reading
-            stats.append(LinkStats(
-                pop=self.pop, router=self.router, link_id=link.link_id, if_index=idx,
-                if_name=row["if_name"], if_alias=row["if_alias"] or None, source="snmp", ts=ts,
-                interval_s=rates.interval_s if rates is not None else None,
-                out_octets=row["out_octets"], in_octets=row["in_octets"],
-                out_octets_delta=int(live.out_delta[i]) if live is not None else None,
-                in_octets_delta=int(live.in_delta[i]) if live is not None else None,
-                out_bps=float(live.out_bps[i]) if live is not None else None,
-                in_bps=float(live.in_bps[i]) if live is not None else None,
-                speed_bps=float(reading.speed_bps[i]) or None,
-                oper_up=row["oper_status"] == 1,
-                out_discards=row["out_discards"], out_errors=row["out_errors"],
-                in_discards=row["in_discards"], in_errors=row["in_errors"],
-                counter_reset=reset, counter_wrap=bool(live.wrapped[i]) if live is not None else False,
-            ))
+            stats.append(
+                LinkStats(
+                    pop=self.pop,
+                    router=self.router,
+                    link_id=link.link_id,
+                    if_index=idx,
+                    if_name=row["if_name"],
+                    if_alias=row["if_alias"] or None,
+                    source="snmp",
+                    ts=ts,
+                    interval_s=rates.interval_s if rates is not None else None,
+                    out_octets=row["out_octets"],
+                    in_octets=row["in_octets"],
+                    out_octets_delta=int(live.out_delta[i]) if live is not None else None,
+                    in_octets_delta=int(live.in_delta[i]) if live is not None else None,
+                    out_bps=float(live.out_bps[i]) if live is not None else None,
+                    in_bps=float(live.in_bps[i]) if live is not None else None,
+                    speed_bps=float(reading.speed_bps[i]) or None,
+                    oper_up=row["oper_status"] == 1,
+                    out_discards=row["out_discards"],
+                    out_errors=row["out_errors"],
+                    in_discards=row["in_discards"],
+                    in_errors=row["in_errors"],
+                    counter_reset=reset,
+                    counter_wrap=bool(live.wrapped[i]) if live is not None else False,
+                )
+            )
         resets = int(rates.reset.sum()) if rates is not None else 0
         wraps = int(rates.wrapped.sum()) if rates is not None else 0
         return PollResult(stats, resets, wraps, unresolved)

@@ -37,18 +37,26 @@ def credentials_for(settings: SnmpPollerSettings, name: str, version: str, route
     cred = settings.credentials.get(name) or settings.credentials.get(name.lower().replace("-", "_"))
     if cred is None:
         known = ", ".join(sorted(settings.credentials)) or "none configured"
-        raise ConfigError(f"router {router!r}: snmp credentials {name!r} are not in the poller's "
-                          f"settings (snmp.credentials; known: {known})")
+        raise ConfigError(
+            f"router {router!r}: snmp credentials {name!r} are not in the poller's "
+            f"settings (snmp.credentials; known: {known})"
+        )
     if version == "2c":
         if cred.community is None:
             raise ConfigError(f"router {router!r}: credentials {name!r} have no community for SNMPv2c")
         return Credentials("2c", community=cred.community.get_secret_value())
     if cred.user is None or cred.auth_key is None or cred.priv_key is None:
-        raise ConfigError(f"router {router!r}: credentials {name!r} need user, auth_key and "
-                          "priv_key for SNMPv3 authPriv")
-    return Credentials("3", user=cred.user, auth_protocol=cred.auth_protocol,
-                       auth_key=cred.auth_key.get_secret_value(), priv_protocol=cred.priv_protocol,
-                       priv_key=cred.priv_key.get_secret_value())
+        raise ConfigError(
+            f"router {router!r}: credentials {name!r} need user, auth_key and priv_key for SNMPv3 authPriv"
+        )
+    return Credentials(
+        "3",
+        user=cred.user,
+        auth_protocol=cred.auth_protocol,
+        auth_key=cred.auth_key.get_secret_value(),
+        priv_protocol=cred.priv_protocol,
+        priv_key=cred.priv_key.get_secret_value(),
+    )
 
 
 def build_pollers(settings: SnmpPollerSettings, inventory: Inventory) -> list[RouterPoller]:
@@ -65,8 +73,12 @@ def build_pollers(settings: SnmpPollerSettings, inventory: Inventory) -> list[Ro
 class SnmpPollerService:
     name = "snmp-poller"
 
-    def __init__(self, settings: SnmpPollerSettings, registry: CollectorRegistry | None = None,
-                 inventory: Inventory | None = None) -> None:
+    def __init__(
+        self,
+        settings: SnmpPollerSettings,
+        registry: CollectorRegistry | None = None,
+        inventory: Inventory | None = None,
+    ) -> None:
         self.settings = settings
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = SnmpMetrics.create(self.registry)
@@ -118,12 +130,10 @@ class SnmpPollerService:
         """Poll the current inventory; when its file changes (and is valid), switch over."""
         assert self._inventory is not None
         inventory, digest = self._inventory, _digest(self.settings.inventory)
-        schedule = Schedule(self.settings.interval_s, self.settings.backoff_initial_s,
-                            self.settings.backoff_max_s)
+        schedule = Schedule(self.settings.interval_s, self.settings.backoff_initial_s, self.settings.backoff_max_s)
         while True:
             self._reconcile(inventory)
-            self.scheduler = PollScheduler(list(self._pollers.values()), schedule, self._publish,
-                                           self.metrics)
+            self.scheduler = PollScheduler(list(self._pollers.values()), schedule, self._publish, self.metrics)
             polling = asyncio.create_task(self.scheduler.run())
             watching = asyncio.create_task(self._next_inventory(digest))
             try:
@@ -154,8 +164,7 @@ class SnmpPollerService:
                         except KeyError:
                             pass
         new = [r for name, r in wanted.items() if name not in self._pollers]
-        for target, poller in zip(new, build_pollers(self.settings, Inventory(
-                inventory.source, (), tuple(new)))):
+        for target, poller in zip(new, build_pollers(self.settings, Inventory(inventory.source, (), tuple(new)))):
             self._pollers[target.router] = poller
             self._targets[target.router] = target
 
@@ -174,8 +183,9 @@ class SnmpPollerService:
             except ConfigError as exc:
                 self.metrics.inventory_errors.inc()
                 self._reload_error = str(exc)
-                log.warning("inventory change rejected; still polling the previous one",
-                            error=str(exc).splitlines()[:3])
+                log.warning(
+                    "inventory change rejected; still polling the previous one", error=str(exc).splitlines()[:3]
+                )
                 continue
             self._reload_error = None
             return inventory, digest

@@ -47,8 +47,9 @@ class SnmpPollerSettings(ComponentSettings):
 
     inventory: Path = Field(Path("inventory.yaml"), description="the inventory YAML (routers, links)")
     interval_s: float = Field(10.0, gt=0, description="poll period per router")
-    inventory_check_s: float = Field(10.0, gt=0, description="how often the inventory file is "
-                                                           "checked for changes (then reloaded)")
+    inventory_check_s: float = Field(
+        10.0, gt=0, description="how often the inventory file is checked for changes (then reloaded)"
+    )
     timeout_s: float = Field(2.0, gt=0, description="one SNMP request's timeout")
     backoff_initial_s: float = Field(1.0, gt=0, description="first retry delay after a failure")
     backoff_max_s: float = Field(60.0, gt=0, description="retry delay cap while an agent stays down")

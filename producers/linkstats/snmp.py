@@ -41,12 +41,21 @@ from pysnmp.proto.rfc1905 import EndOfMibView, NoSuchInstance, NoSuchObject
 
 from netpilot.errors import NetpilotError
 
-AUTH_PROTOCOLS = {"md5": USM_AUTH_HMAC96_MD5, "sha": USM_AUTH_HMAC96_SHA,
-                  "sha224": USM_AUTH_HMAC128_SHA224, "sha256": USM_AUTH_HMAC192_SHA256,
-                  "sha384": USM_AUTH_HMAC256_SHA384, "sha512": USM_AUTH_HMAC384_SHA512}
+AUTH_PROTOCOLS = {
+    "md5": USM_AUTH_HMAC96_MD5,
+    "sha": USM_AUTH_HMAC96_SHA,
+    "sha224": USM_AUTH_HMAC128_SHA224,
+    "sha256": USM_AUTH_HMAC192_SHA256,
+    "sha384": USM_AUTH_HMAC256_SHA384,
+    "sha512": USM_AUTH_HMAC384_SHA512,
+}
 _NULL = Null("")
-PRIV_PROTOCOLS = {"des": USM_PRIV_CBC56_DES, "aes": USM_PRIV_CFB128_AES,
-                  "aes192": USM_PRIV_CFB192_AES, "aes256": USM_PRIV_CFB256_AES}
+PRIV_PROTOCOLS = {
+    "des": USM_PRIV_CBC56_DES,
+    "aes": USM_PRIV_CFB128_AES,
+    "aes192": USM_PRIV_CFB192_AES,
+    "aes256": USM_PRIV_CFB256_AES,
+}
 
 
 class AgentError(NetpilotError):
@@ -72,9 +81,13 @@ class Credentials:
     def auth_data(self) -> CommunityData | UsmUserData:
         if self.version == "2c":
             return CommunityData(self.community, mpModel=1)
-        return UsmUserData(self.user, authKey=self.auth_key, privKey=self.priv_key,
-                           authProtocol=AUTH_PROTOCOLS[self.auth_protocol],
-                           privProtocol=PRIV_PROTOCOLS[self.priv_protocol])
+        return UsmUserData(
+            self.user,
+            authKey=self.auth_key,
+            privKey=self.priv_key,
+            authProtocol=AUTH_PROTOCOLS[self.auth_protocol],
+            privProtocol=PRIV_PROTOCOLS[self.priv_protocol],
+        )
 
 
 def _value(v: Any) -> Any:
@@ -100,8 +113,15 @@ class SnmpClient:
     rediscovers in one round trip.
     """
 
-    def __init__(self, host: str, port: int, credentials: Credentials,
-                 timeout: float, max_oids_per_request: int = 40, max_in_flight: int = 4) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        credentials: Credentials,
+        timeout: float,
+        max_oids_per_request: int = 40,
+        max_in_flight: int = 4,
+    ) -> None:
         self._engine: SnmpEngine | None = None
         self._stale = False
         self.host, self.port = host, port
@@ -140,7 +160,7 @@ class SnmpClient:
     async def get(self, oids: Sequence[str]) -> dict[str, Any]:
         """GET all ``oids`` (split into requests of ``max_oids``, a few in flight)."""
         target = await self._transport()
-        chunks = [oids[i:i + self.max_oids] for i in range(0, len(oids), self.max_oids)]
+        chunks = [oids[i : i + self.max_oids] for i in range(0, len(oids), self.max_oids)]
         try:
             # a TaskGroup cancels the sibling requests as soon as one fails
             async with asyncio.TaskGroup() as tg:
@@ -161,14 +181,14 @@ class SnmpClient:
         addr_name, _params = LCD.configure(self.engine, self._auth, target, "")
         future: asyncio.Future = asyncio.get_running_loop().create_future()
 
-        def done(_engine: Any, _handle: Any, err_ind: Any, err_status: Any, err_index: Any,
-                 binds: Any, _ctx: Any) -> None:
+        def done(
+            _engine: Any, _handle: Any, err_ind: Any, err_status: Any, err_index: Any, binds: Any, _ctx: Any
+        ) -> None:
             if not future.cancelled():
                 future.set_result((err_ind, err_status, err_index, binds))
 
         async with self._in_flight:
-            cmdgen.GetCommandGenerator().send_varbinds(self.engine, addr_name, None, "",
-                                                       var_binds, done)
+            cmdgen.GetCommandGenerator().send_varbinds(self.engine, addr_name, None, "", var_binds, done)
             err_ind, err_status, err_index, binds = await future
         self._raise(err_ind, err_status, err_index)
         return {str(name): _value(val) for name, val in binds}
@@ -182,8 +202,15 @@ class SnmpClient:
         while True:
             # GETBULK: ~25 rows per round trip instead of one (1,000 interfaces = 40 trips)
             err_ind, err_status, err_index, var_binds = await bulk_cmd(
-                self.engine, self._auth, target, ContextData(), 0, 25,
-                ObjectType(ObjectIdentity(current)), lookupMib=False)
+                self.engine,
+                self._auth,
+                target,
+                ContextData(),
+                0,
+                25,
+                ObjectType(ObjectIdentity(current)),
+                lookupMib=False,
+            )
             self._raise(err_ind, err_status, err_index)
             if not var_binds:
                 return out
@@ -191,7 +218,7 @@ class SnmpClient:
                 oid = str(name)
                 if not oid.startswith(prefix) or isinstance(val, EndOfMibView):
                     return out
-                suffix = oid[len(prefix):]
+                suffix = oid[len(prefix) :]
                 if suffix.isdigit():
                     out[int(suffix)] = _value(val)
                 current = oid
@@ -200,10 +227,12 @@ class SnmpClient:
         if err_ind:
             self._stale = True  # start the next request with a fresh engine
             reason = "timeout" if isinstance(err_ind, errind.RequestTimedOut) else "agent-error"
-            if isinstance(err_ind, (errind.UnknownUserName, errind.WrongDigest,
-                                    errind.DecryptionError, errind.UnknownEngineID)):
+            if isinstance(
+                err_ind, (errind.UnknownUserName, errind.WrongDigest, errind.DecryptionError, errind.UnknownEngineID)
+            ):
                 reason = "auth"
             raise AgentError(reason, f"{self.host}:{self.port}: {err_ind}")
         if err_status:
-            raise AgentError("pdu-error", f"{self.host}:{self.port}: {err_status.prettyPrint()} "
-                                          f"at varbind {int(err_index)}")
+            raise AgentError(
+                "pdu-error", f"{self.host}:{self.port}: {err_status.prettyPrint()} at varbind {int(err_index)}"
+            )

@@ -18,15 +18,19 @@ def _group() -> None:
 
 
 @app.command()
-def load(source: Path = typer.Argument(..., help="routes .yaml/.csv, or an MRT RIB dump with --mrt"),
-         mrt: bool = typer.Option(False, "--mrt", help="SOURCE is an MRT TABLE_DUMP_V2 file"),
-         inventory: Path = typer.Option(None, "--inventory", "-i",
-                                        help="MRT: map BGP peers to links by the links' next_hops"),
-         peer: list[str] = typer.Option([], "--peer", help="MRT: PEER_IP=POP/LINK (repeatable)"),
-         pop: list[str] = typer.Option([], "--pop", help="PoPs this load is authoritative for "
-                                                        "(default: those in the source)"),
-         config: Path = typer.Option(None, "--config", "-c", help="netpilot YAML (kafka:)"),
-         dry_run: bool = typer.Option(False, "--dry-run", help="validate and count; no Kafka")) -> None:
+def load(
+    source: Path = typer.Argument(..., help="routes .yaml/.csv, or an MRT RIB dump with --mrt"),
+    mrt: bool = typer.Option(False, "--mrt", help="SOURCE is an MRT TABLE_DUMP_V2 file"),
+    inventory: Path = typer.Option(
+        None, "--inventory", "-i", help="MRT: map BGP peers to links by the links' next_hops"
+    ),
+    peer: list[str] = typer.Option([], "--peer", help="MRT: PEER_IP=POP/LINK (repeatable)"),
+    pop: list[str] = typer.Option(
+        [], "--pop", help="PoPs this load is authoritative for (default: those in the source)"
+    ),
+    config: Path = typer.Option(None, "--config", "-c", help="netpilot YAML (kafka:)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="validate and count; no Kafka"),
+) -> None:
     """Load routes and publish them; routes no longer in the source are withdrawn (tombstones)."""
     from netpilot.errors import ConfigError
     from netpilot.kafka.producer import KafkaProducer, ProducerOptions
@@ -51,8 +55,10 @@ def load(source: Path = typer.Argument(..., help="routes .yaml/.csv, or an MRT R
             raise ConfigError("--mrt needs --inventory (links with next_hops) or --peer mappings")
         report = MrtReport()
         routes = list(read_mrt(source, peers, report))
-        typer.echo(f"{source}: {report.records} MRT records, {report.rib_entries} RIB entries, "
-                   f"{report.routes} routes on known links")
+        typer.echo(
+            f"{source}: {report.records} MRT records, {report.rib_entries} RIB entries, "
+            f"{report.routes} routes on known links"
+        )
         for ip, n in report.unmapped_peers.most_common(10):
             typer.echo(f"  skipped {n} entries from peer {ip} (no link has it as next hop)")
         for reason, n in report.skipped_records.items():
@@ -68,5 +74,7 @@ def load(source: Path = typer.Argument(..., help="routes .yaml/.csv, or an MRT R
     settings = load_settings(RoutesSettings, config)
     producer = KafkaProducer(settings.kafka, ProducerOptions(linger_ms=20))
     result = publish_routes(routes, settings.kafka, producer, set(pop) if pop else None)
-    typer.echo(f"published {len(result.upserted)} new/changed routes, {len(result.tombstoned)} "
-               f"withdrawals, {result.unchanged} unchanged")
+    typer.echo(
+        f"published {len(result.upserted)} new/changed routes, {len(result.tombstoned)} "
+        f"withdrawals, {result.unchanged} unchanged"
+    )

@@ -41,8 +41,7 @@ class MrtReport:
     """first parse errors, for the operator"""
 
 
-def read_mrt(path: Path | str, peers: Mapping[str, LinkRef],
-             report: MrtReport | None = None) -> Iterator[Route]:
+def read_mrt(path: Path | str, peers: Mapping[str, LinkRef], report: MrtReport | None = None) -> Iterator[Route]:
     """Yield one Route per (mapped peer, prefix) in a TABLE_DUMP_V2 file (.gz/.bz2 ok)."""
     report = report if report is not None else MrtReport()
     peer_table: list[str] = []
@@ -105,9 +104,17 @@ def _route(link: LinkRef, prefix: str, peer_ip: str, attrs: list[dict]) -> Route
             communities.extend(value)
         elif code == 14 and value and value.get("next_hop"):
             next_hop = value["next_hop"][0]
-    return Route(pop=link.pop, link_id=link.link_id, prefix=prefix,
-                 next_hop=next_hop or peer_ip, as_path=tuple(as_path), origin=origin,  # type: ignore[arg-type]
-                 local_pref=local_pref, med=med, communities=tuple(communities))
+    return Route(
+        pop=link.pop,
+        link_id=link.link_id,
+        prefix=prefix,
+        next_hop=next_hop or peer_ip,
+        as_path=tuple(as_path),
+        origin=origin,  # type: ignore[arg-type]
+        local_pref=local_pref,
+        med=med,
+        communities=tuple(communities),
+    )
 
 
 def peers_from_inventory(links: object) -> dict[str, LinkRef]:

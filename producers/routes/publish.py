@@ -28,8 +28,9 @@ def desired_records(routes: Iterable[Route]) -> dict[str, Record]:
     return out
 
 
-def publish_routes(routes: Iterable[Route], kafka: KafkaSettings, producer: KafkaProducer,
-                   scope: set[str] | None = None) -> SyncReport:
+def publish_routes(
+    routes: Iterable[Route], kafka: KafkaSettings, producer: KafkaProducer, scope: set[str] | None = None
+) -> SyncReport:
     """Upsert changed routes and tombstone withdrawn ones within ``scope`` (PoPs; default:
     the PoPs present in ``routes``)."""
     desired = desired_records(routes)

@@ -25,8 +25,7 @@ from netpilot.errors import ConfigError
 from netpilot.wire.routes import Route
 from producers.inventory.yamlmarks import Issue, YamlSyntaxError, load_marked
 
-CSV_COLUMNS = ("pop", "link", "prefix", "next_hop", "as_path", "origin", "local_pref", "med",
-               "communities")
+CSV_COLUMNS = ("pop", "link", "prefix", "next_hop", "as_path", "origin", "local_pref", "med", "communities")
 REQUIRED = ("pop", "link", "prefix")
 
 
@@ -35,8 +34,9 @@ class RoutesFileError(ConfigError):
         self.issues = issues
         shown = issues[:50]
         more = f"\n  ... and {len(issues) - 50} more" if len(issues) > 50 else ""
-        super().__init__(f"routes file has {len(issues)} problem(s):\n"
-                         + "\n".join("  " + i.describe() for i in shown) + more)
+        super().__init__(
+            f"routes file has {len(issues)} problem(s):\n" + "\n".join("  " + i.describe() for i in shown) + more
+        )
 
 
 def load_routes_file(path: Path | str) -> list[Route]:
@@ -76,8 +76,16 @@ def _load_csv(path: Path) -> list[Route]:
     unknown = [c for c in header if c not in CSV_COLUMNS]
     missing = [c for c in REQUIRED if c not in header]
     if unknown or missing:
-        raise RoutesFileError([Issue(name, 1, (), f"bad header: unknown columns {unknown}, missing "
-                                                   f"{missing}; columns are {', '.join(CSV_COLUMNS)}")])
+        raise RoutesFileError(
+            [
+                Issue(
+                    name,
+                    1,
+                    (),
+                    f"bad header: unknown columns {unknown}, missing {missing}; columns are {', '.join(CSV_COLUMNS)}",
+                )
+            ]
+        )
     routes: list[Route] = []
     issues: list[Issue] = []
     for row in reader:
@@ -117,5 +125,7 @@ def _route(row: object) -> tuple[Route | None, list[tuple[tuple, str]]]:
     try:
         return Route.model_validate(data), []
     except ValidationError as exc:
-        return None, [(tuple("link" if p == "link_id" else p for p in e["loc"]),
-                       f"{e['msg']} (got {e.get('input')!r})") for e in exc.errors()]
+        return None, [
+            (tuple("link" if p == "link_id" else p for p in e["loc"]), f"{e['msg']} (got {e.get('input')!r})")
+            for e in exc.errors()
+        ]

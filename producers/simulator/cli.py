@@ -7,8 +7,9 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="Simulate a network: flows over UDP, counters to Kafka, ground truth to files.",
-                  invoke_without_command=True)
+app = typer.Typer(
+    help="Simulate a network: flows over UDP, counters to Kafka, ground truth to files.", invoke_without_command=True
+)
 
 
 @app.callback()
@@ -22,12 +23,19 @@ def simulate(
     fast: bool = typer.Option(False, "--fast", help="Do not wait: emit the whole scenario as fast as possible."),
     duration: float = typer.Option(0, help="Override the scenario's duration_s (0: keep)."),
     pcap: bool = typer.Option(False, help="Also write every datagram to OUT/datagrams.pcap."),
-    routers: Path = typer.Option(None, "--routers", exists=True,
-                                 help="YAML {community: A:B, routers: {NAME: {kind: bird|frr, socket: PATH}}}: "
-                                      "steer each prefix by the route the router selected (closed loop)."),
-    files_only: bool = typer.Option(False, "--files-only",
-                                    help="Only write OUT/inventory.yaml and OUT/routes.yaml (to start the "
-                                         "collector with them before the traffic), then exit."),
+    routers: Path = typer.Option(
+        None,
+        "--routers",
+        exists=True,
+        help="YAML {community: A:B, routers: {NAME: {kind: bird|frr, socket: PATH}}}: "
+        "steer each prefix by the route the router selected (closed loop).",
+    ),
+    files_only: bool = typer.Option(
+        False,
+        "--files-only",
+        help="Only write OUT/inventory.yaml and OUT/routes.yaml (to start the "
+        "collector with them before the traffic), then exit.",
+    ),
 ) -> None:
     """Run SCENARIO: datagrams to the collector, counters to Kafka, truth to OUT."""
     from producers.simulator.run import LinkStatsSink, Simulator
@@ -47,8 +55,15 @@ def simulate(
         sink = LinkStatsSink(producer, ks.topic(catalog.LINK_STATS))
     host, _, port = netflow.rpartition(":")
     shost, _, sport = sflow.rpartition(":")
-    sim = Simulator(sc, out, (host, int(port)), (shost, int(sport)), realtime=not fast, link_stats_sink=sink,
-                    pcap_path=out / "datagrams.pcap" if pcap else None)
+    sim = Simulator(
+        sc,
+        out,
+        (host, int(port)),
+        (shost, int(sport)),
+        realtime=not fast,
+        link_stats_sink=sink,
+        pcap_path=out / "datagrams.pcap" if pcap else None,
+    )
     if routers is not None:
         import yaml
 
@@ -66,8 +81,18 @@ def simulate(
     if producer is not None:
         producer.flush()
     links, prefixes = sim.write_truth()
-    typer.echo(json.dumps({"steps": stats.steps, "datagrams": stats.datagrams, "records": stats.records,
-                           "bytes_true": stats.bytes_true, "link_stats": stats.link_stats,
-                           "max_lag_s": round(stats.lag_s, 3),
-                           "steered_prefixes": sim.steering.steered if sim.steering else None,
-                           "truth_links": str(links), "truth_prefixes": str(prefixes)}))
+    typer.echo(
+        json.dumps(
+            {
+                "steps": stats.steps,
+                "datagrams": stats.datagrams,
+                "records": stats.records,
+                "bytes_true": stats.bytes_true,
+                "link_stats": stats.link_stats,
+                "max_lag_s": round(stats.lag_s, 3),
+                "steered_prefixes": sim.steering.steered if sim.steering else None,
+                "truth_links": str(links),
+                "truth_prefixes": str(prefixes),
+            }
+        )
+    )

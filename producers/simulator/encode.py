@@ -17,12 +17,36 @@ MTU_PAYLOAD = 1400
 TEMPLATE_EVERY = 20
 
 # (IE/field type, length, column). Same numbers in NetFlow v9 and IPFIX for these.
-_V4_FIELDS = [(8, 4, "src4"), (12, 4, "dst4"), (7, 2, "src_port"), (11, 2, "dst_port"), (4, 1, "ip_proto"),
-              (6, 1, "tcp_flags"), (10, 4, "in_if"), (14, 4, "out_if"), (1, 8, "bytes"), (2, 8, "packets"),
-              (16, 4, "src_as"), (17, 4, "dst_as"), (15, 4, "nh4")]
-_V6_FIELDS = [(27, 16, "src6"), (28, 16, "dst6"), (7, 2, "src_port"), (11, 2, "dst_port"), (4, 1, "ip_proto"),
-              (6, 1, "tcp_flags"), (10, 4, "in_if"), (14, 4, "out_if"), (1, 8, "bytes"), (2, 8, "packets"),
-              (16, 4, "src_as"), (17, 4, "dst_as"), (62, 16, "nh6")]
+_V4_FIELDS = [
+    (8, 4, "src4"),
+    (12, 4, "dst4"),
+    (7, 2, "src_port"),
+    (11, 2, "dst_port"),
+    (4, 1, "ip_proto"),
+    (6, 1, "tcp_flags"),
+    (10, 4, "in_if"),
+    (14, 4, "out_if"),
+    (1, 8, "bytes"),
+    (2, 8, "packets"),
+    (16, 4, "src_as"),
+    (17, 4, "dst_as"),
+    (15, 4, "nh4"),
+]
+_V6_FIELDS = [
+    (27, 16, "src6"),
+    (28, 16, "dst6"),
+    (7, 2, "src_port"),
+    (11, 2, "dst_port"),
+    (4, 1, "ip_proto"),
+    (6, 1, "tcp_flags"),
+    (10, 4, "in_if"),
+    (14, 4, "out_if"),
+    (1, 8, "bytes"),
+    (2, 8, "packets"),
+    (16, 4, "src_as"),
+    (17, 4, "dst_as"),
+    (62, 16, "nh6"),
+]
 # time fields: IPFIX flowStart/EndMilliseconds (152/153, absolute ms); v9 FIRST/LAST_SWITCHED (22/21, uptime ms)
 _IPFIX_TIME = [(152, 8, "start_ms"), (153, 8, "end_ms")]
 _V9_TIME = [(22, 4, "first_up"), (21, 4, "last_up")]
@@ -100,8 +124,9 @@ class TemplateExporter:
         recs = []
         for tid, v4 in ((TEMPLATE_V4, True), (TEMPLATE_V6, False)):
             fields = self._fields(v4)
-            recs.append(struct.pack("!HH", tid, len(fields))
-                        + b"".join(struct.pack("!HH", ie, ln) for ie, ln, _ in fields))
+            recs.append(
+                struct.pack("!HH", tid, len(fields)) + b"".join(struct.pack("!HH", ie, ln) for ie, ln, _ in fields)
+            )
         body = b"".join(recs)
         tset = struct.pack("!HH", 2 if self.version == 10 else 0, 4 + len(body)) + body
         # Options template: the sampling interval (IE 34) and algorithm (35), scoped to the
@@ -121,8 +146,15 @@ class TemplateExporter:
     def _header(self, length: int, count: int, now_ms: int) -> bytes:
         if self.version == 10:
             return struct.pack("!HHIII", 10, length, now_ms // 1000, self.sequence, self.observation_domain)
-        return struct.pack("!HHIIII", 9, count, (now_ms - self.boot_ms) & 0xFFFFFFFF, now_ms // 1000,
-                           self.datagrams, self.observation_domain)
+        return struct.pack(
+            "!HHIIII",
+            9,
+            count,
+            (now_ms - self.boot_ms) & 0xFFFFFFFF,
+            now_ms // 1000,
+            self.datagrams,
+            self.observation_domain,
+        )
 
     def encode(self, records: FlowRecords, now_ms: int) -> list[bytes]:
         """Datagrams carrying all ``records`` (IPv4 and IPv6 under their own templates)."""
@@ -137,7 +169,7 @@ class TemplateExporter:
             size = arr.dtype.itemsize
             per = max(1, (MTU_PAYLOAD - hlen - 4 - 200) // size)
             for i in range(0, len(arr), per):
-                chunk = raw[i * size:(i + per) * size]
+                chunk = raw[i * size : (i + per) * size]
                 n = len(chunk) // size
                 templates = b""
                 extra_count = 0
@@ -156,22 +188,80 @@ class TemplateExporter:
 # ----------------------------------------------------------------------------------------
 # sFlow v5: flow samples carrying a raw Ethernet/IP/TCP header, 1-in-N packet sampling.
 
-_ETH_V4 = np.dtype([("dst_mac", "V6"), ("src_mac", "V6"), ("ethertype", ">u2"),
-                    ("ver_ihl", "u1"), ("tos", "u1"), ("tot_len", ">u2"), ("ident", ">u2"), ("frag", ">u2"),
-                    ("ttl", "u1"), ("proto", "u1"), ("csum", ">u2"), ("src", ">u4"), ("dst", ">u4"),
-                    ("sport", ">u2"), ("dport", ">u2"), ("seq", ">u4"), ("ack", ">u4"), ("off", "u1"),
-                    ("flags", "u1"), ("win", ">u2"), ("tcsum", ">u2"), ("urg", ">u2"), ("pad", "V2")])
-_ETH_V6 = np.dtype([("dst_mac", "V6"), ("src_mac", "V6"), ("ethertype", ">u2"),
-                    ("vtcfl", ">u4"), ("plen", ">u2"), ("nh", "u1"), ("hlim", "u1"), ("src", "V16"), ("dst", "V16"),
-                    ("sport", ">u2"), ("dport", ">u2"), ("seq", ">u4"), ("ack", ">u4"), ("off", "u1"),
-                    ("flags", "u1"), ("win", ">u2"), ("tcsum", ">u2"), ("urg", ">u2"), ("pad", "V2")])
+_ETH_V4 = np.dtype(
+    [
+        ("dst_mac", "V6"),
+        ("src_mac", "V6"),
+        ("ethertype", ">u2"),
+        ("ver_ihl", "u1"),
+        ("tos", "u1"),
+        ("tot_len", ">u2"),
+        ("ident", ">u2"),
+        ("frag", ">u2"),
+        ("ttl", "u1"),
+        ("proto", "u1"),
+        ("csum", ">u2"),
+        ("src", ">u4"),
+        ("dst", ">u4"),
+        ("sport", ">u2"),
+        ("dport", ">u2"),
+        ("seq", ">u4"),
+        ("ack", ">u4"),
+        ("off", "u1"),
+        ("flags", "u1"),
+        ("win", ">u2"),
+        ("tcsum", ">u2"),
+        ("urg", ">u2"),
+        ("pad", "V2"),
+    ]
+)
+_ETH_V6 = np.dtype(
+    [
+        ("dst_mac", "V6"),
+        ("src_mac", "V6"),
+        ("ethertype", ">u2"),
+        ("vtcfl", ">u4"),
+        ("plen", ">u2"),
+        ("nh", "u1"),
+        ("hlim", "u1"),
+        ("src", "V16"),
+        ("dst", "V16"),
+        ("sport", ">u2"),
+        ("dport", ">u2"),
+        ("seq", ">u4"),
+        ("ack", ">u4"),
+        ("off", "u1"),
+        ("flags", "u1"),
+        ("win", ">u2"),
+        ("tcsum", ">u2"),
+        ("urg", ">u2"),
+        ("pad", "V2"),
+    ]
+)
 
 
 def _sample_dtype(hdr: np.dtype) -> np.dtype:
-    return np.dtype([("format", ">u4"), ("length", ">u4"), ("seq", ">u4"), ("source", ">u4"), ("rate", ">u4"),
-                     ("pool", ">u4"), ("drops", ">u4"), ("input", ">u4"), ("output", ">u4"), ("nrec", ">u4"),
-                     ("rformat", ">u4"), ("rlength", ">u4"), ("hproto", ">u4"), ("frame_len", ">u4"),
-                     ("stripped", ">u4"), ("hlen", ">u4"), ("hdr", hdr)])
+    return np.dtype(
+        [
+            ("format", ">u4"),
+            ("length", ">u4"),
+            ("seq", ">u4"),
+            ("source", ">u4"),
+            ("rate", ">u4"),
+            ("pool", ">u4"),
+            ("drops", ">u4"),
+            ("input", ">u4"),
+            ("output", ">u4"),
+            ("nrec", ">u4"),
+            ("rformat", ">u4"),
+            ("rlength", ">u4"),
+            ("hproto", ">u4"),
+            ("frame_len", ">u4"),
+            ("stripped", ">u4"),
+            ("hlen", ">u4"),
+            ("hdr", hdr),
+        ]
+    )
 
 
 _S4, _S6 = _sample_dtype(_ETH_V4), _sample_dtype(_ETH_V6)
@@ -241,10 +331,11 @@ class SflowExporter:
             size = dt.itemsize
             per = max(1, (MTU_PAYLOAD - 28) // size)
             for i in range(0, n, per):
-                chunk = raw[i * size:(i + per) * size]
+                chunk = raw[i * size : (i + per) * size]
                 count = len(chunk) // size
-                head = struct.pack("!IIIIIII", 5, 1, self.agent, 0, self.sequence,
-                                   (now_ms - self.boot_ms) & 0xFFFFFFFF, count)
+                head = struct.pack(
+                    "!IIIIIII", 5, 1, self.agent, 0, self.sequence, (now_ms - self.boot_ms) & 0xFFFFFFFF, count
+                )
                 out.append(head + chunk)
                 self.sequence += 1
         return out

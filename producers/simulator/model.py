@@ -22,10 +22,10 @@ AVG_PACKET = np.array([1500, 1200, 576], np.int64)
 class PopModel:
     pop: SimPop
     links: list[tuple[SimRouter, SimLink]]
-    weight: np.ndarray        # (P,) demand share per prefix, sums to 1
-    reach: np.ndarray         # (L, P) bool: link has a route to the prefix
-    order: np.ndarray         # (P, L) link indices by preference for each prefix (preferred first)
-    packet_size: np.ndarray   # (P,) bytes per packet of that prefix's traffic
+    weight: np.ndarray  # (P,) demand share per prefix, sums to 1
+    reach: np.ndarray  # (L, P) bool: link has a route to the prefix
+    order: np.ndarray  # (P, L) link indices by preference for each prefix (preferred first)
+    packet_size: np.ndarray  # (P,) bytes per packet of that prefix's traffic
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,13 @@ class NetworkModel:
         self.prefix_len = np.array([p.prefixlen for p in self.prefixes], np.uint8)
         self.is_v4 = np.array([p.version == 4 for p in self.prefixes])
         # network addresses in the flows/1 16-byte layout (IPv4-mapped), for vectorised use
-        self.network16 = np.frombuffer(b"".join(
-            (b"\x00" * 10 + b"\xff\xff" + p.network_address.packed) if p.version == 4 else p.network_address.packed
-            for p in self.prefixes), np.uint8).reshape(-1, 16)
+        self.network16 = np.frombuffer(
+            b"".join(
+                (b"\x00" * 10 + b"\xff\xff" + p.network_address.packed) if p.version == 4 else p.network_address.packed
+                for p in self.prefixes
+            ),
+            np.uint8,
+        ).reshape(-1, 16)
         self.origin_as = rng.integers(64512, 65534, len(self.prefixes)).astype(np.uint32)
         self.pops = [self._pop_model(p, rng) for p in scenario.pops]
 
@@ -57,7 +61,7 @@ class NetworkModel:
         n = len(self.prefixes)
         links = [(r, l) for r in pop.routers for l in r.links]
         ranks = rng.permutation(n) + 1
-        weight = 1.0 / ranks ** self.scenario.prefixes.zipf_s
+        weight = 1.0 / ranks**self.scenario.prefixes.zipf_s
         weight /= weight.sum()
         reach = np.zeros((len(links), n), bool)
         for i, (_, link) in enumerate(links):
@@ -81,20 +85,29 @@ class NetworkModel:
             for li, (_router, link) in enumerate(pm.links):
                 preferred = pm.order[:, 0] == li
                 for pi in np.nonzero(pm.reach[li])[0]:
-                    out.append({"pop": pm.pop.name, "link": link.link_id,
-                                "prefix": str(self.prefixes[pi]),
-                                "next_hop": peers[link.link_id][0 if self.is_v4[pi] else 1],
-                                "as_path": [link.peer_asn, int(self.origin_as[pi])] if link.peer_type == "transit"
-                                else [link.peer_asn] if link.peer_asn == self.origin_as[pi] else
-                                [link.peer_asn, int(self.origin_as[pi])],
-                                "local_pref": 200 if preferred[pi] else 100})
+                    out.append(
+                        {
+                            "pop": pm.pop.name,
+                            "link": link.link_id,
+                            "prefix": str(self.prefixes[pi]),
+                            "next_hop": peers[link.link_id][0 if self.is_v4[pi] else 1],
+                            "as_path": [link.peer_asn, int(self.origin_as[pi])]
+                            if link.peer_type == "transit"
+                            else [link.peer_asn]
+                            if link.peer_asn == self.origin_as[pi]
+                            else [link.peer_asn, int(self.origin_as[pi])],
+                            "local_pref": 200 if preferred[pi] else 100,
+                        }
+                    )
         return out
 
     def peer_addresses(self) -> dict[str, tuple[str, str]]:
         """Per link, its BGP peer's (IPv4, IPv6) address: the next hop of its routes, what an
         override names to send a prefix out of that link."""
-        return {l.link_id: (f"198.51.100.{10 + k}", f"2001:db8:ffff::{10 + k:x}")
-                for k, (_, _, l) in enumerate(self.scenario.links())}
+        return {
+            l.link_id: (f"198.51.100.{10 + k}", f"2001:db8:ffff::{10 + k:x}")
+            for k, (_, _, l) in enumerate(self.scenario.links())
+        }
 
     def step(self, pm: PopModel, t: float, steer: np.ndarray | None = None) -> Step:
         """``steer``: per prefix, the link index a router's selected route sends it to

@@ -40,10 +40,15 @@ def _start(settings: InjectorSettings) -> int:
     return run_services([InjectorService(settings)])
 
 
-add_run_command(app, _settings_class, _start,
-                doc="Keep the routers' injected routes equal to the recommendations (see the mode).",
-                config_help=CONFIG_HELP, check_help="validate the configuration and exit",
-                dump_help="print the effective configuration")
+add_run_command(
+    app,
+    _settings_class,
+    _start,
+    doc="Keep the routers' injected routes equal to the recommendations (see the mode).",
+    config_help=CONFIG_HELP,
+    check_help="validate the configuration and exit",
+    dump_help="print the effective configuration",
+)
 
 
 def _publish(config: Path | None, msg: object) -> None:
@@ -56,16 +61,23 @@ def _publish(config: Path | None, msg: object) -> None:
     settings = load_settings(InjectorSettings, config)
     producer = KafkaProducer(settings.kafka)
     try:
-        producer.produce(settings.kafka.topic(catalog.INJECTOR_CONTROL), msg.encode(), key=msg.key(),
-                         headers=InjectorControl.headers())
+        producer.produce(
+            settings.kafka.topic(catalog.INJECTOR_CONTROL),
+            msg.encode(),
+            key=msg.key(),
+            headers=InjectorControl.headers(),
+        )
         producer.flush(30)
     finally:
         producer.close(timeout=10)
 
 
 @app.command()
-def drain(pop: str = typer.Option("*", "--pop", help="one PoP (default: every PoP)"),
-          reason: str = typer.Option("", "--reason"), config: Path = ConfigOpt) -> None:
+def drain(
+    pop: str = typer.Option("*", "--pop", help="one PoP (default: every PoP)"),
+    reason: str = typer.Option("", "--reason"),
+    config: Path = ConfigOpt,
+) -> None:
     """Kill switch: withdraw every injected route (of one PoP) and announce none until resume."""
     from netpilot.wire.injector import InjectorControl
 
@@ -112,15 +124,16 @@ def pending(config: Path = ConfigOpt) -> None:
     from sinks.bgp.desired import Rules, desired_overrides
 
     s, state, net = _read_state(config)
-    rules = Rules(s.max_prefix_len_v4, s.max_prefix_len_v6, s.allowed_prefixes, s.deny_prefixes,
-                  s.max_active_per_pop)
+    rules = Rules(s.max_prefix_len_v4, s.max_prefix_len_v6, s.allowed_prefixes, s.deny_prefixes, s.max_active_per_pop)
     view = desired_overrides(state, net, rules, "suggest", time.time())
     if not view.pending:
         typer.echo("nothing pending")
     for ov in sorted(view.pending, key=lambda o: (o.pop, -o.rate_bps)):
-        until = time.strftime('%H:%M:%S', time.localtime(ov.valid_until))
-        typer.echo(f"{ov.pop}  {ov.prefix:<22} -> {ov.link_id} via {ov.next_hop}  "
-                   f"{ov.rate_bps / 1e6:,.0f} Mbit/s  until {until}")
+        until = time.strftime("%H:%M:%S", time.localtime(ov.valid_until))
+        typer.echo(
+            f"{ov.pop}  {ov.prefix:<22} -> {ov.link_id} via {ov.next_hop}  "
+            f"{ov.rate_bps / 1e6:,.0f} Mbit/s  until {until}"
+        )
     for rec, why in view.refused:
         typer.echo(f"refused {rec.pop} {rec.prefix}: {why.reason}: {why.detail}", err=True)
 
@@ -134,9 +147,19 @@ def _decide(kind: str, pop: str, prefix: str, config: Path | None, reason: str) 
     rec = state.recs.get((pop, prefix)) or state.recs.get((pop, normal_prefix(prefix)))
     if rec is None:
         raise ConfigError(f"no current recommendation for {pop} {prefix} (see `netpilot injector pending`)")
-    _publish(config, InjectorControl(kind=kind, pop=pop, prefix=rec.prefix, created_at=rec.created_at,  # type: ignore[arg-type]
-                                     to_link=rec.to.link_id, by=getpass.getuser(), at=time.time(),
-                                     reason=reason))
+    _publish(
+        config,
+        InjectorControl(
+            kind=kind,  # type: ignore[arg-type]
+            pop=pop,
+            prefix=rec.prefix,
+            created_at=rec.created_at,
+            to_link=rec.to.link_id,
+            by=getpass.getuser(),
+            at=time.time(),
+            reason=reason,
+        ),
+    )
     typer.echo(f"{kind}d {pop} {rec.prefix} -> {rec.to.link_id}")
 
 

@@ -23,8 +23,7 @@ from netpilot.wire.routes import Route
 
 REFUSALS = ("bad-prefix", "not-allowed", "unknown-link", "bad-next-hop", "no-route")
 """Why a recommendation is refused (counted, logged and dead-lettered once per id)."""
-SKIPS = ("expired", "observe-label", "pending-approval", "rejected", "drained", "over-cap",
-         "rate-limited")
+SKIPS = ("expired", "observe-label", "pending-approval", "rejected", "drained", "over-cap", "rate-limited")
 """Why a valid override is not announced right now (a gauge per PoP)."""
 
 
@@ -102,8 +101,10 @@ def _norm(prefix: str) -> str | None:
 
 def _inside(prefix: str, supernets: Iterable[str]) -> bool:
     net = ipaddress.ip_network(prefix)
-    return any(net.version == s.version and net.subnet_of(s)  # type: ignore[arg-type]
-               for s in map(ipaddress.ip_network, supernets))
+    return any(
+        net.version == s.version and net.subnet_of(s)  # type: ignore[arg-type]
+        for s in map(ipaddress.ip_network, supernets)
+    )
 
 
 def check(rec: Recommendation, net: Network, rules: Rules) -> Override | Refusal:
@@ -124,16 +125,26 @@ def check(rec: Recommendation, net: Network, rules: Rules) -> Override | Refusal
         return Refusal("unknown-link", f"link {rec.pop}/{rec.to.link_id} is not in the inventory")
     nh = rec.to.next_hop
     if nh is None or nh not in link.next_hops:
-        return Refusal("bad-next-hop", f"next hop {nh!r} is not a peer address of {rec.to.link_id} "
-                                       f"(inventory next_hops: {list(link.next_hops)})")
+        return Refusal(
+            "bad-next-hop",
+            f"next hop {nh!r} is not a peer address of {rec.to.link_id} (inventory next_hops: {list(link.next_hops)})",
+        )
     if ipaddress.ip_address(nh).version != version:
         return Refusal("bad-next-hop", f"next hop {nh} is not IPv{version} like {prefix}")
     routed = {p for p in (rec.to.route_prefix, rec.split_from, prefix) if p}
     if not any((rec.pop, rec.to.link_id, _norm(p) or p) in net.routes for p in routed):
         return Refusal("no-route", f"{rec.to.link_id} has no route to {prefix} in the routes topic")
-    return Override(pop=rec.pop, prefix=prefix, link_id=rec.to.link_id, next_hop=nh, rec_id=rec.id,
-                    created_at=rec.created_at, generated_at=rec.generated_at,
-                    valid_until=rec.valid_until, rate_bps=rec.rate_bps)
+    return Override(
+        pop=rec.pop,
+        prefix=prefix,
+        link_id=rec.to.link_id,
+        next_hop=nh,
+        rec_id=rec.id,
+        created_at=rec.created_at,
+        generated_at=rec.generated_at,
+        valid_until=rec.valid_until,
+        rate_bps=rec.rate_bps,
+    )
 
 
 @dataclass
@@ -168,8 +179,9 @@ class DesiredState:
     def decision(self, rec: Recommendation) -> str | None:
         """``approve``/``reject`` if a person decided on this override instance, else None."""
         d = self.decisions.get((rec.pop, rec.prefix))
-        if d is None or (d.created_at is not None and rec.created_at is not None
-                         and abs(d.created_at - rec.created_at) > 1e-3):
+        if d is None or (
+            d.created_at is not None and rec.created_at is not None and abs(d.created_at - rec.created_at) > 1e-3
+        ):
             return None  # no decision, or one about an earlier override of the prefix
         if d.to_link is not None and d.to_link != rec.to.link_id:
             return None
@@ -186,8 +198,14 @@ class DesiredView:
     pending: list[Override]
 
 
-def desired_overrides(state: DesiredState, net: Network, rules: Rules, mode: str, now: float,
-                      announced: set[tuple[str, str]] = frozenset()) -> DesiredView:  # type: ignore[assignment]
+def desired_overrides(
+    state: DesiredState,
+    net: Network,
+    rules: Rules,
+    mode: str,
+    now: float,
+    announced: set[tuple[str, str]] = frozenset(),  # type: ignore[assignment]
+) -> DesiredView:
     out: dict[str, dict[str, Override]] = {}
     skipped: Counter[tuple[str, str]] = Counter()
     refused: list[tuple[Recommendation, Refusal]] = []
@@ -220,7 +238,7 @@ def desired_overrides(state: DesiredState, net: Network, rules: Rules, mode: str
         if len(ovs) > rules.max_active_per_pop:
             # keep what is in place first (no churn), then the biggest movers
             keep = sorted(ovs.values(), key=lambda o: ((pop, o.prefix) not in announced, -o.rate_bps, o.prefix))
-            out[pop] = {o.prefix: o for o in keep[:rules.max_active_per_pop]}
+            out[pop] = {o.prefix: o for o in keep[: rules.max_active_per_pop]}
             skipped[(pop, "over-cap")] += len(ovs) - rules.max_active_per_pop
     return DesiredView(out, skipped, refused, pending)
 
@@ -251,8 +269,7 @@ class Reconciler:
     def announced_keys(self) -> set[tuple[str, str]]:
         return {(o.pop, o.prefix) for r in self.announced.values() for o in r.values()}
 
-    def plan(self, desired: dict[str, dict[str, Override]], routers_of: dict[str, list[str]],
-             now: float) -> Step:
+    def plan(self, desired: dict[str, dict[str, Override]], routers_of: dict[str, list[str]], now: float) -> Step:
         announce: list[tuple[str, Override]] = []
         withdraw: list[tuple[str, str, str]] = []
         held: set[tuple[str, str]] = set()

@@ -41,13 +41,14 @@ def injector_metrics(registry: CollectorRegistry) -> InjectorMetrics:
         desired=m.gauge("desired_overrides", "Overrides the injector wants in place", ["pop"]),
         announced=m.gauge("announced_overrides", "Overrides announced (per PoP, all its routers)", ["pop"]),
         confirmed=m.gauge("confirmed_overrides", "Overrides a router's RIB confirms", ["pop"]),
-        session_up=m.gauge("bgp_session_up", "1 while the iBGP session to the router is established",
-                           ["router"]),
+        session_up=m.gauge("bgp_session_up", "1 while the iBGP session to the router is established", ["router"]),
         readback_errors=m.counter("readback_errors_total", "Failed RIB read-backs", ["router"]),
         speaker_restarts=m.counter("speaker_restarts_total", "ExaBGP restarts after it died"),
-        confirm_seconds=m.histogram("confirm_seconds", "From the recommendation's generation to the "
-                                    "router confirming the route",
-                                    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)),
+        confirm_seconds=m.histogram(
+            "confirm_seconds",
+            "From the recommendation's generation to the router confirming the route",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+        ),
         reconcile_seconds=m.histogram("reconcile_duration_seconds", "One reconcile pass"),
     )
     for reason in REFUSALS:  # from the start at 0: rate() and alerts see the first one

@@ -48,8 +48,12 @@ def _watermarks(raw: object, tp: TopicPartition, timeout: float = 15.0) -> tuple
             return raw.get_watermark_offsets(tp, timeout=5, cached=False)  # type: ignore[attr-defined]
         except KafkaException as exc:
             if time.monotonic() > deadline:
-                log.warning("no watermarks; not waiting for this partition", topic=tp.topic,
-                            partition=tp.partition, error=str(exc))
+                log.warning(
+                    "no watermarks; not waiting for this partition",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    error=str(exc),
+                )
                 return 0, 0
             time.sleep(0.2)
 
@@ -69,9 +73,13 @@ class InjectorService:
         self.state = DesiredState()
         self.net = Network()
         s = settings
-        self.rules = Rules(max_prefix_len_v4=s.max_prefix_len_v4, max_prefix_len_v6=s.max_prefix_len_v6,
-                           allowed_prefixes=s.allowed_prefixes, deny_prefixes=s.deny_prefixes,
-                           max_active_per_pop=s.max_active_per_pop)
+        self.rules = Rules(
+            max_prefix_len_v4=s.max_prefix_len_v4,
+            max_prefix_len_v6=s.max_prefix_len_v6,
+            allowed_prefixes=s.allowed_prefixes,
+            deny_prefixes=s.deny_prefixes,
+            max_active_per_pop=s.max_active_per_pop,
+        )
         self.reconciler = Reconciler(s.max_announces_per_cycle, s.cycle_s)
         self.view: DesiredView | None = None
         self.caught_up = False
@@ -87,8 +95,7 @@ class InjectorService:
         self._refused_ids: set[str] = set()
         self._logged_observe: set[tuple[str, str, str]] = set()
         self._confirmed: dict[tuple[str, str], _Confirmed] = {}
-        self._ribs: dict[str, RibReader] = {r: rib_reader(c.rib.kind, c.rib.socket)
-                                            for r, c in s.routers.items()}
+        self._ribs: dict[str, RibReader] = {r: rib_reader(c.rib.kind, c.rib.socket) for r, c in s.routers.items()}
         self._ends: dict[tuple[str, int], int] = {}
         self._started = 0.0
 
@@ -105,8 +112,10 @@ class InjectorService:
         self._ends = self._end_offsets()
         self._started = time.monotonic()
         if s.mode != "observe" and s.routers:
-            sessions = {r: Session(r, c.neighbor, c.port, c.peer_as or s.local_as, c.local_address)
-                        for r, c in s.routers.items()}
+            sessions = {
+                r: Session(r, c.neighbor, c.port, c.peer_as or s.local_as, c.local_address)
+                for r, c in s.routers.items()
+            }
             # started here, on the main thread: ExaBGP's PDEATHSIG follows the thread that forked it
             self._speaker = ExaBGPSpeaker(s.run_dir, sessions, s.local_as, s.router_id, s.hold_time_s)
             self._speaker.start()
@@ -165,7 +174,7 @@ class InjectorService:
         ends: dict[tuple[str, int], int] = {}
         for topic in self._ids:
             md = raw.list_topics(topic, timeout=10).topics.get(topic)
-            for p in (md.partitions if md is not None and md.error is None else {}):
+            for p in md.partitions if md is not None and md.error is None else {}:
                 lo, hi = _watermarks(raw, TopicPartition(topic, p))
                 if hi > lo:
                     ends[(topic, p)] = hi
@@ -181,12 +190,18 @@ class InjectorService:
                 if tp.offset >= 0 and tp.offset >= self._ends.get((tp.topic, tp.partition), 0):
                     self._ends.pop((tp.topic, tp.partition), None)
         if not self._ends:
-            log.info("inputs read", seconds=round(time.monotonic() - self._started, 2),
-                     recommendations=len(self.state.recs), links=len(self.net.links))
+            log.info(
+                "inputs read",
+                seconds=round(time.monotonic() - self._started, 2),
+                recommendations=len(self.state.recs),
+                links=len(self.net.links),
+            )
             return True
         if time.monotonic() - self._started > self.settings.catch_up_timeout_s:
-            log.warning("inputs not fully read in time; reconciling with what is known",
-                        unread=sorted(f"{t}[{p}]" for t, p in self._ends))
+            log.warning(
+                "inputs not fully read in time; reconciling with what is known",
+                unread=sorted(f"{t}[{p}]" for t, p in self._ends),
+            )
             return True
         return False
 
@@ -214,8 +229,9 @@ class InjectorService:
     def _dead_letter(self, msg: Message, exc: BaseException | str, reason: str) -> None:
         self._dlq.send(msg, exc, reason)
         self._metrics.dead_letters.labels(reason).inc()
-        self._rl.warning(reason, "message sent to dead letters", topic=msg.topic(), offset=msg.offset(),
-                         error=str(exc)[:300])
+        self._rl.warning(
+            reason, "message sent to dead letters", topic=msg.topic(), offset=msg.offset(), error=str(exc)[:300]
+        )
 
     # -- reconcile ------------------------------------------------------------------------
     def _routers_of(self) -> dict[str, list[str]]:
@@ -230,8 +246,7 @@ class InjectorService:
         t0 = time.perf_counter()
         now = time.time()
         s = self.settings
-        view = desired_overrides(self.state, self.net, self.rules, s.mode, now,
-                                 self.reconciler.announced_keys())
+        view = desired_overrides(self.state, self.net, self.rules, s.mode, now, self.reconciler.announced_keys())
         self.view = view
         for rec, why in view.refused:
             if rec.id in self._refused_ids:
@@ -241,8 +256,14 @@ class InjectorService:
             msg = self._rec_msgs.get((rec.pop, rec.prefix))
             if msg is not None:
                 self._dead_letter(msg, f"refused: {why.detail}", why.reason)
-            log.warning("recommendation refused", reason=why.reason, detail=why.detail, pop=rec.pop,
-                        prefix=rec.prefix, id=rec.id)
+            log.warning(
+                "recommendation refused",
+                reason=why.reason,
+                detail=why.detail,
+                pop=rec.pop,
+                prefix=rec.prefix,
+                id=rec.id,
+            )
         pops = {p for p, _ in self.net.links} | set(view.overrides)
         skipped: Counter[tuple[str, str]] = view.skipped
         for pop in pops:
@@ -253,8 +274,9 @@ class InjectorService:
                     k = (pop, ov.prefix, ov.next_hop)
                     if k not in self._logged_observe:
                         self._logged_observe.add(k)
-                        log.info("observe: would announce", pop=pop, prefix=ov.prefix, link=ov.link_id,
-                                 next_hop=ov.next_hop)
+                        log.info(
+                            "observe: would announce", pop=pop, prefix=ov.prefix, link=ov.link_id, next_hop=ov.next_hop
+                        )
             self._set_skips(pops, skipped, Counter())
             return
         if not self._speaker.alive():
@@ -269,8 +291,10 @@ class InjectorService:
             self.reconciler.forget()
         step = self.reconciler.plan(view.overrides, self._routers_of(), now)
         lines = [self._speaker.withdraw_line(r, prefix) for r, _pop, prefix in step.withdraw]
-        lines += [self._speaker.announce_line(r, ov.prefix, ov.next_hop, s.local_pref, s.communities())
-                  for r, ov in step.announce]
+        lines += [
+            self._speaker.announce_line(r, ov.prefix, ov.next_hop, s.local_pref, s.communities())
+            for r, ov in step.announce
+        ]
         try:
             self._speaker.send(lines)
         except SpeakerError as exc:
@@ -282,8 +306,15 @@ class InjectorService:
             log.info("withdrawn", router=r, pop=pop, prefix=prefix)
         for r, ov in step.announce:
             self._metrics.announces.labels(ov.pop).inc()
-            log.info("announced", router=r, pop=ov.pop, prefix=ov.prefix, link=ov.link_id,
-                     next_hop=ov.next_hop, rec=ov.rec_id)
+            log.info(
+                "announced",
+                router=r,
+                pop=ov.pop,
+                prefix=ov.prefix,
+                link=ov.link_id,
+                next_hop=ov.next_hop,
+                rec=ov.rec_id,
+            )
         announced: Counter[str] = Counter(pop for pop, _ in self.reconciler.announced_keys())
         for pop in pops:
             self._metrics.announced.labels(pop).set(announced.get(pop, 0))
@@ -332,26 +363,49 @@ class InjectorService:
             prev = self._confirmed.get((pop, prefix))
             rec = self.state.recs.get((pop, prefix))
             msg = AppliedOverride(
-                pop=pop, prefix=prefix, link_id=self.net.link_for_next_hop(pop, rt.next_hop),
-                next_hop=rt.next_hop or "", routers=tuple(sorted(routers)), local_pref=rt.local_pref,
-                communities=rt.communities, recommendation_id=rec.id if rec else None,
+                pop=pop,
+                prefix=prefix,
+                link_id=self.net.link_for_next_hop(pop, rt.next_hop),
+                next_hop=rt.next_hop or "",
+                routers=tuple(sorted(routers)),
+                local_pref=rt.local_pref,
+                communities=rt.communities,
+                recommendation_id=rec.id if rec else None,
                 since=prev.msg.since if prev and prev.msg.next_hop == rt.next_hop else now,
-                confirmed_at=now)
-            changed = (prev is None or prev.msg.next_hop != msg.next_hop or prev.msg.routers != msg.routers
-                       or prev.msg.recommendation_id != msg.recommendation_id)
+                confirmed_at=now,
+            )
+            changed = (
+                prev is None
+                or prev.msg.next_hop != msg.next_hop
+                or prev.msg.routers != msg.routers
+                or prev.msg.recommendation_id != msg.recommendation_id
+            )
             if changed and rec is not None and (prev is None or prev.msg.next_hop != msg.next_hop):
                 self._metrics.confirm_seconds.observe(max(0.0, now - rec.generated_at))
             if changed or now - prev.published_at >= self.settings.confirm_refresh_s:  # type: ignore[union-attr]
-                self._producer.produce(self._applied_topic, msg.encode(), key=msg.key(),
-                                       headers=AppliedOverride.headers(), partition_key=pop)
+                self._producer.produce(
+                    self._applied_topic,
+                    msg.encode(),
+                    key=msg.key(),
+                    headers=AppliedOverride.headers(),
+                    partition_key=pop,
+                )
                 self._confirmed[(pop, prefix)] = _Confirmed(msg, now)
                 if changed:
-                    log.info("confirmed by router", pop=pop, prefix=prefix, next_hop=msg.next_hop,
-                             link=msg.link_id, routers=list(msg.routers))
+                    log.info(
+                        "confirmed by router",
+                        pop=pop,
+                        prefix=prefix,
+                        next_hop=msg.next_hop,
+                        link=msg.link_id,
+                        routers=list(msg.routers),
+                    )
             else:
-                self._confirmed[(pop, prefix)] = _Confirmed(prev.msg.model_copy(update={"confirmed_at": now}),  # type: ignore[union-attr]
-                                                            prev.published_at)  # type: ignore[union-attr]
-        for (pop, prefix) in list(self._confirmed):
+                self._confirmed[(pop, prefix)] = _Confirmed(
+                    prev.msg.model_copy(update={"confirmed_at": now}),  # type: ignore[union-attr]
+                    prev.published_at,  # type: ignore[union-attr]
+                )
+        for pop, prefix in list(self._confirmed):
             if (pop, prefix) not in seen and pop not in failed_pops:
                 self._producer.produce(self._applied_topic, None, key=f"{pop}|{prefix}", partition_key=pop)
                 del self._confirmed[(pop, prefix)]

@@ -42,15 +42,20 @@ class RouterSession(BaseModel):
 class InjectorSettings(ComponentSettings):
     COMPONENT: ClassVar[str] = "injector"
 
-    mode: InjectorMode = Field("observe", description="observe: announce nothing, log what would be; "
-                                                      "suggest: announce what a person approved; "
-                                                      "apply: announce every valid recommendation")
+    mode: InjectorMode = Field(
+        "observe",
+        description="observe: announce nothing, log what would be; "
+        "suggest: announce what a person approved; "
+        "apply: announce every valid recommendation",
+    )
     local_as: int = Field(64496, ge=1, le=4294967295, description="netpilot's (and the PoP's) AS")
     router_id: str = "127.0.0.1"
-    routers: dict[str, RouterSession] = Field(default_factory=dict,
-                                              description="per inventory router name: its iBGP session")
-    community: str = Field("64496:666", pattern=r"^\d+:\d+$",
-                           description="tags every injected route; the read-back looks for it")
+    routers: dict[str, RouterSession] = Field(
+        default_factory=dict, description="per inventory router name: its iBGP session"
+    )
+    community: str = Field(
+        "64496:666", pattern=r"^\d+:\d+$", description="tags every injected route; the read-back looks for it"
+    )
     no_export: bool = Field(True, description="also tag NO_EXPORT: an override never leaves the AS")
     local_pref: int = Field(1000, ge=0, description="above anything the routers learn from peers")
     max_active_per_pop: int = Field(200, ge=0, description="overrides in place per PoP at most")
@@ -62,15 +67,18 @@ class InjectorSettings(ComponentSettings):
     deny_prefixes: tuple[str, ...] = Field((), description="never inside these")
     reconcile_every_s: float = Field(0.25, gt=0)
     readback_every_s: float = Field(1.0, gt=0)
-    confirm_refresh_s: float = Field(30.0, gt=0, description="re-publish an unchanged applied record "
-                                                             "this often (its confirmed_at)")
-    catch_up_timeout_s: float = Field(30.0, gt=0, description="at start, wait this long at most for the "
-                                                              "compacted topics before reconciling")
-    hold_time_s: int = Field(9, ge=3, le=65535, description="BGP hold time: a frozen injector's routes "
-                                                            "go within it")
+    confirm_refresh_s: float = Field(
+        30.0, gt=0, description="re-publish an unchanged applied record this often (its confirmed_at)"
+    )
+    catch_up_timeout_s: float = Field(
+        30.0, gt=0, description="at start, wait this long at most for the compacted topics before reconciling"
+    )
+    hold_time_s: int = Field(9, ge=3, le=65535, description="BGP hold time: a frozen injector's routes go within it")
     run_dir: Path = Field(Path(".netpilot/injector"), description="ExaBGP's config, socket and log")
-    group_id: str = Field(catalog.consumer_group(catalog.Component.AUTOPILOT_CONSUMER),
-                          description="consumer group prefix (offsets are never committed)")
+    group_id: str = Field(
+        catalog.consumer_group(catalog.Component.AUTOPILOT_CONSUMER),
+        description="consumer group prefix (offsets are never committed)",
+    )
 
     @field_validator("allowed_prefixes", "deny_prefixes")
     @classmethod

@@ -56,14 +56,15 @@ class Session:
     local_address: str
 
 
-def exabgp_config(sessions: Mapping[str, Session], local_as: int, router_id: str,
-                  hold_time_s: int, helper: list[str]) -> str:
+def exabgp_config(
+    sessions: Mapping[str, Session], local_as: int, router_id: str, hold_time_s: int, helper: list[str]
+) -> str:
     run = " ".join(helper)
     out = [f"process netpilot {{\n    run {run};\n    encoder json;\n}}\n"]
     for s in sessions.values():
         out.append(
             f"neighbor {s.neighbor} {{\n"
-            f"    description \"{s.router}\";\n"
+            f'    description "{s.router}";\n'
             f"    router-id {router_id};\n"
             f"    local-address {s.local_address};\n"
             f"    local-as {local_as};\n"
@@ -72,7 +73,8 @@ def exabgp_config(sessions: Mapping[str, Session], local_as: int, router_id: str
             f"    hold-time {hold_time_s};\n"
             "    family { ipv4 unicast; ipv6 unicast; }\n"
             "    api { processes [ netpilot ]; neighbor-changes; }\n"
-            "}\n")
+            "}\n"
+        )
     return "\n".join(out)
 
 
@@ -86,8 +88,15 @@ def exabgp_command() -> list[str]:
 
 
 class ExaBGPSpeaker:
-    def __init__(self, run_dir: Path, sessions: Mapping[str, Session], local_as: int, router_id: str,
-                 hold_time_s: int = 9, on_state: Callable[[str, bool], None] | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        sessions: Mapping[str, Session],
+        local_as: int,
+        router_id: str,
+        hold_time_s: int = 9,
+        on_state: Callable[[str, bool], None] | None = None,
+    ) -> None:
         self.run_dir = run_dir
         self.sessions = dict(sessions)
         self.local_as = local_as
@@ -119,30 +128,42 @@ class ExaBGPSpeaker:
         conf = self.run_dir / "exabgp.conf"
         conf.write_text(exabgp_config(self.sessions, self.local_as, self.router_id, self.hold_time_s, helper))
         env = dict(os.environ)
-        env.update({"exabgp.daemon.user": getpass.getuser(), "exabgp.daemon.daemonize": "false",
-                    "exabgp.api.ack": "false", "exabgp.log.level": "INFO",
-                    "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
+        env.update(
+            {
+                "exabgp.daemon.user": getpass.getuser(),
+                "exabgp.daemon.daemonize": "false",
+                "exabgp.api.ack": "false",
+                "exabgp.log.level": "INFO",
+                "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+            }
+        )
         logf = open(self.run_dir / "exabgp.log", "ab")  # noqa: SIM115 - the child writes it
         try:
-            self._proc = subprocess.Popen(exabgp_command() + [str(conf)], cwd=self.run_dir, env=env,
-                                          stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                                          preexec_fn=die_with_parent)
+            self._proc = subprocess.Popen(
+                exabgp_command() + [str(conf)],
+                cwd=self.run_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
+            )
         finally:
             logf.close()
         try:
             conn, _ = listener.accept()
         except (TimeoutError, OSError) as exc:
             self.stop()
-            raise SpeakerError(f"ExaBGP's API process did not connect within {timeout:g}s "
-                               f"(see {self.run_dir / 'exabgp.log'})") from exc
+            raise SpeakerError(
+                f"ExaBGP's API process did not connect within {timeout:g}s (see {self.run_dir / 'exabgp.log'})"
+            ) from exc
         finally:
             listener.close()
         self._conn = conn
         self._up = {r: False for r in self.sessions}
         self.generation += 1
         threading.Thread(target=self._events, args=(conn,), name="exabgp-events", daemon=True).start()
-        log.info("exabgp started", pid=self._proc.pid, sessions=sorted(self.sessions),
-                 config=str(conf))
+        log.info("exabgp started", pid=self._proc.pid, sessions=sorted(self.sessions), config=str(conf))
 
     def _events(self, conn: socket.socket) -> None:
         with conn.makefile("rb") as f:
@@ -193,11 +214,14 @@ class ExaBGPSpeaker:
             except OSError as exc:
                 raise SpeakerError(f"ExaBGP API: {exc}") from exc
 
-    def announce_line(self, router: str, prefix: str, next_hop: str, local_pref: int,
-                      communities: tuple[str, ...]) -> str:
+    def announce_line(
+        self, router: str, prefix: str, next_hop: str, local_pref: int, communities: tuple[str, ...]
+    ) -> str:
         s = self.sessions[router]
-        return (f"neighbor {s.neighbor} announce route {prefix} next-hop {next_hop} "
-                f"local-preference {local_pref} community [{' '.join(communities)}]")
+        return (
+            f"neighbor {s.neighbor} announce route {prefix} next-hop {next_hop} "
+            f"local-preference {local_pref} community [{' '.join(communities)}]"
+        )
 
     def withdraw_line(self, router: str, prefix: str) -> str:
         return f"neighbor {self.sessions[router].neighbor} withdraw route {prefix}"

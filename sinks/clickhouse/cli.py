@@ -38,15 +38,21 @@ def _start(settings: ClickHouseSinkSettings) -> int:
     return run_services([ClickHouseSinkService(settings)])
 
 
-add_run_command(app, _settings_class, _start,
-                doc="Consume the sink's topics into ClickHouse until SIGTERM/SIGINT.",
-                config_help=CONFIG_HELP, check_help="validate the configuration and exit",
-                dump_help="print the effective configuration")
+add_run_command(
+    app,
+    _settings_class,
+    _start,
+    doc="Consume the sink's topics into ClickHouse until SIGTERM/SIGINT.",
+    config_help=CONFIG_HELP,
+    check_help="validate the configuration and exit",
+    dump_help="print the effective configuration",
+)
 
 
 @app.command()
-def migrate(config: Path = ConfigOpt,
-            dry_run: bool = typer.Option(False, "--dry-run", help="only list the needed steps")) -> None:
+def migrate(
+    config: Path = ConfigOpt, dry_run: bool = typer.Option(False, "--dry-run", help="only list the needed steps")
+) -> None:
     """Create or upgrade the schema: apply each needed step; a second run changes nothing."""
     from sinks.clickhouse.client import ClickHouseClient
     from sinks.clickhouse.migrations import migrate as do_migrate
@@ -64,8 +70,11 @@ def migrate(config: Path = ConfigOpt,
 
 
 @app.command()
-def query(sql: str = typer.Argument(..., help="one read-only statement"), config: Path = ConfigOpt,
-          fmt: str = typer.Option("TabSeparatedWithNames", "--format", "-f")) -> None:
+def query(
+    sql: str = typer.Argument(..., help="one read-only statement"),
+    config: Path = ConfigOpt,
+    fmt: str = typer.Option("TabSeparatedWithNames", "--format", "-f"),
+) -> None:
     """Run a query on the sink's database. With chDB, run it while the sink is stopped
     (one process per data path) or use the running sink's query_listen endpoint."""
     from sinks.clickhouse.client import ClickHouseClient

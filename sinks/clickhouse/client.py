@@ -102,10 +102,13 @@ class ClickHouseClient:
             except Exception as exc:  # any failure to connect is an outage
                 hint = ""
                 if self.embedded and "EmbeddedServer" in str(exc):
-                    hint = (" (chDB opens a data path from one process at a time: is the sink "
-                            "running? read through its query_listen endpoint, or stop it first)")
+                    hint = (
+                        " (chDB opens a data path from one process at a time: is the sink "
+                        "running? read through its query_listen endpoint, or stop it first)"
+                    )
                 raise ClickHouseUnavailable(
-                    f"cannot connect to ClickHouse at {describe_dsn(self.dsn)}: {exc}{hint}") from exc
+                    f"cannot connect to ClickHouse at {describe_dsn(self.dsn)}: {exc}{hint}"
+                ) from exc
         return self._client
 
     def close(self) -> None:

@@ -54,6 +54,7 @@ def _col(values: list, t: pa.DataType) -> pa.Array:
 
 # -- per topic: decode one value, and turn a batch of decoded values into a table ------
 
+
 def _decode_flows(value: bytes | None, key: bytes | None) -> tuple[pa.Table, int]:
     if value is None:
         raise WireError("flows: empty value")
@@ -77,6 +78,7 @@ def _arrow_concat(items: Sequence[Item]) -> pa.Table:
 def _model(cls: type[WireMessage]) -> Callable[[bytes | None, bytes | None], tuple[Any, int]]:
     def decode(value: bytes | None, key: bytes | None) -> tuple[Any, int]:
         return cls.decode(value), 1
+
     return decode
 
 
@@ -107,118 +109,218 @@ def _decode_applied(value: bytes | None, key: bytes | None) -> tuple[Any, int]:
 def _link_stats(items: Sequence[Item]) -> pa.Table:
     m: list[LinkStats] = [i.payload for i in items]
     f64 = pa.float64()
-    return pa.table({
-        "ts": _ts([x.ts for x in m]), "pop": _col([x.pop for x in m], LC),
-        "router": _col([x.router for x in m], LC), "link_id": _col([x.link_id or "" for x in m], LC),
-        "if_index": _col([x.if_index for x in m], pa.uint32()),
-        "if_name": _col([x.if_name or "" for x in m], LC), "source": _col([x.source for x in m], LC),
-        "interval_s": _col([x.interval_s for x in m], f64),
-        "out_octets": _col([x.out_octets for x in m], pa.uint64()),
-        "in_octets": _col([x.in_octets for x in m], pa.uint64()),
-        "out_bps": _col([x.out_bps for x in m], f64), "in_bps": _col([x.in_bps for x in m], f64),
-        "speed_bps": _col([x.speed_bps for x in m], f64),
-        "oper_up": _col([x.oper_up for x in m], pa.bool_()),
-        "out_discards": _col([x.out_discards for x in m], pa.uint64()),
-        "out_errors": _col([x.out_errors for x in m], pa.uint64()),
-        "counter_reset": _col([x.counter_reset for x in m], pa.bool_()),
-    })
+    return pa.table(
+        {
+            "ts": _ts([x.ts for x in m]),
+            "pop": _col([x.pop for x in m], LC),
+            "router": _col([x.router for x in m], LC),
+            "link_id": _col([x.link_id or "" for x in m], LC),
+            "if_index": _col([x.if_index for x in m], pa.uint32()),
+            "if_name": _col([x.if_name or "" for x in m], LC),
+            "source": _col([x.source for x in m], LC),
+            "interval_s": _col([x.interval_s for x in m], f64),
+            "out_octets": _col([x.out_octets for x in m], pa.uint64()),
+            "in_octets": _col([x.in_octets for x in m], pa.uint64()),
+            "out_bps": _col([x.out_bps for x in m], f64),
+            "in_bps": _col([x.in_bps for x in m], f64),
+            "speed_bps": _col([x.speed_bps for x in m], f64),
+            "oper_up": _col([x.oper_up for x in m], pa.bool_()),
+            "out_discards": _col([x.out_discards for x in m], pa.uint64()),
+            "out_errors": _col([x.out_errors for x in m], pa.uint64()),
+            "counter_reset": _col([x.counter_reset for x in m], pa.bool_()),
+        }
+    )
 
 
 def _link_utilisation(items: Sequence[Item]) -> pa.Table:
     m: list[LinkUtilisation] = [i.payload for i in items]
     f64 = pa.float64()
-    return pa.table({
-        "window_start": _ts([x.window_start for x in m]),
-        "window_s": _col([x.window_s for x in m], pa.float32()),
-        "pop": _col([x.pop for x in m], LC), "link_id": _col([x.link_id for x in m], LC),
-        "capacity_bps": _col([x.capacity_bps for x in m], f64),
-        "counter_bps": _col([x.counter_bps for x in m], f64),
-        "flow_bps": _col([x.flow_bps for x in m], f64),
-        "utilisation": _col([x.utilisation for x in m], f64),
-        "coverage": _col([x.coverage for x in m], f64),
-    })
+    return pa.table(
+        {
+            "window_start": _ts([x.window_start for x in m]),
+            "window_s": _col([x.window_s for x in m], pa.float32()),
+            "pop": _col([x.pop for x in m], LC),
+            "link_id": _col([x.link_id for x in m], LC),
+            "capacity_bps": _col([x.capacity_bps for x in m], f64),
+            "counter_bps": _col([x.counter_bps for x in m], f64),
+            "flow_bps": _col([x.flow_bps for x in m], f64),
+            "utilisation": _col([x.utilisation for x in m], f64),
+            "coverage": _col([x.coverage for x in m], f64),
+        }
+    )
 
 
 def _link_inventory(items: Sequence[Item]) -> pa.Table:
-    cols: dict[str, list] = {k: [] for k in (
-        "pop", "link_id", "router", "exporter", "if_name", "if_index", "capacity_bps", "peer_asn",
-        "peer_type", "drained", "description", "deleted", "version")}
+    cols: dict[str, list] = {
+        k: []
+        for k in (
+            "pop",
+            "link_id",
+            "router",
+            "exporter",
+            "if_name",
+            "if_index",
+            "capacity_bps",
+            "peer_asn",
+            "peer_type",
+            "drained",
+            "description",
+            "deleted",
+            "version",
+        )
+    }
     for i in items:
         x = i.payload
         if isinstance(x, tuple):  # ("deleted", pop, link_id)
             row = (x[1], x[2], "", "", "", None, 0.0, None, "", False, "", True, i.offset)
         else:
-            row = (x.pop, x.link_id, x.router, x.exporter or "", x.if_name or "", x.if_index,
-                   x.capacity_bps, x.peer_asn, x.peer_type, x.drained, x.description, False, i.offset)
+            row = (
+                x.pop,
+                x.link_id,
+                x.router,
+                x.exporter or "",
+                x.if_name or "",
+                x.if_index,
+                x.capacity_bps,
+                x.peer_asn,
+                x.peer_type,
+                x.drained,
+                x.description,
+                False,
+                i.offset,
+            )
         for k, v in zip(cols, row):
             cols[k].append(v)
-    types = {"if_index": pa.uint32(), "capacity_bps": pa.float64(), "peer_asn": pa.uint32(),
-             "drained": pa.bool_(), "deleted": pa.bool_(), "version": pa.uint64()}
+    types = {
+        "if_index": pa.uint32(),
+        "capacity_bps": pa.float64(),
+        "peer_asn": pa.uint32(),
+        "drained": pa.bool_(),
+        "deleted": pa.bool_(),
+        "version": pa.uint64(),
+    }
     return pa.table({k: _col(v, types.get(k, pa.string())) for k, v in cols.items()})
 
 
 def _recommendations(items: Sequence[Item]) -> pa.Table:
     m: list[Recommendation] = [i.payload for i in items if i.payload is not None]
     f64 = pa.float64()
-    detail = [json.dumps({"thresholds": x.thresholds, "bgp_hint": x.bgp_hint,
-                          "from": x.from_.model_dump(mode="json"), "to": x.to.model_dump(mode="json")},
-                         separators=(",", ":"), default=str) for x in m]
-    return pa.table({
-        "generated_at": _ts([x.generated_at for x in m]), "valid_until": _ts([x.valid_until for x in m]),
-        "hold_until": _ts([x.hold_until for x in m]), "id": _col([x.id for x in m], pa.string()),
-        "cycle_id": _col([x.cycle_id for x in m], pa.string()), "pop": _col([x.pop for x in m], LC),
-        "action": _col([x.action for x in m], LC), "mode": _col([x.mode for x in m], LC),
-        "prefix": _col([x.prefix for x in m], pa.string()), "afi": _col([x.afi for x in m], pa.uint8()),
-        "split_from": _col([x.split_from for x in m], pa.string()),
-        "rate_bps": _col([x.rate_bps for x in m], f64), "samples": _col([x.samples for x in m], pa.uint64()),
-        "from_link_id": _col([x.from_.link_id for x in m], LC),
-        "from_peer_type": _col([x.from_.peer_type or "" for x in m], LC),
-        "from_util_after": _col([x.from_.util_projected_after for x in m], f64),
-        "to_link_id": _col([x.to.link_id for x in m], LC),
-        "to_peer_type": _col([x.to.peer_type or "" for x in m], LC),
-        "to_util_after": _col([x.to.util_projected_after for x in m], f64),
-        "reason": _col([x.reason for x in m], LC), "rank": _col([x.rank for x in m], pa.uint32()),
-        "detail": _col(detail, pa.string()),
-    })
+    detail = [
+        json.dumps(
+            {
+                "thresholds": x.thresholds,
+                "bgp_hint": x.bgp_hint,
+                "from": x.from_.model_dump(mode="json"),
+                "to": x.to.model_dump(mode="json"),
+            },
+            separators=(",", ":"),
+            default=str,
+        )
+        for x in m
+    ]
+    return pa.table(
+        {
+            "generated_at": _ts([x.generated_at for x in m]),
+            "valid_until": _ts([x.valid_until for x in m]),
+            "hold_until": _ts([x.hold_until for x in m]),
+            "id": _col([x.id for x in m], pa.string()),
+            "cycle_id": _col([x.cycle_id for x in m], pa.string()),
+            "pop": _col([x.pop for x in m], LC),
+            "action": _col([x.action for x in m], LC),
+            "mode": _col([x.mode for x in m], LC),
+            "prefix": _col([x.prefix for x in m], pa.string()),
+            "afi": _col([x.afi for x in m], pa.uint8()),
+            "split_from": _col([x.split_from for x in m], pa.string()),
+            "rate_bps": _col([x.rate_bps for x in m], f64),
+            "samples": _col([x.samples for x in m], pa.uint64()),
+            "from_link_id": _col([x.from_.link_id for x in m], LC),
+            "from_peer_type": _col([x.from_.peer_type or "" for x in m], LC),
+            "from_util_after": _col([x.from_.util_projected_after for x in m], f64),
+            "to_link_id": _col([x.to.link_id for x in m], LC),
+            "to_peer_type": _col([x.to.peer_type or "" for x in m], LC),
+            "to_util_after": _col([x.to.util_projected_after for x in m], f64),
+            "reason": _col([x.reason for x in m], LC),
+            "rank": _col([x.rank for x in m], pa.uint32()),
+            "detail": _col(detail, pa.string()),
+        }
+    )
 
 
 def _cycle_summaries(items: Sequence[Item]) -> pa.Table:
     m: list[CycleSummary] = [i.payload for i in items]
-    return pa.table({
-        "generated_at": _ts([x.generated_at for x in m]), "cycle_id": _col([x.cycle_id for x in m], pa.string()),
-        "pop": _col([x.pop for x in m], LC), "mode": _col([x.mode for x in m], LC),
-        "overloaded_links": _col([list(x.overloaded_links) for x in m], pa.list_(pa.string())),
-        "unresolved_bps": _col([list(x.unresolved_bps.items()) for x in m],
-                               pa.map_(pa.string(), pa.float64())),
-        "adds": _col([x.adds for x in m], pa.uint32()), "refreshes": _col([x.refreshes for x in m], pa.uint32()),
-        "withdraws": _col([x.withdraws for x in m], pa.uint32()),
-        "active_overrides": _col([x.active_overrides for x in m], pa.uint32()),
-        "detoured_bps": _col([x.detoured_bps for x in m], pa.float64()),
-        "stale_inputs": _col([list(x.stale_inputs) for x in m], pa.list_(pa.string())),
-        "fail_static": _col([x.fail_static for x in m], pa.bool_()),
-        "kill_switch": _col([x.kill_switch for x in m], pa.bool_()),
-    })
+    return pa.table(
+        {
+            "generated_at": _ts([x.generated_at for x in m]),
+            "cycle_id": _col([x.cycle_id for x in m], pa.string()),
+            "pop": _col([x.pop for x in m], LC),
+            "mode": _col([x.mode for x in m], LC),
+            "overloaded_links": _col([list(x.overloaded_links) for x in m], pa.list_(pa.string())),
+            "unresolved_bps": _col([list(x.unresolved_bps.items()) for x in m], pa.map_(pa.string(), pa.float64())),
+            "adds": _col([x.adds for x in m], pa.uint32()),
+            "refreshes": _col([x.refreshes for x in m], pa.uint32()),
+            "withdraws": _col([x.withdraws for x in m], pa.uint32()),
+            "active_overrides": _col([x.active_overrides for x in m], pa.uint32()),
+            "detoured_bps": _col([x.detoured_bps for x in m], pa.float64()),
+            "stale_inputs": _col([list(x.stale_inputs) for x in m], pa.list_(pa.string())),
+            "fail_static": _col([x.fail_static for x in m], pa.bool_()),
+            "kill_switch": _col([x.kill_switch for x in m], pa.bool_()),
+        }
+    )
 
 
 def _applied_overrides(items: Sequence[Item]) -> pa.Table:
-    cols: dict[str, list] = {k: [] for k in (
-        "pop", "prefix", "link_id", "next_hop", "routers", "local_pref", "communities",
-        "recommendation_id", "since", "confirmed_at", "published_at", "deleted", "version")}
+    cols: dict[str, list] = {
+        k: []
+        for k in (
+            "pop",
+            "prefix",
+            "link_id",
+            "next_hop",
+            "routers",
+            "local_pref",
+            "communities",
+            "recommendation_id",
+            "since",
+            "confirmed_at",
+            "published_at",
+            "deleted",
+            "version",
+        )
+    }
     for i in items:
         x = i.payload
         row: tuple[Any, ...]
         if isinstance(x, tuple):  # ("deleted", pop, prefix)
             row = (x[1], x[2], "", "", [], None, [], None, None, None, i.ts, True, i.offset)
         else:
-            row = (x.pop, x.prefix, x.link_id or "", x.next_hop, list(x.routers), x.local_pref,
-                   list(x.communities), x.recommendation_id, x.since, x.confirmed_at, i.ts,
-                   False, i.offset)
+            row = (
+                x.pop,
+                x.prefix,
+                x.link_id or "",
+                x.next_hop,
+                list(x.routers),
+                x.local_pref,
+                list(x.communities),
+                x.recommendation_id,
+                x.since,
+                x.confirmed_at,
+                i.ts,
+                False,
+                i.offset,
+            )
         for k, v in zip(cols, row):
             cols[k].append(v)
-    types = {"routers": pa.list_(pa.string()), "local_pref": pa.uint32(),
-             "communities": pa.list_(pa.string()), "deleted": pa.bool_(), "version": pa.uint64()}
-    out = {k: _ts(v) if k in ("since", "confirmed_at", "published_at") else _col(v, types.get(k, pa.string()))
-           for k, v in cols.items()}
+    types = {
+        "routers": pa.list_(pa.string()),
+        "local_pref": pa.uint32(),
+        "communities": pa.list_(pa.string()),
+        "deleted": pa.bool_(),
+        "version": pa.uint64(),
+    }
+    out = {
+        k: _ts(v) if k in ("since", "confirmed_at", "published_at") else _col(v, types.get(k, pa.string()))
+        for k, v in cols.items()
+    }
     return pa.table(out)
 
 
@@ -237,8 +339,7 @@ CONVERTERS: dict[str, tuple[Decoder, Builder]] = {
 }
 
 
-def decode(topic_id: str, offset: int, key: bytes | None, value: bytes | None,
-           ts: float | None = None) -> Item:
+def decode(topic_id: str, offset: int, key: bytes | None, value: bytes | None, ts: float | None = None) -> Item:
     """Decode one message (``ts``: its Kafka timestamp, unix seconds); raises
     :class:`WireError` for anything undecodable."""
     dec, _ = CONVERTERS[topic_id]

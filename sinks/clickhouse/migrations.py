@@ -39,14 +39,22 @@ class Step:
 
 def _exists(db: str, name: str) -> Callable[[ClickHouseClient], bool]:
     def needed(c: ClickHouseClient) -> bool:
-        return not c.rows("SELECT 1 FROM system.tables WHERE database = {db:String} "
-                          "AND name = {name:String}", {"db": db, "name": name})
+        return not c.rows(
+            "SELECT 1 FROM system.tables WHERE database = {db:String} AND name = {name:String}",
+            {"db": db, "name": name},
+        )
+
     return needed
 
 
 def _missing_columns(c: ClickHouseClient, db: str, table: schema.Table) -> list[schema.Column]:
-    have = {r[0] for r in c.rows("SELECT name FROM system.columns WHERE database = {db:String} "
-                                 "AND table = {t:String}", {"db": db, "t": table.name})}
+    have = {
+        r[0]
+        for r in c.rows(
+            "SELECT name FROM system.columns WHERE database = {db:String} AND table = {t:String}",
+            {"db": db, "t": table.name},
+        )
+    }
     return [col for col in table.columns if col.name not in have]
 
 
@@ -54,8 +62,10 @@ _TTL_DAYS = re.compile(r"\bTTL\b.*?toIntervalDay\((\d+)\)", re.S)
 
 
 def current_ttl_days(c: ClickHouseClient, db: str, table: str) -> int | None:
-    rows = c.rows("SELECT engine_full FROM system.tables WHERE database = {db:String} "
-                  "AND name = {t:String}", {"db": db, "t": table})
+    rows = c.rows(
+        "SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+        {"db": db, "t": table},
+    )
     if not rows:
         return None
     m = _TTL_DAYS.search(rows[0][0])
@@ -63,13 +73,23 @@ def current_ttl_days(c: ClickHouseClient, db: str, table: str) -> int | None:
 
 
 def steps(db: str, retention: Retention, dedup_window: int) -> list[Step]:
-    out = [Step("database", f"create database {db}",
-                lambda c: not c.rows("SELECT 1 FROM system.databases WHERE name = {db:String}",
-                                     {"db": db}),
-                lambda c: c.command(f"CREATE DATABASE IF NOT EXISTS {db}"))]
+    out = [
+        Step(
+            "database",
+            f"create database {db}",
+            lambda c: not c.rows("SELECT 1 FROM system.databases WHERE name = {db:String}", {"db": db}),
+            lambda c: c.command(f"CREATE DATABASE IF NOT EXISTS {db}"),
+        )
+    ]
     mt = schema.MIGRATIONS_TABLE
-    out.append(Step(f"table:{mt.name}", "history of applied steps", _exists(db, mt.name),
-                    lambda c: c.command(mt.create_sql(db, dedup_window))))
+    out.append(
+        Step(
+            f"table:{mt.name}",
+            "history of applied steps",
+            _exists(db, mt.name),
+            lambda c: c.command(mt.create_sql(db, dedup_window)),
+        )
+    )
     for t in schema.tables(retention):
         out += _table_steps(db, t, dedup_window)
     for v in schema.views():
@@ -78,30 +98,63 @@ def steps(db: str, retention: Retention, dedup_window: int) -> list[Step]:
 
 
 def _table_steps(db: str, t: schema.Table, dedup_window: int) -> list[Step]:
-    out = [Step(f"table:{t.name}", f"create {t.engine} {t.name}", _exists(db, t.name),
-                lambda c: c.command(t.create_sql(db, dedup_window)))]
+    out = [
+        Step(
+            f"table:{t.name}",
+            f"create {t.engine} {t.name}",
+            _exists(db, t.name),
+            lambda c: c.command(t.create_sql(db, dedup_window)),
+        )
+    ]
     # Minor wire versions add columns: add them to existing tables (never drop).
-    out.append(Step(f"columns:{t.name}", f"add missing columns to {t.name}",
-                    lambda c: bool(_missing_columns(c, db, t)),
-                    lambda c: [c.command(f"ALTER TABLE {db}.{t.name} ADD COLUMN IF NOT EXISTS "
-                                         f"{col.ddl()}") for col in _missing_columns(c, db, t)]))
+    out.append(
+        Step(
+            f"columns:{t.name}",
+            f"add missing columns to {t.name}",
+            lambda c: bool(_missing_columns(c, db, t)),
+            lambda c: [
+                c.command(f"ALTER TABLE {db}.{t.name} ADD COLUMN IF NOT EXISTS {col.ddl()}")
+                for col in _missing_columns(c, db, t)
+            ],
+        )
+    )
     if t.ttl_days is not None:
-        out.append(Step(f"ttl:{t.name}", f"TTL of {t.name} = {t.ttl_days} days",
-                        lambda c: current_ttl_days(c, db, t.name) != t.ttl_days,
-                        lambda c: c.command(f"ALTER TABLE {db}.{t.name} MODIFY TTL {t.ttl_expr()}")))
-    out.append(Step(f"dedup:{t.name}", f"dedup window of {t.name} = {dedup_window} blocks",
-                    lambda c: _dedup_window(c, db, t.name) != dedup_window,
-                    lambda c: c.command(f"ALTER TABLE {db}.{t.name} MODIFY SETTING "
-                                        f"non_replicated_deduplication_window = {dedup_window}")))
+        out.append(
+            Step(
+                f"ttl:{t.name}",
+                f"TTL of {t.name} = {t.ttl_days} days",
+                lambda c: current_ttl_days(c, db, t.name) != t.ttl_days,
+                lambda c: c.command(f"ALTER TABLE {db}.{t.name} MODIFY TTL {t.ttl_expr()}"),
+            )
+        )
+    out.append(
+        Step(
+            f"dedup:{t.name}",
+            f"dedup window of {t.name} = {dedup_window} blocks",
+            lambda c: _dedup_window(c, db, t.name) != dedup_window,
+            lambda c: c.command(
+                f"ALTER TABLE {db}.{t.name} MODIFY SETTING non_replicated_deduplication_window = {dedup_window}"
+            ),
+        )
+    )
     return out
 
 
 def _view_steps(db: str, v: schema.View) -> list[Step]:
-    return [Step(f"view-source:{v.name}", f"recreate {v.name} if it reads another table than {v.source}",
-                 lambda c: _view_source(c, db, v.name) not in (None, v.source),
-                 lambda c: c.command(f"DROP VIEW IF EXISTS {db}.{v.name}")),
-            Step(f"view:{v.name}", f"materialized view {v.name} -> {v.target}",
-                 _exists(db, v.name), lambda c: c.command(v.create_sql(db)))]
+    return [
+        Step(
+            f"view-source:{v.name}",
+            f"recreate {v.name} if it reads another table than {v.source}",
+            lambda c: _view_source(c, db, v.name) not in (None, v.source),
+            lambda c: c.command(f"DROP VIEW IF EXISTS {db}.{v.name}"),
+        ),
+        Step(
+            f"view:{v.name}",
+            f"materialized view {v.name} -> {v.target}",
+            _exists(db, v.name),
+            lambda c: c.command(v.create_sql(db)),
+        ),
+    ]
 
 
 def _view_source(c: ClickHouseClient, db: str, view: str) -> str | None:
@@ -109,8 +162,10 @@ def _view_source(c: ClickHouseClient, db: str, view: str) -> str | None:
     every rollup read flows_raw; from 2 they cascade, and the old ones are recreated (an
     insert landing between the drop and the create would miss that rollup: migrate before
     the sinks start, as ``sink clickhouse run`` does)."""
-    rows = c.rows("SELECT create_table_query FROM system.tables WHERE database = {db:String} "
-                  "AND name = {t:String}", {"db": db, "t": view})
+    rows = c.rows(
+        "SELECT create_table_query FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+        {"db": db, "t": view},
+    )
     if not rows:
         return None
     m = re.search(r"\bFROM\s+`?" + re.escape(db) + r"`?\.`?(\w+)`?", rows[0][0])
@@ -118,8 +173,10 @@ def _view_source(c: ClickHouseClient, db: str, view: str) -> str | None:
 
 
 def _dedup_window(c: ClickHouseClient, db: str, table: str) -> int | None:
-    rows = c.rows("SELECT engine_full FROM system.tables WHERE database = {db:String} "
-                  "AND name = {t:String}", {"db": db, "t": table})
+    rows = c.rows(
+        "SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+        {"db": db, "t": table},
+    )
     m = re.search(r"non_replicated_deduplication_window = (\d+)", rows[0][0]) if rows else None
     return int(m.group(1)) if m else None
 
@@ -134,8 +191,9 @@ class MigrationReport:
         return bool(self.applied)
 
 
-def migrate(client: ClickHouseClient, db: str, retention: Retention, dedup_window: int,
-            dry_run: bool = False) -> MigrationReport:
+def migrate(
+    client: ClickHouseClient, db: str, retention: Retention, dedup_window: int, dry_run: bool = False
+) -> MigrationReport:
     """Apply every needed step in order; with ``dry_run`` only report which are needed."""
     applied: list[str] = []
     skipped: list[str] = []
@@ -149,8 +207,10 @@ def migrate(client: ClickHouseClient, db: str, retention: Retention, dedup_windo
         step.apply(client)
         applied.append(step.id)
         if step.id != "database":
-            client.command(f"INSERT INTO {db}.{schema.MIGRATIONS_TABLE.name} VALUES "
-                           f"('{step.id}', 'v{SCHEMA_VERSION}: {_quote(step.description)}', now())")
+            client.command(
+                f"INSERT INTO {db}.{schema.MIGRATIONS_TABLE.name} VALUES "
+                f"('{step.id}', 'v{SCHEMA_VERSION}: {_quote(step.description)}', now())"
+            )
     return MigrationReport(tuple(applied), tuple(skipped))
 
 

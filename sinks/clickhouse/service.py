@@ -25,8 +25,7 @@ log = get_logger("netpilot.sink.clickhouse")
 class ClickHouseSinkService:
     name = "sink-clickhouse"
 
-    def __init__(self, settings: ClickHouseSinkSettings,
-                 registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, settings: ClickHouseSinkSettings, registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
         self.registry = registry if registry is not None else CollectorRegistry()
         self._stop = threading.Event()
@@ -53,11 +52,21 @@ class ClickHouseSinkService:
         self._producer = KafkaProducer(s.kafka)
         sink_ref: list[ClickHouseSink] = []
         self._consumer = BatchConsumer(
-            s.kafka, s.group_id, list(topic_ids),
-            on_revoke=lambda _c, parts: sink_ref[0].on_revoke(parts) if sink_ref else None)
-        sink = ClickHouseSink(s, self._consumer, self._client, self._producer, metrics, topic_ids,
-                              {i: f"{s.database}.{tables[i].name}" for i in ids},
-                              should_stop=self._stop.is_set)
+            s.kafka,
+            s.group_id,
+            list(topic_ids),
+            on_revoke=lambda _c, parts: sink_ref[0].on_revoke(parts) if sink_ref else None,
+        )
+        sink = ClickHouseSink(
+            s,
+            self._consumer,
+            self._client,
+            self._producer,
+            metrics,
+            topic_ids,
+            {i: f"{s.database}.{tables[i].name}" for i in ids},
+            should_stop=self._stop.is_set,
+        )
         sink_ref.append(sink)
         if s.metrics.enabled:
             ms = MetricsServer(self.registry, s.metrics.listen, self.health).start()

@@ -37,14 +37,13 @@ class ClickHouseSinkSettings(ComponentSettings):
         tuple(t.id for t in catalog.topics_consumed_by(catalog.Component.SINK_CLICKHOUSE)),
         description="catalog ids of the topics to consume",
     )
-    group_id: str = Field(catalog.consumer_group(catalog.Component.SINK_CLICKHOUSE),
-                          description="Kafka consumer group")
+    group_id: str = Field(catalog.consumer_group(catalog.Component.SINK_CLICKHOUSE), description="Kafka consumer group")
     batch_max_rows: int = Field(100_000, ge=1, description="flush a partition's batch at this many rows")
     batch_max_seconds: float = Field(1.0, gt=0, description="... or when its first message is this old")
     poll_max_messages: int = Field(500, ge=1)
     backoff_initial_s: float = Field(0.5, gt=0, description="first wait after a failed insert")
     backoff_max_s: float = Field(15.0, gt=0, description="longest wait between insert retries")
-    dedup_window: int = Field(1000, ge=100,
-                              description="non_replicated_deduplication_window of every table")
+    dedup_window: int = Field(1000, ge=100, description="non_replicated_deduplication_window of every table")
     query_listen: str | None = Field(
-        None, description="host:port of the read-only /query endpoint (embedded mode readers)")
+        None, description="host:port of the read-only /query endpoint (embedded mode readers)"
+    )

@@ -61,7 +61,7 @@ def parse_intent(metadata: str | None) -> tuple[int, int] | None:
     if not metadata or not metadata.startswith(INTENT):
         return None
     try:
-        start, end = metadata[len(INTENT):].split("-")
+        start, end = metadata[len(INTENT) :].split("-")
         return int(start), int(end)
     except ValueError:
         return None
@@ -110,10 +110,17 @@ class PartitionLost(Exception):
 
 
 class ClickHouseSink:
-    def __init__(self, settings: ClickHouseSinkSettings, consumer: BatchConsumer,
-                 client: ClickHouseClient, producer: KafkaProducer, metrics: SinkMetrics,
-                 topic_ids: dict[str, str], tables: dict[str, str],
-                 should_stop: Callable[[], bool] = lambda: False) -> None:
+    def __init__(
+        self,
+        settings: ClickHouseSinkSettings,
+        consumer: BatchConsumer,
+        client: ClickHouseClient,
+        producer: KafkaProducer,
+        metrics: SinkMetrics,
+        topic_ids: dict[str, str],
+        tables: dict[str, str],
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
         self._s = settings
         self._consumer = consumer
         self._client = client
@@ -162,8 +169,9 @@ class ClickHouseSink:
                 intent = None
             self._intents[key] = intent
             if intent:
-                log.info("replaying batch from intent", topic=topic, partition=partition,
-                         start=intent[0], end=intent[1])
+                log.info(
+                    "replaying batch from intent", topic=topic, partition=partition, start=intent[0], end=intent[1]
+                )
         return self._intents[key]
 
     def _committed(self, topic: str, partition: int) -> TopicPartition:
@@ -178,8 +186,14 @@ class ClickHouseSink:
                     if not is_retriable(exc):
                         raise
                     self._m.errors.labels("commit").inc()
-                    self._rl.warning("committed", "reading the committed offset failed; retrying", topic=topic,
-                                     partition=partition, retry_in_s=round(delay, 2), error=str(exc)[:300])
+                    self._rl.warning(
+                        "committed",
+                        "reading the committed offset failed; retrying",
+                        topic=topic,
+                        partition=partition,
+                        retry_in_s=round(delay, 2),
+                        error=str(exc)[:300],
+                    )
                 if not paused:
                     self._consumer.pause()
                     paused = True
@@ -238,8 +252,14 @@ class ClickHouseSink:
         except PartitionLost as exc:
             self._batches.pop(key, None)
             self._intents.pop(key, None)
-            log.warning("batch dropped: its partition moved to another consumer, which replays it",
-                        topic=b.topic, partition=b.partition, start=b.start, end=b.end, error=str(exc))
+            log.warning(
+                "batch dropped: its partition moved to another consumer, which replays it",
+                topic=b.topic,
+                partition=b.partition,
+                start=b.start,
+                end=b.end,
+                error=str(exc),
+            )
             return False
 
     def _flush_batch(self, key: tuple[str, int], b: Batch) -> None:
@@ -255,14 +275,22 @@ class ClickHouseSink:
                 self._insert_with_retry(table, convert.to_arrow(b.topic_id, b.items), token)
             except REJECTED_ERRORS as exc:
                 self._m.errors.labels("rejected").inc()
-                self._rl.warning("rejected", "batch rejected; retrying message by message",
-                                 table=table, error=str(exc)[:300])
+                self._rl.warning(
+                    "rejected", "batch rejected; retrying message by message", table=table, error=str(exc)[:300]
+                )
                 self._insert_one_by_one(table, b)
             self._m.rows.labels(table).inc(b.rows)
             self._m.batches.labels(table).inc()
         self._producer.flush()  # dead letters of this batch are durable before we move on
-        log.debug("batch inserted", topic=b.topic, partition=b.partition, start=start, end=end, rows=b.rows,
-                  replay=b.end_hint is not None)
+        log.debug(
+            "batch inserted",
+            topic=b.topic,
+            partition=b.partition,
+            start=start,
+            end=end,
+            rows=b.rows,
+            replay=b.end_hint is not None,
+        )
         self._commit(b, end + 1, "")
         self._batches.pop(key, None)
 
@@ -289,8 +317,13 @@ class ClickHouseSink:
                 except ClickHouseUnavailable as exc:
                     self._m.errors.labels("unavailable").inc()
                     self._m.clickhouse_up.set(0)
-                    self._rl.warning("unavailable", "ClickHouse unavailable; pausing consumption",
-                                     table=table, retry_in_s=round(delay, 2), error=str(exc)[:300])
+                    self._rl.warning(
+                        "unavailable",
+                        "ClickHouse unavailable; pausing consumption",
+                        table=table,
+                        retry_in_s=round(delay, 2),
+                        error=str(exc)[:300],
+                    )
                     if not paused:
                         self._consumer.pause()
                         paused = True
@@ -351,8 +384,14 @@ class ClickHouseSink:
                     self._m.errors.labels("commit").inc()
                     if not is_retriable(exc):
                         raise
-                    self._rl.warning("commit", "offset commit failed; retrying", topic=topic,
-                                     partition=partition, retry_in_s=round(delay, 2), error=str(exc)[:300])
+                    self._rl.warning(
+                        "commit",
+                        "offset commit failed; retrying",
+                        topic=topic,
+                        partition=partition,
+                        retry_in_s=round(delay, 2),
+                        error=str(exc)[:300],
+                    )
                 if not paused:
                     self._consumer.pause()
                     paused = True
@@ -366,9 +405,15 @@ class ClickHouseSink:
         self._dlq.send(msg, exc, reason)
         self._m.errors.labels(reason).inc()
         self._m.dead_letters.labels(reason).inc()
-        self._rl.warning(f"dlq-{reason}", "message sent to dead letters", topic=msg.topic(),
-                         partition=msg.partition(), offset=msg.offset(), reason=reason,
-                         error=str(exc)[:300])
+        self._rl.warning(
+            f"dlq-{reason}",
+            "message sent to dead letters",
+            topic=msg.topic(),
+            partition=msg.partition(),
+            offset=msg.offset(),
+            reason=reason,
+            error=str(exc)[:300],
+        )
 
     def _update_lag(self) -> None:
         def open_batch_start(topic: str, partition: int) -> int | None:

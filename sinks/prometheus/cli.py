@@ -30,7 +30,12 @@ def _start(settings: PrometheusSinkSettings) -> int:
     return run_services([PrometheusSinkService(settings)])
 
 
-add_run_command(app, _settings_class, _start,
-                doc="Consume link utilisation, inventory and autopilot topics; serve them on /metrics.",
-                config_help=CONFIG_HELP, check_help="validate the configuration and exit",
-                dump_help="print the effective configuration")
+add_run_command(
+    app,
+    _settings_class,
+    _start,
+    doc="Consume link utilisation, inventory and autopilot topics; serve them on /metrics.",
+    config_help=CONFIG_HELP,
+    check_help="validate the configuration and exit",
+    dump_help="print the effective configuration",
+)

@@ -33,15 +33,19 @@ from sinks.prometheus.settings import PrometheusSinkSettings
 from sinks.prometheus.state import ExporterState
 
 log = get_logger("netpilot.sink.prometheus")
-TOPICS = (catalog.LINK_UTILISATION, catalog.LINK_INVENTORY, catalog.RECOMMENDATIONS,
-          catalog.CYCLE_SUMMARIES, catalog.APPLIED_OVERRIDES)
+TOPICS = (
+    catalog.LINK_UTILISATION,
+    catalog.LINK_INVENTORY,
+    catalog.RECOMMENDATIONS,
+    catalog.CYCLE_SUMMARIES,
+    catalog.APPLIED_OVERRIDES,
+)
 
 
 class PrometheusSinkService:
     name = "sink-prometheus"
 
-    def __init__(self, settings: PrometheusSinkSettings,
-                 registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, settings: PrometheusSinkSettings, registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
         self.registry = registry if registry is not None else CollectorRegistry()
         self.state = ExporterState()
@@ -108,8 +112,9 @@ class PrometheusSinkService:
             self._dlq.send(msg, exc, reason)
             self._metrics.errors.labels(reason).inc()
             self._metrics.dead_letters.labels(reason).inc()
-            self._rl.warning(reason, "message sent to dead letters", topic=msg.topic(),
-                             offset=msg.offset(), error=str(exc)[:300])
+            self._rl.warning(
+                reason, "message sent to dead letters", topic=msg.topic(), offset=msg.offset(), error=str(exc)[:300]
+            )
             return
         self._metrics.messages.labels(topic_id).inc()
 

@@ -101,19 +101,29 @@ class ExporterState:
                     u = None  # stale rates are worse than none on a dashboard
                 if inv is None and u is None:
                     continue
-                out.append(LinkView(
-                    pop=key[0], link_id=key[1], peer_type=inv.peer_type if inv else "",
-                    capacity_bps=inv.capacity_bps if inv else (u.capacity_bps if u else None),
-                    utilisation=u.utilisation if u else None, counter_bps=u.counter_bps if u else None,
-                    flow_bps=u.flow_bps if u else None, coverage=u.coverage if u else None,
-                    updated=seen if u else None))
+                out.append(
+                    LinkView(
+                        pop=key[0],
+                        link_id=key[1],
+                        peer_type=inv.peer_type if inv else "",
+                        capacity_bps=inv.capacity_bps if inv else (u.capacity_bps if u else None),
+                        utilisation=u.utilisation if u else None,
+                        counter_bps=u.counter_bps if u else None,
+                        flow_bps=u.flow_bps if u else None,
+                        coverage=u.coverage if u else None,
+                        updated=seen if u else None,
+                    )
+                )
             return out
 
     def projections(self) -> list[tuple[str, str, float, bool]]:
         """(pop, link_id, projection error, misprojected) from each PoP's last cycle summary."""
         with self._lock:
-            return [(pop, link, err, link in c.misprojected_links)
-                    for pop, c in sorted(self.cycles.items()) for link, err in sorted(c.projection_error.items())]
+            return [
+                (pop, link, err, link in c.misprojected_links)
+                for pop, c in sorted(self.cycles.items())
+                for link, err in sorted(c.projection_error.items())
+            ]
 
     def pops(self, now: float) -> list[PopView]:
         with self._lock:
@@ -126,13 +136,20 @@ class ExporterState:
             for (pop, _prefix), a in self.applied.items():
                 applied[pop] = applied.get(pop, 0) + 1
                 confirmed[pop] = max(confirmed.get(pop, a.confirmed_at), a.confirmed_at)
-            names = sorted(set(self.cycles) | set(active) | set(applied)
-                           | {k[0] for k in self.inventory})
+            names = sorted(set(self.cycles) | set(active) | set(applied) | {k[0] for k in self.inventory})
             out = []
             for pop in names:
                 c = self.cycles.get(pop)
-                out.append(PopView(pop, c.active_overrides if c else None,
-                                   c.detoured_bps if c else None, c.fail_static if c else None,
-                                   c.generated_at if c else None, active.get(pop, 0),
-                                   applied.get(pop, 0), confirmed.get(pop)))
+                out.append(
+                    PopView(
+                        pop,
+                        c.active_overrides if c else None,
+                        c.detoured_bps if c else None,
+                        c.fail_static if c else None,
+                        c.generated_at if c else None,
+                        active.get(pop, 0),
+                        applied.get(pop, 0),
+                        confirmed.get(pop),
+                    )
+                )
             return out

@@ -44,9 +44,16 @@ class IdleSpec:
 class Pipeline:
     """What the agents share: the stores, metrics and the publishing steps."""
 
-    def __init__(self, sa: StreamsApp, windows: WindowStore, tracker: UtilisationTracker,
-                 metrics: StreamsMetrics, clock: Callable[[], float] = time.time,
-                 idle: IdleSpec = IdleSpec(), monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        sa: StreamsApp,
+        windows: WindowStore,
+        tracker: UtilisationTracker,
+        metrics: StreamsMetrics,
+        clock: Callable[[], float] = time.time,
+        idle: IdleSpec = IdleSpec(),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.sa, self.windows, self.tracker, self.metrics, self.clock = sa, windows, tracker, metrics, clock
         self.idle, self.monotonic = idle, monotonic
         self.rlog = RateLimitedLog(log)
@@ -84,8 +91,9 @@ class Pipeline:
             if pop not in self.idle_pops:
                 self.idle_pops.add(pop)
                 self.metrics.idle_pops.set(len(self.idle_pops))
-                log.warning("pop idle: no flows, closing its windows on the wall clock", pop=pop,
-                            idle_after_s=self.idle.after_s)
+                log.warning(
+                    "pop idle: no flows, closing its windows on the wall clock", pop=pop, idle_after_s=self.idle.after_s
+                )
             self.metrics.idle_advances.labels(pop).inc()
             # zero-flow entries first: closing the windows that did get flows then overwrites
             # theirs with the bytes (registered afterwards, they would be published twice)
@@ -97,14 +105,27 @@ class Pipeline:
     async def dead_letter(self, event: Any, exc: BaseException) -> None:
         msg = event.message
         reason = reason_for(exc)
-        dl = DeadLetter(source_topic=msg.topic, source_partition=msg.partition, source_offset=msg.offset,
-                        reason=reason, error=f"{type(exc).__name__}: {exc}", component=COMPONENT,
-                        value=msg.value, original_headers=tuple(
-                            (k, v or b"") for k, v in (msg.headers or [])))
+        dl = DeadLetter(
+            source_topic=msg.topic,
+            source_partition=msg.partition,
+            source_offset=msg.offset,
+            reason=reason,
+            error=f"{type(exc).__name__}: {exc}",
+            component=COMPONENT,
+            value=msg.value,
+            original_headers=tuple((k, v or b"") for k, v in (msg.headers or [])),
+        )
         await self.sa.dead_letters.send(key=dl.key().encode(), value=dl.value, headers=dl.headers())
         self.metrics.dead_letters.labels(msg.topic, reason).inc()
-        self.rlog.warning(f"dlq:{msg.topic}:{reason}", "message sent to dead letters", topic=msg.topic,
-                          partition=msg.partition, offset=msg.offset, reason=reason, error=str(exc))
+        self.rlog.warning(
+            f"dlq:{msg.topic}:{reason}",
+            "message sent to dead letters",
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            reason=reason,
+            error=str(exc),
+        )
 
     def count(self, outcome: AddOutcome) -> None:
         b = outcome.batch
@@ -112,8 +133,9 @@ class Pipeline:
         for reason, frame in (("too-late", b.too_late), ("future", b.future)):
             for pop, size, n, _bytes in frame.iter_rows():
                 self.metrics.flows_dropped.labels(pop, reason, str(size)).inc(n)
-                self.rlog.warning(f"{reason}:{pop}", "flows dropped", pop=pop, reason=reason,
-                                  window_s=size, flows=n, bytes=_bytes)
+                self.rlog.warning(
+                    f"{reason}:{pop}", "flows dropped", pop=pop, reason=reason, window_s=size, flows=n, bytes=_bytes
+                )
         for pop, n in b.flows_in.items():
             self.metrics.flows.labels(pop).inc(n)
 
@@ -139,8 +161,7 @@ class Pipeline:
         ready = self.tracker.ready(pop, wm)
         self.metrics.utilisation_dropped.inc(self.tracker.unknown_link_windows - dropped)
         for util in ready:
-            await self.sa.utilisation.send(key=pop.encode(), value=util.encode(),
-                                           headers=LinkUtilisation.headers())
+            await self.sa.utilisation.send(key=pop.encode(), value=util.encode(), headers=LinkUtilisation.headers())
             self.metrics.utilisation_messages.inc()
 
 
@@ -153,8 +174,7 @@ def register(sa: StreamsApp, pipe: Pipeline) -> None:
             msg = event.message
             try:
                 table = wire_flows.decode_flows(event.value or b"")
-                outcome = pipe.windows.add(table, f"{msg.partition}.{msg.offset}",
-                                           now_ms=int(pipe.clock() * 1000))
+                outcome = pipe.windows.add(table, f"{msg.partition}.{msg.offset}", now_ms=int(pipe.clock() * 1000))
                 pipe.count(outcome)
                 pipe.saw_flows(outcome.seen)
                 if outcome.pops:

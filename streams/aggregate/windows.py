@@ -56,8 +56,7 @@ PARTIAL_SCHEMA = pl.Schema(
         "samples": pl.UInt64,
     }
 )
-DROP_SCHEMA = pl.Schema({"pop": pl.String, "window_s": pl.UInt32, "flows": pl.UInt64,
-                         "bytes": pl.UInt64})
+DROP_SCHEMA = pl.Schema({"pop": pl.String, "window_s": pl.UInt32, "flows": pl.UInt64, "bytes": pl.UInt64})
 PARTIAL_COLUMNS = tuple(PARTIAL_SCHEMA.keys())
 DROP_COLUMNS = tuple(DROP_SCHEMA.keys())
 
@@ -108,27 +107,44 @@ def watermark(max_event_ms: int | None, spec: WindowSpec) -> int:
 
 
 def _watermark_frame(watermarks: Mapping[str, int]) -> pl.DataFrame:
-    return pl.DataFrame({"pop": list(watermarks), "wm": list(watermarks.values())},
-                        schema={"pop": pl.String, "wm": pl.Int64})
+    return pl.DataFrame(
+        {"pop": list(watermarks), "wm": list(watermarks.values())}, schema={"pop": pl.String, "wm": pl.Int64}
+    )
 
 
 def _drops(frame: pl.DataFrame) -> pl.DataFrame:
-    return (frame.group_by("pop", "window_s")
-            .agg(flows=pl.len().cast(pl.UInt64), bytes=pl.col("bytes_scaled").sum().cast(pl.UInt64))
-            .select(DROP_COLUMNS).cast(dict(DROP_SCHEMA)))  # type: ignore[arg-type]
+    return (
+        frame.group_by("pop", "window_s")
+        .agg(flows=pl.len().cast(pl.UInt64), bytes=pl.col("bytes_scaled").sum().cast(pl.UInt64))
+        .select(DROP_COLUMNS)
+        .cast(dict(DROP_SCHEMA))  # type: ignore[arg-type]
+    )
 
 
-def aggregate_batch(flows: pa.Table, spec: WindowSpec, watermarks: Mapping[str, int],
-                    now_ms: int | None = None) -> BatchResult:
+def aggregate_batch(
+    flows: pa.Table, spec: WindowSpec, watermarks: Mapping[str, int], now_ms: int | None = None
+) -> BatchResult:
     """Aggregate one flows/1 batch into per-window partials.
 
     ``watermarks`` are the PoPs' watermarks *before* this batch (see :func:`watermark`):
     a flow is too late for a window size when that window's end is at or below its PoP's
     watermark. ``now_ms`` (the caller's clock) enables the future-timestamp guard.
     """
-    frame = pl.from_arrow(flows.select(["pop", "link_id", spec.event_time, "dst_prefix",
-                                        "dst_prefix_len", "dst_as", "bytes_scaled",
-                                        "packets_scaled", "packets"]))
+    frame = pl.from_arrow(
+        flows.select(
+            [
+                "pop",
+                "link_id",
+                spec.event_time,
+                "dst_prefix",
+                "dst_prefix_len",
+                "dst_as",
+                "bytes_scaled",
+                "packets_scaled",
+                "packets",
+            ]
+        )
+    )
     assert isinstance(frame, pl.DataFrame)
     frame = frame.with_columns(
         # Categorical keeps the group-by on integers; strings are made after aggregation.
@@ -151,8 +167,7 @@ def aggregate_batch(flows: pa.Table, spec: WindowSpec, watermarks: Mapping[str, 
     late_parts = []
     for size in spec.sizes_s:
         size_ms = size * 1000
-        sized = frame.with_columns(window_start=(pl.col("t") // size_ms) * size_ms,
-                                   window_s=pl.lit(size, pl.UInt32))
+        sized = frame.with_columns(window_start=(pl.col("t") // size_ms) * size_ms, window_s=pl.lit(size, pl.UInt32))
         late = pl.col("window_start") + size_ms <= pl.col("wm")
         late_parts.append(sized.filter(late))
         per_size.append(sized.filter(~late))
@@ -170,8 +185,13 @@ def aggregate_batch(flows: pa.Table, spec: WindowSpec, watermarks: Mapping[str, 
         .select(PARTIAL_COLUMNS)
         .cast(dict(PARTIAL_SCHEMA))  # type: ignore[arg-type]
     )
-    return BatchResult(partials=partials, max_event_ms={k: int(v) for k, v in max_event.items()},
-                       too_late=_drops(pl.concat(late_parts)), future=future, flows_in=flows_in)
+    return BatchResult(
+        partials=partials,
+        max_event_ms={k: int(v) for k, v in max_event.items()},
+        too_late=_drops(pl.concat(late_parts)),
+        future=future,
+        flows_in=flows_in,
+    )
 
 
 def merge_partials(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
@@ -181,9 +201,7 @@ def merge_partials(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
         return pl.DataFrame(schema=PARTIAL_SCHEMA)
     if len(nonempty) == 1:
         return nonempty[0]
-    return (pl.concat(nonempty).group_by(GROUP_KEYS)
-            .agg(*(pl.col(c).sum() for c in SUM_COLUMNS))
-            .select(PARTIAL_COLUMNS))
+    return pl.concat(nonempty).group_by(GROUP_KEYS).agg(*(pl.col(c).sum() for c in SUM_COLUMNS)).select(PARTIAL_COLUMNS)
 
 
 def window_end_ms(window_start_ms: int, window_s: int) -> int:
@@ -210,7 +228,8 @@ def boundary_crossed(old_wm: int, new_wm: int, spec: WindowSpec) -> bool:
 def split_closed(partials: pl.DataFrame, watermarks: Mapping[str, int]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(closed, still open) rows of a partial frame, per PoP watermark."""
     wm = partials.join(_watermark_frame(watermarks), on="pop", how="left").with_columns(
-        pl.col("wm").fill_null(NO_WATERMARK))
+        pl.col("wm").fill_null(NO_WATERMARK)
+    )
     closed = pl.col("window_start") + pl.col("window_s").cast(pl.Int64) * 1000 <= pl.col("wm")
     return wm.filter(closed).drop("wm"), wm.filter(~closed).drop("wm")
 
@@ -236,11 +255,15 @@ def from_aggregates_table(table: pa.Table) -> pl.DataFrame:
     """A flow-aggregates/1 table (e.g. a stored partial) back as a partial frame."""
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
-    return frame.with_columns(
-        pl.col("window_start").dt.epoch("ms"),
-        pl.col("pop").cast(pl.String),
-        pl.col("link_id").cast(pl.String),
-    ).select(PARTIAL_COLUMNS).cast(dict(PARTIAL_SCHEMA))  # type: ignore[arg-type]
+    return (
+        frame.with_columns(
+            pl.col("window_start").dt.epoch("ms"),
+            pl.col("pop").cast(pl.String),
+            pl.col("link_id").cast(pl.String),
+        )
+        .select(PARTIAL_COLUMNS)
+        .cast(dict(PARTIAL_SCHEMA))  # type: ignore[arg-type]
+    )
 
 
 def encode_partial(partials: pl.DataFrame) -> bytes:

@@ -53,9 +53,16 @@ class Exclusions:
     """Keys of displaced overrides (ranked first: re-place them before anything else)."""
 
 
-def candidates_on(link: int, pl: Placement, best_exact: np.ndarray, ok_v4: np.ndarray,
-                  ok_v6: np.ndarray, needs_split: Callable[[int], bool],
-                  split: Callable[[int], list[Unit]], ex: Exclusions) -> Candidates:
+def candidates_on(
+    link: int,
+    pl: Placement,
+    best_exact: np.ndarray,
+    ok_v4: np.ndarray,
+    ok_v6: np.ndarray,
+    needs_split: Callable[[int], bool],
+    split: Callable[[int], list[Unit]],
+    ex: Exclusions,
+) -> Candidates:
     snap = pl.snapshot
     index = snap.prefix_index
     routes = pl.routes_on(link)
@@ -65,8 +72,7 @@ def candidates_on(link: int, pl: Placement, best_exact: np.ndarray, ok_v4: np.nd
     blocked = [index[k] for k in (*ex.taken, *ex.cooling) if k in index]
     keep = ~np.isin(routes, blocked)
     if ex.deny:
-        keep &= np.array([not any(px.contains(d, snap.prefixes[r]) for d in ex.deny)
-                          for r in routes.tolist()], bool)
+        keep &= np.array([not any(px.contains(d, snap.prefixes[r]) for d in ex.deny) for r in routes.tolist()], bool)
     routes = routes[keep]
     special = np.array([needs_split(r) for r in routes.tolist()], bool)
     row = best_exact[routes]
@@ -78,9 +84,13 @@ def candidates_on(link: int, pl: Placement, best_exact: np.ndarray, ok_v4: np.nd
         "sticky": np.where(np.isin(fast, sticky_idx), 0, 1),
         "afi": np.where(snap.prefix_v4[fast], 0, 1),
         "alt_len": -snap.prefix_len[fast].astype(np.int64),
-        "lp": -t.local_pref[fast_row], "path": t.path_len[fast_row].astype(np.int64),
-        "origin": t.origin[fast_row].astype(np.int64), "med": t.med[fast_row],
-        "rate": pl.rate[fast], "hi": snap.prefix_hi[fast], "lo": snap.prefix_lo[fast],
+        "lp": -t.local_pref[fast_row],
+        "path": t.path_len[fast_row].astype(np.int64),
+        "origin": t.origin[fast_row].astype(np.int64),
+        "med": t.med[fast_row],
+        "rate": pl.rate[fast],
+        "hi": snap.prefix_hi[fast],
+        "lo": snap.prefix_lo[fast],
         "len": snap.prefix_len[fast].astype(np.int64),
     }
     units: list[Unit | None] = [None] * len(fast)
@@ -90,18 +100,18 @@ def candidates_on(link: int, pl: Placement, best_exact: np.ndarray, ok_v4: np.nd
         alts = pl.alternates(r)
         if not alts:
             continue
-        for unit in (split(r) if needs_split(r) else [None]):
+        for unit in split(r) if needs_split(r) else [None]:
             key = unit.key if unit is not None else snap.prefixes[r]
-            if unit is not None and (unit.rate <= 0 or key in ex.taken or key in ex.cooling
-                                     or any(px.contains(d, key) for d in ex.deny)):
+            if unit is not None and (
+                unit.rate <= 0 or key in ex.taken or key in ex.cooling or any(px.contains(d, key) for d in ex.deny)
+            ):
                 continue
             ok = ok_v4 if px.is_v4(key) else ok_v6
             best = next((a for a in alts if ok[a.link]), None)
             if best is None:
                 continue
             slow_routes.append((r, best, key))
-            slow_units.append(unit if unit is not None else
-                              Unit(key, r, float(pl.rate[r]), int(pl.samples[r])))
+            slow_units.append(unit if unit is not None else Unit(key, r, float(pl.rate[r]), int(pl.samples[r])))
     if slow_routes:
         sr = np.array([x[0] for x in slow_routes], np.int64)
         srow = np.array([x[1].row for x in slow_routes], np.int64)
@@ -110,8 +120,10 @@ def candidates_on(link: int, pl: Placement, best_exact: np.ndarray, ok_v4: np.nd
             "sticky": np.array([0 if k in ex.sticky else 1 for k in keys]),
             "afi": np.array([0 if px.is_v4(k) else 1 for k in keys]),
             "alt_len": -np.array([x[1].route_len for x in slow_routes], np.int64),
-            "lp": -t.local_pref[srow], "path": t.path_len[srow].astype(np.int64),
-            "origin": t.origin[srow].astype(np.int64), "med": t.med[srow],
+            "lp": -t.local_pref[srow],
+            "path": t.path_len[srow].astype(np.int64),
+            "origin": t.origin[srow].astype(np.int64),
+            "med": t.med[srow],
             "rate": np.array([u.rate for u in slow_units], np.float64),
             "hi": np.array([k[0] >> 64 for k in keys], np.uint64),
             "lo": np.array([k[0] & ((1 << 64) - 1) for k in keys], np.uint64),
@@ -121,13 +133,27 @@ def candidates_on(link: int, pl: Placement, best_exact: np.ndarray, ok_v4: np.nd
         fast = np.concatenate([fast, sr])
         units += slow_units
     # np.lexsort: the last key is the primary one.
-    order = np.lexsort((cols["len"], cols["lo"], cols["hi"], -cols["rate"], cols["med"],
-                        cols["origin"], cols["path"], cols["lp"], cols["alt_len"], cols["afi"],
-                        cols["sticky"]))
-    klass = np.stack([cols[n][order] for n in ("sticky", "afi", "alt_len", "lp", "path", "origin",
-                                               "med")]).astype(np.int64)
+    order = np.lexsort(
+        (
+            cols["len"],
+            cols["lo"],
+            cols["hi"],
+            -cols["rate"],
+            cols["med"],
+            cols["origin"],
+            cols["path"],
+            cols["lp"],
+            cols["alt_len"],
+            cols["afi"],
+            cols["sticky"],
+        )
+    )
+    klass = np.stack([cols[n][order] for n in ("sticky", "afi", "alt_len", "lp", "path", "origin", "med")]).astype(
+        np.int64
+    )
     changes = np.ones(len(order), bool)
     if len(order) > 1:
         changes[1:] = (klass[:, 1:] != klass[:, :-1]).any(axis=0)
-    return Candidates(route=fast[order], rate=cols["rate"][order], cls=np.cumsum(changes),
-                      units=[units[i] for i in order.tolist()])
+    return Candidates(
+        route=fast[order], rate=cols["rate"][order], cls=np.cumsum(changes), units=[units[i] for i in order.tolist()]
+    )

@@ -22,14 +22,16 @@ def _group() -> None:
 
 @app.command("plan")
 def plan_cmd(
-    scenario: Path = typer.Option(..., "--scenario", "-s", exists=True, dir_okay=False,
-                                  help="Scenario YAML (docs/autopilot-scenarios.md)."),
-    cycles: int | None = typer.Option(None, "--cycles", "-n", min=1,
-                                      help="Cycles to run; past the file's end the last repeats."),
-    config: Path | None = typer.Option(None, "--config", "-c",
-                                       help="YAML with an autopilot.policy section (base policy)."),
-    changes_only: bool = typer.Option(False, "--changes-only",
-                                      help="Leave REFRESH recommendations out of the output."),
+    scenario: Path = typer.Option(
+        ..., "--scenario", "-s", exists=True, dir_okay=False, help="Scenario YAML (docs/autopilot-scenarios.md)."
+    ),
+    cycles: int | None = typer.Option(
+        None, "--cycles", "-n", min=1, help="Cycles to run; past the file's end the last repeats."
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML with an autopilot.policy section (base policy)."
+    ),
+    changes_only: bool = typer.Option(False, "--changes-only", help="Leave REFRESH recommendations out of the output."),
 ) -> None:
     """Print each cycle's recommendations, then its summary, as JSON lines."""
     from netpilot.settings import load_settings
@@ -61,10 +63,13 @@ def _start(settings: AutopilotSettings) -> int:
 
     setup_logging(settings.log, component="autopilot")
     metrics = AutopilotMetrics.create()
-    typer.echo(f"app id {app_id(settings)}; mode {settings.policy.mode}; cycle {settings.policy.cycle_s:g}s",
-               err=True)
+    typer.echo(f"app id {app_id(settings)}; mode {settings.policy.mode}; cycle {settings.policy.cycle_s:g}s", err=True)
     return lifecycle.serve(AutopilotService(settings, metrics), metrics.registry, settings.metrics)
 
 
-add_run_command(app, _settings_class, _start,
-                doc="Run the autopilot worker (faust) until SIGINT/SIGTERM: a plan per PoP every cycle.")
+add_run_command(
+    app,
+    _settings_class,
+    _start,
+    doc="Run the autopilot worker (faust) until SIGINT/SIGTERM: a plan per PoP every cycle.",
+)

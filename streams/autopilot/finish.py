@@ -82,15 +82,26 @@ def finish(c: CycleOutcome) -> Plan:
     for prefix, active in sorted(c.kept.items()):
         prev = active.in_place
         overrides[prefix] = replace(
-            prev, valid_until=now + policy.ttl, last_refreshed=now, rate_bps=float(active.rate),
-            from_links=active.natives or prev.from_links)
+            prev,
+            valid_until=now + policy.ttl,
+            last_refreshed=now,
+            rate_bps=float(active.rate),
+            from_links=active.natives or prev.from_links,
+        )
     for item in items:
         if item.action == "ADD":
             overrides[item.prefix] = Override(
-                prefix=item.prefix, to_link=item.to_link, from_links=item.from_links,
-                created_at=now, hold_until=item.hold_until, valid_until=item.valid_until,
-                rate_bps=item.rate_bps, reason=item.reason, split_from=item.split_from,
-                last_refreshed=now)
+                prefix=item.prefix,
+                to_link=item.to_link,
+                from_links=item.from_links,
+                created_at=now,
+                hold_until=item.hold_until,
+                valid_until=item.valid_until,
+                rate_bps=item.rate_bps,
+                reason=item.reason,
+                split_from=item.split_from,
+                last_refreshed=now,
+            )
     ids, cap, loads = c.link_ids, c.cap, c.loads
     util_no_override = {ids[l]: float(c.u0_load[l] / cap[l]) for l in range(len(ids))}
     util_projected = {ids[l]: float(loads[l] / cap[l]) for l in range(len(ids))}
@@ -98,28 +109,39 @@ def finish(c: CycleOutcome) -> Plan:
     # What the counters should show next cycle: in suggest mode the overrides are meant to
     # be in place; in observe mode nobody applies them.
     expected = util_projected if policy.mode == "suggest" else util_no_override
-    state = PlannerState(overrides=dict(sorted(overrides.items())),
-                         cooldowns=dict(sorted(c.cooldowns.items())),
-                         previous_inputs=c.current, cycle=c.previous.cycle + 1,
-                         expected_util=dict(sorted(expected.items())), misprojected_since=since)
-    unresolved = {ids[l]: float(loads[l] - c.hi[l] * cap[l])
-                  for l in c.overloaded if loads[l] > c.hi[l] * cap[l]}
+    state = PlannerState(
+        overrides=dict(sorted(overrides.items())),
+        cooldowns=dict(sorted(c.cooldowns.items())),
+        previous_inputs=c.current,
+        cycle=c.previous.cycle + 1,
+        expected_util=dict(sorted(expected.items())),
+        misprojected_since=since,
+    )
+    unresolved = {ids[l]: float(loads[l] - c.hi[l] * cap[l]) for l in c.overloaded if loads[l] > c.hi[l] * cap[l]}
     counts = {a: sum(1 for i in items if i.action == a) for a in ("ADD", "REFRESH", "WITHDRAW")}
     report = CycleReport(
         overloaded=tuple(sorted(ids[l] for l in c.overloaded)),
         unresolved_bps=unresolved,
-        adds=counts["ADD"], refreshes=counts["REFRESH"], withdraws=counts["WITHDRAW"],
+        adds=counts["ADD"],
+        refreshes=counts["REFRESH"],
+        withdraws=counts["WITHDRAW"],
         active_overrides=len(overrides),
         detoured_bps=float(sum(o.rate_bps for o in overrides.values())),
-        stale=c.stale, implausible=c.implausible,
-        fail_static=c.fail_static and not policy.kill_switch, kill_switch=policy.kill_switch,
+        stale=c.stale,
+        implausible=c.implausible,
+        fail_static=c.fail_static and not policy.kill_switch,
+        kill_switch=policy.kill_switch,
         diff_rejected=c.diff_rejected,
-        util_no_override=util_no_override, util_projected=util_projected,
+        util_no_override=util_no_override,
+        util_projected=util_projected,
         util_actual={ids[l]: float(c.u_actual[l]) for l in range(len(ids))},
-        projection_error=error, misprojected=misprojected,
-        trigger={ids[l]: float(c.hi[l]) for l in range(len(ids))})
-    return Plan(pop=c.pop, cycle_id=cycle_id(c.pop, now), now=now, mode=policy.mode,
-                items=items, report=report, state=state)
+        projection_error=error,
+        misprojected=misprojected,
+        trigger={ids[l]: float(c.hi[l]) for l in range(len(ids))},
+    )
+    return Plan(
+        pop=c.pop, cycle_id=cycle_id(c.pop, now), now=now, mode=policy.mode, items=items, report=report, state=state
+    )
 
 
 def _projection_check(c: CycleOutcome) -> tuple[dict[str, float], dict[str, float], tuple[str, ...]]:
@@ -134,8 +156,11 @@ def _projection_check(c: CycleOutcome) -> tuple[dict[str, float], dict[str, floa
     """
     prev = c.previous
     if c.fail_static or c.policy.kill_switch:
-        return {}, dict(prev.misprojected_since), tuple(sorted(
-            l for l, t in prev.misprojected_since.items() if c.now - t >= c.policy.misprojection_after_s))
+        return (
+            {},
+            dict(prev.misprojected_since),
+            tuple(sorted(l for l, t in prev.misprojected_since.items() if c.now - t >= c.policy.misprojection_after_s)),
+        )
     error: dict[str, float] = {}
     since: dict[str, float] = {}
     for l, link_id in enumerate(c.link_ids):

@@ -15,32 +15,39 @@ from streams.autopilot.state import InputTotals, PlannerState
 
 def total_rate(snapshot: Snapshot) -> float:
     """PoP egress: counter rates where known, the demand seen on the link otherwise."""
-    observed = np.bincount(snapshot.demand.link, weights=snapshot.demand.rate_bps,
-                           minlength=len(snapshot.links))
-    return float(sum(link.rate_bps if link.rate_bps is not None else observed[i]
-                     for i, link in enumerate(snapshot.links)))
+    observed = np.bincount(snapshot.demand.link, weights=snapshot.demand.rate_bps, minlength=len(snapshot.links))
+    return float(
+        sum(link.rate_bps if link.rate_bps is not None else observed[i] for i, link in enumerate(snapshot.links))
+    )
 
 
 def totals(snapshot: Snapshot, now: float) -> InputTotals:
-    return InputTotals(at=now, total_rate_bps=total_rate(snapshot),
-                       usable_bps={l.link_id: l.usable_bps for l in snapshot.links},
-                       up={l.link_id: l.up for l in snapshot.links})
+    return InputTotals(
+        at=now,
+        total_rate_bps=total_rate(snapshot),
+        usable_bps={l.link_id: l.usable_bps for l in snapshot.links},
+        up={l.link_id: l.up for l in snapshot.links},
+    )
 
 
 def stale_inputs(snapshot: Snapshot, policy: Policy, now: float) -> list[str]:
     """Inputs whose newest data is older than ``stale_after_cycles`` cycles."""
     limit = policy.stale_after_s
-    stale = [f"{name}:{now - ts:.0f}s" for name, ts in sorted(snapshot.watermarks.items())
-             if now - ts > limit]
-    stale += [f"counters:{l.link_id}:{now - l.updated_at:.0f}s" for l in snapshot.links
-              if l.updated_at is not None and now - l.updated_at > limit]
+    stale = [f"{name}:{now - ts:.0f}s" for name, ts in sorted(snapshot.watermarks.items()) if now - ts > limit]
+    stale += [
+        f"counters:{l.link_id}:{now - l.updated_at:.0f}s"
+        for l in snapshot.links
+        if l.updated_at is not None and now - l.updated_at > limit
+    ]
     return stale
 
 
-def implausible_inputs(snapshot: Snapshot, current: InputTotals, state: PlannerState,
-                       policy: Policy) -> list[str]:
-    bad = [f"rate>capacity:{l.link_id}" for l in snapshot.links
-           if l.rate_bps is not None and l.rate_bps > l.usable_bps * policy.max_rate_over_capacity]
+def implausible_inputs(snapshot: Snapshot, current: InputTotals, state: PlannerState, policy: Policy) -> list[str]:
+    bad = [
+        f"rate>capacity:{l.link_id}"
+        for l in snapshot.links
+        if l.rate_bps is not None and l.rate_bps > l.usable_bps * policy.max_rate_over_capacity
+    ]
     prev = state.previous_inputs
     if prev is None:
         return bad

@@ -77,14 +77,16 @@ class PopInputs:
             pl.col("link_id").cast(pl.String),
             _prefix_text(df),
         ).select(DEMAND_COLUMNS)
-        df = df.with_columns(pl.col("bytes").cast(pl.UInt64), pl.col("samples").cast(pl.UInt64),
-                             pl.col("window_s").cast(pl.UInt32))
+        df = df.with_columns(
+            pl.col("bytes").cast(pl.UInt64), pl.col("samples").cast(pl.UInt64), pl.col("window_s").cast(pl.UInt32)
+        )
         # A window can arrive twice (closed windows are delivered at least once, and a
         # replayed stream re-publishes them): the newest copy replaces the older one.
         key = ["window_start_ms", "window_s", "link_id", "prefix"]
         df = df.group_by(key, maintain_order=True).agg(pl.col("bytes").sum(), pl.col("samples").sum())
-        self.demand = pl.concat([self.demand, df.select(DEMAND_COLUMNS)], how="vertical_relaxed") \
-            .unique(subset=key, keep="last", maintain_order=True)
+        self.demand = pl.concat([self.demand, df.select(DEMAND_COLUMNS)], how="vertical_relaxed").unique(
+            subset=key, keep="last", maintain_order=True
+        )
         newest_ms = cast(int, df["window_start_ms"].max())  # polars types max() as any scalar
         newest_end = (newest_ms + window_s * 1000) / 1000
         self._seen("flows", newest_end)
@@ -107,34 +109,57 @@ class PopInputs:
         """Per (prefix, link): bytes over the newest ``window_s`` seconds as bits/s, and samples."""
         newest = self.newest.get("flows")
         if newest is None or self.demand.height == 0:
-            return pl.DataFrame(schema={"prefix": pl.String, "link_id": pl.String, "rate_bps": pl.Float64,
-                                        "samples": pl.UInt64})
+            return pl.DataFrame(
+                schema={"prefix": pl.String, "link_id": pl.String, "rate_bps": pl.Float64, "samples": pl.UInt64}
+            )
         lo = (newest - window_s) * 1000
         recent = self.demand.filter(pl.col("window_start_ms") >= lo)
         oldest_ms = cast(int, recent["window_start_ms"].min())
-        covered = max(1.0, min(window_s, (newest * 1000 - oldest_ms) / 1000)) \
-            if recent.height else window_s
-        return (recent.group_by("prefix", "link_id").agg(pl.col("bytes").sum(), pl.col("samples").sum())
-                .with_columns((pl.col("bytes").cast(pl.Float64) * 8 / covered).alias("rate_bps"))
-                .select("prefix", "link_id", "rate_bps", "samples").sort("prefix", "link_id"))
+        covered = max(1.0, min(window_s, (newest * 1000 - oldest_ms) / 1000)) if recent.height else window_s
+        return (
+            recent.group_by("prefix", "link_id")
+            .agg(pl.col("bytes").sum(), pl.col("samples").sum())
+            .with_columns((pl.col("bytes").cast(pl.Float64) * 8 / covered).alias("rate_bps"))
+            .select("prefix", "link_id", "rate_bps", "samples")
+            .sort("prefix", "link_id")
+        )
 
     def snapshot(self, demand_window_s: float) -> Snapshot:
         b = SnapshotBuilder(self.pop)
         for link_id in sorted(self.links):
             inv = self.links[link_id]
             c = self.counters.get(link_id)
-            b.add_link(LinkState(
-                link_id=link_id, router=inv.router, capacity_bps=inv.capacity_bps,
-                rate_bps=None if c is None else c.out_bps, up=True if c is None else c.oper_up,
-                drained=inv.drained, peer_type=inv.peer_type, peer_asn=inv.peer_asn,
-                speed_bps=None if c is None else c.speed_bps,
-                thresholds=Thresholds(hi=inv.thresholds.hi, target=inv.thresholds.target,
-                                      alt_max=inv.thresholds.alt_max, release=inv.thresholds.release),
-                updated_at=None if c is None else c.ts))
+            b.add_link(
+                LinkState(
+                    link_id=link_id,
+                    router=inv.router,
+                    capacity_bps=inv.capacity_bps,
+                    rate_bps=None if c is None else c.out_bps,
+                    up=True if c is None else c.oper_up,
+                    drained=inv.drained,
+                    peer_type=inv.peer_type,
+                    peer_asn=inv.peer_asn,
+                    speed_bps=None if c is None else c.speed_bps,
+                    thresholds=Thresholds(
+                        hi=inv.thresholds.hi,
+                        target=inv.thresholds.target,
+                        alt_max=inv.thresholds.alt_max,
+                        release=inv.thresholds.release,
+                    ),
+                    updated_at=None if c is None else c.ts,
+                )
+            )
         for (link_id, prefix), r in sorted(self.routes.items()):
             if link_id in self.links:
-                b.add_route(link_id, prefix, local_pref=r.local_pref, as_path=r.as_path, origin=r.origin,
-                            med=r.med, next_hop=r.next_hop)
+                b.add_route(
+                    link_id,
+                    prefix,
+                    local_pref=r.local_pref,
+                    as_path=r.as_path,
+                    origin=r.origin,
+                    med=r.med,
+                    next_hop=r.next_hop,
+                )
         for prefix, link_id, rate, samples in self.demand_rates(demand_window_s).iter_rows():
             if link_id in self.links and prefix:
                 b.add_demand(prefix, link_id, float(rate), int(samples))
@@ -148,8 +173,16 @@ class PopInputs:
 
 
 def _empty_demand() -> pl.DataFrame:
-    return pl.DataFrame(schema={"window_start_ms": pl.Int64, "window_s": pl.UInt32, "link_id": pl.String,
-                                "prefix": pl.String, "bytes": pl.UInt64, "samples": pl.UInt64})
+    return pl.DataFrame(
+        schema={
+            "window_start_ms": pl.Int64,
+            "window_s": pl.UInt32,
+            "link_id": pl.String,
+            "prefix": pl.String,
+            "bytes": pl.UInt64,
+            "samples": pl.UInt64,
+        }
+    )
 
 
 def _prefix_text(df: pl.DataFrame) -> pl.Series:

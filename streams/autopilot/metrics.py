@@ -29,8 +29,12 @@ class AutopilotMetrics:
             cycle_seconds=m.histogram("cycle_duration_seconds", "snapshot + plan + publish time of one PoP"),
             recommendations=m.counter("recommendations_total", "recommendations published", ["pop", "action"]),
             active_overrides=m.gauge("active_overrides", "overrides in place after the last cycle", ["pop"]),
-            misprojected_links=m.gauge("misprojected_links", "links whose actual utilisation has differed from "
-                                       "the projection by > threshold for misprojection_after_s", ["pop"]),
+            misprojected_links=m.gauge(
+                "misprojected_links",
+                "links whose actual utilisation has differed from "
+                "the projection by > threshold for misprojection_after_s",
+                ["pop"],
+            ),
             aggregate_rows=m.counter("aggregate_rows_total", "flow-aggregates/1 rows taken as demand"),
             dead_letters=m.counter("dead_letters_total", "messages sent to dead letters", ["topic", "reason"]),
         )

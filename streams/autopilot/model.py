@@ -22,8 +22,9 @@ from streams.autopilot.errors import ScenarioError
 from streams.autopilot.state import PlannerState
 
 Action = Literal["ADD", "REFRESH", "WITHDRAW"]
-Reason = Literal["OVERLOAD", "ROUTE_WITHDRAWN", "ALT_OVERLOAD", "LINK_DOWN", "DRAINED",
-                 "RELEASE", "TTL", "KILL_SWITCH", "STICKY"]
+Reason = Literal[
+    "OVERLOAD", "ROUTE_WITHDRAWN", "ALT_OVERLOAD", "LINK_DOWN", "DRAINED", "RELEASE", "TTL", "KILL_SWITCH", "STICKY"
+]
 ORIGIN_RANK = {"igp": 0, "egp": 1, "incomplete": 2}
 _LOW64 = (1 << 64) - 1
 
@@ -159,16 +160,35 @@ class SnapshotBuilder:
         self._link_ids[link.link_id] = len(self._links)
         self._links.append(link)
 
-    def add_route(self, link_id: str, prefix: str, *, local_pref: int = 100,
-                  as_path: tuple[int, ...] = (), origin: str = "igp", med: int = 0,
-                  next_hop: str | None = None, own: bool = False) -> None:
+    def add_route(
+        self,
+        link_id: str,
+        prefix: str,
+        *,
+        local_pref: int = 100,
+        as_path: tuple[int, ...] = (),
+        origin: str = "igp",
+        med: int = 0,
+        next_hop: str | None = None,
+        own: bool = False,
+    ) -> None:
         if origin not in ORIGIN_RANK:
-            raise ScenarioError(f"route {prefix} on {link_id}: origin must be one of "
-                                f"{sorted(ORIGIN_RANK)}, got {origin!r}")
+            raise ScenarioError(
+                f"route {prefix} on {link_id}: origin must be one of {sorted(ORIGIN_RANK)}, got {origin!r}"
+            )
         if local_pref < 0 or med < 0:
             raise ScenarioError(f"route {prefix} on {link_id}: local_pref and med must be >= 0")
-        self._routes.append((self._prefix(prefix), self._link(link_id, f"route {prefix}"),
-                             local_pref, len(as_path), ORIGIN_RANK[origin], med, own))
+        self._routes.append(
+            (
+                self._prefix(prefix),
+                self._link(link_id, f"route {prefix}"),
+                local_pref,
+                len(as_path),
+                ORIGIN_RANK[origin],
+                med,
+                own,
+            )
+        )
         self._next_hops.append(next_hop)
         self._as_paths.append(tuple(as_path))
 
@@ -177,8 +197,9 @@ class SnapshotBuilder:
             raise ScenarioError(f"demand {prefix} on {link_id}: rate must be a number >= 0, got {rate_bps!r}")
         if samples < 0:
             raise ScenarioError(f"demand {prefix} on {link_id}: samples must be >= 0")
-        self._demand.append((self._prefix(prefix), self._link(link_id, f"demand {prefix}"),
-                             float(rate_bps), int(samples)))
+        self._demand.append(
+            (self._prefix(prefix), self._link(link_id, f"demand {prefix}"), float(rate_bps), int(samples))
+        )
 
     def watermark(self, name: str, ts: float) -> None:
         self._watermarks[name] = float(ts)
@@ -194,28 +215,37 @@ class SnapshotBuilder:
             origin=np.fromiter((x[4] for x in r), np.int8, len(r)),
             med=np.fromiter((x[5] for x in r), np.int64, len(r)),
             own=np.fromiter((x[6] for x in r), np.bool_, len(r)),
-            next_hop=tuple(self._next_hops), as_path=tuple(self._as_paths))
+            next_hop=tuple(self._next_hops),
+            as_path=tuple(self._as_paths),
+        )
         demand = DemandTable(
             prefix=np.fromiter((x[0] for x in d), np.int32, len(d)),
             link=np.fromiter((x[1] for x in d), np.int32, len(d)),
             rate_bps=np.fromiter((x[2] for x in d), np.float64, len(d)),
-            samples=np.fromiter((x[3] for x in d), np.int64, len(d)))
+            samples=np.fromiter((x[3] for x in d), np.int64, len(d)),
+        )
         n = len(self._prefixes)
-        return Snapshot(pop=self.pop, links=tuple(self._links), prefixes=tuple(self._prefixes),
-                        prefix_index=dict(self._prefix_ids),
-                        prefix_len=np.fromiter((p[1] for p in self._prefixes), np.int16, n),
-                        prefix_v4=np.fromiter((px.is_v4(p) for p in self._prefixes), np.bool_, n),
-                        prefix_hi=np.fromiter((p[0] >> 64 for p in self._prefixes), np.uint64, n),
-                        prefix_lo=np.fromiter((p[0] & _LOW64 for p in self._prefixes), np.uint64, n),
-                        routes=routes, demand=demand,
-                        watermarks=dict(self._watermarks))
+        return Snapshot(
+            pop=self.pop,
+            links=tuple(self._links),
+            prefixes=tuple(self._prefixes),
+            prefix_index=dict(self._prefix_ids),
+            prefix_len=np.fromiter((p[1] for p in self._prefixes), np.int16, n),
+            prefix_v4=np.fromiter((px.is_v4(p) for p in self._prefixes), np.bool_, n),
+            prefix_hi=np.fromiter((p[0] >> 64 for p in self._prefixes), np.uint64, n),
+            prefix_lo=np.fromiter((p[0] & _LOW64 for p in self._prefixes), np.uint64, n),
+            routes=routes,
+            demand=demand,
+            watermarks=dict(self._watermarks),
+        )
 
     def _link(self, link_id: str, what: str) -> int:
         try:
             return self._link_ids[link_id]
         except KeyError:
-            raise ScenarioError(f"{what}: unknown link {link_id!r}; add it to the links first "
-                                f"(known: {sorted(self._link_ids)})") from None
+            raise ScenarioError(
+                f"{what}: unknown link {link_id!r}; add it to the links first (known: {sorted(self._link_ids)})"
+            ) from None
 
     def _prefix(self, text: str) -> int:
         idx = self._text_ids.get(text)

@@ -55,8 +55,16 @@ class Placement:
         # (a restarted worker reading its tables) ranks equal paths the same way.
         link_rank = np.empty(n_links, np.int64)
         link_rank[sorted(range(n_links), key=lambda i: snapshot.links[i].link_id)] = np.arange(n_links)
-        order = np.lexsort((link_rank[r.link[usable]], r.med[usable], r.origin[usable],
-                            r.path_len[usable], -r.local_pref[usable], r.prefix[usable]))
+        order = np.lexsort(
+            (
+                link_rank[r.link[usable]],
+                r.med[usable],
+                r.origin[usable],
+                r.path_len[usable],
+                -r.local_pref[usable],
+                r.prefix[usable],
+            )
+        )
         rows = usable[order]
         self.rows = rows
         pfx = r.prefix[rows]
@@ -65,8 +73,12 @@ class Placement:
         starts = np.ones(len(rows), bool)
         starts[1:] = pfx[1:] != pfx[:-1]
         best = rows[starts][np.cumsum(starts) - 1]
-        tie = ((r.local_pref[rows] == r.local_pref[best]) & (r.path_len[rows] == r.path_len[best])
-               & (r.origin[rows] == r.origin[best]) & (r.med[rows] == r.med[best]))
+        tie = (
+            (r.local_pref[rows] == r.local_pref[best])
+            & (r.path_len[rows] == r.path_len[best])
+            & (r.origin[rows] == r.origin[best])
+            & (r.med[rows] == r.med[best])
+        )
         nat_pfx = pfx[tie]
         nat_link = r.link[rows[tie]]
         if len(nat_pfx):  # several paths of one prefix on one link (add-path) count once
@@ -95,8 +107,7 @@ class Placement:
         self.demand_route = mapped
         movable = mapped >= 0
         self.rate = np.bincount(mapped[movable], weights=d.rate_bps[movable], minlength=n_prefixes)
-        self.samples = np.bincount(mapped[movable], weights=d.samples[movable],
-                                   minlength=n_prefixes).astype(np.int64)
+        self.samples = np.bincount(mapped[movable], weights=d.samples[movable], minlength=n_prefixes).astype(np.int64)
         self.observed = np.bincount(d.link, weights=d.rate_bps, minlength=n_links)
         self.unroutable = np.bincount(d.link[~movable], weights=d.rate_bps[~movable], minlength=n_links)
         share = np.repeat(self.rate / np.maximum(self.native_count, 1), self.native_count)
@@ -108,7 +119,7 @@ class Placement:
 
     # -- lookups ---------------------------------------------------------------------------
     def natives(self, route: int) -> np.ndarray:
-        return self.native_link[self.native_ptr[route]:self.native_ptr[route + 1]]
+        return self.native_link[self.native_ptr[route] : self.native_ptr[route + 1]]
 
     def routes_on(self, link: int) -> np.ndarray:
         """Route prefixes with ``link`` in their native set."""
@@ -158,8 +169,7 @@ class Placement:
         if paths is None:
             mlen = self.snapshot.prefixes[idx][1]
             lo, hi = self._ptr[idx], self._ptr[idx + 1]
-            paths = tuple(map(Alternate._make, zip(self._sorted_links[lo:hi],
-                                                   self._sorted_rows[lo:hi], repeat(mlen))))
+            paths = tuple(map(Alternate._make, zip(self._sorted_links[lo:hi], self._sorted_rows[lo:hi], repeat(mlen))))
             self._paths_cache[idx] = paths
         return paths
 
@@ -186,16 +196,19 @@ class Placement:
         return np.nonzero(self.demand_route == route)[0]
 
 
-def split_units(placement: Placement, route: int, threshold: float, min_len: int,
-                pinned: frozenset[px.Prefix]) -> list[Unit]:
+def split_units(
+    placement: Placement, route: int, threshold: float, min_len: int, pinned: frozenset[px.Prefix]
+) -> list[Unit]:
     """The units of one route prefix: itself, or halves (recursively) while a half carries
     more than ``threshold`` and the demand rows are fine-grained enough to tell the halves
     apart. ``pinned`` are prefixes of existing overrides: they are kept as units (stickiness),
     so a route prefix is split down to them and never split below them."""
     snap = placement.snapshot
     rows = placement.demand_rows(route)
-    entries = [(snap.prefixes[snap.demand.prefix[i]], float(snap.demand.rate_bps[i]),
-                int(snap.demand.samples[i])) for i in rows.tolist()]
+    entries = [
+        (snap.prefixes[snap.demand.prefix[i]], float(snap.demand.rate_bps[i]), int(snap.demand.samples[i]))
+        for i in rows.tolist()
+    ]
     root = snap.prefixes[route]
     out: list[Unit] = []
 

@@ -141,11 +141,18 @@ class _Cycle:
                     self._emit_gone(o, reason, unit)
             changes = sum(1 for i in self.items if i.reason != "TTL")
             moved = sum(a.rate for a in self.added.values())
-            self.diff_too_large = (changes > self.policy.max_changes_per_cycle or moved >
-                                   self.policy.max_moved_fraction_of_pop * self.current.total_rate_bps)
+            self.diff_too_large = (
+                changes > self.policy.max_changes_per_cycle
+                or moved > self.policy.max_moved_fraction_of_pop * self.current.total_rate_bps
+            )
         for active in self.kept.values():
-            self._emit(active, "REFRESH", "KILL_SWITCH" if self.policy.kill_switch else "STICKY",
-                       active.natives[0] if active.natives else -1, None)
+            self._emit(
+                active,
+                "REFRESH",
+                "KILL_SWITCH" if self.policy.kill_switch else "STICKY",
+                active.natives[0] if active.natives else -1,
+                None,
+            )
         return self._finish(diff_rejected)
 
     def _keep(self, o: Override, unit: Unit | None, *, check: bool) -> None:
@@ -173,8 +180,9 @@ class _Cycle:
         self.kept[o.prefix] = active
 
     def _release(self) -> None:
-        due = sorted((a for a in self.kept.values() if self.now >= a.in_place.hold_until),
-                     key=lambda a: (a.rate, a.prefix))
+        due = sorted(
+            (a for a in self.kept.values() if self.now >= a.in_place.hold_until), key=lambda a: (a.rate, a.prefix)
+        )
         budget = self.policy.max_withdraws_per_cycle
         for active in due:
             if budget == 0:
@@ -208,8 +216,15 @@ class _Cycle:
                 continue
             assert best_exact is not None  # computed when a link is overloaded
             cands = candidates_on(
-                link, pl, best_exact, self.alt_ok, self.alt_ok_v6, self._needs_split, self._split,
-                Exclusions(taken=taken, cooling=self.cooling, deny=self.deny, sticky=displaced))
+                link,
+                pl,
+                best_exact,
+                self.alt_ok,
+                self.alt_ok_v6,
+                self._needs_split,
+                self._split,
+                Exclusions(taken=taken, cooling=self.cooling, deny=self.deny, sticky=displaced),
+            )
             alive = np.ones(len(cands), bool)
             while adds_left > 0 and len(self.kept) + len(self.added) < p.max_active_overrides:
                 remaining = self.loads[link] - goal
@@ -245,8 +260,15 @@ class _Cycle:
             return int(big[np.argmin(rates[big])])  # argmin: first of equals, in sort order
         return int(fitting[0]) if len(fitting) else -1
 
-    def _move(self, unit: Unit, alts: list[Alternate], link: int, moved_in: np.ndarray,
-              moved_out: np.ndarray, displaced_reason: Reason | None) -> bool:
+    def _move(
+        self,
+        unit: Unit,
+        alts: list[Alternate],
+        link: int,
+        moved_in: np.ndarray,
+        moved_out: np.ndarray,
+        displaced_reason: Reason | None,
+    ) -> bool:
         natives = tuple(self.pl.natives(unit.route).tolist())
         frac = self.policy.max_moved_fraction_per_link
         share = unit.rate / len(natives)
@@ -281,8 +303,7 @@ class _Cycle:
             if not self._needs_split(route):
                 units = [Unit(key, route, float(self.pl.rate[route]), int(self.pl.samples[route]))]
             else:
-                floor = px.V4_OFFSET + self.policy.min_split_len_v4 if px.is_v4(key) \
-                    else self.policy.min_split_len_v6
+                floor = px.V4_OFFSET + self.policy.min_split_len_v4 if px.is_v4(key) else self.policy.min_split_len_v6
                 units = split_units(self.pl, route, self.split_threshold, floor, pinned)
             self._units[route] = units
         return units
@@ -315,30 +336,46 @@ class _Cycle:
     def _emit_gone(self, o: Override, reason: Reason, unit: Unit | None) -> None:
         """WITHDRAW of an override that is no longer applied (expired or displaced)."""
         to = self.index.get(o.to_link, -1)
-        natives = tuple(self.pl.natives(unit.route).tolist()) if unit is not None else \
-            tuple(self.index[l] for l in o.from_links if l in self.index)
+        natives = (
+            tuple(self.pl.natives(unit.route).tolist())
+            if unit is not None
+            else tuple(self.index[l] for l in o.from_links if l in self.index)
+        )
         active = _Active(o.prefix, unit, to, natives, None, o)
         origin = natives[0] if natives else -1
         share = active.rate / len(natives) if natives else 0.0
         after = self._utils(origin, to)
-        before = (None if after[0] is None else after[0] - share / self.cap[origin],
-                  None if after[1] is None else after[1] + active.rate / self.cap[to])
+        before = (
+            None if after[0] is None else after[0] - share / self.cap[origin],
+            None if after[1] is None else after[1] + active.rate / self.cap[to],
+        )
         self._emit(active, "WITHDRAW", reason, origin, before)
 
     def _utils(self, a: int, b: int) -> tuple[float | None, float | None]:
-        return (float(self.loads[a] / self.cap[a]) if a >= 0 else None,
-                float(self.loads[b] / self.cap[b]) if b >= 0 else None)
+        return (
+            float(self.loads[a] / self.cap[a]) if a >= 0 else None,
+            float(self.loads[b] / self.cap[b]) if b >= 0 else None,
+        )
 
-    def _emit(self, active: _Active, action: Action, reason: Reason, origin: int,
-              before: tuple[float | None, float | None] | None) -> None:
+    def _emit(
+        self,
+        active: _Active,
+        action: Action,
+        reason: Reason,
+        origin: int,
+        before: tuple[float | None, float | None] | None,
+    ) -> None:
         after = self._utils(origin, active.to)
         before = before or after
         prev, unit, snap = active.previous, active.unit, self.snap
         alt = active.alt
         thresholds = {}
         if origin >= 0:
-            thresholds = {"hi": float(self.hi[origin]), "target": float(self.target[origin]),
-                          "release": float(self.release[origin])}
+            thresholds = {
+                "hi": float(self.hi[origin]),
+                "target": float(self.target[origin]),
+                "release": float(self.release[origin]),
+            }
         if active.to >= 0:
             thresholds["alt_max"] = float(self.alt_max[active.to])
         if action == "ADD":
@@ -349,30 +386,62 @@ class _Cycle:
         if unit is not None and unit.split_from is not None:
             split_from = px.to_text(snap.prefixes[unit.split_from])
         key = unit.key if unit is not None else px.parse(active.prefix)
-        self.items.append(PlanItem(
-            action=action, reason=reason, rank=0, prefix=active.prefix, afi=px.afi(key),
-            split_from=split_from, rate_bps=float(active.rate),
-            samples=unit.samples if unit is not None else 0,
-            from_link=self.ids[origin] if origin >= 0 else (prev.from_links[0] if prev and prev.from_links else ""),
-            from_links=tuple(self.ids[n] for n in active.natives) or (prev.from_links if prev else ()),
-            to_link=self.ids[active.to] if active.to >= 0 else active.in_place.to_link,
-            from_before=before[0], from_after=after[0], to_before=before[1], to_after=after[1],
-            thresholds=thresholds,
-            route_prefix=px.to_text(snap.prefixes[snap.routes.prefix[alt.row]]) if alt else None,
-            next_hop=snap.routes.next_hop[alt.row] if alt else None,
-            as_path=snap.routes.as_path[alt.row] if alt else (),
-            created_at=created, hold_until=hold,
-            valid_until=self.now if action == "WITHDRAW" else self.now + self.policy.ttl))
+        self.items.append(
+            PlanItem(
+                action=action,
+                reason=reason,
+                rank=0,
+                prefix=active.prefix,
+                afi=px.afi(key),
+                split_from=split_from,
+                rate_bps=float(active.rate),
+                samples=unit.samples if unit is not None else 0,
+                from_link=self.ids[origin] if origin >= 0 else (prev.from_links[0] if prev and prev.from_links else ""),
+                from_links=tuple(self.ids[n] for n in active.natives) or (prev.from_links if prev else ()),
+                to_link=self.ids[active.to] if active.to >= 0 else active.in_place.to_link,
+                from_before=before[0],
+                from_after=after[0],
+                to_before=before[1],
+                to_after=after[1],
+                thresholds=thresholds,
+                route_prefix=px.to_text(snap.prefixes[snap.routes.prefix[alt.row]]) if alt else None,
+                next_hop=snap.routes.next_hop[alt.row] if alt else None,
+                as_path=snap.routes.as_path[alt.row] if alt else (),
+                created_at=created,
+                hold_until=hold,
+                valid_until=self.now if action == "WITHDRAW" else self.now + self.policy.ttl,
+            )
+        )
 
     def _finish(self, diff_rejected: bool) -> Plan:
-        kept = {prefix: KeptOverride(in_place=active.in_place, rate=active.rate,
-                                     natives=tuple(self.ids[n] for n in active.natives))
-                for prefix, active in self.kept.items()}
-        return finish(CycleOutcome(
-            pop=self.snap.pop, now=self.now, policy=self.policy, previous=self.state,
-            diff_rejected=diff_rejected, items=tuple(self.items), kept=kept,
-            cooldowns=self.cooldowns, current=self.current, link_ids=tuple(self.ids),
-            cap=self.cap, up=self.up, has_counter=self.has_counter, hi=self.hi,
-            u0_load=self.u0_load, loads=self.loads, u_actual=self.u_actual,
-            overloaded=tuple(self.overloaded), stale=tuple(self.stale),
-            implausible=tuple(self.implausible), fail_static=self.fail_static))
+        kept = {
+            prefix: KeptOverride(
+                in_place=active.in_place, rate=active.rate, natives=tuple(self.ids[n] for n in active.natives)
+            )
+            for prefix, active in self.kept.items()
+        }
+        return finish(
+            CycleOutcome(
+                pop=self.snap.pop,
+                now=self.now,
+                policy=self.policy,
+                previous=self.state,
+                diff_rejected=diff_rejected,
+                items=tuple(self.items),
+                kept=kept,
+                cooldowns=self.cooldowns,
+                current=self.current,
+                link_ids=tuple(self.ids),
+                cap=self.cap,
+                up=self.up,
+                has_counter=self.has_counter,
+                hi=self.hi,
+                u0_load=self.u0_load,
+                loads=self.loads,
+                u_actual=self.u_actual,
+                overloaded=tuple(self.overloaded),
+                stale=tuple(self.stale),
+                implausible=tuple(self.implausible),
+                fail_static=self.fail_static,
+            )
+        )

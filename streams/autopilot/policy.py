@@ -29,44 +29,58 @@ class PeerThresholds(BaseModel):
     hi: float = Field(gt=0, le=1.5, description="trigger: U0 above this is an overload")
     target: float | None = Field(None, gt=0, le=1.5, description="fill-to after moves; default hi - target_gap")
     alt_max: float | None = Field(None, gt=0, le=1.5, description="max on an alternate after a move; default target")
-    release: float | None = Field(None, gt=0, le=1.5,
-                                  description="bring traffic back below this; default hi - release_gap")
+    release: float | None = Field(
+        None, gt=0, le=1.5, description="bring traffic back below this; default hi - release_gap"
+    )
 
 
-_PEER_DEFAULTS = {"transit": PeerThresholds(hi=0.90), "pni": PeerThresholds(hi=0.90),
-                  "ix": PeerThresholds(hi=0.85), "route-server": PeerThresholds(hi=0.85),
-                  "internal": PeerThresholds(hi=0.90)}
+_PEER_DEFAULTS = {
+    "transit": PeerThresholds(hi=0.90),
+    "pni": PeerThresholds(hi=0.90),
+    "ix": PeerThresholds(hi=0.85),
+    "route-server": PeerThresholds(hi=0.85),
+    "internal": PeerThresholds(hi=0.90),
+}
 
 
 class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     mode: Literal["observe", "suggest"] = Field(
-        "observe", description="label on every recommendation; actuators act on 'suggest' only")
+        "observe", description="label on every recommendation; actuators act on 'suggest' only"
+    )
     kill_switch: bool = Field(False, description="withdraw every override (K per cycle), add none")
     cycle_s: float = Field(30.0, gt=0, description="cycle period P")
     default_hi: float = Field(0.90, gt=0, le=1.5, description="trigger for peer types not listed")
-    thresholds: dict[str, PeerThresholds] = Field(default_factory=lambda: dict(_PEER_DEFAULTS),
-                                                  description="per peer type")
+    thresholds: dict[str, PeerThresholds] = Field(
+        default_factory=lambda: dict(_PEER_DEFAULTS), description="per peer type"
+    )
     target_gap: float = Field(0.05, ge=0, lt=1, description="target = hi - target_gap")
     release_gap: float = Field(0.15, ge=0, lt=1, description="release = hi - release_gap")
     hold_s: float = Field(300.0, ge=0, description="minimum life of an override after ADD")
     cooldown_s: float = Field(600.0, ge=0, description="no re-detour of a prefix after a release")
-    ttl_s: float | None = Field(None, gt=0, description="valid_until = now + ttl_s; default 3 * cycle_s, "
-                                                        "at least min_ttl_s")
-    min_ttl_s: float = Field(60.0, ge=0, description="the default TTL is never shorter: an override must "
-                                                     "outlast a worker restart (a group session timeout and "
-                                                     "a cycle), or a restart is a WITHDRAW then an ADD, a "
-                                                     "route flap on the routers")
+    ttl_s: float | None = Field(
+        None, gt=0, description="valid_until = now + ttl_s; default 3 * cycle_s, at least min_ttl_s"
+    )
+    min_ttl_s: float = Field(
+        60.0,
+        ge=0,
+        description="the default TTL is never shorter: an override must "
+        "outlast a worker restart (a group session timeout and "
+        "a cycle), or a restart is a WITHDRAW then an ADD, a "
+        "route flap on the routers",
+    )
     max_adds_per_cycle: int = Field(20, ge=0, description="new ADDs per cycle per PoP")
     max_withdraws_per_cycle: int = Field(10, ge=1, description="graceful/kill-switch withdraws per cycle (unwind rate)")
-    max_moved_fraction_per_link: float = Field(0.25, gt=0,
-                                               description="new moves per cycle, in or out of a link, x capacity")
+    max_moved_fraction_per_link: float = Field(
+        0.25, gt=0, description="new moves per cycle, in or out of a link, x capacity"
+    )
     max_active_overrides: int = Field(500, ge=0, description="overrides in place per PoP")
     split_enabled: bool = Field(True, description="emit more-specifics (only if the actuator tags them no-export)")
     split_threshold_bps: float = Field(250e6, gt=0, description="split prefixes above this (EF: 250 Mbps)")
     split_fraction_of_smallest_overloaded: float = Field(
-        0.02, gt=0, description="... or above this fraction of the smallest overloaded link's capacity")
+        0.02, gt=0, description="... or above this fraction of the smallest overloaded link's capacity"
+    )
     min_split_len_v4: int = Field(24, ge=1, le=32)
     min_split_len_v6: int = Field(48, ge=1, le=128)
     fit_epsilon: float = Field(0.1, ge=0, description="a prefix 'fits' if rate <= remaining excess x (1 + eps)")
@@ -74,7 +88,8 @@ class Policy(BaseModel):
     max_total_rate_change: float = Field(0.5, gt=0, description="implausible if the PoP total moves more in a cycle")
     max_rate_over_capacity: float = Field(1.1, gt=1, description="implausible if a link's rate exceeds capacity x this")
     misprojection_threshold: float = Field(
-        0.05, gt=0, description="alarm when |actual - projected| utilisation stays above this (EF: 5 %)")
+        0.05, gt=0, description="alarm when |actual - projected| utilisation stays above this (EF: 5 %)"
+    )
     misprojection_after_s: float = Field(300.0, ge=0, description="... for this long (EF: 5 min)")
     max_changes_per_cycle: int = Field(100, ge=1, description="validation: more ADD+WITHDRAW -> keep last valid set")
     max_moved_fraction_of_pop: float = Field(0.5, gt=0, description="validation: new-move bps / PoP traffic")
@@ -112,7 +127,8 @@ class Policy(BaseModel):
             hi=hi,
             target=own.target if own.target is not None else (base.target if own.hi is None else None),
             alt_max=own.alt_max if own.alt_max is not None else (base.alt_max if own.hi is None else None),
-            release=own.release if own.release is not None else (base.release if own.hi is None else None))
+            release=own.release if own.release is not None else (base.release if own.hi is None else None),
+        )
         return self._resolved(merged, f"link {link.link_id}")
 
     def _resolved(self, t: PeerThresholds, where: str) -> tuple[float, float, float, float]:
@@ -124,5 +140,6 @@ class Policy(BaseModel):
         if not (0 < release < target <= t.hi and alt_max <= t.hi):
             raise ScenarioError(
                 f"{where}: thresholds must satisfy 0 < release < target <= hi and alt_max <= hi; "
-                f"got hi={t.hi}, target={target:.3f}, alt_max={alt_max:.3f}, release={release:.3f}")
+                f"got hi={t.hi}, target={target:.3f}, alt_max={alt_max:.3f}, release={release:.3f}"
+            )
         return t.hi, target, alt_max, release

@@ -31,8 +31,9 @@ def parse(text: str) -> Prefix:
     try:
         net = ipaddress.ip_network(text.strip(), strict=True)
     except ValueError as exc:
-        raise ScenarioError(f"bad prefix {text!r}: {exc} (write it as network/length, "
-                            "e.g. 198.51.100.0/24 or 2001:db8::/32)") from exc
+        raise ScenarioError(
+            f"bad prefix {text!r}: {exc} (write it as network/length, e.g. 198.51.100.0/24 or 2001:db8::/32)"
+        ) from exc
     if net.version == 4:
         return V4_BASE | int(net.network_address), V4_OFFSET + net.prefixlen
     return int(net.network_address), net.prefixlen

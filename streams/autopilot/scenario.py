@@ -167,8 +167,9 @@ def cycles(spec: ScenarioSpec, count: int | None = None) -> Iterator[CycleInput]
             if c.demand is not None:
                 demand = c.demand
         now = spec.start + i * _policy(policy_data, i).cycle_s
-        yield CycleInput(i, now, _snapshot(spec.pop, links, routes, rates, demand,
-                                           c.input_age_s, now, i), _policy(policy_data, i))
+        yield CycleInput(
+            i, now, _snapshot(spec.pop, links, routes, rates, demand, c.input_age_s, now, i), _policy(policy_data, i)
+        )
 
 
 def initial_state(spec: ScenarioSpec) -> PlannerState:
@@ -177,10 +178,15 @@ def initial_state(spec: ScenarioSpec) -> PlannerState:
     for o in spec.overrides:
         created = spec.start - o.age_s
         overrides[o.prefix] = Override(
-            prefix=o.prefix, to_link=o.to_link, from_links=o.from_links, created_at=created,
+            prefix=o.prefix,
+            to_link=o.to_link,
+            from_links=o.from_links,
+            created_at=created,
             hold_until=created + (o.hold_s if o.hold_s is not None else policy.hold_s),
             valid_until=spec.start + (o.valid_for_s if o.valid_for_s is not None else policy.ttl),
-            split_from=o.split_from, reason="OVERLOAD")
+            split_from=o.split_from,
+            reason="OVERLOAD",
+        )
     return PlannerState(overrides=overrides)
 
 
@@ -208,26 +214,50 @@ def _known_link(links: dict[str, LinkSpec], link_id: str, where: str) -> None:
         raise ScenarioError(f"{where}: unknown link {link_id!r} (links: {sorted(links)})")
 
 
-def _snapshot(pop: str, links: dict[str, LinkSpec], routes: dict[str, list[str | RouteSpec]],
-              rates: dict[str, Rate | None], demand: dict[str, dict[str, Rate | DemandSpec]],
-              ages: dict[str, float], now: float, i: int) -> Snapshot:
+def _snapshot(
+    pop: str,
+    links: dict[str, LinkSpec],
+    routes: dict[str, list[str | RouteSpec]],
+    rates: dict[str, Rate | None],
+    demand: dict[str, dict[str, Rate | DemandSpec]],
+    ages: dict[str, float],
+    now: float,
+    i: int,
+) -> Snapshot:
     b = SnapshotBuilder(pop)
     try:
         for link in links.values():
             rate = rates.get(link.id)
-            b.add_link(LinkState(
-                link_id=link.id, router=link.router, capacity_bps=bandwidth(link.capacity),
-                rate_bps=None if rate is None else bandwidth(rate), up=link.up, drained=link.drained,
-                peer_type=link.peer_type, peer_asn=link.peer_asn,
-                speed_bps=None if link.speed is None else bandwidth(link.speed),
-                thresholds=Thresholds(**link.thresholds), v6_blackhole=link.v6_blackhole))
+            b.add_link(
+                LinkState(
+                    link_id=link.id,
+                    router=link.router,
+                    capacity_bps=bandwidth(link.capacity),
+                    rate_bps=None if rate is None else bandwidth(rate),
+                    up=link.up,
+                    drained=link.drained,
+                    peer_type=link.peer_type,
+                    peer_asn=link.peer_asn,
+                    speed_bps=None if link.speed is None else bandwidth(link.speed),
+                    thresholds=Thresholds(**link.thresholds),
+                    v6_blackhole=link.v6_blackhole,
+                )
+            )
         for link_id in rates:
             _known_link(links, link_id, f"cycle {i}: rates")
         for link_id, entries in routes.items():
             for entry in entries:
                 r = _route(entry)
-                b.add_route(link_id, r.prefix, local_pref=r.local_pref, as_path=r.as_path,
-                            origin=r.origin, med=r.med, next_hop=r.next_hop, own=r.own)
+                b.add_route(
+                    link_id,
+                    r.prefix,
+                    local_pref=r.local_pref,
+                    as_path=r.as_path,
+                    origin=r.origin,
+                    med=r.med,
+                    next_hop=r.next_hop,
+                    own=r.own,
+                )
         for link_id, per_prefix in demand.items():
             for prefix, value in per_prefix.items():
                 d = value if isinstance(value, DemandSpec) else DemandSpec(rate=value)

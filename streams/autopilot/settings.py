@@ -18,8 +18,11 @@ class AutopilotSettings(ComponentSettings):
 
     policy: Policy = Field(default_factory=Policy, description="planner thresholds, timers, budgets")
     # -- the worker (`netpilot autopilot run`) --------------------------------------------
-    app_id: str = Field("netpilot-autopilot", pattern=r"^[A-Za-z0-9._-]+$",
-                        description="faust app id = consumer group; prefixes its internal topics")
+    app_id: str = Field(
+        "netpilot-autopilot",
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="faust app id = consumer group; prefixes its internal topics",
+    )
     demand_window_s: float = Field(120.0, gt=0, description="prefix demand = bytes over this window (EF: 2 min)")
     demand_granularity_s: int = Field(10, gt=0, description="flow-aggregates window size used as demand")
     store: str = Field("memory://", description="faust table store (memory://, or rocksdb://)")

@@ -74,11 +74,14 @@ class PlannerState:
             "cycle": self.cycle,
             "overrides": [_override_dict(o) for _, o in sorted(self.overrides.items())],
             "cooldowns": dict(sorted(self.cooldowns.items())),
-            "previous_inputs": None if self.previous_inputs is None else {
+            "previous_inputs": None
+            if self.previous_inputs is None
+            else {
                 "at": self.previous_inputs.at,
                 "total_rate_bps": self.previous_inputs.total_rate_bps,
                 "usable_bps": dict(sorted(self.previous_inputs.usable_bps.items())),
-                "up": dict(sorted(self.previous_inputs.up.items()))},
+                "up": dict(sorted(self.previous_inputs.up.items())),
+            },
             "expected_util": dict(sorted(self.expected_util.items())),
             "misprojected_since": dict(sorted(self.misprojected_since.items())),
         }
@@ -88,24 +91,35 @@ class PlannerState:
         if not data:
             return cls()
         if data.get("version") != STATE_VERSION:
-            raise ScenarioError(f"planner state version {data.get('version')!r} is not "
-                                f"{STATE_VERSION}; it was written by another netpilot")
+            raise ScenarioError(
+                f"planner state version {data.get('version')!r} is not "
+                f"{STATE_VERSION}; it was written by another netpilot"
+            )
         try:
             overrides = {}
             for raw in data.get("overrides", ()):
                 o = Override(**{**raw, "from_links": tuple(raw.get("from_links", ()))})
                 overrides[o.prefix] = o
             lv = data.get("previous_inputs")
-            previous = None if lv is None else InputTotals(
-                at=float(lv["at"]), total_rate_bps=float(lv["total_rate_bps"]),
-                usable_bps={k: float(v) for k, v in lv["usable_bps"].items()},
-                up={k: bool(v) for k, v in lv["up"].items()})
-            return cls(overrides=overrides,
-                       cooldowns={k: float(v) for k, v in data.get("cooldowns", {}).items()},
-                       previous_inputs=previous, cycle=int(data.get("cycle", 0)),
-                       # optional: state written before the projection check had neither
-                       expected_util={k: float(v) for k, v in data.get("expected_util", {}).items()},
-                       misprojected_since={k: float(v) for k, v in data.get("misprojected_since", {}).items()})
+            previous = (
+                None
+                if lv is None
+                else InputTotals(
+                    at=float(lv["at"]),
+                    total_rate_bps=float(lv["total_rate_bps"]),
+                    usable_bps={k: float(v) for k, v in lv["usable_bps"].items()},
+                    up={k: bool(v) for k, v in lv["up"].items()},
+                )
+            )
+            return cls(
+                overrides=overrides,
+                cooldowns={k: float(v) for k, v in data.get("cooldowns", {}).items()},
+                previous_inputs=previous,
+                cycle=int(data.get("cycle", 0)),
+                # optional: state written before the projection check had neither
+                expected_util={k: float(v) for k, v in data.get("expected_util", {}).items()},
+                misprojected_since={k: float(v) for k, v in data.get("misprojected_since", {}).items()},
+            )
         except (TypeError, KeyError, ValueError) as exc:
             raise ScenarioError(f"planner state is malformed: {exc!r}") from exc
 

@@ -68,22 +68,50 @@ class AutopilotApp:
 
 def create_app(settings: AutopilotSettings) -> AutopilotApp:
     kafka = settings.kafka
-    app = new_faust_app(app_id(settings), kafka, client="autopilot", store=settings.store,
-                        data_dir=settings.data_dir, changelog_replication=settings.changelog_replication)
+    app = new_faust_app(
+        app_id(settings),
+        kafka,
+        client="autopilot",
+        store=settings.store,
+        data_dir=settings.data_dir,
+        changelog_replication=settings.changelog_replication,
+    )
 
     def topic(t: catalog.Topic) -> faust.TopicT:
         return catalog_topic(app, kafka, t)
 
     # key_type/value_type without a Schema: the app's raw serializers apply (a Schema here
     # silently falls back to JSON and breaks changelog recovery of binary values).
-    tables = {name: app.Table(name, key_type=str, value_type=bytes, partitions=catalog.FLOWS.partitions,
-                              extra_topic_configs={"max.message.bytes": str(8 * 1024 * 1024)})
-              for name in TABLES}
-    ticks = app.topic(f"{app_id(settings)}-cycle-ticks", key_type=bytes, value_type=bytes,
-                      partitions=catalog.FLOWS.partitions, internal=True, retention=3600.0)
-    return AutopilotApp(app, topic(catalog.LINK_INVENTORY), topic(catalog.ROUTES), topic(catalog.LINK_STATS),
-                        topic(catalog.FLOW_AGGREGATES), ticks, topic(catalog.RECOMMENDATIONS),
-                        topic(catalog.CYCLE_SUMMARIES), topic(catalog.DEAD_LETTERS), tables)
+    tables = {
+        name: app.Table(
+            name,
+            key_type=str,
+            value_type=bytes,
+            partitions=catalog.FLOWS.partitions,
+            extra_topic_configs={"max.message.bytes": str(8 * 1024 * 1024)},
+        )
+        for name in TABLES
+    }
+    ticks = app.topic(
+        f"{app_id(settings)}-cycle-ticks",
+        key_type=bytes,
+        value_type=bytes,
+        partitions=catalog.FLOWS.partitions,
+        internal=True,
+        retention=3600.0,
+    )
+    return AutopilotApp(
+        app,
+        topic(catalog.LINK_INVENTORY),
+        topic(catalog.ROUTES),
+        topic(catalog.LINK_STATS),
+        topic(catalog.FLOW_AGGREGATES),
+        ticks,
+        topic(catalog.RECOMMENDATIONS),
+        topic(catalog.CYCLE_SUMMARIES),
+        topic(catalog.DEAD_LETTERS),
+        tables,
+    )
 
 
 @dataclass
@@ -126,8 +154,11 @@ class Pilot:
                 end = (p.demand["window_start_ms"] + p.demand["window_s"].cast(pl.Int64) * 1000).max()
                 p.newest["flows"] = float(end) / 1000  # type: ignore[arg-type]
         self.loaded = True
-        log.info("autopilot state restored", pops=len(self.pops),
-                 overrides=sum(len(PlannerState.from_dict(_json(v)).overrides) for v in t["ap-state"].values()))
+        log.info(
+            "autopilot state restored",
+            pops=len(self.pops),
+            overrides=sum(len(PlannerState.from_dict(_json(v)).overrides) for v in t["ap-state"].values()),
+        )
 
     # -- input events --------------------------------------------------------------------
     def on_inventory(self, key: str, value: bytes | None) -> None:
@@ -192,8 +223,9 @@ class Pilot:
         recs = explain.recommendations(result, snapshot, policy)
         part = partition_for(pop, catalog.RECOMMENDATIONS.partitions)
         for rec in recs:
-            await self.aa.recommendations.send(key=rec.key().encode(), value=rec.encode(),
-                                               headers=Recommendation.headers(), partition=part)
+            await self.aa.recommendations.send(
+                key=rec.key().encode(), value=rec.encode(), headers=Recommendation.headers(), partition=part
+            )
             self.metrics.recommendations.labels(pop, rec.action).inc()
         summary = explain.summary(result)
         await self.aa.summaries.send(key=pop.encode(), value=summary.encode(), headers=CycleSummary.headers())
@@ -206,19 +238,38 @@ class Pilot:
         self.metrics.misprojected_links.labels(pop).set(len(bad))
         if bad:
             errors = {link: result.report.projection_error.get(link) for link in bad}
-            self.rlog.warning(f"misprojected:{pop}", "projection does not match the counters", pop=pop,
-                              links=list(bad), error=errors, mode=policy.mode)
+            self.rlog.warning(
+                f"misprojected:{pop}",
+                "projection does not match the counters",
+                pop=pop,
+                links=list(bad),
+                error=errors,
+                mode=policy.mode,
+            )
 
     async def dead_letter(self, event: Any, exc: BaseException) -> None:
         msg = event.message
         reason = reason_for(exc)
-        dl = DeadLetter(source_topic=msg.topic, source_partition=msg.partition, source_offset=msg.offset,
-                        reason=reason, error=f"{type(exc).__name__}: {exc}", component=COMPONENT,
-                        value=msg.value, original_headers=tuple((k, v or b"") for k, v in (msg.headers or [])))
+        dl = DeadLetter(
+            source_topic=msg.topic,
+            source_partition=msg.partition,
+            source_offset=msg.offset,
+            reason=reason,
+            error=f"{type(exc).__name__}: {exc}",
+            component=COMPONENT,
+            value=msg.value,
+            original_headers=tuple((k, v or b"") for k, v in (msg.headers or [])),
+        )
         await self.aa.dead_letters.send(key=dl.key().encode(), value=dl.value, headers=dl.headers())
         self.metrics.dead_letters.labels(msg.topic, reason).inc()
-        self.rlog.warning(f"dlq:{msg.topic}:{reason}", "message sent to dead letters", topic=msg.topic,
-                          offset=msg.offset, reason=reason, error=str(exc))
+        self.rlog.warning(
+            f"dlq:{msg.topic}:{reason}",
+            "message sent to dead letters",
+            topic=msg.topic,
+            offset=msg.offset,
+            reason=reason,
+            error=str(exc),
+        )
 
 
 def register(aa: AutopilotApp, pilot: Pilot, cycle_s: float) -> None:

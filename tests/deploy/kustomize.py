@@ -24,17 +24,20 @@ def binary() -> Path:
     go = shutil.which("go")
     if go is None:
         raise RuntimeError("`go` is not on PATH: Go 1.26 is needed to build kustomize")
-    proc = subprocess.run([go, "install", f"sigs.k8s.io/kustomize/kustomize/v5@{VERSION}"],
-                          env={**os.environ, "GOBIN": str(target_dir)}, capture_output=True,
-                          text=True, timeout=900)
+    proc = subprocess.run(
+        [go, "install", f"sigs.k8s.io/kustomize/kustomize/v5@{VERSION}"],
+        env={**os.environ, "GOBIN": str(target_dir)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"go install kustomize {VERSION} failed:\n{proc.stderr[-3000:]}")
     return target
 
 
 def build(directory: Path) -> list[dict]:
-    proc = subprocess.run([str(binary()), "build", str(directory)], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run([str(binary()), "build", str(directory)], capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         raise RuntimeError(f"kustomize build {directory} failed: {proc.stderr}")
     return [d for d in yaml.safe_load_all(proc.stdout) if d]

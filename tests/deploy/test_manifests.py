@@ -43,8 +43,12 @@ def test_bases_equal_a_fresh_render() -> None:
 
 
 def test_overlays_cover_every_workload() -> None:
-    built = {d["metadata"]["labels"]["app.kubernetes.io/name"]
-             for o in OVERLAYS for d in kustomize.build(o) if d["kind"] == "Deployment"}
+    built = {
+        d["metadata"]["labels"]["app.kubernetes.io/name"]
+        for o in OVERLAYS
+        for d in kustomize.build(o)
+        if d["kind"] == "Deployment"
+    }
     assert built == {w.name for w in WORKLOADS}
 
 
@@ -126,8 +130,7 @@ def test_deployment_env_loads_into_netpilot_settings(overlay, monkeypatch) -> No
         assert settings.metrics.listen == "0.0.0.0:9464"
         if cfg["security.protocol"] == "SASL_SSL":
             assert cfg["sasl.mechanism"] == "SCRAM-SHA-512"
-            assert cfg["sasl.username"] == dep["spec"]["template"]["metadata"]["labels"][
-                "app.kubernetes.io/name"]
+            assert cfg["sasl.username"] == dep["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]
         else:
             assert cfg["ssl.certificate.location"].endswith("/user.crt")
 
@@ -140,8 +143,12 @@ def test_every_deployment_has_a_metrics_service(overlay) -> None:
         container = dep["spec"]["template"]["spec"]["containers"][0]
         assert {"name": "metrics", "containerPort": 9464, "protocol": "TCP"} in container["ports"]
         assert dep["spec"]["selector"]["matchLabels"].items() <= labels.items()
-        matching = [s for s in services if s["spec"]["selector"].items() <= labels.items()
-                    and any(p["targetPort"] == "metrics" for p in s["spec"]["ports"])]
+        matching = [
+            s
+            for s in services
+            if s["spec"]["selector"].items() <= labels.items()
+            and any(p["targetPort"] == "metrics" for p in s["spec"]["ports"])
+        ]
         assert len(matching) == 1, dep["metadata"]["name"]
 
 

@@ -39,8 +39,12 @@ def loop_kafka(kafka_broker: str):
 @pytest.fixture(scope="module")
 def run(loop_kafka: KafkaSettings, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("loop")
-    pipe = Pipeline(root, loop_kafka, SCENARIO, PipelineOptions(
-        cycle_s=CYCLE_S, hold_s=20.0, autopilot_mode="suggest", injector="apply", prometheus=False))
+    pipe = Pipeline(
+        root,
+        loop_kafka,
+        SCENARIO,
+        PipelineOptions(cycle_s=CYCLE_S, hold_s=20.0, autopilot_mode="suggest", injector="apply", prometheus=False),
+    )
     applied_seen: dict[str, bytes | None] = {}
     try:
         pipe.publish_network()
@@ -59,8 +63,10 @@ def run(loop_kafka: KafkaSettings, tmp_path_factory: pytest.TempPathFactory):
 
 
 def _recs(pipe: Pipeline) -> list[tuple[str, str, float]]:
-    rows = pipe.query("SELECT action, prefix, toUnixTimestamp64Milli(generated_at) FROM netpilot.recommendations "
-                      f"WHERE from_link_id = '{PNI}' ORDER BY generated_at")
+    rows = pipe.query(
+        "SELECT action, prefix, toUnixTimestamp64Milli(generated_at) FROM netpilot.recommendations "
+        f"WHERE from_link_id = '{PNI}' ORDER BY generated_at"
+    )
     return [(a, p, int(t) / 1000) for a, p, t in rows]
 
 
@@ -94,10 +100,13 @@ def test_counters_show_the_pni_relieved_within_two_cycles_of_the_first_add(run) 
     relieved_by = first_add + 2 * CYCLE_S
     during = [u for t, u in util.items() if relieved_by <= t < surge.until_s]
     assert during and max(during) < TRIGGER, (
-        f"PNI still at {max(during):.0%} two cycles after the first ADD ({first_add:.0f} s)")
+        f"PNI still at {max(during):.0%} two cycles after the first ADD ({first_add:.0f} s)"
+    )
     # and through the pipeline: the stored utilisation (counters) of the windows that follow
-    rows = pipe.query("SELECT toUnixTimestamp64Milli(window_start), utilisation FROM netpilot.link_utilisation "
-                      f"WHERE link_id = '{PNI}' AND window_s = 10 AND utilisation IS NOT NULL ORDER BY window_start")
+    rows = pipe.query(
+        "SELECT toUnixTimestamp64Milli(window_start), utilisation FROM netpilot.link_utilisation "
+        f"WHERE link_id = '{PNI}' AND window_s = 10 AND utilisation IS NOT NULL ORDER BY window_start"
+    )
     windows = [(int(w) / 1000 - start, float(u)) for w, u in rows]
     after = [u for w, u in windows if w >= relieved_by and w + 10 <= surge.until_s]
     assert after and max(after) < TRIGGER, windows

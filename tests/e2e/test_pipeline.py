@@ -78,8 +78,10 @@ def test_raw_flow_totals_match_the_ground_truth(run) -> None:
 def test_congested_pni_gets_an_add_within_one_cycle_and_healthy_links_none(run) -> None:
     pipe, _ = run
     sc = load_scenario(SCENARIO)
-    rows = pipe.query("SELECT action, from_link_id, to_link_id, toUnixTimestamp64Milli(generated_at) "
-                      "FROM netpilot.recommendations ORDER BY generated_at")
+    rows = pipe.query(
+        "SELECT action, from_link_id, to_link_id, toUnixTimestamp64Milli(generated_at) "
+        "FROM netpilot.recommendations ORDER BY generated_at"
+    )
     assert rows, "no recommendation at all"
     sources = {r[1] for r in rows}
     assert sources == {PNI}, f"recommendations moved traffic off healthy links: {sources}"
@@ -93,14 +95,17 @@ def test_congested_pni_gets_an_add_within_one_cycle_and_healthy_links_none(run) 
     visible = start + math.ceil((surge.at_s + sc.step_s) / sc.stats_interval_s - 1e-9) * sc.stats_interval_s
     first_add = int(adds[0][3]) / 1000
     assert start + surge.at_s <= first_add, "an ADD before the surge"
-    assert first_add <= visible + CYCLE_S + 5, (f"first ADD {first_add - start:.1f} s into the run, "
-                                                f"overload visible at {visible - start:.1f} s")
+    assert first_add <= visible + CYCLE_S + 5, (
+        f"first ADD {first_add - start:.1f} s into the run, overload visible at {visible - start:.1f} s"
+    )
 
 
 def test_link_utilisation_coverage_close_to_one_for_the_unsampled_exporter(run) -> None:
     pipe, _ = run
-    rows = pipe.query("SELECT link_id, median(coverage), count() FROM netpilot.link_utilisation "
-                      "WHERE window_s = 10 AND coverage IS NOT NULL GROUP BY link_id")
+    rows = pipe.query(
+        "SELECT link_id, median(coverage), count() FROM netpilot.link_utilisation "
+        "WHERE window_s = 10 AND coverage IS NOT NULL GROUP BY link_id"
+    )
     cov = {r[0]: (float(r[1]), int(r[2])) for r in rows}
     for link in ("ams1-r1:pni-1", "ams1-r1:transit-1"):
         assert link in cov and cov[link][1] >= 3, cov

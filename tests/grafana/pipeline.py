@@ -47,8 +47,11 @@ def replay(pcap: Path, port: int, limit: int) -> int:
 
 
 def kafka_env(kafka: KafkaSettings) -> dict[str, str]:
-    return {"NETPILOT_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-            "NETPILOT_KAFKA__TOPIC_PREFIX": kafka.topic_prefix, "NETPILOT_LOG__FORMAT": "json"}
+    return {
+        "NETPILOT_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "NETPILOT_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
+        "NETPILOT_LOG__FORMAT": "json",
+    }
 
 
 class Prometheus:
@@ -56,17 +59,28 @@ class Prometheus:
 
     def __init__(self, root: Path, targets: dict[str, int]) -> None:
         self.port = free_port()
-        cfg = {"global": {"scrape_interval": "1s", "scrape_timeout": "900ms"},
-               "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
-                                  for job, port in targets.items()]}
+        cfg = {
+            "global": {"scrape_interval": "1s", "scrape_timeout": "900ms"},
+            "scrape_configs": [
+                {"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
+                for job, port in targets.items()
+            ],
+        }
         root.mkdir(parents=True, exist_ok=True)
         conf = root / "prometheus.yml"
         conf.write_text(yaml.safe_dump(cfg))
         self.log = root / "prometheus.log"
         with open(self.log, "ab") as logf:
             self.proc = subprocess.Popen(
-                ["prometheus", f"--config.file={conf}", f"--storage.tsdb.path={root / 'tsdb'}",
-                 f"--web.listen-address=127.0.0.1:{self.port}"], stdout=logf, stderr=subprocess.STDOUT)
+                [
+                    "prometheus",
+                    f"--config.file={conf}",
+                    f"--storage.tsdb.path={root / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                ],
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+            )
 
     def api(self, path: str, **params: str) -> dict:
         url = f"http://127.0.0.1:{self.port}/api/v1/{path}?" + urllib.parse.urlencode(params)

@@ -94,13 +94,26 @@ class _CapturingProducer:
 def _collector_inventory(sim_dir: Path, scenario) -> Inventory:  # type: ignore[no-untyped-def]
     routes = yaml.safe_load((sim_dir / "routes.yaml").read_text())["routes"]
     dst_as = {r["prefix"]: r["as_path"][-1] for r in routes}
-    return Inventory.model_validate({
-        "pops": [{"name": p.name, "routers": [
-            {"name": r.name, "exporter": r.exporter, "sampling_rate": r.sampling_rate,
-             "links": [{"link_id": link.link_id, "if_index": link.if_index} for link in r.links]}
-            for r in p.routers]} for p in scenario.pops],
-        "routes": [{"prefix": p, "dst_as": a} for p, a in dst_as.items()],
-    })
+    return Inventory.model_validate(
+        {
+            "pops": [
+                {
+                    "name": p.name,
+                    "routers": [
+                        {
+                            "name": r.name,
+                            "exporter": r.exporter,
+                            "sampling_rate": r.sampling_rate,
+                            "links": [{"link_id": link.link_id, "if_index": link.if_index} for link in r.links],
+                        }
+                        for r in p.routers
+                    ],
+                }
+                for p in scenario.pops
+            ],
+            "routes": [{"prefix": p, "dst_as": a} for p, a in dst_as.items()],
+        }
+    )
 
 
 def _simulate(sim_dir: Path, start_ms: int) -> tuple[object, list[LinkStats]]:
@@ -110,9 +123,16 @@ def _simulate(sim_dir: Path, start_ms: int) -> tuple[object, list[LinkStats]]:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
         sink.bind(("127.0.0.1", 0))
         addr = sink.getsockname()
-        sim = Simulator(sc, sim_dir, addr, addr, realtime=False, start_ms=start_ms,
-                        link_stats_sink=LinkStatsSink(producer, "link-stats"),
-                        pcap_path=sim_dir / "datagrams.pcap")
+        sim = Simulator(
+            sc,
+            sim_dir,
+            addr,
+            addr,
+            realtime=False,
+            start_ms=start_ms,
+            link_stats_sink=LinkStatsSink(producer, "link-stats"),
+            pcap_path=sim_dir / "datagrams.pcap",
+        )
         sim.write_network_files()
         sim.run()
         sim.write_truth()
@@ -122,10 +142,19 @@ def _simulate(sim_dir: Path, start_ms: int) -> tuple[object, list[LinkStats]]:
 def _link_inventory(scenario) -> list[LinkInventory]:  # type: ignore[no-untyped-def]
     # producers.inventory.load rejects the simulator's inventory.yaml (no snmp: targets, the
     # simulator publishes counters itself), so the records are built from the scenario.
-    return [LinkInventory(pop=p.name, link_id=link.link_id, router=r.name, exporter=r.exporter,
-                          if_index=link.if_index, capacity_bps=link.capacity_bps,
-                          peer_asn=link.peer_asn, peer_type=link.peer_type)
-            for p, r, link in scenario.links()]
+    return [
+        LinkInventory(
+            pop=p.name,
+            link_id=link.link_id,
+            router=r.name,
+            exporter=r.exporter,
+            if_index=link.if_index,
+            capacity_bps=link.capacity_bps,
+            peer_asn=link.peer_asn,
+            peer_type=link.peer_type,
+        )
+        for p, r, link in scenario.links()
+    ]
 
 
 def _decode_flows(sim_dir: Path, scenario) -> pa.Table:  # type: ignore[no-untyped-def]
@@ -149,13 +178,19 @@ def _decode_flows(sim_dir: Path, scenario) -> pa.Table:  # type: ignore[no-untyp
     return convert.to_arrow("flows", items)
 
 
-def _utilisation(flows: pa.Table, stats: list[LinkStats], links: list[LinkInventory],
-                 start_s: float, end_s: float) -> list:  # type: ignore[type-arg]
+def _utilisation(
+    flows: pa.Table, stats: list[LinkStats], links: list[LinkInventory], start_s: float, end_s: float
+) -> list:  # type: ignore[type-arg]
     df = pl.from_arrow(flows.select(["time_received", "link_id", "bytes_scaled"]))
     assert isinstance(df, pl.DataFrame)
-    per_window = (df.with_columns(pl.col("link_id").cast(pl.String),
-                                  (pl.col("time_received").dt.epoch("s") // int(WINDOW_S) * int(WINDOW_S)).alias("w"))
-                  .group_by("link_id", "w").agg(pl.col("bytes_scaled").sum()))
+    per_window = (
+        df.with_columns(
+            pl.col("link_id").cast(pl.String),
+            (pl.col("time_received").dt.epoch("s") // int(WINDOW_S) * int(WINDOW_S)).alias("w"),
+        )
+        .group_by("link_id", "w")
+        .agg(pl.col("bytes_scaled").sum())
+    )
     by_key = {(r["link_id"], r["w"]): r["bytes_scaled"] for r in per_window.iter_rows(named=True)}
     readings: dict[str, list[tuple[float, float, float]]] = {}
     for s in stats:
@@ -166,8 +201,16 @@ def _utilisation(flows: pa.Table, stats: list[LinkStats], links: list[LinkInvent
     first = int(-(-start_s // WINDOW_S) * WINDOW_S)
     for link in links:
         for w in range(first, int(end_s - WINDOW_S) + 1, int(WINDOW_S)):
-            out.append(utilisation(link, float(w), WINDOW_S, int(by_key.get((link.link_id, w), 0)),
-                                   readings.get(link.link_id, []), UtilisationSpec()))
+            out.append(
+                utilisation(
+                    link,
+                    float(w),
+                    WINDOW_S,
+                    int(by_key.get((link.link_id, w), 0)),
+                    readings.get(link.link_id, []),
+                    UtilisationSpec(),
+                )
+            )
     return out
 
 
@@ -180,16 +223,21 @@ def _autopilot(start_s: float) -> tuple[list, list]:  # type: ignore[type-arg]
     for cycle, result in scn.run(spec, None):
         for r in explain.recommendations(result, cycle.snapshot, cycle.policy):
             shift = start_s - 1767225600
-            recs.append(r.model_copy(update={
-                "generated_at": r.generated_at + shift, "valid_until": r.valid_until + shift,
-                "hold_until": None if r.hold_until is None else r.hold_until + shift}))
+            recs.append(
+                r.model_copy(
+                    update={
+                        "generated_at": r.generated_at + shift,
+                        "valid_until": r.valid_until + shift,
+                        "hold_until": None if r.hold_until is None else r.hold_until + shift,
+                    }
+                )
+            )
         s = explain.summary(result)
         cycles.append(s.model_copy(update={"generated_at": s.generated_at + start_s - 1767225600}))
     return recs, cycles
 
 
-def _applied(recs: list[Recommendation], links: list[LinkInventory]
-             ) -> list[tuple[str, AppliedOverride | None, float]]:
+def _applied(recs: list[Recommendation], links: list[LinkInventory]) -> list[tuple[str, AppliedOverride | None, float]]:
     routers = {pop: tuple(sorted({x.router for x in links if x.pop == pop})) for pop in {x.pop for x in links}}
     since: dict[str, float] = {}
     out: list[tuple[str, AppliedOverride | None, float]] = []
@@ -201,25 +249,42 @@ def _applied(recs: list[Recommendation], links: list[LinkInventory]
             continue
         # the attributes the injector announces come from the recommendation's BGP hint
         local_pref, communities = r.bgp_hint.get("local_pref"), r.bgp_hint.get("communities", ())
-        out.append((r.key(), AppliedOverride(
-            pop=r.pop, prefix=r.prefix, link_id=r.to.link_id, next_hop=r.to.next_hop or "",
-            routers=routers.get(r.pop, ()), local_pref=local_pref if isinstance(local_pref, int) else None,
-            communities=tuple(map(str, communities)) if isinstance(communities, (list, tuple)) else (),
-            recommendation_id=r.id, since=since.setdefault(r.key(), at), confirmed_at=at), at))
+        out.append(
+            (
+                r.key(),
+                AppliedOverride(
+                    pop=r.pop,
+                    prefix=r.prefix,
+                    link_id=r.to.link_id,
+                    next_hop=r.to.next_hop or "",
+                    routers=routers.get(r.pop, ()),
+                    local_pref=local_pref if isinstance(local_pref, int) else None,
+                    communities=tuple(map(str, communities)) if isinstance(communities, (list, tuple)) else (),
+                    recommendation_id=r.id,
+                    since=since.setdefault(r.key(), at),
+                    confirmed_at=at,
+                ),
+                at,
+            )
+        )
     return out
 
 
 def _insert_applied(client: ClickHouseClient, records: list[tuple[str, AppliedOverride | None, float]]) -> int:
-    items = [convert.decode("applied_overrides", i, key.encode(), None if m is None else m.encode(), at)
-             for i, (key, m, at) in enumerate(records)]
+    items = [
+        convert.decode("applied_overrides", i, key.encode(), None if m is None else m.encode(), at)
+        for i, (key, m, at) in enumerate(records)
+    ]
     data = convert.to_arrow("applied_overrides", items)
     client.insert_arrow(f"{DB}.autopilot_applied", data, "grafana-test/autopilot_applied")
     return data.num_rows
 
 
 def _insert(client: ClickHouseClient, topic_id: str, table: str, messages: list) -> int:  # type: ignore[type-arg]
-    items = [convert.decode(topic_id, i, f"{m.pop}|{getattr(m, 'link_id', '')}".encode(), m.encode())
-             for i, m in enumerate(messages)]
+    items = [
+        convert.decode(topic_id, i, f"{m.pop}|{getattr(m, 'link_id', '')}".encode(), m.encode())
+        for i, m in enumerate(messages)
+    ]
     data = convert.to_arrow(topic_id, items)
     client.insert_arrow(f"{DB}.{table}", data, f"grafana-test/{table}")
     return data.num_rows
@@ -236,11 +301,21 @@ def build_store(root: Path) -> Store:
     util = _utilisation(flows, stats, links, start_s, start_s + DURATION_S)
     recs, cycles = _autopilot(start_s)
 
-    store = Store(f"chdb://{root}/chdb", start_s, start_s + DURATION_S, sim_dir,
-                  pl.read_csv(sim_dir / "truth_links.csv").group_by("pop", "link_id").agg(pl.col("bytes").sum()),
-                  messages={"link_stats": stats, "link_inventory": links, "link_utilisation": util,
-                            "recommendations": recs, "cycle_summaries": cycles},
-                  applied=_applied(recs, links))
+    store = Store(
+        f"chdb://{root}/chdb",
+        start_s,
+        start_s + DURATION_S,
+        sim_dir,
+        pl.read_csv(sim_dir / "truth_links.csv").group_by("pop", "link_id").agg(pl.col("bytes").sum()),
+        messages={
+            "link_stats": stats,
+            "link_inventory": links,
+            "link_utilisation": util,
+            "recommendations": recs,
+            "cycle_summaries": cycles,
+        },
+        applied=_applied(recs, links),
+    )
     client = store.client()
     try:
         migrate(client, DB, Retention(), dedup_window=1000)

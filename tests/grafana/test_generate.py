@@ -65,10 +65,15 @@ def test_provisioning_parses_and_references_what_exists() -> None:
     assert by_uid["netpilot-prometheus"]["type"] == "prometheus"
     # credentials come from the environment, never from the file
     assert by_uid["netpilot-clickhouse"]["secureJsonData"]["password"] == "${NETPILOT_CLICKHOUSE_PASSWORD}"
-    used = {(t["datasource"]["uid"], t["datasource"]["type"])
-            for d in generate.load_all().values() for t in _targets(d)}
-    used |= {(v["datasource"]["uid"], v["datasource"]["type"])
-             for d in generate.load_all().values() for v in d["templating"]["list"] if "datasource" in v}
+    used = {
+        (t["datasource"]["uid"], t["datasource"]["type"]) for d in generate.load_all().values() for t in _targets(d)
+    }
+    used |= {
+        (v["datasource"]["uid"], v["datasource"]["type"])
+        for d in generate.load_all().values()
+        for v in d["templating"]["list"]
+        if "datasource" in v
+    }
     assert used <= {(u, d["type"]) for u, d in by_uid.items()}
     prov = yaml.safe_load((PROVISIONING / "dashboards" / "netpilot.yaml").read_text())
     [provider] = prov["providers"]

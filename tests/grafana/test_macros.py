@@ -7,26 +7,40 @@ import pytest
 from grafana.macros import MacroError, QueryContext, expand_macros, expand_promql, expand_sql
 
 # 2022-10-21T00:00:00Z .. 2022-10-23T12:30:45.678Z
-CTX = QueryContext(from_s=1666310400.0, to_s=1666528245.678, interval_s=30.0,
-                   variables={"pop": ["ams1", "fra'1"], "one": "x", "db": "netpilot"})
+CTX = QueryContext(
+    from_s=1666310400.0,
+    to_s=1666528245.678,
+    interval_s=30.0,
+    variables={"pop": ["ams1", "fra'1"], "one": "x", "db": "netpilot"},
+)
 
 
-@pytest.mark.parametrize("sql, expected", [
-    ("$__timeFilter(t)", "t >= toDateTime(1666310400) AND t <= toDateTime(1666528245)"),
-    ("$__timeFilter_ms(t)",
-     "t >= fromUnixTimestamp64Milli(1666310400000) AND t <= fromUnixTimestamp64Milli(1666528245678)"),
-    ("$__dateFilter(d)", "d >= toDate('2022-10-21') AND d <= toDate('2022-10-23')"),
-    ("$__dt(d, t)", "(d >= toDate('2022-10-21') AND d <= toDate('2022-10-23')) AND "
-                    "(t >= toDateTime(1666310400) AND t <= toDateTime(1666528245))"),
-    ("$__timeInterval(t)", "toStartOfInterval(toDateTime(t), INTERVAL 30 second)"),
-    ("$__timeInterval_ms(t)", "toStartOfInterval(toDateTime64(t, 3), INTERVAL 30000 millisecond)"),
-    ("x / ($__interval_s)", "x / (30)"),
-    ("($__fromTime, $__toTime)", "(toDateTime(1666310400), toDateTime(1666528245))"),
-    ("($__fromTime_ms)", "(fromUnixTimestamp64Milli(1666310400000))"),
-    # nested parentheses inside a macro argument are kept whole (the SDK counts depth)
-    ("$__timeFilter(toDateTime(t))",
-     "toDateTime(t) >= toDateTime(1666310400) AND toDateTime(t) <= toDateTime(1666528245)"),
-])
+@pytest.mark.parametrize(
+    "sql, expected",
+    [
+        ("$__timeFilter(t)", "t >= toDateTime(1666310400) AND t <= toDateTime(1666528245)"),
+        (
+            "$__timeFilter_ms(t)",
+            "t >= fromUnixTimestamp64Milli(1666310400000) AND t <= fromUnixTimestamp64Milli(1666528245678)",
+        ),
+        ("$__dateFilter(d)", "d >= toDate('2022-10-21') AND d <= toDate('2022-10-23')"),
+        (
+            "$__dt(d, t)",
+            "(d >= toDate('2022-10-21') AND d <= toDate('2022-10-23')) AND "
+            "(t >= toDateTime(1666310400) AND t <= toDateTime(1666528245))",
+        ),
+        ("$__timeInterval(t)", "toStartOfInterval(toDateTime(t), INTERVAL 30 second)"),
+        ("$__timeInterval_ms(t)", "toStartOfInterval(toDateTime64(t, 3), INTERVAL 30000 millisecond)"),
+        ("x / ($__interval_s)", "x / (30)"),
+        ("($__fromTime, $__toTime)", "(toDateTime(1666310400), toDateTime(1666528245))"),
+        ("($__fromTime_ms)", "(fromUnixTimestamp64Milli(1666310400000))"),
+        # nested parentheses inside a macro argument are kept whole (the SDK counts depth)
+        (
+            "$__timeFilter(toDateTime(t))",
+            "toDateTime(t) >= toDateTime(1666310400) AND toDateTime(t) <= toDateTime(1666528245)",
+        ),
+    ],
+)
 def test_plugin_macros(sql: str, expected: str) -> None:
     assert expand_macros(sql, CTX) == expected
 

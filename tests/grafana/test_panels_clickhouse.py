@@ -28,8 +28,9 @@ def _ctx(store: Store, interval: float) -> QueryContext:
     return QueryContext(from_s=store.start_s // 3600 * 3600, to_s=store.end_s + 60, interval_s=interval)
 
 
-def _run(client: ClickHouseClient, store: Store, panel: PanelQuery, interval: float,
-         **variables: list[str]) -> pa.Table:
+def _run(
+    client: ClickHouseClient, store: Store, panel: PanelQuery, interval: float, **variables: list[str]
+) -> pa.Table:
     ctx = replace(_ctx(store, interval), variables=variables)
     ctx = all_variable_values(client, BY_TITLE[panel.dashboard], ctx)
     return run_panel(client, panel, ctx)
@@ -45,8 +46,11 @@ def _col(t: pa.Table, name: str) -> list:
 
 
 def test_every_dashboard_has_clickhouse_panels() -> None:
-    assert {p.dashboard for p in PANELS} == {"netpilot / Network overview", "netpilot / Egress links",
-                                             "netpilot / Autopilot"}
+    assert {p.dashboard for p in PANELS} == {
+        "netpilot / Network overview",
+        "netpilot / Egress links",
+        "netpilot / Autopilot",
+    }
     assert len(PANELS) == 17
 
 
@@ -55,14 +59,14 @@ def test_variables_resolve_to_the_simulated_network(store_client: ClickHouseClie
     assert ctx.variables["pop"] == ["ams1", "fra1"]
     assert ctx.variables["router"] == ["ams1-r1", "ams1-r2", "fra1-r1"]
     assert sorted(ctx.variables["link"]) == sorted(grafana_store.truth_links["link_id"].to_list())
-    narrowed = all_variable_values(store_client, BY_TITLE["netpilot / Egress links"],
-                                   replace(ctx, variables={"pop": ["fra1"]}))
+    narrowed = all_variable_values(
+        store_client, BY_TITLE["netpilot / Egress links"], replace(ctx, variables={"pop": ["fra1"]})
+    )
     assert narrowed.variables["link"] == ["fra1-r1:pni-2", "fra1-r1:transit-1"]
 
 
 @pytest.mark.parametrize("panel", PANELS, ids=lambda p: p.title)
-def test_panel_returns_plausible_rows(panel: PanelQuery, store_client: ClickHouseClient,
-                                      grafana_store: Store) -> None:
+def test_panel_returns_plausible_rows(panel: PanelQuery, store_client: ClickHouseClient, grafana_store: Store) -> None:
     t = _run(store_client, grafana_store, panel, 10)
     assert t.num_rows > 0, panel.title
     for f in t.schema:
@@ -86,8 +90,9 @@ def test_panel_returns_plausible_rows(panel: PanelQuery, store_client: ClickHous
 
 
 @pytest.mark.parametrize("interval", INTERVALS)
-def test_flow_totals_match_the_simulator_at_every_rollup(interval: int, store_client: ClickHouseClient,
-                                                         grafana_store: Store) -> None:
+def test_flow_totals_match_the_simulator_at_every_rollup(
+    interval: int, store_client: ClickHouseClient, grafana_store: Store
+) -> None:
     truth = {r["link_id"]: r["bytes"] for r in grafana_store.truth_links.iter_rows(named=True)}
     per_link = _run(store_client, grafana_store, _panel("Traffic per egress link"), interval)
     got: dict[str, float] = {}
@@ -111,8 +116,7 @@ def test_pop_filter_narrows_flow_panels(store_client: ClickHouseClient, grafana_
     assert set(_col(t, "pop")) == {"fra1"}
 
 
-def test_egress_panels_show_the_surge_and_the_triggers(store_client: ClickHouseClient,
-                                                        grafana_store: Store) -> None:
+def test_egress_panels_show_the_surge_and_the_triggers(store_client: ClickHouseClient, grafana_store: Store) -> None:
     util = _run(store_client, grafana_store, _panel("Utilisation vs capacity"), 10)
     peak = max(u for link, u in zip(_col(util, "link_id"), _col(util, "peak utilisation")) if link == "ams1-r1:pni-1")
     assert peak > 0.9  # the demo's surge pushes the 10G PNI past its 90 % trigger
@@ -137,9 +141,9 @@ def test_autopilot_panels(store_client: ClickHouseClient, grafana_store: Store) 
     assert moved.num_rows >= 1 and all(v is not None for v in _col(moved, "actual to"))
 
 
-
 def test_applied_overrides_table_shows_installed_and_recent_removals(
-        store_client: ClickHouseClient, grafana_store: Store) -> None:
+    store_client: ClickHouseClient, grafana_store: Store
+) -> None:
     panel = _panel("Applied overrides")
     # the store's read-back ends with the WITHDRAW's tombstone: removed, within the range
     [row] = _run(store_client, grafana_store, panel, 10).to_pylist()
@@ -151,23 +155,29 @@ def test_applied_overrides_table_shows_installed_and_recent_removals(
     ctx = all_variable_values(store_client, BY_TITLE[panel.dashboard], before)
     assert run_panel(store_client, panel, ctx).num_rows == 0
     last = [m for _k, m, _t in grafana_store.applied if m is not None][-1]
-    store_client.command(f"INSERT INTO netpilot.autopilot_applied (pop, prefix, link_id, next_hop, routers, "
-                         f"local_pref, since, confirmed_at, deleted, version) VALUES ('{last.pop}', "
-                         f"'192.0.2.0/24', '{last.link_id}', '{last.next_hop}', ['{last.routers[0]}'], 500, "
-                         f"toDateTime64({last.since}, 3), toDateTime64({last.confirmed_at}, 3), 0, 1000)")
+    store_client.command(
+        f"INSERT INTO netpilot.autopilot_applied (pop, prefix, link_id, next_hop, routers, "
+        f"local_pref, since, confirmed_at, deleted, version) VALUES ('{last.pop}', "
+        f"'192.0.2.0/24', '{last.link_id}', '{last.next_hop}', ['{last.routers[0]}'], 500, "
+        f"toDateTime64({last.since}, 3), toDateTime64({last.confirmed_at}, 3), 0, 1000)"
+    )
     try:
         rows = run_panel(store_client, panel, ctx).to_pylist()
         assert [(r["prefix"], r["state"], r["link"], r["local pref"]) for r in rows] == [
-            ("192.0.2.0/24", "installed", last.link_id, 500)]
+            ("192.0.2.0/24", "installed", last.link_id, 500)
+        ]
     finally:
-        store_client.command("ALTER TABLE netpilot.autopilot_applied DELETE WHERE prefix = '192.0.2.0/24' "
-                             "SETTINGS mutations_sync = 1")
+        store_client.command(
+            "ALTER TABLE netpilot.autopilot_applied DELETE WHERE prefix = '192.0.2.0/24' SETTINGS mutations_sync = 1"
+        )
 
 
-@pytest.mark.parametrize("interval, table", [(10, "flows_raw"), (60, "flows_1m"), (300, "flows_5m"),
-                                             (3600, "flows_1h")])
-def test_only_the_table_for_the_interval_is_read(interval: int, table: str, store_client: ClickHouseClient,
-                                                 grafana_store: Store) -> None:
+@pytest.mark.parametrize(
+    "interval, table", [(10, "flows_raw"), (60, "flows_1m"), (300, "flows_5m"), (3600, "flows_1h")]
+)
+def test_only_the_table_for_the_interval_is_read(
+    interval: int, table: str, store_client: ClickHouseClient, grafana_store: Store
+) -> None:
     # ClickHouse folds the constant guards: the other three branches read no rows at all
     [(rows,)] = store_client.rows(f"SELECT count() FROM netpilot.{table}")
     panel = _panel("Traffic per egress link")
@@ -176,5 +186,6 @@ def test_only_the_table_for_the_interval_is_read(interval: int, table: str, stor
     assert query_arrow(store_client, sql).num_rows > 0
     if table != "flows_raw":  # and the limit does bite when a query reads more than that
         with pytest.raises(Exception, match="max_rows_to_read"):
-            query_arrow(store_client,
-                        f"SELECT sum(bytes_scaled) FROM netpilot.flows_raw SETTINGS max_rows_to_read = {rows}")
+            query_arrow(
+                store_client, f"SELECT sum(bytes_scaled) FROM netpilot.flows_raw SETTINGS max_rows_to_read = {rows}"
+            )

@@ -48,15 +48,20 @@ def _wait(prom: Prometheus, expr: str, children: list[Child], timeout: float = 9
 def _publish(kafka: KafkaSettings, store: Store) -> None:
     """The store's inventory, utilisation and autopilot messages, as their producers key them."""
     producer = KafkaProducer(kafka)
-    for topic in (catalog.LINK_INVENTORY, catalog.LINK_UTILISATION, catalog.RECOMMENDATIONS,
-                  catalog.CYCLE_SUMMARIES):
+    for topic in (catalog.LINK_INVENTORY, catalog.LINK_UTILISATION, catalog.RECOMMENDATIONS, catalog.CYCLE_SUMMARIES):
         for m in store.messages[topic.id]:
-            key = {"link_inventory": f"{m.pop}|{getattr(m, 'link_id', '')}",
-                   "recommendations": f"{m.pop}|{getattr(m, 'prefix', '')}"}.get(topic.id, m.pop)
+            key = {
+                "link_inventory": f"{m.pop}|{getattr(m, 'link_id', '')}",
+                "recommendations": f"{m.pop}|{getattr(m, 'prefix', '')}",
+            }.get(topic.id, m.pop)
             producer.produce(kafka.topic(topic), m.encode(), key=key, headers=type(m).headers())
     for key, applied, _at in store.applied:  # the stand-in injector's read-back, tombstone too
-        producer.produce(kafka.topic(catalog.APPLIED_OVERRIDES), None if applied is None else applied.encode(),
-                         key=key, partition_key=key.split("|")[0])
+        producer.produce(
+            kafka.topic(catalog.APPLIED_OVERRIDES),
+            None if applied is None else applied.encode(),
+            key=key,
+            partition_key=key.split("|")[0],
+        )
     producer.flush(30)
 
 
@@ -64,13 +69,23 @@ def test_every_promql_returns_series(kafka_settings: KafkaSettings, grafana_stor
     from producers.simulator.scenario import load_scenario
     from tests.grafana.store import DEMO
 
-    inv = collector_inventory_file(_collector_inventory(grafana_store.sim_dir, load_scenario(DEMO)),
-                                   tmp_path / "inventory.yaml")
+    inv = collector_inventory_file(
+        _collector_inventory(grafana_store.sim_dir, load_scenario(DEMO)), tmp_path / "inventory.yaml"
+    )
     port = free_port()
     registry = CollectorRegistry()
-    collector = CollectorService(CollectorSettings(
-        kafka=kafka_settings, listen_address="127.0.0.1", netflow_port=port, sflow_port=port,
-        inventory_file=inv, batch_max_ms=100, metrics=MetricsSettings(enabled=False)), registry)
+    collector = CollectorService(
+        CollectorSettings(
+            kafka=kafka_settings,
+            listen_address="127.0.0.1",
+            netflow_port=port,
+            sflow_port=port,
+            inventory_file=inv,
+            batch_max_ms=100,
+            metrics=MetricsSettings(enabled=False),
+        ),
+        registry,
+    )
     collector_metrics = MetricsServer(registry)
     exporter = PrometheusSinkService(PrometheusSinkSettings(kafka=kafka_settings))
     ports = {"sink": free_port(), "streams": free_port()}
@@ -83,14 +98,32 @@ def test_every_promql_returns_series(kafka_settings: KafkaSettings, grafana_stor
         exporter.start()
         assert exporter.url is not None
         ports["exporter"] = int(exporter.url.rsplit(":", 1)[1])
-        children.append(Child("sink-clickhouse", ["sink", "clickhouse", "run"], {
-            **env, "NETPILOT_SINK_CLICKHOUSE__DSN": f"chdb://{tmp_path}/sink-chdb",
-            "NETPILOT_SINK_CLICKHOUSE__GROUP_ID": f"grafana-test-{uuid.uuid4().hex[:8]}",
-            "NETPILOT_SINK_CLICKHOUSE__METRICS__LISTEN": f"127.0.0.1:{ports['sink']}"}, tmp_path / "sink.log"))
-        children.append(Child("streams", ["streams", "run"], {
-            **env, "NETPILOT_STREAMS__APP_ID": f"grafana-test-{uuid.uuid4().hex[:8]}",
-            "NETPILOT_STREAMS__DATA_DIR": str(tmp_path / "streams"),
-            "NETPILOT_STREAMS__METRICS__LISTEN": f"127.0.0.1:{ports['streams']}"}, tmp_path / "streams.log"))
+        children.append(
+            Child(
+                "sink-clickhouse",
+                ["sink", "clickhouse", "run"],
+                {
+                    **env,
+                    "NETPILOT_SINK_CLICKHOUSE__DSN": f"chdb://{tmp_path}/sink-chdb",
+                    "NETPILOT_SINK_CLICKHOUSE__GROUP_ID": f"grafana-test-{uuid.uuid4().hex[:8]}",
+                    "NETPILOT_SINK_CLICKHOUSE__METRICS__LISTEN": f"127.0.0.1:{ports['sink']}",
+                },
+                tmp_path / "sink.log",
+            )
+        )
+        children.append(
+            Child(
+                "streams",
+                ["streams", "run"],
+                {
+                    **env,
+                    "NETPILOT_STREAMS__APP_ID": f"grafana-test-{uuid.uuid4().hex[:8]}",
+                    "NETPILOT_STREAMS__DATA_DIR": str(tmp_path / "streams"),
+                    "NETPILOT_STREAMS__METRICS__LISTEN": f"127.0.0.1:{ports['streams']}",
+                },
+                tmp_path / "streams.log",
+            )
+        )
         prom = Prometheus(tmp_path / "prom", {"collector": collector_metrics.port, **ports})
         prom.wait_targets_up()
         assert replay(grafana_store.sim_dir / "datagrams.pcap", port, DATAGRAMS) == DATAGRAMS
@@ -105,9 +138,17 @@ def test_every_promql_returns_series(kafka_settings: KafkaSettings, grafana_stor
         time.sleep(3)  # a few more scrapes, so every rate() window holds two samples
         known = prom.metric_names()
         links = grafana_store.messages["link_inventory"]
-        ctx = QueryContext(time.time() - 3600, time.time(), interval_s=1, scrape_interval_s=1, variables={
-            "pop": sorted({x.pop for x in links}), "router": sorted({x.router for x in links}),
-            "link": sorted(x.link_id for x in links)})
+        ctx = QueryContext(
+            time.time() - 3600,
+            time.time(),
+            interval_s=1,
+            scrape_interval_s=1,
+            variables={
+                "pop": sorted({x.pop for x in links}),
+                "router": sorted({x.router for x in links}),
+                "link": sorted(x.link_id for x in links),
+            },
+        )
         empty = []
         for title, expr in EXPRS:
             # `or vector(0)` must not hide a misspelt name: each name was announced by a scrape

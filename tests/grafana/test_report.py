@@ -49,8 +49,14 @@ def test_report_narrowed_to_one_pop(store_client: ClickHouseClient, grafana_stor
 
 def test_cli(grafana_store: Store, tmp_path: Path) -> None:
     out = tmp_path / "cli"
-    run = subprocess.run([*NETPILOT, "report", "--since", "1h", "--dsn", grafana_store.dsn, "--out", str(out)],
-                         cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [*NETPILOT, "report", "--since", "1h", "--dsn", grafana_store.dsn, "--out", str(out)],
+        cwd=REPO,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert f"{PANELS} panels rendered, 0 failed" in run.stdout
     assert len(list(out.glob("*.png"))) == PANELS

@@ -26,8 +26,19 @@ def test_catalog_is_consistent() -> None:
 
 
 def test_required_topics_exist() -> None:
-    wanted = {"flows", "raw_datagrams", "link_stats", "link_inventory", "routes", "exporter_templates",
-              "flow_aggregates", "link_utilisation", "recommendations", "cycle_summaries", "dead_letters"}
+    wanted = {
+        "flows",
+        "raw_datagrams",
+        "link_stats",
+        "link_inventory",
+        "routes",
+        "exporter_templates",
+        "flow_aggregates",
+        "link_utilisation",
+        "recommendations",
+        "cycle_summaries",
+        "dead_letters",
+    }
     assert wanted <= set(catalog.BY_ID)
     compacted = {t.id for t in catalog.ALL_TOPICS if t.cleanup_policy == "compact"}
     assert {"link_inventory", "routes", "exporter_templates", "recommendations"} <= compacted
@@ -81,8 +92,11 @@ def test_sync_creates_topics_with_catalog_settings(kafka_broker: str) -> None:
 def _set_retention(client: AdminClient, topic: str, value: str) -> None:
     from confluent_kafka.admin import AlterConfigOpType, ConfigEntry
 
-    res = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
-        ConfigEntry("retention.ms", value, incremental_operation=AlterConfigOpType.SET)])
+    res = ConfigResource(
+        ConfigResource.Type.TOPIC,
+        topic,
+        incremental_configs=[ConfigEntry("retention.ms", value, incremental_operation=AlterConfigOpType.SET)],
+    )
     for _, fut in client.incremental_alter_configs([res]).items():
         fut.result(timeout=10)
 

@@ -22,11 +22,32 @@ SCENARIO = REPO / "tests" / "e2e" / "scenario.yaml"  # the PNI surges from 15 s
 
 
 def start_demo(bootstrap: str, out: Path, duration: float, log: Path) -> subprocess.Popen:
-    args = [sys.executable, "-m", "netpilot.cli", "demo", "--bootstrap", bootstrap, "--scenario", str(SCENARIO),
-            "--duration", str(duration), "--cycle-s", "5", "--out", str(out), "--refresh", "2"]
+    args = [
+        sys.executable,
+        "-m",
+        "netpilot.cli",
+        "demo",
+        "--bootstrap",
+        bootstrap,
+        "--scenario",
+        str(SCENARIO),
+        "--duration",
+        str(duration),
+        "--cycle-s",
+        "5",
+        "--out",
+        str(out),
+        "--refresh",
+        "2",
+    ]
     with open(log, "wb") as f:
-        return subprocess.Popen(args, stdout=f, stderr=subprocess.STDOUT, cwd=REPO,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "160"})
+        return subprocess.Popen(
+            args,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "160"},
+        )
 
 
 def pids(text: str) -> dict[str, int]:
@@ -63,8 +84,9 @@ def test_short_demo_runs_to_a_summary_and_charts(kafka_broker: str, tmp_path: Pa
     # the run's topics are deleted (its data is in ClickHouse)
     prefix = re.search(r"with prefix '([^']+)'", text).group(1)  # type: ignore[union-attr]
     names = TopicAdmin(KafkaSettings(bootstrap_servers=kafka_broker)).client.list_topics(timeout=10).topics
-    assert not [n for n in names if n.startswith(prefix) and n.removeprefix(prefix) in
-                {t.name for t in catalog.ALL_TOPICS}]
+    assert not [
+        n for n in names if n.startswith(prefix) and n.removeprefix(prefix) in {t.name for t in catalog.ALL_TOPICS}
+    ]
 
 
 @pytest.mark.timeout(300)
@@ -88,8 +110,10 @@ def test_ctrl_c_stops_every_process(kafka_broker: str, tmp_path: Path) -> None:
     text = log.read_text()
     assert "interrupted: stopping everything" in text
     assert all(gone(p) for p in children.values()), {n: p for n, p in children.items() if not gone(p)}
-    assert ("stopped: injector (ok), collector (ok), streams (ok), autopilot (ok), sink-prometheus (ok), "
-            "sink-clickhouse (ok)") in text.replace("\n", " ").replace("  ", " "), text[-3000:]
+    assert (
+        "stopped: injector (ok), collector (ok), streams (ok), autopilot (ok), sink-prometheus (ok), "
+        "sink-clickhouse (ok)"
+    ) in text.replace("\n", " ").replace("  ", " "), text[-3000:]
     birds = subprocess.run(["pgrep", "-f", str(tmp_path / "out" / "routers")], capture_output=True, text=True)
     assert not birds.stdout.strip(), f"BIRD left running: {birds.stdout}"
 
@@ -98,8 +122,10 @@ def test_sink_lag_is_read_from_the_sink_metrics() -> None:
     from netpilot.dev.demoview import DemoState
 
     state = DemoState()
-    state.scrape_sink('# HELP x\nnetpilot_sink_clickhouse_consumer_lag_messages{topic="flows"} 12.0\n'
-                      'netpilot_sink_clickhouse_consumer_lag_messages{topic="link_stats"} 3.0\n')
+    state.scrape_sink(
+        '# HELP x\nnetpilot_sink_clickhouse_consumer_lag_messages{topic="flows"} 12.0\n'
+        'netpilot_sink_clickhouse_consumer_lag_messages{topic="link_stats"} 3.0\n'
+    )
     assert state.sink_lag_messages == 15
     state.scrape_sink("")  # the sink did not answer: unknown, not 0
     assert state.sink_lag_messages is None

@@ -14,8 +14,12 @@ from tests.conftest import REPO
 
 def test_status_reports_kafka_431_kraft(kafka_broker: str) -> None:
     state = os.environ.get("NETPILOT_TEST_KAFKA_DIR", str(REPO / ".netpilot" / "test-kafka"))
-    out = subprocess.run([sys.executable, "-m", "netpilot.cli", "dev", "kafka", "status", "--state-dir", state],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "netpilot.cli", "dev", "kafka", "status", "--state-dir", state],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert "Kafka 4.3.1 running" in out.stdout
     assert "KRaft (process.roles=broker,controller)" in out.stdout
@@ -48,8 +52,12 @@ def test_dead_broker_is_replaced_and_down_stops_it(tmp_path: Path) -> None:
     finally:
         assert k.down()
     assert k.pid() is None and not k.healthy(timeout=1)
-    status = subprocess.run([sys.executable, "-m", "netpilot.cli", "dev", "kafka", "status",
-                             "--state-dir", str(tmp_path / "kafka")], capture_output=True, text=True, timeout=60)
+    status = subprocess.run(
+        [sys.executable, "-m", "netpilot.cli", "dev", "kafka", "status", "--state-dir", str(tmp_path / "kafka")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert status.returncode == 1 and "not running" in status.stdout
 
 

@@ -52,9 +52,14 @@ def test_flow_batch_round_trip_field_for_field(kafka_settings: KafkaSettings) ->
 
 def test_murmur2_matches_kafka_reference_values() -> None:
     # Reference values from Kafka's UtilsTest.testMurmur2 (Java).
-    cases = {b"21": -973932308, b"foobar": -790332482, b"a-little-bit-long-string": -985981536,
-             b"a-little-bit-longer-string": -1486304829, b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
-             b"abc": 479470107}
+    cases = {
+        b"21": -973932308,
+        b"foobar": -790332482,
+        b"a-little-bit-long-string": -985981536,
+        b"a-little-bit-longer-string": -1486304829,
+        b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+        b"abc": 479470107,
+    }
     for data, expected in cases.items():
         assert murmur2(data) == expected, data
 
@@ -65,8 +70,9 @@ def test_pops_land_in_partitions_by_key_deterministically(kafka_settings: KafkaS
     producer = KafkaProducer(kafka_settings, ProducerOptions(compression="none"))
     for round_ in range(3):
         for pop in pops:
-            producer.produce(topic, flows.encode_flows(make_flows(50, seed=round_, pop=pop)), key=pop,
-                             headers=flows.headers())
+            producer.produce(
+                topic, flows.encode_flows(make_flows(50, seed=round_, pop=pop)), key=pop, headers=flows.headers()
+            )
     producer.flush()
     msgs = _consume_all(kafka_settings, topic, 12)
     assert len(msgs) == 12
@@ -82,11 +88,19 @@ def test_pops_land_in_partitions_by_key_deterministically(kafka_settings: KafkaS
 def test_compacted_topic_entity_keys_follow_their_pop(kafka_settings: KafkaSettings) -> None:
     topic = kafka_settings.topic(catalog.LINK_INVENTORY)
     producer = KafkaProducer(kafka_settings)
-    links = [LinkInventory(pop=pop, link_id=f"{pop}-l{i}", router="r1", capacity_bps=1e10)
-             for pop in ("ams1", "fra1") for i in range(4)]
+    links = [
+        LinkInventory(pop=pop, link_id=f"{pop}-l{i}", router="r1", capacity_bps=1e10)
+        for pop in ("ams1", "fra1")
+        for i in range(4)
+    ]
     for link in links:
-        producer.produce(topic, link.encode(), key=f"{link.pop}|{link.link_id}",
-                         headers=LinkInventory.headers(), partition_key=link.pop)
+        producer.produce(
+            topic,
+            link.encode(),
+            key=f"{link.pop}|{link.link_id}",
+            headers=LinkInventory.headers(),
+            partition_key=link.pop,
+        )
     producer.flush()
     msgs = _consume_all(kafka_settings, topic, len(links))
     assert len(msgs) == len(links)
@@ -117,10 +131,11 @@ def test_malformed_message_goes_to_dead_letters_with_reason(kafka_settings: Kafk
     assert reasons == ["wire-decode", "wire-version"]
 
     dead = _consume_all(kafka_settings, kafka_settings.topic(catalog.DEAD_LETTERS), 2)
-    letters = sorted((DeadLetter.from_headers(m.key(), m.value(), m.headers()) for m in dead),
-                     key=lambda d: d.source_offset)
+    letters = sorted(
+        (DeadLetter.from_headers(m.key(), m.value(), m.headers()) for m in dead), key=lambda d: d.source_offset
+    )
     assert [(d.source_offset, d.reason) for d in letters] == [(1, "wire-decode"), (2, "wire-version")]
-    assert letters[0].value == b"\x00garbage"          # the original bytes, untouched
+    assert letters[0].value == b"\x00garbage"  # the original bytes, untouched
     assert letters[0].source_topic == topic
     assert "9.0" in letters[1].error
     assert dict(letters[0].original_headers)["trace"] == b"t-1"
@@ -129,8 +144,7 @@ def test_malformed_message_goes_to_dead_letters_with_reason(kafka_settings: Kafk
 def test_producer_reports_undeliverable_messages() -> None:
     from netpilot.kafka.producer import DeliveryError
 
-    dead = KafkaSettings(bootstrap_servers="127.0.0.1:1", librdkafka={"message.timeout.ms": "1500",
-                                                                     "log_level": "0"})
+    dead = KafkaSettings(bootstrap_servers="127.0.0.1:1", librdkafka={"message.timeout.ms": "1500", "log_level": "0"})
     producer = KafkaProducer(dead)
     producer.produce("nowhere", b"x", key="k")
     with pytest.raises(DeliveryError):

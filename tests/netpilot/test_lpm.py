@@ -16,10 +16,13 @@ def _addrs(texts: list[str]) -> np.ndarray:
 
 
 def test_longest_prefix_wins_for_both_families() -> None:
-    t = PrefixTable.build(["0.0.0.0/0", "198.51.100.0/24", "198.51.100.128/25", "2001:db8::/32",
-                           "2001:db8:1::/48", "::/0"], values=[10, 11, 12, 13, 14, 15])
-    idx, plen, paddr = t.lookup(_addrs(["198.51.100.7", "198.51.100.200", "192.0.2.1", "2001:db8:1::5",
-                                        "2001:db8:2::1", "3fff::1"]))
+    t = PrefixTable.build(
+        ["0.0.0.0/0", "198.51.100.0/24", "198.51.100.128/25", "2001:db8::/32", "2001:db8:1::/48", "::/0"],
+        values=[10, 11, 12, 13, 14, 15],
+    )
+    idx, plen, paddr = t.lookup(
+        _addrs(["198.51.100.7", "198.51.100.200", "192.0.2.1", "2001:db8:1::5", "2001:db8:2::1", "3fff::1"])
+    )
     assert idx.tolist() == [11, 12, 10, 14, 13, 15]
     assert plen.tolist() == [24, 25, 0, 48, 32, 0]
     assert [addr_to_str(bytes(p)) for p in paddr[:2]] == ["198.51.100.0", "198.51.100.128"]

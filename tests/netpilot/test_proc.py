@@ -9,8 +9,9 @@ import sys
 from netpilot.proc import stop_pid, stop_process
 
 # A child that ignores SIGTERM: only SIGKILL stops it.
-STUBBORN = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-            "print('ready', flush=True); time.sleep(60)")
+STUBBORN = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+)
 
 
 def _stubborn() -> subprocess.Popen[str]:

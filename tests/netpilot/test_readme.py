@@ -7,8 +7,9 @@ from tests.conftest import REPO
 
 
 def test_readme_topic_table_matches_catalog() -> None:
-    assert markdown_table() in (REPO / "README.md").read_text(), \
+    assert markdown_table() in (REPO / "README.md").read_text(), (
         "README topic table is stale: paste `netpilot topics list --markdown`"
+    )
 
 
 def test_ci_runs_the_readme_test_command() -> None:

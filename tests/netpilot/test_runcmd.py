@@ -22,8 +22,13 @@ def _app(started: list[StreamsSettings], report: bool) -> typer.Typer:
         started.append(settings)
         return 3
 
-    add_run_command(app, lambda: StreamsSettings, start, doc="Run the thing.",
-                    check_report=(lambda s: f"ok: {type(s).__name__}") if report else None)
+    add_run_command(
+        app,
+        lambda: StreamsSettings,
+        start,
+        doc="Run the thing.",
+        check_report=(lambda s: f"ok: {type(s).__name__}") if report else None,
+    )
     return app
 
 

@@ -27,9 +27,12 @@ def test_defaults_validate() -> None:
 
 
 def test_yaml_then_env_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = write(tmp_path, "kafka:\n  bootstrap_servers: k1:9092\n  client_id: shared\n"
-                          "demo-part:\n  batch_size: 20\n  kafka:\n    client_id: mine\n"
-                          "other-component:\n  whatever: 1\n")
+    cfg = write(
+        tmp_path,
+        "kafka:\n  bootstrap_servers: k1:9092\n  client_id: shared\n"
+        "demo-part:\n  batch_size: 20\n  kafka:\n    client_id: mine\n"
+        "other-component:\n  whatever: 1\n",
+    )
     s = load_settings(DemoSettings, cfg)
     assert (s.kafka.bootstrap_servers, s.kafka.client_id, s.batch_size) == ("k1:9092", "mine", 20)
     monkeypatch.setenv("NETPILOT_KAFKA__BOOTSTRAP_SERVERS", "k2:9092")
@@ -61,9 +64,14 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_sasl_scram_and_tls_settings_reach_librdkafka() -> None:
-    k = KafkaSettings(bootstrap_servers="kafka:9093", security_protocol="SASL_SSL",
-                      sasl_mechanism="SCRAM-SHA-512", sasl_username="collector",
-                      sasl_password="s3cret", ssl_ca_location="/etc/ca.crt")
+    k = KafkaSettings(
+        bootstrap_servers="kafka:9093",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="collector",
+        sasl_password="s3cret",
+        ssl_ca_location="/etc/ca.crt",
+    )
     cfg = k.client_config()
     assert cfg["sasl.mechanism"] == "SCRAM-SHA-512" and cfg["sasl.password"] == "s3cret"
     assert cfg["ssl.ca.location"] == "/etc/ca.crt"

@@ -99,11 +99,14 @@ def test_newer_minor_with_extra_column_is_read() -> None:
     assert back.column("bytes").equals(t.column("bytes"))
 
 
-@pytest.mark.parametrize("value, error", [
-    (b"", WireError),
-    (b"not arrow at all", WireError),
-    (b"\xff\xff\xff\xff" + b"\x00" * 64, WireError),
-])
+@pytest.mark.parametrize(
+    "value, error",
+    [
+        (b"", WireError),
+        (b"not arrow at all", WireError),
+        (b"\xff\xff\xff\xff" + b"\x00" * 64, WireError),
+    ],
+)
 def test_garbage_is_a_wire_error(value: bytes, error: type[Exception]) -> None:
     with pytest.raises(error):
         flows.decode_flows(value)
@@ -117,8 +120,9 @@ def test_truncated_batch_is_a_wire_error() -> None:
 
 
 def test_other_schema_is_a_version_error() -> None:
-    t = pa.table({"x": [1, 2]}).replace_schema_metadata({"netpilot.schema": "flow-aggregates",
-                                                          "netpilot.version": "1.0"})
+    t = pa.table({"x": [1, 2]}).replace_schema_metadata(
+        {"netpilot.schema": "flow-aggregates", "netpilot.version": "1.0"}
+    )
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, t.schema) as w:
         w.write_table(t)

@@ -14,13 +14,26 @@ from netpilot.wire.routes import Route
 
 def test_round_trips() -> None:
     msgs = [
-        LinkInventory(pop="ams1", link_id="ams1-r1:et-0/0/1", router="r1", capacity_bps=1e11,
-                      peer_asn=64500, peer_type="pni"),
+        LinkInventory(
+            pop="ams1", link_id="ams1-r1:et-0/0/1", router="r1", capacity_bps=1e11, peer_asn=64500, peer_type="pni"
+        ),
         LinkStats(pop="ams1", router="r1", if_index=5, ts=1.5, out_octets=2**64 - 1, out_bps=1e9),
         Route(pop="ams1", link_id="l1", prefix="2001:db8::/32", as_path=(64500, 64501)),
-        Recommendation(id="i", cycle_id="c", generated_at=1, valid_until=2, pop="ams1", action="ADD",
-                       mode="suggest", prefix="198.51.100.0/24", afi=4, rate_bps=1e8,
-                       from_=LinkSide(link_id="a"), to=LinkSide(link_id="b"), reason="OVERLOAD"),
+        Recommendation(
+            id="i",
+            cycle_id="c",
+            generated_at=1,
+            valid_until=2,
+            pop="ams1",
+            action="ADD",
+            mode="suggest",
+            prefix="198.51.100.0/24",
+            afi=4,
+            rate_bps=1e8,
+            from_=LinkSide(link_id="a"),
+            to=LinkSide(link_id="b"),
+            reason="OVERLOAD",
+        ),
         CycleSummary(cycle_id="c", pop="ams1", generated_at=1, mode="observe"),
     ]
     for m in msgs:

@@ -19,25 +19,39 @@ def prefix_addr(text: str) -> bytes:
     return F.str_to_addr(text)
 
 
-def flows_at(pop: str, link_id: str, times_ms: np.ndarray, prefix: str, dst_as: int = 64500,
-             bytes_each: int = 1000, rate: int = 100) -> pa.Table:
+def flows_at(
+    pop: str,
+    link_id: str,
+    times_ms: np.ndarray,
+    prefix: str,
+    dst_as: int = 64500,
+    bytes_each: int = 1000,
+    rate: int = 100,
+) -> pa.Table:
     """Flows all to one prefix/link: ``bytes_scaled = bytes_each * rate`` each."""
     n = len(times_ms)
     v6 = ":" in prefix
     addr = np.frombuffer(prefix_addr(prefix) * n, np.uint8).reshape(n, 16)
-    return F.flow_table({
-        "time_end": np.asarray(times_ms, np.int64),
-        "time_start": np.asarray(times_ms, np.int64) - 1000,
-        "time_received": np.asarray(times_ms, np.int64) + 500,
-        "pop": pop, "link_id": link_id, "router": "r1",
-        "dst_addr": addr, "dst_prefix": addr,
-        "dst_prefix_len": np.full(n, 48 if v6 else 24, np.uint8),
-        "dst_as": np.full(n, dst_as, np.uint32),
-        "bytes": np.full(n, bytes_each, np.uint64), "packets": np.full(n, 2, np.uint64),
-        "sampling_rate": np.full(n, rate, np.uint32),
-        "bytes_scaled": np.full(n, bytes_each * rate, np.uint64),
-        "packets_scaled": np.full(n, 2 * rate, np.uint64),
-    }, n=n)
+    return F.flow_table(
+        {
+            "time_end": np.asarray(times_ms, np.int64),
+            "time_start": np.asarray(times_ms, np.int64) - 1000,
+            "time_received": np.asarray(times_ms, np.int64) + 500,
+            "pop": pop,
+            "link_id": link_id,
+            "router": "r1",
+            "dst_addr": addr,
+            "dst_prefix": addr,
+            "dst_prefix_len": np.full(n, 48 if v6 else 24, np.uint8),
+            "dst_as": np.full(n, dst_as, np.uint32),
+            "bytes": np.full(n, bytes_each, np.uint64),
+            "packets": np.full(n, 2, np.uint64),
+            "sampling_rate": np.full(n, rate, np.uint32),
+            "bytes_scaled": np.full(n, bytes_each * rate, np.uint64),
+            "packets_scaled": np.full(n, 2 * rate, np.uint64),
+        },
+        n=n,
+    )
 
 
 def concat(*tables: pa.Table) -> pa.Table:

@@ -23,8 +23,9 @@ def test_defaults_validate_and_env_overrides_apply(monkeypatch: pytest.MonkeyPat
     assert s.window_sizes_s == (30, 300) and s.allowed_lateness_s == 2.5
 
 
-@pytest.mark.parametrize("bad", [{"window_sizes_s": [10, 10]}, {"window_sizes_s": [-1]},
-                                 {"allowed_lateness_s": -1}, {"windows": [10]}])
+@pytest.mark.parametrize(
+    "bad", [{"window_sizes_s": [10, 10]}, {"window_sizes_s": [-1]}, {"allowed_lateness_s": -1}, {"windows": [10]}]
+)
 def test_bad_settings_name_the_key(bad: dict) -> None:
     with pytest.raises(ConfigError, match=next(iter(bad))):
         load_settings(StreamsSettings, overrides=bad)
@@ -46,8 +47,12 @@ def test_broker_urls_and_credentials() -> None:
     k = KafkaSettings(bootstrap_servers="k1:9092, k2:9093")
     assert broker_urls(k) == ["kafka://k1:9092", "kafka://k2:9093"]
     assert broker_credentials(k) is None
-    sasl = KafkaSettings(security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-512",
-                         sasl_username="streams", sasl_password="s3cret")
+    sasl = KafkaSettings(
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="streams",
+        sasl_password="s3cret",
+    )
     creds = broker_credentials(sasl)
     assert creds.username == "streams" and creds.mechanism.value == "SCRAM-SHA-512"
     with pytest.raises(ConfigError, match="sasl_username"):

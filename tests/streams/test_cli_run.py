@@ -34,11 +34,16 @@ class Worker:
     """One `netpilot streams run` process; stderr goes to a file (an unread pipe would block it)."""
 
     def __init__(self, k: KafkaSettings, data_dir: Path, log: Path) -> None:
-        env = dict(os.environ, NETPILOT_KAFKA__BOOTSTRAP_SERVERS=k.bootstrap_servers,
-                   NETPILOT_KAFKA__TOPIC_PREFIX=k.topic_prefix, NETPILOT_STREAMS__DATA_DIR=str(data_dir),
-                   NETPILOT_STREAMS__SESSION_TIMEOUT_S="6", NETPILOT_LOG__FORMAT="json",
-                   # flows here are minutes old: a slow start must not find the PoP idle
-                   NETPILOT_STREAMS__IDLE_AFTER_S="600")
+        env = dict(
+            os.environ,
+            NETPILOT_KAFKA__BOOTSTRAP_SERVERS=k.bootstrap_servers,
+            NETPILOT_KAFKA__TOPIC_PREFIX=k.topic_prefix,
+            NETPILOT_STREAMS__DATA_DIR=str(data_dir),
+            NETPILOT_STREAMS__SESSION_TIMEOUT_S="6",
+            NETPILOT_LOG__FORMAT="json",
+            # flows here are minutes old: a slow start must not find the PoP idle
+            NETPILOT_STREAMS__IDLE_AFTER_S="600",
+        )
         exe = Path(sys.executable).with_name("netpilot")
         self.log = log
         with log.open("w") as err:
@@ -124,9 +129,11 @@ def test_sigkill_mid_window_loses_and_doubles_nothing(kafka_settings: KafkaSetti
         return dict(out)
 
     second.wait_for('netpilot_streams_windows_closed_total{window_s="60"}', timeout=90)
-    aggs = read_until(k, k.topic(catalog.FLOW_AGGREGATES), lambda ms: totals(ms) == {10: 60, 60: 60},
-                      timeout=30)
+    aggs = read_until(k, k.topic(catalog.FLOW_AGGREGATES), lambda ms: totals(ms) == {10: 60, 60: 60}, timeout=30)
     assert totals(aggs) == {10: 60, 60: 60}
-    rows = [(r["window_s"], r["window_start"], r["link_id"], r["dst_prefix"]) for m in aggs
-            for r in wire_agg.decode_aggregates(m.value()).to_pylist()]
+    rows = [
+        (r["window_s"], r["window_start"], r["link_id"], r["dst_prefix"])
+        for m in aggs
+        for r in wire_agg.decode_aggregates(m.value()).to_pylist()
+    ]
     assert len(rows) == len(set(rows)), "a window was published twice"

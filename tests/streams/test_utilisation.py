@@ -19,32 +19,44 @@ SPEC = UtilisationSpec(max_counter_wait_s=60, min_counter_overlap=0.5)
 def _closed(rows: list[tuple[str, str, int, int, int]]) -> pl.DataFrame:
     """(pop, link_id, window_s, window_start_ms, bytes) rows as a closed partial frame."""
     return pl.DataFrame(
-        {"window_start": [r[3] for r in rows], "window_s": [r[2] for r in rows],
-         "pop": [r[0] for r in rows], "link_id": [r[1] for r in rows],
-         "dst_prefix": [b"\x00" * 16] * len(rows), "dst_prefix_len": [24] * len(rows),
-         "dst_as": [64500] * len(rows), "bytes": [r[4] for r in rows], "packets": [1] * len(rows),
-         "flows": [1] * len(rows), "samples": [1] * len(rows)}).cast(dict(w.PARTIAL_SCHEMA))
+        {
+            "window_start": [r[3] for r in rows],
+            "window_s": [r[2] for r in rows],
+            "pop": [r[0] for r in rows],
+            "link_id": [r[1] for r in rows],
+            "dst_prefix": [b"\x00" * 16] * len(rows),
+            "dst_prefix_len": [24] * len(rows),
+            "dst_as": [64500] * len(rows),
+            "bytes": [r[4] for r in rows],
+            "packets": [1] * len(rows),
+            "flows": [1] * len(rows),
+            "samples": [1] * len(rows),
+        }
+    ).cast(dict(w.PARTIAL_SCHEMA))
 
 
 def _tracker() -> UtilisationTracker:
     t = UtilisationTracker(SPEC, {}, {}, {})
     for link_id, ifx in (("l1", 11), ("l2", 12)):
-        t.set_link(f"ams|{link_id}", LinkInventory(pop="ams", link_id=link_id, router="r1",
-                                                   if_index=ifx, capacity_bps=10e9))
+        t.set_link(
+            f"ams|{link_id}", LinkInventory(pop="ams", link_id=link_id, router="r1", if_index=ifx, capacity_bps=10e9)
+        )
     return t
 
 
 def _stats(ts: float, bps: float, if_index: int = 11, **kw: object) -> LinkStats:
-    return LinkStats(**{"pop": "ams", "router": "r1", "if_index": if_index, "ts": T0_S + ts,
-                        "interval_s": 30, "out_bps": bps, **kw})
+    return LinkStats(
+        **{"pop": "ams", "router": "r1", "if_index": if_index, "ts": T0_S + ts, "interval_s": 30, "out_bps": bps, **kw}
+    )
 
 
 def test_counter_rate_is_the_time_weighted_mean_over_the_window() -> None:
     readings = [(T0_S + 30, 30, 100.0), (T0_S + 60, 30, 300.0), (T0_S + 90, 30, 1e9)]
     assert counter_bps(readings, T0_S, T0_S + 60, 0.5) == pytest.approx(200.0)
     # a reading straddling the window start counts for its overlap only
-    assert counter_bps([(T0_S + 15, 30, 100.0), (T0_S + 45, 30, 400.0)], T0_S, T0_S + 30, 0.5) \
-        == pytest.approx((100 * 15 + 400 * 15) / 30)
+    assert counter_bps([(T0_S + 15, 30, 100.0), (T0_S + 45, 30, 400.0)], T0_S, T0_S + 30, 0.5) == pytest.approx(
+        (100 * 15 + 400 * 15) / 30
+    )
     assert counter_bps([(T0_S + 20, 20, 5.0)], T0_S, T0_S + 60, 0.5) is None  # 1/3 covered
     assert counter_bps([], T0_S, T0_S + 60, 0.5) is None
 
@@ -54,8 +66,9 @@ def test_coverage_and_utilisation_per_link_and_window() -> None:
     flow_bytes = 75_000_000  # -> 10 Mb/s over 60 s
     assert t.add_stats(_stats(30, 20e6)) and t.add_stats(_stats(60, 20e6))
     t.add_closed(_closed([("ams", "l1", 60, T0, flow_bytes)]))
-    [l1, l2] = sorted(t.ready("ams", T0 + 60_000), key=lambda u: u.link_id)[:1] + \
-        sorted(t.ready("ams", T0 + 200_000), key=lambda u: u.link_id)
+    [l1, l2] = sorted(t.ready("ams", T0 + 60_000), key=lambda u: u.link_id)[:1] + sorted(
+        t.ready("ams", T0 + 200_000), key=lambda u: u.link_id
+    )
     assert (l1.link_id, l1.window_s, l1.window_start) == ("l1", 60, T0_S)
     assert l1.flow_bps == pytest.approx(10e6) and l1.counter_bps == pytest.approx(20e6)
     assert l1.coverage == pytest.approx(0.5) and l1.utilisation == pytest.approx(20e6 / 10e9)
@@ -147,8 +160,14 @@ def test_idle_windows_are_registered_once_with_zero_flows_and_keep_real_bytes() 
         t.add_stats(_stats(s_, 8e6))
         t.add_stats(_stats(s_, 8e6, if_index=12))
     got = {(u.link_id, u.window_start - T0_S): (u.flow_bps, u.coverage) for u in t.ready("ams", T0 + 30_000)}
-    assert got == {("l1", 0): (0, 0), ("l2", 0): (0, 0), ("l1", 10): (pytest.approx(4000), pytest.approx(4000 / 8e6)),
-                   ("l2", 10): (0, 0), ("l1", 20): (0, 0), ("l2", 20): (0, 0)}
+    assert got == {
+        ("l1", 0): (0, 0),
+        ("l2", 0): (0, 0),
+        ("l1", 10): (pytest.approx(4000), pytest.approx(4000 / 8e6)),
+        ("l2", 10): (0, 0),
+        ("l1", 20): (0, 0),
+        ("l2", 20): (0, 0),
+    }
     # a long idle gap registers only what counters can still cover
     far = T0 + 10**8
     n = t.add_idle_windows("ams", T0 + 30_000, far, (10,))

@@ -21,8 +21,7 @@ def bare_apiserver(tmp_path: Path) -> Iterator[kube_apiserver.KubeApiServer]:
 
 
 @pytest.fixture(scope="session")
-def strimzi_apiserver(
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[kube_apiserver.KubeApiServer]:
+def strimzi_apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kube_apiserver.KubeApiServer]:
     """A real API server serving the Strimzi 1.2.0 CRDs (created and Established)."""
     server = kube_apiserver.start(tmp_path_factory.mktemp("kube-apiserver"))
     try:
@@ -47,8 +46,7 @@ def _install_crds(server: kube_apiserver.KubeApiServer) -> None:
     while pending and time.monotonic() < deadline:
         for name in list(pending):
             crd = ext.read_custom_resource_definition(name)
-            if any(c.type == "Established" and c.status == "True"
-                   for c in crd.status.conditions or ()):
+            if any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or ()):
                 pending.discard(name)
         time.sleep(0.2)
     assert not pending, f"CRDs not Established after 60s: {pending}"

@@ -50,8 +50,9 @@ def build() -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")
     started = time.monotonic()
-    proc = subprocess.run([go, "build", "-o", str(tmp), "."], cwd=SOURCE, capture_output=True,
-                          text=True, timeout=BUILD_TIMEOUT_S)
+    proc = subprocess.run(
+        [go, "build", "-o", str(tmp), "."], cwd=SOURCE, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"go build of {SOURCE} failed:\n{proc.stderr[-4000:]}")
     tmp.rename(target)
@@ -107,8 +108,7 @@ def _start_once(data_dir: Path) -> KubeApiServer:
     binary = build()
     data_dir.mkdir(parents=True, exist_ok=True)
     log = open(data_dir / "server.log", "wb")  # noqa: SIM115 - the child owns it
-    proc = subprocess.Popen([str(binary), "--data-dir", str(data_dir)], stdout=subprocess.PIPE,
-                            stderr=log, text=True)
+    proc = subprocess.Popen([str(binary), "--data-dir", str(data_dir)], stdout=subprocess.PIPE, stderr=log, text=True)
     log.close()
     server = KubeApiServer(proc, "", data_dir)
     assert proc.stdout is not None

@@ -54,14 +54,15 @@ class SecuredKafka(LocalKafka):
         props["listeners"] += f",SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}"
         props["advertised.listeners"] += f",SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}"
         props["listener.security.protocol.map"] += ",SASL_PLAINTEXT:SASL_PLAINTEXT"
-        props.update({
-            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
-            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config":
-                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
-            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-            "super.users": "User:ANONYMOUS",
-            "allow.everyone.if.no.acl.found": "false",
-        })
+        props.update(
+            {
+                "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+                "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required;",  # noqa: E501
+                "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                "super.users": "User:ANONYMOUS",
+                "allow.everyone.if.no.acl.found": "false",
+            }
+        )
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
 
 
@@ -88,10 +89,13 @@ def _free(port: int) -> bool:
             return False
 
 
-_ACL_OPS = {"Read": AclOperation.READ, "Write": AclOperation.WRITE,
-            "Describe": AclOperation.DESCRIBE, "Create": AclOperation.CREATE}
-_RES = {"topic": ResourceType.TOPIC, "group": ResourceType.GROUP,
-        "transactionalId": ResourceType.TRANSACTIONAL_ID}
+_ACL_OPS = {
+    "Read": AclOperation.READ,
+    "Write": AclOperation.WRITE,
+    "Describe": AclOperation.DESCRIBE,
+    "Create": AclOperation.CREATE,
+}
+_RES = {"topic": ResourceType.TOPIC, "group": ResourceType.GROUP, "transactionalId": ResourceType.TRANSACTIONAL_ID}
 _PATTERN = {"literal": ResourcePatternType.LITERAL, "prefix": ResourcePatternType.PREFIXED}
 
 
@@ -102,8 +106,17 @@ def bindings(user: dict) -> list[AclBinding]:
     for acl in user["spec"]["authorization"]["acls"]:
         res = acl["resource"]
         for op in acl["operations"]:
-            out.append(AclBinding(_RES[res["type"]], res["name"], _PATTERN[res["patternType"]],
-                                   principal, "*", _ACL_OPS[op], AclPermissionType.ALLOW))
+            out.append(
+                AclBinding(
+                    _RES[res["type"]],
+                    res["name"],
+                    _PATTERN[res["patternType"]],
+                    principal,
+                    "*",
+                    _ACL_OPS[op],
+                    AclPermissionType.ALLOW,
+                )
+            )
     return out
 
 
@@ -120,8 +133,10 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             fut.result(timeout=30)
         users = [d for d in yaml.safe_load_all((MANIFESTS_DIR / "users.yaml").read_text()) if d]
         passwords = {u["metadata"]["name"]: secrets.token_urlsafe(16) for u in users}
-        upserts = [UserScramCredentialUpsertion(name, ScramCredentialInfo(
-            ScramMechanism.SCRAM_SHA_512, 4096), pw.encode()) for name, pw in passwords.items()]
+        upserts = [
+            UserScramCredentialUpsertion(name, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096), pw.encode())
+            for name, pw in passwords.items()
+        ]
         for fut in admin.alter_user_scram_credentials(upserts).values():
             fut.result(timeout=30)
         for fut in admin.create_acls([b for u in users for b in bindings(u)]).values():
@@ -133,10 +148,15 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
 def settings_for(secured: dict, component: Component) -> KafkaSettings:
     name = user_name(component)
-    return KafkaSettings(bootstrap_servers=f"127.0.0.1:{secured['broker'].sasl_port}",
-                         security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-512",
-                         sasl_username=name, sasl_password=secured["passwords"][name],
-                         client_id=name, librdkafka={"log_level": "0"})
+    return KafkaSettings(
+        bootstrap_servers=f"127.0.0.1:{secured['broker'].sasl_port}",
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username=name,
+        sasl_password=secured["passwords"][name],
+        client_id=name,
+        librdkafka={"log_level": "0"},
+    )
 
 
 def produce_one(kafka: KafkaSettings, topic: str, **options: object) -> None:
@@ -149,8 +169,9 @@ def produce_one(kafka: KafkaSettings, topic: str, **options: object) -> None:
 
 
 def read_and_commit(kafka: KafkaSettings, topic: str, group: str) -> None:
-    consumer = Consumer({**kafka.client_config(), "group.id": group,
-                         "enable.auto.commit": "false", "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {**kafka.client_config(), "group.id": group, "enable.auto.commit": "false", "auto.offset.reset": "earliest"}
+    )
     try:
         consumer.assign([TopicPartition(topic, 0, 0)])
         msg = consumer.poll(15)
@@ -164,8 +185,7 @@ def read_and_commit(kafka: KafkaSettings, topic: str, group: str) -> None:
 
 def seed(secured: dict, topic: str) -> None:
     """One message on the topic, written by the super user."""
-    produce_one(KafkaSettings(bootstrap_servers=secured["broker"].bootstrap,
-                              librdkafka={"log_level": "0"}), topic)
+    produce_one(KafkaSettings(bootstrap_servers=secured["broker"].bootstrap, librdkafka={"log_level": "0"}), topic)
 
 
 @pytest.mark.parametrize("component", list(Component), ids=lambda c: c.value)
@@ -179,8 +199,7 @@ def test_component_can_do_its_catalog_work(secured: dict, component: Component) 
 
 
 @pytest.mark.parametrize("component", list(Component), ids=lambda c: c.value)
-def test_component_is_refused_outside_its_catalog_work(secured: dict,
-                                                       component: Component) -> None:
+def test_component_is_refused_outside_its_catalog_work(secured: dict, component: Component) -> None:
     kafka = settings_for(secured, component)
     produced = {t.name for t in catalog.topics_produced_by(component)}
     other = next(t for t in catalog.ALL_TOPICS if t.name not in produced)
@@ -189,8 +208,7 @@ def test_component_is_refused_outside_its_catalog_work(secured: dict,
     consumed = catalog.topics_consumed_by(component)
     if consumed:
         # OffsetFetch for a group that is not its own (what a consumer does at start-up)
-        request = ConsumerGroupTopicPartitions("netpilot-someone-else",
-                                               [TopicPartition(consumed[0].name, 0)])
+        request = ConsumerGroupTopicPartitions("netpilot-someone-else", [TopicPartition(consumed[0].name, 0)])
         admin = AdminClient(kafka.client_config())
         future = admin.list_consumer_group_offsets([request])["netpilot-someone-else"]
         with pytest.raises(KafkaException, match="GROUP_AUTHORIZATION_FAILED"):
@@ -198,8 +216,7 @@ def test_component_is_refused_outside_its_catalog_work(secured: dict,
 
 
 @pytest.mark.parametrize("component", sorted(FAUST_COMPONENTS), ids=lambda c: c.value)
-def test_faust_app_can_create_internal_topics_and_use_transactions(
-        secured: dict, component: Component) -> None:
+def test_faust_app_can_create_internal_topics_and_use_transactions(secured: dict, component: Component) -> None:
     kafka = settings_for(secured, component)
     prefix = faust_prefix(component)
     admin = AdminClient(kafka.client_config())

@@ -38,8 +38,9 @@ def objects(server: KubeApiServer) -> client.CustomObjectsApi:
 
 
 def netpilot(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "netpilot.cli", "strimzi", *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "netpilot.cli", "strimzi", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def count(server: KubeApiServer, namespace: str, plural: str) -> int:
@@ -53,10 +54,10 @@ def test_missing_crds_say_to_install_strimzi(bare_apiserver: KubeApiServer) -> N
         applier.apply(all_docs("kafka"), dry_run=True)
 
 
-def test_dry_run_validates_on_the_server_and_persists_nothing(
-        strimzi_apiserver: KubeApiServer, manifests_dir) -> None:
-    proc = netpilot("apply", "--dry-run", "--dir", str(manifests_dir),
-                    "--kubeconfig", str(strimzi_apiserver.kubeconfig))
+def test_dry_run_validates_on_the_server_and_persists_nothing(strimzi_apiserver: KubeApiServer, manifests_dir) -> None:
+    proc = netpilot(
+        "apply", "--dry-run", "--dir", str(manifests_dir), "--kubeconfig", str(strimzi_apiserver.kubeconfig)
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("validated by the server (dry run)") == CR_COUNT
     for plural in ("kafkas", "kafkanodepools", "kafkatopics", "kafkausers"):
@@ -64,24 +65,32 @@ def test_dry_run_validates_on_the_server_and_persists_nothing(
 
 
 def test_apply_creates_every_cr_with_the_netpilot_field_manager(
-        strimzi_apiserver: KubeApiServer, manifests_dir) -> None:
+    strimzi_apiserver: KubeApiServer, manifests_dir
+) -> None:
     args = ("apply", "--dir", str(manifests_dir), "--kubeconfig", str(strimzi_apiserver.kubeconfig))
     proc = netpilot(*args)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count(": applied") == CR_COUNT
-    counts = {p: count(strimzi_apiserver, "kafka", p)
-              for p in ("kafkas", "kafkanodepools", "kafkatopics", "kafkausers")}
-    assert counts == {"kafkas": 1, "kafkanodepools": 2, "kafkatopics": len(catalog.ALL_TOPICS),
-                      "kafkausers": len(catalog.Component)}
+    counts = {
+        p: count(strimzi_apiserver, "kafka", p) for p in ("kafkas", "kafkanodepools", "kafkatopics", "kafkausers")
+    }
+    assert counts == {
+        "kafkas": 1,
+        "kafkanodepools": 2,
+        "kafkatopics": len(catalog.ALL_TOPICS),
+        "kafkausers": len(catalog.Component),
+    }
     topic = objects(strimzi_apiserver).get_namespaced_custom_object(
-        GROUP, VERSION, "kafka", "kafkatopics", "netpilot.flows.v1")
+        GROUP, VERSION, "kafka", "kafkatopics", "netpilot.flows.v1"
+    )
     assert topic["spec"]["partitions"] == 6
     managers = {(m["manager"], m["operation"]) for m in topic["metadata"]["managedFields"]}
     assert ("netpilot", "Apply") in managers
     generation = topic["metadata"]["generation"]
     assert netpilot(*args).returncode == 0  # idempotent: same spec, same generation
     again = objects(strimzi_apiserver).get_namespaced_custom_object(
-        GROUP, VERSION, "kafka", "kafkatopics", "netpilot.flows.v1")
+        GROUP, VERSION, "kafka", "kafkatopics", "netpilot.flows.v1"
+    )
     assert again["metadata"]["generation"] == generation
 
 
@@ -150,15 +159,22 @@ def _mark_ready(server: KubeApiServer, ref: Ref, delay_s: float) -> None:
     api = objects(server)
     obj = api.get_namespaced_custom_object(GROUP, VERSION, ref.namespace, ref.plural, ref.name)
     api.patch_namespaced_custom_object_status(
-        GROUP, VERSION, ref.namespace, ref.plural, ref.name,
-        {"status": {"observedGeneration": obj["metadata"]["generation"],
-                    "conditions": [{"type": "Ready", "status": "True",
-                                    "lastTransitionTime": "2026-11-26T10:00:00Z"}]}},
-        _content_type="application/merge-patch+json")
+        GROUP,
+        VERSION,
+        ref.namespace,
+        ref.plural,
+        ref.name,
+        {
+            "status": {
+                "observedGeneration": obj["metadata"]["generation"],
+                "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-11-26T10:00:00Z"}],
+            }
+        },
+        _content_type="application/merge-patch+json",
+    )
 
 
-def test_wait_returns_once_the_operator_reports_ready(strimzi_apiserver: KubeApiServer,
-                                                      applier: Applier) -> None:
+def test_wait_returns_once_the_operator_reports_ready(strimzi_apiserver: KubeApiServer, applier: Applier) -> None:
     topics = [d for d in all_docs("wait") if d["kind"] == "KafkaTopic"][:2]
     refs = applier.apply(topics)
     marks = [threading.Thread(target=_mark_ready, args=(strimzi_apiserver, r, 0.5)) for r in refs]
@@ -172,9 +188,16 @@ def test_wait_returns_once_the_operator_reports_ready(strimzi_apiserver: KubeApi
 
 
 def test_wait_times_out_naming_what_is_not_ready(strimzi_apiserver: KubeApiServer) -> None:
-    proc = netpilot("apply", "--wait", "--timeout", "2", "--dir",
-                    str(render_dir_for(strimzi_apiserver)), "--kubeconfig",
-                    str(strimzi_apiserver.kubeconfig))
+    proc = netpilot(
+        "apply",
+        "--wait",
+        "--timeout",
+        "2",
+        "--dir",
+        str(render_dir_for(strimzi_apiserver)),
+        "--kubeconfig",
+        str(strimzi_apiserver.kubeconfig),
+    )
     assert proc.returncode == 1
     assert "not Ready after 2s" in proc.stderr
     assert "Kafka/timeout/netpilot: no Ready condition yet" in proc.stderr
@@ -205,13 +228,24 @@ def test_apply_refuses_an_invalid_cr_before_contacting_the_cluster(tmp_path) -> 
 def test_wait_ignores_a_stale_ready_condition() -> None:
     from strimzi.apply import ready_state
 
-    stale = {"metadata": {"generation": 3},
-             "status": {"observedGeneration": 2,
-                        "conditions": [{"type": "Ready", "status": "True"}]}}
+    stale = {
+        "metadata": {"generation": 3},
+        "status": {"observedGeneration": 2, "conditions": [{"type": "Ready", "status": "True"}]},
+    }
     assert ready_state(stale) == (False, "operator has seen generation 2, current is 3")
-    failed = {"metadata": {"generation": 1},
-              "status": {"observedGeneration": 1, "conditions": [
-                  {"type": "Ready", "status": "False", "reason": "KafkaError",
-                   "message": "Replication factor: 3 larger than available brokers: 1."}]}}
+    failed = {
+        "metadata": {"generation": 1},
+        "status": {
+            "observedGeneration": 1,
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "False",
+                    "reason": "KafkaError",
+                    "message": "Replication factor: 3 larger than available brokers: 1.",
+                }
+            ],
+        },
+    }
     ok, why = ready_state(failed)
     assert not ok and "KafkaError Replication factor" in why

@@ -16,15 +16,16 @@ from strimzi.render import MANIFESTS_DIR, RenderOptions, render_all, render_file
 
 # Kafka: these operations imply Describe on the same resource.
 IMPLIES_DESCRIBE = {"Read", "Write", "Delete", "Alter"}
-ALLOWED_OPS = {"topic": {"Read", "Write", "Describe", "Create"},
-               "group": {"Read", "Describe"},
-               "transactionalId": {"Write", "Describe"}}
+ALLOWED_OPS = {
+    "topic": {"Read", "Write", "Describe", "Create"},
+    "group": {"Read", "Describe"},
+    "transactionalId": {"Write", "Describe"},
+}
 FAUST = {Component.STREAMS: "netpilot-streams-", Component.AUTOPILOT: "netpilot-autopilot-"}
 
 
 def committed() -> dict[str, list[dict]]:
-    return {p.name: [d for d in yaml.safe_load_all(p.read_text()) if d]
-            for p in sorted(MANIFESTS_DIR.glob("*.yaml"))}
+    return {p.name: [d for d in yaml.safe_load_all(p.read_text()) if d] for p in sorted(MANIFESTS_DIR.glob("*.yaml"))}
 
 
 def users() -> dict[str, dict]:
@@ -56,11 +57,18 @@ def test_render_check_cli_detects_a_stale_file(tmp_path) -> None:
     from strimzi.render import write
 
     write(tmp_path)
-    cmd = [sys.executable, "-m", "netpilot.cli", "strimzi", "render", "--check", "--out",
-           str(tmp_path)]  # deploy bases: the committed ones
+    cmd = [
+        sys.executable,
+        "-m",
+        "netpilot.cli",
+        "strimzi",
+        "render",
+        "--check",
+        "--out",
+        str(tmp_path),
+    ]  # deploy bases: the committed ones
     assert subprocess.run(cmd, capture_output=True).returncode == 0
-    (tmp_path / "users.yaml").write_text((tmp_path / "users.yaml").read_text()
-                                         .replace("Describe", "Alter", 1))
+    (tmp_path / "users.yaml").write_text((tmp_path / "users.yaml").read_text().replace("Describe", "Alter", 1))
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 1 and "users.yaml" in proc.stderr
 

@@ -57,12 +57,17 @@ def test_every_cel_rule_in_the_crds_compiles_and_runs() -> None:
         for version in crd.versions.values():
             walk(version.schema)
     assert len(rules) >= 10
-    sample = {"type": "tls", "topologyKey": "zone", "envVarName": "X", "validityDays": 10,
-              "renewalDays": 5, "valueFrom": {}}
+    sample = {
+        "type": "tls",
+        "topologyKey": "zone",
+        "envVarName": "X",
+        "validityDays": 10,
+        "renewalDays": 5,
+        "valueFrom": {},
+    }
     for rule in rules:
         problems = evaluate_rules([rule], sample, "x")
-        assert all("could not be evaluated" not in p and "does not compile" not in p
-                   for p in problems), problems
+        assert all("could not be evaluated" not in p and "does not compile" not in p for p in problems), problems
 
 
 def test_unknown_field_is_rejected() -> None:
@@ -106,8 +111,7 @@ def test_singular_acl_operation_is_rejected() -> None:
     acl = user["spec"]["authorization"]["acls"][0]
     acl["operation"] = acl.pop("operations")[0]
     problems = problems_of(user)
-    assert 'spec.authorization.acls[0].operation: unknown field ' \
-           '"spec.authorization.acls[0].operation"' in problems
+    assert 'spec.authorization.acls[0].operation: unknown field "spec.authorization.acls[0].operation"' in problems
     assert "spec.authorization.acls[0].operations: Required value" in problems
 
 
@@ -120,8 +124,7 @@ def test_node_pool_without_storage_is_rejected() -> None:
 def test_cel_violation_is_rejected_with_the_rule_message() -> None:
     user = copy.deepcopy(rendered()["KafkaUser"])
     user["spec"]["authentication"] = {"type": "tls", "validityDays": 30, "renewalDays": 60}
-    assert problems_of(user) == ["spec.authentication: Invalid value: 'renewalDays' must be "
-                                 "less than 'validityDays'."]
+    assert problems_of(user) == ["spec.authentication: Invalid value: 'renewalDays' must be less than 'validityDays'."]
     user["spec"]["authentication"] = {"type": "scram-sha-512", "validityDays": 30}
     (problem,) = problems_of(user)
     assert "'validityDays' and 'renewalDays' can be configured only with 'type: tls'" in problem
@@ -148,8 +151,7 @@ def test_enum_and_metadata_problems_are_reported() -> None:
 
 def test_validate_cli_exit_codes_and_messages(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "netpilot.cli", "strimzi", "validate"]
-    ok = subprocess.run(cmd + [str(p) for p in sorted(MANIFESTS_DIR.glob("*.yaml"))],
-                        capture_output=True, text=True)
+    ok = subprocess.run(cmd + [str(p) for p in sorted(MANIFESTS_DIR.glob("*.yaml"))], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     crs = sum(len(docs) for docs in render_all().values())
     assert f"{crs} resource(s), 0 invalid" in ok.stdout
@@ -167,8 +169,9 @@ def test_validate_cli_exit_codes_and_messages(tmp_path: Path) -> None:
 def test_validate_cli_rejects_non_cr_yaml_cleanly(tmp_path: Path, text: str) -> None:
     path = tmp_path / "x.yaml"
     path.write_text(text)
-    proc = subprocess.run([sys.executable, "-m", "netpilot.cli", "strimzi", "validate",
-                           str(path)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "netpilot.cli", "strimzi", "validate", str(path)], capture_output=True, text=True
+    )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
 
@@ -200,14 +203,13 @@ def test_vendored_crds_define_the_strimzi_kinds_served_as_v1() -> None:
 
     crds = load_crds(VENDORED_CRDS)
     assert sorted(kind for _, kind in crds) == sorted(
-        ["Kafka", "KafkaBridge", "KafkaConnect", "KafkaNodePool", "KafkaRebalance", "KafkaTopic",
-         "KafkaUser"])
+        ["Kafka", "KafkaBridge", "KafkaConnect", "KafkaNodePool", "KafkaRebalance", "KafkaTopic", "KafkaUser"]
+    )
     assert {group for group, _ in crds} == {"kafka.strimzi.io"}
     assert all("v1" in crd.served_versions() for crd in crds.values())
 
 
-def test_crds_dir_is_the_vendored_copy_unless_overridden(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_crds_dir_is_the_vendored_copy_unless_overridden(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from netpilot.errors import ConfigError
     from strimzi.crds import ENV_VAR, VENDORED_CRDS, crds_dir
 

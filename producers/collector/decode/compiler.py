@@ -86,7 +86,7 @@ USED_IES: frozenset[int] = frozenset(v for k, v in vars(IE).items() if not k.sta
 class FieldSpec:
     ie: int
     length: int
-    pen: int = 0          # enterprise number; 0 = IANA
+    pen: int = 0  # enterprise number; 0 = IANA
     scope: bool = False
 
 
@@ -95,7 +95,7 @@ class CompiledTemplate:
     version: int
     domain: int
     template_id: int
-    kind: str                                  # "data" | "options"
+    kind: str  # "data" | "options"
     fields: tuple[FieldSpec, ...]
     definition: bytes
     scope_field_count: int = 0
@@ -134,12 +134,16 @@ class CompiledTemplate:
             offset += f.length
             min_len += f.length
         if min_len == 0:
-            raise DecodeError(Reason.TEMPLATE_EMPTY, "template has no bytes per record",
-                              version=self.version, domain=self.domain, template_id=self.template_id)
+            raise DecodeError(
+                Reason.TEMPLATE_EMPTY,
+                "template has no bytes per record",
+                version=self.version,
+                domain=self.domain,
+                template_id=self.template_id,
+            )
         self.record_length = offset
         self.min_record_length = min_len
-        self.dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets,
-                               "itemsize": max(offset, 1)})
+        self.dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": max(offset, 1)})
 
     def has(self, ie: int) -> bool:
         return ie in self.columns
@@ -158,7 +162,7 @@ class CompiledTemplate:
         if length in (1, 2, 4, 8):
             return v.astype(np.uint64)
         if length > 8:  # e.g. a 16-byte "counter": keep the low 8 bytes
-            v = v[:, length - 8:]
+            v = v[:, length - 8 :]
             length = 8
         out = np.zeros(len(records), np.uint64)
         for k in range(length):
@@ -204,11 +208,11 @@ def normalise_varlen(tpl: CompiledTemplate, body: memoryview) -> tuple[bytes, in
                 if ln == 255:
                     if pos + 2 > end:
                         return bytes(out), count, False
-                    ln = int.from_bytes(body[pos:pos + 2], "big")
+                    ln = int.from_bytes(body[pos : pos + 2], "big")
                     pos += 2
                 pos += ln
             else:
-                rec += body[pos:pos + f.length]
+                rec += body[pos : pos + f.length]
                 pos += f.length
             if pos > end:
                 return bytes(out), count, False
@@ -217,8 +221,9 @@ def normalise_varlen(tpl: CompiledTemplate, body: memoryview) -> tuple[bytes, in
     return bytes(out), count, True
 
 
-def parse_fields(buf: memoryview, pos: int, count: int, enterprise_bit: bool,
-                 scope_count: int = 0) -> tuple[list[FieldSpec], int]:
+def parse_fields(
+    buf: memoryview, pos: int, count: int, enterprise_bit: bool, scope_count: int = 0
+) -> tuple[list[FieldSpec], int]:
     """Read ``count`` (type, length[, PEN]) field specifiers starting at ``pos``."""
     fields: list[FieldSpec] = []
     end = len(buf)
@@ -232,7 +237,7 @@ def parse_fields(buf: memoryview, pos: int, count: int, enterprise_bit: bool,
         if enterprise_bit and ie & 0x8000:
             if pos + 4 > end:
                 raise DecodeError(Reason.TRUNCATED, "template ends inside an enterprise number")
-            pen = int.from_bytes(buf[pos:pos + 4], "big")
+            pen = int.from_bytes(buf[pos : pos + 4], "big")
             ie &= 0x7FFF
             pos += 4
         fields.append(FieldSpec(ie, length, pen, i < scope_count))

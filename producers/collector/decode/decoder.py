@@ -44,16 +44,16 @@ class DecoderOptions:
 
 
 class Decoder:
-    def __init__(self, options: DecoderOptions = DecoderOptions(),
-                 store: BoundedTemplateStore | None = None) -> None:
+    def __init__(self, options: DecoderOptions = DecoderOptions(), store: BoundedTemplateStore | None = None) -> None:
         self.options = options
         self.store = store or BoundedTemplateStore(options.max_templates, options.max_templates_per_domain)
         self.pending = PendingData(options.pending_sets, options.pending_bytes, options.pending_age_ms)
         self.sampling = SamplingState()
         default, by_exporter = options.default_sampling_rate, dict(options.sampling_rate_by_exporter)
         self._default_rate = lambda exporter: by_exporter.get(exporter, default)
-        self._templates = TemplateDecoder(self.store, self.pending, self.sampling,
-                                          self._default_rate, options.max_fields)
+        self._templates = TemplateDecoder(
+            self.store, self.pending, self.sampling, self._default_rate, options.max_fields
+        )
 
     def decode(self, datagrams: Iterable[Datagram], now_ms: int | None = None) -> DecodeResult:
         out = ChunkBuilder()
@@ -83,7 +83,9 @@ class Decoder:
                 # a length we did not check; still bad input, never a crash
                 out.drop(Reason.TRUNCATED, 1, f"{type(exc).__name__}: {exc}")
         finishers: tuple[tuple[str, Callable[..., None], object], ...] = (
-            ("netflow5", netflow_v5.finish, v5), ("sflow5", sflow.finish, sf))
+            ("netflow5", netflow_v5.finish, v5),
+            ("sflow5", sflow.finish, sf),
+        )
         for name, finish, batch in finishers:
             try:
                 finish(batch, out, self._default_rate)
@@ -92,17 +94,16 @@ class Decoder:
         self._templates.finish(out, now_ms if now_ms is not None else last_ms)
         return out.finish()
 
-    def load_template(self, exporter: bytes, version: int, domain: int, kind: str,
-                      definition: bytes) -> None:
+    def load_template(self, exporter: bytes, version: int, domain: int, kind: str, definition: bytes) -> None:
         """Install a template persisted earlier (templates topic), as if just received."""
         module = netflow_v9 if version == 9 else ipfix
         tid, fields, scope, _ = module.parse_template_record(
-            memoryview(definition), 0, kind, self.options.max_fields, domain)
+            memoryview(definition), 0, kind, self.options.max_fields, domain
+        )
         if fields is None:
             return
         # data held for this template (if any) is decoded by the next pass
-        self._templates.learn(ChunkBuilder(), exporter, version, domain, tid, kind, fields,
-                              definition, scope)
+        self._templates.learn(ChunkBuilder(), exporter, version, domain, tid, kind, fields, definition, scope)
 
     def template_count(self) -> int:
         return len(self.store)

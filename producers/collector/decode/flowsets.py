@@ -41,8 +41,14 @@ class _Group:
 class TemplateDecoder:
     """Template, options and data-set handling common to v9 and IPFIX."""
 
-    def __init__(self, store: BoundedTemplateStore, pending: PendingData, sampling: SamplingState,
-                 default_rate: Callable[[bytes], int], max_fields: int) -> None:
+    def __init__(
+        self,
+        store: BoundedTemplateStore,
+        pending: PendingData,
+        sampling: SamplingState,
+        default_rate: Callable[[bytes], int],
+        max_fields: int,
+    ) -> None:
         self.store = store
         self.pending = pending
         self.sampling = sampling
@@ -51,12 +57,26 @@ class TemplateDecoder:
         self._groups: dict[int, _Group] = {}
 
     # -- templates -------------------------------------------------------------------
-    def learn(self, out: ChunkBuilder, exporter: bytes, version: int, domain: int, tid: int,
-              kind: str, fields: list[FieldSpec], definition: bytes, scope_count: int) -> None:
+    def learn(
+        self,
+        out: ChunkBuilder,
+        exporter: bytes,
+        version: int,
+        domain: int,
+        tid: int,
+        kind: str,
+        fields: list[FieldSpec],
+        definition: bytes,
+        scope_count: int,
+    ) -> None:
         key = (exporter, version, domain, tid)
         known = self.store.get(key)
-        if (known is not None and known.definition == definition and known.kind == kind
-                and known.scope_field_count == scope_count):
+        if (
+            known is not None
+            and known.definition == definition
+            and known.kind == kind
+            and known.scope_field_count == scope_count
+        ):
             tpl = known  # exporters re-send templates every few seconds: compile once
         else:
             tpl = CompiledTemplate(version, domain, tid, kind, tuple(fields), definition, scope_count)
@@ -65,23 +85,23 @@ class TemplateDecoder:
             out.drop(Reason.TEMPLATE_EVICTED, evicted)
         if changed:
             out.result.template_events.append(
-                TemplateEvent(exporter, version, domain, tid, kind, definition, scope_count))
+                TemplateEvent(exporter, version, domain, tid, kind, definition, scope_count)
+            )
         for held in self.pending.release(key):
-            self._data(out, key, tpl, memoryview(held.body), held.export_ms, held.uptime_ms,
-                       held.received_ms)
+            self._data(out, key, tpl, memoryview(held.body), held.export_ms, held.uptime_ms, held.received_ms)
 
     def withdraw(self, out: ChunkBuilder, key: TemplateKey) -> None:
         if self.store.withdraw(key):
             out.result.template_events.append(TemplateEvent(*key, kind="data", definition=None))
 
-    def withdraw_all(self, out: ChunkBuilder, exporter: bytes, version: int, domain: int,
-                     kind: str) -> None:
+    def withdraw_all(self, out: ChunkBuilder, exporter: bytes, version: int, domain: int, kind: str) -> None:
         for key in self.store.withdraw_domain(exporter, version, domain, kind):
             out.result.template_events.append(TemplateEvent(*key, kind=kind, definition=None))
 
     # -- data ------------------------------------------------------------------------
-    def data_set(self, out: ChunkBuilder, key: TemplateKey, body: memoryview, export_ms: int,
-                 uptime_ms: int, received_ms: int) -> None:
+    def data_set(
+        self, out: ChunkBuilder, key: TemplateKey, body: memoryview, export_ms: int, uptime_ms: int, received_ms: int
+    ) -> None:
         tpl = self.store.get(key)
         if tpl is None:
             if len(body) < 4:  # padding-only set: nothing worth holding
@@ -92,8 +112,16 @@ class TemplateDecoder:
             return
         self._data(out, key, tpl, body, export_ms, uptime_ms, received_ms)
 
-    def _data(self, out: ChunkBuilder, key: TemplateKey, tpl: CompiledTemplate, body: memoryview,
-              export_ms: int, uptime_ms: int, received_ms: int) -> None:
+    def _data(
+        self,
+        out: ChunkBuilder,
+        key: TemplateKey,
+        tpl: CompiledTemplate,
+        body: memoryview,
+        export_ms: int,
+        uptime_ms: int,
+        received_ms: int,
+    ) -> None:
         raw: bytes | memoryview
         if tpl.variable:
             if not tpl.record_length:  # only variable-length fields: nothing netpilot reads
@@ -101,8 +129,7 @@ class TemplateDecoder:
                 return
             raw, n, ok = normalise_varlen(tpl, body)
             if not ok:
-                out.drop(Reason.BAD_RECORD, 1, f"variable-length record overruns its set "
-                                              f"(template {key[3]})")
+                out.drop(Reason.BAD_RECORD, 1, f"variable-length record overruns its set (template {key[3]})")
         else:
             n = len(body) // tpl.record_length
             raw = body[: n * tpl.record_length]
@@ -122,10 +149,21 @@ class TemplateDecoder:
 
     def _options(self, key: TemplateKey, tpl: CompiledTemplate, raw: bytes | memoryview, n: int) -> None:
         recs = np.frombuffer(raw, dtype=tpl.dtype, count=n)
-        wanted = [ie for ie in (IE.SAMPLING_INTERVAL, IE.SAMPLER_ID, IE.SAMPLER_RANDOM_INTERVAL,
-                                IE.SELECTOR_ID, IE.SAMPLING_PACKET_INTERVAL,
-                                IE.SAMPLING_PACKET_SPACE, IE.SAMPLING_SIZE,
-                                IE.SAMPLING_POPULATION, IE.SYSTEM_INIT_MS) if tpl.has(ie)]
+        wanted = [
+            ie
+            for ie in (
+                IE.SAMPLING_INTERVAL,
+                IE.SAMPLER_ID,
+                IE.SAMPLER_RANDOM_INTERVAL,
+                IE.SELECTOR_ID,
+                IE.SAMPLING_PACKET_INTERVAL,
+                IE.SAMPLING_PACKET_SPACE,
+                IE.SAMPLING_SIZE,
+                IE.SAMPLING_POPULATION,
+                IE.SYSTEM_INIT_MS,
+            )
+            if tpl.has(ie)
+        ]
         if not wanted:
             return
         cols = {ie: c for ie in wanted if (c := tpl.uint(recs, ie)) is not None}  # all there: tpl.has(ie)
@@ -143,8 +181,11 @@ class TemplateDecoder:
             try:
                 self._emit(out, g)
             except Exception as exc:  # noqa: BLE001 - a decoder bug must cost records, not the process
-                out.drop(Reason.DECODE_FAILED, sum(g.counts),
-                         f"template {g.key[3]} of domain {g.key[2]}: {type(exc).__name__}: {exc}")
+                out.drop(
+                    Reason.DECODE_FAILED,
+                    sum(g.counts),
+                    f"template {g.key[3]} of domain {g.key[2]}: {type(exc).__name__}: {exc}",
+                )
 
     def _emit(self, out: ChunkBuilder, g: _Group) -> None:
         tpl: CompiledTemplate = g.tpl
@@ -162,9 +203,15 @@ class TemplateDecoder:
         cols["flow_type"] = np.uint8(FlowType.NETFLOW9 if version == 9 else FlowType.IPFIX)
         cols["exporter"] = np.frombuffer(exporter, np.uint8)
         cols["observation_domain"] = np.uint32(domain)
-        for name, ie in (("in_if", IE.IN_IF), ("out_if", IE.OUT_IF), ("src_port", IE.SRC_PORT),
-                         ("dst_port", IE.DST_PORT), ("ip_proto", IE.PROTOCOL),
-                         ("src_as", IE.SRC_AS), ("dst_as", IE.DST_AS)):
+        for name, ie in (
+            ("in_if", IE.IN_IF),
+            ("out_if", IE.OUT_IF),
+            ("src_port", IE.SRC_PORT),
+            ("dst_port", IE.DST_PORT),
+            ("ip_proto", IE.PROTOCOL),
+            ("src_as", IE.SRC_AS),
+            ("dst_as", IE.DST_AS),
+        ):
             v = u(recs, ie)
             if v is not None:
                 cols[name] = v
@@ -176,9 +223,11 @@ class TemplateDecoder:
             icmp = icmp if icmp is not None else u(recs, IE.ICMP_TYPE_CODE_V6)
             if icmp is not None:
                 cols["dst_port"] = icmp
-        for name, ies in (("src_addr", (IE.SRC_V4, IE.SRC_V6)), ("dst_addr", (IE.DST_V4, IE.DST_V6)),
-                          ("next_hop", (IE.NEXT_HOP_V4, IE.NEXT_HOP_V6, IE.BGP_NEXT_HOP_V4,
-                                        IE.BGP_NEXT_HOP_V6))):
+        for name, ies in (
+            ("src_addr", (IE.SRC_V4, IE.SRC_V6)),
+            ("dst_addr", (IE.DST_V4, IE.DST_V6)),
+            ("next_hop", (IE.NEXT_HOP_V4, IE.NEXT_HOP_V6, IE.BGP_NEXT_HOP_V4, IE.BGP_NEXT_HOP_V6)),
+        ):
             for ie in ies:
                 a = tpl.addr(recs, ie)
                 if a is not None:
@@ -208,8 +257,15 @@ class TemplateDecoder:
         out.result.flows[(exporter, label)] += n
         out.add(n, cols)
 
-    def _times(self, tpl: CompiledTemplate, recs: np.ndarray, export_ms: np.ndarray, g: _Group,
-               counts: np.ndarray, key: TemplateKey) -> tuple[np.ndarray, np.ndarray]:
+    def _times(
+        self,
+        tpl: CompiledTemplate,
+        recs: np.ndarray,
+        export_ms: np.ndarray,
+        g: _Group,
+        counts: np.ndarray,
+        key: TemplateKey,
+    ) -> tuple[np.ndarray, np.ndarray]:
         u = tpl.uint
         pairs = (
             (IE.START_MS, IE.END_MS, lambda v: v.astype(np.int64)),
@@ -241,8 +297,9 @@ class TemplateDecoder:
         return result[0], result[1]
 
 
-def _split_biflow(tpl: CompiledTemplate, recs: np.ndarray, cols: dict[str, Any],
-                  rate: np.ndarray) -> list[tuple[int, dict[str, Any]]]:
+def _split_biflow(
+    tpl: CompiledTemplate, recs: np.ndarray, cols: dict[str, Any], rate: np.ndarray
+) -> list[tuple[int, dict[str, Any]]]:
     """RFC 5103 biflow records -> forward flows plus reverse flows (src/dst swapped).
 
     Each direction is kept only when it carried traffic, so a biflow export yields the same
@@ -271,13 +328,26 @@ def _split_biflow(tpl: CompiledTemplate, recs: np.ndarray, cols: dict[str, Any],
     rev["bytes"], rev["packets"] = rev_octets, rev_packets
     rev["bytes_scaled"], rev["packets_scaled"] = rev_octets * rate, rev_packets * rate
     out = []
-    for part, keep in ((cols, (cols["packets"] > 0) | (cols["bytes"] > 0)),
-                       (rev, (rev_packets > 0) | (rev_octets > 0))):
+    for part, keep in (
+        (cols, (cols["packets"] > 0) | (cols["bytes"] > 0)),
+        (rev, (rev_packets > 0) | (rev_octets > 0)),
+    ):
         m = int(np.count_nonzero(keep))
         if m:
-            out.append((m, {k: (v[keep] if isinstance(v, np.ndarray) and v.ndim >= 1 and len(v) == n
-                                and k != "exporter" else v)
-                            for k, v in part.items() if v is not None}))
+            out.append(
+                (
+                    m,
+                    {
+                        k: (
+                            v[keep]
+                            if isinstance(v, np.ndarray) and v.ndim >= 1 and len(v) == n and k != "exporter"
+                            else v
+                        )
+                        for k, v in part.items()
+                        if v is not None
+                    },
+                )
+            )
     return out
 
 
@@ -295,8 +365,9 @@ def _ntp_ms(v: np.ndarray) -> np.ndarray:
     return secs * 1000 + (frac * 1000 >> 32)
 
 
-def iter_sets(out: ChunkBuilder, data: memoryview, pos: int, what: str, domain: int
-              ) -> Iterator[tuple[int, memoryview]]:
+def iter_sets(
+    out: ChunkBuilder, data: memoryview, pos: int, what: str, domain: int
+) -> Iterator[tuple[int, memoryview]]:
     """(set id, body) for each set/flowset; a bad set length ends the walk (counted)."""
     end = len(data)
     while end - pos >= 4:
@@ -305,17 +376,22 @@ def iter_sets(out: ChunkBuilder, data: memoryview, pos: int, what: str, domain: 
             out.drop(Reason.BAD_LENGTH, 1, f"{what} length {length} (domain {domain})")
             return
         if pos + length > end:
-            out.drop(Reason.TRUNCATED, 1, f"{what} {set_id} claims {length} bytes, {end - pos} left "
-                                          f"(domain {domain})")
+            out.drop(Reason.TRUNCATED, 1, f"{what} {set_id} claims {length} bytes, {end - pos} left (domain {domain})")
             return
-        yield set_id, data[pos + 4: pos + length]
+        yield set_id, data[pos + 4 : pos + length]
         pos += length
 
 
 def check_field_count(count: int, max_fields: int, version: int, domain: int, tid: int) -> None:
     if count == 0:
-        raise DecodeError(Reason.TEMPLATE_EMPTY, "template with 0 fields", version=version,
-                          domain=domain, template_id=tid)
+        raise DecodeError(
+            Reason.TEMPLATE_EMPTY, "template with 0 fields", version=version, domain=domain, template_id=tid
+        )
     if count > max_fields:
-        raise DecodeError(Reason.TEMPLATE_TOO_LARGE, f"template with {count} fields "
-                          f"(limit {max_fields})", version=version, domain=domain, template_id=tid)
+        raise DecodeError(
+            Reason.TEMPLATE_TOO_LARGE,
+            f"template with {count} fields (limit {max_fields})",
+            version=version,
+            domain=domain,
+            template_id=tid,
+        )

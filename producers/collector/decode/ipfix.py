@@ -19,8 +19,9 @@ HEADER = struct.Struct(">HHIII")  # version, length, export_time, sequence, doma
 VERSION = 10
 
 
-def parse_template_record(buf: memoryview, pos: int, kind: str, max_fields: int, domain: int
-                          ) -> tuple[int, list[FieldSpec] | None, int, int]:
+def parse_template_record(
+    buf: memoryview, pos: int, kind: str, max_fields: int, domain: int
+) -> tuple[int, list[FieldSpec] | None, int, int]:
     """One (options) template record -> (template id, fields or None = withdrawal, scope, end)."""
     head = 4 if kind == "data" else 6
     if pos + head > len(buf):
@@ -33,22 +34,27 @@ def parse_template_record(buf: memoryview, pos: int, kind: str, max_fields: int,
     if tid < 256:
         raise DecodeError(Reason.BAD_LENGTH, f"template id {tid} < 256", version=VERSION, domain=domain)
     if scope > count:
-        raise DecodeError(Reason.BAD_LENGTH, f"scope count {scope} > field count {count}",
-                          version=VERSION, domain=domain, template_id=tid)
+        raise DecodeError(
+            Reason.BAD_LENGTH,
+            f"scope count {scope} > field count {count}",
+            version=VERSION,
+            domain=domain,
+            template_id=tid,
+        )
     fields, end = parse_fields(buf, pos + head, count, enterprise_bit=True, scope_count=scope)
     return tid, fields, scope, end
 
 
-def decode(td: TemplateDecoder, out: ChunkBuilder, exporter: bytes, data: memoryview,
-           received_ms: int) -> None:
+def decode(td: TemplateDecoder, out: ChunkBuilder, exporter: bytes, data: memoryview, received_ms: int) -> None:
     if len(data) < HEADER.size:
         raise DecodeError(Reason.TRUNCATED, f"IPFIX message of {len(data)} bytes", version=VERSION)
     _, length, export_time, _, domain = HEADER.unpack_from(data, 0)
     if length < HEADER.size:
         raise DecodeError(Reason.BAD_LENGTH, f"IPFIX length field {length}", version=VERSION, domain=domain)
     if length > len(data):
-        raise DecodeError(Reason.TRUNCATED, f"IPFIX length {length} > datagram {len(data)}",
-                          version=VERSION, domain=domain)
+        raise DecodeError(
+            Reason.TRUNCATED, f"IPFIX length {length} > datagram {len(data)}", version=VERSION, domain=domain
+        )
     data = data[:length]
     export_ms = export_time * 1000
     out.result.datagrams[(exporter, "ipfix")] += 1
@@ -61,8 +67,9 @@ def decode(td: TemplateDecoder, out: ChunkBuilder, exporter: bytes, data: memory
             out.drop(Reason.UNSUPPORTED, 1)
 
 
-def _templates(td: TemplateDecoder, out: ChunkBuilder, exporter: bytes, domain: int,
-               body: memoryview, kind: str, set_id: int) -> None:
+def _templates(
+    td: TemplateDecoder, out: ChunkBuilder, exporter: bytes, domain: int, body: memoryview, kind: str, set_id: int
+) -> None:
     pos = 0
     while len(body) - pos >= 4:
         try:

@@ -17,13 +17,30 @@ from producers.collector.decode.errors import DecodeError, Reason
 from producers.collector.decode.result import ChunkBuilder
 
 HEADER = struct.Struct(">HHIIIIBBH")
-RECORD = np.dtype([
-    ("src", ">u4"), ("dst", ">u4"), ("nexthop", ">u4"), ("input", ">u2"), ("output", ">u2"),
-    ("packets", ">u4"), ("octets", ">u4"), ("first", ">u4"), ("last", ">u4"),
-    ("src_port", ">u2"), ("dst_port", ">u2"), ("pad1", "u1"), ("tcp_flags", "u1"),
-    ("proto", "u1"), ("tos", "u1"), ("src_as", ">u2"), ("dst_as", ">u2"),
-    ("src_mask", "u1"), ("dst_mask", "u1"), ("pad2", ">u2"),
-])
+RECORD = np.dtype(
+    [
+        ("src", ">u4"),
+        ("dst", ">u4"),
+        ("nexthop", ">u4"),
+        ("input", ">u2"),
+        ("output", ">u2"),
+        ("packets", ">u4"),
+        ("octets", ">u4"),
+        ("first", ">u4"),
+        ("last", ">u4"),
+        ("src_port", ">u2"),
+        ("dst_port", ">u2"),
+        ("pad1", "u1"),
+        ("tcp_flags", "u1"),
+        ("proto", "u1"),
+        ("tos", "u1"),
+        ("src_as", ">u2"),
+        ("dst_as", ">u2"),
+        ("src_mask", "u1"),
+        ("dst_mask", "u1"),
+        ("pad2", ">u2"),
+    ]
+)
 assert RECORD.itemsize == 48
 MAX_RECORDS = 30
 U32 = np.int64(1 << 32)
@@ -52,9 +69,8 @@ def collect(batch: V5Batch, out: ChunkBuilder, exporter: bytes, data: memoryview
         raise DecodeError(Reason.BAD_COUNT, f"v5 record count {count} (1..{MAX_RECORDS})", version=5)
     need = HEADER.size + count * RECORD.itemsize
     if len(data) < need:
-        raise DecodeError(Reason.TRUNCATED, f"v5 datagram of {len(data)} bytes for {count} records",
-                          version=5)
-    batch.parts.append(data[HEADER.size:need])
+        raise DecodeError(Reason.TRUNCATED, f"v5 datagram of {len(data)} bytes for {count} records", version=5)
+    batch.parts.append(data[HEADER.size : need])
     batch.counts.append(count)
     batch.exporters.append(exporter)
     batch.export_ms.append(secs * 1000 + nsecs // 1_000_000)
@@ -93,12 +109,22 @@ def finish(batch: V5Batch, out: ChunkBuilder, default_rate: Callable[[bytes], in
         "flow_type": np.uint8(FlowType.NETFLOW5),
         "exporter": np.repeat(exporters, counts, axis=0),
         "observation_domain": rep(batch.domain, np.uint32),
-        "in_if": r["input"], "out_if": r["output"],
-        "src_addr": ipv4_to_addr(r["src"]), "dst_addr": ipv4_to_addr(r["dst"]),
-        "src_port": r["src_port"], "dst_port": r["dst_port"], "ip_proto": r["proto"],
-        "tcp_flags": r["tcp_flags"], "bytes": octets, "packets": packets,
-        "sampling_rate": rate, "bytes_scaled": octets * rate, "packets_scaled": packets * rate,
-        "src_as": r["src_as"], "dst_as": r["dst_as"], "flags": flags,
+        "in_if": r["input"],
+        "out_if": r["output"],
+        "src_addr": ipv4_to_addr(r["src"]),
+        "dst_addr": ipv4_to_addr(r["dst"]),
+        "src_port": r["src_port"],
+        "dst_port": r["dst_port"],
+        "ip_proto": r["proto"],
+        "tcp_flags": r["tcp_flags"],
+        "bytes": octets,
+        "packets": packets,
+        "sampling_rate": rate,
+        "bytes_scaled": octets * rate,
+        "packets_scaled": packets * rate,
+        "src_as": r["src_as"],
+        "dst_as": r["dst_as"],
+        "flags": flags,
     }
     nh = r["nexthop"]
     if nh.any():

@@ -18,8 +18,9 @@ HEADER = struct.Struct(">HHIIII")  # version, count, sys_uptime, unix_secs, sequ
 VERSION = 9
 
 
-def parse_template_record(buf: memoryview, pos: int, kind: str, max_fields: int, domain: int
-                          ) -> tuple[int, list[FieldSpec], int, int]:
+def parse_template_record(
+    buf: memoryview, pos: int, kind: str, max_fields: int, domain: int
+) -> tuple[int, list[FieldSpec], int, int]:
     """One (options) template record at ``pos`` -> (template id, fields, scope count, end)."""
     end = len(buf)
     if kind == "data":
@@ -39,13 +40,13 @@ def parse_template_record(buf: memoryview, pos: int, kind: str, max_fields: int,
     if tid < 256:
         raise DecodeError(Reason.BAD_LENGTH, f"template id {tid} < 256", version=VERSION, domain=domain)
     if any(f.length == VARLEN for f in fields):
-        raise DecodeError(Reason.BAD_LENGTH, "v9 has no variable-length fields", version=VERSION,
-                          domain=domain, template_id=tid)
+        raise DecodeError(
+            Reason.BAD_LENGTH, "v9 has no variable-length fields", version=VERSION, domain=domain, template_id=tid
+        )
     return tid, fields, scope, pos
 
 
-def decode(td: TemplateDecoder, out: ChunkBuilder, exporter: bytes, data: memoryview,
-           received_ms: int) -> None:
+def decode(td: TemplateDecoder, out: ChunkBuilder, exporter: bytes, data: memoryview, received_ms: int) -> None:
     if len(data) < HEADER.size:
         raise DecodeError(Reason.TRUNCATED, f"v9 datagram of {len(data)} bytes", version=VERSION)
     _, _, uptime, unix_secs, _, domain = HEADER.unpack_from(data, 0)
@@ -60,8 +61,9 @@ def decode(td: TemplateDecoder, out: ChunkBuilder, exporter: bytes, data: memory
             out.drop(Reason.UNSUPPORTED, 1)
 
 
-def _templates(td: TemplateDecoder, out: ChunkBuilder, exporter: bytes, domain: int,
-               body: memoryview, kind: str) -> None:
+def _templates(
+    td: TemplateDecoder, out: ChunkBuilder, exporter: bytes, domain: int, body: memoryview, kind: str
+) -> None:
     pos = 0
     while len(body) - pos >= (4 if kind == "data" else 6):
         if body[pos] == 0 and body[pos + 1] == 0:

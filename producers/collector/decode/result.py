@@ -18,10 +18,29 @@ from netpilot.wire.links import LinkStats
 
 # The columns decoders fill; enrich fills pop/router/link_id/dst_prefix*.
 DECODED_FIELDS: tuple[str, ...] = (
-    "time_received", "time_start", "time_end", "flow_type", "exporter", "observation_domain",
-    "in_if", "out_if", "src_addr", "dst_addr", "src_port", "dst_port", "ip_proto", "tcp_flags",
-    "bytes", "packets", "sampling_rate", "bytes_scaled", "packets_scaled", "src_as", "dst_as",
-    "next_hop", "flags",
+    "time_received",
+    "time_start",
+    "time_end",
+    "flow_type",
+    "exporter",
+    "observation_domain",
+    "in_if",
+    "out_if",
+    "src_addr",
+    "dst_addr",
+    "src_port",
+    "dst_port",
+    "ip_proto",
+    "tcp_flags",
+    "bytes",
+    "packets",
+    "sampling_rate",
+    "bytes_scaled",
+    "packets_scaled",
+    "src_as",
+    "dst_as",
+    "next_hop",
+    "flags",
 )
 
 
@@ -41,8 +60,8 @@ class TemplateEvent:
     version: int
     domain: int
     template_id: int
-    kind: str                     # "data" | "options"
-    definition: bytes | None      # None = withdrawn
+    kind: str  # "data" | "options"
+    definition: bytes | None  # None = withdrawn
     scope_field_count: int = 0
 
 

@@ -30,9 +30,19 @@ EXPANDED_FLOW_SAMPLE = struct.Struct(">11I")
 RAW_HEADER = struct.Struct(">4I")  # header protocol, frame length, stripped, header length
 GENERIC_IF = struct.Struct(">IIQIIQIIIIIIQIIIIII")
 SAMPLE_META = struct.Struct("<8I16s")
-META_DTYPE = np.dtype([("hlen", "<u4"), ("proto", "<u4"), ("frame", "<u4"), ("rate", "<u4"),
-                       ("in_if", "<u4"), ("out_if", "<u4"), ("src_as", "<u4"), ("dst_as", "<u4"),
-                       ("next_hop", "u1", (16,))])
+META_DTYPE = np.dtype(
+    [
+        ("hlen", "<u4"),
+        ("proto", "<u4"),
+        ("frame", "<u4"),
+        ("rate", "<u4"),
+        ("in_if", "<u4"),
+        ("out_if", "<u4"),
+        ("src_as", "<u4"),
+        ("dst_as", "<u4"),
+        ("next_hop", "u1", (16,)),
+    ]
+)
 assert META_DTYPE.itemsize == SAMPLE_META.size
 MAX_SAMPLES = 4096  # a 64 KiB datagram cannot hold more; larger counts are lies
 VERSION = 5
@@ -54,9 +64,9 @@ def _addr(data: memoryview, pos: int) -> tuple[bytes, int]:
     """An sFlow address (type, 4 or 16 bytes) as 16-byte mapped bytes and the next offset."""
     kind = U32.unpack_from(data, pos)[0]
     if kind == 1:
-        return b"\x00" * 10 + b"\xff\xff" + bytes(data[pos + 4:pos + 8]), pos + 8
+        return b"\x00" * 10 + b"\xff\xff" + bytes(data[pos + 4 : pos + 8]), pos + 8
     if kind == 2:
-        return bytes(data[pos + 4:pos + 20]), pos + 20
+        return bytes(data[pos + 4 : pos + 20]), pos + 20
     if kind == 0:
         return bytes(16), pos + 4
     raise DecodeError(Reason.BAD_SAMPLE, f"sFlow address type {kind}", version=VERSION)
@@ -83,7 +93,7 @@ def collect(b: SFlowBatch, out: ChunkBuilder, exporter: bytes, data: memoryview,
         if slen > end - pos:
             out.drop(Reason.TRUNCATED, 1, f"sFlow sample claims {slen} bytes, {end - pos} left")
             break
-        body = data[pos:pos + slen]
+        body = data[pos : pos + slen]
         pos += slen
         try:
             if fmt in (1, 3):
@@ -120,13 +130,13 @@ def _flow_sample(b: SFlowBatch, s: memoryview, expanded: bool) -> int:
         pos += 8
         if rlen > end - pos:
             raise DecodeError(Reason.BAD_SAMPLE, f"flow record claims {rlen} bytes, {end - pos} left")
-        r = s[pos:pos + rlen]
+        r = s[pos : pos + rlen]
         pos += rlen
         if rfmt == 1:
             proto, frame, _, hlen = RAW_HEADER.unpack_from(r, 0)
             if hlen > rlen - RAW_HEADER.size:
                 raise DecodeError(Reason.BAD_SAMPLE, f"raw header of {hlen} bytes in a {rlen}-byte record")
-            header = r[RAW_HEADER.size:RAW_HEADER.size + hlen]
+            header = r[RAW_HEADER.size : RAW_HEADER.size + hlen]
         elif rfmt == 1002:  # extended router: next hop
             next_hop, _ = _addr(r, 0)
         elif rfmt == 1003:  # extended gateway: next hop, own AS, src AS, peer AS, AS path
@@ -146,10 +156,17 @@ def _flow_sample(b: SFlowBatch, s: memoryview, expanded: bool) -> int:
     if w < HEADER_WIDTH:
         b.headers += bytes(HEADER_WIDTH - w)
     # format 0 = an ifIndex; 0x3FFFFFFF there means "the agent itself": not a link
-    b.meta += SAMPLE_META.pack(w, proto, frame, rate,
-                               in_val if in_fmt == 0 and in_val != 0x3FFFFFFF else 0,
-                               out_val if out_fmt == 0 and out_val != 0x3FFFFFFF else 0,
-                               src_as, dst_as, next_hop)
+    b.meta += SAMPLE_META.pack(
+        w,
+        proto,
+        frame,
+        rate,
+        in_val if in_fmt == 0 and in_val != 0x3FFFFFFF else 0,
+        out_val if out_fmt == 0 and out_val != 0x3FFFFFFF else 0,
+        src_as,
+        dst_as,
+        next_hop,
+    )
     b.n += 1
     return 1
 
@@ -166,12 +183,42 @@ def _counter_sample(s: memoryview, expanded: bool, received_ms: int) -> list[Lin
         rfmt, rlen = U32X2.unpack_from(s, pos)
         pos += 8
         if rfmt == 1 and rlen >= GENERIC_IF.size:
-            (if_index, _, speed, _, status, in_octets, _, _, _, _, _, _, out_octets,
-             _, _, _, out_discards, out_errors, _) = GENERIC_IF.unpack_from(s, pos)
-            stats.append(LinkStats(pop="", router="", if_index=if_index, source="sflow",
-                                   ts=received_ms / 1000, in_octets=in_octets, out_octets=out_octets,
-                                   speed_bps=float(speed), oper_up=bool(status & 2),
-                                   out_discards=out_discards, out_errors=out_errors))
+            (
+                if_index,
+                _,
+                speed,
+                _,
+                status,
+                in_octets,
+                _,
+                _,
+                _,
+                _,
+                _,
+                _,
+                out_octets,
+                _,
+                _,
+                _,
+                out_discards,
+                out_errors,
+                _,
+            ) = GENERIC_IF.unpack_from(s, pos)
+            stats.append(
+                LinkStats(
+                    pop="",
+                    router="",
+                    if_index=if_index,
+                    source="sflow",
+                    ts=received_ms / 1000,
+                    in_octets=in_octets,
+                    out_octets=out_octets,
+                    speed_bps=float(speed),
+                    oper_up=bool(status & 2),
+                    out_discards=out_discards,
+                    out_errors=out_errors,
+                )
+            )
         pos += rlen
     return stats
 
@@ -182,8 +229,11 @@ def finish(b: SFlowBatch, out: ChunkBuilder, default_rate: Callable[[bytes], int
         return
     counts = np.asarray(b.counts)
     meta = np.frombuffer(bytes(b.meta), META_DTYPE, count=n)
-    h = parse_headers(np.frombuffer(bytes(b.headers), np.uint8).reshape(n, HEADER_WIDTH),
-                      meta["hlen"].astype(np.int64), meta["proto"].astype(np.int64))
+    h = parse_headers(
+        np.frombuffer(bytes(b.headers), np.uint8).reshape(n, HEADER_WIDTH),
+        meta["hlen"].astype(np.int64),
+        meta["proto"].astype(np.int64),
+    )
     rate = meta["rate"].astype(np.uint64)
     frame = meta["frame"].astype(np.uint64)
     unknown = rate == 0
@@ -197,17 +247,27 @@ def finish(b: SFlowBatch, out: ChunkBuilder, default_rate: Callable[[bytes], int
     received = np.repeat(np.asarray(b.received_ms, np.int64), counts)
     exporters = np.frombuffer(b"".join(b.exporters), np.uint8).reshape(-1, 16)
     cols: dict[str, Any] = dict(h)  # arrays, and scalars that ChunkBuilder broadcasts
-    cols.update({
-        "time_received": received, "time_start": received, "time_end": received,
-        "flow_type": np.uint8(FlowType.SFLOW5),
-        "exporter": np.repeat(exporters, counts, axis=0),
-        "observation_domain": np.repeat(np.asarray(b.domain, np.uint32), counts),
-        "in_if": meta["in_if"], "out_if": meta["out_if"],
-        "bytes": frame, "packets": np.ones(n, np.uint64), "sampling_rate": rate,
-        "bytes_scaled": frame * rate, "packets_scaled": rate.copy(),
-        "src_as": meta["src_as"], "dst_as": meta["dst_as"],
-        "next_hop": np.ascontiguousarray(meta["next_hop"]), "flags": flags,
-    })
+    cols.update(
+        {
+            "time_received": received,
+            "time_start": received,
+            "time_end": received,
+            "flow_type": np.uint8(FlowType.SFLOW5),
+            "exporter": np.repeat(exporters, counts, axis=0),
+            "observation_domain": np.repeat(np.asarray(b.domain, np.uint32), counts),
+            "in_if": meta["in_if"],
+            "out_if": meta["out_if"],
+            "bytes": frame,
+            "packets": np.ones(n, np.uint64),
+            "sampling_rate": rate,
+            "bytes_scaled": frame * rate,
+            "packets_scaled": rate.copy(),
+            "src_as": meta["src_as"],
+            "dst_as": meta["dst_as"],
+            "next_hop": np.ascontiguousarray(meta["next_hop"]),
+            "flags": flags,
+        }
+    )
     for e, c in zip(b.exporters, b.counts):
         out.result.flows[(e, "sflow5")] += c
     out.add(n, cols)

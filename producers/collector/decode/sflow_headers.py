@@ -66,7 +66,10 @@ def parse_headers(h: np.ndarray, hlen: np.ndarray, proto: np.ndarray) -> dict[st
     dst_port = np.where(ported, u16(l4 + 2), np.where(icmp, u16(l4), 0))
     tcp_flags = np.where(has_l4 & (ip_proto == 6), byte(l4 + 13), 0)
     return {
-        "src_addr": src, "dst_addr": dst,
-        "src_port": src_port.astype(np.uint16), "dst_port": dst_port.astype(np.uint16),
-        "ip_proto": ip_proto.astype(np.uint8), "tcp_flags": tcp_flags.astype(np.uint8),
+        "src_addr": src,
+        "dst_addr": dst,
+        "src_port": src_port.astype(np.uint16),
+        "dst_port": dst_port.astype(np.uint16),
+        "ip_proto": ip_proto.astype(np.uint8),
+        "tcp_flags": tcp_flags.astype(np.uint8),
     }

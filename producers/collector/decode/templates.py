@@ -90,10 +90,12 @@ class BoundedTemplateStore:
             return True
         return False
 
-    def withdraw_domain(self, exporter: bytes, version: int, domain: int,
-                        kind: str | None) -> list[TemplateKey]:
-        keys = [k for k, t in self._items.items()
-                if k[:3] == (exporter, version, domain) and (kind is None or t.kind == kind)]
+    def withdraw_domain(self, exporter: bytes, version: int, domain: int, kind: str | None) -> list[TemplateKey]:
+        keys = [
+            k
+            for k, t in self._items.items()
+            if k[:3] == (exporter, version, domain) and (kind is None or t.kind == kind)
+        ]
         for k in keys:
             self._remove(k)
         return keys
@@ -129,8 +131,7 @@ class PendingData:
         if len(held.body) > self.max_bytes:
             return 1
         pushed = 0
-        while self._items and (len(self._items) >= self.max_sets
-                               or self.bytes + len(held.body) > self.max_bytes):
+        while self._items and (len(self._items) >= self.max_sets or self.bytes + len(held.body) > self.max_bytes):
             (old_key, _), old = self._items.popitem(last=False)
             self._forget(old_key, old)
             pushed += 1

@@ -27,8 +27,9 @@ class Export:
     """Captured datagrams wrapped as Ethernet/IPv4/UDP frames (for tshark / netpilot decode)."""
 
 
-def _finish(name: str, cap: UdpCapture, workdir: Path, quiet_s: float, timeout_s: float,
-            proc: subprocess.Popen | None = None) -> Export:
+def _finish(
+    name: str, cap: UdpCapture, workdir: Path, quiet_s: float, timeout_s: float, proc: subprocess.Popen | None = None
+) -> Export:
     cap.wait_quiet(quiet_s, timeout_s)
     if proc is not None:
         if proc.poll() is None:
@@ -48,8 +49,19 @@ def _finish(name: str, cap: UdpCapture, workdir: Path, quiet_s: float, timeout_s
 def softflowd(workdir: Path, traffic: Path, version: str, sampling: int = 0, biflow: bool = False) -> Export:
     cap = UdpCapture()
     name = f"softflowd-v{version}" + (f"-s{sampling}" if sampling else "") + ("-b" if biflow else "")
-    cmd = ["softflowd", "-d", "-r", str(traffic), "-a", "-v", version, "-n", f"127.0.0.1:{cap.port}",
-           "-p", str(workdir / f"{name}.pid")]
+    cmd = [
+        "softflowd",
+        "-d",
+        "-r",
+        str(traffic),
+        "-a",
+        "-v",
+        version,
+        "-n",
+        f"127.0.0.1:{cap.port}",
+        "-p",
+        str(workdir / f"{name}.pid"),
+    ]
     if version != "5":
         cmd.insert(-4, "-6")
     if sampling:
@@ -66,14 +78,18 @@ def pmacctd(workdir: Path, traffic: Path, version: str, sampling: int = 0) -> Ex
     conf = workdir / f"{name}.conf"
     common = f"daemonize: false\npcap_savefile: {traffic}\n" + (f"sampling_rate: {sampling}\n" if sampling else "")
     if version == "sflow":
-        conf.write_text(common + f"plugins: sfprobe[sp]\nsampling_rate: 1\n"
-                        f"sfprobe_receiver[sp]: 127.0.0.1:{cap.port}\nsfprobe_agentip[sp]: 192.0.2.1\n"
-                        f"sfprobe_ifindex[sp]: 7\n")
+        conf.write_text(
+            common + f"plugins: sfprobe[sp]\nsampling_rate: 1\n"
+            f"sfprobe_receiver[sp]: 127.0.0.1:{cap.port}\nsfprobe_agentip[sp]: 192.0.2.1\n"
+            f"sfprobe_ifindex[sp]: 7\n"
+        )
     else:
-        conf.write_text(common + f"plugins: nfprobe[np]\nnfprobe_receiver[np]: 127.0.0.1:{cap.port}\n"
-                        f"nfprobe_version[np]: {version}\n"
-                        "nfprobe_timeouts[np]: tcp=3:udp=3:icmp=3:general=3:maxlife=4:expint=1\n"
-                        "aggregate[np]: src_host, dst_host, src_port, dst_port, proto, tos, tcpflags\n")
+        conf.write_text(
+            common + f"plugins: nfprobe[np]\nnfprobe_receiver[np]: 127.0.0.1:{cap.port}\n"
+            f"nfprobe_version[np]: {version}\n"
+            "nfprobe_timeouts[np]: tcp=3:udp=3:icmp=3:general=3:maxlife=4:expint=1\n"
+            "aggregate[np]: src_host, dst_host, src_port, dst_port, proto, tos, tcpflags\n"
+        )
     proc = subprocess.Popen(["pmacctd", "-f", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return _finish(name, cap, workdir, 2.0, 40, proc)
 
@@ -88,9 +104,29 @@ def fprobe(workdir: Path) -> Export:
     sink.bind(("127.0.0.1", 0))
     port = sink.getsockname()[1]
     cap = UdpCapture()
-    proc = subprocess.Popen(["fprobe", "-i", "lo", "-p", "-f", f"udp and dst port {port}", "-n", "5",
-                             "-s", "1", "-d", "1", "-e", "2", "-l", "2", f"127.0.0.1:{cap.port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            "fprobe",
+            "-i",
+            "lo",
+            "-p",
+            "-f",
+            f"udp and dst port {port}",
+            "-n",
+            "5",
+            "-s",
+            "1",
+            "-d",
+            "1",
+            "-e",
+            "2",
+            "-l",
+            "2",
+            f"127.0.0.1:{cap.port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         time.sleep(1.0)  # let libpcap attach before the traffic
         tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -112,8 +148,11 @@ def nfreplay(workdir: Path, source: Export, version: str) -> Export:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    proc = subprocess.Popen(["nfcapd", "-b", "127.0.0.1", "-p", str(port), "-w", str(store), "-t", "60"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["nfcapd", "-b", "127.0.0.1", "-p", str(port), "-w", str(store), "-t", "60"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         time.sleep(0.5)
         tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -128,8 +167,12 @@ def nfreplay(workdir: Path, source: Export, version: str) -> Export:
     files = [f for f in store.rglob("nfcapd.*") if f.is_file()]
     assert files, f"nfcapd stored nothing in {store}"
     cap = UdpCapture()
-    subprocess.run(["nfreplay", "-r", str(files[0]), "-v", version, "-H", "127.0.0.1", "-p", str(cap.port),
-                    "-d", "1000"], capture_output=True, timeout=60, check=True)
+    subprocess.run(
+        ["nfreplay", "-r", str(files[0]), "-v", version, "-H", "127.0.0.1", "-p", str(cap.port), "-d", "1000"],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
     return _finish(f"nfreplay-v{version}", cap, workdir, 0.5, 10)
 
 

@@ -33,8 +33,16 @@ def addrs(*texts: str) -> np.ndarray:
 def columns(exporters: list[str], out_ifs: list[int], dsts: list[str], dst_as: list[int]) -> dict:
     b = ChunkBuilder()
     n = len(exporters)
-    b.add(n, {"exporter": addrs(*exporters), "out_if": np.array(out_ifs, np.uint32), "dst_addr": addrs(*dsts),
-              "dst_as": np.array(dst_as, np.uint32), "bytes": np.ones(n, np.uint64)})
+    b.add(
+        n,
+        {
+            "exporter": addrs(*exporters),
+            "out_if": np.array(out_ifs, np.uint32),
+            "dst_addr": addrs(*dsts),
+            "dst_as": np.array(dst_as, np.uint32),
+            "bytes": np.ones(n, np.uint64),
+        },
+    )
     return b.finish().columns
 
 
@@ -46,8 +54,12 @@ def enricher(tmp_path: Path) -> Enricher:
 
 
 def test_exporter_link_prefix_and_as(enricher: Enricher) -> None:
-    cols = columns(["192.0.2.1", "2001:db8::1", "2001:db8::1", "192.0.2.9"], [5, 5, 6, 5],
-                   ["198.51.100.1", "198.51.100.2", "203.0.113.1", "198.51.100.3"], [0, 0, 64999, 0])
+    cols = columns(
+        ["192.0.2.1", "2001:db8::1", "2001:db8::1", "192.0.2.9"],
+        [5, 5, 6, 5],
+        ["198.51.100.1", "198.51.100.2", "203.0.113.1", "198.51.100.3"],
+        [0, 0, 64999, 0],
+    )
     e = enricher.enrich(cols)
     pop_idx, pop_dict = e.columns["pop"]
     assert [pop_dict[i] for i in pop_idx] == ["ams1", "fra1", "fra1", ""]
@@ -80,12 +92,17 @@ def test_project_inventory_and_routes_files(tmp_path: Path) -> None:
     """The collector reads the same inventory/routes files as `netpilot inventory publish`
     and `netpilot routes load`: every exporter of a router, links by if_index, origin AS."""
     routes = tmp_path / "routes.yaml"
-    routes.write_text("routes:\n"
-                      "  - {pop: fra1, link: ix-decix, prefix: 198.51.100.0/24, as_path: [6695, 64510]}\n"
-                      "  - {pop: fra1, link: transit-a, prefix: 198.51.100.0/24, as_path: [64500, 64999]}\n")
+    routes.write_text(
+        "routes:\n"
+        "  - {pop: fra1, link: ix-decix, prefix: 198.51.100.0/24, as_path: [6695, 64510]}\n"
+        "  - {pop: fra1, link: transit-a, prefix: 198.51.100.0/24, as_path: [64500, 64999]}\n"
+    )
     inv = load_inventory(REPO_EXAMPLE, routes)
-    e = Enricher(inv).enrich(columns(["192.0.2.11", "2001:db8::11", "192.0.2.10", "192.0.2.20"], [17, 17, 3, 3],
-                                     ["198.51.100.1"] * 4, [0] * 4))
+    e = Enricher(inv).enrich(
+        columns(
+            ["192.0.2.11", "2001:db8::11", "192.0.2.10", "192.0.2.20"], [17, 17, 3, 3], ["198.51.100.1"] * 4, [0] * 4
+        )
+    )
     link_idx, link_dict = e.columns["link_id"]
     # fra1-edge1 names its links by if_name only: not matchable from flows, flagged unknown
     assert [link_dict[i] for i in link_idx] == ["ix-decix", "ix-decix", "", ""]
@@ -96,8 +113,10 @@ def test_project_inventory_and_routes_files(tmp_path: Path) -> None:
 
 def test_project_inventory_errors_are_the_inventory_checkers(tmp_path: Path) -> None:
     f = tmp_path / "inv.yaml"
-    f.write_text("pops:\n  fra1:\n    routers:\n      r1:\n        exporters: [192.0.2.1]\n"
-                 "        links: {l1: {if_index: 3, capacity: 10G}}\n")
+    f.write_text(
+        "pops:\n  fra1:\n    routers:\n      r1:\n        exporters: [192.0.2.1]\n"
+        "        links: {l1: {if_index: 3, capacity: 10G}}\n"
+    )
     with pytest.raises(ConfigError, match=r"inv.yaml:4: .*no 'snmp:' target"):
         load_inventory(f)
 

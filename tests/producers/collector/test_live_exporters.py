@@ -44,17 +44,34 @@ def _decode(cap: UdpCapture, exporter: str, workdir: Path, name: str) -> tuple: 
 def _iperf_flow(result, sender: str, receiver: str, records: int | None = 1):  # type: ignore[no-untyped-def]
     """(bytes, packets) of the iperf3 stream summed over its flow records."""
     c = result.columns
-    rows = [i for i in range(result.n)
-            if addr_to_str(bytes(c["src_addr"][i])) == sender and addr_to_str(bytes(c["dst_addr"][i])) == receiver
-            and c["ip_proto"][i] == 17 and c["dst_port"][i] == 5201]
-    seen = [(addr_to_str(bytes(c["src_addr"][i])), addr_to_str(bytes(c["dst_addr"][i])), int(c["ip_proto"][i]),
-             int(c["dst_port"][i]), int(c["packets"][i])) for i in range(result.n)]
+    rows = [
+        i
+        for i in range(result.n)
+        if addr_to_str(bytes(c["src_addr"][i])) == sender
+        and addr_to_str(bytes(c["dst_addr"][i])) == receiver
+        and c["ip_proto"][i] == 17
+        and c["dst_port"][i] == 5201
+    ]
+    seen = [
+        (
+            addr_to_str(bytes(c["src_addr"][i])),
+            addr_to_str(bytes(c["dst_addr"][i])),
+            int(c["ip_proto"][i]),
+            int(c["dst_port"][i]),
+            int(c["packets"][i]),
+        )
+        for i in range(result.n)
+    ]
     assert rows and (records is None or len(rows) == records), (rows, seen)
     return int(c["bytes"][rows].sum()), int(c["packets"][rows].sum())
 
 
-def _wait_until_capturing(netns: str, tcpdump_log: Path, procs: list[subprocess.Popen],  # type: ignore[type-arg]
-                          timeout: float = 60.0) -> None:
+def _wait_until_capturing(
+    netns: str,
+    tcpdump_log: Path,
+    procs: list[subprocess.Popen],  # type: ignore[type-arg]
+    timeout: float = 60.0,
+) -> None:
     """Both captures attached before the traffic starts: tcpdump says it listens (it has
     opened the FIFO, so softflowd reads it) and the namespace holds two packet sockets
     (tcpdump's and fprobe's)."""
@@ -62,8 +79,9 @@ def _wait_until_capturing(netns: str, tcpdump_log: Path, procs: list[subprocess.
     while time.monotonic() < deadline:
         for p in procs:
             assert p.poll() is None, (p.args, p.returncode, tcpdump_log.read_text(errors="replace"))
-        packet = subprocess.run(["ip", "netns", "exec", netns, "cat", "/proc/net/packet"],
-                                capture_output=True, text=True, timeout=30).stdout.splitlines()[1:]
+        packet = subprocess.run(
+            ["ip", "netns", "exec", netns, "cat", "/proc/net/packet"], capture_output=True, text=True, timeout=30
+        ).stdout.splitlines()[1:]
         if "listening on" in tcpdump_log.read_text(errors="replace") and len(packet) >= 2:
             return
         time.sleep(0.1)
@@ -91,15 +109,51 @@ def test_softflowd_and_fprobe_on_a_live_veth(tmp_path: Path) -> None:
         in_router = ["ip", "netns", "exec", lab.router_ns]
         tcpdump_log = tmp_path / "tcpdump.log"
         with open(tcpdump_log, "wb") as td_err:
-            tcpdump = subprocess.Popen(in_router + ["tcpdump", "-i", lab.data_if, "-U", "-s", "256", "-w", str(fifo)],
-                                       stdout=subprocess.DEVNULL, stderr=td_err)
-        softflowd = subprocess.Popen(in_router + ["softflowd", "-d", "-r", str(fifo), "-a", "-v", "10",
-                                                  "-n", f"{lab.root_addr}:{sf_cap.port}",
-                                                  "-p", str(tmp_path / "sf.pid")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        fprobe = subprocess.Popen(in_router + ["fprobe", "-i", lab.data_if, "-p", "-n", "5", "-s", "1", "-d", "1",
-                                               "-e", "2", "-l", "2", f"{lab.root_addr}:{fp_cap.port}"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            tcpdump = subprocess.Popen(
+                in_router + ["tcpdump", "-i", lab.data_if, "-U", "-s", "256", "-w", str(fifo)],
+                stdout=subprocess.DEVNULL,
+                stderr=td_err,
+            )
+        softflowd = subprocess.Popen(
+            in_router
+            + [
+                "softflowd",
+                "-d",
+                "-r",
+                str(fifo),
+                "-a",
+                "-v",
+                "10",
+                "-n",
+                f"{lab.root_addr}:{sf_cap.port}",
+                "-p",
+                str(tmp_path / "sf.pid"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        fprobe = subprocess.Popen(
+            in_router
+            + [
+                "fprobe",
+                "-i",
+                lab.data_if,
+                "-p",
+                "-n",
+                "5",
+                "-s",
+                "1",
+                "-d",
+                "1",
+                "-e",
+                "2",
+                "-l",
+                "2",
+                f"{lab.root_addr}:{fp_cap.port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         procs += [tcpdump, softflowd, fprobe]
         _wait_until_capturing(lab.router_ns, tcpdump_log, procs)
         report = lab.iperf3_udp(2_000_000, 2)["end"]["sum"]

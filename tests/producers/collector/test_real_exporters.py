@@ -20,8 +20,20 @@ from tests.producers.collector.conftest import LOOPBACK
 from tests.producers.collector.exporters import Export
 from tests.producers.collector.traffic import tshark_fields
 
-NETFLOW = ["softflowd-5", "softflowd-10", "pmacctd-5", "pmacctd-9", "pmacctd-10", "fprobe-5",
-           "nfreplay-5", "nfreplay-9", "softflowd-9-s10", "softflowd-10-s10", "pmacctd-9-s4", "pmacctd-10-s4"]
+NETFLOW = [
+    "softflowd-5",
+    "softflowd-10",
+    "pmacctd-5",
+    "pmacctd-9",
+    "pmacctd-10",
+    "fprobe-5",
+    "nfreplay-5",
+    "nfreplay-9",
+    "softflowd-9-s10",
+    "softflowd-10-s10",
+    "pmacctd-9-s4",
+    "pmacctd-10-s4",
+]
 
 
 def tshark_netflow(e: Export) -> Counter[tuple[int, int]]:
@@ -83,8 +95,17 @@ def test_ipfix_biflows_split_into_the_unidirectional_flows(exports: dict[str, Ex
         c = r.columns
         icmp = (c["ip_proto"] == 1) | (c["ip_proto"] == 58)
         dst_port = np.where(icmp, -1, c["dst_port"])  # softflowd -b exports ICMP type 0 both ways
-        return Counter(zip(map(bytes, c["src_addr"]), map(bytes, c["dst_addr"]), c["src_port"].tolist(),
-                           dst_port.tolist(), c["ip_proto"].tolist(), c["bytes"].tolist()))
+        return Counter(
+            zip(
+                map(bytes, c["src_addr"]),
+                map(bytes, c["dst_addr"]),
+                c["src_port"].tolist(),
+                dst_port.tolist(),
+                c["ip_proto"].tolist(),
+                c["bytes"].tolist(),
+            )
+        )
+
     assert tuples(bi) == tuples(uni)
 
 
@@ -104,10 +125,20 @@ def test_sflow_from_pmacctd_matches_tshark(exports: dict[str, Export]) -> None:
 
 def test_fields_agree_between_exporters(exports: dict[str, Export]) -> None:
     """softflowd and pmacctd saw the same pcap: same 5-tuples, same bytes per flow."""
+
     def keyed(name: str) -> set[tuple]:
         c = decode(exports[name]).columns
-        return set(zip(map(bytes, c["src_addr"]), map(bytes, c["dst_addr"]), c["src_port"].tolist(),
-                       c["dst_port"].tolist(), c["ip_proto"].tolist(), c["bytes"].tolist()))
+        return set(
+            zip(
+                map(bytes, c["src_addr"]),
+                map(bytes, c["dst_addr"]),
+                c["src_port"].tolist(),
+                c["dst_port"].tolist(),
+                c["ip_proto"].tolist(),
+                c["bytes"].tolist(),
+            )
+        )
+
     assert keyed("softflowd-10") == keyed("pmacctd-10")
 
 
@@ -121,8 +152,9 @@ def test_sampling_rate_from_v9_options_data(exports: dict[str, Export]) -> None:
     assert (v5.columns["flags"] & FlowFlags.SAMPLING_UNKNOWN).all()
 
 
-@pytest.mark.parametrize(("name", "rate"), [("softflowd-9-s10", 10), ("softflowd-10-s10", 10),
-                                            ("pmacctd-9-s4", 4), ("pmacctd-10-s4", 4)])
+@pytest.mark.parametrize(
+    ("name", "rate"), [("softflowd-9-s10", 10), ("softflowd-10-s10", 10), ("pmacctd-9-s4", 4), ("pmacctd-10-s4", 4)]
+)
 def test_sampling_rate_from_real_exporters_options(exports: dict[str, Export], name: str, rate: int) -> None:
     result = decode(exports[name])
     assert result.n > 0 and result.sampling_unknown == 0
@@ -133,14 +165,38 @@ def test_sampling_rate_from_real_exporters_options(exports: dict[str, Export], n
 
 def test_netpilot_decode_cli_prints_json_flows(exports: dict[str, Export]) -> None:
     e = exports["softflowd-10"]
-    res = subprocess.run([sys.executable, "-m", "netpilot.cli", "decode", str(e.pcap), "--stats"],
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-m", "netpilot.cli", "decode", str(e.pcap), "--stats"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stderr
     rows = [json.loads(line) for line in res.stdout.splitlines()]
     assert Counter((r["bytes"], r["packets"]) for r in rows) == tshark_netflow(e)
-    keys = {"exporter", "protocol", "observation_domain", "time_start", "time_end", "src_addr", "dst_addr",
-            "src_port", "dst_port", "ip_proto", "tcp_flags", "bytes", "packets", "sampling_rate",
-            "bytes_scaled", "packets_scaled", "in_if", "out_if", "src_as", "dst_as", "next_hop"}
+    keys = {
+        "exporter",
+        "protocol",
+        "observation_domain",
+        "time_start",
+        "time_end",
+        "src_addr",
+        "dst_addr",
+        "src_port",
+        "dst_port",
+        "ip_proto",
+        "tcp_flags",
+        "bytes",
+        "packets",
+        "sampling_rate",
+        "bytes_scaled",
+        "packets_scaled",
+        "in_if",
+        "out_if",
+        "src_as",
+        "dst_as",
+        "next_hop",
+    }
     assert keys <= set(rows[0])
     assert {r["protocol"] for r in rows} == {"ipfix"}
     assert {r["exporter"] for r in rows} == {"127.0.0.1"}

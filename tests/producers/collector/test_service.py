@@ -47,25 +47,47 @@ def template() -> bytes:
 
 
 def data(out_ifs: list[int], domain: int = 3) -> bytes:
-    recs = b"".join(REC.pack(bytes([192, 0, 2, 1]), bytes([198, 51, 100, 10 + 150 * (i % 2)]), 1000 + i, 443, 6,
-                             oif, 1500 * (i + 1), i + 1) for i, oif in enumerate(out_ifs))
+    recs = b"".join(
+        REC.pack(
+            bytes([192, 0, 2, 1]),
+            bytes([198, 51, 100, 10 + 150 * (i % 2)]),
+            1000 + i,
+            443,
+            6,
+            oif,
+            1500 * (i + 1),
+            i + 1,
+        )
+        for i, oif in enumerate(out_ifs)
+    )
     return ipfix([ipfix_set(300, recs)], domain=domain)
 
 
 def counter_sample(if_index: int, out_octets: int) -> bytes:
-    rec = struct.pack(">IIQIIQIIIIIIQIIIIII", if_index, 6, 10_000_000_000, 1, 3, 5000, 0, 0, 0, 0, 0, 0,
-                      out_octets, 0, 0, 0, 2, 1, 0)
+    rec = struct.pack(
+        ">IIQIIQIIIIIIQIIIIII", if_index, 6, 10_000_000_000, 1, 3, 5000, 0, 0, 0, 0, 0, 0, out_octets, 0, 0, 0, 2, 1, 0
+    )
     sample = struct.pack(">III", 1, if_index, 1) + struct.pack(">II", 1, len(rec)) + rec
-    return (struct.pack(">II4sIIII", 5, 1, bytes([127, 0, 0, 1]), 0, 1, 1000, 1)
-            + struct.pack(">II", 2, len(sample)) + sample)
+    return (
+        struct.pack(">II4sIIII", 5, 1, bytes([127, 0, 0, 1]), 0, 1, 1000, 1)
+        + struct.pack(">II", 2, len(sample))
+        + sample
+    )
 
 
 @pytest.fixture
 def settings(kafka_settings: KafkaSettings, tmp_path: Path) -> CollectorSettings:
     inv = tmp_path / "inventory.yaml"
     inv.write_text(INVENTORY)
-    return CollectorSettings(kafka=kafka_settings, listen_address="127.0.0.1", netflow_port=0, sflow_port=0,
-                             inventory_file=inv, batch_max_ms=100, metrics=MetricsSettings(enabled=False))
+    return CollectorSettings(
+        kafka=kafka_settings,
+        listen_address="127.0.0.1",
+        netflow_port=0,
+        sflow_port=0,
+        inventory_file=inv,
+        batch_max_ms=100,
+        metrics=MetricsSettings(enabled=False),
+    )
 
 
 def send(port: int, datagrams: list[bytes], src: str = "127.0.0.1") -> None:
@@ -96,8 +118,9 @@ def read(kafka: KafkaSettings, topic: catalog.Topic, until: int, timeout: float 
     return out
 
 
-def test_collector_publishes_enriched_batches_keyed_by_pop(settings: CollectorSettings,
-                                                           exports: dict[str, Export]) -> None:
+def test_collector_publishes_enriched_batches_keyed_by_pop(
+    settings: CollectorSettings, exports: dict[str, Export]
+) -> None:
     registry = CollectorRegistry()
     svc = CollectorService(settings.model_copy(update={"publish_raw_datagrams": True}), registry)
     svc.start()
@@ -116,8 +139,9 @@ def test_collector_publishes_enriched_batches_keyed_by_pop(settings: CollectorSe
         svc.stop()
     assert svc.health() == (True, "ok")  # the worker drained and ended cleanly after stop()
     bad = [b"\x00\x0agarbage", b"\x00\x09" + bytes(30)]
-    assert sorted(m.value() for m in raw) == sorted([template(), data([7, 8, 9, 7]), counter_sample(7, 123_456)]
-                                                    + real + bad)
+    assert sorted(m.value() for m in raw) == sorted(
+        [template(), data([7, 8, 9, 7]), counter_sample(7, 123_456)] + real + bad
+    )
     assert {m.key() for m in raw} == {b"127.0.0.1"}
     assert {m.key() for m in msgs} == {b"fra1"}
     rows = [r for m in msgs for r in decode_flows(m.value()).to_pylist()]
@@ -132,15 +156,18 @@ def test_collector_publishes_enriched_batches_keyed_by_pop(settings: CollectorSe
     assert [r["bytes"] for r in mine] == [1500, 3000, 4500, 6000]
     v6 = [r for r in rows if addr_to_str(r["dst_addr"]).startswith("2001:db8")]
     assert v6 and {r["dst_as"] for r in v6} == {64510}
-    assert (LinkStats.decode(stats[0].value()).model_dump(include={"pop", "router", "if_index", "out_octets", "source"})
-            == {"pop": "fra1", "router": "fra1-edge1", "if_index": 7, "out_octets": 123_456, "source": "sflow"})
+    assert LinkStats.decode(stats[0].value()).model_dump(
+        include={"pop", "router", "if_index", "out_octets", "source"}
+    ) == {"pop": "fra1", "router": "fra1-edge1", "if_index": 7, "out_octets": 123_456, "source": "sflow"}
     labels = {"exporter": "127.0.0.1", "protocol": "ipfix"}
     assert sample_value(registry, "netpilot_collector_flows_total", labels) == 4 + 33
     assert sample_value(registry, "netpilot_collector_denied_datagrams_total") == 1
     assert sample_value(registry, "netpilot_collector_link_unknown_flows_total") == 1 + 33
     assert sample_value(registry, "netpilot_collector_queue_dropped_datagrams_total") == 0
-    drops = {r: sample_value(registry, "netpilot_collector_flows_dropped_total", {"reason": r})
-             for r in ("truncated", "no_template", "bad_length", "unknown_version")}
+    drops = {
+        r: sample_value(registry, "netpilot_collector_flows_dropped_total", {"reason": r})
+        for r in ("truncated", "no_template", "bad_length", "unknown_version")
+    }
     assert drops == {"truncated": 1, "no_template": 0, "bad_length": 1, "unknown_version": 0}
 
 
@@ -164,7 +191,8 @@ def test_restarted_collector_decodes_at_once_with_templates_from_the_topic(setti
         send(second.ports[0], [data([8, 8])])  # data only: no template in this datagram
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not sample_value(
-                registry, "netpilot_collector_flows_total", {"exporter": "127.0.0.1", "protocol": "ipfix"}):
+            registry, "netpilot_collector_flows_total", {"exporter": "127.0.0.1", "protocol": "ipfix"}
+        ):
             time.sleep(0.1)
         assert len(second.decoder.pending) == 0  # decoded straight away, not held
     finally:

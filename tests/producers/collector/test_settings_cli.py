@@ -26,8 +26,10 @@ def test_defaults_validate_and_env_overrides(monkeypatch) -> None:  # type: igno
 
 def test_check_and_dump(tmp_path: Path) -> None:
     inv = tmp_path / "inv.yaml"
-    inv.write_text("pops: [{name: p, routers: [{name: r, exporter: 192.0.2.1, links: [{link_id: l, if_index: 1}]}]}]\n"
-                   "routes: [{prefix: 198.51.100.0/24, dst_as: 1}]\n")
+    inv.write_text(
+        "pops: [{name: p, routers: [{name: r, exporter: 192.0.2.1, links: [{link_id: l, if_index: 1}]}]}]\n"
+        "routes: [{prefix: 198.51.100.0/24, dst_as: 1}]\n"
+    )
     cfg = tmp_path / "netpilot.yaml"
     cfg.write_text(f"collector:\n  inventory_file: {inv}\n  netflow_port: 2056\n")
     res = netpilot("collector", "check", "--config", str(cfg))
@@ -42,8 +44,12 @@ def test_check_and_dump(tmp_path: Path) -> None:
 def test_decode_reads_pcapng_and_reports_skips(exports: dict[str, Export], tmp_path: Path) -> None:
     e = exports["pmacctd-sflow"]
     ng = tmp_path / "sflow.pcapng"
-    subprocess.run([shutil.which("tshark") or "tshark", "-r", str(e.pcap), "-F", "pcapng", "-w", str(ng)],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [shutil.which("tshark") or "tshark", "-r", str(e.pcap), "-F", "pcapng", "-w", str(ng)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     res = netpilot("decode", str(ng), "--stats")
     assert res.returncode == 0, res.stderr
     flows = [json.loads(line) for line in res.stdout.splitlines()]

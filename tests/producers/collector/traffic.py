@@ -22,27 +22,39 @@ T0 = 1_700_000_000.0
 
 
 def _eth(ip: dpkt.Packet, v6: bool = False) -> bytes:
-    return bytes(dpkt.ethernet.Ethernet(src=b"\x02\x00\x00\x00\x00\x01", dst=b"\x02\x00\x00\x00\x00\x02",
-                                        type=dpkt.ethernet.ETH_TYPE_IP6 if v6 else dpkt.ethernet.ETH_TYPE_IP,
-                                        data=ip))
+    return bytes(
+        dpkt.ethernet.Ethernet(
+            src=b"\x02\x00\x00\x00\x00\x01",
+            dst=b"\x02\x00\x00\x00\x00\x02",
+            type=dpkt.ethernet.ETH_TYPE_IP6 if v6 else dpkt.ethernet.ETH_TYPE_IP,
+            data=ip,
+        )
+    )
 
 
 def _v4(src: str, dst: str, l4: dpkt.Packet, proto: int) -> dpkt.ip.IP:
-    ip = dpkt.ip.IP(src=socket.inet_pton(socket.AF_INET, src), dst=socket.inet_pton(socket.AF_INET, dst),
-                    p=proto, ttl=64, data=l4)
+    ip = dpkt.ip.IP(
+        src=socket.inet_pton(socket.AF_INET, src), dst=socket.inet_pton(socket.AF_INET, dst), p=proto, ttl=64, data=l4
+    )
     ip.len = 20 + len(bytes(l4))
     return ip
 
 
 def _v6(src: str, dst: str, l4: dpkt.Packet, proto: int) -> dpkt.ip6.IP6:
-    ip = dpkt.ip6.IP6(src=socket.inet_pton(socket.AF_INET6, src), dst=socket.inet_pton(socket.AF_INET6, dst),
-                      nxt=proto, hlim=64, data=l4)
+    ip = dpkt.ip6.IP6(
+        src=socket.inet_pton(socket.AF_INET6, src),
+        dst=socket.inet_pton(socket.AF_INET6, dst),
+        nxt=proto,
+        hlim=64,
+        data=l4,
+    )
     ip.plen = len(bytes(l4))
     return ip
 
 
-def write_traffic(path: Path, flows: int = 40, packets_per_flow: int = 5, ipv6: bool = True,
-                  spread_s: float = 0.0) -> int:
+def write_traffic(
+    path: Path, flows: int = 40, packets_per_flow: int = 5, ipv6: bool = True, spread_s: float = 0.0
+) -> int:
     """A pcap of TCP/UDP/ICMP flows between documentation addresses; returns packet count.
 
     Each flow has distinct ports and its own payload size, so per-flow byte counts differ.
@@ -63,8 +75,9 @@ def write_traffic(path: Path, flows: int = 40, packets_per_flow: int = 5, ipv6: 
                     flags = dpkt.tcp.TH_ACK | (dpkt.tcp.TH_FIN if k == packets_per_flow - 1 else 0)
                     if k == 0:
                         flags = dpkt.tcp.TH_SYN
-                    l4 = dpkt.tcp.TCP(sport=20000 + i, dport=443 if kind else 80, flags=flags,
-                                      seq=1000 + k, data=payload)
+                    l4 = dpkt.tcp.TCP(
+                        sport=20000 + i, dport=443 if kind else 80, flags=flags, seq=1000 + k, data=payload
+                    )
                     proto = 6
                 elif kind == 2:  # UDP
                     l4 = dpkt.udp.UDP(sport=30000 + i, dport=53, data=payload)
@@ -138,11 +151,19 @@ def write_datagram_pcap(path: Path, datagrams: list[bytes], port: int, src: str 
 
 def tshark_fields(pcap: Path, port: int, proto: str, fields: list[str]) -> list[list[str]]:
     """tshark -T fields output: one list of strings per datagram (empty lines skipped)."""
-    cmd = [shutil.which("tshark") or "tshark", "-r", str(pcap), "-d", f"udp.port=={port},{proto}",
-           "-T", "fields", "-E", "separator=|"]
+    cmd = [
+        shutil.which("tshark") or "tshark",
+        "-r",
+        str(pcap),
+        "-d",
+        f"udp.port=={port},{proto}",
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+    ]
     for f in fields:
         cmd += ["-e", f]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "HOME": str(pcap.parent)})
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env={**os.environ, "HOME": str(pcap.parent)})
     assert res.returncode == 0, res.stderr
     return [line.split("|") for line in res.stdout.splitlines() if line.strip("|\n")]

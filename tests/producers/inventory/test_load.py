@@ -53,7 +53,8 @@ MISTAKES = [
           fra1: {routers: {r1: 
         """,  # noqa: W291 - the trailing space is part of the broken YAML under test
         ["inv.yaml:3:1: not valid YAML: expected the node content, but found '<stream end>'"],
-        id="yaml-syntax-error-gives-line-and-column"),
+        id="yaml-syntax-error-gives-line-and-column",
+    ),
     pytest.param(
         """
         pops:
@@ -65,7 +66,8 @@ MISTAKES = [
                   l1: {if_name: et1, capacity: 10G, peer_asm: 64500}
         """,
         ["inv.yaml:7: pops.fra1.routers.r1.links.l1.peer_asm: unknown key 'peer_asm' (typo?)"],
-        id="unknown-key"),
+        id="unknown-key",
+    ),
     pytest.param(
         """
         pops:
@@ -78,7 +80,8 @@ MISTAKES = [
                     if_name: et1
         """,
         ["inv.yaml:7: pops.fra1.routers.r1.links.l1.capacity: required key 'capacity' is missing"],
-        id="missing-capacity"),
+        id="missing-capacity",
+    ),
     pytest.param(
         """
         pops:
@@ -91,10 +94,13 @@ MISTAKES = [
                     if_name: et1
                     capacity: 10 gigs
         """,
-        ["inv.yaml:9: pops.fra1.routers.r1.links.l1.capacity: capacity '10 gigs' is not "
-        "understood; write bit/s as a number or with a unit: 400M, 10G, 100Gbps, 1.6T "
-        "(got '10 gigs')"],
-        id="bad-capacity-unit"),
+        [
+            "inv.yaml:9: pops.fra1.routers.r1.links.l1.capacity: capacity '10 gigs' is not "
+            "understood; write bit/s as a number or with a unit: 400M, 10G, 100Gbps, 1.6T "
+            "(got '10 gigs')"
+        ],
+        id="bad-capacity-unit",
+    ),
     pytest.param(
         """
         pops:
@@ -105,9 +111,12 @@ MISTAKES = [
                 links:
                   l1: {if_name: et1, capacity: 10G, peer_type: peering}
         """,
-        ["inv.yaml:7: pops.fra1.routers.r1.links.l1.peer_type: Input should be 'transit', "
-        "'pni', 'ix', 'route-server' or 'internal' (got 'peering')"],
-        id="unknown-peer-type"),
+        [
+            "inv.yaml:7: pops.fra1.routers.r1.links.l1.peer_type: Input should be 'transit', "
+            "'pni', 'ix', 'route-server' or 'internal' (got 'peering')"
+        ],
+        id="unknown-peer-type",
+    ),
     pytest.param(
         """
         pops:
@@ -118,9 +127,12 @@ MISTAKES = [
                 links:
                   l1: {if_name: et1, capacity: 10G, peer_asn: 4294967296}
         """,
-        ["inv.yaml:7: pops.fra1.routers.r1.links.l1.peer_asn: Input should be less than "
-        "or equal to 4294967295 (got 4294967296)"],
-        id="peer-asn-out-of-range"),
+        [
+            "inv.yaml:7: pops.fra1.routers.r1.links.l1.peer_asn: Input should be less than "
+            "or equal to 4294967295 (got 4294967296)"
+        ],
+        id="peer-asn-out-of-range",
+    ),
     pytest.param(
         """
         pops:
@@ -131,9 +143,9 @@ MISTAKES = [
                 links:
                   l1: {capacity: 10G}
         """,
-        ["inv.yaml:7: pops.fra1.routers.r1.links.l1: a link needs if_name (preferred: "
-        "survives reboots) or if_index"],
-        id="link-without-interface"),
+        ["inv.yaml:7: pops.fra1.routers.r1.links.l1: a link needs if_name (preferred: survives reboots) or if_index"],
+        id="link-without-interface",
+    ),
     pytest.param(
         f"""
         pops:
@@ -144,9 +156,9 @@ MISTAKES = [
                 snmp: {{target: 192.0.2.1, credentials: ro}}
                 links: {{l1: {GOOD_LINK}}}
         """,
-        ["inv.yaml:5: pops.fra1.routers.r1.exporters: exporter '192.0.2.300' is not an "
-        "IPv4 or IPv6 address"],
-        id="bad-exporter-address"),
+        ["inv.yaml:5: pops.fra1.routers.r1.exporters: exporter '192.0.2.300' is not an IPv4 or IPv6 address"],
+        id="bad-exporter-address",
+    ),
     pytest.param(
         f"""
         pops:
@@ -156,9 +168,12 @@ MISTAKES = [
                 snmp: {{target: "192.0.2.1:99999", credentials: ro}}
                 links: {{l1: {GOOD_LINK}}}
         """,
-        ["inv.yaml:5: pops.fra1.routers.r1.snmp.target: snmp target port 99999 is out of "
-        "range 1..65535 (got '192.0.2.1:99999')"],
-        id="bad-snmp-target-port"),
+        [
+            "inv.yaml:5: pops.fra1.routers.r1.snmp.target: snmp target port 99999 is out of "
+            "range 1..65535 (got '192.0.2.1:99999')"
+        ],
+        id="bad-snmp-target-port",
+    ),
     pytest.param(
         f"""
         pops:
@@ -170,9 +185,12 @@ MISTAKES = [
                   l1: {GOOD_LINK}
                   l1: {{if_name: et2, capacity: 1G}}
         """,
-        ["inv.yaml:8: pops.fra1.routers.r1.links.l1: duplicate key 'l1' (first defined "
-        "on line 7); the later one would silently win"],
-        id="duplicate-yaml-key-is-not-silently-overwritten"),
+        [
+            "inv.yaml:8: pops.fra1.routers.r1.links.l1: duplicate key 'l1' (first defined "
+            "on line 7); the later one would silently win"
+        ],
+        id="duplicate-yaml-key-is-not-silently-overwritten",
+    ),
     pytest.param(
         f"""
         pops:
@@ -185,9 +203,12 @@ MISTAKES = [
                 snmp: {{target: 192.0.2.2, credentials: ro}}
                 links: {{l1: {GOOD_LINK}}}
         """,
-        ["inv.yaml:9: pops.fra1.routers.r2.links.l1: link id 'l1' is used twice in PoP "
-        "'fra1' (also on line 6); link ids must be unique per PoP"],
-        id="link-id-used-on-two-routers-of-a-pop"),
+        [
+            "inv.yaml:9: pops.fra1.routers.r2.links.l1: link id 'l1' is used twice in PoP "
+            "'fra1' (also on line 6); link ids must be unique per PoP"
+        ],
+        id="link-id-used-on-two-routers-of-a-pop",
+    ),
     pytest.param(
         f"""
         pops:
@@ -199,9 +220,9 @@ MISTAKES = [
                   l1: {GOOD_LINK}
                   l2: {GOOD_LINK}
         """,
-        ["inv.yaml:8: pops.fra1.routers.r1.links.l2.if_name: interface 'et1' is already "
-        "link 'l1' of router 'r1'"],
-        id="interface-used-by-two-links"),
+        ["inv.yaml:8: pops.fra1.routers.r1.links.l2.if_name: interface 'et1' is already link 'l1' of router 'r1'"],
+        id="interface-used-by-two-links",
+    ),
     pytest.param(
         f"""
         pops:
@@ -211,9 +232,12 @@ MISTAKES = [
                 snmp: {{target: 192.0.2.1, credentials: ro}}
                 links: {{l1: {GOOD_LINK}}}
         """,
-        ["inv.yaml:2: pops.fra|1: PoP name 'fra|1' may only contain letters, digits and "
-        "'._:/-' (it becomes part of a Kafka key 'pop|link_id')"],
-        id="key-separator-in-a-name"),
+        [
+            "inv.yaml:2: pops.fra|1: PoP name 'fra|1' may only contain letters, digits and "
+            "'._:/-' (it becomes part of a Kafka key 'pop|link_id')"
+        ],
+        id="key-separator-in-a-name",
+    ),
     pytest.param(
         """
         pops:
@@ -225,9 +249,12 @@ MISTAKES = [
                 links:
                   l1: {if_name: et1, capacity: 10G, thresholds: {target: 0.9}}
         """,
-        ["inv.yaml:8: pops.fra1.routers.r1.links.l1.thresholds: thresholds must satisfy "
-        "release < target < hi, but target=0.9 >= hi=0.85"],
-        id="thresholds-out-of-order-after-merging-pop-defaults"),
+        [
+            "inv.yaml:8: pops.fra1.routers.r1.links.l1.thresholds: thresholds must satisfy "
+            "release < target < hi, but target=0.9 >= hi=0.85"
+        ],
+        id="thresholds-out-of-order-after-merging-pop-defaults",
+    ),
     pytest.param(
         f"""
         pops:
@@ -236,10 +263,13 @@ MISTAKES = [
               r1:
                 links: {{l1: {GOOD_LINK}}}
         """,
-        ["inv.yaml:4: pops.fra1.routers.r1: router 'r1' has links but no 'snmp:' target, "
-        "so its counters cannot be polled (write 'counters: external' if link-stats come from "
-        "elsewhere)"],
-        id="router-with-links-but-no-snmp"),
+        [
+            "inv.yaml:4: pops.fra1.routers.r1: router 'r1' has links but no 'snmp:' target, "
+            "so its counters cannot be polled (write 'counters: external' if link-stats come from "
+            "elsewhere)"
+        ],
+        id="router-with-links-but-no-snmp",
+    ),
     pytest.param(
         f"""
         pops:
@@ -250,9 +280,12 @@ MISTAKES = [
                 counters: external
                 links: {{l1: {GOOD_LINK}}}
         """,
-        ["inv.yaml:6: pops.fra1.routers.r1.counters: router 'r1' says 'counters: external' but "
-         "also has an 'snmp:' target; keep one (external counters are not polled)"],
-        id="external-counters-and-snmp"),
+        [
+            "inv.yaml:6: pops.fra1.routers.r1.counters: router 'r1' says 'counters: external' but "
+            "also has an 'snmp:' target; keep one (external counters are not polled)"
+        ],
+        id="external-counters-and-snmp",
+    ),
     pytest.param(
         f"""
         pops:
@@ -262,14 +295,12 @@ MISTAKES = [
                 counters: sflow
                 links: {{l1: {GOOD_LINK}}}
         """,
-        ["inv.yaml:5: pops.fra1.routers.r1.counters: Input should be 'snmp' or 'external' "
-         "(got 'sflow')"],
-        id="counters-unknown-source"),
+        ["inv.yaml:5: pops.fra1.routers.r1.counters: Input should be 'snmp' or 'external' (got 'sflow')"],
+        id="counters-unknown-source",
+    ),
     pytest.param(
-        "- a\n- b\n",
-        [
-        "inv.yaml:1: the top level must be a mapping with a 'pops:' key"],
-        id="top-level-not-a-mapping"),
+        "- a\n- b\n", ["inv.yaml:1: the top level must be a mapping with a 'pops:' key"], id="top-level-not-a-mapping"
+    ),
 ]
 
 
@@ -281,7 +312,10 @@ def test_mistake_gives_a_precise_message(tmp_path: Path, text: str, expected: li
 def test_external_counters_need_no_snmp_target(tmp_path: Path) -> None:
     """Counters published by someone else (sFlow counter samples, the simulator): the links
     are in the inventory, the router is not an SNMP target."""
-    inv = load_inventory(_write(tmp_path, f"""
+    inv = load_inventory(
+        _write(
+            tmp_path,
+            f"""
         pops:
           fra1:
             routers:
@@ -289,13 +323,17 @@ def test_external_counters_need_no_snmp_target(tmp_path: Path) -> None:
                 exporters: [192.0.2.1]
                 counters: external
                 links: {{l1: {GOOD_LINK}}}
-        """))
+        """,
+        )
+    )
     assert [link.link_id for link in inv.links] == ["l1"] and inv.links[0].exporter == "192.0.2.1"
     assert inv.routers == ()
 
 
 def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
-    problems = _problems(tmp_path, """
+    problems = _problems(
+        tmp_path,
+        """
         pops:
           fra1:
             routers:
@@ -304,7 +342,8 @@ def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
                 links:
                   l1: {if_name: et1, capacity: -5}
                   l2: {if_name: et2, capacity: 1G, drained: maybe}
-        """)
+        """,
+    )
     assert problems == [
         "inv.yaml:7: pops.fra1.routers.r1.links.l1.capacity: capacity must be > 0 (got -5)",
         "inv.yaml:8: pops.fra1.routers.r1.links.l2.drained: Input should be a valid boolean, "
@@ -312,7 +351,9 @@ def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
     ]
 
 
-@pytest.mark.parametrize(("text", "bps"), [("100G", 100e9), ("10Gbps", 10e9), ("400M", 400e6),
-                                           ("2.5g", 2.5e9), (1000, 1000.0), ("1.6T", 1.6e12)])
+@pytest.mark.parametrize(
+    ("text", "bps"),
+    [("100G", 100e9), ("10Gbps", 10e9), ("400M", 400e6), ("2.5g", 2.5e9), (1000, 1000.0), ("1.6T", 1.6e12)],
+)
 def test_capacity_units(text: object, bps: float) -> None:
     assert parse_capacity(text) == bps

@@ -53,8 +53,9 @@ def test_publish_diff_and_tombstone(kafka_settings: KafkaSettings, tmp_path: Pat
     start = text.index("      fra1-edge2:")  # its only link is ix-decix
     end = text.index("  ams1:")
     edited.write_text(text[:start] + text[end:])
-    report = publish_inventory(load_inventory(edited), kafka_settings,
-                               KafkaProducer(kafka_settings, ProducerOptions(linger_ms=1)))
+    report = publish_inventory(
+        load_inventory(edited), kafka_settings, KafkaProducer(kafka_settings, ProducerOptions(linger_ms=1))
+    )
     assert report.upserted == ["ams1|transit-a"]
     assert report.tombstoned == ["fra1|ix-decix"]
     state = read_compacted(kafka_settings, topic)
@@ -64,13 +65,11 @@ def test_publish_diff_and_tombstone(kafka_settings: KafkaSettings, tmp_path: Pat
     assert _partitions(kafka_settings, topic)["fra1|ix-decix"] == parts["fra1|ix-decix"]
 
 
-def test_watch_republishes_on_change_and_keeps_last_valid(kafka_settings: KafkaSettings,
-                                                          tmp_path: Path) -> None:
+def test_watch_republishes_on_change_and_keeps_last_valid(kafka_settings: KafkaSettings, tmp_path: Path) -> None:
     path = tmp_path / "inv.yaml"
     shutil.copy(EXAMPLE, path)
     registry = CollectorRegistry()
-    watcher = InventoryWatcher(InventorySettings(kafka=kafka_settings, file=path,
-                                                 watch_interval_s=0.2), registry)
+    watcher = InventoryWatcher(InventorySettings(kafka=kafka_settings, file=path, watch_interval_s=0.2), registry)
     topic = kafka_settings.topic(catalog.LINK_INVENTORY)
     watcher.start()
     try:

@@ -50,16 +50,27 @@ class NetLab:
         _ip("netns", "add", self.router_ns)
         _ip("netns", "add", self.peer_ns)
         # management link: test process <-> router namespace
-        _ip("link", "add", self.root_if, "type", "veth", "peer", "name", "mgmt0",
-            "netns", self.router_ns)
+        _ip("link", "add", self.root_if, "type", "veth", "peer", "name", "mgmt0", "netns", self.router_ns)
         _ip("addr", "add", f"{self.root_addr}/30", "dev", self.root_if)
         _ip("link", "set", self.root_if, "up")
         _ip("-n", self.router_ns, "addr", "add", f"{self.agent_addr}/30", "dev", "mgmt0")
         _ip("-n", self.router_ns, "link", "set", "mgmt0", "up")
         _ip("-n", self.router_ns, "link", "set", "lo", "up")
         # data link: router <-> peer, where iperf3 traffic flows
-        _ip("-n", self.router_ns, "link", "add", self.data_if, "type", "veth", "peer", "name",
-            "peer0", "netns", self.peer_ns)
+        _ip(
+            "-n",
+            self.router_ns,
+            "link",
+            "add",
+            self.data_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "peer0",
+            "netns",
+            self.peer_ns,
+        )
         _ip("-n", self.router_ns, "addr", "add", "192.0.2.1/24", "dev", self.data_if)
         _ip("-n", self.peer_ns, "addr", "add", f"{self.peer_addr}/24", "dev", "peer0")
         _ip("-n", self.router_ns, "link", "set", self.data_if, "up")
@@ -67,18 +78,41 @@ class NetLab:
         _ip("-n", self.peer_ns, "link", "set", "lo", "up")
         for ns, dev in ((self.router_ns, self.data_if), (self.peer_ns, "peer0")):
             # MTU-sized frames as on a wire (recipe: offloads off on veths)
-            subprocess.run(["ip", "netns", "exec", ns, "ethtool", "-K", dev, "tso", "off", "gso",
-                            "off", "gro", "off", "tx", "off", "rx", "off"], capture_output=True)
+            subprocess.run(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns,
+                    "ethtool",
+                    "-K",
+                    dev,
+                    "tso",
+                    "off",
+                    "gso",
+                    "off",
+                    "gro",
+                    "off",
+                    "tx",
+                    "off",
+                    "rx",
+                    "off",
+                ],
+                capture_output=True,
+            )
         return self
 
     def add_interfaces(self, n: int) -> list[str]:
         """``n`` more interfaces in the router namespace, as veth pairs (the ``dummy``
         module is not loaded in this container). For cycle-time benchmarks."""
         names = [f"x{i}{side}" for i in range((n + 1) // 2) for side in "ab"][:n]
-        batch = "".join(f"link add x{i}a type veth peer name x{i}b\nlink set x{i}a up\n"
-                        f"link set x{i}b up\n" for i in range((n + 1) // 2))
-        subprocess.run(["ip", "-n", self.router_ns, "-batch", "-"], input=batch, text=True,
-                       check=True, capture_output=True)
+        batch = "".join(
+            f"link add x{i}a type veth peer name x{i}b\nlink set x{i}a up\nlink set x{i}b up\n"
+            for i in range((n + 1) // 2)
+        )
+        subprocess.run(
+            ["ip", "-n", self.router_ns, "-batch", "-"], input=batch, text=True, check=True, capture_output=True
+        )
         return names
 
     # -- snmpd -------------------------------------------------------------------------
@@ -91,19 +125,53 @@ class NetLab:
             f"rocommunity public {self.root_addr}/32\n"
             f"rwcommunity lab-rw {self.root_addr}/32 .1.3.6.1.4.1.8072.1.5.3\n"
             f"createUser {V3_USER} SHA-256 {V3_AUTH} AES {V3_PRIV}\n"
-            f"rouser {V3_USER} priv\n")
+            f"rouser {V3_USER} priv\n"
+        )
         env = {**os.environ, "SNMP_PERSISTENT_DIR": str(d / "persist"), "MIBS": ""}
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.router_ns, "snmpd", "-f", "-C", "-c", str(conf),
-             "-Lf", str(d / "snmpd.log"), "-p", str(d / "snmpd.pid"), "-u", "root"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.router_ns,
+                "snmpd",
+                "-f",
+                "-C",
+                "-c",
+                str(conf),
+                "-Lf",
+                str(d / "snmpd.log"),
+                "-p",
+                str(d / "snmpd.pid"),
+                "-u",
+                "root",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.snmpd[port] = proc
         self._procs.append(proc)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            r = subprocess.run(["snmpget", "-v2c", "-c", "public", "-t", "0.3", "-r", "0", "-On",
-                                f"{self.agent_addr}:{port}", "1.3.6.1.2.1.1.3.0"],
-                               capture_output=True, text=True, env={**os.environ, "MIBS": ""})
+            r = subprocess.run(
+                [
+                    "snmpget",
+                    "-v2c",
+                    "-c",
+                    "public",
+                    "-t",
+                    "0.3",
+                    "-r",
+                    "0",
+                    "-On",
+                    f"{self.agent_addr}:{port}",
+                    "1.3.6.1.2.1.1.3.0",
+                ],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "MIBS": ""},
+            )
             if r.returncode == 0:
                 if fresh_counters:
                     self._fresh_counters(port)
@@ -117,9 +185,22 @@ class NetLab:
         # the ifTable cache = 0 makes it read the kernel at every request, as the test needs
         # to compare per-interval rates with iperf3 (measured: fresh to within ~20 ms).
         # Costly with many interfaces: every request then re-reads *all* of them.
-        subprocess.run(["snmpset", "-v2c", "-c", "lab-rw", "-On", f"{self.agent_addr}:{port}",
-                        "1.3.6.1.4.1.8072.1.5.3.1.2.1.3.6.1.2.1.2.2", "i", "0"],
-                       check=True, capture_output=True, env={**os.environ, "MIBS": ""})
+        subprocess.run(
+            [
+                "snmpset",
+                "-v2c",
+                "-c",
+                "lab-rw",
+                "-On",
+                f"{self.agent_addr}:{port}",
+                "1.3.6.1.4.1.8072.1.5.3.1.2.1.3.6.1.2.1.2.2",
+                "i",
+                "0",
+            ],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "MIBS": ""},
+        )
 
     def kill_snmpd(self, port: int = 1161) -> None:
         proc = self.snmpd.pop(port)
@@ -129,14 +210,35 @@ class NetLab:
     # -- traffic -----------------------------------------------------------------------
     def iperf3_udp(self, rate_bps: int, seconds: float, length: int = 1400) -> dict:
         """UDP from the router namespace to the peer; returns iperf3's JSON report."""
-        server = subprocess.Popen(["ip", "netns", "exec", self.peer_ns, "iperf3", "-s", "-1",
-                                   "-B", self.peer_addr], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", self.peer_ns, "iperf3", "-s", "-1", "-B", self.peer_addr],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self._procs.append(server)
         time.sleep(0.5)
-        out = subprocess.run(["ip", "netns", "exec", self.router_ns, "iperf3", "-c", self.peer_addr,
-                              "-u", "-b", str(rate_bps), "-l", str(length), "-t", str(seconds), "-J"],
-                             capture_output=True, text=True, timeout=seconds + 30)
+        out = subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.router_ns,
+                "iperf3",
+                "-c",
+                self.peer_addr,
+                "-u",
+                "-b",
+                str(rate_bps),
+                "-l",
+                str(length),
+                "-t",
+                str(seconds),
+                "-J",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 30,
+        )
         server.wait(10)
         if out.returncode != 0:
             raise RuntimeError(f"iperf3 failed: {out.stdout[-500:]} {out.stderr[-500:]}")

@@ -20,8 +20,7 @@ from producers.linkstats.snmp import AgentError, Credentials, SnmpClient
 from tests.producers.linkstats.netlab import V3_AUTH, V3_PRIV, V3_USER, NetLab
 
 REPO = Path(__file__).resolve().parents[3]
-V3 = Credentials("3", user=V3_USER, auth_protocol="sha256", auth_key=V3_AUTH,
-                 priv_protocol="aes", priv_key=V3_PRIV)
+V3 = Credentials("3", user=V3_USER, auth_protocol="sha256", auth_key=V3_AUTH, priv_protocol="aes", priv_key=V3_PRIV)
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +49,18 @@ def _poll(lab: NetLab, creds: Credentials, links: tuple[LinkInventory, ...]):
 
 
 def _kernel_ifindex(lab: NetLab, dev: str) -> int:
-    out = subprocess.run(["ip", "-n", lab.router_ns, "-o", "link", "show", dev],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ip", "-n", lab.router_ns, "-o", "link", "show", dev], capture_output=True, text=True, check=True
+    ).stdout
     return int(out.split(":", 1)[0])
 
 
 def test_v3_authpriv_resolves_ifname_to_the_kernel_ifindex(lab: NetLab) -> None:
-    result = _poll(lab, V3, (_link(link_id="up", if_name=lab.data_if),
-                             _link(link_id="mgmt", if_index=_kernel_ifindex(lab, "mgmt0"))))
+    result = _poll(
+        lab,
+        V3,
+        (_link(link_id="up", if_name=lab.data_if), _link(link_id="mgmt", if_index=_kernel_ifindex(lab, "mgmt0"))),
+    )
     up, mgmt = result.stats
     assert (up.link_id, up.if_name, up.if_index) == ("up", lab.data_if, _kernel_ifindex(lab, lab.data_if))
     assert (mgmt.if_name, mgmt.oper_up, mgmt.speed_bps) == ("mgmt0", True, 10e9)
@@ -88,26 +91,57 @@ def test_wrong_community_times_out(lab: NetLab) -> None:
 
 
 def test_missing_credentials_reference_is_a_config_error(tmp_path: Path) -> None:
-    settings = SnmpPollerSettings(inventory=REPO / "examples" / "inventory.yaml",
-                                  credentials={"lab-ro": {"community": "public"}})
+    settings = SnmpPollerSettings(
+        inventory=REPO / "examples" / "inventory.yaml", credentials={"lab-ro": {"community": "public"}}
+    )
     svc = SnmpPollerService(settings, inventory=load_inventory(settings.inventory))
     with pytest.raises(ConfigError) as exc:
         svc.start()
-    assert str(exc.value) == ("router 'fra1-edge2': snmp credentials 'lab-v3' are not in the "
-                              "poller's settings (snmp.credentials; known: lab-ro)")
+    assert str(exc.value) == (
+        "router 'fra1-edge2': snmp credentials 'lab-v3' are not in the "
+        "poller's settings (snmp.credentials; known: lab-ro)"
+    )
 
 
 def test_cli_poll_once(lab: NetLab, tmp_path: Path) -> None:
     inv = tmp_path / "inv.yaml"
-    inv.write_text(yaml.safe_dump({"pops": {"lab1": {"routers": {"r1": {
-        "snmp": {"target": f"{lab.agent_addr}:1161", "version": "3", "credentials": "v3"},
-        "links": {"up": {"if_name": lab.data_if, "capacity": "10G"},
-                  "ghost": {"if_name": "nosuch0", "capacity": "1G"}}}}}}}))
+    inv.write_text(
+        yaml.safe_dump(
+            {
+                "pops": {
+                    "lab1": {
+                        "routers": {
+                            "r1": {
+                                "snmp": {"target": f"{lab.agent_addr}:1161", "version": "3", "credentials": "v3"},
+                                "links": {
+                                    "up": {"if_name": lab.data_if, "capacity": "10G"},
+                                    "ghost": {"if_name": "nosuch0", "capacity": "1G"},
+                                },
+                            }
+                        }
+                    }
+                }
+            }
+        )
+    )
     config = tmp_path / "netpilot.yaml"
-    config.write_text(yaml.safe_dump({"snmp": {"inventory": str(inv), "credentials": {"v3": {
-        "user": V3_USER, "auth_key": V3_AUTH, "priv_key": V3_PRIV}}}}))
-    out = subprocess.run([sys.executable, "-m", "netpilot.cli", "snmp", "poll", "--once",
-                          "--config", str(config)], capture_output=True, text=True, cwd=REPO, timeout=60)
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "snmp": {
+                    "inventory": str(inv),
+                    "credentials": {"v3": {"user": V3_USER, "auth_key": V3_AUTH, "priv_key": V3_PRIV}},
+                }
+            }
+        )
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "netpilot.cli", "snmp", "poll", "--once", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].startswith(f"lab1 r1 up ifIndex={_kernel_ifindex(lab, lab.data_if)} {lab.data_if} up=True")

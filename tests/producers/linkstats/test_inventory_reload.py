@@ -20,8 +20,7 @@ ROUTER = """
 
 
 def _write(path: Path, *routers: tuple[str, int]) -> None:
-    path.write_text("pops:\n  lab1:\n    routers:" + "".join(ROUTER.format(name=n, port=p)
-                                                         for n, p in routers) + "\n")
+    path.write_text("pops:\n  lab1:\n    routers:" + "".join(ROUTER.format(name=n, port=p) for n, p in routers) + "\n")
 
 
 def _wait(cond, timeout: float = 15.0) -> None:
@@ -35,16 +34,28 @@ def test_inventory_edits_are_followed(kafka_settings: KafkaSettings, tmp_path: P
     inv = tmp_path / "inv.yaml"
     _write(inv, ("r1", 9), ("r2", 9))
     registry = CollectorRegistry()
-    svc = SnmpPollerService(SnmpPollerSettings(
-        kafka=kafka_settings, inventory=inv, interval_s=0.5, timeout_s=0.2, backoff_max_s=0.5,
-        inventory_check_s=0.1, credentials={"ro": {"community": "public"}}), registry)
+    svc = SnmpPollerService(
+        SnmpPollerSettings(
+            kafka=kafka_settings,
+            inventory=inv,
+            interval_s=0.5,
+            timeout_s=0.2,
+            backoff_max_s=0.5,
+            inventory_check_s=0.1,
+            credentials={"ro": {"community": "public"}},
+        ),
+        registry,
+    )
     routers = lambda: set(svc.scheduler.status) if svc.scheduler else set()  # noqa: E731
     svc.start()
     try:
         _wait(lambda: routers() == {"r1", "r2"})
         kept = svc._pollers["r1"]
-        _wait(lambda: sample_value(registry, "netpilot_snmp_poll_failures_total",
-                                   {"router": "r2", "reason": "timeout"}) >= 1)
+        _wait(
+            lambda: (
+                sample_value(registry, "netpilot_snmp_poll_failures_total", {"router": "r2", "reason": "timeout"}) >= 1
+            )
+        )
 
         _write(inv, ("r1", 9), ("r3", 9))  # r2 removed, r3 added, r1 unchanged
         _wait(lambda: routers() == {"r1", "r3"})

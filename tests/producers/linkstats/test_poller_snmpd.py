@@ -71,23 +71,39 @@ def _wait(cond, timeout: float) -> None:
 
 def _mean_bps(stats: list[LinkStats], start: float, end: float) -> float:
     """Octets over the polls whose whole interval lies inside [start, end], as bit/s."""
-    inside = [s for s in stats if s.out_octets_delta is not None and s.interval_s
-              and s.ts - s.interval_s >= start and s.ts <= end]
+    inside = [
+        s
+        for s in stats
+        if s.out_octets_delta is not None and s.interval_s and s.ts - s.interval_s >= start and s.ts <= end
+    ]
     assert len(inside) >= 2, f"only {len(inside)} poll intervals inside the iperf3 run"
     return sum(s.out_octets_delta for s in inside) * 8 / sum(s.interval_s for s in inside)
 
 
-def test_rates_match_iperf3_and_agent_death_is_survived(lab: NetLab, kafka_settings: KafkaSettings,
-                                                        tmp_path: Path) -> None:
+def test_rates_match_iperf3_and_agent_death_is_survived(
+    lab: NetLab, kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
     lab.start_snmpd(1161)
     lab.start_snmpd(1162)
     registry = CollectorRegistry()
     settings = SnmpPollerSettings(
-        kafka=kafka_settings, inventory=_inventory(lab, tmp_path / "inv.yaml"),
-        interval_s=INTERVAL, timeout_s=1.0, backoff_initial_s=1.0, backoff_max_s=4.0,
-        credentials={"ro": {"community": "public"},
-                     "v3": {"user": V3_USER, "auth_protocol": "sha256", "auth_key": V3_AUTH,
-                            "priv_protocol": "aes", "priv_key": V3_PRIV}})
+        kafka=kafka_settings,
+        inventory=_inventory(lab, tmp_path / "inv.yaml"),
+        interval_s=INTERVAL,
+        timeout_s=1.0,
+        backoff_initial_s=1.0,
+        backoff_max_s=4.0,
+        credentials={
+            "ro": {"community": "public"},
+            "v3": {
+                "user": V3_USER,
+                "auth_protocol": "sha256",
+                "auth_key": V3_AUTH,
+                "priv_protocol": "aes",
+                "priv_key": V3_PRIV,
+            },
+        },
+    )
     svc = SnmpPollerService(settings, registry, load_inventory(settings.inventory))
     polls = lambda r: sample_value(registry, "netpilot_snmp_polls_total", {"router": r})  # noqa: E731
     svc.start()
@@ -98,8 +114,12 @@ def test_rates_match_iperf3_and_agent_death_is_survived(lab: NetLab, kafka_setti
 
         lab.kill_snmpd(1161)
         killed_at = time.time()
-        _wait(lambda: sample_value(registry, "netpilot_snmp_poll_failures_total",
-                                   {"router": "r1", "reason": "timeout"}) >= 3, 20)
+        _wait(
+            lambda: (
+                sample_value(registry, "netpilot_snmp_poll_failures_total", {"router": "r1", "reason": "timeout"}) >= 3
+            ),
+            20,
+        )
         ok, why = svc.health()
         assert ok and "r1" in why and "timeout" in why and "r2" not in why
         assert sample_value(registry, "netpilot_snmp_agent_up", {"router": "r1"}) == 0
@@ -119,8 +139,10 @@ def test_rates_match_iperf3_and_agent_death_is_survived(lab: NetLab, kafka_setti
     for _, s in msgs:
         by_link.setdefault(s.link_id, []).append(s)
     assert set(by_link) == {"up-v2", "up-v3"}  # the ghost link is never published...
-    assert sample_value(registry, "netpilot_snmp_poll_failures_total",
-                        {"router": "r1", "reason": "unknown-interface"}) >= 1  # ...but counted
+    assert (
+        sample_value(registry, "netpilot_snmp_poll_failures_total", {"router": "r1", "reason": "unknown-interface"})
+        >= 1
+    )  # ...but counted
     v2, v3 = sorted(by_link["up-v2"], key=lambda s: s.ts), sorted(by_link["up-v3"], key=lambda s: s.ts)
     assert v2[0].if_name == lab.data_if and v2[0].speed_bps == 10e9 and v2[0].oper_up
 
@@ -132,8 +154,10 @@ def test_rates_match_iperf3_and_agent_death_is_survived(lab: NetLab, kafka_setti
     on_wire_bps = (sent["bytes"] + sent["packets"] * UDP_IP_ETH) * 8 / sent["seconds"]
     for stats in (v2, v3):
         measured = _mean_bps(stats, start, end)
-        print(f"\n{stats[0].link_id}: poller {measured / 1e6:.2f} Mbit/s, iperf3 payload "
-              f"{iperf_bps / 1e6:.2f}, on the wire {on_wire_bps / 1e6:.2f}")
+        print(
+            f"\n{stats[0].link_id}: poller {measured / 1e6:.2f} Mbit/s, iperf3 payload "
+            f"{iperf_bps / 1e6:.2f}, on the wire {on_wire_bps / 1e6:.2f}"
+        )
         assert measured == pytest.approx(iperf_bps, rel=0.05)
         assert measured == pytest.approx(on_wire_bps, rel=0.05)
 

@@ -10,12 +10,23 @@ from producers.linkstats.rates import COUNTER64_MOD, TIMETICKS_MOD, Reading, age
 TEN_G = 10e9
 
 
-def _r(ts: float, uptime: int, out: list[int], inn: list[int] | None = None,
-       disc: list[int] | None = None, speed: float = TEN_G) -> Reading:
+def _r(
+    ts: float,
+    uptime: int,
+    out: list[int],
+    inn: list[int] | None = None,
+    disc: list[int] | None = None,
+    speed: float = TEN_G,
+) -> Reading:
     n = len(out)
-    return Reading(ts, uptime, np.array(out, dtype=np.uint64),
-                   np.array(inn if inn is not None else out, dtype=np.uint64),
-                   np.array(disc or [0] * n, dtype=np.uint32), np.full(n, speed))
+    return Reading(
+        ts,
+        uptime,
+        np.array(out, dtype=np.uint64),
+        np.array(inn if inn is not None else out, dtype=np.uint64),
+        np.array(disc or [0] * n, dtype=np.uint32),
+        np.full(n, speed),
+    )
 
 
 def _series(readings: list[Reading]) -> list:
@@ -24,8 +35,12 @@ def _series(readings: list[Reading]) -> list:
 
 def test_steady_traffic() -> None:
     # ~50 Mbit/s polled every ~5 s with jittered poll times
-    seq = [_r(1000.00, 5000, [1_012_344]), _r(1005.01, 5501, [32_357_210]),
-           _r(1010.00, 6000, [63_551_988]), _r(1015.02, 6502, [94_934_110])]
+    seq = [
+        _r(1000.00, 5000, [1_012_344]),
+        _r(1005.01, 5501, [32_357_210]),
+        _r(1010.00, 6000, [63_551_988]),
+        _r(1015.02, 6502, [94_934_110]),
+    ]
     rates = _series(seq)
     for r in rates:
         assert not r.reset.any() and not r.wrapped.any()

@@ -19,9 +19,18 @@ def _dump(path: FsPath, n_v4: int = 300, n_v6: int = 200) -> list[tuple[str, int
     blobs, expected = [peer_index_table(PEERS)], []
     for i in range(n_v4):
         prefix = f"10.{i // 256}.{i % 256}.0/24"
-        paths = [Path(0, (64500, rng.randint(1, 4_200_000_000)), "198.51.100.1", "igp",
-                      local_pref=100 + i % 3, med=i, communities=(f"64500:{i % 65535}", "65535:1")),
-                 Path(2, (64999,), "198.51.100.99")]  # a peer that is no link of ours
+        paths = [
+            Path(
+                0,
+                (64500, rng.randint(1, 4_200_000_000)),
+                "198.51.100.1",
+                "igp",
+                local_pref=100 + i % 3,
+                med=i,
+                communities=(f"64500:{i % 65535}", "65535:1"),
+            ),
+            Path(2, (64999,), "198.51.100.99"),
+        ]  # a peer that is no link of ours
         blobs.append(rib(i, prefix, paths))
         expected.append((prefix, 0, paths[0]))
     for i in range(n_v6):

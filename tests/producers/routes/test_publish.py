@@ -26,8 +26,7 @@ def _r(pop: str, link: str, prefix: str, lp: int = 100) -> Route:
 def test_withdrawal_is_a_tombstone_and_scope_protects_other_pops(kafka_settings: KafkaSettings) -> None:
     topic = kafka_settings.topic(catalog.ROUTES)
     producer = KafkaProducer(kafka_settings, ProducerOptions(linger_ms=1))
-    fra = [_r("fra1", "l1", "203.0.113.0/24"), _r("fra1", "l1", "198.18.0.0/15"),
-           _r("fra1", "l2", "2001:db8::/32")]
+    fra = [_r("fra1", "l1", "203.0.113.0/24"), _r("fra1", "l1", "198.18.0.0/15"), _r("fra1", "l2", "2001:db8::/32")]
     ams = [_r("ams1", "l1", "203.0.113.0/24")]
     first = publish_routes(fra + ams, kafka_settings, producer)
     assert len(first.upserted) == 4 and not first.tombstoned
@@ -49,15 +48,40 @@ def test_withdrawal_is_a_tombstone_and_scope_protects_other_pops(kafka_settings:
 
 def test_cli_loads_an_mrt_dump(kafka_settings: KafkaSettings, tmp_path: FsPath) -> None:
     dump = tmp_path / "rib.mrt"
-    dump.write_bytes(peer_index_table([("198.51.100.1", 64500)])
-                     + b"".join(rib(i, f"10.0.{i}.0/24", [Path(0, (64500, 65000 + i), "198.51.100.1")])
-                                for i in range(20)))
+    dump.write_bytes(
+        peer_index_table([("198.51.100.1", 64500)])
+        + b"".join(rib(i, f"10.0.{i}.0/24", [Path(0, (64500, 65000 + i), "198.51.100.1")]) for i in range(20))
+    )
     config = tmp_path / "netpilot.yaml"
-    config.write_text(yaml.safe_dump({"kafka": {"bootstrap_servers": kafka_settings.bootstrap_servers,
-                                                "topic_prefix": kafka_settings.topic_prefix}}))
-    out = subprocess.run([sys.executable, "-m", "netpilot.cli", "routes", "load", str(dump), "--mrt",
-                          "--peer", "198.51.100.1=fra1/transit-a", "--config", str(config)],
-                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "kafka": {
+                    "bootstrap_servers": kafka_settings.bootstrap_servers,
+                    "topic_prefix": kafka_settings.topic_prefix,
+                }
+            }
+        )
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "netpilot.cli",
+            "routes",
+            "load",
+            str(dump),
+            "--mrt",
+            "--peer",
+            "198.51.100.1=fra1/transit-a",
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "rib.mrt: 21 MRT records, 20 RIB entries, 20 routes on known links" in out.stdout
     assert "published 20 new/changed routes, 0 withdrawals, 0 unchanged" in out.stdout

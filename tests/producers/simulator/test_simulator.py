@@ -28,8 +28,16 @@ NF_PORT, SF_PORT = 29055, 29343
 
 def run_sim(out: Path, duration: float, **kw) -> Simulator:
     sc = load_scenario(SCENARIO).model_copy(update={"duration_s": duration})
-    sim = Simulator(sc, out, ("127.0.0.1", NF_PORT), ("127.0.0.1", SF_PORT), realtime=False,
-                    start_ms=START_MS, pcap_path=out / "d.pcap", **kw)
+    sim = Simulator(
+        sc,
+        out,
+        ("127.0.0.1", NF_PORT),
+        ("127.0.0.1", SF_PORT),
+        realtime=False,
+        start_ms=START_MS,
+        pcap_path=out / "d.pcap",
+        **kw,
+    )
     sim.write_network_files()
     sim.run()
     sim.write_truth()
@@ -39,9 +47,23 @@ def run_sim(out: Path, duration: float, **kw) -> Simulator:
 def tshark_fields(pcap: Path, *fields: str, display: str) -> list[list[str]]:
     # The sampled packet headers inside sFlow are truncated by design: keep tshark from
     # dissecting their (absent) TCP payloads, which it would flag as malformed.
-    cmd = ["tshark", "-r", str(pcap), "-d", f"udp.port=={NF_PORT},cflow", "-d", f"udp.port=={SF_PORT},sflow",
-           "--disable-protocol", "tcp",
-           "-Y", display, "-T", "fields", "-E", "separator=;"]
+    cmd = [
+        "tshark",
+        "-r",
+        str(pcap),
+        "-d",
+        f"udp.port=={NF_PORT},cflow",
+        "-d",
+        f"udp.port=={SF_PORT},sflow",
+        "--disable-protocol",
+        "tcp",
+        "-Y",
+        display,
+        "-T",
+        "fields",
+        "-E",
+        "separator=;",
+    ]
     for f in fields:
         cmd += ["-e", f]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=120).stdout
@@ -62,8 +84,9 @@ def truth_by_router(sim: Simulator) -> dict[str, int]:
 
 
 def test_tshark_decodes_every_datagram(sim5: Simulator) -> None:
-    assert not tshark_fields(sim5.out_dir / "d.pcap", "frame.number",
-                             display="_ws.malformed || _ws.expert.severity >= error")
+    assert not tshark_fields(
+        sim5.out_dir / "d.pcap", "frame.number", display="_ws.malformed || _ws.expert.severity >= error"
+    )
     frames = tshark_fields(sim5.out_dir / "d.pcap", "frame.number", display="cflow || sflow")
     assert len(frames) == sim5.stats.datagrams > 100
 
@@ -79,8 +102,12 @@ def test_sampled_netflow9_and_sflow_within_sampling_error(sim5: Simulator) -> No
     nf = tshark_fields(sim5.out_dir / "d.pcap", "cflow.octets", display="ip.src==127.0.0.21 && cflow")
     nf_scaled = 100 * sum(int(v) for r in nf for v in r[0].split(",") if v)
     assert abs(nf_scaled / truth["fra1-r1"] - 1) < 0.01
-    sf = tshark_fields(sim5.out_dir / "d.pcap", "sflow.flow_sample.sampling_rate", "sflow_245.header.frame_length",
-                       display="ip.src==127.0.0.12 && sflow")
+    sf = tshark_fields(
+        sim5.out_dir / "d.pcap",
+        "sflow.flow_sample.sampling_rate",
+        "sflow_245.header.frame_length",
+        display="ip.src==127.0.0.12 && sflow",
+    )
     sf_scaled = sum(int(rate) * int(fl) for r in sf for rate, fl in zip(r[0].split(","), r[1].split(",")))
     assert abs(sf_scaled / truth["ams1-r2"] - 1) < 0.05
 
@@ -109,10 +136,10 @@ def test_scripted_events_shape_the_truth() -> None:
         return int(st.bytes[st.link == li].sum())
 
     pni_before, pni_surge = link_bytes(ams, 50, "ams1-r1:pni-1"), link_bytes(ams, 70, "ams1-r1:pni-1")
-    assert pni_surge > 1.6 * pni_before                                  # surge x1.75 on its native prefixes
-    assert pni_surge * 8 > 0.92 * 10e9                                   # and it loads the 10G PNI past its trigger
-    assert link_bytes(ams, 165, "ams1-r2:ix-1") == 0                      # link down
-    assert link_bytes(ams, 176, "ams1-r2:ix-1") > 0                       # and back
+    assert pni_surge > 1.6 * pni_before  # surge x1.75 on its native prefixes
+    assert pni_surge * 8 > 0.92 * 10e9  # and it loads the 10G PNI past its trigger
+    assert link_bytes(ams, 165, "ams1-r2:ix-1") == 0  # link down
+    assert link_bytes(ams, 176, "ams1-r2:ix-1") > 0  # and back
     assert link_bytes(fra, 125, "fra1-r1:pni-2") < 0.8 * link_bytes(fra, 110, "fra1-r1:pni-2")  # routes withdrawn
     # traffic is conserved: what leaves the PNI during the withdrawal goes to transit
     st1, st2 = model.step(fra, 110), model.step(fra, 125)
@@ -128,8 +155,15 @@ def test_link_counters_published_to_kafka_match_truth(tmp_path: Path, kafka_sett
     producer = KafkaProducer(kafka_settings)
     sink = LinkStatsSink(producer, kafka_settings.topic(catalog.LINK_STATS))
     sc = load_scenario(SCENARIO).model_copy(update={"duration_s": 30})
-    sim = Simulator(sc, tmp_path, ("127.0.0.1", NF_PORT), ("127.0.0.1", SF_PORT), realtime=False,
-                    start_ms=START_MS, link_stats_sink=sink)
+    sim = Simulator(
+        sc,
+        tmp_path,
+        ("127.0.0.1", NF_PORT),
+        ("127.0.0.1", SF_PORT),
+        realtime=False,
+        start_ms=START_MS,
+        link_stats_sink=sink,
+    )
     sim.run()
     producer.flush()
     sim.write_truth()
@@ -151,8 +185,10 @@ def test_link_counters_published_to_kafka_match_truth(tmp_path: Path, kafka_sett
         want = truth.filter((pl.col("link_id") == link_id) & (pl.col("t") >= t0) & (pl.col("t") < t1))["bytes"].sum()
         assert delta == want, link_id
         assert mine[-1].out_bps == pytest.approx(
-            truth.filter((pl.col("link_id") == link_id) & (pl.col("t") >= t1 - 10)
-                         & (pl.col("t") < t1))["bytes"].sum() * 8 / 10)
+            truth.filter((pl.col("link_id") == link_id) & (pl.col("t") >= t1 - 10) & (pl.col("t") < t1))["bytes"].sum()
+            * 8
+            / 10
+        )
 
 
 def test_network_files_are_read_by_inventory_routes_and_collector(sim5: Simulator) -> None:

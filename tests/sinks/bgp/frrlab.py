@@ -18,8 +18,14 @@ import time
 import uuid
 from pathlib import Path
 
-NEXT_HOPS = ("198.51.100.11", "2001:db8:ffff::11", "198.51.100.10", "2001:db8:ffff::10",
-             "198.51.100.20", "2001:db8:ffff::20")
+NEXT_HOPS = (
+    "198.51.100.11",
+    "2001:db8:ffff::11",
+    "198.51.100.10",
+    "2001:db8:ffff::10",
+    "198.51.100.20",
+    "2001:db8:ffff::20",
+)
 
 
 def _ip(*args: str) -> None:
@@ -79,15 +85,38 @@ class FrrRouter:
             " exit-address-family\n"
             " address-family ipv6 unicast\n"
             f"  neighbor {self.injector_addr} activate\n"
-            " exit-address-family\n")
+            " exit-address-family\n"
+        )
         shutil.chown(self.dir, "frr", "frr")
         for f in self.dir.iterdir():
             shutil.chown(f, "frr", "frr")
         d = str(self.dir)
         for daemon in ("zebra", "bgpd"):
-            subprocess.run(["ip", "netns", "exec", self.ns, f"/usr/lib/frr/{daemon}", "-d", "-z", f"{d}/zserv.api",
-                            "--vty_socket", d, "-i", f"{d}/{daemon}.pid", "-f", f"{d}/{daemon}.conf", "-P", "0",
-                            "--log", f"file:{d}/{daemon}.log"], check=True, capture_output=True, timeout=30)
+            subprocess.run(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    self.ns,
+                    f"/usr/lib/frr/{daemon}",
+                    "-d",
+                    "-z",
+                    f"{d}/zserv.api",
+                    "--vty_socket",
+                    d,
+                    "-i",
+                    f"{d}/{daemon}.pid",
+                    "-f",
+                    f"{d}/{daemon}.conf",
+                    "-P",
+                    "0",
+                    "--log",
+                    f"file:{d}/{daemon}.log",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=30,
+            )
             deadline = time.monotonic() + 20
             while not (self.dir / f"{daemon}.vty").exists():
                 if time.monotonic() > deadline:
@@ -96,12 +125,16 @@ class FrrRouter:
         return self
 
     def vtysh(self, command: str) -> str:
-        return subprocess.run(["vtysh", "--vty_socket", str(self.dir), "-c", command], capture_output=True,
-                              text=True, timeout=15).stdout
+        return subprocess.run(
+            ["vtysh", "--vty_socket", str(self.dir), "-c", command], capture_output=True, text=True, timeout=15
+        ).stdout
 
     def fib(self, prefix: str) -> str:
-        return subprocess.run(["ip", "-n", self.ns, "-6" if ":" in prefix else "-4", "route", "show", prefix],
-                              capture_output=True, text=True).stdout
+        return subprocess.run(
+            ["ip", "-n", self.ns, "-6" if ":" in prefix else "-4", "route", "show", prefix],
+            capture_output=True,
+            text=True,
+        ).stdout
 
     def close(self) -> None:
         for daemon in ("bgpd", "zebra"):

@@ -53,23 +53,39 @@ def start_routers(workdir: Path) -> dict[str, BirdRouter]:
     return out
 
 
-def injector_settings(kafka: KafkaSettings, routers: dict[str, BirdRouter], run_dir: Path,
-                      **over: object) -> dict:
+def injector_settings(kafka: KafkaSettings, routers: dict[str, BirdRouter], run_dir: Path, **over: object) -> dict:
     return {
-        "kafka": kafka.model_dump(), "mode": "apply", "run_dir": str(run_dir),
-        "routers": {name: {"neighbor": r.spec.address, "port": r.spec.port, "local_address": "127.0.0.1",
-                           "rib": {"kind": "bird", "socket": str(r.socket)}} for name, r in routers.items()},
-        "metrics": {"listen": "127.0.0.1:0"}, "community": COMMUNITY, **over}
+        "kafka": kafka.model_dump(),
+        "mode": "apply",
+        "run_dir": str(run_dir),
+        "routers": {
+            name: {
+                "neighbor": r.spec.address,
+                "port": r.spec.port,
+                "local_address": "127.0.0.1",
+                "rib": {"kind": "bird", "socket": str(r.socket)},
+            }
+            for name, r in routers.items()
+        },
+        "metrics": {"listen": "127.0.0.1:0"},
+        "community": COMMUNITY,
+        **over,
+    }
 
 
 def publish_pop(kafka: KafkaSettings) -> None:
     p = KafkaProducer(kafka)
     inv_topic, routes_topic = kafka.topic(catalog.LINK_INVENTORY), kafka.topic(catalog.ROUTES)
     for link_id, (router, hops) in LINKS.items():
-        inv = LinkInventory(pop=POP, link_id=link_id, router=router, capacity_bps=10e9, next_hops=hops,
-                            peer_type="pni" if "pni" in link_id else "transit")
-        p.produce(inv_topic, inv.encode(), key=f"{POP}|{link_id}", headers=LinkInventory.headers(),
-                  partition_key=POP)
+        inv = LinkInventory(
+            pop=POP,
+            link_id=link_id,
+            router=router,
+            capacity_bps=10e9,
+            next_hops=hops,
+            peer_type="pni" if "pni" in link_id else "transit",
+        )
+        p.produce(inv_topic, inv.encode(), key=f"{POP}|{link_id}", headers=LinkInventory.headers(), partition_key=POP)
     for prefix, links in ROUTED.items():
         for link_id in links:
             r = Route(pop=POP, link_id=link_id, prefix=prefix, next_hop=LINKS[link_id][1][0])
@@ -78,25 +94,49 @@ def publish_pop(kafka: KafkaSettings) -> None:
     p.close()
 
 
-def rec(prefix: str, to_link: str = "ams1-r1:transit-1", action: str = "ADD", ttl_s: float = 120,
-        next_hop: str | None = None, created_at: float | None = None, mode: str = "suggest",
-        rate_bps: float = 1e9) -> Recommendation:
+def rec(
+    prefix: str,
+    to_link: str = "ams1-r1:transit-1",
+    action: str = "ADD",
+    ttl_s: float = 120,
+    next_hop: str | None = None,
+    created_at: float | None = None,
+    mode: str = "suggest",
+    rate_bps: float = 1e9,
+) -> Recommendation:
     now = time.time()
     v6 = ":" in prefix
     nh = next_hop if next_hop is not None else LINKS.get(to_link, ("", ("203.0.113.99", "2001:db8::99")))[1][int(v6)]
-    return Recommendation.model_validate({
-        "id": uuid.uuid4().hex, "cycle_id": f"{POP}-{int(now)}", "generated_at": now,
-        "valid_until": now + ttl_s, "pop": POP, "action": action, "mode": mode, "prefix": prefix,
-        "afi": 6 if v6 else 4, "rate_bps": rate_bps, "reason": "OVERLOAD" if action != "WITHDRAW" else "RELEASE",
-        "from": LinkSide(link_id="ams1-r1:pni-1"), "to": LinkSide(link_id=to_link, next_hop=nh),
-        "created_at": created_at if created_at is not None else now})
+    return Recommendation.model_validate(
+        {
+            "id": uuid.uuid4().hex,
+            "cycle_id": f"{POP}-{int(now)}",
+            "generated_at": now,
+            "valid_until": now + ttl_s,
+            "pop": POP,
+            "action": action,
+            "mode": mode,
+            "prefix": prefix,
+            "afi": 6 if v6 else 4,
+            "rate_bps": rate_bps,
+            "reason": "OVERLOAD" if action != "WITHDRAW" else "RELEASE",
+            "from": LinkSide(link_id="ams1-r1:pni-1"),
+            "to": LinkSide(link_id=to_link, next_hop=nh),
+            "created_at": created_at if created_at is not None else now,
+        }
+    )
 
 
 def send(kafka: KafkaSettings, *recs: Recommendation) -> None:
     p = KafkaProducer(kafka)
     for r in recs:
-        p.produce(kafka.topic(catalog.RECOMMENDATIONS), r.encode(), key=r.key(),
-                  headers=Recommendation.headers(), partition_key=r.pop)
+        p.produce(
+            kafka.topic(catalog.RECOMMENDATIONS),
+            r.encode(),
+            key=r.key(),
+            headers=Recommendation.headers(),
+            partition_key=r.pop,
+        )
     p.flush(30)
     p.close()
 

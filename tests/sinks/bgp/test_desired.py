@@ -15,8 +15,10 @@ from tests.sinks.bgp.lab import LINKS, POP, ROUTED, rec
 def _net() -> Network:
     net = Network()
     for link_id, (router, hops) in LINKS.items():
-        net.apply_inventory(f"{POP}|{link_id}", LinkInventory(pop=POP, link_id=link_id, router=router,
-                                                              capacity_bps=1e10, next_hops=hops))
+        net.apply_inventory(
+            f"{POP}|{link_id}",
+            LinkInventory(pop=POP, link_id=link_id, router=router, capacity_bps=1e10, next_hops=hops),
+        )
     for prefix, links in ROUTED.items():
         for link_id in links:
             r = Route(pop=POP, link_id=link_id, prefix=prefix)
@@ -32,14 +34,24 @@ def _state(*recs) -> DesiredState:
 
 
 def test_valid_overrides_and_every_refusal_reason() -> None:
-    st = _state(rec("198.18.4.0/24"), rec("198.18.5.0/24", "ams1-r9:x", next_hop="198.51.100.99"),
-                rec("198.18.6.0/24", next_hop="198.51.100.10"), rec("198.18.7.0/24"),
-                rec("198.18.4.0/25"), rec("2001:db8:5::/48", next_hop="198.51.100.11"))
+    st = _state(
+        rec("198.18.4.0/24"),
+        rec("198.18.5.0/24", "ams1-r9:x", next_hop="198.51.100.99"),
+        rec("198.18.6.0/24", next_hop="198.51.100.10"),
+        rec("198.18.7.0/24"),
+        rec("198.18.4.0/25"),
+        rec("2001:db8:5::/48", next_hop="198.51.100.11"),
+    )
     view = desired_overrides(st, _net(), Rules(), "apply", time.time())
     assert set(view.overrides[POP]) == {"198.18.4.0/24"}
     assert view.overrides[POP]["198.18.4.0/24"].next_hop == "198.51.100.11"
     assert sorted(why.reason for _, why in view.refused) == [
-        "bad-next-hop", "bad-next-hop", "no-route", "not-allowed", "unknown-link"]
+        "bad-next-hop",
+        "bad-next-hop",
+        "no-route",
+        "not-allowed",
+        "unknown-link",
+    ]
 
 
 def test_expired_observe_labelled_withdrawn_and_deny_listed_are_not_held() -> None:
@@ -48,8 +60,9 @@ def test_expired_observe_labelled_withdrawn_and_deny_listed_are_not_held() -> No
     view = desired_overrides(st, _net(), Rules(), "apply", time.time())
     assert view.overrides == {}
     assert view.skipped[(POP, "expired")] == 1 and view.skipped[(POP, "observe-label")] == 1
-    denied = desired_overrides(_state(rec("198.18.4.0/24")), _net(), Rules(deny_prefixes=("198.18.0.0/16",)),
-                               "apply", time.time())
+    denied = desired_overrides(
+        _state(rec("198.18.4.0/24")), _net(), Rules(deny_prefixes=("198.18.0.0/16",)), "apply", time.time()
+    )
     assert [why.reason for _, why in denied.refused] == ["not-allowed"]
 
 
@@ -58,8 +71,11 @@ def test_suggest_needs_an_approval_of_this_override_instance() -> None:
     st = _state(a)
     view = desired_overrides(st, _net(), Rules(), "suggest", time.time())
     assert not view.overrides and [o.prefix for o in view.pending] == ["198.18.4.0/24"]
-    st.apply_control(InjectorControl(kind="approve", pop=POP, prefix=a.prefix, created_at=1000.0,
-                                     to_link=a.to.link_id, at=time.time()))
+    st.apply_control(
+        InjectorControl(
+            kind="approve", pop=POP, prefix=a.prefix, created_at=1000.0, to_link=a.to.link_id, at=time.time()
+        )
+    )
     assert set(desired_overrides(st, _net(), Rules(), "suggest", time.time()).overrides[POP]) == {a.prefix}
     st.apply_recommendation(a.key(), rec("198.18.4.0/24", created_at=2000.0))  # a new override instance
     assert not desired_overrides(st, _net(), Rules(), "suggest", time.time()).overrides
@@ -70,10 +86,12 @@ def test_suggest_needs_an_approval_of_this_override_instance() -> None:
 
 
 def test_cap_keeps_what_is_in_place_then_the_biggest() -> None:
-    st = _state(rec("198.18.4.0/24", rate_bps=1e9), rec("198.18.5.0/24", rate_bps=5e9),
-                rec("198.18.6.0/24", rate_bps=3e9))
-    view = desired_overrides(st, _net(), Rules(max_active_per_pop=2), "apply", time.time(),
-                             announced={(POP, "198.18.4.0/24")})
+    st = _state(
+        rec("198.18.4.0/24", rate_bps=1e9), rec("198.18.5.0/24", rate_bps=5e9), rec("198.18.6.0/24", rate_bps=3e9)
+    )
+    view = desired_overrides(
+        st, _net(), Rules(max_active_per_pop=2), "apply", time.time(), announced={(POP, "198.18.4.0/24")}
+    )
     assert set(view.overrides[POP]) == {"198.18.4.0/24", "198.18.5.0/24"}
     assert view.skipped[(POP, "over-cap")] == 1
 
@@ -112,9 +130,16 @@ Table master4:
 """
     routes = parse_bird(bird)
     assert [(r.prefix, r.next_hop, r.local_pref, r.best) for r in routes] == [
-        ("198.18.4.0/24", "198.51.100.11", 1000, True), ("198.18.4.0/24", "198.51.100.12", 100, False)]
+        ("198.18.4.0/24", "198.51.100.11", 1000, True),
+        ("198.18.4.0/24", "198.51.100.12", 100, False),
+    ]
     assert routes[0].communities == ("64496:666", "no-export")
-    frr = {"routes": {"198.18.4.0/24": [{"valid": True, "bestpath": True, "locPrf": 1000,
-                                         "nexthops": [{"ip": "198.51.100.11", "afi": "ipv4"}]}]}}
+    frr = {
+        "routes": {
+            "198.18.4.0/24": [
+                {"valid": True, "bestpath": True, "locPrf": 1000, "nexthops": [{"ip": "198.51.100.11", "afi": "ipv4"}]}
+            ]
+        }
+    }
     (r,) = parse_frr(frr, "64496:666")
     assert (r.prefix, r.next_hop, r.local_pref, r.best) == ("198.18.4.0/24", "198.51.100.11", 1000, True)

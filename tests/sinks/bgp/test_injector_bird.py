@@ -65,7 +65,8 @@ def _applied(kafka: KafkaSettings) -> dict[str, AppliedOverride]:
 
 
 def test_add_reaches_both_routers_with_its_attributes_and_withdraw_removes_it(
-        pop: KafkaSettings, routers: dict[str, BirdRouter], tmp_path: Path) -> None:
+    pop: KafkaSettings, routers: dict[str, BirdRouter], tmp_path: Path
+) -> None:
     svc = _service(pop, routers, tmp_path)
     try:
         send(pop, rec("198.18.4.0/24", "ams1-r1:transit-1"), rec("2001:db8:5::/48", "ams1-r1:transit-1"))
@@ -100,7 +101,8 @@ def test_add_reaches_both_routers_with_its_attributes_and_withdraw_removes_it(
 
 
 def test_refused_inputs_are_counted_dead_lettered_and_never_announced(
-        pop: KafkaSettings, routers: dict[str, BirdRouter], tmp_path: Path) -> None:
+    pop: KafkaSettings, routers: dict[str, BirdRouter], tmp_path: Path
+) -> None:
     svc = _service(pop, routers, tmp_path)
     try:
         bad = {
@@ -114,8 +116,11 @@ def test_refused_inputs_are_counted_dead_lettered_and_never_announced(
         for reason in bad:
             wait_until(lambda reason=reason: _metric(svc, "refused_total", reason=reason) == 1, 10, reason)
         # dead letters are produced asynchronously: counted at once, readable once delivered
-        dls = wait_until(lambda: (d := read_compacted(pop, pop.topic(catalog.DEAD_LETTERS))) and len(d) >= len(bad)
-                         and d, 30, "four dead letters delivered")
+        dls = wait_until(
+            lambda: (d := read_compacted(pop, pop.topic(catalog.DEAD_LETTERS))) and len(d) >= len(bad) and d,
+            30,
+            "four dead letters delivered",
+        )
         assert len(dls) == len(bad), sorted(dls)  # type: ignore[arg-type]
         assert all(set(ours(r)) == {"198.18.4.0/24"} for r in routers.values())
     finally:
@@ -123,7 +128,8 @@ def test_refused_inputs_are_counted_dead_lettered_and_never_announced(
 
 
 def test_ttl_expiry_withdraws_without_the_autopilot(
-        pop: KafkaSettings, routers: dict[str, BirdRouter], tmp_path: Path) -> None:
+    pop: KafkaSettings, routers: dict[str, BirdRouter], tmp_path: Path
+) -> None:
     svc = _service(pop, routers, tmp_path)
     try:
         send(pop, rec("198.18.4.0/24", ttl_s=4), rec("198.18.5.0/24", ttl_s=300))
@@ -137,7 +143,8 @@ def test_ttl_expiry_withdraws_without_the_autopilot(
 
 
 def test_drain_withdraws_everything_and_resume_brings_it_back(
-        pop: KafkaSettings, routers: dict[str, BirdRouter], tmp_path: Path) -> None:
+    pop: KafkaSettings, routers: dict[str, BirdRouter], tmp_path: Path
+) -> None:
     svc = _service(pop, routers, tmp_path)
     try:
         send(pop, rec("198.18.4.0/24"), rec("198.18.5.0/24"))
@@ -152,12 +159,17 @@ def test_drain_withdraws_everything_and_resume_brings_it_back(
 
 
 def test_cap_and_rate_limit_bound_what_reaches_a_router(
-        pop: KafkaSettings, routers: dict[str, BirdRouter], tmp_path: Path) -> None:
+    pop: KafkaSettings, routers: dict[str, BirdRouter], tmp_path: Path
+) -> None:
     svc = _service(pop, routers, tmp_path, max_active_per_pop=2, max_announces_per_cycle=1, cycle_s=3)
     try:
         t0 = time.monotonic()
-        send(pop, rec("198.18.4.0/24", rate_bps=3e9), rec("198.18.5.0/24", rate_bps=2e9),
-             rec("198.18.6.0/24", rate_bps=1e9))
+        send(
+            pop,
+            rec("198.18.4.0/24", rate_bps=3e9),
+            rec("198.18.5.0/24", rate_bps=2e9),
+            rec("198.18.6.0/24", rate_bps=1e9),
+        )
         r1 = routers["ams1-r1"]
         wait_until(lambda: set(ours(r1)) == {"198.18.4.0/24"}, 20, "the biggest first")
         wait_until(lambda: set(ours(r1)) == {"198.18.4.0/24", "198.18.5.0/24"}, 20, "the next, a cycle later")
@@ -169,17 +181,38 @@ def test_cap_and_rate_limit_bound_what_reaches_a_router(
 
 
 def test_suggest_mode_announces_only_what_a_person_approved(
-        pop: KafkaSettings, routers: dict[str, BirdRouter], tmp_path: Path) -> None:
+    pop: KafkaSettings, routers: dict[str, BirdRouter], tmp_path: Path
+) -> None:
     svc = _service(pop, routers, tmp_path, mode="suggest")
     try:
         a, b = rec("198.18.4.0/24"), rec("198.18.5.0/24")
         send(pop, a, b)
         wait_until(lambda: _metric(svc, "skipped_overrides", pop=POP, why="pending-approval") == 2, 15, "pending")
         assert not ours(routers["ams1-r1"])
-        _control(pop, InjectorControl(kind="approve", pop=POP, prefix=a.prefix, created_at=a.created_at,
-                                      to_link=a.to.link_id, by="test", at=time.time()))
-        _control(pop, InjectorControl(kind="reject", pop=POP, prefix=b.prefix, created_at=b.created_at,
-                                      to_link=b.to.link_id, by="test", at=time.time()))
+        _control(
+            pop,
+            InjectorControl(
+                kind="approve",
+                pop=POP,
+                prefix=a.prefix,
+                created_at=a.created_at,
+                to_link=a.to.link_id,
+                by="test",
+                at=time.time(),
+            ),
+        )
+        _control(
+            pop,
+            InjectorControl(
+                kind="reject",
+                pop=POP,
+                prefix=b.prefix,
+                created_at=b.created_at,
+                to_link=b.to.link_id,
+                by="test",
+                at=time.time(),
+            ),
+        )
         wait_until(lambda: set(ours(routers["ams1-r1"])) == {"198.18.4.0/24"}, 15, "approved one announced")
         wait_until(lambda: _metric(svc, "skipped_overrides", pop=POP, why="rejected") == 1, 10, "rejected")
         # a new override of the approved prefix (a new created_at) needs a new approval
@@ -206,20 +239,23 @@ def _exabgp_pids(run_dir: Path) -> list[int]:
 
 
 def test_sigkill_drops_every_route_and_a_restart_announces_once(
-        pop: KafkaSettings, routers: dict[str, BirdRouter], tmp_path: Path) -> None:
+    pop: KafkaSettings, routers: dict[str, BirdRouter], tmp_path: Path
+) -> None:
     import yaml
 
     run_dir = tmp_path / "inj-proc"
     port = free_port()
     cfg = tmp_path / "injector.yaml"
     settings = injector_settings(pop, routers, run_dir, metrics={"listen": f"127.0.0.1:{port}"})
-    cfg.write_text(yaml.safe_dump({"kafka": settings.pop("kafka"), "metrics": settings.pop("metrics"),
-                                   "injector": settings}))
+    cfg.write_text(
+        yaml.safe_dump({"kafka": settings.pop("kafka"), "metrics": settings.pop("metrics"), "injector": settings})
+    )
     send(pop, rec("198.18.4.0/24"), rec("2001:db8:5::/48"))
 
     def start() -> Child:
-        return Child("injector", ["injector", "run", "--config", str(cfg)], {}, tmp_path / "injector.log",
-                     metrics_port=port)
+        return Child(
+            "injector", ["injector", "run", "--config", str(cfg)], {}, tmp_path / "injector.log", metrics_port=port
+        )
 
     child = start()
     try:
@@ -236,9 +272,13 @@ def test_sigkill_drops_every_route_and_a_restart_announces_once(
         child = start()
         wait_until(lambda: all(len(ours(r)) == 2 for r in routers.values()), 30, "announced again")
         wait_until(lambda: "netpilot_injector_announces_total" in child.metrics(), 10, "metrics")
+
         def passes() -> float:
-            line = next(l for l in child.metrics().splitlines()
-                        if l.startswith("netpilot_injector_reconcile_duration_seconds_count"))
+            line = next(
+                l
+                for l in child.metrics().splitlines()
+                if l.startswith("netpilot_injector_reconcile_duration_seconds_count")
+            )
             return float(line.split()[-1])
 
         p0 = passes()

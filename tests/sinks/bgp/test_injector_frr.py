@@ -24,21 +24,38 @@ def frr() -> Iterator[FrrRouter]:
     router.close()
 
 
-def test_frr_installs_the_override_in_bgp_and_in_the_kernel(kafka_settings: KafkaSettings, frr: FrrRouter,
-                                                            tmp_path: Path) -> None:
+def test_frr_installs_the_override_in_bgp_and_in_the_kernel(
+    kafka_settings: KafkaSettings, frr: FrrRouter, tmp_path: Path
+) -> None:
     publish_pop(kafka_settings)
-    settings = load_settings(InjectorSettings, overrides={
-        "kafka": kafka_settings.model_dump(), "mode": "apply", "run_dir": str(tmp_path / "inj"),
-        "community": COMMUNITY, "metrics": {"listen": "127.0.0.1:0"},
-        "routers": {"ams1-r1": {"neighbor": frr.address, "port": 179, "local_address": frr.injector_addr,
-                                "rib": {"kind": "frr", "socket": str(frr.dir)}}}})
+    settings = load_settings(
+        InjectorSettings,
+        overrides={
+            "kafka": kafka_settings.model_dump(),
+            "mode": "apply",
+            "run_dir": str(tmp_path / "inj"),
+            "community": COMMUNITY,
+            "metrics": {"listen": "127.0.0.1:0"},
+            "routers": {
+                "ams1-r1": {
+                    "neighbor": frr.address,
+                    "port": 179,
+                    "local_address": frr.injector_addr,
+                    "rib": {"kind": "frr", "socket": str(frr.dir)},
+                }
+            },
+        },
+    )
     svc = InjectorService(settings)
     svc.start()
     rib = FrrRib(frr.dir)
     try:
         send(kafka_settings, rec("198.18.4.0/24", "ams1-r1:transit-1"), rec("2001:db8:5::/48", "ams1-r1:transit-1"))
-        got = wait_until(lambda: {r.prefix: r for r in rib.routes(COMMUNITY) if r.best}
-                         if len(rib.routes(COMMUNITY)) == 2 else None, 30, "both overrides in FRR")
+        got = wait_until(
+            lambda: {r.prefix: r for r in rib.routes(COMMUNITY) if r.best} if len(rib.routes(COMMUNITY)) == 2 else None,
+            30,
+            "both overrides in FRR",
+        )
         assert (got["198.18.4.0/24"].next_hop, got["198.18.4.0/24"].local_pref) == ("198.51.100.11", 1000)  # type: ignore[index]
         assert got["2001:db8:5::/48"].next_hop == "2001:db8:ffff::11"  # type: ignore[index]
         detail = frr.vtysh("show bgp ipv4 unicast 198.18.4.0/24")

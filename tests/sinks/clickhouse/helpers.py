@@ -45,18 +45,27 @@ def make_flows(n_messages: int, rows_per_message: int, seed: int, base_ms: int) 
         t = base_ms + np.sort(rng.integers(0, 30 * 60_000, n)).astype(np.int64)
         b = rng.integers(40, 1500 * 20, n).astype(np.uint64)
         rate = rng.choice(np.array([1, 100, 1000], dtype=np.uint32), n)
-        table = flows.flow_table({
-            "time_received": t, "time_start": t - 1000, "time_end": t,
-            "flow_type": np.full(n, 3, np.uint8), "pop": pop, "router": f"{pop}-r1",
-            "link_id": (rng.integers(0, 4, n), [f"{pop}-l{j}" for j in range(4)]),
-            "out_if": rng.integers(1, 5, n).astype(np.uint32),
-            "src_addr": flows.ipv4_to_addr(rng.integers(0, 2**32, n, dtype=np.uint64)),
-            "dst_addr": flows.ipv4_to_addr(rng.integers(0, 2**32, n, dtype=np.uint64)),
-            "bytes": b, "packets": (b // 500 + 1).astype(np.uint64), "sampling_rate": rate,
-            "bytes_scaled": b * rate, "packets_scaled": (b // 500 + 1) * rate,
-            "dst_as": rng.integers(1, 70000, n).astype(np.uint32),
-            "ip_proto": rng.choice(np.array([6, 17], np.uint8), n),
-        })
+        table = flows.flow_table(
+            {
+                "time_received": t,
+                "time_start": t - 1000,
+                "time_end": t,
+                "flow_type": np.full(n, 3, np.uint8),
+                "pop": pop,
+                "router": f"{pop}-r1",
+                "link_id": (rng.integers(0, 4, n), [f"{pop}-l{j}" for j in range(4)]),
+                "out_if": rng.integers(1, 5, n).astype(np.uint32),
+                "src_addr": flows.ipv4_to_addr(rng.integers(0, 2**32, n, dtype=np.uint64)),
+                "dst_addr": flows.ipv4_to_addr(rng.integers(0, 2**32, n, dtype=np.uint64)),
+                "bytes": b,
+                "packets": (b // 500 + 1).astype(np.uint64),
+                "sampling_rate": rate,
+                "bytes_scaled": b * rate,
+                "packets_scaled": (b // 500 + 1) * rate,
+                "dst_as": rng.integers(1, 70000, n).astype(np.uint32),
+                "ip_proto": rng.choice(np.array([6, 17], np.uint8), n),
+            }
+        )
         out.messages.append((pop, flows.encode_flows(table)))
         out.rows += n
         out.bytes += int(b.sum())
@@ -64,8 +73,7 @@ def make_flows(n_messages: int, rows_per_message: int, seed: int, base_ms: int) 
     return out
 
 
-def produce(kafka: KafkaSettings, messages: list[tuple[str, bytes]],
-            topic: catalog.Topic = catalog.FLOWS) -> None:
+def produce(kafka: KafkaSettings, messages: list[tuple[str, bytes]], topic: catalog.Topic = catalog.FLOWS) -> None:
     p = KafkaProducer(kafka, ProducerOptions(compression="none", linger_ms=5))
     name = kafka.topic(topic)
     for key, value in messages:
@@ -82,8 +90,9 @@ def free_port() -> int:
 class SinkProcess:
     """``netpilot sink clickhouse run`` as a child process with its ports known."""
 
-    def __init__(self, kafka: KafkaSettings, data: Path, group: str, log: Path,
-                 extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, data: Path, group: str, log: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.dsn = f"chdb://{data}"
         self.metrics_port = free_port()
         self.query_port = free_port()
@@ -94,8 +103,7 @@ class SinkProcess:
             "NETPILOT_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
             # static membership: a restarted sink takes its partitions back at once
             # instead of waiting for the killed member's session to time out
-            "NETPILOT_KAFKA__LIBRDKAFKA": json.dumps({"group.instance.id": f"{group}-0",
-                                                      "session.timeout.ms": "6000"}),
+            "NETPILOT_KAFKA__LIBRDKAFKA": json.dumps({"group.instance.id": f"{group}-0", "session.timeout.ms": "6000"}),
             "NETPILOT_SINK_CLICKHOUSE__DSN": self.dsn,
             "NETPILOT_SINK_CLICKHOUSE__GROUP_ID": group,
             "NETPILOT_SINK_CLICKHOUSE__METRICS__LISTEN": f"127.0.0.1:{self.metrics_port}",
@@ -107,14 +115,14 @@ class SinkProcess:
 
     def start(self) -> SinkProcess:
         with open(self.log, "ab") as logf:
-            self.proc = subprocess.Popen([*NETPILOT, "sink", "clickhouse", "run"], env=self.env,
-                                         cwd=REPO, stdout=logf, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [*NETPILOT, "sink", "clickhouse", "run"], env=self.env, cwd=REPO, stdout=logf, stderr=subprocess.STDOUT
+            )
         return self
 
     def metric(self, name: str) -> float:
         try:
-            body = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
-                                          timeout=2).read().decode()
+            body = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).read().decode()
         except OSError:
             return -1.0
         total = 0.0
@@ -134,8 +142,9 @@ class SinkProcess:
         raise AssertionError(f"{name} stayed below {at_least} for {timeout}s\n{self.tail()}")
 
     def query(self, sql: str) -> list[list]:
-        url = (f"http://127.0.0.1:{self.query_port}/query?"
-               + urllib.parse.urlencode({"sql": sql, "format": "JSONCompact"}))
+        url = f"http://127.0.0.1:{self.query_port}/query?" + urllib.parse.urlencode(
+            {"sql": sql, "format": "JSONCompact"}
+        )
         return _ints(json.loads(urllib.request.urlopen(url, timeout=30).read())["data"])
 
     def wait_query(self, sql: str, expected: list, timeout: float = 90) -> list:
@@ -178,9 +187,13 @@ class SinkProcess:
 
 def query_stopped(dsn: str, sql: str) -> list[list]:
     """Read through ``netpilot sink clickhouse query`` (the sink must be stopped)."""
-    out = subprocess.run([*NETPILOT, "sink", "clickhouse", "query", sql, "--format", "JSONCompact"],
-                         env={**os.environ, "NETPILOT_SINK_CLICKHOUSE__DSN": dsn}, cwd=REPO,
-                         capture_output=True, timeout=120)
+    out = subprocess.run(
+        [*NETPILOT, "sink", "clickhouse", "query", sql, "--format", "JSONCompact"],
+        env={**os.environ, "NETPILOT_SINK_CLICKHOUSE__DSN": dsn},
+        cwd=REPO,
+        capture_output=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr.decode()[-2000:]
     return _ints(json.loads(out.stdout)["data"])
 

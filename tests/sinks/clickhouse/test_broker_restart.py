@@ -43,13 +43,20 @@ def test_sink_rides_out_a_broker_restart_without_loss_or_duplicates(tmp_path: Pa
         base_ms = (int(time.time()) // 3600) * 3_600_000
         first = make_flows(n_messages=6, rows_per_message=500, seed=11, base_ms=base_ms)
         second = make_flows(n_messages=6, rows_per_message=500, seed=12, base_ms=base_ms)
-        sink = SinkProcess(kafka, tmp_path / "ch", f"sink-br-{uuid.uuid4().hex[:8]}", tmp_path / "sink.log",
-                           {# dynamic membership, as deployed: the outage outlasts the session, so
-                            # the sink loses its partitions and takes them back from the intents
-                            "NETPILOT_KAFKA__LIBRDKAFKA": json.dumps({"session.timeout.ms": "6000"}),
-                            "NETPILOT_SINK_CLICKHOUSE__BATCH_MAX_SECONDS": "3", "NETPILOT_LOG__LEVEL": "debug",
-                            "NETPILOT_SINK_CLICKHOUSE__BACKOFF_INITIAL_S": "0.2",
-                            "NETPILOT_SINK_CLICKHOUSE__BACKOFF_MAX_S": "1"}).start()
+        sink = SinkProcess(
+            kafka,
+            tmp_path / "ch",
+            f"sink-br-{uuid.uuid4().hex[:8]}",
+            tmp_path / "sink.log",
+            {  # dynamic membership, as deployed: the outage outlasts the session, so
+                # the sink loses its partitions and takes them back from the intents
+                "NETPILOT_KAFKA__LIBRDKAFKA": json.dumps({"session.timeout.ms": "6000"}),
+                "NETPILOT_SINK_CLICKHOUSE__BATCH_MAX_SECONDS": "3",
+                "NETPILOT_LOG__LEVEL": "debug",
+                "NETPILOT_SINK_CLICKHOUSE__BACKOFF_INITIAL_S": "0.2",
+                "NETPILOT_SINK_CLICKHOUSE__BACKOFF_MAX_S": "1",
+            },
+        ).start()
         produce(kafka, first.messages)
         sink.wait_metric(M + "messages_total", len(first.messages), timeout=60)  # polled, not flushed
         broker.down()  # SIGTERM; the folder (and every topic and offset) is kept
@@ -61,11 +68,13 @@ def test_sink_rides_out_a_broker_restart_without_loss_or_duplicates(tmp_path: Pa
         assert broker.up().bootstrap == bootstrap
 
         produce(kafka, second.messages)
-        expected = [[first.rows + second.rows, first.bytes + second.bytes,
-                     first.bytes_scaled + second.bytes_scaled]]
+        expected = [[first.rows + second.rows, first.bytes + second.bytes, first.bytes_scaled + second.bytes_scaled]]
         got = sink.wait_query(TOTALS, expected, timeout=180)
-        assert got == expected, (got, sink.query("SELECT pop, count(), sum(bytes) FROM netpilot.flows_raw "
-                                                 "GROUP BY pop ORDER BY pop"), sink.tail())
+        assert got == expected, (
+            got,
+            sink.query("SELECT pop, count(), sum(bytes) FROM netpilot.flows_raw GROUP BY pop ORDER BY pop"),
+            sink.tail(),
+        )
         assert sink.metric(M + 'errors_total{reason="commit"') >= 1, "the outage never reached a commit"
         assert sink.stop() == 0, sink.tail()
     finally:

@@ -12,8 +12,10 @@ from sinks.clickhouse.migrations import migrate
 from sinks.clickhouse.settings import Retention
 from tests.sinks.clickhouse.helpers import make_flows
 
-ROLLUP_SUMS = ("SELECT (SELECT sum(bytes) FROM netpilot.flows_1m), (SELECT sum(bytes) FROM "
-               "netpilot.flows_5m), (SELECT sum(samples) FROM netpilot.flows_1h)")
+ROLLUP_SUMS = (
+    "SELECT (SELECT sum(bytes) FROM netpilot.flows_1m), (SELECT sum(bytes) FROM "
+    "netpilot.flows_5m), (SELECT sum(samples) FROM netpilot.flows_1h)"
+)
 
 
 def test_same_token_is_inserted_once_everywhere(chdb_client: ClickHouseClient) -> None:
@@ -32,5 +34,4 @@ def test_same_token_is_inserted_once_everywhere(chdb_client: ClickHouseClient) -
     # Another token is another batch: stored again (tokens, not content, decide).
     chdb_client.insert_arrow("netpilot.flows_raw", table, "flows/0/3-5")
     assert chdb_client.rows("SELECT count() FROM netpilot.flows_raw") == [(2 * data.rows,)]
-    assert chdb_client.rows(ROLLUP_SUMS) == [(2 * data.bytes_scaled, 2 * data.bytes_scaled,
-                                              2 * data.rows)]
+    assert chdb_client.rows(ROLLUP_SUMS) == [(2 * data.bytes_scaled, 2 * data.bytes_scaled, 2 * data.rows)]

@@ -14,8 +14,12 @@ DB = "netpilot"
 
 
 def _snapshot(c: ClickHouseClient) -> list[tuple]:
-    return list(c.rows("SELECT name, engine_full, create_table_query FROM system.tables "
-                       "WHERE database = 'netpilot' AND name != 'schema_migrations' ORDER BY name"))
+    return list(
+        c.rows(
+            "SELECT name, engine_full, create_table_query FROM system.tables "
+            "WHERE database = 'netpilot' AND name != 'schema_migrations' ORDER BY name"
+        )
+    )
 
 
 def test_raw_columns_follow_the_flows_wire_schema() -> None:
@@ -42,9 +46,20 @@ def test_migrate_twice_changes_nothing(chdb_client: ClickHouseClient) -> None:
     assert second.applied == () and len(second.skipped) == len(first.applied) + len(first.skipped)
     assert _snapshot(chdb_client) == before
     names = {r[0] for r in before}
-    assert {"flows_raw", "flows_1m", "flows_5m", "flows_1h", "flows_1m_mv", "link_stats",
-            "link_utilisation", "link_inventory", "flow_aggregates", "recommendations",
-            "cycle_summaries", "autopilot_applied"} <= names
+    assert {
+        "flows_raw",
+        "flows_1m",
+        "flows_5m",
+        "flows_1h",
+        "flows_1m_mv",
+        "link_stats",
+        "link_utilisation",
+        "link_inventory",
+        "flow_aggregates",
+        "recommendations",
+        "cycle_summaries",
+        "autopilot_applied",
+    } <= names
     history = chdb_client.rows("SELECT count() FROM netpilot.schema_migrations")[0][0]
     assert history == len(first.applied) - 1  # every step but 'database' is recorded
 
@@ -57,8 +72,9 @@ def test_changed_retention_and_missing_column_are_each_one_step(chdb_client: Cli
     assert set(report.applied) == {"columns:link_stats", "ttl:flows_raw", "ttl:flows_1h"}
     assert current_ttl_days(chdb_client, DB, "flows_raw") == 3
     assert current_ttl_days(chdb_client, DB, "flows_1h") == 400
-    assert chdb_client.rows("SELECT count() FROM system.columns WHERE database = 'netpilot' "
-                            "AND table = 'link_stats' AND name = 'if_name'") == [(1,)]
+    assert chdb_client.rows(
+        "SELECT count() FROM system.columns WHERE database = 'netpilot' AND table = 'link_stats' AND name = 'if_name'"
+    ) == [(1,)]
     assert migrate(chdb_client, DB, Retention(raw_days=3, rollup_1h_days=400), 1000).applied == ()
 
 
@@ -73,11 +89,13 @@ def test_rollups_cascade_and_a_schema_1_view_is_recreated(chdb_client: ClickHous
         "toStartOfFiveMinutes(time_received) AS window_start, pop, link_id, router, out_if, dst_as, "
         "src_as, ip_proto, sum(bytes_scaled) AS bytes, sum(packets_scaled) AS packets, "
         "sum(toUInt64(greatest(sampling_rate, 1))) AS flows, count() AS samples FROM netpilot.flows_raw "
-        "GROUP BY window_start, pop, link_id, router, out_if, dst_as, src_as, ip_proto")
+        "GROUP BY window_start, pop, link_id, router, out_if, dst_as, src_as, ip_proto"
+    )
     report = migrate(chdb_client, DB, Retention(), 1000)
     assert report.applied == ("view-source:flows_5m_mv", "view:flows_5m_mv")
-    [(query,)] = chdb_client.rows("SELECT create_table_query FROM system.tables WHERE database = 'netpilot' "
-                                  "AND name = 'flows_5m_mv'")
+    [(query,)] = chdb_client.rows(
+        "SELECT create_table_query FROM system.tables WHERE database = 'netpilot' AND name = 'flows_5m_mv'"
+    )
     assert "FROM netpilot.flows_1m" in query
     assert migrate(chdb_client, DB, Retention(), 1000).applied == ()
 
@@ -86,19 +104,24 @@ def test_schema_2_database_gets_the_applied_table_and_keeps_its_data(chdb_client
     migrate(chdb_client, DB, Retention(), 1000)
     # a database migrated by schema 2: everything but autopilot_applied, with rows in it
     chdb_client.command("DROP TABLE netpilot.autopilot_applied")
-    chdb_client.command("INSERT INTO netpilot.cycle_summaries (generated_at, cycle_id, pop, mode) "
-                        "VALUES (now64(3), 'c1', 'ams1', 'suggest')")
+    chdb_client.command(
+        "INSERT INTO netpilot.cycle_summaries (generated_at, cycle_id, pop, mode) "
+        "VALUES (now64(3), 'c1', 'ams1', 'suggest')"
+    )
     before = [r for r in _snapshot(chdb_client) if r[0] != "autopilot_applied"]
     report = migrate(chdb_client, DB, Retention(), 1000)
     assert report.applied == ("table:autopilot_applied",)
     assert [r for r in _snapshot(chdb_client) if r[0] != "autopilot_applied"] == before
     assert chdb_client.rows("SELECT cycle_id, pop FROM netpilot.cycle_summaries") == [("c1", "ams1")]
-    [(engine, sorting)] = chdb_client.rows("SELECT engine_full, sorting_key FROM system.tables "
-                                           "WHERE database = 'netpilot' AND name = 'autopilot_applied'")
+    [(engine, sorting)] = chdb_client.rows(
+        "SELECT engine_full, sorting_key FROM system.tables WHERE database = 'netpilot' AND name = 'autopilot_applied'"
+    )
     assert engine.startswith("ReplacingMergeTree(version)") and sorting == "pop, prefix"
     assert "non_replicated_deduplication_window = 1000" in engine  # replays are dropped here too
-    [(step, description)] = chdb_client.rows("SELECT step, description FROM netpilot.schema_migrations "
-                                             "WHERE step = 'table:autopilot_applied' "
-                                             "ORDER BY applied_at DESC LIMIT 1")
+    [(step, description)] = chdb_client.rows(
+        "SELECT step, description FROM netpilot.schema_migrations "
+        "WHERE step = 'table:autopilot_applied' "
+        "ORDER BY applied_at DESC LIMIT 1"
+    )
     assert description.startswith(f"v{SCHEMA_VERSION}:") and SCHEMA_VERSION >= 3
     assert migrate(chdb_client, DB, Retention(), 1000).applied == ()

@@ -18,14 +18,12 @@ def _hour_ago_ms() -> int:
     return (int(time.time()) // 3600 - 1) * 3_600_000
 
 
-def test_sigkill_mid_stream_loses_and_duplicates_nothing(kafka_settings: KafkaSettings,
-                                                         tmp_path: Path) -> None:
+def test_sigkill_mid_stream_loses_and_duplicates_nothing(kafka_settings: KafkaSettings, tmp_path: Path) -> None:
     data = make_flows(n_messages=90, rows_per_message=2000, seed=1, base_ms=_hour_ago_ms())
     thirds = [data.messages[i::3] for i in range(3)]
     group = f"sink-kill-{uuid.uuid4().hex[:8]}"
     log = tmp_path / "sink.log"
-    env = {"NETPILOT_SINK_CLICKHOUSE__BATCH_MAX_ROWS": "6000",
-           "NETPILOT_SINK_CLICKHOUSE__BATCH_MAX_SECONDS": "0.2"}
+    env = {"NETPILOT_SINK_CLICKHOUSE__BATCH_MAX_ROWS": "6000", "NETPILOT_SINK_CLICKHOUSE__BATCH_MAX_SECONDS": "0.2"}
 
     # Three rounds: produce a third, start the sink, SIGKILL it once it has inserted some
     # rows (so batches are in flight, some inserted but not committed).
@@ -54,19 +52,23 @@ def assert_rollups_match_raw(dsn: str, rows: int, bytes_scaled: int) -> None:
     for table, fn in ROLLUPS:
         # A sub-range that starts and ends on window boundaries, then the whole table.
         span = "1 HOUR" if table == "flows_1h" else "10 MINUTE"  # data spans 30 minutes
-        rng = (f"WITH (SELECT {fn}(min(time_received)) FROM netpilot.flows_raw) AS lo, "
-               f"lo + INTERVAL {span} AS hi ")
-        raw = query_stopped(dsn, rng + "SELECT sum(bytes_scaled), sum(packets_scaled), count() "
-                            "FROM netpilot.flows_raw WHERE time_received >= lo AND time_received < hi")
-        rollup = query_stopped(dsn, rng + f"SELECT sum(bytes), sum(packets), sum(samples) "
-                               f"FROM netpilot.{table} WHERE window_start >= lo AND window_start < hi")
+        rng = f"WITH (SELECT {fn}(min(time_received)) FROM netpilot.flows_raw) AS lo, lo + INTERVAL {span} AS hi "
+        raw = query_stopped(
+            dsn,
+            rng + "SELECT sum(bytes_scaled), sum(packets_scaled), count() "
+            "FROM netpilot.flows_raw WHERE time_received >= lo AND time_received < hi",
+        )
+        rollup = query_stopped(
+            dsn,
+            rng + f"SELECT sum(bytes), sum(packets), sum(samples) "
+            f"FROM netpilot.{table} WHERE window_start >= lo AND window_start < hi",
+        )
         assert rollup == raw and raw[0][2] > 0, table
         whole = query_stopped(dsn, f"SELECT sum(bytes), sum(samples) FROM netpilot.{table}")
         assert whole == [[bytes_scaled, rows]], table
 
 
-def test_crash_between_insert_and_commit_replays_the_same_batch(kafka_settings: KafkaSettings,
-                                                                 tmp_path: Path) -> None:
+def test_crash_between_insert_and_commit_replays_the_same_batch(kafka_settings: KafkaSettings, tmp_path: Path) -> None:
     """Deterministic version of the dangerous window: the process dies right after
     ClickHouse acknowledged an insert and before the offset commit."""
     data = make_flows(n_messages=12, rows_per_message=1000, seed=2, base_ms=_hour_ago_ms())
@@ -74,8 +76,7 @@ def test_crash_between_insert_and_commit_replays_the_same_batch(kafka_settings: 
     fault = tmp_path / "fault"
     fault.write_text("kill-after-insert")
     group = f"sink-crash-{uuid.uuid4().hex[:8]}"
-    env = {FAULT_FILE_ENV: str(fault),
-           "NETPILOT_SINK_CLICKHOUSE__BATCH_MAX_ROWS": "3000"}
+    env = {FAULT_FILE_ENV: str(fault), "NETPILOT_SINK_CLICKHOUSE__BATCH_MAX_ROWS": "3000"}
     sink = SinkProcess(kafka_settings, tmp_path / "ch", group, tmp_path / "sink.log", env).start()
     assert sink.proc is not None and sink.proc.wait(60) == -9, sink.tail()
 

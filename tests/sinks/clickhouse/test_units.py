@@ -23,8 +23,13 @@ def test_intent_round_trip_and_garbage() -> None:
 def test_query_guard_allows_one_read_only_statement() -> None:
     assert is_read_only("SELECT 1") and is_read_only("  with x as (select 1) select * from x;")
     assert is_read_only("SHOW TABLES") and is_read_only("describe netpilot.flows_raw")
-    for sql in ("INSERT INTO t VALUES (1)", "DROP TABLE t", "SELECT 1; DROP TABLE t",
-                "ALTER TABLE t DELETE WHERE 1", "optimize table t final"):
+    for sql in (
+        "INSERT INTO t VALUES (1)",
+        "DROP TABLE t",
+        "SELECT 1; DROP TABLE t",
+        "ALTER TABLE t DELETE WHERE 1",
+        "optimize table t final",
+    ):
         assert not is_read_only(sql), sql
 
 
@@ -55,11 +60,21 @@ def test_json_batch_becomes_columns_and_bad_json_is_a_wire_error() -> None:
 
 
 def test_applied_override_and_its_tombstone_become_rows() -> None:
-    m = AppliedOverride(pop="ams1", prefix="203.0.113.0/24", next_hop="192.0.2.31",
-                        routers=("ams1-r2",), since=1_800_000_000.0, confirmed_at=1_800_000_030.25)
-    t = convert.to_arrow("applied_overrides", [
-        convert.decode("applied_overrides", 7, m.key().encode(), m.encode(), 1_800_000_031.0),
-        convert.decode("applied_overrides", 8, m.key().encode(), None, 1_800_000_090.5)])
+    m = AppliedOverride(
+        pop="ams1",
+        prefix="203.0.113.0/24",
+        next_hop="192.0.2.31",
+        routers=("ams1-r2",),
+        since=1_800_000_000.0,
+        confirmed_at=1_800_000_030.25,
+    )
+    t = convert.to_arrow(
+        "applied_overrides",
+        [
+            convert.decode("applied_overrides", 7, m.key().encode(), m.encode(), 1_800_000_031.0),
+            convert.decode("applied_overrides", 8, m.key().encode(), None, 1_800_000_090.5),
+        ],
+    )
     assert t.column("deleted").to_pylist() == [False, True]
     assert t.column("version").to_pylist() == [7, 8]  # the offset orders the replacements
     assert t.column("prefix").to_pylist() == ["203.0.113.0/24"] * 2

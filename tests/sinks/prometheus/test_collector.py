@@ -14,10 +14,21 @@ NOW = 1_800_000_000.0
 
 
 def _rec(prefix: str, action: str = "ADD", valid_until: float = NOW + 600) -> Recommendation:
-    return Recommendation(id=prefix, cycle_id="c", generated_at=NOW, valid_until=valid_until,
-                          pop="ams", action=action, mode="suggest", prefix=prefix, afi=4,
-                          rate_bps=1e8, reason="OVERLOAD", **{"from": LinkSide(link_id="ams-l1")},
-                          to=LinkSide(link_id="ams-l2"))
+    return Recommendation(
+        id=prefix,
+        cycle_id="c",
+        generated_at=NOW,
+        valid_until=valid_until,
+        pop="ams",
+        action=action,
+        mode="suggest",
+        prefix=prefix,
+        afi=4,
+        rate_bps=1e8,
+        reason="OVERLOAD",
+        **{"from": LinkSide(link_id="ams-l1")},
+        to=LinkSide(link_id="ams-l2"),
+    )
 
 
 def test_collector_exports_links_and_pops_with_bounded_labels() -> None:
@@ -25,18 +36,42 @@ def test_collector_exports_links_and_pops_with_bounded_labels() -> None:
     clock = {"now": NOW}
     reg = CollectorRegistry()
     reg.register(LinkCollector(state, stale_after_s=300, clock=lambda: clock["now"]))
-    state.apply_inventory("ams|ams-l1", LinkInventory(pop="ams", link_id="ams-l1", router="r1",
-                                                      capacity_bps=1e10, peer_type="pni"))
-    state.apply_utilisation(LinkUtilisation(pop="ams", link_id="ams-l1", window_start=NOW - 60,
-                                            window_s=60, capacity_bps=1e10, counter_bps=7.5e9,
-                                            flow_bps=6e9, utilisation=0.75, coverage=0.8), NOW)
+    state.apply_inventory(
+        "ams|ams-l1", LinkInventory(pop="ams", link_id="ams-l1", router="r1", capacity_bps=1e10, peer_type="pni")
+    )
+    state.apply_utilisation(
+        LinkUtilisation(
+            pop="ams",
+            link_id="ams-l1",
+            window_start=NOW - 60,
+            window_s=60,
+            capacity_bps=1e10,
+            counter_bps=7.5e9,
+            flow_bps=6e9,
+            utilisation=0.75,
+            coverage=0.8,
+        ),
+        NOW,
+    )
     # a late, older window must not overwrite the newer one
-    state.apply_utilisation(LinkUtilisation(pop="ams", link_id="ams-l1", window_start=NOW - 600,
-                                            window_s=60, capacity_bps=1e10, utilisation=0.1), NOW)
-    state.apply_cycle(CycleSummary(cycle_id="c", pop="ams", generated_at=NOW, mode="suggest",
-                                   active_overrides=3, detoured_bps=2e8,
-                                   projection_error={"ams-l1": 0.1, "ams-l2": -0.01},
-                                   misprojected_links=("ams-l1",)))
+    state.apply_utilisation(
+        LinkUtilisation(
+            pop="ams", link_id="ams-l1", window_start=NOW - 600, window_s=60, capacity_bps=1e10, utilisation=0.1
+        ),
+        NOW,
+    )
+    state.apply_cycle(
+        CycleSummary(
+            cycle_id="c",
+            pop="ams",
+            generated_at=NOW,
+            mode="suggest",
+            active_overrides=3,
+            detoured_bps=2e8,
+            projection_error={"ams-l1": 0.1, "ams-l2": -0.01},
+            misprojected_links=("ams-l1",),
+        )
+    )
     for p in ("192.0.2.0/24", "198.51.100.0/24", "2001:db8::/48"):
         state.apply_recommendation(f"ams|{p}", _rec(p))
     state.apply_recommendation("ams|198.51.100.0/24", _rec("198.51.100.0/24", "WITHDRAW"))
@@ -51,10 +86,13 @@ def test_collector_exports_links_and_pops_with_bounded_labels() -> None:
     assert reg.get_sample_value("netpilot_autopilot_active_overrides", {"pop": "ams"}) == 3
     assert reg.get_sample_value("netpilot_autopilot_recommendations", {"pop": "ams"}) == 1
     assert reg.get_sample_value("netpilot_autopilot_detoured_bits_per_second", {"pop": "ams"}) == 2e8
-    assert reg.get_sample_value("netpilot_autopilot_projection_error_ratio",
-                                {"pop": "ams", "link_id": "ams-l2"}) == -0.01
-    assert [reg.get_sample_value("netpilot_autopilot_link_misprojected", {"pop": "ams", "link_id": l})
-            for l in ("ams-l1", "ams-l2")] == [1, 0]
+    assert (
+        reg.get_sample_value("netpilot_autopilot_projection_error_ratio", {"pop": "ams", "link_id": "ams-l2"}) == -0.01
+    )
+    assert [
+        reg.get_sample_value("netpilot_autopilot_link_misprojected", {"pop": "ams", "link_id": l})
+        for l in ("ams-l1", "ams-l2")
+    ] == [1, 0]
 
     clock["now"] = NOW + 3600  # rates go stale, recommendations expire; capacity stays
     assert reg.get_sample_value("netpilot_link_utilisation_ratio", link) is None
@@ -66,8 +104,15 @@ def test_collector_exports_links_and_pops_with_bounded_labels() -> None:
 
 
 def _applied(pop: str, prefix: str, confirmed_at: float) -> AppliedOverride:
-    return AppliedOverride(pop=pop, prefix=prefix, link_id=f"{pop}-l2", next_hop="192.0.2.31",
-                           routers=(f"{pop}-r1",), since=NOW - 300, confirmed_at=confirmed_at)
+    return AppliedOverride(
+        pop=pop,
+        prefix=prefix,
+        link_id=f"{pop}-l2",
+        next_hop="192.0.2.31",
+        routers=(f"{pop}-r1",),
+        since=NOW - 300,
+        confirmed_at=confirmed_at,
+    )
 
 
 def test_applied_overrides_per_pop_next_to_valid_recommendations() -> None:
@@ -77,8 +122,9 @@ def test_applied_overrides_per_pop_next_to_valid_recommendations() -> None:
     reg.register(LinkCollector(state, stale_after_s=300, clock=lambda: clock["now"]))
     # PoPs are known from the inventory, so a PoP with nothing applied still shows 0
     for pop in ("ams", "fra"):
-        state.apply_inventory(f"{pop}|{pop}-l2", LinkInventory(pop=pop, link_id=f"{pop}-l2",
-                                                               router=f"{pop}-r1", capacity_bps=1e10))
+        state.apply_inventory(
+            f"{pop}|{pop}-l2", LinkInventory(pop=pop, link_id=f"{pop}-l2", router=f"{pop}-r1", capacity_bps=1e10)
+        )
     for p in ("192.0.2.0/24", "198.51.100.0/24"):
         state.apply_recommendation(f"ams|{p}", _rec(p))
     state.apply_applied("ams|192.0.2.0/24", _applied("ams", "192.0.2.0/24", NOW - 40))

@@ -43,37 +43,59 @@ def test_prometheus_scrapes_link_utilisation(kafka_settings: KafkaSettings, tmp_
     p = KafkaProducer(kafka_settings)
     for link, cap, util in (("ams-l1", 1e10, 0.42), ("ams-l2", 1e11, 0.07)):
         inv = LinkInventory(pop="ams", link_id=link, router="ams-r1", capacity_bps=cap, peer_type="transit")
-        p.produce(kafka_settings.topic(catalog.LINK_INVENTORY), inv.encode(), key=f"ams|{link}",
-                  partition_key="ams")
-        u = LinkUtilisation(pop="ams", link_id=link, window_start=now - 60, window_s=60,
-                            capacity_bps=cap, counter_bps=util * cap, flow_bps=0.9 * util * cap,
-                            utilisation=util, coverage=0.9)
+        p.produce(kafka_settings.topic(catalog.LINK_INVENTORY), inv.encode(), key=f"ams|{link}", partition_key="ams")
+        u = LinkUtilisation(
+            pop="ams",
+            link_id=link,
+            window_start=now - 60,
+            window_s=60,
+            capacity_bps=cap,
+            counter_bps=util * cap,
+            flow_bps=0.9 * util * cap,
+            utilisation=util,
+            coverage=0.9,
+        )
         p.produce(kafka_settings.topic(catalog.LINK_UTILISATION), u.encode(), key="ams")
     # what the injector read back: two overrides installed, a third one gone (tombstone)
     applied = kafka_settings.topic(catalog.APPLIED_OVERRIDES)
-    for prefix, confirmed in (("192.0.2.0/24", now - 20), ("198.51.100.0/24", now - 50),
-                              ("203.0.113.0/24", now - 5)):
-        a = AppliedOverride(pop="ams", prefix=prefix, link_id="ams-l2", next_hop="192.0.2.31",
-                            routers=("ams-r1",), since=now - 300, confirmed_at=confirmed)
-        p.produce(applied, a.encode(), key=a.key(), headers=AppliedOverride.headers(),
-                  partition_key="ams")
+    for prefix, confirmed in (("192.0.2.0/24", now - 20), ("198.51.100.0/24", now - 50), ("203.0.113.0/24", now - 5)):
+        a = AppliedOverride(
+            pop="ams",
+            prefix=prefix,
+            link_id="ams-l2",
+            next_hop="192.0.2.31",
+            routers=("ams-r1",),
+            since=now - 300,
+            confirmed_at=confirmed,
+        )
+        p.produce(applied, a.encode(), key=a.key(), headers=AppliedOverride.headers(), partition_key="ams")
     p.produce(applied, None, key="ams|203.0.113.0/24", partition_key="ams")
     p.flush()
 
     exporter_port = _free_port()
-    settings = PrometheusSinkSettings(kafka=kafka_settings, group_id="test-prom-exporter",
-                                      metrics=MetricsSettings(listen=f"127.0.0.1:{exporter_port}"))
+    settings = PrometheusSinkSettings(
+        kafka=kafka_settings,
+        group_id="test-prom-exporter",
+        metrics=MetricsSettings(listen=f"127.0.0.1:{exporter_port}"),
+    )
     svc = PrometheusSinkService(settings, CollectorRegistry())
     svc.start()
     prom_port = _free_port()
     (tmp_path / "prometheus.yml").write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         "scrape_configs:\n  - job_name: netpilot\n"
-        f"    static_configs: [{{targets: ['127.0.0.1:{exporter_port}']}}]\n")
+        f"    static_configs: [{{targets: ['127.0.0.1:{exporter_port}']}}]\n"
+    )
     prom = subprocess.Popen(
-        [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
-         f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
-        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "wb"))  # noqa: SIM115
+        [
+            PROMETHEUS,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "prometheus.log", "wb"),  # noqa: SIM115
+    )
     try:
         query = 'netpilot_link_utilisation_ratio{pop="ams",link_id="ams-l1",peer_type="transit"}'
         deadline = time.monotonic() + 60

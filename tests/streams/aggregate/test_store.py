@@ -29,7 +29,8 @@ def test_windows_close_when_the_watermark_passes_their_end() -> None:
     out = store.add(flows_at("ams", "l1", s(16), "198.51.100.0"), "0.2")  # watermark 11 s
     closed = _drain(store, out.pops)
     assert closed.select("window_s", "window_start", "flows").to_dicts() == [
-        {"window_s": 10, "window_start": T0, "flows": 2}]
+        {"window_s": 10, "window_start": T0, "flows": 2}
+    ]
     assert store.open_keys() == 4  # per batch: its part of [10,20) and of the open minute
 
 
@@ -58,8 +59,7 @@ def test_replaying_a_source_message_does_not_count_it_twice() -> None:
 
 def test_nothing_is_removed_until_discard() -> None:
     store = WindowStore(SPEC, {})
-    store.add(concat(flows_at("ams", "l1", s(1), "198.51.100.0"),
-                     flows_at("ams", "l1", s(100), "198.51.100.0")), "0.1")
+    store.add(concat(flows_at("ams", "l1", s(1), "198.51.100.0"), flows_at("ams", "l1", s(100), "198.51.100.0")), "0.1")
     closed, keys = store.closable(("ams",))
     assert closed.height == 2 and keys
     again, _ = store.closable(("ams",))  # a failed publish: the windows are still there
@@ -77,7 +77,10 @@ def test_an_idle_watermark_closes_windows_and_makes_later_flows_too_late() -> No
     assert store.watermark("ams") == T0 + 60_000 and store.max_event("ams") == int(s(12)[0])
     closed = _drain(store, ("ams",))
     assert sorted(closed.select("window_s", "window_start", "flows").rows()) == [
-        (10, T0, 2), (10, T0 + 10_000, 1), (60, T0, 3)]
+        (10, T0, 2),
+        (10, T0 + 10_000, 1),
+        (60, T0, 3),
+    ]
     out = store.add(flows_at("ams", "l1", s(30, 65), "198.51.100.0"), "0.2")
     assert out.seen == ("ams",) and out.batch.too_late.height  # 30 s is in a closed window
     assert store.watermark("ams") == T0 + 60_000  # 65 s - 5 s lateness: not past the idle one

@@ -19,29 +19,55 @@ T0 = 1_790_000_040_000  # on a minute boundary
 
 def _mixed(n: int = 20_000) -> pa.Table:
     # two PoPs, 20 % IPv6, three sampling rates, three links per PoP
-    return concat(make_flows(n, seed=1, pop="ams1", start_ms=T0),
-                  make_flows(n // 2, seed=2, pop="par1", ipv6_share=0.5, start_ms=T0 + 5_000))
+    return concat(
+        make_flows(n, seed=1, pop="ams1", start_ms=T0),
+        make_flows(n // 2, seed=2, pop="par1", ipv6_share=0.5, start_ms=T0 + 5_000),
+    )
 
 
 def _reference(table: pa.Table, size_s: int) -> dict:
     """Per group sums computed by pyarrow (another engine than the code under test)."""
-    t = table.select(["pop", "link_id", "time_end", "dst_prefix", "dst_prefix_len", "dst_as",
-                      "bytes_scaled", "packets_scaled", "packets"])
+    t = table.select(
+        [
+            "pop",
+            "link_id",
+            "time_end",
+            "dst_prefix",
+            "dst_prefix_len",
+            "dst_as",
+            "bytes_scaled",
+            "packets_scaled",
+            "packets",
+        ]
+    )
     ms = t.column("time_end").cast(pa.int64()).to_numpy()
     t = t.append_column("ws", pa.array(ms - ms % (size_s * 1000)))
     t = t.set_column(0, "pop", t.column("pop").cast(pa.string()))
     t = t.set_column(1, "link_id", t.column("link_id").cast(pa.string()))
     g = t.group_by(["ws", "pop", "link_id", "dst_prefix", "dst_prefix_len", "dst_as"]).aggregate(
-        [("bytes_scaled", "sum"), ("packets_scaled", "sum"), ("bytes_scaled", "count"), ("packets", "sum")])
-    return {(r["ws"], r["pop"], r["link_id"], r["dst_prefix"], r["dst_prefix_len"], r["dst_as"]):
-            (r["bytes_scaled_sum"], r["packets_scaled_sum"], r["bytes_scaled_count"], r["packets_sum"])
-            for r in g.to_pylist()}
+        [("bytes_scaled", "sum"), ("packets_scaled", "sum"), ("bytes_scaled", "count"), ("packets", "sum")]
+    )
+    return {
+        (r["ws"], r["pop"], r["link_id"], r["dst_prefix"], r["dst_prefix_len"], r["dst_as"]): (
+            r["bytes_scaled_sum"],
+            r["packets_scaled_sum"],
+            r["bytes_scaled_count"],
+            r["packets_sum"],
+        )
+        for r in g.to_pylist()
+    }
 
 
 def _as_dict(partials: pl.DataFrame, size_s: int) -> dict:
-    return {(r["window_start"], r["pop"], r["link_id"], r["dst_prefix"], r["dst_prefix_len"], r["dst_as"]):
-            (r["bytes"], r["packets"], r["flows"], r["samples"])
-            for r in partials.filter(pl.col("window_s") == size_s).to_dicts()}
+    return {
+        (r["window_start"], r["pop"], r["link_id"], r["dst_prefix"], r["dst_prefix_len"], r["dst_as"]): (
+            r["bytes"],
+            r["packets"],
+            r["flows"],
+            r["samples"],
+        )
+        for r in partials.filter(pl.col("window_s") == size_s).to_dicts()
+    }
 
 
 def test_every_group_matches_an_independent_reference() -> None:
@@ -69,9 +95,11 @@ def test_merging_batch_partials_equals_aggregating_everything_at_once() -> None:
 def test_late_flows_inside_lateness_land_and_too_late_ones_are_counted_per_size() -> None:
     s = lambda *x: T0 + 1000 * np.asarray(x, np.int64)  # noqa: E731
     wm = {"ams": w.watermark(int(s(27)[0]), SPEC)}  # max event 27 s -> watermark 22 s
-    batch = concat(flows_at("ams", "l1", s(21), "198.51.100.0"),   # [20,30) open: lands
-                   flows_at("ams", "l1", s(15, 19), "198.51.100.0"),  # [10,20) closed for 10 s
-                   flows_at("ams", "l1", s(3), "2001:db8:1::"))      # [0,10) closed for 10 s
+    batch = concat(
+        flows_at("ams", "l1", s(21), "198.51.100.0"),  # [20,30) open: lands
+        flows_at("ams", "l1", s(15, 19), "198.51.100.0"),  # [10,20) closed for 10 s
+        flows_at("ams", "l1", s(3), "2001:db8:1::"),
+    )  # [0,10) closed for 10 s
     r = w.aggregate_batch(batch, SPEC, wm)
     ten = r.partials.filter(pl.col("window_s") == 10)
     assert ten["window_start"].to_list() == [int(s(20)[0])] and ten["flows"].to_list() == [1]
@@ -88,19 +116,25 @@ def test_a_window_end_exactly_at_the_watermark_is_closed() -> None:
 
 
 def test_each_pop_has_its_own_watermark() -> None:
-    batch = concat(flows_at("ams", "l1", np.array([T0 + 1_000]), "198.51.100.0"),
-                   flows_at("par", "l1", np.array([T0 + 1_000]), "198.51.100.0"))
+    batch = concat(
+        flows_at("ams", "l1", np.array([T0 + 1_000]), "198.51.100.0"),
+        flows_at("par", "l1", np.array([T0 + 1_000]), "198.51.100.0"),
+    )
     r = w.aggregate_batch(batch, SPEC, {"ams": T0 + 3_600_000})  # ams far ahead, par unseen
     assert r.too_late.sort("window_s").select("pop", "window_s", "flows").to_dicts() == [
-        {"pop": "ams", "window_s": 10, "flows": 1}, {"pop": "ams", "window_s": 60, "flows": 1}]
+        {"pop": "ams", "window_s": 10, "flows": 1},
+        {"pop": "ams", "window_s": 60, "flows": 1},
+    ]
     assert r.partials["pop"].unique().to_list() == ["par"]
     assert r.max_event_ms == {"ams": T0 + 1_000, "par": T0 + 1_000}
 
 
 def test_flows_stamped_in_the_future_are_dropped_and_counted() -> None:
     now = T0
-    batch = concat(flows_at("ams", "l1", np.array([now - 1_000, now + 10_000]), "198.51.100.0"),
-                   flows_at("ams", "l1", np.array([now + 3_600_000]), "198.51.100.0"))
+    batch = concat(
+        flows_at("ams", "l1", np.array([now - 1_000, now + 10_000]), "198.51.100.0"),
+        flows_at("ams", "l1", np.array([now + 3_600_000]), "198.51.100.0"),
+    )
     r = w.aggregate_batch(batch, SPEC, {}, now_ms=now)
     assert r.future.to_dicts() == [{"pop": "ams", "window_s": 0, "flows": 1, "bytes": 100_000}]
     assert r.max_event_ms == {"ams": now + 10_000}  # the bad clock did not move the watermark
@@ -134,8 +168,16 @@ def test_boundary_crossed() -> None:
     assert not w.boundary_crossed(T0 + 10_000, T0 + 10_000, SPEC)
 
 
-@pytest.mark.parametrize("kwargs", [dict(sizes_s=()), dict(sizes_s=(10, 10)), dict(sizes_s=(0,)),
-                                    dict(allowed_lateness_s=-1), dict(event_time="time_x")])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(sizes_s=()),
+        dict(sizes_s=(10, 10)),
+        dict(sizes_s=(0,)),
+        dict(allowed_lateness_s=-1),
+        dict(event_time="time_x"),
+    ],
+)
 def test_invalid_specs_are_rejected_with_a_reason(kwargs: dict) -> None:
     with pytest.raises(ValueError, match="must"):
         w.WindowSpec(**kwargs)

@@ -33,14 +33,16 @@ def _wait_metric(metrics: StreamsMetrics, name: str, labels: dict, value: float,
         if sample_value(metrics.registry, name, labels) >= value:
             return
         time.sleep(0.2)
-    raise AssertionError(f"{name}{labels} stayed at {sample_value(metrics.registry, name, labels)}, "
-                         f"expected {value}")
+    raise AssertionError(f"{name}{labels} stayed at {sample_value(metrics.registry, name, labels)}, expected {value}")
 
 
 def _worker(kafka: KafkaSettings, data_dir: Path, **settings_: object) -> tuple[StreamsService, StreamsMetrics]:
     # flows here are minutes old: unless a test is about it, no PoP may turn idle
-    settings = StreamsSettings(kafka=kafka, data_dir=data_dir, **{
-        "allowed_lateness_s": 10, "max_counter_wait_s": 30, "idle_after_s": 600, **settings_})
+    settings = StreamsSettings(
+        kafka=kafka,
+        data_dir=data_dir,
+        **{"allowed_lateness_s": 10, "max_counter_wait_s": 30, "idle_after_s": 600, **settings_},
+    )
     metrics = StreamsMetrics.create()
     svc = StreamsService(settings, metrics)
     svc.start()
@@ -78,11 +80,15 @@ def test_worker_end_to_end_with_restart(kafka_settings: KafkaSettings, tmp_path:
     t0 = (int(time.time()) // 60) * 60_000 - 600_000  # 10 minutes ago, on a minute
     sec = lambda *s: t0 + 1000 * np.asarray(s, np.int64)  # noqa: E731
     producer = KafkaProducer(k)
-    for pop, link, cap, ifx in (("par", "par-l1", 10e9, 11), ("par", "par-l2", 10e9, 12),
-                                ("ams", "ams-l1", 1e9, 11)):
+    for pop, link, cap, ifx in (("par", "par-l1", 10e9, 11), ("par", "par-l2", 10e9, 12), ("ams", "ams-l1", 1e9, 11)):
         inv = LinkInventory(pop=pop, link_id=link, router="r1", if_index=ifx, capacity_bps=cap)
-        producer.produce(k.topic(catalog.LINK_INVENTORY), inv.encode(), key=f"{pop}|{link}",
-                         headers=LinkInventory.headers(), partition_key=pop)
+        producer.produce(
+            k.topic(catalog.LINK_INVENTORY),
+            inv.encode(),
+            key=f"{pop}|{link}",
+            headers=LinkInventory.headers(),
+            partition_key=pop,
+        )
 
     # phase 1: first half of the minute, IPv4 and IPv6, two PoPs, plus two poison messages
     par_l1_a = flows_at("par", "par-l1", sec(*range(0, 30)), "198.51.100.0")
@@ -102,13 +108,25 @@ def test_worker_end_to_end_with_restart(kafka_settings: KafkaSettings, tmp_path:
     svc, metrics = _worker(k, tmp_path)
     try:
         _wait_metric(metrics, "netpilot_streams_flows_total", {"pop": "par"}, 30 + 21)
-        _wait_metric(metrics, "netpilot_streams_dead_letters_total",
-                     {"topic": k.topic(catalog.FLOWS), "reason": "wire-version"}, 1)
-        _wait_metric(metrics, "netpilot_streams_dead_letters_total",
-                     {"topic": k.topic(catalog.FLOWS), "reason": "wire-decode"}, 1)
+        _wait_metric(
+            metrics,
+            "netpilot_streams_dead_letters_total",
+            {"topic": k.topic(catalog.FLOWS), "reason": "wire-version"},
+            1,
+        )
+        _wait_metric(
+            metrics,
+            "netpilot_streams_dead_letters_total",
+            {"topic": k.topic(catalog.FLOWS), "reason": "wire-decode"},
+            1,
+        )
         _wait_metric(metrics, "netpilot_streams_inventory_updates_total", {}, 3)
-        _wait_metric(metrics, "netpilot_streams_dead_letters_total",
-                     {"topic": k.topic(catalog.LINK_STATS), "reason": "wire-version"}, 1)
+        _wait_metric(
+            metrics,
+            "netpilot_streams_dead_letters_total",
+            {"topic": k.topic(catalog.LINK_STATS), "reason": "wire-version"},
+            1,
+        )
     finally:
         svc.stop()
 
@@ -127,8 +145,7 @@ def test_worker_end_to_end_with_restart(kafka_settings: KafkaSettings, tmp_path:
         l1_window = 60 + 2  # par-l1 flows in [t0, t0+60): 30 + 30 + late_ok + too_late_10
         counter = 2 * (l1_window * BYTES * 8 / 60)  # flows explain half of it
         for ts in (30, 60):
-            st = LinkStats(pop="par", router="r1", if_index=11, ts=t0 / 1000 + ts, interval_s=30,
-                           out_bps=counter)
+            st = LinkStats(pop="par", router="r1", if_index=11, ts=t0 / 1000 + ts, interval_s=30, out_bps=counter)
             producer.produce(k.topic(catalog.LINK_STATS), st.encode(), key="par", headers=LinkStats.headers())
         producer.flush()
         # topics are consumed concurrently: let the counters in before the watermark jump
@@ -138,27 +155,37 @@ def test_worker_end_to_end_with_restart(kafka_settings: KafkaSettings, tmp_path:
         producer.flush()
 
         par_flows = 30 + 21 + 30 + 1 + 1 + 1  # everything but the flush batch
-        expected = {("par", 60): [par_flows * BYTES, par_flows],
-                    ("par", 10): [(par_flows - 1) * BYTES, par_flows - 1],  # minus the too-late one
-                    ("ams", 60): [60 * BYTES, 60], ("ams", 10): [60 * BYTES, 60]}
+        expected = {
+            ("par", 60): [par_flows * BYTES, par_flows],
+            ("par", 10): [(par_flows - 1) * BYTES, par_flows - 1],  # minus the too-late one
+            ("ams", 60): [60 * BYTES, 60],
+            ("ams", 10): [60 * BYTES, 60],
+        }
         aggs = read_until(k, k.topic(catalog.FLOW_AGGREGATES), lambda ms: _totals(ms) == expected)
-        util_msgs = read_until(k, k.topic(catalog.LINK_UTILISATION),
-                               lambda ms: set(_first_windows(ms, t0)) >= WANTED_UTIL)
+        util_msgs = read_until(
+            k, k.topic(catalog.LINK_UTILISATION), lambda ms: set(_first_windows(ms, t0)) >= WANTED_UTIL
+        )
         dead = read_until(k, k.topic(catalog.DEAD_LETTERS), lambda ms: len(ms) >= 3)
-        assert sample_value(metrics.registry, "netpilot_streams_flows_dropped_total",
-                            {"pop": "par", "reason": "too-late", "window_s": "10"}) == 1
+        assert (
+            sample_value(
+                metrics.registry,
+                "netpilot_streams_flows_dropped_total",
+                {"pop": "par", "reason": "too-late", "window_s": "10"},
+            )
+            == 1
+        )
     finally:
         svc.stop()
 
     assert _totals(aggs) == expected
     rows = [r for m in aggs for r in wire_agg.decode_aggregates(m.value()).to_pylist()]
-    assert all(r["pop"] == m.key().decode() for m in aggs
-               for r in wire_agg.decode_aggregates(m.value()).to_pylist())
+    assert all(r["pop"] == m.key().decode() for m in aggs for r in wire_agg.decode_aggregates(m.value()).to_pylist())
     keys = [(r["pop"], r["window_s"], r["window_start"], r["link_id"], r["dst_prefix"]) for r in rows]
     assert len(keys) == len(set(keys)), "a window was published twice"
     v6 = [r for r in rows if r["link_id"] == "par-l2" and r["window_s"] == 60]
     assert [(r["dst_prefix"], r["dst_prefix_len"], r["dst_as"], r["flows"], r["samples"]) for r in v6] == [
-        (prefix_addr("2001:db8:1::"), 48, 64501, 21, 42)]
+        (prefix_addr("2001:db8:1::"), 48, 64501, 21, 42)
+    ]
 
     utils = _first_windows(util_msgs, t0)
     assert set(utils) >= WANTED_UTIL
@@ -172,15 +199,18 @@ def test_worker_end_to_end_with_restart(kafka_settings: KafkaSettings, tmp_path:
 
     letters = [DeadLetter.from_headers(m.key(), m.value(), m.headers()) for m in dead]
     assert sorted((d.source_topic, d.reason) for d in letters) == [
-        (k.topic(catalog.FLOWS), "wire-decode"), (k.topic(catalog.FLOWS), "wire-version"),
-        (k.topic(catalog.LINK_STATS), "wire-version")]
+        (k.topic(catalog.FLOWS), "wire-decode"),
+        (k.topic(catalog.FLOWS), "wire-version"),
+        (k.topic(catalog.LINK_STATS), "wire-version"),
+    ]
     assert all(d.component == "streams" and d.error for d in letters)
     assert b"not an arrow stream" in [d.value for d in letters]
 
 
 @pytest.mark.timeout(180)
-def test_idle_pop_closes_its_windows_and_keeps_utilisation_from_counters(kafka_settings: KafkaSettings,
-                                                                         tmp_path: Path) -> None:
+def test_idle_pop_closes_its_windows_and_keeps_utilisation_from_counters(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
     """Flows of a PoP stop: its open windows still get published (after idle_after_s of wall
     clock), its link keeps a utilisation from counters with coverage 0 (the flow outage made
     visible), and flows that come back late for those windows are counted too late."""
@@ -191,8 +221,13 @@ def test_idle_pop_closes_its_windows_and_keeps_utilisation_from_counters(kafka_s
     counter = 5e9
     producer = KafkaProducer(k)
     inv = LinkInventory(pop="lis", link_id="lis-l1", router="r1", if_index=11, capacity_bps=10e9)
-    producer.produce(k.topic(catalog.LINK_INVENTORY), inv.encode(), key="lis|lis-l1",
-                     headers=LinkInventory.headers(), partition_key="lis")
+    producer.produce(
+        k.topic(catalog.LINK_INVENTORY),
+        inv.encode(),
+        key="lis|lis-l1",
+        headers=LinkInventory.headers(),
+        partition_key="lis",
+    )
     reading_ts = range(t0 // 1000 + 10, int(now) + 1, 10)
     for ts in reading_ts:
         st = LinkStats(pop="lis", router="r1", if_index=11, ts=ts, interval_s=10, out_bps=counter)
@@ -210,13 +245,17 @@ def test_idle_pop_closes_its_windows_and_keeps_utilisation_from_counters(kafka_s
         expected = {("lis", 10): [30 * BYTES, 30], ("lis", 60): [30 * BYTES, 30]}
         aggs = read_until(k, k.topic(catalog.FLOW_AGGREGATES), lambda ms: _totals(ms) == expected)
         starts = [t0 + 10_000 * i for i in range(6)]
-        util_msgs = read_until(k, k.topic(catalog.LINK_UTILISATION), lambda ms: {
-            u.window_start * 1000 for u in _utilisations(ms) if u.window_s == 10} >= set(starts))
+        util_msgs = read_until(
+            k,
+            k.topic(catalog.LINK_UTILISATION),
+            lambda ms: {u.window_start * 1000 for u in _utilisations(ms) if u.window_s == 10} >= set(starts),
+        )
         # flows come back, one of them for a window the idle PoP already closed
         _send_flows(producer, k, "lis", flows_at("lis", "lis-l1", sec(15), "198.51.100.0"))
         producer.flush()
-        _wait_metric(metrics, "netpilot_streams_flows_dropped_total",
-                     {"pop": "lis", "reason": "too-late", "window_s": "10"}, 1)
+        _wait_metric(
+            metrics, "netpilot_streams_flows_dropped_total", {"pop": "lis", "reason": "too-late", "window_s": "10"}, 1
+        )
         deadline = time.time() + 10
         while sample_value(metrics.registry, "netpilot_streams_idle_pops", {}) != 0 and time.time() < deadline:
             time.sleep(0.1)

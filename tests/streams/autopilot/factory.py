@@ -15,14 +15,24 @@ Route = str | tuple[str, Mapping[str, Any]]
 
 def link(link_id: str, capacity: float = 10e9, rate: float | None = None, **kw: Any) -> LinkState:
     thresholds = kw.pop("thresholds", None)
-    return LinkState(link_id=link_id, router=kw.pop("router", link_id.split(":")[0]),
-                     capacity_bps=capacity, rate_bps=rate,
-                     thresholds=Thresholds(**thresholds) if thresholds else Thresholds(), **kw)
+    return LinkState(
+        link_id=link_id,
+        router=kw.pop("router", link_id.split(":")[0]),
+        capacity_bps=capacity,
+        rate_bps=rate,
+        thresholds=Thresholds(**thresholds) if thresholds else Thresholds(),
+        **kw,
+    )
 
 
-def snapshot(links: Sequence[LinkState], routes: Mapping[str, Sequence[Route]],
-             demand: Mapping[str, Mapping[str, float]], *, pop: str = "ams1",
-             watermarks: Mapping[str, float] | None = None) -> Snapshot:
+def snapshot(
+    links: Sequence[LinkState],
+    routes: Mapping[str, Sequence[Route]],
+    demand: Mapping[str, Mapping[str, float]],
+    *,
+    pop: str = "ams1",
+    watermarks: Mapping[str, float] | None = None,
+) -> Snapshot:
     b = SnapshotBuilder(pop)
     for l in links:
         b.add_link(l)

@@ -18,8 +18,7 @@ NETPILOT = [sys.executable, "-m", "netpilot.cli"]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*NETPILOT, "autopilot", "plan", *args], capture_output=True, text=True,
-                          cwd=REPO, timeout=60)
+    return subprocess.run([*NETPILOT, "autopilot", "plan", *args], capture_output=True, text=True, cwd=REPO, timeout=60)
 
 
 def test_example_scenario_adds_refreshes_then_withdraws() -> None:
@@ -29,18 +28,29 @@ def test_example_scenario_adds_refreshes_then_withdraws() -> None:
     summaries = [l for l in lines if l["schema"] == "cycle-summary/1"]
     recs = [l for l in lines if l["schema"] == "recommendation/1"]
     assert len(summaries) == 8
-    assert [(s["adds"], s["refreshes"], s["withdraws"]) for s in summaries] == \
-        [(2, 0, 0), (0, 2, 0), (0, 2, 0), (0, 2, 0), (0, 0, 2), (0, 0, 0), (0, 0, 0), (0, 0, 0)]
+    assert [(s["adds"], s["refreshes"], s["withdraws"]) for s in summaries] == [
+        (2, 0, 0),
+        (0, 2, 0),
+        (0, 2, 0),
+        (0, 2, 0),
+        (0, 0, 2),
+        (0, 0, 0),
+        (0, 0, 0),
+        (0, 0, 0),
+    ]
     adds = [r for r in recs if r["action"] == "ADD"]
     assert [(r["prefix"], r["split_from"], r["to"]["link_id"], r["to"]["route_prefix"]) for r in adds] == [
         ("198.51.100.64/26", "198.51.100.0/24", "pr2:et-0/0/3", "198.51.100.0/22"),
-        ("198.51.100.192/26", "198.51.100.0/24", "pr2:et-0/0/3", "198.51.100.0/22")]
+        ("198.51.100.192/26", "198.51.100.0/24", "pr2:et-0/0/3", "198.51.100.0/22"),
+    ]
     assert adds[0]["from"]["util_projected_before"] == pytest.approx(0.97)
     assert summaries[0]["util_projected"]["pr1:et-0/0/1"] == pytest.approx(0.85)
     assert summaries[0]["overloaded_links"] == ["pr1:et-0/0/1"] and summaries[0]["mode"] == "suggest"
     withdraws = [r for r in recs if r["action"] == "WITHDRAW"]
     assert [(r["prefix"], r["reason"]) for r in withdraws] == [
-        ("198.51.100.192/26", "RELEASE"), ("198.51.100.64/26", "RELEASE")]
+        ("198.51.100.192/26", "RELEASE"),
+        ("198.51.100.64/26", "RELEASE"),
+    ]
     assert all(r["generated_at"] >= r["hold_until"] for r in withdraws)
 
 
@@ -59,19 +69,24 @@ def test_bad_scenario_exits_2_and_names_the_problem(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert "extra: unknown key" in out.stderr
     unknown = tmp_path / "unknown-link.yaml"
-    unknown.write_text("pop: x\nlinks: [{id: a, router: r, capacity: 10G}]\n"
-                       "cycles: [{demand: {b: {198.51.100.0/24: 1G}}}]\n")
+    unknown.write_text(
+        "pop: x\nlinks: [{id: a, router: r, capacity: 10G}]\ncycles: [{demand: {b: {198.51.100.0/24: 1G}}}]\n"
+    )
     out = run_cli("--scenario", str(unknown))
     assert out.returncode == 2 and "unknown link 'b'" in out.stderr
 
 
 def test_scenario_changes_apply_and_persist() -> None:
     spec = scn.load(EXAMPLE)
-    spec = spec.model_copy(update={"cycles": [
-        spec.cycles[0].model_copy(update={"repeat": 1}),
-        scn.CycleSpec(routes_withdraw={"pr2:et-0/0/3": ["198.51.100.0/22"]}),
-        scn.CycleSpec(links={"pr2:et-0/0/3": scn.LinkChange(drained=True)}, policy={"kill_switch": True}),
-    ]})
+    spec = spec.model_copy(
+        update={
+            "cycles": [
+                spec.cycles[0].model_copy(update={"repeat": 1}),
+                scn.CycleSpec(routes_withdraw={"pr2:et-0/0/3": ["198.51.100.0/22"]}),
+                scn.CycleSpec(links={"pr2:et-0/0/3": scn.LinkChange(drained=True)}, policy={"kill_switch": True}),
+            ]
+        }
+    )
     results = [p for _, p in scn.run(spec, 4)]
     assert [i.reason for i in results[1].items if i.action == "WITHDRAW"] == ["ROUTE_WITHDRAWN"] * 2
     assert results[2].report.kill_switch and results[3].report.kill_switch
@@ -88,14 +103,14 @@ def test_bandwidth_units() -> None:
 
 
 def test_prior_overrides_are_continued(tmp_path: Path) -> None:
-    text = EXAMPLE.read_text() + (
-        "overrides:\n  - {prefix: '2001:db8:100::/48', to_link: 'pr2:et-0/0/3', age_s: 60}\n")
+    text = EXAMPLE.read_text() + ("overrides:\n  - {prefix: '2001:db8:100::/48', to_link: 'pr2:et-0/0/3', age_s: 60}\n")
     path = tmp_path / "prior.yaml"
     path.write_text(text)
     first = next(p for _, p in scn.run(scn.load(path), 1))
     # The prior override already takes the PNI under its target: nothing else moves.
-    assert [(i.action, i.prefix, i.created_at) for i in first.items] == \
-        [("REFRESH", "2001:db8:100::/48", 1_767_225_600.0 - 60)]
+    assert [(i.action, i.prefix, i.created_at) for i in first.items] == [
+        ("REFRESH", "2001:db8:100::/48", 1_767_225_600.0 - 60)
+    ]
     with pytest.raises(ScenarioError, match="unknown link"):
         list(scn.run(scn.load(path).model_copy(update={"cycles": [scn.CycleSpec(rates={"zz": 1})]}), 1))
 

@@ -21,8 +21,9 @@ T0 = 1_790_000_000.0
 PREFIXES = [f"198.18.{i}.0/24" for i in range(5)] + ["2001:db8:1::/48"]
 
 
-def aggregates(t0: float, windows: int, rates: dict[tuple[str, str], float], pop: str = "ams1",
-               window_s: int = 10) -> pa.Table:
+def aggregates(
+    t0: float, windows: int, rates: dict[tuple[str, str], float], pop: str = "ams1", window_s: int = 10
+) -> pa.Table:
     rows = []
     for w in range(windows):
         for (prefix, link), bps in rates.items():
@@ -30,19 +31,22 @@ def aggregates(t0: float, windows: int, rates: dict[tuple[str, str], float], pop
     n = len(rows)
     nets = [ipaddress.ip_network(r[4]) for r in rows]
     addr = np.frombuffer(b"".join(str_to_addr(str(x.network_address)) for x in nets), np.uint8).reshape(n, 16)
-    return pa.Table.from_arrays([
-        pa.array([r[0] for r in rows], pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
-        pa.array([r[1] for r in rows], pa.uint32()),
-        pa.array([r[2] for r in rows]).dictionary_encode(),
-        pa.array([r[3] for r in rows]).dictionary_encode(),
-        pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, pa.py_buffer(addr)]),
-        pa.array([x.prefixlen for x in nets], pa.uint8()),
-        pa.array([64500] * n, pa.uint32()),
-        pa.array([r[5] for r in rows], pa.uint64()),
-        pa.array([r[5] // 1000 for r in rows], pa.uint64()),
-        pa.array([10] * n, pa.uint64()),
-        pa.array([40] * n, pa.uint64()),
-    ], schema=wa.AGGREGATE_SCHEMA)
+    return pa.Table.from_arrays(
+        [
+            pa.array([r[0] for r in rows], pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+            pa.array([r[1] for r in rows], pa.uint32()),
+            pa.array([r[2] for r in rows]).dictionary_encode(),
+            pa.array([r[3] for r in rows]).dictionary_encode(),
+            pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, pa.py_buffer(addr)]),
+            pa.array([x.prefixlen for x in nets], pa.uint8()),
+            pa.array([64500] * n, pa.uint32()),
+            pa.array([r[5] for r in rows], pa.uint64()),
+            pa.array([r[5] // 1000 for r in rows], pa.uint64()),
+            pa.array([10] * n, pa.uint64()),
+            pa.array([40] * n, pa.uint64()),
+        ],
+        schema=wa.AGGREGATE_SCHEMA,
+    )
 
 
 def overloaded_pop() -> PopInputs:
@@ -51,8 +55,14 @@ def overloaded_pop() -> PopInputs:
     p.set_link("transit", LinkInventory(pop="ams1", link_id="transit", router="r1", capacity_bps=40e9))
     for prefix in PREFIXES:
         for link in ("pni", "transit"):
-            p.set_route(link, prefix, Route(pop="ams1", link_id=link, prefix=prefix,
-                                            local_pref=200 if link == "pni" else 100, as_path=(64500,)), T0)
+            p.set_route(
+                link,
+                prefix,
+                Route(
+                    pop="ams1", link_id=link, prefix=prefix, local_pref=200 if link == "pni" else 100, as_path=(64500,)
+                ),
+                T0,
+            )
     rates = {(prefix, "pni"): 9.7e9 / len(PREFIXES) for prefix in PREFIXES}
     # round trip through the wire codec, as the worker receives it
     table = wa.decode_aggregates(wa.encode_aggregates(aggregates(T0, 12, rates)))

@@ -12,8 +12,14 @@ from tests.streams.autopilot.factory import NATIVE, T0, link, snapshot
 A, B, C = "pr1:et-0/0/1", "pr2:et-0/0/3", "pr3:et-0/0/5"
 
 
-def overloaded_pop(*, a_rate: float = 9.4e9, demand: dict[str, float] | None = None,
-                   b_routes: list | None = None, b_rate: float = 2e9, **b_kw):
+def overloaded_pop(
+    *,
+    a_rate: float = 9.4e9,
+    demand: dict[str, float] | None = None,
+    b_routes: list | None = None,
+    b_rate: float = 2e9,
+    **b_kw,
+):
     """A at 94 % with five 1 Gbps /24s that also have (lower-preference) routes on B: one
     move brings A to 84 %, under its 85 % target."""
     prefixes = [f"198.51.{100 + i}.0/24" for i in range(5)]
@@ -21,12 +27,12 @@ def overloaded_pop(*, a_rate: float = 9.4e9, demand: dict[str, float] | None = N
     return snapshot(
         [link(A, rate=a_rate, peer_type="pni"), link(B, rate=b_rate, **b_kw)],
         {A: [(p, NATIVE) for p in demand], B: b_routes if b_routes is not None else list(demand)},
-        {A: demand})
+        {A: demand},
+    )
 
 
 def test_overload_moves_heaviest_fitting_prefixes_to_the_alternate(policy: Policy) -> None:
-    demand = {"198.51.100.0/24": 0.3e9, "198.51.101.0/24": 1.1e9, "198.51.102.0/24": 0.5e9,
-              "198.51.103.0/24": 2e9}
+    demand = {"198.51.100.0/24": 0.3e9, "198.51.101.0/24": 1.1e9, "198.51.102.0/24": 0.5e9, "198.51.103.0/24": 2e9}
     p = plan(overloaded_pop(demand=demand, a_rate=9.7e9), PlannerState(), policy, T0)
     adds = p.by_action("ADD")
     # Excess above target: 9.7 - 8.5 = 1.2 Gbps. 1.1G fits first; 0.1G left, then the
@@ -51,11 +57,13 @@ def test_nothing_proposed_below_trigger(policy: Policy) -> None:
 def test_ecmp_prefix_counts_half_on_each_native_and_leaves_both(policy: Policy) -> None:
     snap = snapshot(
         [link(A, rate=9.6e9), link(B, rate=9.6e9), link(C, rate=1e9)],
-        {A: [("198.51.100.0/24", NATIVE), ("192.0.2.0/24", NATIVE)],
-         B: [("198.51.100.0/24", NATIVE), ("203.0.113.0/24", NATIVE)],
-         C: ["198.51.100.0/24"]},
-        {A: {"198.51.100.0/24": 1e9, "192.0.2.0/24": 8.6e9},
-         B: {"198.51.100.0/24": 1e9, "203.0.113.0/24": 8.6e9}})
+        {
+            A: [("198.51.100.0/24", NATIVE), ("192.0.2.0/24", NATIVE)],
+            B: [("198.51.100.0/24", NATIVE), ("203.0.113.0/24", NATIVE)],
+            C: ["198.51.100.0/24"],
+        },
+        {A: {"198.51.100.0/24": 1e9, "192.0.2.0/24": 8.6e9}, B: {"198.51.100.0/24": 1e9, "203.0.113.0/24": 8.6e9}},
+    )
     p = plan(snap, PlannerState(), policy, T0)
     assert p.report.util_no_override[A] == pytest.approx(0.96)  # 8.6 + 2/2
     (add,) = p.by_action("ADD")
@@ -67,31 +75,40 @@ def test_ecmp_prefix_counts_half_on_each_native_and_leaves_both(policy: Policy) 
 
 def test_exact_alternate_preferred_over_covering() -> None:
     demand = {"198.51.100.0/24": 1e9, "203.0.113.0/24": 1e9}
-    snap = snapshot([link(A, rate=9.5e9), link(B, rate=1e9)],
-                    {A: [(p, NATIVE) for p in demand], B: ["198.51.100.0/22", "203.0.113.0/24"]},
-                    {A: demand})
+    snap = snapshot(
+        [link(A, rate=9.5e9), link(B, rate=1e9)],
+        {A: [(p, NATIVE) for p in demand], B: ["198.51.100.0/22", "203.0.113.0/24"]},
+        {A: demand},
+    )
     p = plan(snap, PlannerState(), Policy(split_enabled=False), T0)
     (add,) = p.by_action("ADD")  # one move suffices: the one with the exact route goes
     assert add.prefix == "203.0.113.0/24" and add.route_prefix == "203.0.113.0/24"
     # With only the covering route left, it is used and reported as such.
-    snap2 = snapshot([link(A, rate=9.5e9), link(B, rate=1e9)],
-                     {A: [(p, NATIVE) for p in demand], B: ["198.51.100.0/22"]}, {A: demand})
+    snap2 = snapshot(
+        [link(A, rate=9.5e9), link(B, rate=1e9)],
+        {A: [(p, NATIVE) for p in demand], B: ["198.51.100.0/22"]},
+        {A: demand},
+    )
     (add2,) = plan(snap2, PlannerState(), Policy(split_enabled=False), T0).by_action("ADD")
     assert add2.prefix == "198.51.100.0/24" and add2.route_prefix == "198.51.100.0/22"
 
 
 def test_ipv4_moved_before_ipv6(policy: Policy) -> None:
     demand = {"2001:db8:1::/48": 1e9, "198.51.100.0/24": 1e9}
-    snap = snapshot([link(A, rate=9.5e9), link(B, rate=1e9)],
-                    {A: [(p, NATIVE) for p in demand], B: list(demand)}, {A: demand})
+    snap = snapshot(
+        [link(A, rate=9.5e9), link(B, rate=1e9)], {A: [(p, NATIVE) for p in demand], B: list(demand)}, {A: demand}
+    )
     (add,) = plan(snap, PlannerState(), policy, T0).by_action("ADD")
     assert add.prefix == "198.51.100.0/24" and add.afi == 4
 
 
 def test_split_recursion_follows_the_demand_down_to_the_minimum_length() -> None:
     demand = {"198.51.100.0/24": 2.0e9, "198.51.101.0/24": 0.1e9, "198.51.103.0/24": 0.1e9}
-    snap = snapshot([link(A, rate=9.5e9), link(B, rate=1e9)],
-                    {A: [("198.51.100.0/22", NATIVE)], B: ["198.51.100.0/22"]}, {A: demand})
+    snap = snapshot(
+        [link(A, rate=9.5e9), link(B, rate=1e9)],
+        {A: [("198.51.100.0/22", NATIVE)], B: ["198.51.100.0/22"]},
+        {A: demand},
+    )
     p = plan(snap, PlannerState(), Policy(mode="suggest"), T0)
     # S = min(250M, 2 % of 10G) = 200M: /22 -> /23s -> /24s; 198.51.102.0/24 carries nothing
     # and is dropped; pieces stop at /24 (the default minimum).
@@ -102,9 +119,11 @@ def test_split_recursion_follows_the_demand_down_to_the_minimum_length() -> None
 
 
 def test_no_split_when_demand_is_coarser_than_the_halves() -> None:
-    snap = snapshot([link(A, rate=9.5e9), link(B, rate=1e9)],
-                    {A: [("198.51.100.0/22", NATIVE)], B: ["198.51.100.0/22"]},
-                    {A: {"198.51.100.0/22": 1.1e9}})
+    snap = snapshot(
+        [link(A, rate=9.5e9), link(B, rate=1e9)],
+        {A: [("198.51.100.0/22", NATIVE)], B: ["198.51.100.0/22"]},
+        {A: {"198.51.100.0/22": 1.1e9}},
+    )
     (add,) = plan(snap, PlannerState(), Policy(mode="suggest"), T0).by_action("ADD")
     assert add.prefix == "198.51.100.0/22" and add.split_from is None
 
@@ -126,15 +145,15 @@ def test_route_loss_re_places_on_another_alternate(policy: Policy) -> None:
     snap = lambda c_routes: snapshot(  # noqa: E731
         [link(A, rate=9.5e9), link(B, rate=1e9), link(C, rate=5e9)],
         {A: [("198.51.100.0/24", NATIVE)], B: c_routes, C: ["198.51.100.0/24"]},
-        {A: {"198.51.100.0/24": 1e9}})
+        {A: {"198.51.100.0/24": 1e9}},
+    )
     first = plan(snap(["198.51.100.0/24"]), PlannerState(), policy, T0)
     assert first.by_action("ADD")[0].to_link == B  # first in link order among equals
     second = plan(snap([]), first.state, policy, T0 + 30)
     assert [(i.action, i.reason, i.to_link) for i in second.items] == [("ADD", "ROUTE_WITHDRAWN", C)]
 
 
-@pytest.mark.parametrize("change, reason", [({"up": False}, "LINK_DOWN"),
-                                            ({"drained": True}, "DRAINED")])
+@pytest.mark.parametrize("change, reason", [({"up": False}, "LINK_DOWN"), ({"drained": True}, "DRAINED")])
 def test_alternate_down_or_drained_withdraws_at_once(policy: Policy, change, reason) -> None:
     first = plan(overloaded_pop(), PlannerState(), policy, T0)
     second = plan(overloaded_pop(**change), first.state, policy, T0 + 30)
@@ -149,10 +168,11 @@ def test_alternate_over_its_trigger_withdraws(policy: Policy) -> None:
     second = plan(overloaded_pop(b_routes=None), first.state, policy, T0 + 30)
     assert second.by_action("WITHDRAW") == ()
     # B itself fills up with traffic of its own: the detour no longer fits under hi.
-    hot = snapshot([link(A, rate=9.4e9, peer_type="pni"), link(B, rate=8.6e9)],
-                   {A: [(f"198.51.{100 + i}.0/24", NATIVE) for i in range(5)],
-                    B: [f"198.51.{100 + i}.0/24" for i in range(5)]},
-                   {A: {f"198.51.{100 + i}.0/24": 1e9 for i in range(5)}})
+    hot = snapshot(
+        [link(A, rate=9.4e9, peer_type="pni"), link(B, rate=8.6e9)],
+        {A: [(f"198.51.{100 + i}.0/24", NATIVE) for i in range(5)], B: [f"198.51.{100 + i}.0/24" for i in range(5)]},
+        {A: {f"198.51.{100 + i}.0/24": 1e9 for i in range(5)}},
+    )
     tolerant = policy.model_copy(update={"max_total_rate_change": 5.0})  # not a gate test
     third = plan(hot, second.state, tolerant, T0 + 60)
     assert {w.reason for w in third.by_action("WITHDRAW")} == {"ALT_OVERLOAD"}
@@ -196,8 +216,12 @@ def test_ttl_expiry_withdraws(policy: Policy) -> None:
     first = plan(overloaded_pop(), PlannerState(), policy, T0)
     (add,) = first.by_action("ADD")
     # The controller was away longer than the TTL: the actuator has dropped the route.
-    late = plan(overloaded_pop(a_rate=5e9, demand={f"198.51.{100 + i}.0/24": 0.5e9 for i in range(5)}),
-                first.state, policy, add.valid_until + 1)
+    late = plan(
+        overloaded_pop(a_rate=5e9, demand={f"198.51.{100 + i}.0/24": 0.5e9 for i in range(5)}),
+        first.state,
+        policy,
+        add.valid_until + 1,
+    )
     assert [(i.action, i.reason, i.prefix) for i in late.items] == [("WITHDRAW", "TTL", add.prefix)]
     assert late.state.overrides == {}
 
@@ -216,10 +240,19 @@ def test_a_restart_of_a_fast_cycling_autopilot_refreshes_and_never_flaps() -> No
 
 
 def test_kill_switch_withdraws_all_rate_limited() -> None:
-    state = PlannerState(overrides={
-        f"198.51.{100 + i}.0/24": Override(prefix=f"198.51.{100 + i}.0/24", to_link=B, from_links=(A,),
-                                          created_at=T0, hold_until=T0 + 300, valid_until=T0 + 90)
-        for i in range(3)})
+    state = PlannerState(
+        overrides={
+            f"198.51.{100 + i}.0/24": Override(
+                prefix=f"198.51.{100 + i}.0/24",
+                to_link=B,
+                from_links=(A,),
+                created_at=T0,
+                hold_until=T0 + 300,
+                valid_until=T0 + 90,
+            )
+            for i in range(3)
+        }
+    )
     kill = Policy(mode="suggest", kill_switch=True, split_enabled=False)
     p = plan(overloaded_pop(), state, kill, T0 + 30)
     assert p.by_action("ADD") == ()  # even though A is overloaded
@@ -257,8 +290,9 @@ def test_implausible_jump_fail_static(policy: Policy) -> None:
 
 def test_budgets_cap_adds_and_report_the_residual() -> None:
     demand = {f"198.51.{100 + i}.0/24": 0.25e9 for i in range(12)}
-    snap = snapshot([link(A, rate=9.9e9), link(B, rate=1e9)],
-                    {A: [(p, NATIVE) for p in demand], B: list(demand)}, {A: demand})
+    snap = snapshot(
+        [link(A, rate=9.9e9), link(B, rate=1e9)], {A: [(p, NATIVE) for p in demand], B: list(demand)}, {A: demand}
+    )
     p = plan(snap, PlannerState(), Policy(split_enabled=False, max_adds_per_cycle=2), T0)
     assert len(p.by_action("ADD")) == 2
     assert p.report.unresolved_bps[A] == pytest.approx(9.9e9 - 0.5e9 - 9e9)
@@ -273,16 +307,22 @@ def test_unresolved_without_eligible_alternate(policy: Policy) -> None:
 
 def test_oversized_diff_is_not_published(policy: Policy) -> None:
     strict = policy.model_copy(update={"max_changes_per_cycle": 1})
-    p = plan(overloaded_pop(demand={f"198.51.{100 + i}.0/24": 0.5e9 for i in range(5)},
-                            a_rate=9.9e9), PlannerState(), strict, T0)
+    p = plan(
+        overloaded_pop(demand={f"198.51.{100 + i}.0/24": 0.5e9 for i in range(5)}, a_rate=9.9e9),
+        PlannerState(),
+        strict,
+        T0,
+    )
     assert p.items == () and p.report.diff_rejected and p.report.fail_static
 
 
 def test_deny_list_and_drained_alternates_are_never_used(policy: Policy) -> None:
     deny = policy.model_copy(update={"deny_prefixes": ("198.51.100.0/22",)})
     p = plan(overloaded_pop(), PlannerState(), deny, T0)
-    assert all(not a.prefix.startswith(("198.51.100.", "198.51.101.", "198.51.102.", "198.51.103."))
-               for a in p.by_action("ADD"))
+    assert all(
+        not a.prefix.startswith(("198.51.100.", "198.51.101.", "198.51.102.", "198.51.103."))
+        for a in p.by_action("ADD")
+    )
     assert plan(overloaded_pop(drained=True), PlannerState(), policy, T0).by_action("ADD") == ()
 
 

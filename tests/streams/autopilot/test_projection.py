@@ -44,9 +44,11 @@ def test_applied_overrides_match_the_projection(policy: Policy) -> None:
             return overloaded_pop()
         # the actuator applied the move: 1 Gbps left A for B, and the flows show it on B
         on_a = {p: r for p, r in DEMAND.items() if p != "198.51.100.0/24"}
-        return snapshot([link(A, rate=8.4e9, peer_type="pni"), link(B, rate=3e9)],
-                        {A: [(p, NATIVE) for p in DEMAND], B: list(DEMAND)},
-                        {A: on_a, B: {"198.51.100.0/24": 1e9}})
+        return snapshot(
+            [link(A, rate=8.4e9, peer_type="pni"), link(B, rate=3e9)],
+            {A: [(p, NATIVE) for p in DEMAND], B: list(DEMAND)},
+            {A: on_a, B: {"198.51.100.0/24": 1e9}},
+        )
 
     plans = _cycles(policy, snap, 15)
     assert plans[0].by_action("ADD")[0].prefix == "198.51.100.0/24"

@@ -48,19 +48,34 @@ class World:
         for spec in self.links:
             seen = sum(per_link.get(spec["id"], {}).values())
             rate = min(seen + self.extra.get(spec["id"], 0.0), spec["capacity"] * 1.05)
-            links.append(link(spec["id"], spec["capacity"], rate, peer_type=spec["peer_type"],
-                              up=spec["up"], drained=spec["drained"], v6_blackhole=spec["v6_bh"]))
+            links.append(
+                link(
+                    spec["id"],
+                    spec["capacity"],
+                    rate,
+                    peer_type=spec["peer_type"],
+                    up=spec["up"],
+                    drained=spec["drained"],
+                    v6_blackhole=spec["v6_bh"],
+                )
+            )
         return snapshot(links, self.routes, per_link)
 
 
 @st.composite
 def worlds(draw: st.DrawFn) -> World:
     n_links = draw(st.integers(2, 5))
-    links = [{"id": f"r{i}:et-0/0/{i}", "capacity": draw(st.sampled_from([1e9, 10e9, 40e9])),
-              "peer_type": draw(st.sampled_from(["transit", "pni", "ix"])),
-              "up": draw(st.booleans().map(lambda b: b or draw(st.booleans()))),
-              "drained": draw(st.sampled_from([False, False, False, True])),
-              "v6_bh": draw(st.sampled_from([False, False, True]))} for i in range(n_links)]
+    links = [
+        {
+            "id": f"r{i}:et-0/0/{i}",
+            "capacity": draw(st.sampled_from([1e9, 10e9, 40e9])),
+            "peer_type": draw(st.sampled_from(["transit", "pni", "ix"])),
+            "up": draw(st.booleans().map(lambda b: b or draw(st.booleans()))),
+            "drained": draw(st.sampled_from([False, False, False, True])),
+            "v6_bh": draw(st.sampled_from([False, False, True])),
+        }
+        for i in range(n_links)
+    ]
     ids = [l["id"] for l in links]
     routes: dict[str, list] = {i: [] for i in ids}
     natives, demand, fine = {}, {}, set()
@@ -86,20 +101,27 @@ def worlds(draw: st.DrawFn) -> World:
 
 
 policies = st.builds(
-    Policy, mode=st.just("suggest"), split_enabled=st.booleans(),
+    Policy,
+    mode=st.just("suggest"),
+    split_enabled=st.booleans(),
     min_split_len_v4=st.sampled_from([24, 26]),
-    hold_s=st.sampled_from([0.0, 60.0, 300.0]), cooldown_s=st.sampled_from([0.0, 120.0, 600.0]),
-    max_adds_per_cycle=st.sampled_from([1, 3, 20]), max_withdraws_per_cycle=st.sampled_from([1, 5]),
+    hold_s=st.sampled_from([0.0, 60.0, 300.0]),
+    cooldown_s=st.sampled_from([0.0, 120.0, 600.0]),
+    max_adds_per_cycle=st.sampled_from([1, 3, 20]),
+    max_withdraws_per_cycle=st.sampled_from([1, 5]),
     max_moved_fraction_per_link=st.sampled_from([0.1, 0.25, 1.0]),
-    max_active_overrides=st.sampled_from([2, 500]), max_total_rate_change=st.just(10.0))
+    max_active_overrides=st.sampled_from([2, 500]),
+    max_total_rate_change=st.just(10.0),
+)
 
 
 def check_cycle(world: World, snap: Snapshot, policy: Policy, p: Plan) -> None:
     """Invariants that hold for every single cycle."""
     links = {l.link_id: l for l in snap.links}
     limits = {i: policy.for_link(l) for i, l in links.items()}  # (hi, target, alt_max, release)
-    routes = {l: [ipaddress.ip_network(r if isinstance(r, str) else r[0]) for r in rs]
-              for l, rs in world.routes.items()}
+    routes = {
+        l: [ipaddress.ip_network(r if isinstance(r, str) else r[0]) for r in rs] for l, rs in world.routes.items()
+    }
     adds = p.by_action("ADD")
     moved_in: dict[str, float] = {}
     for a in adds:
@@ -121,8 +143,10 @@ def check_cycle(world: World, snap: Snapshot, policy: Policy, p: Plan) -> None:
     graceful = [w for w in p.by_action("WITHDRAW") if w.reason in ("RELEASE", "KILL_SWITCH")]
     assert len(graceful) <= policy.max_withdraws_per_cycle
     assert not adds or len(p.state.overrides) <= policy.max_active_overrides
-    event(f"adds={min(len(adds), 3)}, overloaded={len(p.report.overloaded) > 0}, "
-          f"split={any(a.split_from for a in adds)}, unresolved={bool(p.report.unresolved_bps)}")
+    event(
+        f"adds={min(len(adds), 3)}, overloaded={len(p.report.overloaded) > 0}, "
+        f"split={any(a.split_from for a in adds)}, unresolved={bool(p.report.unresolved_bps)}"
+    )
     # Nothing proposed when no link is over its trigger.
     if not p.report.overloaded:
         assert adds == ()
@@ -153,8 +177,7 @@ def test_single_cycle_invariants_and_determinism(world: World, policy: Policy) -
 
 @PROPS
 @given(worlds(), policies, st.lists(st.floats(0.3, 1.6), min_size=5, max_size=25))
-def test_changing_load_respects_hold_cooldown_and_budgets(world: World, policy: Policy,
-                                                          scales: list[float]) -> None:
+def test_changing_load_respects_hold_cooldown_and_budgets(world: World, policy: Policy, scales: list[float]) -> None:
     state, released = PlannerState(), {}
     for n, scale in enumerate(scales):
         now = T0 + 30 * n
@@ -207,16 +230,23 @@ def feasible(draw: st.DrawFn) -> tuple[World, Policy]:
         unexplained -= rates[-1] * cap
     prefixes = [f"198.18.{j}.0/24" for j in range(len(rates))]
     world = World(
-        links=[{"id": "hot", "capacity": cap, "peer_type": "pni", "up": True, "drained": False, "v6_bh": False},
-               {"id": "big", "capacity": 1000 * cap, "peer_type": "transit", "up": True, "drained": False,
-                "v6_bh": False}],
+        links=[
+            {"id": "hot", "capacity": cap, "peer_type": "pni", "up": True, "drained": False, "v6_bh": False},
+            {"id": "big", "capacity": 1000 * cap, "peer_type": "transit", "up": True, "drained": False, "v6_bh": False},
+        ],
         routes={"hot": [(p, {"local_pref": 200}) for p in prefixes], "big": list(prefixes)},
         natives={p: ["hot"] for p in prefixes},
         demand={p: r * cap for p, r in zip(prefixes, rates)},
-        extra={"hot": max(0.0, unexplained)})
-    return world, Policy(mode="suggest", split_enabled=False, max_adds_per_cycle=1000,
-                         max_moved_fraction_per_link=10.0, max_changes_per_cycle=10_000,
-                         max_moved_fraction_of_pop=10.0)
+        extra={"hot": max(0.0, unexplained)},
+    )
+    return world, Policy(
+        mode="suggest",
+        split_enabled=False,
+        max_adds_per_cycle=1000,
+        max_moved_fraction_per_link=10.0,
+        max_changes_per_cycle=10_000,
+        max_moved_fraction_of_pop=10.0,
+    )
 
 
 @PROPS

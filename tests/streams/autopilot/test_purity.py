@@ -20,10 +20,24 @@ PACKAGE = "streams.autopilot"
 RUNTIME = frozenset({"cli", "metrics", "service", "settings", "worker"})
 # The pure planner (``plan(snapshot, state, policy, now)``), its inputs, its explanations and
 # the scenario runner: no broker, no faust.
-PLANNING = frozenset({
-    "__init__", "candidates", "errors", "explain", "finish", "gates", "inputs", "model",
-    "placement", "planner", "policy", "prefixes", "scenario", "state",
-})
+PLANNING = frozenset(
+    {
+        "__init__",
+        "candidates",
+        "errors",
+        "explain",
+        "finish",
+        "gates",
+        "inputs",
+        "model",
+        "placement",
+        "planner",
+        "policy",
+        "prefixes",
+        "scenario",
+        "state",
+    }
+)
 FORBIDDEN = ("faust", "netpilot.kafka")
 
 
@@ -74,8 +88,9 @@ def _forbidden(root: Path, package: str, planning: Iterable[str]) -> dict[str, l
     found: dict[str, list[str]] = {}
     for start in planning:
         for m in sorted(_reach(graph, start)):
-            bad = sorted(i for i in _imports(modules[m], package)
-                         if any(i == f or i.startswith(f + ".") for f in FORBIDDEN))
+            bad = sorted(
+                i for i in _imports(modules[m], package) if any(i == f or i.startswith(f + ".") for f in FORBIDDEN)
+            )
             if bad:
                 found.setdefault(start, []).extend(f"{m}: {i}" for i in bad)
     return found
@@ -138,7 +153,8 @@ def test_the_checks_catch_what_they_are_for(tmp_path: Path) -> None:
     (pkg / "__init__.py").write_text("")
     (pkg / "planner.py").write_text("from pkg.sub.finish import finish\n")
     (pkg / "finish.py").write_text(
-        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.sub.planner import _Cycle\n")
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.sub.planner import _Cycle\n"
+    )
     (pkg / "a.py").write_text("from . import b\n")
     (pkg / "b.py").write_text("def f():\n    from .a import x\n")
     (pkg / "model.py").write_text("from pkg.sub import glue\n")
@@ -147,5 +163,5 @@ def test_the_checks_catch_what_they_are_for(tmp_path: Path) -> None:
     (pkg / "errors.py").write_text("from netpilot.errors import NetpilotError\n")
     assert _cycles(_graph(tmp_path, "pkg.sub")) == [["a", "b"], ["finish", "planner"]]
     assert _forbidden(tmp_path, "pkg.sub", ["clean", "model", "planner"]) == {
-        "model": ["glue: faust.types", "glue: netpilot.kafka.producer",
-                  "glue: netpilot.kafka.producer.KafkaProducer"]}
+        "model": ["glue: faust.types", "glue: netpilot.kafka.producer", "glue: netpilot.kafka.producer.KafkaProducer"]
+    }

@@ -15,8 +15,11 @@ from tests.streams.autopilot.factory import NATIVE, T0, link, snapshot
 
 def _pop():
     demand = {f"198.51.{100 + i}.0/24": 1e9 for i in range(5)}
-    return snapshot([link("a", rate=9.4e9), link("b", rate=2e9)],
-                    {"a": [(p, NATIVE) for p in demand], "b": list(demand)}, {"a": demand})
+    return snapshot(
+        [link("a", rate=9.4e9), link("b", rate=2e9)],
+        {"a": [(p, NATIVE) for p in demand], "b": list(demand)},
+        {"a": demand},
+    )
 
 
 def test_restart_from_serialised_state_continues_the_same_overrides() -> None:
@@ -27,8 +30,7 @@ def test_restart_from_serialised_state_continues_the_same_overrides() -> None:
     restarted = plan(_pop(), PlannerState.from_dict(stored), policy, T0 + 30)
     in_memory = plan(_pop(), first.state, policy, T0 + 30)
     assert restarted == in_memory
-    assert [(i.action, i.prefix) for i in restarted.items] == \
-        [("REFRESH", a.prefix) for a in first.by_action("ADD")]
+    assert [(i.action, i.prefix) for i in restarted.items] == [("REFRESH", a.prefix) for a in first.by_action("ADD")]
     refreshed = restarted.state.overrides[first.by_action("ADD")[0].prefix]
     assert refreshed.created_at == T0 and refreshed.hold_until == T0 + 300  # hold not restarted
     assert refreshed.valid_until == T0 + 30 + 90

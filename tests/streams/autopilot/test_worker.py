@@ -41,8 +41,9 @@ class Feed:
             self.p.produce(inv, li.encode(), key=f"ams1|{link}", partition_key="ams1")
         for prefix in PREFIXES:
             for link in ("pni", "transit"):
-                r = Route(pop="ams1", link_id=link, prefix=prefix, local_pref=200 if link == "pni" else 100,
-                          as_path=(64500,))
+                r = Route(
+                    pop="ams1", link_id=link, prefix=prefix, local_pref=200 if link == "pni" else 100, as_path=(64500,)
+                )
                 self.p.produce(self.kafka.topic(catalog.ROUTES), r.encode(), key=r.key(), partition_key="ams1")
         self.p.flush()
 
@@ -75,8 +76,9 @@ def wait_for(consumer: BatchConsumer, pred, timeout: float = 60.0) -> list:
             seen.append(m)
         if pred(seen):
             return seen
-    raise AssertionError(f"condition not met in {timeout}s; saw {len(seen)} messages: "
-                         f"{[m.value()[:160] for m in seen[-5:]]}")
+    raise AssertionError(
+        f"condition not met in {timeout}s; saw {len(seen)} messages: {[m.value()[:160] for m in seen[-5:]]}"
+    )
 
 
 @pytest.mark.timeout(400)
@@ -119,8 +121,7 @@ def test_overload_add_withdraw_and_restart(kafka_settings: KafkaSettings, tmp_pa
 
         # load drops: the overrides are withdrawn once the hold has passed
         feed.load(3e9)
-        got = wait_for(recs, lambda ms: {r.prefix for r in decoded(ms) if r.action == "WITHDRAW"} >= added,
-                       timeout=120)
+        got = wait_for(recs, lambda ms: {r.prefix for r in decoded(ms) if r.action == "WITHDRAW"} >= added, timeout=120)
         withdraws = [r for r in decoded(got) if r.action == "WITHDRAW"]
         assert {r.reason for r in withdraws} == {"RELEASE"}
         assert min(r.generated_at for r in withdraws) >= min(r.generated_at for r in adds) + HOLD_S
@@ -136,11 +137,19 @@ def test_run_command_validates_and_dumps_its_configuration(tmp_path: Path) -> No
 
     cfg = tmp_path / "netpilot.yaml"
     cfg.write_text("autopilot:\n  demand_window_s: 60\n  policy: {mode: suggest, cycle_s: 15}\n")
-    out = subprocess.run([sys.executable, "-m", "netpilot.cli", "autopilot", "run", "--config", str(cfg), "--dump"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "netpilot.cli", "autopilot", "run", "--config", str(cfg), "--dump"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert '"demand_window_s": 60.0' in out.stdout and '"mode": "suggest"' in out.stdout
     cfg.write_text("autopilot:\n  policy: {cycle_s: -1}\n")
-    bad = subprocess.run([sys.executable, "-m", "netpilot.cli", "autopilot", "run", "--config", str(cfg), "--check"],
-                         capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "netpilot.cli", "autopilot", "run", "--config", str(cfg), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "policy.cycle_s" in bad.stderr

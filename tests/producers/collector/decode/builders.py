@@ -35,8 +35,7 @@ def ipfix_template(tid: int, fields: list[tuple]) -> bytes:
 
 
 def ipfix_options_template(tid: int, scope: list[tuple], fields: list[tuple]) -> bytes:
-    return ipfix_set(3, struct.pack(">HHH", tid, len(scope) + len(fields), len(scope))
-                     + field_specs(scope + fields))
+    return ipfix_set(3, struct.pack(">HHH", tid, len(scope) + len(fields), len(scope)) + field_specs(scope + fields))
 
 
 def v9(sets: list[bytes], domain: int = 1, uptime: int = 100_000, unix_secs: int = EXPORT_TIME) -> bytes:
@@ -48,8 +47,9 @@ def v9_template(tid: int, fields: list[tuple]) -> bytes:
 
 
 def v9_options_template(tid: int, scope: list[tuple], fields: list[tuple]) -> bytes:
-    return ipfix_set(1, struct.pack(">HHH", tid, 4 * len(scope), 4 * len(fields))
-                     + field_specs(scope) + field_specs(fields))
+    return ipfix_set(
+        1, struct.pack(">HHH", tid, 4 * len(scope), 4 * len(fields)) + field_specs(scope) + field_specs(fields)
+    )
 
 
 # A classic IPv4 flow template: src, dst, ports, proto, octets (8), packets (8), start/end ms.
@@ -58,15 +58,44 @@ V4_RECORD = struct.Struct(">4s4sHHBQQQQ")
 
 
 def v4_record(i: int, octets: int = 1000, packets: int = 10) -> bytes:
-    return V4_RECORD.pack(bytes([192, 0, 2, i % 256]), bytes([198, 51, 100, i % 256]), 1000 + i, 443, 6,
-                          octets + i, packets, EXPORT_TIME * 1000 - 5000, EXPORT_TIME * 1000 - 1000)
+    return V4_RECORD.pack(
+        bytes([192, 0, 2, i % 256]),
+        bytes([198, 51, 100, i % 256]),
+        1000 + i,
+        443,
+        6,
+        octets + i,
+        packets,
+        EXPORT_TIME * 1000 - 5000,
+        EXPORT_TIME * 1000 - 1000,
+    )
 
 
 def v5(records: int = 2, sampling: int = 0, count: int | None = None) -> bytes:
     head = struct.pack(">HHIIIIBBH", 5, records if count is None else count, 60_000, EXPORT_TIME, 0, 0, 0, 0, sampling)
     rec = b""
     for i in range(records):
-        rec += struct.pack(">4s4s4sHHIIIIHHBBBBHHBBH", bytes([192, 0, 2, i]), bytes([198, 51, 100, i]),
-                           bytes(4), 1, 2, 10 + i, 1500 + i, 50_000, 59_000, 1234, 80, 0, 0x12, 6, 0, 64500, 64501,
-                           24, 24, 0)
+        rec += struct.pack(
+            ">4s4s4sHHIIIIHHBBBBHHBBH",
+            bytes([192, 0, 2, i]),
+            bytes([198, 51, 100, i]),
+            bytes(4),
+            1,
+            2,
+            10 + i,
+            1500 + i,
+            50_000,
+            59_000,
+            1234,
+            80,
+            0,
+            0x12,
+            6,
+            0,
+            64500,
+            64501,
+            24,
+            24,
+            0,
+        )
     return head + rec

@@ -107,8 +107,9 @@ def test_v9_uptime_timestamps_and_sampler_options() -> None:
     tpl = v9_template(260, [(8, 4), (12, 4), (1, 4), (2, 4), (22, 4), (21, 4), (48, 1)])
     opts = v9_options_template(261, [(1, 4)], [(48, 1), (49, 1), (50, 4)])
     rec = struct.pack(">4s4sIIIIB", bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2]), 100, 2, 90_000, 99_000, 5)
-    r = run(dec, v9([tpl, opts, ipfix_set(261, struct.pack(">IBBI", 0, 5, 2, 512)), ipfix_set(260, rec)],
-                    uptime=100_000))
+    r = run(
+        dec, v9([tpl, opts, ipfix_set(261, struct.pack(">IBBI", 0, 5, 2, 512)), ipfix_set(260, rec)], uptime=100_000)
+    )
     assert r.columns["time_start"].tolist() == [NOW - 10_000]
     assert r.columns["time_end"].tolist() == [NOW - 1_000]
     assert r.columns["sampling_rate"].tolist() == [512]
@@ -128,12 +129,28 @@ def test_ipfix_rates_in_the_data_set_and_domain_wide_options() -> None:
     dec = Decoder()
     # domain-wide: options with samplingPacketInterval/Space (305/306) -> 1 in (1+99)
     opts = ipfix_options_template(500, [(149, 4)], [(305, 4), (306, 4)])
-    r = run(dec, ipfix([opts, ipfix_set(500, struct.pack(">III", 1, 1, 99)), ipfix_template(300, V4_FIELDS),
-                        ipfix_set(300, v4_record(1))]))
+    r = run(
+        dec,
+        ipfix(
+            [
+                opts,
+                ipfix_set(500, struct.pack(">III", 1, 1, 99)),
+                ipfix_template(300, V4_FIELDS),
+                ipfix_set(300, v4_record(1)),
+            ]
+        ),
+    )
     assert r.columns["sampling_rate"].tolist() == [100]
     # per record: samplingInterval (34) in the data wins over the domain rate
-    r = run(dec, ipfix([ipfix_template(301, [(1, 4), (2, 4), (34, 4)]),
-                        ipfix_set(301, struct.pack(">III", 10, 1, 0) + struct.pack(">III", 10, 1, 7))]))
+    r = run(
+        dec,
+        ipfix(
+            [
+                ipfix_template(301, [(1, 4), (2, 4), (34, 4)]),
+                ipfix_set(301, struct.pack(">III", 10, 1, 0) + struct.pack(">III", 10, 1, 7)),
+            ]
+        ),
+    )
     assert r.columns["sampling_rate"].tolist() == [100, 7]
 
 

@@ -121,14 +121,19 @@ def test_flood_of_data_without_templates_is_bounded() -> None:
 
 _SEEDS = [
     ipfix([ipfix_template(300, V4_FIELDS), ipfix_set(300, v4_record(1) + v4_record(2))]),
-    ipfix([ipfix_template(301, [(1, 4), (100, 4, 9), (82, 0xFFFF), (2, 4)]),
-           ipfix_set(301, struct.pack(">II", 1, 2) + b"\x02ab" + struct.pack(">I", 3))]),
-    v9([v9_template(300, [(8, 4), (12, 4), (1, 4), (2, 4), (22, 4), (21, 4)]),
-        ipfix_set(300, bytes(24))]),
+    ipfix(
+        [
+            ipfix_template(301, [(1, 4), (100, 4, 9), (82, 0xFFFF), (2, 4)]),
+            ipfix_set(301, struct.pack(">II", 1, 2) + b"\x02ab" + struct.pack(">I", 3)),
+        ]
+    ),
+    v9([v9_template(300, [(8, 4), (12, 4), (1, 4), (2, 4), (22, 4), (21, 4)]), ipfix_set(300, bytes(24))]),
     v5(records=3, sampling=5),
-    bytes.fromhex("00000005000000010a000001000000000000000100000000000000010000000100000054"
-                  "000000010000000100000000000000000000000100000002000000000000000100000001"
-                  "0000002c000000010000004000000000000000280000000000000000000000000000"),
+    bytes.fromhex(
+        "00000005000000010a000001000000000000000100000000000000010000000100000054"
+        "000000010000000100000000000000000000000100000002000000000000000100000001"
+        "0000002c000000010000004000000000000000280000000000000000000000000000"
+    ),
 ]
 
 
@@ -141,7 +146,7 @@ def mutated(draw: st.DrawFn) -> bytes:
         if op == 0 and base:
             base[pos] = draw(st.integers(0, 255))
         elif op == 1:
-            del base[pos:pos + draw(st.integers(1, 16))]
+            del base[pos : pos + draw(st.integers(1, 16))]
         else:
             base[pos:pos] = draw(st.binary(max_size=16))
     return bytes(base)
@@ -150,8 +155,7 @@ def mutated(draw: st.DrawFn) -> bytes:
 _FUZZ_DECODER = Decoder(DecoderOptions(max_templates=256, pending_sets=128, pending_bytes=1 << 18))
 
 
-@settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None,
-          suppress_health_check=list(HealthCheck))
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(st.one_of(mutated(), st.binary(max_size=200)), min_size=1, max_size=8))
 def test_fuzz_no_exception_escapes(datagrams: list[bytes]) -> None:
     """One long-lived decoder sees every example (state carries over, as in production).

@@ -14,8 +14,9 @@ from tests.producers.collector.decode.builders import EXPORTER
 
 
 def frame(l3: dpkt.Packet, vlans: tuple[int, ...] = (), v6: bool = False) -> bytes:
-    tags = b"".join(struct.pack(">HH", 0x88A8 if i == 0 and len(vlans) == 2 else 0x8100, v)
-                    for i, v in enumerate(vlans))
+    tags = b"".join(
+        struct.pack(">HH", 0x88A8 if i == 0 and len(vlans) == 2 else 0x8100, v) for i, v in enumerate(vlans)
+    )
     etype = 0x86DD if v6 else 0x0800
     head = b"\x02" * 6 + b"\x04" * 6
     if vlans:
@@ -29,8 +30,9 @@ def v4(proto: int, l4: dpkt.Packet, src: str = "192.0.2.1", dst: str = "198.51.1
     return dpkt.ip.IP(src=socket.inet_aton(src), dst=socket.inet_aton(dst), p=proto, data=l4)
 
 
-def flow_sample(header: bytes, rate: int = 512, frame_len: int = 1500, proto: int = 1, expanded: bool = False,
-                extra: bytes = b"") -> bytes:
+def flow_sample(
+    header: bytes, rate: int = 512, frame_len: int = 1500, proto: int = 1, expanded: bool = False, extra: bytes = b""
+) -> bytes:
     pad = (-len(header)) % 4
     raw = struct.pack(">IIII", proto, frame_len, 4, len(header)) + header + bytes(pad)
     recs = struct.pack(">II", 1, len(raw)) + raw + extra
@@ -54,8 +56,11 @@ def test_tcp_udp_icmp_through_vlan_and_qinq() -> None:
     tcp = v4(6, dpkt.tcp.TCP(sport=40000, dport=443, flags=dpkt.tcp.TH_SYN | dpkt.tcp.TH_ACK))
     udp = v4(17, dpkt.udp.UDP(sport=5353, dport=53))
     icmp = v4(1, dpkt.icmp.ICMP(type=3, code=4, data=dpkt.icmp.ICMP.Unreach()))
-    r = decode(flow_sample(frame(tcp)), flow_sample(frame(udp, vlans=(10,)), expanded=True),
-               flow_sample(frame(icmp, vlans=(100, 200))))
+    r = decode(
+        flow_sample(frame(tcp)),
+        flow_sample(frame(udp, vlans=(10,)), expanded=True),
+        flow_sample(frame(icmp, vlans=(100, 200))),
+    )
     c = r.columns
     assert r.n == 3 and not r.drops
     assert c["ip_proto"].tolist() == [6, 17, 1]
@@ -70,9 +75,13 @@ def test_tcp_udp_icmp_through_vlan_and_qinq() -> None:
 
 
 def test_ipv6_and_raw_ip_headers() -> None:
-    ip6 = dpkt.ip6.IP6(src=socket.inet_pton(socket.AF_INET6, "2001:db8::1"),
-                       dst=socket.inet_pton(socket.AF_INET6, "2001:db8::2"), nxt=17, hlim=64,
-                       data=dpkt.udp.UDP(sport=1, dport=2))
+    ip6 = dpkt.ip6.IP6(
+        src=socket.inet_pton(socket.AF_INET6, "2001:db8::1"),
+        dst=socket.inet_pton(socket.AF_INET6, "2001:db8::2"),
+        nxt=17,
+        hlim=64,
+        data=dpkt.udp.UDP(sport=1, dport=2),
+    )
     ip6.plen = 8
     raw4 = bytes(v4(6, dpkt.tcp.TCP(sport=7, dport=8)))
     r = decode(flow_sample(frame(ip6, v6=True)), flow_sample(raw4, proto=11))
@@ -88,8 +97,13 @@ def test_short_header_reads_zero_not_neighbour_bytes() -> None:
 
 
 def test_unknown_rate_is_flagged_and_gateway_as_path_read() -> None:
-    gw = (struct.pack(">I4s", 1, bytes([203, 0, 113, 9])) + struct.pack(">IIII", 64500, 64496, 64497, 1)
-          + struct.pack(">II", 2, 2) + struct.pack(">II", 64497, 64511) + struct.pack(">II", 0, 0))
+    gw = (
+        struct.pack(">I4s", 1, bytes([203, 0, 113, 9]))
+        + struct.pack(">IIII", 64500, 64496, 64497, 1)
+        + struct.pack(">II", 2, 2)
+        + struct.pack(">II", 64497, 64511)
+        + struct.pack(">II", 0, 0)
+    )
     extra = struct.pack(">II", 1003, len(gw)) + gw
     r = decode(flow_sample(frame(v4(17, dpkt.udp.UDP())), rate=0, extra=extra), default_sampling_rate=100)
     assert r.columns["sampling_rate"].tolist() == [100]

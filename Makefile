@@ -26,9 +26,10 @@ demo: system-deps venv
 test: system-deps venv
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# Lint and types (configured in pyproject.toml); non-zero exit on any finding.
+# Lint, formatting and types (configured in pyproject.toml); non-zero exit on any finding.
 check: venv
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 # The markers are applied in tests/conftest.py.

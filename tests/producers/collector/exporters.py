@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.producers.collector.traffic import UdpCapture, write_datagram_pcap
+from tests.producers.collector.traffic import UdpCapture, wait_capturing, write_datagram_pcap
 
 
 @dataclass
@@ -128,7 +128,7 @@ def fprobe(workdir: Path) -> Export:
         stderr=subprocess.DEVNULL,
     )
     try:
-        time.sleep(1.0)  # let libpcap attach before the traffic
+        wait_capturing(proc.pid)  # libpcap attached before the traffic
         tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         for i in range(12):
             for _ in range(4):

@@ -10,6 +10,7 @@ iperf3 stream must carry exactly iperf3's packets and bytes (+ IP/UDP headers).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -20,7 +21,7 @@ import pytest
 
 from netpilot.wire.flows import addr_to_str, str_to_addr
 from producers.collector.decode.decoder import Decoder
-from tests.producers.collector.traffic import UdpCapture, tshark_fields, write_datagram_pcap
+from tests.producers.collector.traffic import UdpCapture, tshark_fields, wait_capturing, write_datagram_pcap
 from tests.producers.linkstats.netlab import NetLab
 
 pytestmark = pytest.mark.netns  # NetLab namespaces, tcpdump and fprobe on a veth: root
@@ -66,26 +67,32 @@ def _iperf_flow(result, sender: str, receiver: str, records: int | None = 1):  #
     return int(c["bytes"][rows].sum()), int(c["packets"][rows].sum())
 
 
-def _wait_until_capturing(
-    netns: str,
-    tcpdump_log: Path,
-    procs: list[subprocess.Popen],  # type: ignore[type-arg]
-    timeout: float = 60.0,
-) -> None:
-    """Both captures attached before the traffic starts: tcpdump says it listens (it has
-    opened the FIFO, so softflowd reads it) and the namespace holds two packet sockets
-    (tcpdump's and fprobe's)."""
+def _wait_until_capturing(tcpdump: subprocess.Popen, fprobe: subprocess.Popen, tcpdump_log: Path) -> None:  # type: ignore[type-arg]
+    """Both captures attached before the traffic starts: each holds a packet socket, and
+    tcpdump says it listens (it has opened the FIFO, so softflowd reads it)."""
+    wait_capturing(tcpdump.pid)
+    wait_capturing(fprobe.pid)
+    deadline = time.monotonic() + 60
+    while "listening on" not in tcpdump_log.read_text(errors="replace"):
+        assert tcpdump.poll() is None and time.monotonic() < deadline, tcpdump_log.read_text(errors="replace")
+        time.sleep(0.05)
+
+
+def _wait_until_captured(tcpdump: subprocess.Popen, tcpdump_log: Path, timeout: float = 30.0) -> None:  # type: ignore[type-arg]
+    """Until tcpdump has written every packet its filter received: SIGUSR1 makes it print its
+    counts and go on. Stopping it earlier would drop what it had not read yet."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for p in procs:
-            assert p.poll() is None, (p.args, p.returncode, tcpdump_log.read_text(errors="replace"))
-        packet = subprocess.run(
-            ["ip", "netns", "exec", netns, "cat", "/proc/net/packet"], capture_output=True, text=True, timeout=30
-        ).stdout.splitlines()[1:]
-        if "listening on" in tcpdump_log.read_text(errors="replace") and len(packet) >= 2:
+    while True:
+        size = len(tcpdump_log.read_text(errors="replace"))
+        tcpdump.send_signal(signal.SIGUSR1)
+        while len(text := tcpdump_log.read_text(errors="replace")) == size or not text.endswith("\n"):
+            assert tcpdump.poll() is None and time.monotonic() < deadline, text
+            time.sleep(0.05)
+        captured = re.findall(r"(\d+) packets? captured", text)
+        received = re.findall(r"(\d+) packets? received by filter", text)
+        if captured and received and captured[-1] == received[-1]:
             return
-        time.sleep(0.1)
-    raise AssertionError(f"captures not attached within {timeout:g}s: {tcpdump_log.read_text(errors='replace')}")
+        assert time.monotonic() < deadline, text
 
 
 def _expire_and_exit(softflowd: subprocess.Popen) -> None:  # type: ignore[type-arg]
@@ -155,9 +162,9 @@ def test_softflowd_and_fprobe_on_a_live_veth(tmp_path: Path) -> None:
             stderr=subprocess.DEVNULL,
         )
         procs += [tcpdump, softflowd, fprobe]
-        _wait_until_capturing(lab.router_ns, tcpdump_log, procs)
+        _wait_until_capturing(tcpdump, fprobe, tcpdump_log)
         report = lab.iperf3_udp(2_000_000, 2)["end"]["sum"]
-        time.sleep(1.0)
+        _wait_until_captured(tcpdump, tcpdump_log)
         tcpdump.send_signal(signal.SIGTERM)  # end of "file": softflowd expires everything and exits
         tcpdump.wait(30)
         _expire_and_exit(softflowd)

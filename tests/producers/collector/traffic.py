@@ -167,3 +167,26 @@ def tshark_fields(pcap: Path, port: int, proto: str, fields: list[str]) -> list[
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env={**os.environ, "HOME": str(pcap.parent)})
     assert res.returncode == 0, res.stderr
     return [line.split("|") for line in res.stdout.splitlines() if line.strip("|\n")]
+
+
+def wait_capturing(pid: int, timeout: float = 60.0) -> None:
+    """Wait until process ``pid`` holds a packet socket (libpcap has attached): one of its
+    file descriptors is a socket listed in /proc/<pid>/net/packet, the packet sockets of
+    the network namespace it runs in. A live capture started before that misses traffic."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            lines = Path(f"/proc/{pid}/net/packet").read_text().splitlines()[1:]
+            inodes = {line.split()[-1] for line in lines if line.split()}
+            fds = Path(f"/proc/{pid}/fd")
+            for fd in fds.iterdir():
+                try:
+                    target = os.readlink(fd)
+                except OSError:
+                    continue
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    return
+        except OSError as exc:
+            raise AssertionError(f"process {pid} is gone before capturing: {exc}") from exc
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} opened no packet socket within {timeout:g}s")

@@ -208,6 +208,21 @@ class NetLab:
         proc.wait(10)
 
     # -- traffic -----------------------------------------------------------------------
+    def _wait_listening(self, port: int, timeout: float = 30.0) -> None:
+        """Until a TCP socket listens on ``port`` in the peer namespace (iperf3's server)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = subprocess.run(
+                ["ip", "netns", "exec", self.peer_ns, "ss", "-Htln", f"sport = :{port}"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            ).stdout
+            if out.strip():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"nothing listens on {port} in {self.peer_ns} within {timeout:g}s")
+
     def iperf3_udp(self, rate_bps: int, seconds: float, length: int = 1400) -> dict:
         """UDP from the router namespace to the peer; returns iperf3's JSON report."""
         server = subprocess.Popen(
@@ -216,7 +231,7 @@ class NetLab:
             stderr=subprocess.DEVNULL,
         )
         self._procs.append(server)
-        time.sleep(0.5)
+        self._wait_listening(5201)
         out = subprocess.run(
             [
                 "ip",

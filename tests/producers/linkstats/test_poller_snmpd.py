@@ -110,7 +110,9 @@ def test_rates_match_iperf3_and_agent_death_is_survived(
     try:
         _wait(lambda: polls("r1") >= 2 and polls("r2") >= 2, 3 * INTERVAL)
         report = lab.iperf3_udp(RATE, 21)
-        time.sleep(INTERVAL + 1)
+        # a whole poll interval after the traffic on each router: two more polls
+        after = polls("r1"), polls("r2")
+        _wait(lambda: polls("r1") >= after[0] + 2 and polls("r2") >= after[1] + 2, 4 * INTERVAL)
 
         lab.kill_snmpd(1161)
         killed_at = time.time()

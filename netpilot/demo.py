@@ -10,6 +10,8 @@ Ctrl-C stops everything (children first, then the broker if this run started it)
 from __future__ import annotations
 
 import shutil
+import signal
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -162,6 +164,33 @@ def _watch(
 ) -> str:
     """Live view until the scenario ends and the last windows are in: "ok", "interrupted"
     or "failed" (a component or the simulator exited with an error)."""
+    # Ctrl-C during the live view sets a flag that the loop checks every 0.2 s, instead of a
+    # KeyboardInterrupt raised wherever the main thread happens to be: one landing between a
+    # lock's acquire and its `with` block (rich's Live and Console locks) leaves the lock held,
+    # and the Live's refresh thread, then the demo, hang. A second Ctrl-C raises at once.
+    interrupted = threading.Event()
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        interrupted.set()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        return _live(console, pipe, watcher, duration, cycle_s, refresh_s, interrupted)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _live(
+    console: Console,
+    pipe: Pipeline,
+    watcher: DemoWatcher,
+    duration: float,
+    cycle_s: float,
+    refresh_s: float,
+    interrupted: threading.Event,
+) -> str:
     from rich.live import Live
 
     from netpilot.dev.demoview import render
@@ -172,9 +201,9 @@ def _watch(
     drain_until = None
     try:
         with Live(console=console, refresh_per_second=4, transient=False) as live:
-            while True:
+            while not interrupted.is_set():
                 deadline = time.monotonic() + refresh_s
-                while time.monotonic() < deadline:
+                while time.monotonic() < deadline and not interrupted.is_set():
                     watcher.poll(0.2)
                 collector = pipe.children.get("collector")
                 if collector is not None:
@@ -200,6 +229,8 @@ def _watch(
                 if drain_until is not None and time.monotonic() > drain_until:
                     break
     except KeyboardInterrupt:
+        interrupted.set()
+    if interrupted.is_set():
         console.print("[yellow]interrupted: stopping everything ...[/]")
         return "interrupted"
     if sim.returncode:

@@ -3,6 +3,7 @@ end, and a Ctrl-C in the middle that must leave no process behind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -107,6 +108,13 @@ def test_ctrl_c_stops_every_process(kafka_broker: str, tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait(10)
+            # the demo failed to stop them: its children (own sessions) and BIRDs must not
+            # outlive the test and load every test after it
+            for pid in pids(log.read_text()).values():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            subprocess.run(["pkill", "-KILL", "-f", str(tmp_path / "out")], capture_output=True)
     text = log.read_text()
     assert "interrupted: stopping everything" in text
     assert all(gone(p) for p in children.values()), {n: p for n, p in children.items() if not gone(p)}

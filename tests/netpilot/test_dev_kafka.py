@@ -41,7 +41,9 @@ def test_dead_broker_is_replaced_and_down_stops_it(tmp_path: Path) -> None:
 
     from netpilot.dev.kafka import LocalKafka
 
-    k = LocalKafka(tmp_path / "kafka", port=39192)
+    # below the ephemeral port range (32768-60999): a busy machine's outgoing connections
+    # cannot take the port between the SIGKILL and the restart on the same port
+    k = LocalKafka(tmp_path / "kafka", port=29192)
     try:
         first = k.up()
         os.kill(first.pid, signal.SIGKILL)

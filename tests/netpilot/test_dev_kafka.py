@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -47,7 +48,10 @@ def test_dead_broker_is_replaced_and_down_stops_it(tmp_path: Path) -> None:
     try:
         first = k.up()
         os.kill(first.pid, signal.SIGKILL)
-        os.waitpid(first.pid, 0) if _is_child(first.pid) else None
+        if _is_child(first.pid):
+            # reaped already if subprocess's bookkeeping of the dropped Popen got there first
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(first.pid, 0)
         second = k.up()
         assert not second.reused and second.pid != first.pid
         assert k.healthy()

@@ -115,10 +115,15 @@ class BmpCollector:
             log.info("BMP session closed", router=session.key or source, peers=session.peers_up)
 
     async def close(self) -> None:
-        """End every connection (the routers reconnect to the next collector)."""
-        for task in list(self._tasks):
+        """End every connection (the routers reconnect to the next collector). Closing the
+        transports lets each handler finish through its normal path; a cancelled handler
+        would make asyncio's stream protocol log a spurious error."""
+        for writer in self.sessions.values():
+            writer.close()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=5)
+        for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _after(self, session: BmpSession) -> None:
         """Count what the batch did and publish what changed."""

@@ -19,16 +19,29 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 
 from netpilot.proc import stop_process
 
+T = TypeVar("T")
 ROUTER = "bmp-r1"
 """The FRR hostname, sent as the BMP sysName: the inventory router of the same name."""
 ROUTER_AS = 64496
+
+
+def wait_until(cond: Callable[[], T | None], timeout: float, what: str, every: float = 0.1) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"not within {timeout:g}s: {what}")
 
 
 def free_port(host: str = "127.0.0.1") -> int:

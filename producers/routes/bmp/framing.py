@@ -82,7 +82,6 @@ class PeerHeader:
     address: str
     asn: int
     bgp_id: str
-    timestamp: float
 
     @property
     def post_policy(self) -> bool:
@@ -124,6 +123,8 @@ class BmpStream:
     def __init__(self, max_message: int = 1 << 20) -> None:
         self.max_message = max_message
         self._buf = bytearray()
+        self._peers: dict[bytes, PeerHeader] = {}
+        """raw per-peer header (less its timestamp) -> parsed: a session has few peers"""
 
     def feed(self, data: bytes) -> list[BmpMessage | MessageError]:
         """Complete messages in ``data`` plus what was buffered; keeps a partial tail.
@@ -145,7 +146,7 @@ class BmpStream:
                 raise FramingError("bad-length", f"message length {length} (min 6, max {self.max_message})")
             if end - pos < length:
                 break
-            out.append(_message(mtype, view[pos + COMMON_HEADER : pos + length]))
+            out.append(self._message(mtype, view[pos + COMMON_HEADER : pos + length]))
             pos += length
         del self._buf[:pos]
         return out
@@ -154,20 +155,25 @@ class BmpStream:
     def buffered(self) -> int:
         return len(self._buf)
 
-
-def _message(mtype: int, rest: memoryview) -> BmpMessage | MessageError:
-    if mtype not in PEER_MESSAGES:
-        return BmpMessage(mtype, None, rest)
-    if len(rest) < PEER_HEADER:
-        return MessageError("short-message", f"{TYPE_NAMES[mtype]} of {len(rest)} bytes has no per-peer header")
-    return BmpMessage(mtype, parse_peer_header(rest[:PEER_HEADER]), rest[PEER_HEADER:])
+    def _message(self, mtype: int, rest: memoryview) -> BmpMessage | MessageError:
+        if mtype not in PEER_MESSAGES:
+            return BmpMessage(mtype, None, rest)
+        if len(rest) < PEER_HEADER:
+            return MessageError("short-message", f"{TYPE_NAMES[mtype]} of {len(rest)} bytes has no per-peer header")
+        raw = bytes(rest[:34])  # the timestamp (last 8 bytes) is not used
+        peer = self._peers.get(raw)
+        if peer is None:
+            if len(self._peers) > 4096:
+                self._peers.clear()
+            peer = self._peers[raw] = parse_peer_header(raw)
+        return BmpMessage(mtype, peer, rest[PEER_HEADER:])
 
 
 def parse_peer_header(raw: memoryview | bytes) -> PeerHeader:
     ptype, flags = raw[0], raw[1]
     addr = bytes(raw[10:26])
     address = str(ipaddress.IPv6Address(addr)) if flags & FLAG_V6 else str(ipaddress.IPv4Address(addr[12:]))
-    asn, bgp_id, sec, usec = struct.unpack_from("!I4sII", raw, 26)
+    asn, bgp_id = struct.unpack_from("!I4s", raw, 26)
     return PeerHeader(
         peer_type=ptype,
         flags=flags,
@@ -175,7 +181,6 @@ def parse_peer_header(raw: memoryview | bytes) -> PeerHeader:
         address=address,
         asn=asn,
         bgp_id=str(ipaddress.IPv4Address(bgp_id)),
-        timestamp=sec + usec / 1e6,
     )
 
 

@@ -47,10 +47,15 @@ class Change:
         return f"{self.link.pop}|{self.link.link_id}|{self.prefix}"
 
 
+_HEAD = b'{"schema":"' + Route.schema_id().encode() + b'",'
+
+
 def encode_route(link: LinkRef, prefix: str, attrs: PathAttrs, peer: str) -> bytes:
-    # model_construct: every field comes from a parsed UPDATE already checked by the decoder;
-    # the record is the same JSON Route.encode() gives a validated model
-    return Route.model_construct(
+    """The route/1 record, byte for byte what ``Route(...).encode()`` gives (a test checks
+    it), at a third of the cost: every field comes from an UPDATE the decoder already
+    checked (so no validation), and pydantic's own JSON serialiser does the rest. The
+    inventory keeps names ASCII, so its UTF-8 output equals json.dumps' escaped one."""
+    route = Route.model_construct(
         pop=link.pop,
         link_id=link.link_id,
         prefix=prefix,
@@ -60,7 +65,8 @@ def encode_route(link: LinkRef, prefix: str, attrs: PathAttrs, peer: str) -> byt
         local_pref=attrs.local_pref,
         med=attrs.med,
         communities=attrs.communities,
-    ).encode()
+    )
+    return _HEAD + route.model_dump_json().encode()[1:]
 
 
 class PeerRib:
@@ -313,10 +319,15 @@ class RibState:
         s.peers.clear()
 
     def _mark_scope(self, links: Iterable[LinkRef]) -> None:
+        """Dirty what a sync end may change: published prefixes no peer holds any more (the
+        deferred tombstones) and held prefixes not published. A route both held and published
+        went through the rule when it last changed."""
         for link in links:
-            self._dirty.update((link, p) for p in self.published.get(link, ()))
-            for peer in self._contributors.get(link, ()):
-                self._dirty.update((link, p) for p in peer.routes)
+            contributors = self._contributors.get(link, ())
+            published = self.published.get(link, {})
+            self._dirty.update((link, p) for p in published if not any(p in peer.routes for peer in contributors))
+            for peer in contributors:
+                self._dirty.update((link, p) for p in peer.routes if p not in published)
 
     def _expire(self, s: RouterSession) -> None:
         """A session down for hold_s: nothing vouches for its links' routes any more."""

@@ -163,3 +163,22 @@ def test_add_path_keeps_the_prefix_while_any_path_is_left() -> None:
     assert Route.decode(c.value).next_hop == A.next_hop
     state.update(R, "198.51.100.1", [], [("203.0.113.0/24", 7)], 3)
     assert [c.value for c in state.changes()] == [None]
+
+
+def test_the_fast_encoder_writes_what_route_encode_writes() -> None:
+    for link, prefix, attrs, peer in (
+        (L1, "203.0.113.0/24", A, "198.51.100.1"),
+        (L2, "2001:db8:10::/48", PathAttrs(None, (), "incomplete", 0, 4294967295, ("65535:65281",)), "2001:db8::1"),
+    ):
+        validated = Route(
+            pop=link.pop,
+            link_id=link.link_id,
+            prefix=prefix,
+            next_hop=attrs.next_hop or peer,
+            as_path=attrs.as_path,
+            origin=attrs.origin,
+            local_pref=attrs.local_pref,
+            med=attrs.med,
+            communities=attrs.communities,
+        )
+        assert encode_route(link, prefix, attrs, peer) == validated.encode()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from netpilot import catalog
 from netpilot.kafka.compacted import read_compacted
+from netpilot.obs.http import MetricsServer
 from netpilot.obs.metrics import sample_value
 from netpilot.settings import KafkaSettings, load_settings
 from netpilot.wire.routes import Route
@@ -174,5 +176,34 @@ def test_bad_bmp_bytes_are_counted_and_the_frr_session_goes_on(bmp_lab: BmpLab, 
         assert [c.key for c in published if c.value is None] == ["lab1|transit-b|198.18.12.0/24"]
         ok, why = svc.health()
         assert ok and "bmp-r1" not in why, why  # FRR's session is live (the odd one is held)
+        server = MetricsServer(svc.registry, "127.0.0.1:0", svc.health).start()  # as `run` serves them
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/healthz", timeout=10) as r:
+                assert r.status == 200
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=10) as r:
+                assert 'netpilot_bmp_malformed_total{reason="bad-version"} 1.0' in r.read().decode()
+        finally:
+            server.stop()
+    finally:
+        svc.stop()
+
+
+def test_an_inventory_change_moves_a_peer_to_another_link(bmp_lab: BmpLab, tmp_path: Path) -> None:
+    lab = bmp_lab
+    published: dict[str, bytes | None] = {}
+    settings = _settings(lab, tmp_path, inventory_check_s=0.2)
+    svc = BmpCollectorService(settings, publish=lambda cs: published.update((c.key, c.value) for c in cs))
+    svc.start()
+    try:
+        wait_until(lambda: len(published) == 8, 60, "FRR's routes")
+        lab.inventory(settings.inventory, {"transit-a": "peer-a", "transit-c": "peer-b"})  # peer-b moved
+        wait_until(lambda: _metric(svc, "session_resets_total", reason="inventory-change") == 1, 30, "reset")
+        moved = {f"lab1|transit-c|{p}" for p in PEER_B}
+        gone = {f"lab1|transit-b|{p}" for p in PEER_B}
+        # FRR reconnects and resends; the sync end withdraws what the link no longer has
+        wait_until(lambda: all(published.get(k) for k in moved), 30, "peer-b's routes on transit-c")
+        wait_until(lambda: all(k in published and published[k] is None for k in gone), 30, "transit-b withdrawn")
+        assert all(published[f"lab1|transit-a|{p}"] for p in PEER_A)  # peer-a's untouched
+        assert _metric(svc, "inventory_reloads_total") == 1
     finally:
         svc.stop()

@@ -123,27 +123,35 @@ class BmpStream:
     def __init__(self, max_message: int = 1 << 20) -> None:
         self.max_message = max_message
         self._buf = bytearray()
+        self._broken: FramingError | None = None
         self._peers: dict[bytes, PeerHeader] = {}
         """raw per-peer header (less its timestamp) -> parsed: a session has few peers"""
 
-    def feed(self, data: bytes) -> list[BmpMessage | MessageError]:
+    def feed(self, data: bytes) -> list[BmpMessage | MessageError | FramingError]:
         """Complete messages in ``data`` plus what was buffered; keeps a partial tail.
 
-        A :class:`FramingError` leaves the stream unusable (the caller resets the session).
         A peer message too short for its per-peer header comes back as a
-        :class:`MessageError` in its place, so the caller counts it and goes on.
+        :class:`MessageError` in its place, so the caller counts it and goes on. A broken
+        header ends the list with a :class:`FramingError` (the messages before it are
+        still good) and leaves the stream unusable: the caller resets the session.
         """
+        if self._broken is not None:
+            return [self._broken]
         self._buf += data
         end = len(self._buf)
-        out: list[BmpMessage | MessageError] = []
+        out: list[BmpMessage | MessageError | FramingError] = []
         pos = 0
         view = memoryview(bytes(self._buf))  # immutable: the messages outlive this buffer
         while end - pos >= COMMON_HEADER:
             version, length, mtype = struct.unpack_from("!BIB", view, pos)
             if version != VERSION:
-                raise FramingError("bad-version", f"BMP version {version} at offset {pos} (only 3 exists)")
-            if length < COMMON_HEADER or length > self.max_message:
-                raise FramingError("bad-length", f"message length {length} (min 6, max {self.max_message})")
+                self._broken = FramingError("bad-version", f"BMP version {version} at offset {pos} (only 3 exists)")
+            elif length < COMMON_HEADER or length > self.max_message:
+                self._broken = FramingError("bad-length", f"message length {length} (min 6, max {self.max_message})")
+            if self._broken is not None:
+                out.append(self._broken)
+                self._buf.clear()
+                return out
             if end - pos < length:
                 break
             out.append(self._message(mtype, view[pos + COMMON_HEADER : pos + length]))

@@ -73,6 +73,8 @@ class BmpSession:
     def feed(self, data: bytes, now: float) -> None:
         """Process what the socket returned; raises FramingError when the stream is broken."""
         for msg in self.stream.feed(data):
+            if isinstance(msg, f.FramingError):
+                raise msg  # after the good messages before it
             if isinstance(msg, f.MessageError):
                 self._malformed(msg)
                 continue

@@ -44,15 +44,15 @@ def test_frr_headers_and_tlvs(frr_stream: bytes) -> None:
 
 
 def test_bad_version_and_lengths_break_the_stream() -> None:
-    with pytest.raises(f.FramingError) as exc:
-        f.BmpStream().feed(w.bmp(w.INITIATION, b"", version=1))
-    assert exc.value.reason == "bad-version"
-    with pytest.raises(f.FramingError) as exc:
-        f.BmpStream().feed(struct.pack("!BIB", 3, 5, 4))
-    assert exc.value.reason == "bad-length"
-    with pytest.raises(f.FramingError) as exc:
-        f.BmpStream(max_message=4096).feed(struct.pack("!BIB", 3, 5000, 0))
-    assert exc.value.reason == "bad-length"  # refused from the header, before 5000 bytes arrive
+    stream = f.BmpStream()
+    first, broken = stream.feed(w.initiation("r1") + w.bmp(w.INITIATION, b"", version=1) + w.initiation("r2"))
+    assert isinstance(first, f.BmpMessage)  # what came before the break is still good
+    assert isinstance(broken, f.FramingError) and broken.reason == "bad-version"
+    assert stream.feed(w.initiation("r3")) == [broken]  # and nothing after it
+    (short,) = f.BmpStream().feed(struct.pack("!BIB", 3, 5, 4))
+    assert isinstance(short, f.FramingError) and short.reason == "bad-length"
+    (long,) = f.BmpStream(max_message=4096).feed(struct.pack("!BIB", 3, 5000, 0))
+    assert isinstance(long, f.FramingError) and long.reason == "bad-length"  # from the header alone
 
 
 def test_a_short_peer_message_is_an_error_in_place_and_the_next_one_decodes() -> None:

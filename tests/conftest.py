@@ -28,6 +28,7 @@ FIXTURE_MARKS = {
     "kafka_broker": "kafka",  # the session's real broker (kafka_settings & co. use it)
     "routers": "netns",  # real BIRD routers (tests/sinks/bgp)
     "frr": "netns",  # FRR in a network namespace: root
+    "bmp_lab": "netns",  # FRR bgpd (BMP) + BIRD peers on loopback (tests/producers/routes/bmp)
     "exports": "netns",  # Debian's real flow exporters; fprobe sniffs lo: root
     "lab": "netns",  # NetLab: snmpd in network namespaces (tests/producers/linkstats)
     "strimzi_apiserver": "slow",  # a real API server + etcd, built with Go on first use

@@ -32,7 +32,8 @@ FIXTURE_MARKS = {
     "lab": "netns",  # NetLab: snmpd in network namespaces (tests/producers/linkstats)
     "strimzi_apiserver": "slow",  # a real API server + etcd, built with Go on first use
     "bare_apiserver": "slow",
-    "overlay": "slow",  # kustomize, built with Go on first use (tests/deploy)
+    "chart": "slow",  # helm, built with Go on first use (tests/deploy)
+    "k8s_apiserver": "slow",  # the upstream kube-apiserver + etcd, built with Go on first use
     "grafana_store": "slow",  # a ~15 s simulator run into chDB
 }
 """Fixture name -> the marker every test using it gets (check tests/ before reusing a name)."""

@@ -65,7 +65,9 @@ def _publish(kafka: KafkaSettings, store: Store) -> None:
     producer.flush(30)
 
 
-def test_every_promql_returns_series(kafka_settings: KafkaSettings, grafana_store: Store, tmp_path: Path) -> None:
+def test_every_promql_returns_series(
+    kafka_settings: KafkaSettings, grafana_store: Store, tmp_path: Path, clickhouse_dsn: str
+) -> None:
     from producers.simulator.scenario import load_scenario
     from tests.grafana.store import DEMO
 
@@ -104,7 +106,7 @@ def test_every_promql_returns_series(kafka_settings: KafkaSettings, grafana_stor
                 ["sink", "clickhouse", "run"],
                 {
                     **env,
-                    "NETPILOT_SINK_CLICKHOUSE__DSN": f"chdb://{tmp_path}/sink-chdb",
+                    "NETPILOT_SINK_CLICKHOUSE__DSN": clickhouse_dsn,
                     "NETPILOT_SINK_CLICKHOUSE__GROUP_ID": f"grafana-test-{uuid.uuid4().hex[:8]}",
                     "NETPILOT_SINK_CLICKHOUSE__METRICS__LISTEN": f"127.0.0.1:{ports['sink']}",
                 },

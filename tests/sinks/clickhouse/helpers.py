@@ -91,9 +91,9 @@ class SinkProcess:
     """``netpilot sink clickhouse run`` as a child process with its ports known."""
 
     def __init__(
-        self, kafka: KafkaSettings, data: Path, group: str, log: Path, extra_env: dict[str, str] | None = None
+        self, kafka: KafkaSettings, dsn: str, group: str, log: Path, extra_env: dict[str, str] | None = None
     ) -> None:
-        self.dsn = f"chdb://{data}"
+        self.dsn = dsn  # the clickhouse_dsn fixture: chDB or a server (tests/backends.py)
         self.metrics_port = free_port()
         self.query_port = free_port()
         self.log = log

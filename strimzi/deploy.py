@@ -63,6 +63,8 @@ class Workload:
     """A Secret whose keys become env vars when it exists (e.g. SNMP credentials)."""
     egress: tuple[str, ...] = ()
     """Extra egress the NetworkPolicy opens (names of ``networkPolicy.*`` value blocks)."""
+    env: tuple[tuple[str, str], ...] = ()
+    """(setting, value) a pod needs unlike a workstation, passed as ``NETPILOT_<SECTION>__<SETTING>``."""
 
     @property
     def user(self) -> str:
@@ -88,9 +90,18 @@ WORKLOADS: tuple[Workload, ...] = (
         optional_env_secret="netpilot-snmp-credentials",
         egress=("snmp",),
     ),
-    # `netpilot routes bmp`: routers open a BMP session (TCP) to it; it publishes their
-    # routes to the routes topic as the "routes" component does.
-    Workload("bmp", Component.ROUTES, "routes", ("routes", "bmp"), "pop", tcp_ports=(("bmp", 11019),)),
+    # `netpilot routes bmp run`: routers open a BMP session (TCP) to it; it publishes their
+    # routes to the routes topic as the "routes" component does. It listens on loopback by
+    # default (BmpSettings.listen); a pod must listen on its own address for the routers.
+    Workload(
+        "bmp",
+        Component.ROUTES,
+        "bmp",
+        ("routes", "bmp", "run"),
+        "pop",
+        tcp_ports=(("bmp", 11019),),
+        env=(("LISTEN", "0.0.0.0:11019"),),
+    ),
     Workload(
         "streams", Component.STREAMS, "streams", ("streams", "run"), "core", state_dir="/var/lib/netpilot/streams"
     ),
@@ -148,6 +159,7 @@ def workload_facts(w: Workload, opts: RenderOptions) -> dict[str, Any]:
         "secretEnv": [{"name": v, "secret": s, "key": k} for v, s, k in w.secret_env],
         "optionalEnvSecret": w.optional_env_secret,
         "egress": list(w.egress),
+        "env": [{"name": _env_name(w.section, k), "value": v} for k, v in w.env],
     }
     return facts
 

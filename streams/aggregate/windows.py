@@ -32,6 +32,7 @@ import polars as pl
 import pyarrow as pa
 
 from netpilot.wire import aggregates as wire_aggregates
+from streams.arith import sum_u64
 
 EventTimeField = str  # one of flows/1's timestamp columns
 EVENT_TIME_FIELDS = ("time_end", "time_start", "time_received")
@@ -115,7 +116,7 @@ def _watermark_frame(watermarks: Mapping[str, int]) -> pl.DataFrame:
 def _drops(frame: pl.DataFrame) -> pl.DataFrame:
     return (
         frame.group_by("pop", "window_s")
-        .agg(flows=pl.len().cast(pl.UInt64), bytes=pl.col("bytes_scaled").sum().cast(pl.UInt64))
+        .agg(flows=pl.len().cast(pl.UInt64), bytes=sum_u64("bytes_scaled"))
         .select(DROP_COLUMNS)
         .cast(dict(DROP_SCHEMA))  # type: ignore[arg-type]
     )
@@ -175,11 +176,11 @@ def aggregate_batch(
     partials = (
         accepted.group_by(GROUP_KEYS)
         .agg(
-            bytes=pl.col("bytes_scaled").sum(),
-            packets=pl.col("packets_scaled").sum(),
+            bytes=sum_u64("bytes_scaled"),
+            packets=sum_u64("packets_scaled"),
             flows=pl.len().cast(pl.UInt64),
             # sampled packets actually seen: how much evidence the scaled numbers rest on
-            samples=pl.col("packets").sum(),
+            samples=sum_u64("packets"),
         )
         .with_columns(pl.col("link_id").cast(pl.String))
         .select(PARTIAL_COLUMNS)
@@ -201,7 +202,7 @@ def merge_partials(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
         return pl.DataFrame(schema=PARTIAL_SCHEMA)
     if len(nonempty) == 1:
         return nonempty[0]
-    return pl.concat(nonempty).group_by(GROUP_KEYS).agg(*(pl.col(c).sum() for c in SUM_COLUMNS)).select(PARTIAL_COLUMNS)
+    return pl.concat(nonempty).group_by(GROUP_KEYS).agg(*(sum_u64(c) for c in SUM_COLUMNS)).select(PARTIAL_COLUMNS)
 
 
 def window_end_ms(window_start_ms: int, window_s: int) -> int:

@@ -89,14 +89,15 @@ def check(cols: dict[str, np.ndarray], bounds: FlowBounds) -> Verdict:
     nbytes = cols["bytes"].astype(np.float64)
     packets = cols["packets"].astype(np.float64)
     rate = cols["sampling_rate"].astype(np.uint64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        per_packet = np.where(packets > 0, nbytes / packets, np.where(nbytes > 0, np.inf, b.min_bytes_per_packet))
     # the product as the decoder would store it (uint64 wraps) against the true one (float)
     stored = cols["bytes"].astype(np.uint64) * rate
     end, start, received = cols["time_end"], cols["time_start"], cols["time_received"]
     duration = end - start
     tests = {
-        Refused.BYTES_PER_PACKET: (per_packet < b.min_bytes_per_packet) | (per_packet > b.max_bytes_per_packet),
+        # bytes/packets outside [min, max], without a division: bytes with 0 packets is out,
+        # 0 bytes in 0 packets (nothing) is in
+        Refused.BYTES_PER_PACKET: (nbytes < b.min_bytes_per_packet * packets)
+        | (nbytes > b.max_bytes_per_packet * packets),
         Refused.PACKETS_PER_FLOW: packets > b.max_packets_per_flow,
         Refused.SCALED_OVERFLOW: (nbytes * rate > b.max_scaled_bytes) | (stored != cols["bytes_scaled"]),
         Refused.DURATION: (duration < 0) | (duration > b.max_duration_s * 1000),

@@ -25,6 +25,7 @@ class PlausibilitySettings(BaseModel):
     max_packets_per_flow: int = Field(_B.max_packets_per_flow, ge=1, description="sampled packets in one record")
     max_scaled_bytes: int = Field(_B.max_scaled_bytes, ge=1, le=2**64 - 1, description="bytes x sampling rate")
     max_duration_s: float = Field(_B.max_duration_s, ge=0, description="time_end - time_start")
+    max_flow_bps: float = Field(_B.max_flow_bps, gt=0, description="bytes x rate x 8 / max(duration, 1 s)")
     max_future_s: float = Field(_B.max_future_s, ge=0, description="time_end ahead of the receive time")
     max_past_s: float = Field(_B.max_past_s, ge=0, description="time_end behind the receive time")
 

@@ -17,6 +17,8 @@ The bounds (defaults in :class:`FlowBounds`, settable under the collector's
 * ``scaled_overflow``: ``bytes * sampling rate`` above ``max_scaled_bytes``, or not what the
   decoder stored (it wrapped, or the rate did not fit the 32-bit column);
 * ``duration``: ``time_end`` before ``time_start`` or more than ``max_duration_s`` after it;
+* ``flow_rate``: the sampling-corrected bits per second (over the flow's duration, at least
+  one second) above ``max_flow_bps``: no single flow outruns the ports it can hash onto;
 * ``time_future`` / ``time_past``: ``time_end`` more than ``max_future_s`` after, or more
   than ``max_past_s`` before, the time the collector received the datagram.
 
@@ -39,6 +41,7 @@ class Refused:
     PACKETS_PER_FLOW = "packets_per_flow"
     SCALED_OVERFLOW = "scaled_overflow"
     DURATION = "duration"
+    FLOW_RATE = "flow_rate"
     TIME_FUTURE = "time_future"
     TIME_PAST = "time_past"
 
@@ -59,6 +62,9 @@ class FlowBounds:
     """~1.1e15 bytes after sampling correction: 400 Gbit/s for six hours, in one flow."""
     max_duration_s: float = 86_400.0
     """A day; exporters cut long flows at their active timeout (minutes)."""
+    max_flow_bps: float = 1.6e12
+    """Four 400 Gbit/s ports: more than any one flow can hash onto, even a LAG's worth of
+    pre-aggregated records. Mutated sampling rates are the garbage this catches."""
     max_future_s: float = 60.0
     """How far ``time_end`` may be ahead of the receive time (exporter clock skew)."""
     max_past_s: float = 3_600.0
@@ -67,8 +73,8 @@ class FlowBounds:
     def __post_init__(self) -> None:
         if not 0 <= self.min_bytes_per_packet <= self.max_bytes_per_packet:
             raise ValueError("need 0 <= min_bytes_per_packet <= max_bytes_per_packet")
-        if min(self.max_packets_per_flow, self.max_scaled_bytes) <= 0:
-            raise ValueError("max_packets_per_flow and max_scaled_bytes must be > 0")
+        if min(self.max_packets_per_flow, self.max_scaled_bytes, self.max_flow_bps) <= 0:
+            raise ValueError("max_packets_per_flow, max_scaled_bytes and max_flow_bps must be > 0")
         if min(self.max_duration_s, self.max_future_s, self.max_past_s) < 0:
             raise ValueError("max_duration_s, max_future_s and max_past_s must be >= 0")
 
@@ -91,6 +97,7 @@ def check(cols: dict[str, np.ndarray], bounds: FlowBounds) -> Verdict:
     rate = cols["sampling_rate"].astype(np.uint64)
     # the product as the decoder would store it (uint64 wraps) against the true one (float)
     stored = cols["bytes"].astype(np.uint64) * rate
+    scaled = nbytes * rate
     end, start, received = cols["time_end"], cols["time_start"], cols["time_received"]
     duration = end - start
     tests = {
@@ -99,8 +106,10 @@ def check(cols: dict[str, np.ndarray], bounds: FlowBounds) -> Verdict:
         Refused.BYTES_PER_PACKET: (nbytes < b.min_bytes_per_packet * packets)
         | (nbytes > b.max_bytes_per_packet * packets),
         Refused.PACKETS_PER_FLOW: packets > b.max_packets_per_flow,
-        Refused.SCALED_OVERFLOW: (nbytes * rate > b.max_scaled_bytes) | (stored != cols["bytes_scaled"]),
+        Refused.SCALED_OVERFLOW: (scaled > b.max_scaled_bytes) | (stored != cols["bytes_scaled"]),
         Refused.DURATION: (duration < 0) | (duration > b.max_duration_s * 1000),
+        # bits per second over max(duration, 1 s), without a division
+        Refused.FLOW_RATE: scaled * 8000 > b.max_flow_bps * np.maximum(duration, 1000),
         Refused.TIME_FUTURE: end > received + int(b.max_future_s * 1000),
         Refused.TIME_PAST: end < received - int(b.max_past_s * 1000),
     }

@@ -7,6 +7,8 @@ import struct
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from producers.collector.decode.bounds import REFUSED, FlowBounds, Refused, check
 from producers.collector.decode.decoder import Decoder, DecoderOptions
@@ -40,6 +42,9 @@ def bad(now: int) -> list[tuple[int, bytes, str]]:
         (2007, rec(2007, now, octets=1 << 40, packets=1 << 30, rate=1 << 30), Refused.SCALED_OVERFLOW),  # wraps
         (2008, rec(2008, now, dur=-1), Refused.DURATION),  # ends before it starts
         (2009, rec(2009, now, dur=2 * 86_400_000), Refused.DURATION),  # two days long
+        # 1.5e12 bytes in 4 s: 3 Tbit/s in one flow (a mutated sampling rate looks like this)
+        (2012, rec(2012, now, octets=1500 * 10**6, packets=10**6, rate=1000), Refused.FLOW_RATE),
+        (2013, rec(2013, now, octets=1500, packets=1, rate=1 << 31, dur=0), Refused.FLOW_RATE),  # 25 Tbit/s
         (2010, rec(2010, now, ago=-180_000), Refused.TIME_FUTURE),  # three minutes ahead
         (2011, rec(2011, now, ago=7_200_000), Refused.TIME_PAST),  # two hours old
     ]
@@ -124,3 +129,26 @@ def test_check_is_columnar_over_a_large_batch() -> None:
     v = check(cols, FlowBounds())
     assert v.counts == {Refused.TIME_FUTURE: n // 1000}
     assert int(v.keep.sum()) == n - n // 1000
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)), min_size=1, max_size=24))
+def test_mutated_datagrams_never_publish_a_flow_outside_the_bounds(mutations: list[tuple[int, int]]) -> None:
+    # the fault harness's case: a real exporter's datagrams with random bytes changed
+    dec = Decoder(DecoderOptions(bounds=FlowBounds()))
+    dec.decode([(EXPORTER, ipfix([ipfix_template(300, FIELDS)]), NOW)])
+    data = bytearray(ipfix([ipfix_set(300, b"".join(good(NOW) * 6))]))
+    for pos, value in mutations:
+        data[16 + pos % (len(data) - 16)] = value  # the IPFIX header stays, so the data is decoded
+    r = dec.decode([(EXPORTER, bytes(data), NOW)])
+    c = {k: v.astype(np.float64) for k, v in r.columns.items() if k not in ("exporter", "src_addr", "dst_addr")}
+    b = FlowBounds()
+    assert (c["bytes"] >= b.min_bytes_per_packet * c["packets"]).all()
+    assert (c["bytes"] <= b.max_bytes_per_packet * c["packets"]).all()
+    assert (c["packets"] <= b.max_packets_per_flow).all()
+    assert (c["bytes_scaled"] <= b.max_scaled_bytes).all()
+    assert (r.columns["bytes_scaled"] == r.columns["bytes"] * r.columns["sampling_rate"].astype(np.uint64)).all()
+    assert (c["time_end"] >= c["time_start"]).all()
+    assert (np.abs(c["time_end"] - NOW) <= b.max_past_s * 1000).all()
+    assert (c["bytes_scaled"] * 8 <= b.max_flow_bps * np.maximum(c["time_end"] - c["time_start"], 1000) / 1000).all()
+    assert sum(r.flows.values()) == r.n + sum(r.drops[x] for x in REFUSED)  # every decoded flow accounted for

@@ -44,7 +44,7 @@ test-fast: check
 	$(BIN)/pytest -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
 
 # The self-contained benchmarks (the others need a broker: see each file's docstring).
-BENCHES := bench_wire bench_decode bench_lpm bench_planner bench_clickhouse
+BENCHES := bench_wire bench_decode bench_plausibility bench_lpm bench_planner bench_clickhouse
 bench: venv
 	for b in $(BENCHES); do echo "== $$b"; $(BIN)/python bench/$$b.py || exit 1; done
 

@@ -6,7 +6,8 @@ Datagrams are generated here in the shapes real exporters send (pmacct-like v9/I
 templates with 8-byte counters and ms timestamps, 30 records per datagram; v5 with 30
 records; sFlow with 7 samples of 128-byte Ethernet/IPv4/TCP headers), then replayed in
 decode passes of ~``--batch-flows`` flows, each followed by ``encode_flows`` (Arrow IPC,
-lz4), which is what the collector publishes per Kafka message.
+lz4), which is what the collector publishes per Kafka message. Decode applies the
+collector's default plausibility bounds, as the service does (``--no-bounds`` to compare).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import struct
 import time
 
 from netpilot.wire.flows import encode_flows, str_to_addr
-from producers.collector.decode.decoder import Decoder
+from producers.collector.decode.bounds import FlowBounds, check
+from producers.collector.decode.decoder import Decoder, DecoderOptions
 
 EXPORTER = str_to_addr("192.0.2.1")
 NOW_S = 1_700_000_000
@@ -46,6 +48,7 @@ PER_DATAGRAM = 30
 def _records(rng: random.Random) -> bytes:
     out = b""
     for _ in range(PER_DATAGRAM):
+        packets = rng.randrange(1, 1000)
         out += REC.pack(
             bytes([192, 0, 2, rng.randrange(256)]),
             bytes([198, 51, 100, rng.randrange(256)]),
@@ -55,8 +58,8 @@ def _records(rng: random.Random) -> bytes:
             0x18,
             1,
             2,
-            rng.randrange(40, 1_500_000),
-            rng.randrange(1, 1000),
+            packets * rng.randrange(40, 1500),  # plausible: 40 to 1,500 bytes per packet
+            packets,
             NOW_S * 1000 - 9000,
             NOW_S * 1000 - 1000,
             64500,
@@ -154,18 +157,20 @@ def sflow_datagrams(n: int, rng: random.Random, samples: int = 7) -> list[bytes]
     return out
 
 
-def bench(name: str, datagrams: list[bytes], batch_flows: int, seconds: float) -> None:
-    dec = Decoder()
+def bench(name: str, datagrams: list[bytes], batch_flows: int, seconds: float, bounds: bool) -> None:
+    dec = Decoder(DecoderOptions(bounds=FlowBounds() if bounds else None))
     per = max(1, batch_flows // (7 if name == "sflow5" else PER_DATAGRAM))
     batches = [[(EXPORTER, d, NOW_S * 1000) for d in datagrams[i : i + per]] for i in range(0, len(datagrams), per)]
     dec.decode(batches[0])  # templates
-    flows = encoded = 0
+    flows = encoded = refused = 0
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         for b in batches:
             r = dec.decode(b)
             encoded += len(encode_flows(r.table()))
             flows += r.n
+            refused += sum(r.drops.values())
+    assert not refused, f"{name}: the generated flows must all be plausible, {refused} refused"
     dt = time.perf_counter() - t0
     print(
         f"{name:9s} {flows / dt:>12,.0f} flows/s  {dt / flows * 1e9:7.0f} ns/flow  "
@@ -173,20 +178,35 @@ def bench(name: str, datagrams: list[bytes], batch_flows: int, seconds: float) -
     )
 
 
+def bench_bounds(datagrams: list[bytes], seconds: float) -> None:
+    """The plausibility check alone, on the columns of one decoded ~10k-flow batch."""
+    cols = Decoder().decode([(EXPORTER, d, NOW_S * 1000) for d in datagrams]).columns
+    bounds, n, calls = FlowBounds(), len(cols["bytes"]), 0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        check(cols, bounds)
+        calls += 1
+    dt = (time.perf_counter() - t0) / calls
+    print(f"bounds    check() alone: {dt * 1e6:,.0f} us per batch of {n:,} flows = {dt / n * 1e9:.1f} ns/flow")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--batch-flows", type=int, default=10_000)
+    ap.add_argument("--no-bounds", action="store_true", help="decode without the plausibility bounds")
     args = ap.parse_args()
     rng = random.Random(1)
-    print(f"one decode pass + encode_flows per batch; cpu affinity {sorted(os.sched_getaffinity(0))}")
+    bounds = "no bounds" if args.no_bounds else "default bounds"
+    print(f"one decode pass ({bounds}) + encode_flows per batch; cpu affinity {sorted(os.sched_getaffinity(0))}")
     for name, gen in (
         ("netflow9", v9_datagrams),
         ("ipfix", ipfix_datagrams),
         ("netflow5", v5_datagrams),
         ("sflow5", sflow_datagrams),
     ):
-        bench(name, gen(2000, rng), args.batch_flows, args.seconds)
+        bench(name, gen(2000, rng), args.batch_flows, args.seconds, not args.no_bounds)
+    bench_bounds(ipfix_datagrams(333, rng), args.seconds)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ class StreamsMetrics:
     watermark_lag: Gauge
     idle_pops: Gauge
     idle_advances: Counter
+    task_crashes: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> StreamsMetrics:
@@ -54,4 +55,7 @@ class StreamsMetrics:
             watermark_lag=m.gauge("watermark_lag_seconds", "wall clock minus the PoP's watermark", ["pop"]),
             idle_pops=m.gauge("idle_pops", "PoPs without flows for idle_after_s: windows closed on the wall clock"),
             idle_advances=m.counter("idle_advances_total", "watermark advances of an idle PoP", ["pop"]),
+            task_crashes=m.counter(
+                "task_crashes_total", "agents and timers that raised (health fails from the first)", ["task"]
+            ),
         )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from netpilot.obs.metrics import metrics_for
+from producers.collector.decode.bounds import REFUSED
 from producers.collector.decode.errors import ALL_REASONS
 
 
@@ -33,8 +34,10 @@ class CollectorMetrics:
     @classmethod
     def create(cls, registry: CollectorRegistry) -> CollectorMetrics:
         m = metrics_for("collector", registry)
-        drops = m.counter("flows_dropped_total", "Items dropped while decoding, by reason", ["reason"])
-        for r in ALL_REASONS:
+        drops = m.counter(
+            "flows_dropped_total", "Items dropped while decoding (or refused as implausible), by reason", ["reason"]
+        )
+        for r in ALL_REASONS + REFUSED:
             drops.labels(r)
         return cls(
             received=m.counter("received_datagrams_total", "UDP datagrams received", ["exporter"]),

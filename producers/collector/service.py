@@ -62,6 +62,7 @@ class CollectorService:
                 max_templates=s.max_templates,
                 max_templates_per_domain=s.max_templates_per_domain,
                 pending_age_ms=s.pending_age_ms,
+                bounds=s.plausibility.bounds(),
             )
         )
         self.producer = KafkaProducer(s.kafka, ProducerOptions(compression="none"))
@@ -174,6 +175,14 @@ class CollectorService:
             m.drops.labels(reason).inc(n)
         for msg in result.errors[:3]:
             self._mute.warning("decode", "dropped bad input", error=msg)
+        for reason, example in result.refused.items():
+            self._mute.warning(
+                f"refused:{reason}",
+                "refused implausible flows",
+                reason=reason,
+                flows=result.drops[reason],
+                first=example,
+            )
         m.sampling_unknown.inc(result.sampling_unknown)
         for e in result.template_events:
             m.template_events.labels("withdrawn" if e.definition is None else "learned").inc()

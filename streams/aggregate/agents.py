@@ -24,6 +24,7 @@ from streams.aggregate import windows as w
 from streams.aggregate.store import AddOutcome, WindowStore
 from streams.app import StreamsApp
 from streams.metrics import StreamsMetrics
+from streams.supervision import TaskHealth
 from streams.utilisation import UtilisationTracker
 
 log = get_logger("netpilot.streams")
@@ -165,10 +166,11 @@ class Pipeline:
             self.metrics.utilisation_messages.inc()
 
 
-def register(sa: StreamsApp, pipe: Pipeline) -> None:
-    """Attach the agents and the idle timer to the app."""
+def register(sa: StreamsApp, pipe: Pipeline, tasks: TaskHealth) -> None:
+    """Attach the agents and the idle timer to the app; a crash of any fails ``tasks``."""
 
     @sa.app.agent(sa.flows, name="aggregate-flows")
+    @tasks.guard("aggregate-flows")
     async def aggregate_flows(stream: Any) -> None:
         async for event in stream.events():
             msg = event.message
@@ -183,6 +185,7 @@ def register(sa: StreamsApp, pipe: Pipeline) -> None:
                 await pipe.dead_letter(event, exc)
 
     @sa.app.agent(sa.link_stats, name="link-stats")
+    @tasks.guard("link-stats")
     async def link_stats(stream: Any) -> None:
         async for event in stream.events():
             try:
@@ -195,6 +198,7 @@ def register(sa: StreamsApp, pipe: Pipeline) -> None:
                 await pipe.dead_letter(event, exc)
 
     @sa.app.agent(sa.link_inventory, name="link-inventory")
+    @tasks.guard("link-inventory")
     async def link_inventory(stream: Any) -> None:
         async for event in stream.events():
             try:
@@ -211,6 +215,7 @@ def register(sa: StreamsApp, pipe: Pipeline) -> None:
     # not close windows itself: it sends one tick per assigned partition to the app's
     # internal idle-ticks topic, and this agent handles the PoPs of that partition.
     @sa.app.agent(sa.idle_ticks, name="idle-ticks")
+    @tasks.guard("idle-ticks")
     async def idle_ticks(stream: Any) -> None:
         async for event in stream.events():
             try:
@@ -219,6 +224,7 @@ def register(sa: StreamsApp, pipe: Pipeline) -> None:
                 pipe.rlog.warning("idle", "closing idle PoPs failed", error=f"{type(exc).__name__}: {exc}")
 
     @sa.app.timer(interval=pipe.idle.check_s)
+    @tasks.guard("idle-timer")
     async def idle_timer() -> None:
         for tp in sa.app.assignor.assigned_actives():
             if tp.topic == sa.idle_ticks.get_topic_name():

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 
 from netpilot.wire.autopilot import CycleSummary, LinkSide, Recommendation
-from streams.autopilot.model import LinkState, Plan, PlanItem, Snapshot
+from streams.autopilot.model import MAX_SAMPLES, LinkState, Plan, PlanItem, Snapshot
 from streams.autopilot.policy import Policy
 
 PLANNER_VERSION = "1"
@@ -87,7 +87,7 @@ def _recommendation(
         afi=item.afi,
         split_from=item.split_from,
         rate_bps=item.rate_bps,
-        samples=item.samples,
+        samples=min(item.samples, MAX_SAMPLES),
         rate_ci95_bps=ci95(item.rate_bps, item.samples),
         from_=LinkSide(
             link_id=item.from_link,

@@ -19,6 +19,9 @@ class AutopilotMetrics:
     aggregate_rows: Counter
     misprojected_links: Gauge
     dead_letters: Counter
+    cycle_errors: Counter
+    failed_cycles: Gauge
+    task_crashes: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> AutopilotMetrics:
@@ -37,4 +40,9 @@ class AutopilotMetrics:
             ),
             aggregate_rows=m.counter("aggregate_rows_total", "flow-aggregates/1 rows taken as demand"),
             dead_letters=m.counter("dead_letters_total", "messages sent to dead letters", ["topic", "reason"]),
+            cycle_errors=m.counter("cycle_errors_total", "PoP cycles that raised (the other PoPs still plan)", ["pop"]),
+            failed_cycles=m.gauge("failed_cycles", "the PoP's cycles failed in a row (0 after a good one)", ["pop"]),
+            task_crashes=m.counter(
+                "task_crashes_total", "agents and timers that raised (health fails from the first)", ["task"]
+            ),
         )

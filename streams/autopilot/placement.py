@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from streams.autopilot import prefixes as px
-from streams.autopilot.model import Snapshot
+from streams.autopilot.model import MAX_SAMPLES, Snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +107,8 @@ class Placement:
         self.demand_route = mapped
         movable = mapped >= 0
         self.rate = np.bincount(mapped[movable], weights=d.rate_bps[movable], minlength=n_prefixes)
-        self.samples = np.bincount(mapped[movable], weights=d.samples[movable], minlength=n_prefixes).astype(np.int64)
+        samples = np.bincount(mapped[movable], weights=d.samples[movable], minlength=n_prefixes)
+        self.samples = np.minimum(samples, MAX_SAMPLES).astype(np.int64)  # a float sum, clamped before the cast
         self.observed = np.bincount(d.link, weights=d.rate_bps, minlength=n_links)
         self.unroutable = np.bincount(d.link[~movable], weights=d.rate_bps[~movable], minlength=n_links)
         share = np.repeat(self.rate / np.maximum(self.native_count, 1), self.native_count)

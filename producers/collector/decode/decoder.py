@@ -8,7 +8,8 @@ Usage::
 
 One call is one decode pass: data of the same template across all datagrams of the pass
 is decoded with one ``np.frombuffer``. Nothing raises for bad input; everything dropped is
-in ``result.drops`` by reason.
+in ``result.drops`` by reason, including flows outside ``DecoderOptions.bounds`` (see
+bounds.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from producers.collector.decode import bounds as plausible
 from producers.collector.decode import ipfix, netflow_v5, netflow_v9, sflow
 from producers.collector.decode.compiler import MAX_FIELDS
 from producers.collector.decode.errors import DecodeError, Reason
@@ -41,6 +43,9 @@ class DecoderOptions:
     pending_sets: int = 1024
     pending_bytes: int = 4 << 20
     pending_age_ms: int = 10_000
+    bounds: plausible.FlowBounds | None = None
+    """Plausibility bounds applied to every decoded flow (None: none, e.g. for pcap replays
+    whose receive times are not the capture's)."""
 
 
 class Decoder:
@@ -92,7 +97,13 @@ class Decoder:
             except Exception as exc:  # noqa: BLE001 - a decoder bug must cost records, not the process
                 out.drop(Reason.DECODE_FAILED, 1, f"{name}: {type(exc).__name__}: {exc}")
         self._templates.finish(out, now_ms if now_ms is not None else last_ms)
-        return out.finish()
+        result = out.finish()
+        if self.options.bounds is not None and result.n:
+            verdict = plausible.check(result.columns, self.options.bounds)
+            result.keep(verdict.keep)
+            result.drops.update(verdict.counts)
+            result.refused.update(verdict.examples)
+        return result
 
     def load_template(self, exporter: bytes, version: int, domain: int, kind: str, definition: bytes) -> None:
         """Install a template persisted earlier (templates topic), as if just received."""

@@ -82,6 +82,14 @@ class DecodeResult:
     template_events: list[TemplateEvent] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     """A few error messages (bounded) for rate-limited logging by the caller."""
+    refused: dict[str, str] = field(default_factory=dict)
+    """Per plausibility reason (bounds.Refused) with refused flows, the first one described."""
+
+    def keep(self, mask: np.ndarray) -> None:
+        """Keep only the flows where ``mask`` is true (one boolean per flow)."""
+        if not mask.all():
+            self.columns = {k: v[mask] for k, v in self.columns.items()}
+            self.n = int(np.count_nonzero(mask))
 
     def table(self, extra: Mapping[str, Any] | None = None) -> Any:  # a pa.Table (pyarrow is untyped)
         cols: dict[str, Any] = dict(self.columns)

@@ -58,7 +58,8 @@ class StreamsService:
         tracker = UtilisationTracker(uspec, t["link-inventory"], t["link-counters"], t["utilisation-pending"])
         idle = agents.IdleSpec(after_s=s.idle_after_s, check_s=s.idle_check_s)
         agents.register(
-            sa, agents.Pipeline(sa, WindowStore(spec, t["window-partials"]), tracker, self.metrics, idle=idle)
+            sa,
+            agents.Pipeline(sa, WindowStore(spec, t["window-partials"]), tracker, self.metrics, idle=idle, wire=s.wire),
         )
         sa.app.finalize()
         ensure_internal_topics(sa.app, s.kafka, s.changelog_replication, extra=[sa.idle_ticks])

@@ -84,6 +84,13 @@ class LogSettings(BaseModel):
     format: Literal["auto", "json", "console"] = Field(
         "auto", description="auto = console on a terminal, JSON otherwise"
     )
+    rate_limit_burst: int = Field(
+        20,
+        ge=0,
+        description="identical records (same logger, level and message template) let through per "
+        "interval; the rest are counted into one 'suppressed N similar messages' line. 0: no limit",
+    )
+    rate_limit_interval_s: float = Field(60.0, gt=0, description="the interval of rate_limit_burst")
 
 
 class SchemaTimeLimits(BaseModel):

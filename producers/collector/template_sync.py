@@ -16,6 +16,7 @@ from netpilot import catalog
 from netpilot.errors import WireError
 from netpilot.kafka.consumer import position
 from netpilot.kafka.producer import KafkaProducer
+from netpilot.obs.logging import librdkafka_logger
 from netpilot.settings import KafkaSettings
 from netpilot.wire.flows import addr_to_str, str_to_addr
 from netpilot.wire.intake import Intake
@@ -74,7 +75,7 @@ def load(
     cfg.update(
         {"group.id": "netpilot-collector-template-load", "enable.auto.commit": "false", "enable.partition.eof": "true"}
     )
-    consumer = Consumer(cfg)
+    consumer = Consumer({**cfg, "logger": librdkafka_logger()})
     latest: dict[str, ExporterTemplate | None] = {}
     skipped = 0
     try:

@@ -144,15 +144,17 @@ class Intake:
         future, age = self.limits(schema_id)
         for name in columns:
             col = table.column(name)
-            if pa.types.is_timestamp(col.type):  # ms since the epoch (the wire's TS)
-                col = col.cast(pa.int64())
-            mm = pc.min_max(col)
-            lo, hi = mm["min"].as_py(), mm["max"].as_py()
-            if lo is None or hi is None:
+            mm = pc.min_max(col)  # one vectorised pass (~15 us for 10k rows)
+            lo, hi = mm["min"], mm["max"]
+            if not lo.is_valid or not hi.is_valid:
                 continue
-            scale = 1000.0 if pa.types.is_timestamp(table.schema.field(name).type) else 1.0
-            self._check_value(schema_id, f"max({name})", hi / scale, now, future, age)
-            self._check_value(schema_id, f"min({name})", lo / scale, now, future, age)
+            if pa.types.is_timestamp(col.type):
+                scale = _PER_SECOND[col.type.unit]
+                lo_s, hi_s = lo.value / scale, hi.value / scale
+            else:
+                lo_s, hi_s = float(lo.as_py()), float(hi.as_py())
+            self._check_value(schema_id, f"max({name})", hi_s, now, future, age)
+            self._check_value(schema_id, f"min({name})", lo_s, now, future, age)
 
     @staticmethod
     def _check_value(schema_id: str, name: str, v: float, now: float, future: float, age: float | None) -> None:
@@ -166,6 +168,9 @@ class Intake:
                 f"{schema_id} {name}={v!r} is {now - v:.0f} s older than this consumer's clock "
                 f"(at most {age:.0f} s for this topic: wire.max_age_s)"
             )
+
+
+_PER_SECOND = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
 
 
 def _ahead(v: float, now: float) -> str:

@@ -229,3 +229,38 @@ def test_wire_settings_from_yaml_and_env(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_every_reason_is_listed() -> None:
     assert {"schema-mismatch", "implausible-time"} <= set(REASONS)
+
+
+def test_decode_or_dead_letter_with_an_intake() -> None:
+    """The batch helper of netpilot.kafka checks headers and times when given an intake."""
+    from confluent_kafka import Message
+
+    from netpilot.kafka.deadletters import DeadLetterPublisher, decode_or_dead_letter
+    from netpilot.settings import KafkaSettings
+
+    class Producer:  # what DeadLetterPublisher uses of KafkaProducer
+        kafka = KafkaSettings()
+        sent: list[tuple[str, list]] = []
+
+        def produce(self, topic: str, value: bytes | None, key: str, headers: list) -> None:
+            self.sent.append((key, headers))
+
+    def msg(offset: int, value: bytes, schema: bytes) -> Message:
+        return Message(topic="t", partition=0, offset=offset, value=value, headers=[("schema", schema)])
+
+    good = msg(0, flows_value(np.full(3, int(NOW * 1000))), b"flows/1")
+    other = msg(1, flows_value(np.full(3, int(NOW * 1000))), b"flows/9")
+    ahead = msg(2, flows_value(np.full(3, int((NOW + YEAR) * 1000))), b"flows/1")
+    producer = Producer()
+    reasons: list[str] = []
+    out = decode_or_dead_letter(
+        [good, other, ahead],
+        flows.decode_flows,
+        DeadLetterPublisher(producer, "test"),  # type: ignore[arg-type]
+        on_dead=reasons.append,
+        intake=intake(),
+        schema_id=flows.SCHEMA_ID,
+    )
+    assert [m.offset() for m, _ in out] == [0]
+    assert reasons == ["schema-mismatch", "implausible-time"]
+    assert [k for k, _ in producer.sent] == ["t|0|1", "t|0|2"]

@@ -62,7 +62,7 @@ class StreamsService:
         idle = agents.IdleSpec(after_s=s.idle_after_s, check_s=s.idle_check_s)
         agents.register(
             sa,
-            agents.Pipeline(sa, WindowStore(spec, t["window-partials"]), tracker, self.metrics, idle=idle),
+            agents.Pipeline(sa, WindowStore(spec, t["window-partials"]), tracker, self.metrics, idle=idle, wire=s.wire),
             self.tasks,
         )
         sa.app.finalize()

@@ -35,6 +35,8 @@ class LinkSide(WireMessage):
 
 class Recommendation(WireMessage):
     SCHEMA_NAME = "recommendation"
+    TIME_FIELDS = ("generated_at", "created_at")
+    DEADLINE_FIELDS = ("valid_until", "hold_until")
     id: str
     cycle_id: str
     generated_at: float
@@ -68,6 +70,7 @@ class Recommendation(WireMessage):
 
 class CycleSummary(WireMessage):
     SCHEMA_NAME = "cycle-summary"
+    TIME_FIELDS = ("generated_at",)
     cycle_id: str
     pop: str
     generated_at: float

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from netpilot.kafka.producer import KafkaProducer, ProducerOptions
 from netpilot.obs.logging import RateLimitedLog, get_logger
 from netpilot.wire.flows import addr_to_str, str_to_addr
+from netpilot.wire.intake import Intake
 from netpilot.wire.links import LinkStats
 from producers.collector import template_sync
 from producers.collector.decode.decoder import Decoder, DecoderOptions
@@ -68,7 +69,7 @@ class CollectorService:
         self.producer = KafkaProducer(s.kafka, ProducerOptions(compression="none"))
         self.publisher = Publisher(s.kafka, self.producer, s.max_flows_per_message)
         if s.load_templates:
-            loaded, skipped = template_sync.load(s.kafka, self.decoder)
+            loaded, skipped = template_sync.load(s.kafka, self.decoder, intake=Intake(s.wire))
             log.info("templates loaded", loaded=loaded, skipped=skipped)
         self.metrics.templates.set(self.decoder.template_count())
         accept_all = s.accept_unknown_exporters

@@ -50,7 +50,12 @@ class CollectorSettings(ComponentSettings):
     receive_buffer_bytes: int = Field(32 << 20, ge=1 << 16, description="SO_RCVBUF per socket")
     queue_datagrams: int = Field(100_000, ge=100, description="bounded receive->decode queue; overflow is counted")
     batch_max_datagrams: int = Field(2_000, ge=1, description="datagrams per decode pass")
-    batch_max_ms: int = Field(500, ge=10, description="longest wait before a decode pass + publish")
+    batch_max_ms: int = Field(
+        200,
+        ge=10,
+        description="longest wait before a decode pass + publish: also the received flows a killed "
+        "(SIGKILL) collector can lose (docs/collector.md, Stopping)",
+    )
     max_flows_per_message: int = Field(10_000, ge=100, description="flows per Kafka message (Arrow IPC batch)")
     inventory_file: Path | None = Field(None, description="YAML: pops -> routers (exporter) -> links")
     routes_file: Path | None = Field(None, description="YAML: routes (prefix, dst_as)")

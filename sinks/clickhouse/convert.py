@@ -17,10 +17,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from netpilot import catalog
 from netpilot.errors import WireError
 from netpilot.wire import aggregates, flows
 from netpilot.wire.autopilot import CycleSummary, Recommendation
 from netpilot.wire.injector import AppliedOverride
+from netpilot.wire.intake import Headers, Intake
 from netpilot.wire.json import WireMessage
 from netpilot.wire.links import LinkInventory, LinkStats, LinkUtilisation
 
@@ -339,11 +341,27 @@ CONVERTERS: dict[str, tuple[Decoder, Builder]] = {
 }
 
 
-def decode(topic_id: str, offset: int, key: bytes | None, value: bytes | None, ts: float | None = None) -> Item:
-    """Decode one message (``ts``: its Kafka timestamp, unix seconds); raises
-    :class:`WireError` for anything undecodable."""
+def decode(
+    topic_id: str,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    ts: float | None = None,
+    *,
+    headers: Headers = None,
+    intake: Intake | None = None,
+) -> Item:
+    """Decode one message (``ts``: its Kafka timestamp, unix seconds) and, with ``intake``
+    (as the sink always does), check its ``schema`` header and timestamps; raises
+    :class:`WireError` for anything undecodable or implausible. Without ``intake`` (tools and
+    tests building tables from data they made) only the body's own schema is checked."""
     dec, _ = CONVERTERS[topic_id]
+    schema_id = catalog.BY_ID[topic_id].value_schema
+    if intake is not None:
+        intake.check_header(schema_id, headers)
     payload, rows = dec(value, key)
+    if intake is not None and isinstance(payload, (WireMessage, pa.Table)):  # not a tombstone's row
+        intake.check_times(payload, schema_id)
     return Item(offset, key, payload, rows, ts)
 
 

@@ -17,8 +17,10 @@ from netpilot.errors import WireError
 from netpilot.kafka.deadletters import reason_for
 from netpilot.kafka.partitioning import partition_for
 from netpilot.obs.logging import RateLimitedLog, get_logger
-from netpilot.wire import flows as wire_flows
+from netpilot.settings import WireSettings
+from netpilot.wire import aggregates as wire_aggregates
 from netpilot.wire.deadletter import DeadLetter
+from netpilot.wire.intake import Intake
 from netpilot.wire.links import LinkInventory, LinkStats, LinkUtilisation
 from streams.aggregate import windows as w
 from streams.aggregate.store import AddOutcome, WindowStore
@@ -54,9 +56,12 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
         idle: IdleSpec = IdleSpec(),
         monotonic: Callable[[], float] = time.monotonic,
+        wire: WireSettings | None = None,
     ) -> None:
         self.sa, self.windows, self.tracker, self.metrics, self.clock = sa, windows, tracker, metrics, clock
         self.idle, self.monotonic = idle, monotonic
+        self.intake = Intake(wire, clock)
+        """Decodes every input: ``schema`` header and timestamps checked (netpilot.wire.intake)."""
         self.rlog = RateLimitedLog(log)
         self.last_flows: dict[str, float] = {}
         """PoP -> monotonic time its last flows were received (this process only)."""
@@ -144,7 +149,9 @@ class Pipeline:
         closed, keys = self.windows.closable(pops)
         for pop, frame in w.split_by_pop(closed).items():
             for chunk in frame.iter_slices(MESSAGE_ROWS):
-                await self.sa.aggregates.send(key=pop.encode(), value=w.encode_partial(chunk))
+                await self.sa.aggregates.send(
+                    key=pop.encode(), value=w.encode_partial(chunk), headers=wire_aggregates.headers()
+                )
                 self.metrics.aggregate_messages.inc()
                 self.metrics.aggregate_rows.inc(chunk.height)
         for size, n in closed.select("window_s", "window_start").unique().group_by("window_s").len().iter_rows():
@@ -175,7 +182,7 @@ def register(sa: StreamsApp, pipe: Pipeline, tasks: TaskHealth) -> None:
         async for event in stream.events():
             msg = event.message
             try:
-                table = wire_flows.decode_flows(event.value or b"")
+                table = pipe.intake.flows(event.value or b"", event.headers)
                 outcome = pipe.windows.add(table, f"{msg.partition}.{msg.offset}", now_ms=int(pipe.clock() * 1000))
                 pipe.count(outcome)
                 pipe.saw_flows(outcome.seen)
@@ -189,7 +196,7 @@ def register(sa: StreamsApp, pipe: Pipeline, tasks: TaskHealth) -> None:
     async def link_stats(stream: Any) -> None:
         async for event in stream.events():
             try:
-                stats = LinkStats.decode(event.value)
+                stats = pipe.intake.model(LinkStats, event.value, event.headers)
                 matched = pipe.tracker.add_stats(stats)
                 pipe.metrics.link_stats.labels("used" if matched else "unknown-link").inc()
                 if matched:
@@ -203,7 +210,7 @@ def register(sa: StreamsApp, pipe: Pipeline, tasks: TaskHealth) -> None:
         async for event in stream.events():
             try:
                 key = (event.key or b"").decode()
-                link = None if event.value is None else LinkInventory.decode(event.value)
+                link = None if event.value is None else pipe.intake.model(LinkInventory, event.value, event.headers)
                 pipe.tracker.set_link(key, link)
                 pipe.metrics.inventory_updates.inc()
                 if link is not None:  # windows may have been waiting for this link

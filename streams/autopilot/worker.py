@@ -30,9 +30,9 @@ from netpilot import catalog
 from netpilot.kafka.deadletters import reason_for
 from netpilot.kafka.partitioning import partition_for
 from netpilot.obs.logging import RateLimitedLog, get_logger
-from netpilot.wire import aggregates as wire_aggregates
 from netpilot.wire.autopilot import CycleSummary, Recommendation
 from netpilot.wire.deadletter import DeadLetter
+from netpilot.wire.intake import Headers, Intake
 from netpilot.wire.links import LinkInventory, LinkStats
 from netpilot.wire.routes import Route
 from streams.app import catalog_topic, new_faust_app
@@ -134,6 +134,8 @@ class Pilot:
         self.last_error: dict[str, str] = {}
         self.ticks_pending_since: float | None = None
         """Monotonic time ticks were sent with no cycle run since (None: none pending)."""
+        self.intake = Intake(self.settings.wire, self.clock)
+        """Decodes every input: ``schema`` header and timestamps checked (netpilot.wire.intake)."""
 
     def inputs(self, pop: str) -> PopInputs:
         p = self.pops.get(pop)
@@ -168,35 +170,35 @@ class Pilot:
         )
 
     # -- input events --------------------------------------------------------------------
-    def on_inventory(self, key: str, value: bytes | None) -> None:
+    def on_inventory(self, key: str, value: bytes | None, headers: Headers = None) -> None:
         pop, _, link_id = key.partition("|")
         if value is None:
             self.aa.tables["ap-inventory"].pop(key, None)
             self.inputs(pop).set_link(link_id, None)
         else:
-            link = LinkInventory.decode(value)
+            link = self.intake.model(LinkInventory, value, headers)
             self.aa.tables["ap-inventory"][key] = value
             self.inputs(link.pop).set_link(link.link_id, link)
 
-    def on_route(self, key: str, value: bytes | None) -> None:
+    def on_route(self, key: str, value: bytes | None, headers: Headers = None) -> None:
         pop, link_id, prefix = (key.split("|", 2) + ["", ""])[:3]
         if value is None:
             self.aa.tables["ap-routes"].pop(key, None)
             self.inputs(pop).set_route(link_id, prefix, None, self.clock())
         else:
-            r = Route.decode(value)
+            r = self.intake.model(Route, value, headers)
             self.aa.tables["ap-routes"][key] = value
             self.inputs(r.pop).set_route(r.link_id, r.prefix, r, self.clock())
 
-    def on_stats(self, value: bytes) -> None:
-        s = LinkStats.decode(value)
+    def on_stats(self, value: bytes, headers: Headers = None) -> None:
+        s = self.intake.model(LinkStats, value, headers)
         if s.link_id is None:
             return
         self.inputs(s.pop).add_stats(s)
         self.aa.tables["ap-counters"][f"{s.pop}|{s.link_id}"] = value
 
-    def on_aggregates(self, value: bytes) -> None:
-        table = wire_aggregates.decode_aggregates(value)
+    def on_aggregates(self, value: bytes, headers: Headers = None) -> None:
+        table = self.intake.aggregates(value, headers)
         pops = {str(p) for p in table.column("pop").unique().to_pylist()}
         for pop in pops:
             p = self.inputs(pop)
@@ -328,10 +330,10 @@ def register(aa: AutopilotApp, pilot: Pilot, cycle_s: float, tasks: TaskHealth) 
                 except Exception as exc:  # noqa: BLE001 - poison or bug: dead-letter, keep going
                     await pilot.dead_letter(event, exc)
 
-    agent(aa.inventory, "ap-inventory", lambda e: pilot.on_inventory((e.key or b"").decode(), e.value))
-    agent(aa.routes, "ap-routes", lambda e: pilot.on_route((e.key or b"").decode(), e.value))
-    agent(aa.link_stats, "ap-link-stats", lambda e: pilot.on_stats(e.value))
-    agent(aa.aggregates, "ap-aggregates", lambda e: pilot.on_aggregates(e.value))
+    agent(aa.inventory, "ap-inventory", lambda e: pilot.on_inventory((e.key or b"").decode(), e.value, e.headers))
+    agent(aa.routes, "ap-routes", lambda e: pilot.on_route((e.key or b"").decode(), e.value, e.headers))
+    agent(aa.link_stats, "ap-link-stats", lambda e: pilot.on_stats(e.value, e.headers))
+    agent(aa.aggregates, "ap-aggregates", lambda e: pilot.on_aggregates(e.value, e.headers))
 
     @aa.app.agent(aa.ticks, name="ap-cycle")
     @tasks.guard("ap-cycle")

@@ -37,6 +37,8 @@ class FlowSet:
 
 
 def make_flows(n_messages: int, rows_per_message: int, seed: int, base_ms: int) -> FlowSet:
+    """Rows received in [base_ms, base_ms + 30 min): for a sink, that must be in the past
+    (it dead-letters batches ahead of its clock, see netpilot.wire.intake)."""
     rng = np.random.default_rng(seed)
     out = FlowSet()
     for i in range(n_messages):

@@ -40,7 +40,7 @@ def test_sink_rides_out_a_broker_restart_without_loss_or_duplicates(tmp_path: Pa
         admin = TopicAdmin(kafka)
         admin.sync(catalog.ALL_TOPICS)  # a private broker: the topics go with its folder
         wait_until_visible(admin, [kafka.topic(t) for t in catalog.ALL_TOPICS])
-        base_ms = (int(time.time()) // 3600) * 3_600_000
+        base_ms = (int(time.time()) // 3600 - 1) * 3_600_000  # the previous hour: never ahead of the clock
         first = make_flows(n_messages=6, rows_per_message=500, seed=11, base_ms=base_ms)
         second = make_flows(n_messages=6, rows_per_message=500, seed=12, base_ms=base_ms)
         sink = SinkProcess(

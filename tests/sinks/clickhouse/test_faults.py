@@ -35,7 +35,7 @@ M = "netpilot_sink_clickhouse_"
 def test_unavailable_pauses_then_resumes_without_loss_or_duplicates(
     kafka_settings: KafkaSettings, tmp_path: Path, clickhouse_dsn: str
 ) -> None:
-    data = make_flows(n_messages=24, rows_per_message=1000, seed=3, base_ms=(int(time.time()) // 3600) * 3_600_000)
+    data = make_flows(n_messages=24, rows_per_message=1000, seed=3, base_ms=(int(time.time()) // 3600 - 1) * 3_600_000)
     fault = tmp_path / "fault"
     fault.write_text("unavailable")
     env = {
@@ -95,7 +95,8 @@ def test_poison_messages_go_to_dead_letters_and_json_topics_land(
     from netpilot.kafka.producer import KafkaProducer
 
     now = time.time()
-    good = make_flows(n_messages=2, rows_per_message=500, seed=4, base_ms=int(now) * 1000)
+    # rows spread over 30 minutes from base_ms: all in the past (the sink refuses the future)
+    good = make_flows(n_messages=2, rows_per_message=500, seed=4, base_ms=int(now - 1860) * 1000)
     produce(kafka_settings, [("ams", b"definitely not arrow")] + good.messages)
     p = KafkaProducer(kafka_settings)
     k = kafka_settings.topic

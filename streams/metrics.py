@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from netpilot.kafka.deadletters import REASONS
 from netpilot.obs.metrics import metrics_for
+from netpilot.obs.service import Errors
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ class StreamsMetrics:
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> StreamsMetrics:
         m = metrics_for("streams", registry)
-        return cls(
+        out = cls(
             registry=m.registry,
             batches=m.counter("flow_batches_total", "flows/1 messages aggregated"),
             flows=m.counter("flows_total", "flows received (decoded), including the dropped ones", ["pop"]),
@@ -55,3 +57,13 @@ class StreamsMetrics:
             idle_pops=m.gauge("idle_pops", "PoPs without flows for idle_after_s: windows closed on the wall clock"),
             idle_advances=m.counter("idle_advances_total", "watermark advances of an idle PoP", ["pop"]),
         )
+        m.service(
+            processed={"flows": out.flows, "link-stats": out.link_stats},
+            errors=[
+                Errors(out.flows_dropped, reasons=("too-late", "future")),
+                Errors(out.utilisation_dropped, "link-not-in-inventory"),
+                Errors(out.dead_letters, reasons=REASONS),
+            ],
+            lag=out.watermark_lag,
+        )
+        return out

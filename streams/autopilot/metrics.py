@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from netpilot.kafka.deadletters import REASONS
 from netpilot.obs.metrics import metrics_for
+from netpilot.obs.service import Errors
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,7 @@ class AutopilotMetrics:
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> AutopilotMetrics:
         m = metrics_for("autopilot", registry)
-        return cls(
+        out = cls(
             registry=m.registry,
             cycles=m.counter("cycles_total", "planner cycles run, by outcome (ok, fail-static)", ["pop", "outcome"]),
             cycle_seconds=m.histogram("cycle_duration_seconds", "snapshot + plan + publish time of one PoP"),
@@ -38,3 +40,9 @@ class AutopilotMetrics:
             aggregate_rows=m.counter("aggregate_rows_total", "flow-aggregates/1 rows taken as demand"),
             dead_letters=m.counter("dead_letters_total", "messages sent to dead letters", ["topic", "reason"]),
         )
+        m.service(
+            processed={"cycles": out.cycles, "aggregate-rows": out.aggregate_rows},
+            errors=[Errors(out.dead_letters, reasons=REASONS)],
+            duration=out.cycle_seconds,
+        )
+        return out

@@ -1,7 +1,9 @@
-"""The four netpilot dashboards as code; ``netpilot grafana render`` writes grafana/dashboards/.
+"""The netpilot dashboards as code; ``netpilot grafana render`` writes grafana/dashboards/.
 
-The JSON files are committed (Grafana mounts them through provisioning/dashboards) and a
-test fails when they differ from a fresh render, so edit this file, not the JSON.
+The four data dashboards are here, built with grafana-foundation-sdk through the helpers of
+grafana/model.py; the per-component Service dashboard is grafana/service.py. The JSON files
+are committed (Grafana mounts them through provisioning/dashboards) and a test fails when
+they differ from a fresh render, so edit the Python, not the JSON.
 """
 
 from __future__ import annotations

@@ -200,9 +200,6 @@ def stat(
 
 # -- variables -------------------------------------------------------------------------------
 
-_ALL = dm.VariableOption(selected=True, text=["All"], value=["$__all"])
-
-
 def query_variable(
     name: str, label: str, query: str, datasource: cm.DataSourceRef = CLICKHOUSE, multi: bool = True
 ) -> db.QueryVariable:
@@ -218,7 +215,7 @@ def query_variable(
         .multi(multi)
         .include_all(multi)
     )
-    return v.current(_ALL) if multi else v
+    return v.current(dm.VariableOption(selected=True, text=["All"], value=["$__all"])) if multi else v
 
 
 def constant_variable(name: str, value: str) -> db.ConstantVariable:

@@ -200,6 +200,7 @@ def stat(
 
 # -- variables -------------------------------------------------------------------------------
 
+
 def query_variable(
     name: str, label: str, query: str, datasource: cm.DataSourceRef = CLICKHOUSE, multi: bool = True
 ) -> db.QueryVariable:

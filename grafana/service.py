@@ -45,13 +45,14 @@ SERVICE_QUERIES: list[tuple[str, str, str, list[tuple[str, str]]]] = [
         "Batch duration",
         "s",
         "Quantiles of one unit of batch work (a decode pass, an insert, a planner cycle, a poll). "
-        "No data: the component has no batches (inventory, streams).",
+        "No data: the component has no batches (inventory, streams, bmp).",
         [_quantile(0.5), _quantile(0.95), _quantile(0.99)],
     ),
     (
         "Backlog",
         "short",
-        "Items waiting: Kafka messages not yet processed (consumer lag) or datagrams queued for decoding. "
+        "Items waiting: Kafka messages not yet processed (consumer lag), datagrams queued for decoding, "
+        "withdrawals deferred while a BMP session syncs. "
         "No data: the component keeps no queue.",
         [(f"sum by (instance) ({BACKLOG}{SELECTOR})", "{{instance}}")],
     ),

@@ -17,6 +17,7 @@ from netpilot.obs.service import BACKLOG, DURATION, ERRORS, FAMILIES, LAG, PROCE
 from producers.collector.metrics import CollectorMetrics
 from producers.inventory.metrics import InventoryMetrics
 from producers.linkstats.metrics import SnmpMetrics
+from producers.routes.bmp.metrics import BmpMetrics
 from sinks.bgp.metrics import injector_metrics
 from sinks.clickhouse.metrics import sink_metrics
 from sinks.prometheus.metrics import exporter_metrics
@@ -30,6 +31,7 @@ COMPONENTS: dict[str, tuple[Callable[[CollectorRegistry], object], set[str]]] = 
     "collector": (CollectorMetrics.create, {DURATION, BACKLOG}),
     "snmp": (SnmpMetrics.create, {DURATION}),
     "inventory": (InventoryMetrics.create, set()),
+    "bmp": (BmpMetrics.create, {BACKLOG}),
     "streams": (StreamsMetrics.create, {LAG}),
     "autopilot": (AutopilotMetrics.create, {DURATION}),
     "sink-prometheus": (exporter_metrics, {DURATION, BACKLOG}),

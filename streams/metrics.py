@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from netpilot.kafka.deadletters import REASONS
 from netpilot.obs.metrics import metrics_for
+from netpilot.obs.service import Errors
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class StreamsMetrics:
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> StreamsMetrics:
         m = metrics_for("streams", registry)
-        return cls(
+        out = cls(
             registry=m.registry,
             batches=m.counter("flow_batches_total", "flows/1 messages aggregated"),
             flows=m.counter("flows_total", "flows received (decoded), including the dropped ones", ["pop"]),
@@ -59,3 +61,13 @@ class StreamsMetrics:
                 "task_crashes_total", "agents and timers that raised (health fails from the first)", ["task"]
             ),
         )
+        m.service(
+            processed={"flows": out.flows, "link-stats": out.link_stats},
+            errors=[
+                Errors(out.flows_dropped, reasons=("too-late", "future")),
+                Errors(out.utilisation_dropped, "link-not-in-inventory"),
+                Errors(out.dead_letters, reasons=REASONS),
+            ],
+            lag=out.watermark_lag,
+        )
+        return out

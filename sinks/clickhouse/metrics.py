@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from netpilot.kafka.deadletters import REASONS
 from netpilot.obs.metrics import metrics_for
+from netpilot.obs.service import Errors
 
 
 @dataclass(frozen=True)
@@ -64,4 +65,11 @@ def sink_metrics(registry: CollectorRegistry) -> SinkMetrics:
         out.errors.labels(reason)
     for reason in DEAD_LETTER_REASONS:
         out.dead_letters.labels(reason)
+    # errors, not dead letters too: ERROR_REASONS already holds every dead-letter reason
+    m.service(
+        processed={"messages": out.messages, "rows": out.rows},
+        errors=[Errors(out.errors)],
+        duration=out.insert_seconds,
+        backlog=out.consumer_lag,
+    )
     return out

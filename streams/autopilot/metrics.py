@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from netpilot.kafka.deadletters import REASONS
 from netpilot.obs.metrics import metrics_for
+from netpilot.obs.service import Errors
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ class AutopilotMetrics:
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> AutopilotMetrics:
         m = metrics_for("autopilot", registry)
-        return cls(
+        out = cls(
             registry=m.registry,
             cycles=m.counter("cycles_total", "planner cycles run, by outcome (ok, fail-static)", ["pop", "outcome"]),
             cycle_seconds=m.histogram("cycle_duration_seconds", "snapshot + plan + publish time of one PoP"),
@@ -46,3 +48,9 @@ class AutopilotMetrics:
                 "task_crashes_total", "agents and timers that raised (health fails from the first)", ["task"]
             ),
         )
+        m.service(
+            processed={"cycles": out.cycles, "aggregate-rows": out.aggregate_rows},
+            errors=[Errors(out.dead_letters, reasons=REASONS)],
+            duration=out.cycle_seconds,
+        )
+        return out

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from netpilot.obs.metrics import metrics_for
+from netpilot.obs.service import Errors
 from producers.routes.bmp.framing import PEER_DOWN_REASONS, TYPE_NAMES
 
 MALFORMED = (
@@ -91,4 +92,10 @@ class BmpMetrics:
             out.syncs.labels(how)
         for state in ("syncing", "live", "down"):
             out.sessions.labels(state)
+        # malformed, not resets too: a bad header is counted in both
+        m.service(
+            processed={"messages": out.messages, "routes": out.routes},
+            errors=[Errors(out.malformed), Errors(out.inventory_errors, "inventory-rejected")],
+            backlog=out.deferred,
+        )
         return out

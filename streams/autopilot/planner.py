@@ -12,7 +12,9 @@ and ``netpilot autopilot plan --scenario`` meaningful. The steps follow the desi
 3. existing overrides: TTL-expired ones are withdrawn, invalid ones (route gone, link down
    or drained, alternate over its trigger) are *displaced*, valid ones are kept in place;
 4. release: kept overrides past their hold whose return keeps the native links under the
-   release threshold are withdrawn, smallest first, at most K per cycle (APS "unwind");
+   release threshold are withdrawn, smallest first, at most K per cycle (APS "unwind"),
+   judged against the peak U0 of the last ``release_cycles`` cycles (trend.py), never one
+   reading;
 5. greedy: overloaded links by decreasing excess; candidates sorted by stickiness, IPv4
    first, most specific then most preferred alternate, size (candidates.py); within the best
    class left, prefixes that fit the remaining excess go first (``_pick``); each move goes to
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streams.autopilot import gates
+from streams.autopilot import gates, trend
 from streams.autopilot import prefixes as px
 from streams.autopilot.candidates import Exclusions, candidates_on
 from streams.autopilot.finish import CycleOutcome, KeptOverride, finish
@@ -183,14 +185,25 @@ class _Cycle:
         due = sorted(
             (a for a in self.kept.values() if self.now >= a.in_place.hold_until), key=lambda a: (a.rate, a.prefix)
         )
+        if not due:
+            return
+        # Judged against the worst U0 of the window, not this cycle's: the load each native
+        # would carry at that peak with the remaining overrides still off it.
+        cycles = self.policy.release_cycles
+        peak, full = trend.window(self.state.u0_history, self.ids, self.u0_load / self.cap, cycles)
+        at_peak = self.loads + np.maximum(0.0, peak * self.cap - self.u0_load)
         budget = self.policy.max_withdraws_per_cycle
         for active in due:
             if budget == 0:
                 break
-            if not active.natives:
+            if not active.natives or not all(full[n] for n in active.natives):
                 continue
-            share = active.rate / len(active.natives)
-            if all(self.loads[n] + share <= self.release[n] * self.cap[n] for n in active.natives):
+            # One low reading of the prefix's own rate (flow windows still filling) must not
+            # make its return look cheap: the larger of this cycle's and the last cycle's.
+            share = max(active.rate, active.in_place.rate_bps) / len(active.natives)
+            if all(at_peak[n] + share <= self.release[n] * self.cap[n] for n in active.natives):
+                for n in active.natives:
+                    at_peak[n] += share
                 self._withdraw(active, "RELEASE")
                 self.cooldowns[active.prefix] = self.now + self.policy.cooldown_s
                 budget -= 1

@@ -70,6 +70,12 @@ class Policy(BaseModel):
         "a cycle), or a restart is a WITHDRAW then an ADD, a "
         "route flap on the routers",
     )
+    release_cycles: int = Field(
+        4,
+        ge=1,
+        description="release hysteresis: a release is judged against the peak U0 of the native links over "
+        "this many cycles (this one included), and only once that window is full; 1 = this cycle alone",
+    )
     max_adds_per_cycle: int = Field(20, ge=0, description="new ADDs per cycle per PoP")
     max_withdraws_per_cycle: int = Field(10, ge=1, description="graceful/kill-switch withdraws per cycle (unwind rate)")
     max_moved_fraction_per_link: float = Field(

@@ -33,10 +33,10 @@ def test_example_scenario_adds_refreshes_then_withdraws() -> None:
         (0, 2, 0),
         (0, 2, 0),
         (0, 2, 0),
-        (0, 0, 2),
-        (0, 0, 0),
-        (0, 0, 0),
-        (0, 0, 0),
+        (0, 2, 0),  # calm, hold over, but one calm reading is not a trend (release_cycles = 4)
+        (0, 2, 0),
+        (0, 2, 0),
+        (0, 0, 2),  # the fourth calm cycle in a row: released
     ]
     adds = [r for r in recs if r["action"] == "ADD"]
     assert [(r["prefix"], r["split_from"], r["to"]["link_id"], r["to"]["route_prefix"]) for r in adds] == [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from streams.autopilot.model import Snapshot
 from streams.autopilot.planner import plan
 from streams.autopilot.policy import Policy
 from streams.autopilot.state import Override, PlannerState
@@ -341,3 +342,59 @@ def test_link_order_of_the_snapshot_does_not_change_the_plan(policy: Policy) -> 
     forward = plan(snapshot(links, routes, demand), PlannerState(), policy, T0)
     backward = plan(snapshot(links[::-1], dict(reversed(routes.items())), demand), PlannerState(), policy, T0)
     assert forward.items == backward.items and forward.items[0].to_link == B  # equal paths: lowest id
+
+
+def _calm() -> Snapshot:
+    return overloaded_pop(a_rate=5e9, demand={f"198.51.{100 + i}.0/24": 0.5e9 for i in range(5)})
+
+
+def test_release_waits_for_a_window_of_calm_cycles(policy: Policy) -> None:
+    """Past the hold, a release needs U0 low in each of the last ``release_cycles`` cycles:
+    one calm cycle between overloaded ones releases nothing."""
+    tolerant = policy.model_copy(update={"hold_s": 0.0, "max_total_rate_change": 5.0, "release_cycles": 3})
+    p = plan(overloaded_pop(), PlannerState(), tolerant, T0)
+    (add,) = p.by_action("ADD")
+    inputs = [_calm(), overloaded_pop(), _calm(), _calm(), _calm()]
+    actions = []
+    for n, snap in enumerate(inputs, start=1):
+        p = plan(snap, p.state, tolerant, T0 + 30 * n)
+        actions.append([(i.action, i.reason) for i in p.items])
+    assert actions[:4] == [[("REFRESH", "STICKY")]] * 4
+    assert actions[4] == [("WITHDRAW", "RELEASE")]  # third calm cycle in a row
+    assert p.by_action("WITHDRAW")[0].prefix == add.prefix
+    one = tolerant.model_copy(update={"release_cycles": 1})  # the window of one: the old behaviour
+    q = plan(overloaded_pop(), PlannerState(), one, T0)
+    assert [i.reason for i in plan(_calm(), q.state, one, T0 + 30).items] == ["RELEASE"]
+
+
+def test_one_low_reading_does_not_release(policy: Policy) -> None:
+    """The closed loop's failure: one cycle reads the demand at about half (per-prefix rates
+    from flow windows still filling) in the middle of a surge. U0 looks calm for that cycle
+    only, and nothing is returned to the link."""
+    short = policy.model_copy(update={"hold_s": 0.0, "max_total_rate_change": 5.0})
+    p = plan(overloaded_pop(), PlannerState(), short, T0)
+    assert len(p.by_action("ADD")) == 1
+    for n in range(1, 4):  # the window fills with the surge
+        p = plan(overloaded_pop(), p.state, short, T0 + 30 * n)
+    p = plan(_calm(), p.state, short, T0 + 120)
+    assert p.report.util_no_override[A] < 0.75  # this reading alone would release
+    assert p.by_action("WITHDRAW") == () and len(p.state.overrides) == 1
+    p = plan(overloaded_pop(), p.state, short, T0 + 150)
+    assert p.by_action("WITHDRAW") == () and p.by_action("ADD") == ()
+
+
+def test_state_written_before_the_window_existed_waits_for_it_to_fill(policy: Policy) -> None:
+    policy = policy.model_copy(update={"ttl_s": 3600.0})  # the gap below is not a TTL test
+    p = plan(overloaded_pop(), PlannerState(), policy, T0)
+    old = p.state.to_dict()
+    del old["u0_history"]
+    state = PlannerState.from_dict(old)
+    assert state.u0_history == {}
+    late = T0 + policy.hold_s + 30
+    results = []
+    for n in range(policy.release_cycles):
+        q = plan(_calm(), state, policy, late + 30 * n)
+        results.append(len(q.by_action("WITHDRAW")))
+        state = q.state
+    assert results == [0] * (policy.release_cycles - 1) + [1]
+    assert len(state.u0_history[A]) == policy.release_cycles - 1

@@ -260,3 +260,54 @@ def test_feasible_overload_resolved_in_one_cycle(case: tuple[World, Policy]) -> 
         assert p.report.unresolved_bps == {}
         assert p.report.util_projected["hot"] <= 0.85 + EPS
     check_cycle(world, snap, policy, p)
+
+
+@st.composite
+def swinging(draw: st.DrawFn) -> tuple[list[float], list[float], float, Policy]:
+    """A hot link whose demand swings with a period of at most ``release_cycles`` cycles,
+    around and across its trigger; unexplained traffic (not movable) stays put."""
+    rates = draw(st.lists(st.floats(0.005, 0.15), min_size=1, max_size=15))
+    unexplained = draw(st.floats(0.0, 0.6))
+    cycles = draw(st.integers(2, 6))
+    period = draw(st.lists(st.floats(0.5, 1.3), min_size=1, max_size=cycles))
+    room = (1.05 - unexplained) / max(period)  # counters above 1.1 x capacity are implausible
+    if sum(rates) > room:
+        rates = [r * room / sum(rates) for r in rates]
+    policy = Policy(
+        mode="suggest",
+        split_enabled=False,
+        release_cycles=cycles,
+        hold_s=draw(st.sampled_from([0.0, 30.0, 120.0])),
+        max_adds_per_cycle=1000,
+        max_moved_fraction_per_link=10.0,
+        max_changes_per_cycle=10_000,
+        max_moved_fraction_of_pop=10.0,
+        max_total_rate_change=100.0,
+    )
+    return rates, period, unexplained, policy
+
+
+@PROPS
+@given(swinging())
+def test_demand_swinging_within_the_release_window_does_not_churn(case) -> None:
+    """The release trend covers the swing: once every level of it has been seen (one period),
+    no override is released only for another to be added at the next peak — no ADD at all."""
+    rates, period, unexplained, policy = case
+    cap = 10e9
+    prefixes = [f"198.18.{j}.0/24" for j in range(len(rates))]
+    routes = {"hot": [(p, {"local_pref": 200}) for p in prefixes], "big": list(prefixes)}
+    state, history = PlannerState(), []
+    for n in range(len(period) * 12 + 10):
+        scale = period[n % len(period)]
+        demand = {p: r * scale * cap for p, r in zip(prefixes, rates)}
+        hot_rate = unexplained * cap + sum(demand.values())
+        snap = snapshot(
+            [link("hot", cap, hot_rate, peer_type="pni"), link("big", 1000 * cap, 0.0)], routes, {"hot": demand}
+        )
+        p = plan(snap, state, policy, T0 + 30 * n)
+        assert not p.report.unresolved_bps  # the alternate takes anything: always feasible
+        history.append([(i.action, i.reason) for i in p.items if i.action != "REFRESH"])
+        if n >= len(period):
+            assert not p.by_action("ADD"), (n, history)
+        state = p.state
+    event(f"released={any(('WITHDRAW', 'RELEASE') in h for h in history)}")

@@ -36,6 +36,7 @@ PLANNING = frozenset(
         "prefixes",
         "scenario",
         "state",
+        "trend",
     }
 )
 FORBIDDEN = ("faust", "netpilot.kafka")

@@ -70,6 +70,8 @@ class CycleOutcome:
     stale: tuple[str, ...]
     implausible: tuple[str, ...]
     fail_static: bool
+    moves_lower_bound: int = 0
+    """The fewest moves that could relieve the overloads (0: nothing to relieve)."""
 
 
 def cycle_id(pop: str, now: float) -> str:
@@ -144,6 +146,8 @@ def finish(c: CycleOutcome) -> Plan:
         projection_error=error,
         misprojected=misprojected,
         trigger={ids[l]: float(c.hi[l]) for l in range(len(ids))},
+        moves_lower_bound=c.moves_lower_bound,
+        moves_ratio=round(counts["ADD"] / c.moves_lower_bound, 4) if c.moves_lower_bound else None,
     )
     return Plan(
         pop=c.pop, cycle_id=cycle_id(c.pop, now), now=now, mode=policy.mode, items=items, report=report, state=state

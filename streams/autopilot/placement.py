@@ -192,6 +192,14 @@ class Placement:
         best[first_pfx] = rows[pos[first]]
         return best
 
+    def is_native_row(self, pos: np.ndarray) -> np.ndarray:
+        """Whether the route rows at positions ``pos`` of ``self.rows`` are on one of their
+        prefix's native links (the best path, or another path over a native link)."""
+        r = self.snapshot.routes
+        rows = self.rows[pos]
+        key = r.prefix[rows].astype(np.int64) * max(len(self.snapshot.links), 1) + r.link[rows]
+        return self._tie[pos] | np.isin(key, self._nat_keys)
+
     def demand_rows(self, route: int) -> np.ndarray:
         return np.nonzero(self.demand_route == route)[0]
 

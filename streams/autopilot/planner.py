@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streams.autopilot import gates, trend
+from streams.autopilot import gates, headroom, selection, trend
 from streams.autopilot import prefixes as px
 from streams.autopilot.candidates import Exclusions, candidates_on
 from streams.autopilot.finish import CycleOutcome, KeptOverride, finish
@@ -119,6 +119,9 @@ class _Cycle:
         self.displaced: dict[str, tuple[Override, Reason, Unit | None]] = {}
         self.items: list[PlanItem] = []
         self.diff_too_large = False
+        self.lower_bound = 0
+        """Fewest moves that could relieve this cycle's overloads (selection.lower_bound)."""
+        self.greedy_moves = 0
 
     # -- the cycle -----------------------------------------------------------------------
     def run(self, *, static: bool, diff_rejected: bool = False) -> Plan:
@@ -216,62 +219,63 @@ class _Cycle:
             self._withdraw(active, "KILL_SWITCH")
 
     def _greedy(self) -> None:
-        p, pl = self.policy, self.pl
-        adds_left = p.max_adds_per_cycle
-        moved_in = np.zeros(len(self.ids))
-        moved_out = np.zeros(len(self.ids))
+        p, pl, n = self.policy, self.pl, len(self.ids)
+        todo = [l for l in self.overloaded if self.loads[l] > self.target[l] * self.cap[l]]
+        if not todo:
+            return
+        moved_in, moved_out = np.zeros(n), np.zeros(n)
         taken = {a.unit.key for a in self.kept.values() if a.unit is not None}
         displaced = {px.parse(prefix): reason for prefix, (_, reason, _) in self.displaced.items()}
-        best_exact = pl.best_exact(self.alt_ok, self.alt_ok_v6) if self.overloaded else None
-        for link in self.overloaded:
+        best_exact = pl.best_exact(self.alt_ok, self.alt_ok_v6)
+        ex = Exclusions(taken=taken, cooling=self.cooling, deny=self.deny, sticky=displaced)
+        cands = [
+            candidates_on(l, pl, best_exact, self.alt_ok, self.alt_ok_v6, self._needs_split, self._split, ex)
+            for l in todo
+        ]
+        excess = np.array([self.loads[l] - self.target[l] * self.cap[l] for l in todo])
+        need = [selection.lower_bound(c.rate, e, p.fit_epsilon) for c, e in zip(cands, excess)]
+        self.lower_bound = sum(need)
+        link_budget, pop_budget = selection.budgets(need, p)
+        frac = p.max_moved_fraction_per_link
+        room = np.minimum(self.alt_max * self.cap - self.loads, frac * self.cap)
+        room = np.where(self.alt_ok, np.maximum(0.0, room), 0.0)
+        movable = np.array([headroom.movable(pl, c, self.alt_ok, self.alt_ok_v6) for c in cands])
+        reserved = headroom.reservations(excess, self.cap[todo], movable, room)
+        for j, (link, c) in enumerate(zip(todo, cands)):
             goal = self.target[link] * self.cap[link]
-            if self.loads[link] <= goal:
-                continue
-            assert best_exact is not None  # computed when a link is overloaded
-            cands = candidates_on(
-                link,
-                pl,
-                best_exact,
-                self.alt_ok,
-                self.alt_ok_v6,
-                self._needs_split,
-                self._split,
-                Exclusions(taken=taken, cooling=self.cooling, deny=self.deny, sticky=displaced),
-            )
-            alive = np.ones(len(cands), bool)
-            while adds_left > 0 and len(self.kept) + len(self.added) < p.max_active_overrides:
+            others = reserved[j + 1 :].sum(axis=0)  # room kept for the links still to serve
+            alive = np.ones(len(c), bool)
+            made = 0
+            while self._budget_left(made, link_budget[j], pop_budget):
                 remaining = self.loads[link] - goal
-                if remaining <= 0 or not alive.any():
+                if remaining <= 0:
                     break
-                # Fit acts within the best class left (candidates equal on (a)-(e)).
-                best_class = alive & (cands.cls == cands.cls[alive.argmax()])
-                pick = self._pick(cands.rate, best_class, remaining)
-                if pick < 0:
+                fits = np.minimum(self.alt_max * self.cap - self.loads, frac * self.cap - moved_in) - others
+                alive &= c.rate <= max(0.0, float(fits[self.alt_ok].max(initial=0.0)))  # fits nowhere: out
+                picks = selection.choose(c.rate, c.cls, alive, remaining, p.fit_epsilon)
+                if not picks:
                     break
-                alive[pick] = False
-                unit = cands.unit(pick, pl)
-                if unit.key in taken:
-                    continue
-                ok = self.alt_ok if px.is_v4(unit.key) else self.alt_ok_v6
-                alts = [a for a in pl.alternates(unit.route) if ok[a.link]]
-                if self._move(unit, alts, link, moved_in, moved_out, displaced.get(unit.key)):
+                for i in picks:  # largest first; on the first that cannot move, choose again
+                    alive[i] = False
+                    unit = c.unit(i, pl)
+                    if unit.key in taken:
+                        break
+                    ok = self.alt_ok if px.is_v4(unit.key) else self.alt_ok_v6
+                    alts = [a for a in pl.alternates(unit.route) if ok[a.link]]
+                    if not self._move(unit, alts, link, moved_in, moved_out, displaced.get(unit.key), others):
+                        break
                     taken.add(unit.key)
-                    adds_left -= 1
+                    made += 1
+                    self.greedy_moves += 1
+                    if not self._budget_left(made, link_budget[j], pop_budget):
+                        break
 
-    def _pick(self, rates: np.ndarray, alive: np.ndarray, remaining: float) -> int:
-        """Next candidate among ``alive`` (the best class left) for an excess of ``remaining``
-        bps, or -1.
-
-        Prefixes that fit (rate <= remaining x (1 + eps)) go first, in sort order, when
-        together they can cover the excess; otherwise the smallest prefix that covers it
-        alone goes, so a few small moves are not wasted before a big one is needed anyway.
-        """
-        fit = alive & (rates <= remaining * (1 + self.policy.fit_epsilon))
-        fitting = np.flatnonzero(fit)
-        big = np.flatnonzero(alive & ~fit)
-        if len(big) and rates[fitting].sum() < remaining:
-            return int(big[np.argmin(rates[big])])  # argmin: first of equals, in sort order
-        return int(fitting[0]) if len(fitting) else -1
+    def _budget_left(self, made: int, link_budget: int, pop_budget: int) -> bool:
+        return (
+            made < link_budget
+            and self.greedy_moves < pop_budget
+            and len(self.kept) + len(self.added) < self.policy.max_active_overrides
+        )
 
     def _move(
         self,
@@ -281,7 +285,10 @@ class _Cycle:
         moved_in: np.ndarray,
         moved_out: np.ndarray,
         displaced_reason: Reason | None,
+        reserved: np.ndarray,
     ) -> bool:
+        """Move ``unit`` off ``link`` to the first alternate, in preference order, with room
+        for it beyond what is ``reserved`` there for other overloaded links."""
         natives = tuple(self.pl.natives(unit.route).tolist())
         frac = self.policy.max_moved_fraction_per_link
         share = unit.rate / len(natives)
@@ -289,9 +296,9 @@ class _Cycle:
             return False
         for alt in alts:
             to = alt.link
-            if self.loads[to] + unit.rate > self.alt_max[to] * self.cap[to]:
+            if self.loads[to] + unit.rate + reserved[to] > self.alt_max[to] * self.cap[to]:
                 continue
-            if moved_in[to] + unit.rate > frac * self.cap[to]:
+            if moved_in[to] + unit.rate + reserved[to] > frac * self.cap[to]:
                 continue
             prefix = px.to_text(unit.key)
             active = _Active(prefix, unit, to, natives, alt, None)
@@ -456,5 +463,6 @@ class _Cycle:
                 stale=tuple(self.stale),
                 implausible=tuple(self.implausible),
                 fail_static=self.fail_static,
+                moves_lower_bound=self.lower_bound,
             )
         )

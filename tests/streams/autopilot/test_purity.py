@@ -28,6 +28,7 @@ PLANNING = frozenset(
         "explain",
         "finish",
         "gates",
+        "headroom",
         "inputs",
         "model",
         "placement",
@@ -35,6 +36,7 @@ PLANNING = frozenset(
         "policy",
         "prefixes",
         "scenario",
+        "selection",
         "state",
         "trend",
     }

@@ -5,7 +5,7 @@ the first fills it, the second stays overloaded although stopping the first at i
 would have resolved both. Before the greedy places anything, a small linear programme
 splits every alternate's room between the overloaded links that can use it:
 
-    minimise    t  -  delta * sum(x[l, a] / C[l])
+    minimise    t  -  delta * sum(w[l, a] * x[l, a] / C[l])
     subject to  (excess[l] - sum_a x[l, a]) / C[l] <= t     for each overloaded link l
                 sum_a x[l, a]                      <= excess[l]
                 sum_l x[l, a]                      <= room[a]  for each alternate a
@@ -14,7 +14,11 @@ splits every alternate's room between the overloaded links that can use it:
 that is: the worst residual overload above target as small as possible (min-max), then as
 much relief in total as the room allows. ``x[l, a]`` becomes l's *reservation* on a: while
 the greedy serves another link, it may use a's room only beyond what is reserved for the
-links still to be served (planner.py). HiGHS solves it deterministically (same input, same
+links still to be served (planner.py). The weights w favour the links served later and the
+alternates several links can use, so the room left over after the min-max goes to
+reservations rather than to the link served first (which would take a contended alternate
+before its private one, being the one it prefers). ``excess`` includes a prefix's worth per
+link (planner._excess): room splits as a fluid, prefixes do not. HiGHS solves it deterministically (same input, same
 answer); a PoP has a handful of overloads and tens of alternates, so it takes milliseconds.
 """
 
@@ -58,19 +62,24 @@ def movable(pl: Placement, cands: Candidates, ok_v4: np.ndarray, ok_v6: np.ndarr
     return out
 
 
-def reservations(excess: np.ndarray, cap: np.ndarray, movable: np.ndarray, room: np.ndarray) -> np.ndarray:
-    """x[l, a] of the programme above: ``excess`` and ``cap`` per overloaded link (bps),
-    ``movable`` (overloaded links x PoP links) and ``room`` per PoP link (bps). Zero where
-    there is nothing to share (one overload) or the solver finds no answer."""
+def reservations(
+    excess: np.ndarray, cap: np.ndarray, movable: np.ndarray, room: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """(x[l, a], t) of the programme above: ``excess`` and ``cap`` per overloaded link (bps),
+    ``movable`` (overloaded links x PoP links) and ``room`` per PoP link (bps); t is the
+    worst residual overload above target (a fraction of capacity, 0 when all fit)."""
     n, m = movable.shape
     x = np.zeros((n, m))
+    worst = float(np.max(np.maximum(excess, 0.0) / cap, initial=0.0))
     usable = (movable > 0) & (room > 0)[None, :] & (excess > 0)[:, None]
-    if n < 2 or not usable.any():
-        return x
+    if not usable.any():
+        return x, worst
     li, ai = np.nonzero(usable)
     e = len(li)
     scale = float(cap.max())  # in units of the largest capacity: a well-conditioned programme
-    c = np.concatenate([-_DELTA * scale / cap[li] / n, [1.0]])
+    users = usable.sum(axis=0)
+    weight = (1.0 + li) * (1.0 + 0.5 * (users[ai] - 1))  # served later, contended: reserve first
+    c = np.concatenate([-_DELTA * scale * weight / weight.max() / cap[li] / n, [1.0]])
     rows, rhs = [], []
     for l in range(n):
         on = li == l
@@ -93,6 +102,6 @@ def reservations(excess: np.ndarray, cap: np.ndarray, movable: np.ndarray, room:
     bounds = [(0.0, float(v) / scale) for v in movable[li, ai]] + [(0.0, None)]
     res = linprog(c, A_ub=np.array(rows), b_ub=np.array(rhs), bounds=bounds, method="highs")
     if res.status != 0:
-        return x  # cannot happen for this programme (x = 0 is feasible); serve in order then
+        return x, worst  # cannot happen for this programme (x = 0 is feasible); serve in order then
     x[li, ai] = np.maximum(0.0, res.x[:e]) * scale
-    return x
+    return x, max(0.0, float(res.x[e]))

@@ -31,7 +31,7 @@ import numpy as np
 
 from streams.autopilot import gates, headroom, selection, trend
 from streams.autopilot import prefixes as px
-from streams.autopilot.candidates import Exclusions, candidates_on
+from streams.autopilot.candidates import Candidates, Exclusions, candidates_on
 from streams.autopilot.finish import CycleOutcome, KeptOverride, finish
 from streams.autopilot.model import Action, Plan, PlanItem, Reason, Snapshot
 from streams.autopilot.placement import Alternate, Placement, Unit, split_units
@@ -46,6 +46,10 @@ def plan(snapshot: Snapshot, state: PlannerState, policy: Policy, now: float) ->
     if cycle.diff_too_large:
         result = _Cycle(snapshot, state, policy, now).run(static=True, diff_rejected=True)
     return result
+
+
+_RELAXED_SOLVES = 8
+"""At most this many programmes to finish one link beyond its reservations (each ~ms)."""
 
 
 @dataclass(slots=True)
@@ -120,6 +124,7 @@ class _Cycle:
         self.items: list[PlanItem] = []
         self.diff_too_large = False
         self.lower_bound = 0
+        self._grain: dict[int, float] = {}
         """Fewest moves that could relieve this cycle's overloads (selection.lower_bound)."""
         self.greedy_moves = 0
 
@@ -234,17 +239,19 @@ class _Cycle:
         ]
         excess = np.array([self.loads[l] - self.target[l] * self.cap[l] for l in todo])
         need = [selection.lower_bound(c.rate, e, p.fit_epsilon) for c, e in zip(cands, excess)]
+        self._grain = {l: selection.grain(c.rate, e, p.fit_epsilon) for l, c, e in zip(todo, cands, excess)}
         self.lower_bound = sum(need)
         link_budget, pop_budget = selection.budgets(need, p)
         frac = p.max_moved_fraction_per_link
-        room = np.minimum(self.alt_max * self.cap - self.loads, frac * self.cap)
-        room = np.where(self.alt_ok, np.maximum(0.0, room), 0.0)
         movable = np.array([headroom.movable(pl, c, self.alt_ok, self.alt_ok_v6) for c in cands])
-        reserved = headroom.reservations(excess, self.cap[todo], movable, room)
+        reserved = np.zeros(movable.shape)
+        if len(todo) > 1:
+            reserved = headroom.reservations(self._excess(todo), self.cap[todo], movable, self._room(moved_in))[0]
         for j, (link, c) in enumerate(zip(todo, cands)):
             goal = self.target[link] * self.cap[link]
             others = reserved[j + 1 :].sum(axis=0)  # room kept for the links still to serve
             alive = np.ones(len(c), bool)
+            failed = np.zeros(len(c), bool)
             made = 0
             while self._budget_left(made, link_budget[j], pop_budget):
                 remaining = self.loads[link] - goal
@@ -260,15 +267,92 @@ class _Cycle:
                     unit = c.unit(i, pl)
                     if unit.key in taken:
                         break
-                    ok = self.alt_ok if px.is_v4(unit.key) else self.alt_ok_v6
-                    alts = [a for a in pl.alternates(unit.route) if ok[a.link]]
-                    if not self._move(unit, alts, link, moved_in, moved_out, displaced.get(unit.key), others):
+                    if not self._move(
+                        unit, self._alts(unit), link, moved_in, moved_out, displaced.get(unit.key), others
+                    ):
+                        failed[i] = True
                         break
                     taken.add(unit.key)
                     made += 1
                     self.greedy_moves += 1
                     if not self._budget_left(made, link_budget[j], pop_budget):
                         break
+            later = todo[j + 1 :]
+            if later and self.loads[link] > goal:
+                # Reservations are fractional and prefixes are not: the last move or two of a
+                # link may not fit its share. Let it dip into the others' only where the
+                # programme says they can still be resolved as well as before.
+                budget = min(link_budget[j] - made, pop_budget - self.greedy_moves)
+                self._relaxed(link, c, failed, later, movable[j + 1 :], moved_in, moved_out, taken, displaced, budget)
+            if len(later) > 1:  # re-plan the rest on the room actually left
+                x, _ = headroom.reservations(
+                    self._excess(later), self.cap[later], movable[j + 1 :], self._room(moved_in)
+                )
+                reserved[j + 1 :] = x
+
+    def _relaxed(
+        self,
+        link: int,
+        c: Candidates,
+        failed: np.ndarray,
+        later: list[int],
+        movable: np.ndarray,
+        moved_in: np.ndarray,
+        moved_out: np.ndarray,
+        taken: set[px.Prefix],
+        displaced: dict[px.Prefix, Reason],
+        budget: int,
+    ) -> None:
+        """Finish ``link`` with candidates that failed for lack of unreserved room: each move
+        is tried on an alternate only if the later links' worst residual does not grow."""
+        p, frac = self.policy, self.policy.max_moved_fraction_per_link
+        base = headroom.reservations(self._excess(later), self.cap[later], movable, self._room(moved_in))[1]
+        left, solves = failed.copy(), 0
+        none = np.zeros(len(self.ids))
+        while budget > 0 and solves < _RELAXED_SOLVES and len(self.kept) + len(self.added) < p.max_active_overrides:
+            remaining = self.loads[link] - self.target[link] * self.cap[link]
+            picks = selection.choose(c.rate, c.cls, left, remaining, p.fit_epsilon) if remaining > 0 else []
+            if not picks:
+                return
+            left[picks[0]] = False
+            unit = c.unit(picks[0], self.pl)
+            if unit.key in taken:
+                continue
+            for alt in self._alts(unit):
+                to = alt.link
+                if (
+                    self.loads[to] + unit.rate > self.alt_max[to] * self.cap[to]
+                    or moved_in[to] + unit.rate > frac * self.cap[to]
+                ):
+                    continue
+                room = self._room(moved_in)
+                room[to] = max(0.0, room[to] - unit.rate)
+                solves += 1
+                if headroom.reservations(self._excess(later), self.cap[later], movable, room)[1] <= base + 1e-9:
+                    if self._move(unit, [alt], link, moved_in, moved_out, displaced.get(unit.key), none):
+                        taken.add(unit.key)
+                        self.greedy_moves += 1
+                        budget -= 1
+                    break
+                if solves >= _RELAXED_SOLVES:
+                    return
+
+    def _room(self, moved_in: np.ndarray) -> np.ndarray:
+        """Room per link as an alternate: to its alt_max and within its move budget."""
+        room = np.minimum(
+            self.alt_max * self.cap - self.loads, self.policy.max_moved_fraction_per_link * self.cap - moved_in
+        )
+        return np.where(self.alt_ok, np.maximum(0.0, room), 0.0)
+
+    def _excess(self, links: list[int]) -> np.ndarray:
+        """What each link needs moved, plus a prefix's worth (its grain): room is split as a
+        fluid, prefixes are not, and the last move of a link rarely lands on its share."""
+        excess = np.array([self.loads[l] - self.target[l] * self.cap[l] for l in links])
+        return np.where(excess > 0, excess + np.array([self._grain.get(l, 0.0) for l in links]), 0.0)
+
+    def _alts(self, unit: Unit) -> list[Alternate]:
+        ok = self.alt_ok if px.is_v4(unit.key) else self.alt_ok_v6
+        return [a for a in self.pl.alternates(unit.route) if ok[a.link]]
 
     def _budget_left(self, made: int, link_budget: int, pop_budget: int) -> bool:
         return (

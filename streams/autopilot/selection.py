@@ -52,6 +52,13 @@ def lower_bound(rates: np.ndarray, remaining: float, eps: float) -> int:
     return int(mask.sum()) if k is None else k
 
 
+def grain(rates: np.ndarray, remaining: float, eps: float) -> float:
+    """A typical move of one link: the median size in its pool, at most half its excess
+    (headroom.py reserves this much more than the excess for granularity)."""
+    mask = pool(rates, np.ones(len(rates), bool), remaining, eps)
+    return float(min(np.median(rates[mask]), remaining / 2)) if mask.any() and remaining > 0 else 0.0
+
+
 def choose(rates: np.ndarray, cls: np.ndarray, alive: np.ndarray, remaining: float, eps: float) -> list[int]:
     """Indices to move for ``remaining`` bps, largest first; [] when nothing is alive."""
     mask = pool(rates, alive, remaining, eps)

@@ -473,7 +473,7 @@ def test_shared_alternate_headroom_is_allocated_jointly(policy: Policy, monkeypa
     # Served one after the other with no reservation (the old greedy), A1 fills T first.
     from streams.autopilot import headroom
 
-    monkeypatch.setattr(headroom, "reservations", lambda excess, cap, movable, room: np.zeros(movable.shape))
+    monkeypatch.setattr(headroom, "reservations", lambda excess, cap, movable, room: (np.zeros(movable.shape), 0.0))
     old = plan(_shared_headroom(), PlannerState(), policy, T0)
     assert {(a.from_link, a.to_link) for a in old.by_action("ADD")} == {("A1", "T")}
     assert old.report.unresolved_bps == {"A2": pytest.approx(0.7e9)}

@@ -16,9 +16,12 @@ and ``netpilot autopilot plan --scenario`` meaningful. The steps follow the desi
    judged against the peak U0 of the last ``release_cycles`` cycles (trend.py), never one
    reading;
 5. greedy: overloaded links by decreasing excess; candidates sorted by stickiness, IPv4
-   first, most specific then most preferred alternate, size (candidates.py); within the best
-   class left, prefixes that fit the remaining excess go first (``_pick``); each move goes to
-   the first alternate with room under ``alt_max`` and within the per-link move budget;
+   first, most specific then most preferred alternate, size (candidates.py); the fewest
+   moves that relieve a link, preference deciding only what costs no move (selection.py),
+   within ADD budgets sized to the need; alternates' room split jointly between the
+   overloaded links first (headroom.py, an LP); each move goes to the first alternate with
+   room under ``alt_max``, within the per-link move budget and beyond what is reserved for
+   the links still to be served;
 6. displaced overrides not re-placed are withdrawn at once (no hold);
 7. validation: a diff above the limits is not published — the cycle is redone fail-static.
 """

@@ -51,7 +51,7 @@ def test_every_dashboard_has_clickhouse_panels() -> None:
         "netpilot / Egress links",
         "netpilot / Autopilot",
     }
-    assert len(PANELS) == 17
+    assert len(PANELS) == 18
 
 
 def test_variables_resolve_to_the_simulated_network(store_client: ClickHouseClient, grafana_store: Store) -> None:

@@ -286,6 +286,14 @@ def autopilot() -> dm.Dashboard:
             "short",
             (12, 42, 12, 8),
         ),
+        timeseries(
+            "Moves vs lower bound",
+            "ADDs per cycle over the fewest moves that could relieve its overloads (cycle summaries). "
+            "1 is at the bound; above 1.2 the planner moved notably more prefixes than needed.",
+            _ts(q.MOVES_VS_BOUND),
+            "short",
+            (0, 50, 12, 8),
+        ),
     ]
     return dashboard(
         "netpilot-autopilot",

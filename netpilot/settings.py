@@ -211,13 +211,18 @@ class ComponentSettings(BaseSettings):
 S = TypeVar("S", bound=ComponentSettings)
 
 
+_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read configuration: {exc.strerror}") from exc
     try:
-        data = yaml.safe_load(text) or {}
+        # libyaml's loader when pyyaml has it (about 10x faster: a 100k-prefix scenario for
+        # `netpilot autopilot plan` spent minutes in the pure-Python one); same safe subset.
+        data = yaml.load(text, Loader=_SAFE_LOADER) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)

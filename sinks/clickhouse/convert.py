@@ -266,6 +266,8 @@ def _cycle_summaries(items: Sequence[Item]) -> pa.Table:
             "stale_inputs": _col([list(x.stale_inputs) for x in m], pa.list_(pa.string())),
             "fail_static": _col([x.fail_static for x in m], pa.bool_()),
             "kill_switch": _col([x.kill_switch for x in m], pa.bool_()),
+            "moves_lower_bound": _col([x.moves_lower_bound for x in m], pa.uint32()),
+            "moves_ratio": _col([x.moves_ratio for x in m], pa.float64()),
         }
     )
 

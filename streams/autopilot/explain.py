@@ -57,6 +57,8 @@ def summary(plan: Plan) -> CycleSummary:
         projection_error=_rounded(r.projection_error),
         misprojected_links=r.misprojected,
         util_trigger=_rounded(r.trigger),
+        moves_lower_bound=r.moves_lower_bound,
+        moves_ratio=r.moves_ratio,
     )
 
 

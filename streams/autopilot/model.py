@@ -332,6 +332,12 @@ class CycleReport:
     """Links whose |projection error| has exceeded the threshold for misprojection_after_s."""
     trigger: Mapping[str, float] = field(default_factory=dict)
     """Per link, the trigger (T_hi) the policy gave it this cycle."""
+    moves_lower_bound: int = 0
+    """The fewest moves that could relieve this cycle's overloads (selection.lower_bound,
+    summed over the overloaded links); 0 when nothing needed moving."""
+    moves_ratio: float | None = None
+    """ADDs of this cycle / moves_lower_bound: how far from the bound the cycle was (None
+    when the bound is 0)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,12 +95,12 @@ def _stats(ts: float) -> bytes:
 
 @pytest.mark.timeout(300)
 def test_hostile_messages_are_dead_lettered_and_rows_past_ttl_counted(
-    chdb_client: ClickHouseClient, tmp_path: Path
+    ch_client: ClickHouseClient, tmp_path: Path
 ) -> None:
     now = time.time()
     retention = Retention(raw_days=1, links_days=1)
     settings = ClickHouseSinkSettings(dsn=SecretStr(f"chdb://{tmp_path}/unused"), retention=retention)
-    migrate(chdb_client, "netpilot", retention, 1000)
+    migrate(ch_client, "netpilot", retention, 1000)
 
     fresh = make_flows(n_messages=1, rows_per_message=200, seed=1, base_ms=int((now - 2400) * 1000))
     old = make_flows(n_messages=1, rows_per_message=300, seed=2, base_ms=int((now - 3 * DAY) * 1000))
@@ -119,7 +119,7 @@ def test_hostile_messages_are_dead_lettered_and_rows_past_ttl_counted(
     sink = ClickHouseSink(
         settings,
         consumer,  # type: ignore[arg-type]
-        chdb_client,
+        ch_client,
         producer,  # type: ignore[arg-type]
         sink_metrics(registry),
         {FLOWS_T: "flows", STATS_T: "link_stats"},
@@ -149,11 +149,11 @@ def test_hostile_messages_are_dead_lettered_and_rows_past_ttl_counted(
     assert metric("rows_expired_total", table="netpilot.link_stats") == 1
 
     # the count is what ClickHouse drops: the raw table keeps the rest, the rollups all of it
-    chdb_client.command("OPTIMIZE TABLE netpilot.flows_raw FINAL")
-    chdb_client.command("OPTIMIZE TABLE netpilot.link_stats FINAL")
-    assert chdb_client.rows("SELECT count() FROM netpilot.flows_raw") == [(200,)]
-    assert chdb_client.rows("SELECT sum(samples) FROM netpilot.flows_1m") == [(500,)]
-    assert chdb_client.rows("SELECT count() FROM netpilot.link_stats") == [(1,)]
+    ch_client.command("OPTIMIZE TABLE netpilot.flows_raw FINAL")
+    ch_client.command("OPTIMIZE TABLE netpilot.link_stats FINAL")
+    assert ch_client.rows("SELECT count() FROM netpilot.flows_raw") == [(200,)]
+    assert ch_client.rows("SELECT sum(samples) FROM netpilot.flows_1m") == [(500,)]
+    assert ch_client.rows("SELECT count() FROM netpilot.link_stats") == [(1,)]
 
     expired = [e for e in logs if e["event"].startswith("rows older than the table's TTL")]
     assert {(e["table"], e["rows"], e["ttl_days"]) for e in expired} == {

@@ -151,13 +151,18 @@ def test_applied_overrides_table_shows_installed_and_recent_removals(
     store_client: ClickHouseClient, grafana_store: Store
 ) -> None:
     panel = _panel("Applied overrides")
-    # the store's read-back ends with the WITHDRAW's tombstone: removed, within the range
-    [row] = _run(store_client, grafana_store, panel, 10).to_pylist()
-    [(key, _none, removed_at)] = [r for r in grafana_store.applied if r[1] is None]
-    assert (row["pop"], row["prefix"], row["state"]) == (*key.split("|"), "removed")
-    assert row["updated"].timestamp() == removed_at and row["next hop"] == ""
-    # a range that ends before the removal hides it; what is installed shows whatever the range
-    before = replace(_ctx(grafana_store, 10), to_s=removed_at - 1)
+    # the store's read-back ends with the WITHDRAWs' tombstones: every override removed,
+    # within the range, each shown once with the time of its own removal
+    final = {key: (m, at) for key, m, at in grafana_store.applied}
+    assert final and all(m is None for m, _ in final.values()), "the store should end with every override removed"
+    rows = _run(store_client, grafana_store, panel, 10).to_pylist()
+    assert sorted((r["pop"], r["prefix"], r["state"]) for r in rows) == sorted(
+        (*key.split("|"), "removed") for key in final
+    )
+    for r in rows:
+        assert r["updated"].timestamp() == final[f"{r['pop']}|{r['prefix']}"][1] and r["next hop"] == ""
+    # a range that ends before the first removal hides them; what is installed shows whatever the range
+    before = replace(_ctx(grafana_store, 10), to_s=min(at for _, at in final.values()) - 1)
     ctx = all_variable_values(store_client, BY_TITLE[panel.dashboard], before)
     assert run_panel(store_client, panel, ctx).num_rows == 0
     last = [m for _k, m, _t in grafana_store.applied if m is not None][-1]

@@ -2,6 +2,11 @@
 
 Records of every v5 datagram in a decode pass are joined and decoded with one
 ``np.frombuffer``; header values (times, sampling) are repeated per record.
+
+When the header's record count and the datagram's length disagree, the whole records the
+datagram holds are decoded (never more than the count says, when the rest is zero
+padding) and the records the two disagree on are counted as ``count_mismatch``: a header
+claiming 30 records in a datagram of 20 gives 20 flows and 10 counted.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import numpy as np
 
 from netpilot.wire.flows import FlowFlags, FlowType, ipv4_to_addr
 from producers.collector.decode.errors import DecodeError, Reason
-from producers.collector.decode.result import ChunkBuilder
+from producers.collector.decode.result import ChunkBuilder, order_key
 
 HEADER = struct.Struct(">HHIIIIBBH")
 RECORD = np.dtype(
@@ -58,19 +63,42 @@ class V5Batch:
     rate: list[int] = field(default_factory=list)
     domain: list[int] = field(default_factory=list)
     received_ms: list[int] = field(default_factory=list)
+    datagram: list[int] = field(default_factory=list)
+    sequence: list[int] = field(default_factory=list)
 
 
 def collect(batch: V5Batch, out: ChunkBuilder, exporter: bytes, data: memoryview, received_ms: int) -> None:
     """Check one datagram and queue its records (decoded in :func:`finish`)."""
     if len(data) < HEADER.size:
-        raise DecodeError(Reason.TRUNCATED, f"v5 datagram of {len(data)} bytes", version=5)
-    _, count, uptime, secs, nsecs, _, engine_type, engine_id, sampling = HEADER.unpack_from(data, 0)
+        raise DecodeError(Reason.TRUNCATED, f"v5 datagram of {len(data)} bytes", version=5, offset=0)
+    _, count, uptime, secs, nsecs, sequence, engine_type, engine_id, sampling = HEADER.unpack_from(data, 0)
+    out.sequence = sequence
     if count == 0 or count > MAX_RECORDS:
-        raise DecodeError(Reason.BAD_COUNT, f"v5 record count {count} (1..{MAX_RECORDS})", version=5)
-    need = HEADER.size + count * RECORD.itemsize
-    if len(data) < need:
-        raise DecodeError(Reason.TRUNCATED, f"v5 datagram of {len(data)} bytes for {count} records", version=5)
-    batch.parts.append(data[HEADER.size : need])
+        raise DecodeError(Reason.BAD_COUNT, f"v5 record count {count} (1..{MAX_RECORDS})", version=5, offset=2)
+    present = (len(data) - HEADER.size) // RECORD.itemsize
+    if present < count:
+        out.drop(
+            Reason.COUNT_MISMATCH,
+            count - present,
+            f"v5 header counts {count} records, the datagram holds {present}: {present} decoded",
+            HEADER.size + present * RECORD.itemsize,
+        )
+        count = present
+    else:
+        tail = data[HEADER.size + count * RECORD.itemsize :]
+        if any(tail):  # more than padding after the counted records: say so, decode the counted
+            out.drop(
+                Reason.COUNT_MISMATCH,
+                max(1, len(tail) // RECORD.itemsize),
+                f"v5 header counts {count} records, {len(tail)} more bytes follow them",
+                HEADER.size + count * RECORD.itemsize,
+            )
+    out.result.datagrams[(exporter, "netflow5")] += 1
+    if not count:
+        return
+    batch.parts.append(data[HEADER.size : HEADER.size + count * RECORD.itemsize])
+    batch.datagram.append(out.datagram)
+    batch.sequence.append(sequence)
     batch.counts.append(count)
     batch.exporters.append(exporter)
     batch.export_ms.append(secs * 1000 + nsecs // 1_000_000)
@@ -78,7 +106,6 @@ def collect(batch: V5Batch, out: ChunkBuilder, exporter: bytes, data: memoryview
     batch.rate.append(sampling & 0x3FFF)  # the top two bits are the sampling mode
     batch.domain.append(engine_type << 8 | engine_id)
     batch.received_ms.append(received_ms)
-    out.result.datagrams[(exporter, "netflow5")] += 1
 
 
 def finish(batch: V5Batch, out: ChunkBuilder, default_rate: Callable[[bytes], int]) -> None:
@@ -126,6 +153,11 @@ def finish(batch: V5Batch, out: ChunkBuilder, default_rate: Callable[[bytes], in
         "dst_as": r["dst_as"],
         "flags": flags,
     }
+    if out.provenance:
+        cols["datagram"] = rep(batch.datagram)
+        cols["template_id"] = np.uint16(0)
+        cols["sequence"] = rep(batch.sequence)
+        cols["order"] = order_key(np.asarray(batch.datagram), 0, counts)
     nh = r["nexthop"]
     if nh.any():
         addr = ipv4_to_addr(nh)

@@ -61,6 +61,10 @@ class IE:
     PACKETS_TOTAL = 86
     ICMP_TYPE_CODE_V6 = 139
     FLOW_ID = 148  # Cisco NSEL NF_F_CONN_ID
+    ICMP_TYPE_V4 = 176  # NSEL NF_F_ICMP_TYPE
+    ICMP_CODE_V4 = 177
+    ICMP_TYPE_V6 = 178
+    ICMP_CODE_V6 = 179
     START_S = 150
     END_S = 151
     START_MS = 152
@@ -91,6 +95,9 @@ class IE:
     OBS_TIME_S = 322
     OBS_TIME_MS = 323  # NSEL NF_F_EVENT_TIME_MSEC
     NSEL_FW_EVENT = 40005  # ASA 8.2's NF_F_FW_EVENT (v9 only: beyond the IPFIX IE range)
+    # CERT (YAF) enterprise elements, PEN 6871, under ids of their own (see CERT_BIT)
+    CERT_INITIAL_TCP_FLAGS = (1 << 17) | 14  # initialTCPFlags: flags of the first packet
+    CERT_UNION_TCP_FLAGS = (1 << 17) | 15  # unionTCPFlags: flags of the other packets
 
 
 REVERSE_PEN = 29305
@@ -109,6 +116,13 @@ REVERSE_IES = frozenset(
     {ie for pair in REVERSE_COUNTERS for ie in pair} | {IE.TCP_FLAGS, IE.ICMP_TYPE_CODE_V4, IE.ICMP_TYPE_CODE_V6}
 )
 SECTION_IES = frozenset({IE.IP_HEADER_SECTION, IE.DATALINK_SECTION})
+CERT_PEN = 6871
+CERT_BIT = 1 << 17
+"""Added to a CERT enterprise element's id to name it in ``CompiledTemplate.columns``."""
+CERT_IES = frozenset({14, 15})
+ENTERPRISE_REVERSE = 0x4000
+"""RFC 5103 §6.1: the reverse of an enterprise element sets this bit of its id (YAF's
+reverseUnionTCPFlags is 6871/16399)."""
 
 # The IEs any decoder reads; every other field is skipped through the dtype offsets.
 USED_IES: frozenset[int] = frozenset(v for k, v in vars(IE).items() if not k.startswith("_"))
@@ -164,6 +178,9 @@ class CompiledTemplate:
             ie = f.ie
             if f.pen == REVERSE_PEN and ie in REVERSE_IES:  # RFC 5103 biflow: known PEN
                 usable, ie = True, ie | REVERSE_BIT
+            elif f.pen == CERT_PEN and (ie & ~ENTERPRISE_REVERSE) in CERT_IES:  # YAF's TCP flags
+                reverse = REVERSE_BIT if ie & ENTERPRISE_REVERSE else 0
+                usable, ie = True, CERT_BIT | (ie & ~ENTERPRISE_REVERSE) | reverse
             wanted = usable and (ie in USED_IES or bool(ie & REVERSE_BIT)) and ie not in self.columns
             if f.length == VARLEN:
                 self.variable = True

@@ -261,13 +261,16 @@ class TemplateDecoder:
             v = u(recs, ie)
             if v is not None:
                 cols[name] = v
-        flags = u(recs, IE.TCP_FLAGS)
+        flags = records.tcp_flags(tpl, recs)
         if flags is not None:
-            cols["tcp_flags"] = flags & np.uint64(0xFF)
-        if "dst_port" not in cols or not tpl.has(IE.SRC_PORT):
-            icmp = records.first(tpl, recs, IE.ICMP_TYPE_CODE_V4, IE.ICMP_TYPE_CODE_V6)
-            if icmp is not None:
+            cols["tcp_flags"] = flags
+        icmp = records.icmp_type_code(tpl, recs)
+        if icmp is not None:  # ICMP type/code go in dst_port (the convention sFlow follows too)
+            if "dst_port" not in cols or not tpl.has(IE.SRC_PORT):
                 cols["dst_port"] = icmp
+            elif "ip_proto" in cols:  # ports and ICMP fields in one template (NSEL): by protocol
+                is_icmp = (cols["ip_proto"] == 1) | (cols["ip_proto"] == 58)
+                cols["dst_port"] = np.where(is_icmp & (cols["dst_port"] == 0), icmp, cols["dst_port"])
         for name, ies in (
             ("src_addr", (IE.SRC_V4, IE.SRC_V6)),
             ("dst_addr", (IE.DST_V4, IE.DST_V6)),

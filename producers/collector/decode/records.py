@@ -31,6 +31,30 @@ REVERSE_OCTETS = (IE.RESPONDER_OCTETS,) + tuple(REVERSE_BIT | ie for ie in OCTET
 REVERSE_PACKETS = (IE.RESPONDER_PACKETS,) + tuple(REVERSE_BIT | ie for ie in PACKETS[1:])
 
 
+def tcp_flags(tpl: CompiledTemplate, recs: np.ndarray, reverse: int = 0) -> np.ndarray | None:
+    """tcpControlBits, else YAF's initialTCPFlags | unionTCPFlags; ``reverse``: REVERSE_BIT."""
+    flags = tpl.uint(recs, reverse | IE.TCP_FLAGS)
+    if flags is not None:
+        return flags & np.uint64(0xFF)
+    initial = tpl.uint(recs, reverse | IE.CERT_INITIAL_TCP_FLAGS)
+    union = tpl.uint(recs, reverse | IE.CERT_UNION_TCP_FLAGS)
+    if initial is None:
+        return None if union is None else union & np.uint64(0xFF)
+    return (initial if union is None else initial | union) & np.uint64(0xFF)
+
+
+def icmp_type_code(tpl: CompiledTemplate, recs: np.ndarray) -> np.ndarray | None:
+    """ICMP type << 8 | code: IE 32/139, else the separate type and code IEs (176-179, NSEL)."""
+    v = first(tpl, recs, IE.ICMP_TYPE_CODE_V4, IE.ICMP_TYPE_CODE_V6)
+    if v is not None:
+        return v
+    kind = first(tpl, recs, IE.ICMP_TYPE_V4, IE.ICMP_TYPE_V6)
+    code = first(tpl, recs, IE.ICMP_CODE_V4, IE.ICMP_CODE_V6)
+    if kind is None:
+        return code
+    return kind << np.uint64(8) if code is None else kind << np.uint64(8) | code
+
+
 def first(tpl: CompiledTemplate, recs: np.ndarray, *ies: int) -> np.ndarray | None:
     """The first of ``ies`` the template carries, as uint64 per record."""
     for ie in ies:
@@ -147,8 +171,8 @@ def split_biflow(
         rev_icmp = fwd_icmp if rev_icmp is None else np.where(rev_icmp == 0, fwd_icmp, rev_icmp)
         rev["src_port"] = np.where(icmp, 0, rev["src_port"] if rev["src_port"] is not None else 0)
         rev["dst_port"] = np.where(icmp, rev_icmp, rev["dst_port"] if rev["dst_port"] is not None else 0)
-    rev_flags = first(tpl, recs, REVERSE_BIT | IE.TCP_FLAGS)
-    rev["tcp_flags"] = zeros if rev_flags is None else rev_flags & np.uint64(0xFF)
+    rev_flags = tcp_flags(tpl, recs, REVERSE_BIT)
+    rev["tcp_flags"] = zeros if rev_flags is None else rev_flags
     rev["bytes"], rev["packets"] = rev_octets, rev_packets
     rev["bytes_scaled"], rev["packets_scaled"] = rev_octets * rate, rev_packets * rate
     if "order" in cols:

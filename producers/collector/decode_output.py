@@ -95,7 +95,7 @@ def frame(result: DecodeResult, frames: np.ndarray, ports: np.ndarray) -> pl.Dat
         "sequence": c["sequence"],
     }
     for t in _TIMES:
-        cols[t] = pl.from_epoch(pl.Series(c[t]), "ms").dt.replace_time_zone("UTC")
+        cols[t] = pl.Series(c[t]).cast(pl.Datetime("ms")).dt.replace_time_zone("UTC")
     cols["src_addr"] = addr_text(c["src_addr"])
     cols["dst_addr"] = addr_text(c["dst_addr"])
     cols.update({k: c[k] for k in _NUMERIC})

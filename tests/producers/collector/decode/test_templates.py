@@ -10,6 +10,7 @@ from tests.producers.collector.decode.builders import (
     EXPORTER,
     V4_FIELDS,
     ipfix,
+    ipfix_options_template,
     ipfix_set,
     ipfix_template,
     v4_record,
@@ -56,8 +57,6 @@ def test_exporter_scope_follows_an_exporter_that_changes_source_port() -> None:
 
 def test_options_data_is_per_session_too() -> None:
     """A sampling rate learned from one session's options data is not another's."""
-    from tests.producers.collector.decode.builders import ipfix_options_template
-
     opts = ipfix_options_template(500, [(149, 4)], [(34, 4)])
     dec = Decoder()
     r = dec.decode(

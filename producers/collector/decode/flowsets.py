@@ -25,6 +25,8 @@ from producers.collector.decode.sampling import SamplingState
 from producers.collector.decode.templates import BoundedTemplateStore, DomainKey, HeldSet, PendingData, TemplateKey
 
 SET_HEADER = struct.Struct(">HH")  # set/flowset id, length: the same in v9 and IPFIX
+Arrival = tuple[int, int, int, int, int, int]
+"""Per data set: export ms, sysUpTime ms (v9), received ms, datagram, sequence, set offset."""
 MAX_OPTION_RECORDS = 256
 
 
@@ -34,12 +36,7 @@ class _Group:
     key: TemplateKey
     parts: list[bytes | memoryview] = field(default_factory=list)
     counts: list[int] = field(default_factory=list)
-    export_ms: list[int] = field(default_factory=list)
-    uptime_ms: list[int] = field(default_factory=list)
-    received_ms: list[int] = field(default_factory=list)
-    datagram: list[int] = field(default_factory=list)
-    sequence: list[int] = field(default_factory=list)
-    offset: list[int] = field(default_factory=list)
+    arrivals: list[Arrival] = field(default_factory=list)
 
 
 class TemplateDecoder:
@@ -92,7 +89,8 @@ class TemplateDecoder:
                 TemplateEvent(exporter, version, dom, tid, kind, definition, scope_count, port)
             )
         for held in self.pending.release(key):
-            self._data(out, key, tpl, memoryview(held.body), held, None)
+            at = (held.export_ms, held.uptime_ms, held.received_ms, held.datagram, held.sequence, held.offset)
+            self._data(out, key, tpl, memoryview(held.body), at, None)
 
     def withdraw(self, out: ChunkBuilder, key: TemplateKey) -> None:
         if self.store.withdraw(key):
@@ -116,17 +114,16 @@ class TemplateDecoder:
         received_ms: int,
         offset: int,
     ) -> None:
-        held = HeldSet(b"", export_ms, uptime_ms, received_ms, out.datagram, out.sequence, offset)
         tpl = self.store.get(key)
         if tpl is None:
             if len(body) < 4:  # padding-only set: nothing worth holding
                 return
-            held.body = bytes(body)
+            held = HeldSet(bytes(body), export_ms, uptime_ms, received_ms, out.datagram, out.sequence, offset)
             pushed = self.pending.hold(key, held)
             if pushed:
                 out.drop(Reason.PENDING_OVERFLOW, pushed, f"data held for template {key[4]} pushed out", offset)
             return
-        self._data(out, key, tpl, body, held, offset)
+        self._data(out, key, tpl, body, (export_ms, uptime_ms, received_ms, out.datagram, out.sequence, offset), offset)
 
     def _data(
         self,
@@ -134,15 +131,13 @@ class TemplateDecoder:
         key: TemplateKey,
         tpl: CompiledTemplate,
         body: memoryview,
-        at: HeldSet,
+        at: Arrival,
         offset: int | None,
     ) -> None:
         raw: bytes | memoryview
         if tpl.variable:
             if not tpl.record_length:  # only variable-length fields: nothing netpilot reads
-                out.drop(
-                    Reason.UNSUPPORTED, 1, f"template {key[4]} has only variable-length fields", offset, at.datagram
-                )
+                out.drop(Reason.UNSUPPORTED, 1, f"template {key[4]} has only variable-length fields", offset, at[3])
                 return
             raw, n, ok = normalise_varlen(tpl, body)
             if not ok:
@@ -151,7 +146,7 @@ class TemplateDecoder:
                     1,
                     f"variable-length record overruns its set (template {key[4]}, {n} records before it kept)",
                     offset,
-                    at.datagram,
+                    at[3],
                 )
         else:
             n = len(body) // tpl.record_length
@@ -166,12 +161,7 @@ class TemplateDecoder:
             g = self._groups[id(tpl)] = _Group(tpl, key)
         g.parts.append(raw)
         g.counts.append(n)
-        g.export_ms.append(at.export_ms)
-        g.uptime_ms.append(at.uptime_ms)
-        g.received_ms.append(at.received_ms)
-        g.datagram.append(at.datagram)
-        g.sequence.append(at.sequence)
-        g.offset.append(at.offset)
+        g.arrivals.append(at)
 
     def _options(self, key: TemplateKey, tpl: CompiledTemplate, raw: bytes | memoryview, n: int) -> None:
         recs = np.frombuffer(raw, dtype=tpl.dtype, count=n)
@@ -220,7 +210,7 @@ class TemplateDecoder:
                     sum(g.counts),
                     f"template {g.key[4]} of domain {g.key[3]}: {type(exc).__name__}: {exc}",
                     None,
-                    g.datagram[0],
+                    g.arrivals[0][3],
                 )
 
     def _emit(self, out: ChunkBuilder, g: _Group) -> None:
@@ -230,20 +220,21 @@ class TemplateDecoder:
         n = sum(g.counts)
         recs = np.frombuffer(b"".join(g.parts), dtype=tpl.dtype, count=n)
         counts = np.asarray(g.counts)
+        arrivals = np.asarray(g.arrivals, np.int64)  # (parts, 6): one row per data set
 
-        def per_record(values: list[int], dtype: type = np.int64) -> np.ndarray:
-            return np.repeat(np.asarray(values, dtype), counts)
+        def per_record(column: int) -> np.ndarray:
+            return np.repeat(arrivals[:, column], counts)
 
-        export_ms = per_record(g.export_ms)
+        export_ms = per_record(0)
         cols: dict[str, Any] = {}  # arrays, and scalars that ChunkBuilder broadcasts
         u = tpl.uint
-        cols["time_received"] = per_record(g.received_ms)
+        cols["time_received"] = per_record(2)
         d = self.sampling.peek(key[:4])
         cols["time_start"], cols["time_end"] = records.times(
             tpl,
             recs,
             export_ms,
-            per_record(g.uptime_ms) if version == 9 else None,
+            (lambda: per_record(1)) if version == 9 else None,
             d.system_init_ms if d is not None else 0,
         )
         cols["flow_type"] = np.uint8(FlowType.NETFLOW9 if version == 9 else FlowType.IPFIX)
@@ -316,10 +307,10 @@ class TemplateDecoder:
         cols["bytes_scaled"] = octets * rate
         cols["packets_scaled"] = packets * rate
         if out.provenance:
-            cols["datagram"] = per_record(g.datagram)
+            cols["datagram"] = per_record(3)
             cols["template_id"] = np.uint16(tid)
-            cols["sequence"] = per_record(g.sequence)
-            cols["order"] = order_key(np.asarray(g.datagram), np.asarray(g.offset), counts)
+            cols["sequence"] = per_record(4)
+            cols["order"] = order_key(arrivals[:, 3], arrivals[:, 5], counts)
         label = "netflow9" if version == 9 else "ipfix"
         if tpl.biflow:
             parts = records.split_biflow(tpl, recs, cols, rate, counted, keep_all=event is not None)

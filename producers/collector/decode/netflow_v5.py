@@ -58,54 +58,57 @@ class V5Batch:
     parts: list[memoryview] = field(default_factory=list)
     counts: list[int] = field(default_factory=list)
     exporters: list[bytes] = field(default_factory=list)
-    export_ms: list[int] = field(default_factory=list)
-    uptime: list[int] = field(default_factory=list)
-    rate: list[int] = field(default_factory=list)
-    domain: list[int] = field(default_factory=list)
-    received_ms: list[int] = field(default_factory=list)
-    datagram: list[int] = field(default_factory=list)
-    sequence: list[int] = field(default_factory=list)
+    heads: list[tuple[int, int, int, int, int, int, int]] = field(default_factory=list)
+    """Per datagram: export ms, uptime ms, rate, domain, received ms, datagram, sequence."""
+
+
+HEADER_SIZE, RECORD_SIZE = HEADER.size, RECORD.itemsize
 
 
 def collect(batch: V5Batch, out: ChunkBuilder, exporter: bytes, data: memoryview, received_ms: int) -> None:
     """Check one datagram and queue its records (decoded in :func:`finish`)."""
-    if len(data) < HEADER.size:
-        raise DecodeError(Reason.TRUNCATED, f"v5 datagram of {len(data)} bytes", version=5, offset=0)
+    size = len(data)
+    if size < HEADER_SIZE:
+        raise DecodeError(Reason.TRUNCATED, f"v5 datagram of {size} bytes", version=5, offset=0)
     _, count, uptime, secs, nsecs, sequence, engine_type, engine_id, sampling = HEADER.unpack_from(data, 0)
     out.sequence = sequence
     if count == 0 or count > MAX_RECORDS:
         raise DecodeError(Reason.BAD_COUNT, f"v5 record count {count} (1..{MAX_RECORDS})", version=5, offset=2)
-    present = (len(data) - HEADER.size) // RECORD.itemsize
-    if present < count:
+    need = HEADER_SIZE + count * RECORD_SIZE
+    if size < need:
+        present = (size - HEADER_SIZE) // RECORD_SIZE
         out.drop(
             Reason.COUNT_MISMATCH,
             count - present,
             f"v5 header counts {count} records, the datagram holds {present}: {present} decoded",
-            HEADER.size + present * RECORD.itemsize,
+            HEADER_SIZE + present * RECORD_SIZE,
         )
-        count = present
-    else:
-        tail = data[HEADER.size + count * RECORD.itemsize :]
-        if any(tail):  # more than padding after the counted records: say so, decode the counted
-            out.drop(
-                Reason.COUNT_MISMATCH,
-                max(1, len(tail) // RECORD.itemsize),
-                f"v5 header counts {count} records, {len(tail)} more bytes follow them",
-                HEADER.size + count * RECORD.itemsize,
-            )
+        count, need = present, HEADER_SIZE + present * RECORD_SIZE
+    elif size > need and any(data[need:]):  # more than padding after the counted records
+        out.drop(
+            Reason.COUNT_MISMATCH,
+            max(1, (size - need) // RECORD_SIZE),
+            f"v5 header counts {count} records, {size - need} more bytes follow them",
+            need,
+        )
     out.result.datagrams[(exporter, "netflow5")] += 1
     if not count:
         return
-    batch.parts.append(data[HEADER.size : HEADER.size + count * RECORD.itemsize])
-    batch.datagram.append(out.datagram)
-    batch.sequence.append(sequence)
+    batch.parts.append(data[HEADER_SIZE:need])
     batch.counts.append(count)
     batch.exporters.append(exporter)
-    batch.export_ms.append(secs * 1000 + nsecs // 1_000_000)
-    batch.uptime.append(uptime)
-    batch.rate.append(sampling & 0x3FFF)  # the top two bits are the sampling mode
-    batch.domain.append(engine_type << 8 | engine_id)
-    batch.received_ms.append(received_ms)
+    # the top two bits of the sampling field are the sampling mode
+    batch.heads.append(
+        (
+            secs * 1000 + nsecs // 1_000_000,
+            uptime,
+            sampling & 0x3FFF,
+            engine_type << 8 | engine_id,
+            received_ms,
+            out.datagram,
+            sequence,
+        )
+    )
 
 
 def finish(batch: V5Batch, out: ChunkBuilder, default_rate: Callable[[bytes], int]) -> None:
@@ -114,10 +117,14 @@ def finish(batch: V5Batch, out: ChunkBuilder, default_rate: Callable[[bytes], in
     counts = np.asarray(batch.counts)
     n = int(counts.sum())
     r = np.frombuffer(b"".join(batch.parts), dtype=RECORD, count=n)
-    rep = lambda values, dt=np.int64: np.repeat(np.asarray(values, dt), counts)  # noqa: E731
-    export_ms, uptime = rep(batch.export_ms), rep(batch.uptime)
+    heads = np.asarray(batch.heads, np.int64)
+
+    def rep(column: int) -> np.ndarray:
+        return np.repeat(heads[:, column], counts)
+
+    export_ms, uptime = rep(0), rep(1)
     exporters = np.frombuffer(b"".join(batch.exporters), np.uint8).reshape(-1, 16)
-    rate = rep(batch.rate, np.uint64)
+    rate = rep(2).astype(np.uint64)
     unknown = rate == 0
     n_unknown = int(np.count_nonzero(unknown))
     flags = np.zeros(n, np.uint8)
@@ -129,13 +136,13 @@ def finish(batch: V5Batch, out: ChunkBuilder, default_rate: Callable[[bytes], in
     octets = r["octets"].astype(np.uint64)
     packets = r["packets"].astype(np.uint64)
     cols = {
-        "time_received": rep(batch.received_ms),
+        "time_received": rep(4),
         # first/last are router uptime in ms (u32, wraps): age relative to the export time
         "time_start": export_ms - ((uptime - r["first"].astype(np.int64)) % U32),
         "time_end": export_ms - ((uptime - r["last"].astype(np.int64)) % U32),
         "flow_type": np.uint8(FlowType.NETFLOW5),
         "exporter": np.repeat(exporters, counts, axis=0),
-        "observation_domain": rep(batch.domain, np.uint32),
+        "observation_domain": rep(3).astype(np.uint32),
         "in_if": r["input"],
         "out_if": r["output"],
         "src_addr": ipv4_to_addr(r["src"]),
@@ -154,10 +161,10 @@ def finish(batch: V5Batch, out: ChunkBuilder, default_rate: Callable[[bytes], in
         "flags": flags,
     }
     if out.provenance:
-        cols["datagram"] = rep(batch.datagram)
+        cols["datagram"] = rep(5)
         cols["template_id"] = np.uint16(0)
-        cols["sequence"] = rep(batch.sequence)
-        cols["order"] = order_key(np.asarray(batch.datagram), 0, counts)
+        cols["sequence"] = rep(6)
+        cols["order"] = order_key(heads[:, 5], 0, counts)
     nh = r["nexthop"]
     if nh.any():
         addr = ipv4_to_addr(nh)

@@ -58,7 +58,7 @@ def decode(
     session = (exporter, port, VERSION, domain)
     for set_id, body, offset in iter_sets(out, data, HEADER.size, "v9 flowset", domain):
         if set_id >= 256:
-            td.data_set(out, (*session, set_id), body, export_ms, uptime, received_ms, offset)
+            td.data_set(out, (exporter, port, VERSION, domain, set_id), body, export_ms, uptime, received_ms, offset)
         elif set_id in (0, 1):
             _templates(td, out, session, body, offset, "data" if set_id == 0 else "options")
         else:

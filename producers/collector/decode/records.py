@@ -74,13 +74,13 @@ def times(
     tpl: CompiledTemplate,
     recs: np.ndarray,
     export_ms: np.ndarray,
-    uptime_ms: np.ndarray | None,
+    uptime_ms: Callable[[], np.ndarray] | None,
     system_init_ms: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(time_start, time_end) in Unix ms.
 
-    ``uptime_ms`` is the v9 header's sysUpTime per record (None for IPFIX, whose sysUpTime
-    fields need ``system_init_ms`` from options data). A flow with an end and no start
+    ``uptime_ms`` gives the v9 header's sysUpTime per record, when needed (None for IPFIX,
+    whose sysUpTime fields need ``system_init_ms`` from options data). A flow with an end and no start
     starts at its end (NSEL events carry only the event time); with neither, both are the
     export time.
     """
@@ -108,7 +108,7 @@ def times(
             up = up.astype(np.int64)
             if uptime_ms is not None:
                 # uptime counters are u32 ms: take the difference modulo 2^32
-                result[i] = export_ms - ((uptime_ms - up) % U32)
+                result[i] = export_ms - ((uptime_ms() - up) % U32)
             elif system_init_ms:
                 result[i] = system_init_ms + up
     end = export_ms if result[1] is None else result[1]

@@ -3,11 +3,11 @@
 The template's raw definition bytes as the exporter sent them (hex), so any collector can
 rebuild the same decoder. A tombstone withdraws the template.
 
-``source_port`` (added in 1.1, optional): the exporter's UDP source port, when templates are
-scoped by Transport Session (RFC 7011 §8; the collector's default). It is appended to the
-key, so two export processes behind one address keep their templates apart on the
-compacted topic too; 0 (templates scoped by exporter address, or written before 1.1) keeps
-the original three-part key.
+``source_port`` (an optional field added within /1; older readers ignore it): the
+exporter's UDP source port, when templates are scoped by Transport Session (RFC 7011 §8;
+the collector's default). It is appended to the key, so two export processes behind one
+address keep their templates apart on the compacted topic too; 0 (templates scoped by
+exporter address, or written before the field existed) keeps the three-part key.
 """
 
 from __future__ import annotations

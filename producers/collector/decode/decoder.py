@@ -129,7 +129,7 @@ class Decoder:
         """Install a template persisted earlier (templates topic), as if just received.
 
         ``source_port`` is the port of the Transport Session it came in (0: unknown, as
-        persisted by collectors before 1.1); scoped by exporter address, every port is 0.
+        persisted before templates carried their port); scoped by exporter address, every port is 0.
         Returns False when the definition is a withdrawal.
         """
         port = source_port if self._by_port else 0

@@ -77,12 +77,12 @@ class Decoder:
         v5 = netflow_v5.V5Batch()
         sf = sflow.SFlowBatch()
         last_ms = 0
+        by_port, seen = self._by_port, self.datagrams_seen
         for item in datagrams:
             exporter, raw, received_ms = item[0], item[1], item[2]
-            port = item[3] if len(item) > 3 and self._by_port else 0
-            out.datagram = self.datagrams_seen
-            out.sequence = 0
-            self.datagrams_seen += 1
+            port = item[3] if by_port and len(item) > 3 else 0
+            out.datagram = seen
+            seen += 1
             last_ms = received_ms
             data = memoryview(raw)
             try:
@@ -104,6 +104,7 @@ class Decoder:
             except (struct.error, IndexError, ValueError) as exc:
                 # a length we did not check; still bad input, never a crash
                 out.drop(Reason.TRUNCATED, 1, f"{type(exc).__name__}: {exc}")
+        self.datagrams_seen = seen
         finishers: tuple[tuple[str, Callable[..., None], object], ...] = (
             ("netflow5", netflow_v5.finish, v5),
             ("sflow5", sflow.finish, sf),

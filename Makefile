@@ -1,5 +1,6 @@
 # The two commands a new user needs: `make demo` and `make test`. Both set up everything
-# (Debian packages, a virtualenv, Kafka from Maven Central) on a fresh machine.
+# (Debian packages, a virtualenv, Kafka from Maven Central) on a fresh machine; `make test`
+# also builds Helm and the test API servers with Go (cached in ~/.cache/netpilot).
 # While editing: `make check` (ruff + mypy) and `make test-fast` (check, then the tests that
 # need no broker, root, routers or slow builds; see README "Developing").
 PYTHON ?= python3
@@ -7,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast check bench system-deps venv kafka-up kafka-down clean
+.PHONY: demo test test-fast check bench system-deps venv go-tools kafka-up kafka-down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +24,12 @@ system-deps:
 demo: system-deps venv
 	$(BIN)/netpilot demo
 
-test: system-deps venv
+# Helm 4 and the test API servers, built from the Go module proxy once and cached in
+# ~/.cache/netpilot (tests/gotools.py): minutes on 2 cores when cold, nothing when cached.
+go-tools: venv
+	$(BIN)/python -m tests.gotools
+
+test: system-deps venv go-tools
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Lint, formatting and types (configured in pyproject.toml); non-zero exit on any finding.
@@ -38,7 +44,7 @@ test-fast: check
 	$(BIN)/pytest -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
 
 # The self-contained benchmarks (the others need a broker: see each file's docstring).
-BENCHES := bench_wire bench_decode bench_lpm bench_planner bench_clickhouse
+BENCHES := bench_wire bench_decode bench_plausibility bench_lpm bench_planner bench_clickhouse
 bench: venv
 	for b in $(BENCHES); do echo "== $$b"; $(BIN)/python bench/$$b.py || exit 1; done
 

@@ -1,13 +1,17 @@
-"""Planner cycle time for one PoP: 100k prefixes x 50 links (target < 1 s per cycle).
+"""Planner cycle for one PoP: 100k prefixes x 50 links x 10 simultaneous overloads.
 
-    .venv/bin/python bench/bench_planner.py [--prefixes 100000] [--links 50] [--repeat 5]
+    .venv/bin/python bench/bench_planner.py [--prefixes 100000] [--links 50] [--overloads 10] [--repeat 5]
 
 Synthetic but shaped like a real PoP: every prefix has its best path on one link (10 % on
 two, ECMP), covering and exact alternates on 2-3 other links, demand heavy-tailed (a few
 prefixes large enough to be split, 10 % of demand rows finer than the route prefix), 5 %
-IPv6, and 5 links pushed over their trigger so the greedy has real work. Prints the median
-and worst cycle time of ``plan()`` (snapshot already built, as the worker keeps it), the
-time to build the snapshot from rows, and what the cycles decided.
+IPv6, and ``--overloads`` links pushed to 97 % at once. The policy is the default one
+(suggest mode) with a larger validation limit (see main). Prints, against the targets of docs/autopilot-design.md §5.3:
+
+* the cycle time of ``plan()`` (snapshot already built, as the worker keeps it), first
+  cycle (the greedy) and steady cycles (refreshes): target < 1 s;
+* moves against the lower bound of the cycle summary: target <= 1.2x;
+* cycles until no overload is left unresolved: target 1.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from streams.autopilot.policy import Policy
 from streams.autopilot.state import PlannerState
 
 
-def build(n_prefixes: int, n_links: int, seed: int = 7) -> Snapshot:
+def build(n_prefixes: int, n_links: int, n_overloads: int = 10, seed: int = 7) -> Snapshot:
     rng = np.random.default_rng(seed)
     capacity = 100e9
     links = [f"pr{i % 4 + 1}:et-0/0/{i}" for i in range(n_links)]
@@ -33,7 +37,7 @@ def build(n_prefixes: int, n_links: int, seed: int = 7) -> Snapshot:
     rates = rng.pareto(1.3, n_prefixes) * 2e6 + 1e5  # heavy tail, ~1e5..1e9 bps
     share = 0.5 * capacity * n_links / rates.sum()  # average utilisation 50 %
     rates *= share
-    overloaded = set(range(5))
+    overloaded = set(range(n_overloads))
     load = np.bincount(native, weights=rates, minlength=n_links)
     for i, link_id in enumerate(links):
         target = 0.97 if i in overloaded else 0.5
@@ -77,13 +81,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prefixes", type=int, default=100_000)
     ap.add_argument("--links", type=int, default=50)
+    ap.add_argument("--overloads", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
 
     t0 = time.perf_counter()
-    snapshot = build(args.prefixes, args.links)
+    snapshot = build(args.prefixes, args.links, args.overloads)
     built = time.perf_counter() - t0
-    policy = Policy(mode="suggest", max_adds_per_cycle=200, max_changes_per_cycle=1000)
+    # The default policy but for the validation limit: relieving ten 100G links by 12 % each
+    # with prefixes split at 250 Mbps takes ~150 moves, more than the default 100 changes a
+    # cycle may publish (an operator's choice of how large a diff to trust).
+    policy = Policy(mode="suggest", max_changes_per_cycle=1000)
     now = 1_767_225_600.0
     first = plan(snapshot, PlannerState(), policy, now)
     times, steady = [], first
@@ -98,6 +106,14 @@ def main() -> None:
         stimes.append(time.perf_counter() - t)
         state = steady.state
     r = first.report
+    resolved, state, cycles = None, PlannerState(), 0
+    for i in range(10):  # the network does not react here: a cycle re-plans on the same inputs
+        cycles += 1
+        result = plan(snapshot, state, policy, now + 30 * i)
+        state = result.state
+        if not result.report.unresolved_bps and not result.report.diff_rejected:
+            resolved = cycles
+            break
     print(
         f"snapshot: {args.prefixes} prefixes, {args.links} links, {len(snapshot.routes)} routes, "
         f"{len(snapshot.demand)} demand rows; built in {built:.2f} s (not part of the cycle)"
@@ -111,7 +127,12 @@ def main() -> None:
         f"plan() steady cycle ({steady.report.refreshes} REFRESH, {steady.report.adds} ADD): "
         f"median {statistics.median(stimes) * 1e3:.0f} ms, max {max(stimes) * 1e3:.0f} ms"
     )
-    print(f"target < 1000 ms: {'met' if max(times + stimes) < 1.0 else 'NOT met'}")
+    print(
+        f"moves: {r.adds} ADDs against a lower bound of {r.moves_lower_bound} "
+        f"(ratio {r.moves_ratio}; target <= 1.2: {'met' if (r.moves_ratio or 0) <= 1.2 else 'NOT met'})"
+    )
+    print(f"cycles to resolve every overload: {resolved if resolved else 'not within 10'} (target 1)")
+    print(f"cycle time target < 1000 ms: {'met' if max(times + stimes) < 1.0 else 'NOT met'}")
 
 
 if __name__ == "__main__":

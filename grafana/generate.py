@@ -1,23 +1,43 @@
-"""The four netpilot dashboards as code; ``netpilot grafana render`` writes grafana/dashboards/.
+"""The netpilot dashboards as code; ``netpilot grafana render`` writes grafana/dashboards/.
 
-The JSON files are committed (Grafana mounts them through provisioning/dashboards) and a
-test fails when they differ from a fresh render, so edit this file, not the JSON.
+The four data dashboards are here, built with grafana-foundation-sdk through the helpers of
+grafana/model.py; the per-component Service dashboard is grafana/service.py. The JSON files
+are committed (Grafana mounts them through provisioning/dashboards) and a test fails when
+they differ from a fresh render, so edit the Python, not the JSON.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import dashboard as dm
 
 from grafana import queries as q
-from grafana.model import Json, ch_target, constant_variable, dashboard, panel, prom_target, query_variable
+from grafana.model import (
+    Json,
+    Query,
+    ch_query,
+    constant_variable,
+    dashboard,
+    heatmap,
+    prom_queries,
+    prom_query,
+    query_variable,
+    table,
+    timeseries,
+)
+from grafana.service import service_dashboard
 from streams.autopilot.policy import Policy
 
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboards"
 DATABASE = "netpilot"
 
 
-def _variables(with_link: bool = True) -> list[Json]:
+def _variables(with_link: bool = True) -> list[Any]:
     out = [
         constant_variable("db", DATABASE),
         query_variable("pop", "PoP", q.VAR_POP),
@@ -28,50 +48,45 @@ def _variables(with_link: bool = True) -> list[Json]:
     return out
 
 
-def _ts(sql: str) -> list[Json]:
-    return [ch_target(sql, timeseries=True)]
+def _ts(sql: str) -> list[Query]:
+    return [ch_query(sql, timeseries=True)]
 
 
-def _table(sql: str) -> list[Json]:
-    return [ch_target(sql, timeseries=False)]
+def _table(sql: str) -> list[Query]:
+    return [ch_query(sql, timeseries=False)]
 
 
-def network_overview() -> Json:
+def network_overview() -> dm.Dashboard:
     panels = [
-        panel(
-            "timeseries",
+        timeseries(
             "Traffic per PoP",
             "Egress bits/s per PoP, sampling-corrected (rollups at coarse intervals, raw flows when zoomed in).",
             _ts(q.TRAFFIC_PER_POP),
             "bps",
             (0, 0, 12, 8),
         ),
-        panel(
-            "timeseries",
+        timeseries(
             "Traffic per egress link",
             "Bits/s per egress link from flows, sampling-corrected.",
             _ts(q.TRAFFIC_PER_LINK),
             "bps",
             (12, 0, 12, 8),
         ),
-        panel(
-            "table",
+        table(
             "Top destination ASNs",
             "Average bits/s over the range per destination AS.",
             _table(q.TOP_DST_AS),
             "bps",
             (0, 8, 8, 10),
         ),
-        panel(
-            "table",
+        table(
             "Top destination prefixes",
             "Raw flows, last 6 h of the range at most (rollups do not keep prefixes).",
             _table(q.TOP_DST_PREFIXES),
             "bps",
             (8, 8, 8, 10),
         ),
-        panel(
-            "timeseries",
+        timeseries(
             "Traffic by peer type",
             "Bits/s per peer type of the egress link (transit, PNI, IX ...).",
             _ts(q.TRAFFIC_BY_PEER_TYPE),
@@ -79,8 +94,7 @@ def network_overview() -> Json:
             (16, 8, 8, 10),
             stack=True,
         ),
-        panel(
-            "timeseries",
+        timeseries(
             "Flow / counter coverage per link",
             "Flow-derived bits/s divided by SNMP/sFlow counter bits/s: 1 = flows explain all the traffic.",
             _ts(q.COVERAGE),
@@ -109,11 +123,10 @@ def _util_thresholds() -> list[tuple[float | None, str]]:
     ]
 
 
-def egress_links() -> Json:
+def egress_links() -> dm.Dashboard:
     triggers = ", ".join(f"{k} {t.hi:.0%}" for k, t in sorted(Policy().thresholds.items()))
     panels = [
-        panel(
-            "timeseries",
+        timeseries(
             "Utilisation vs capacity",
             f"Counter bits/s / capacity per link. Lines: autopilot target and triggers ({triggers}).",
             _ts(q.UTILISATION),
@@ -122,36 +135,32 @@ def egress_links() -> Json:
             thresholds=_util_thresholds(),
             draw_thresholds=True,
         ),
-        panel(
-            "heatmap",
+        heatmap(
             "Links over time",
             "Utilisation per link (rows) and time.",
             _ts(q.HEATMAP),
             "percentunit",
             (0, 9, 24, 9),
         ),
-        panel(
-            "table",
+        table(
             "p95 utilisation per link",
             "95th percentile over the range.",
             _table(q.P95),
             "percentunit",
             (0, 18, 12, 9),
         ),
-        panel(
-            "table",
+        table(
             "Links nearest to their trigger",
             "Latest utilisation vs the autopilot trigger of the link's peer type; smallest headroom first.",
             _table(q.NEAREST_TRIGGER),
             "percentunit",
             (12, 18, 12, 9),
         ),
-        panel(
-            "timeseries",
+        timeseries(
             "Live utilisation (Prometheus exporter)",
             "The Prometheus sink's view: latest utilisation per link, what alerting rules see.",
             [
-                prom_target(
+                prom_query(
                     'max by (link_id) (netpilot_link_utilisation_ratio{pop=~"$pop", link_id=~"$link"})',
                     "{{link_id}}",
                     "A",
@@ -172,10 +181,9 @@ def egress_links() -> Json:
     )
 
 
-def autopilot() -> Json:
+def autopilot() -> dm.Dashboard:
     panels = [
-        panel(
-            "timeseries",
+        timeseries(
             "Recommendations timeline",
             "Recommendations per interval by action (ADD / REFRESH / WITHDRAW).",
             _ts(q.REC_TIMELINE),
@@ -183,63 +191,54 @@ def autopilot() -> Json:
             (0, 0, 12, 8),
             stack=True,
         ),
-        panel(
-            "timeseries",
+        timeseries(
             "Active overrides",
             "Overrides in force per PoP (cycle summaries).",
             _ts(q.ACTIVE_OVERRIDES),
             "short",
             (12, 0, 6, 8),
         ),
-        panel(
-            "timeseries",
+        timeseries(
             "Detoured traffic",
             "Bits/s moved off their best path by overrides.",
             _ts(q.DETOURED),
             "bps",
             (18, 0, 6, 8),
         ),
-        panel(
-            "table",
+        table(
             "Recommendations",
             "Latest first: action, prefix, from/to link, projected utilisation before and after, reason.",
             _table(q.REC_TABLE),
             "short",
             (0, 8, 24, 10),
         ),
-        panel(
-            "timeseries",
+        timeseries(
             "Unresolved overloads",
             "Bits/s above trigger the planner could not move, per link.",
             _ts(q.UNRESOLVED),
             "bps",
             (0, 18, 12, 8),
         ),
-        panel(
-            "table",
+        table(
             "Projected vs actual after a move",
             "ADD recommendations: the planner's projected utilisation vs the measured mean in the 5 minutes after.",
             _table(q.PROJECTED_VS_ACTUAL),
             "percentunit",
             (12, 18, 12, 8),
         ),
-        panel(
-            "timeseries",
+        timeseries(
             "Live detoured traffic (Prometheus exporter)",
             "Traffic moved off its best path after the last cycle, per PoP (the Prometheus sink's gauges).",
-            [prom_target('sum by (pop) (netpilot_autopilot_detoured_bits_per_second{pop=~"$pop"})', "{{pop}}", "A")],
+            [prom_query('sum by (pop) (netpilot_autopilot_detoured_bits_per_second{pop=~"$pop"})', "{{pop}}", "A")],
             "bps",
             (0, 26, 12, 8),
         ),
-        panel(
-            "timeseries",
+        timeseries(
             "Live overrides (Prometheus exporter)",
             "Overrides in force and valid recommendations after the last cycle, per PoP.",
             [
-                prom_target(
-                    'sum by (pop) (netpilot_autopilot_active_overrides{pop=~"$pop"})', "overrides {{pop}}", "A"
-                ),
-                prom_target(
+                prom_query('sum by (pop) (netpilot_autopilot_active_overrides{pop=~"$pop"})', "overrides {{pop}}", "A"),
+                prom_query(
                     'sum by (pop) (netpilot_autopilot_recommendations{pop=~"$pop"})',
                     "valid recommendations {{pop}}",
                     "B",
@@ -248,17 +247,16 @@ def autopilot() -> Json:
             "short",
             (12, 26, 12, 8),
         ),
-        panel(
-            "timeseries",
+        timeseries(
             "Projection error per link (Prometheus exporter)",
             "Actual utilisation "
             "minus what the planner expected (with its overrides in suggest mode). Beyond ±5 % for "
             "5 minutes a link is misprojected: the model is wrong or the overrides are not applied.",
             [
-                prom_target(
+                prom_query(
                     'max by (pop, link_id) (netpilot_autopilot_projection_error_ratio{pop=~"$pop"})', "{{link_id}}", "A"
                 ),
-                prom_target(
+                prom_query(
                     'sum by (pop) (netpilot_autopilot_link_misprojected{pop=~"$pop"})',
                     "misprojected links {{pop}}",
                     "B",
@@ -267,28 +265,34 @@ def autopilot() -> Json:
             "percentunit",
             (0, 34, 24, 8),
         ),
-        panel(
-            "timeseries",
+        timeseries(
             "Applied vs recommended overrides",
             "Overrides the PoP's routers hold "
             "(read back from their RIBs by the injector) against valid recommendations, per PoP. "
             "A gap that stays: suggestions not approved, or the injector is not applying them.",
             [
-                prom_target('sum by (pop) (netpilot_autopilot_applied_overrides{pop=~"$pop"})', "applied {{pop}}", "A"),
-                prom_target(
+                prom_query('sum by (pop) (netpilot_autopilot_applied_overrides{pop=~"$pop"})', "applied {{pop}}", "A"),
+                prom_query(
                     'sum by (pop) (netpilot_autopilot_recommendations{pop=~"$pop"})', "recommended {{pop}}", "B"
                 ),
             ],
             "short",
             (0, 42, 12, 8),
         ),
-        panel(
-            "table",
+        table(
             "Applied overrides",
             "What the routers hold now (latest read-back per PoP and prefix), and overrides removed within the range.",
             _table(q.APPLIED_TABLE),
             "short",
             (12, 42, 12, 8),
+        ),
+        timeseries(
+            "Moves vs lower bound",
+            "ADDs per cycle over the fewest moves that could relieve its overloads (cycle summaries). "
+            "1 is at the bound; above 1.2 the planner moved notably more prefixes than needed.",
+            _ts(q.MOVES_VS_BOUND),
+            "short",
+            (0, 50, 12, 8),
         ),
     ]
     return dashboard(
@@ -378,11 +382,11 @@ PIPELINE_QUERIES: list[tuple[str, str, str, list[tuple[str, str]]]] = [
 ]
 
 
-def pipeline_health() -> Json:
-    panels = []
-    for i, (title, unit, desc, exprs) in enumerate(PIPELINE_QUERIES):
-        targets = [prom_target(e, legend, chr(ord("A") + j)) for j, (e, legend) in enumerate(exprs)]
-        panels.append(panel("timeseries", title, desc, targets, unit, ((i % 2) * 12, (i // 2) * 8, 12, 8)))
+def pipeline_health() -> dm.Dashboard:
+    panels = [
+        timeseries(title, desc, prom_queries(exprs), unit, ((i % 2) * 12, (i // 2) * 8, 12, 8))
+        for i, (title, unit, desc, exprs) in enumerate(PIPELINE_QUERIES)
+    ]
     return dashboard(
         "netpilot-pipeline",
         "netpilot / Pipeline health",
@@ -393,17 +397,27 @@ def pipeline_health() -> Json:
     )
 
 
-DASHBOARDS = {
+DASHBOARDS: dict[str, Callable[[], dm.Dashboard]] = {
     "network-overview": network_overview,
     "egress-links": egress_links,
     "autopilot": autopilot,
     "pipeline-health": pipeline_health,
+    "service": service_dashboard,
 }
+
+
+def to_json(d: dm.Dashboard) -> Json:
+    """The SDK model as the plain JSON Grafana reads (the SDK's encoder drops unset fields)."""
+    out: Json = json.loads(json.dumps(d, cls=JSONEncoder))
+    return out
 
 
 def render() -> dict[str, str]:
     """File name -> JSON text, deterministic (sorted keys, 2-space indent, final newline)."""
-    return {f"{name}.json": json.dumps(build(), indent=2, sort_keys=True) + "\n" for name, build in DASHBOARDS.items()}
+    return {
+        f"{name}.json": json.dumps(build(), cls=JSONEncoder, indent=2, sort_keys=True) + "\n"
+        for name, build in DASHBOARDS.items()
+    }
 
 
 def write(out_dir: Path = DASHBOARD_DIR) -> list[Path]:

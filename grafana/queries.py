@@ -210,6 +210,14 @@ WHERE {_CYCLE_WHERE}
 GROUP BY time, link_id
 ORDER BY time"""
 
+# How far each cycle's moves were from the fewest that could relieve its overloads (1 = at
+# the bound; the planner aims at <= 1.2). Cycles with nothing to relieve have no ratio.
+MOVES_VS_BOUND = f"""SELECT $__timeInterval(generated_at) AS time, pop, max(moves_ratio) AS `moves / lower bound`
+FROM {DB}.cycle_summaries
+WHERE {_CYCLE_WHERE} AND moves_ratio IS NOT NULL
+GROUP BY time, pop
+ORDER BY time"""
+
 PROJECTED_VS_ACTUAL = f"""SELECT r.generated_at AS time, r.prefix AS prefix, r.to_link_id AS `to`,
   r.to_util_after AS `projected to`, avgIf(u.utilisation, u.link_id = r.to_link_id) AS `actual to`,
   r.from_link_id AS `from`, r.from_util_after AS `projected from`,

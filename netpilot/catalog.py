@@ -163,7 +163,7 @@ ROUTES = Topic(
     value_schema="route/1",
     purpose="Per PoP and link, the prefixes that link can reach with BGP attributes; a tombstone is a withdrawal.",
     producers=(Component.ROUTES,),
-    consumers=(Component.COLLECTOR, Component.AUTOPILOT, Component.AUTOPILOT_CONSUMER),
+    consumers=(Component.ROUTES, Component.COLLECTOR, Component.AUTOPILOT, Component.AUTOPILOT_CONSUMER),
 )
 
 EXPORTER_TEMPLATES = Topic(

@@ -3,7 +3,9 @@
     NetpilotError
     ├── ConfigError            bad configuration (exit code 2)
     ├── WireError              a message that cannot be decoded
-    │   └── WireVersionError   a schema or version this code does not know
+    │   ├── WireVersionError   a schema or version this code does not know
+    │   │   └── WireSchemaMismatch   the ``schema`` header names another schema than the topic's
+    │   └── WireImplausibleTime     a timestamp too far in the future or too old to be true
     └── KafkaSetupError        the local/dev broker or topic sync failed
 
 Each package adds its own subclasses in its ``errors.py``.
@@ -24,6 +26,15 @@ class WireError(NetpilotError):
 
 class WireVersionError(WireError):
     """The message carries a schema name or version this code cannot read."""
+
+
+class WireSchemaMismatch(WireVersionError):
+    """The message's ``schema`` header names another schema (or major) than its topic's."""
+
+
+class WireImplausibleTime(WireError):
+    """A timestamp of the message is further in the future, or older, than the consumer's
+    limits allow (``wire:`` settings): a broken clock or a hostile producer."""
 
 
 class KafkaSetupError(NetpilotError):

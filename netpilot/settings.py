@@ -3,7 +3,7 @@
 Precedence (highest first):
   1. ``NETPILOT_<COMPONENT>__<FIELD>[__<SUBFIELD>]`` environment variables,
   2. ``NETPILOT_<FIELD>[__<SUBFIELD>]`` (shared by all components, e.g. ``NETPILOT_KAFKA__BOOTSTRAP_SERVERS``),
-  3. the YAML file: top-level shared keys (``kafka:``, ``log:``) overlaid by the
+  3. the YAML file: top-level shared keys (``kafka:``, ``log:``, ``metrics:``, ``wire:``) overlaid by the
      component's own section (``collector:`` ...),
   4. the model's defaults.
 
@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
-from netpilot.catalog import Topic
+from netpilot.catalog import ALL_TOPICS, Topic
 from netpilot.errors import ConfigError
 
-SHARED_SECTIONS = ("kafka", "log", "metrics")
+SHARED_SECTIONS = ("kafka", "log", "metrics", "wire")
 
 
 class KafkaSettings(BaseModel):
@@ -84,6 +84,85 @@ class LogSettings(BaseModel):
     format: Literal["auto", "json", "console"] = Field(
         "auto", description="auto = console on a terminal, JSON otherwise"
     )
+    rate_limit_burst: int = Field(
+        20,
+        ge=0,
+        description="identical records (same logger, level and message template) let through per "
+        "interval; the rest are counted into one 'suppressed N similar messages' line. 0: no limit",
+    )
+    rate_limit_interval_s: float = Field(60.0, gt=0, description="the interval of rate_limit_burst")
+
+
+class SchemaTimeLimits(BaseModel):
+    """Per-schema override of :class:`WireSettings`' time limits (None: the wire-wide value)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_future_s: float | None = Field(None, ge=0)
+    max_age_s: float | None = Field(None, gt=0)
+
+
+KAFKA_SEGMENT_S = 7 * 86_400.0
+"""Kafka's default ``segment.ms`` (``log.roll.hours`` = 168): a record of a delete topic can
+outlive ``retention.ms`` by up to one segment, since whole segments are deleted."""
+
+
+class WireSettings(BaseModel):
+    """What a consumer accepts from Kafka beyond the body's own schema (docs/wire-format.md).
+
+    Timestamps are checked against the consumer's clock when it decodes a message: a value
+    dated far ahead (a producer with a broken clock, or a hostile one) would otherwise look
+    like the newest reading for the rest of the run, and one older than its topic can hold
+    is not a reading of this network. Such messages are dead-lettered (``implausible-time``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_future_s: float = Field(
+        300.0, ge=0, description="a message dated more than this past the consumer's clock is refused"
+    )
+    max_age_s: float | None = Field(
+        None,
+        gt=0,
+        description="a message of a time-series topic dated more than this before the consumer's clock "
+        "is refused; None: the topic's retention plus one Kafka segment (7 days), older than the "
+        "topic could hold it. Compacted topics (inventory, routes, recommendations ...) have no age limit",
+    )
+    max_horizon_s: float = Field(
+        7 * 86_400.0,
+        gt=0,
+        description="a deadline a message sets (a recommendation's valid_until, hold_until) further "
+        "than this past the consumer's clock is refused",
+    )
+    schemas: dict[str, SchemaTimeLimits] = Field(
+        default_factory=dict, description="per schema name (e.g. link-stats): overrides of the limits above"
+    )
+
+    def limits(self, schema_name: str) -> tuple[float, float | None]:
+        """(max_future_s, max_age_s or None for no age limit) of one schema name."""
+        o = self.schemas.get(schema_name, SchemaTimeLimits())
+        future = o.max_future_s if o.max_future_s is not None else self.max_future_s
+        topic = _topic_of_schema(schema_name)
+        if topic is None or topic.retention_ms is None:  # compacted: the latest state, however old
+            return future, None
+        if o.max_age_s is not None:
+            return future, o.max_age_s
+        if self.max_age_s is not None:
+            return future, self.max_age_s
+        return future, topic.retention_ms / 1000 + KAFKA_SEGMENT_S
+
+    @field_validator("schemas")
+    @classmethod
+    def _known_schemas(cls, v: dict[str, SchemaTimeLimits]) -> dict[str, SchemaTimeLimits]:
+        unknown = sorted(k for k in v if _topic_of_schema(k) is None)
+        if unknown:
+            known = sorted(t.value_schema.split("/", 1)[0] for t in ALL_TOPICS)
+            raise ValueError(f"unknown schema names {unknown}; known: {known}")
+        return v
+
+
+def _topic_of_schema(schema_name: str) -> Topic | None:
+    return next((t for t in ALL_TOPICS if t.value_schema.split("/", 1)[0] == schema_name), None)
 
 
 class MetricsSettings(BaseModel):
@@ -103,6 +182,7 @@ class ComponentSettings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     log: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
+    wire: WireSettings = WireSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -131,13 +211,18 @@ class ComponentSettings(BaseSettings):
 S = TypeVar("S", bound=ComponentSettings)
 
 
+_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read configuration: {exc.strerror}") from exc
     try:
-        data = yaml.safe_load(text) or {}
+        # libyaml's loader when pyyaml has it (about 10x faster: a 100k-prefix scenario for
+        # `netpilot autopilot plan` spent minutes in the pure-Python one); same safe subset.
+        data = yaml.load(text, Loader=_SAFE_LOADER) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from netpilot.kafka.deadletters import REASONS
 from netpilot.obs.metrics import metrics_for
+from netpilot.obs.service import Errors
 
 
 @dataclass(frozen=True)
@@ -27,11 +29,12 @@ class StreamsMetrics:
     watermark_lag: Gauge
     idle_pops: Gauge
     idle_advances: Counter
+    task_crashes: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> StreamsMetrics:
         m = metrics_for("streams", registry)
-        return cls(
+        out = cls(
             registry=m.registry,
             batches=m.counter("flow_batches_total", "flows/1 messages aggregated"),
             flows=m.counter("flows_total", "flows received (decoded), including the dropped ones", ["pop"]),
@@ -54,4 +57,17 @@ class StreamsMetrics:
             watermark_lag=m.gauge("watermark_lag_seconds", "wall clock minus the PoP's watermark", ["pop"]),
             idle_pops=m.gauge("idle_pops", "PoPs without flows for idle_after_s: windows closed on the wall clock"),
             idle_advances=m.counter("idle_advances_total", "watermark advances of an idle PoP", ["pop"]),
+            task_crashes=m.counter(
+                "task_crashes_total", "agents and timers that raised (health fails from the first)", ["task"]
+            ),
         )
+        m.service(
+            processed={"flows": out.flows, "link-stats": out.link_stats},
+            errors=[
+                Errors(out.flows_dropped, reasons=("too-late", "future")),
+                Errors(out.utilisation_dropped, "link-not-in-inventory"),
+                Errors(out.dead_letters, reasons=REASONS),
+            ],
+            lag=out.watermark_lag,
+        )
+        return out

@@ -19,6 +19,7 @@ from streams.app import StreamsApp, create_app
 from streams.internal_topics import ensure_internal_topics
 from streams.metrics import StreamsMetrics
 from streams.settings import StreamsSettings
+from streams.supervision import TaskHealth
 from streams.utilisation import UtilisationSpec, UtilisationTracker
 
 log = get_logger("netpilot.streams")
@@ -37,6 +38,8 @@ class StreamsService:
         self._error: BaseException | None = None
         self._stop_requested: asyncio.Event | None = None
         self._stopped = False
+        self.tasks = TaskHealth(metrics.task_crashes)
+        """Crashes of our agents and timers (a crash fails health, see streams/supervision.py)."""
 
     def _build(self) -> StreamsApp:
         s = self.settings
@@ -58,7 +61,9 @@ class StreamsService:
         tracker = UtilisationTracker(uspec, t["link-inventory"], t["link-counters"], t["utilisation-pending"])
         idle = agents.IdleSpec(after_s=s.idle_after_s, check_s=s.idle_check_s)
         agents.register(
-            sa, agents.Pipeline(sa, WindowStore(spec, t["window-partials"]), tracker, self.metrics, idle=idle)
+            sa,
+            agents.Pipeline(sa, WindowStore(spec, t["window-partials"]), tracker, self.metrics, idle=idle, wire=s.wire),
+            self.tasks,
         )
         sa.app.finalize()
         ensure_internal_topics(sa.app, s.kafka, s.changelog_replication, extra=[sa.idle_ticks])
@@ -116,6 +121,9 @@ class StreamsService:
     def health(self) -> tuple[bool, str]:
         if self._error is not None:
             return False, f"worker died: {self._error}"
+        ok, why = self.tasks.health()
+        if not ok:
+            return ok, why
         app = self.sa.app if self.sa else None
         if app is None or self._stopped or self._thread is None or not self._thread.is_alive():
             return False, "worker not running"

@@ -20,7 +20,9 @@ class StreamsSettings(ComponentSettings):
     )
     window_sizes_s: tuple[int, ...] = Field((10, 60), min_length=1, description="tumbling window lengths, seconds")
     allowed_lateness_s: float = Field(10.0, ge=0, description="how long a window waits for late flows")
-    max_future_s: float = Field(300.0, gt=0, description="flows stamped further ahead of the clock are dropped")
+    max_future_s: float = Field(
+        60.0, gt=0, description="flows stamped further ahead of their receive time (or the clock) are dropped"
+    )
     event_time: Literal["time_end", "time_start", "time_received"] = "time_end"
     max_counter_wait_s: float = Field(120.0, ge=0, description="event time to wait for counters of a window")
     min_counter_overlap: float = Field(0.5, gt=0, le=1, description="share of a window counters must cover")

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from netpilot.wire.links import LinkInventory, LinkStats, LinkUtilisation
+from streams.arith import sum_u64
 
 Store = MutableMapping  # of str -> bytes; faust Tables return keys as given or as bytes
 
@@ -71,7 +72,7 @@ def counter_bps(
 
 def flow_bytes_per_link(closed: pl.DataFrame) -> pl.DataFrame:
     """Per (pop, link_id, window_s, window_start) the summed bytes of closed aggregates."""
-    return closed.group_by("pop", "link_id", "window_s", "window_start").agg(pl.col("bytes").sum())
+    return closed.group_by("pop", "link_id", "window_s", "window_start").agg(sum_u64("bytes"))
 
 
 def utilisation(

@@ -14,8 +14,11 @@ import typer
 
 from strimzi.errors import StrimziError
 
-MANIFESTS = Path(__file__).parent / "manifests"
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+# = strimzi.render.MANIFESTS_DIR and strimzi.deploy.GENERATED_DIR (spelled here so that
+# `--help` imports neither); tests/strimzi/test_render.py checks they agree.
+CHART_FILES = Path(__file__).resolve().parent.parent / "deploy" / "helm" / "netpilot" / "files"
+MANIFESTS = CHART_FILES / "strimzi"
+GENERATED = CHART_FILES / "generated"
 
 app = typer.Typer(no_args_is_help=True, help="Strimzi CRs from the topic catalog: render, validate, apply.")
 
@@ -23,14 +26,14 @@ app = typer.Typer(no_args_is_help=True, help="Strimzi CRs from the topic catalog
 @app.command()
 def render(
     out: Annotated[Path, typer.Option(help="Strimzi CRs directory.")] = MANIFESTS,
-    deploy_dir: Annotated[Path, typer.Option(help="deploy/ (bases are written under base/).")] = DEPLOY,
+    chart_files: Annotated[Path, typer.Option(help="The Helm chart's workload facts directory.")] = GENERATED,
     check: Annotated[bool, typer.Option("--check", help="Only compare; exit 1 on a diff.")] = False,
     cluster: Annotated[str, typer.Option(help="Kafka cluster (CR) name.")] = "netpilot",
     namespace: Annotated[str, typer.Option(help="Namespace of the CRs.")] = "kafka",
     rack: Annotated[bool, typer.Option(help="Rack awareness on topology.kubernetes.io/zone.")] = True,
 ) -> None:
-    """Render the Strimzi CRs and the deploy/ Kustomize bases from netpilot/catalog.py."""
-    from strimzi.deploy import render_base, write_bases
+    """Render the Strimzi CRs and the Helm chart's workload facts from netpilot/catalog.py."""
+    from strimzi.deploy import render_chart_files, write_chart_files
     from strimzi.render import RenderOptions, render_files, write
 
     opts = RenderOptions(
@@ -38,14 +41,13 @@ def render(
     )
     if check:
         expected = {out / n: t for n, t in render_files(opts).items()}
-        for tier in ("core", "pop"):
-            expected.update({deploy_dir / "base" / tier / n: t for n, t in render_base(tier, opts).items()})
+        expected.update({chart_files / n: t for n, t in render_chart_files(opts).items()})
         stale = [str(p) for p, text in expected.items() if not p.exists() or p.read_text() != text]
         if stale:
             raise StrimziError(f"out of date: {', '.join(stale)}; run `netpilot strimzi render`")
-        typer.echo(f"{out} and {deploy_dir}/base: up to date")
+        typer.echo(f"{out} and {chart_files}: up to date")
         return
-    for path in [*write(out, opts), *write_bases(deploy_dir, opts)]:
+    for path in [*write(out, opts), *write_chart_files(chart_files, opts)]:
         typer.echo(str(path))
 
 
@@ -78,7 +80,7 @@ def apply(
     from strimzi.apply import Applier, api_client
     from strimzi.validate import check, load_documents
 
-    paths = sorted(p for p in directory.glob("*.yaml") if p.name != "kustomization.yaml")
+    paths = sorted(directory.glob("*.yaml"))
     # Cluster first: topics and users name it in their strimzi.io/cluster label.
     paths.sort(key=lambda p: p.name != "kafka.yaml")
     docs = [d for p in paths for d in load_documents(p)]

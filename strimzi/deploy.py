@@ -1,22 +1,22 @@
-"""Kustomize bases that run netpilot's own components next to the Strimzi cluster.
+"""What the Helm chart (``deploy/helm/netpilot``) needs to know about each netpilot process,
+derived from the catalog.
 
-``netpilot strimzi render`` writes them to ``deploy/base/{core,pop}`` (committed; a test
-re-renders and compares). Users do not edit the bases: an environment or a PoP is an
-overlay of a few lines (``deploy/overlays/*``): namespace, name suffix, image tag and its
-own ``netpilot.yaml``.
+``netpilot strimzi render`` writes it to ``deploy/helm/netpilot/files/generated/workloads.yaml``
+(committed; a test re-renders and compares). The chart's templates read that file and build
+one Deployment (plus Services, PodDisruptionBudget, NetworkPolicy) per enabled workload of
+the release's tier; ``values.yaml`` holds only what an operator tunes (replicas, resources,
+network peers). So a component's Kafka identity never has two spellings:
 
-Kafka credentials come from the Secrets Strimzi's User Operator creates for each
-``KafkaUser`` (:mod:`strimzi.render`), in the KafkaUser's namespace, so the components run
-in that namespace (``kafka`` by default):
+- its ``KafkaUser`` (:func:`strimzi.render.user_name`) = the Secret Strimzi's User Operator
+  creates = the SCRAM user name or the TLS certificate's CN;
+- its authentication (:data:`strimzi.render.DEFAULT_USER_AUTH`): SCRAM users read
+  ``password`` into ``NETPILOT_KAFKA__SASL_PASSWORD`` and use listener 9093 (``SASL_SSL``);
+  mTLS users mount ``user.crt``/``user.key`` and use listener 9094 (``SSL``);
+- every workload trusts the cluster CA (Secret ``<cluster>-cluster-ca-cert``, key ``ca.crt``).
 
-- SCRAM users: Secret ``netpilot-<component>`` key ``password`` -> ``NETPILOT_KAFKA__SASL_PASSWORD``;
-  listener 9093, ``SASL_SSL`` + ``SCRAM-SHA-512``.
-- mTLS users: the same Secret's ``user.crt``/``user.key`` mounted as files; listener 9094, ``SSL``.
-- Both trust the cluster CA: Secret ``<cluster>-cluster-ca-cert`` key ``ca.crt``.
-
-Settings reach the processes as ``NETPILOT_KAFKA__*`` (shared section, see
-:mod:`netpilot.settings`) and ``/etc/netpilot/netpilot.yaml`` from the ConfigMap
-``netpilot-config``. Metrics and health: ``NETPILOT_METRICS__LISTEN=0.0.0.0:9464``.
+Settings reach the processes as ``NETPILOT_KAFKA__*`` (the shared section, see
+:mod:`netpilot.settings`) and ``/etc/netpilot/netpilot.yaml`` from the release's ConfigMap.
+Metrics and ``/healthz``: ``NETPILOT_METRICS__LISTEN=0.0.0.0:9464``.
 """
 
 from __future__ import annotations
@@ -30,11 +30,9 @@ import yaml
 from netpilot.catalog import Component
 from strimzi.render import HEADER, RenderOptions, user_name, write_files
 
-DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy"
-IMAGE = "ghcr.io/netpilot/netpilot"
-IMAGE_TAG = "0.1.0"
+CHART_DIR = Path(__file__).resolve().parent.parent / "deploy" / "helm" / "netpilot"
+GENERATED_DIR = CHART_DIR / "files" / "generated"
 CONFIG_DIR = "/etc/netpilot"
-CONFIG_FILE = f"{CONFIG_DIR}/netpilot.yaml"
 METRICS_PORT = 9464
 SCRAM_PORT, MTLS_PORT = 9093, 9094
 USER_CERT_DIR = "/etc/netpilot/kafka-user"
@@ -45,266 +43,136 @@ CA_DIR = "/etc/netpilot/kafka-ca"
 class Workload:
     """One netpilot process as a Deployment."""
 
+    key: str
+    """Its name in the chart's values (``components.<key>``) and in object names."""
     component: Component
     section: str
     """Its settings' COMPONENT (YAML section, ``NETPILOT_<SECTION>__`` env prefix)."""
     command: tuple[str, ...]
     tier: Literal["core", "pop"]
-    cpu: str
-    memory: str
-    replicas: int = 1
     udp_ports: tuple[tuple[str, int], ...] = ()
+    """Flow ports exporters send to (a LoadBalancer Service keeps their source address)."""
+    tcp_ports: tuple[tuple[str, int], ...] = ()
+    """Session ports routers connect to (BMP)."""
     state_dir: str | None = None
+    """A writable directory (emptyDir), passed as ``NETPILOT_<SECTION>__<STATE_SETTING>``."""
+    state_setting: str = "DATA_DIR"
     secret_env: tuple[tuple[str, str, str], ...] = ()
     """(env var, Secret, key) the operator of the site provides (not Strimzi's)."""
     optional_env_secret: str | None = None
     """A Secret whose keys become env vars when it exists (e.g. SNMP credentials)."""
+    egress: tuple[str, ...] = ()
+    """Extra egress the NetworkPolicy opens (names of ``networkPolicy.*`` value blocks)."""
+    env: tuple[tuple[str, str], ...] = ()
+    """(setting, value) a pod needs unlike a workstation, passed as ``NETPILOT_<SECTION>__<SETTING>``."""
 
     @property
-    def name(self) -> str:
+    def user(self) -> str:
         return user_name(self.component)
 
 
 WORKLOADS: tuple[Workload, ...] = (
     Workload(
+        "collector",
         Component.COLLECTOR,
         "collector",
         ("collector", "run"),
         "pop",
-        "1",
-        "1Gi",
-        udp_ports=(("netflow", 2055), ("ipfix", 4739), ("sflow", 6343)),
+        # = CollectorSettings' netflow_port (NetFlow v5/v9 and IPFIX) and sflow_port.
+        udp_ports=(("netflow", 2055), ("sflow", 6343)),
     ),
     Workload(
+        "snmp-poller",
         Component.SNMP_POLLER,
         "snmp",
         ("snmp", "poll"),
         "pop",
-        "200m",
-        "256Mi",
         optional_env_secret="netpilot-snmp-credentials",
+        egress=("snmp",),
+    ),
+    # `netpilot routes bmp run`: routers open a BMP session (TCP) to it; it publishes their
+    # routes to the routes topic as the "routes" component does. It listens on loopback by
+    # default (BmpSettings.listen); a pod must listen on its own address for the routers.
+    Workload(
+        "bmp",
+        Component.ROUTES,
+        "bmp",
+        ("routes", "bmp", "run"),
+        "pop",
+        tcp_ports=(("bmp", 11019),),
+        env=(("LISTEN", "0.0.0.0:11019"),),
     ),
     Workload(
-        Component.STREAMS, "streams", ("streams", "run"), "core", "2", "4Gi", state_dir="/var/lib/netpilot/streams"
+        "streams", Component.STREAMS, "streams", ("streams", "run"), "core", state_dir="/var/lib/netpilot/streams"
     ),
     Workload(
+        "autopilot",
         Component.AUTOPILOT,
         "autopilot",
         ("autopilot", "run"),
         "core",
-        "500m",
-        "1Gi",
         state_dir="/var/lib/netpilot/autopilot",
     ),
     Workload(
+        "sink-clickhouse",
         Component.SINK_CLICKHOUSE,
         "sink-clickhouse",
         ("sink", "clickhouse", "run"),
         "core",
-        "1",
-        "2Gi",
         secret_env=(("NETPILOT_SINK_CLICKHOUSE__DSN", "netpilot-clickhouse", "dsn"),),
+        egress=("clickhouse",),
     ),
-    Workload(Component.SINK_PROMETHEUS, "sink-prometheus", ("sink", "prometheus", "run"), "core", "200m", "512Mi"),
+    Workload("sink-prometheus", Component.SINK_PROMETHEUS, "sink-prometheus", ("sink", "prometheus", "run"), "core"),
+    # The BGP injector consumes the recommendations as the autopilot's consumer and holds
+    # iBGP sessions to the routers (ExaBGP, run dir writable).
+    Workload(
+        "injector",
+        Component.AUTOPILOT_CONSUMER,
+        "injector",
+        ("injector", "run"),
+        "core",
+        state_dir="/var/lib/netpilot/injector",
+        state_setting="RUN_DIR",
+        egress=("bgp",),
+    ),
 )
 
 
-def _labels(w: Workload) -> dict[str, str]:
-    return {"app.kubernetes.io/name": w.name, "app.kubernetes.io/component": w.component.value}
+def _env_name(section: str, setting: str) -> str:
+    return f"NETPILOT_{section.upper().replace('-', '_')}__{setting}"
 
 
-def _kafka_env(w: Workload, opts: RenderOptions) -> list[dict]:
+def workload_facts(w: Workload, opts: RenderOptions) -> dict[str, Any]:
+    """What the templates need for one workload (plain data, no Kubernetes objects)."""
     auth = opts.user_auth.get(w.component, "scram-sha-512")
-    port = MTLS_PORT if auth == "tls" else SCRAM_PORT
-    env: list[dict[str, Any]] = [
-        {
-            "name": "NETPILOT_KAFKA__BOOTSTRAP_SERVERS",
-            "value": f"{opts.cluster}-kafka-bootstrap.{opts.namespace}.svc:{port}",
-        },
-        {"name": "NETPILOT_KAFKA__CLIENT_ID", "value": w.name},
-        {"name": "NETPILOT_KAFKA__SSL_CA_LOCATION", "value": f"{CA_DIR}/ca.crt"},
-    ]
-    if auth == "tls":
-        env += [
-            {"name": "NETPILOT_KAFKA__SECURITY_PROTOCOL", "value": "SSL"},
-            {"name": "NETPILOT_KAFKA__SSL_CERTIFICATE_LOCATION", "value": f"{USER_CERT_DIR}/user.crt"},
-            {"name": "NETPILOT_KAFKA__SSL_KEY_LOCATION", "value": f"{USER_CERT_DIR}/user.key"},
-        ]
-    else:
-        env += [
-            {"name": "NETPILOT_KAFKA__SECURITY_PROTOCOL", "value": "SASL_SSL"},
-            {"name": "NETPILOT_KAFKA__SASL_MECHANISM", "value": "SCRAM-SHA-512"},
-            {"name": "NETPILOT_KAFKA__SASL_USERNAME", "value": w.name},
-            {
-                "name": "NETPILOT_KAFKA__SASL_PASSWORD",
-                "valueFrom": {"secretKeyRef": {"name": w.name, "key": "password"}},
-            },
-        ]
-    return env
-
-
-def _volumes(w: Workload, opts: RenderOptions) -> tuple[list[dict], list[dict]]:
-    volumes: list[dict[str, Any]] = [
-        {"name": "config", "configMap": {"name": "netpilot-config"}},
-        {
-            "name": "kafka-ca",
-            "secret": {"secretName": f"{opts.cluster}-cluster-ca-cert", "items": [{"key": "ca.crt", "path": "ca.crt"}]},
-        },
-        {"name": "tmp", "emptyDir": {}},
-    ]
-    mounts: list[dict[str, Any]] = [
-        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-        {"name": "kafka-ca", "mountPath": CA_DIR, "readOnly": True},
-        {"name": "tmp", "mountPath": "/tmp"},
-    ]
-    if opts.user_auth.get(w.component, "scram-sha-512") == "tls":
-        volumes.append(
-            {
-                "name": "kafka-user",
-                "secret": {
-                    "secretName": w.name,
-                    "defaultMode": 0o400,
-                    "items": [{"key": "user.crt", "path": "user.crt"}, {"key": "user.key", "path": "user.key"}],
-                },
-            }
-        )
-        mounts.append({"name": "kafka-user", "mountPath": USER_CERT_DIR, "readOnly": True})
-    if w.state_dir:
-        volumes.append({"name": "state", "emptyDir": {}})
-        mounts.append({"name": "state", "mountPath": w.state_dir})
-    return volumes, mounts
-
-
-def deployment(w: Workload, opts: RenderOptions) -> dict:
-    volumes, mounts = _volumes(w, opts)
-    env = _kafka_env(w, opts) + [
-        {"name": "NETPILOT_METRICS__LISTEN", "value": f"0.0.0.0:{METRICS_PORT}"},
-        {"name": "NETPILOT_LOG__FORMAT", "value": "json"},
-    ]
-    if w.state_dir:
-        env.append({"name": f"NETPILOT_{w.section.upper().replace('-', '_')}__DATA_DIR", "value": w.state_dir})
-    env += [
-        {"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}} for var, secret, key in w.secret_env
-    ]
-    ports = [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}]
-    ports += [{"name": n, "containerPort": p, "protocol": "UDP"} for n, p in w.udp_ports]
-    container: dict = {
-        "name": w.component.value,
-        "image": f"{IMAGE}:{IMAGE_TAG}",
-        "args": [*w.command, "--config", CONFIG_FILE],
-        "env": env,
-        "ports": ports,
-        "volumeMounts": mounts,
-        "resources": {"requests": {"cpu": w.cpu, "memory": w.memory}, "limits": {"memory": w.memory}},
-        "livenessProbe": {
-            "httpGet": {"path": "/healthz", "port": "metrics"},
-            "periodSeconds": 10,
-            "failureThreshold": 6,
-        },
-        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "metrics"}, "periodSeconds": 5},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+    facts: dict[str, Any] = {
+        "tier": w.tier,
+        "component": w.component.value,
+        "kafkaUser": w.user,
+        "kafkaAuth": auth,
+        "kafkaPort": MTLS_PORT if auth == "tls" else SCRAM_PORT,
+        "args": list(w.command),
+        "udpPorts": [{"name": n, "port": p} for n, p in w.udp_ports],
+        "tcpPorts": [{"name": n, "port": p} for n, p in w.tcp_ports],
+        "stateDir": w.state_dir,
+        "stateEnv": _env_name(w.section, w.state_setting) if w.state_dir else None,
+        "secretEnv": [{"name": v, "secret": s, "key": k} for v, s, k in w.secret_env],
+        "optionalEnvSecret": w.optional_env_secret,
+        "egress": list(w.egress),
+        "env": [{"name": _env_name(w.section, k), "value": v} for k, v in w.env],
     }
-    if w.optional_env_secret:
-        container["envFrom"] = [{"secretRef": {"name": w.optional_env_secret, "optional": True}}]
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": w.name, "labels": _labels(w)},
-        "spec": {
-            "replicas": w.replicas,
-            "selector": {"matchLabels": _labels(w)},
-            # One process per Kafka consumer group member; a surge would only rebalance twice.
-            "strategy": {"type": "Recreate"} if w.state_dir else {"type": "RollingUpdate"},
-            "template": {
-                "metadata": {
-                    "labels": _labels(w),
-                    "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT)},
-                },
-                "spec": {
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": 10001,
-                        "runAsGroup": 10001,
-                        "fsGroup": 10001,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "automountServiceAccountToken": False,
-                    "containers": [container],
-                    "volumes": volumes,
-                },
-            },
-        },
+    return facts
+
+
+def render_chart_files(opts: RenderOptions = RenderOptions()) -> dict[str, str]:
+    """File name -> text for ``deploy/helm/netpilot/files/generated``."""
+    data = {
+        "paths": {"config": CONFIG_DIR, "kafkaCa": CA_DIR, "kafkaUserCert": USER_CERT_DIR},
+        "metricsPort": METRICS_PORT,
+        "workloads": {w.key: workload_facts(w, opts) for w in WORKLOADS},
     }
+    return {"workloads.yaml": HEADER + yaml.safe_dump(data, sort_keys=False, width=100)}
 
 
-def services(w: Workload) -> list[dict]:
-    metrics = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": f"{w.name}-metrics", "labels": _labels(w)},
-        "spec": {
-            "selector": _labels(w),
-            "ports": [{"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"}],
-        },
-    }
-    out = [metrics]
-    if w.udp_ports:
-        # Exporters are identified by their source address: Local keeps it (no SNAT).
-        out.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": {"name": f"{w.name}-flows", "labels": _labels(w)},
-                "spec": {
-                    "type": "LoadBalancer",
-                    "externalTrafficPolicy": "Local",
-                    "selector": _labels(w),
-                    "ports": [{"name": n, "port": p, "targetPort": n, "protocol": "UDP"} for n, p in w.udp_ports],
-                },
-            }
-        )
-    return out
-
-
-BASE_CONFIG = """\
-# Shared settings of the netpilot processes in this base. An overlay replaces this file
-# (configMapGenerator behavior: replace) with its own, adding the component sections
-# (collector:, snmp:, streams: ...). Kafka access comes from NETPILOT_KAFKA__* env vars
-# set by the Deployments from the Strimzi KafkaUser Secrets.
-log:
-  level: info
-"""
-
-
-def render_base(tier: str, opts: RenderOptions = RenderOptions()) -> dict[str, str]:
-    """File name -> text for ``deploy/base/<tier>``."""
-    files: dict[str, str] = {}
-    for w in WORKLOADS:
-        if w.tier == tier:
-            docs = [deployment(w, opts), *services(w)]
-            files[f"{w.component.value}.yaml"] = HEADER + yaml.safe_dump_all(
-                docs, sort_keys=False, explicit_start=True, width=100
-            )
-    kustomization = {
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "labels": [
-            {"pairs": {"app.kubernetes.io/part-of": "netpilot", "netpilot.io/tier": tier}, "includeSelectors": True}
-        ],
-        "resources": sorted(files),
-        "configMapGenerator": [{"name": "netpilot-config", "files": ["netpilot.yaml"]}],
-    }
-    files["kustomization.yaml"] = HEADER + yaml.safe_dump(kustomization, sort_keys=False)
-    files["netpilot.yaml"] = BASE_CONFIG
-    return files
-
-
-def write_bases(deploy_dir: Path = DEPLOY_DIR, opts: RenderOptions = RenderOptions()) -> list[Path]:
-    return [
-        path for tier in ("core", "pop") for path in write_files(deploy_dir / "base" / tier, render_base(tier, opts))
-    ]
+def write_chart_files(out_dir: Path = GENERATED_DIR, opts: RenderOptions = RenderOptions()) -> list[Path]:
+    return write_files(out_dir, render_chart_files(opts))

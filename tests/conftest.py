@@ -3,7 +3,9 @@
 The broker is the project's own (``netpilot.dev.kafka``), in ``.netpilot/test-kafka`` on
 port 39092 (override with NETPILOT_TEST_KAFKA_DIR / NETPILOT_TEST_KAFKA_PORT). A broker
 already running there is reused and left running; one this session started is stopped at
-the end unless NETPILOT_TEST_KEEP_KAFKA=1 (handy when iterating).
+the end unless NETPILOT_TEST_KEEP_KAFKA=1 (handy when iterating). With Docker reachable,
+NETPILOT_TEST_KAFKA=testcontainers puts the broker and NETPILOT_TEST_CLICKHOUSE=testcontainers
+ClickHouse in containers instead (tests/backends.py); the pytest header says which was used.
 
 Markers (registered in pyproject.toml; `make test-fast` deselects all three): ``kafka``,
 ``netns`` and ``slow`` are applied here from the fixtures a test uses, directly or through
@@ -21,18 +23,22 @@ import pytest
 
 from netpilot import catalog
 from netpilot.settings import KafkaSettings
+from tests import backends
 
 REPO = Path(__file__).resolve().parent.parent
 
 FIXTURE_MARKS = {
     "kafka_broker": "kafka",  # the session's real broker (kafka_settings & co. use it)
+    "local_kafka_broker": "kafka",  # the local broker even when kafka_broker is a container
     "routers": "netns",  # real BIRD routers (tests/sinks/bgp)
     "frr": "netns",  # FRR in a network namespace: root
+    "bmp_lab": "netns",  # FRR bgpd (BMP) + BIRD peers on loopback (tests/producers/routes/bmp)
     "exports": "netns",  # Debian's real flow exporters; fprobe sniffs lo: root
     "lab": "netns",  # NetLab: snmpd in network namespaces (tests/producers/linkstats)
     "strimzi_apiserver": "slow",  # a real API server + etcd, built with Go on first use
     "bare_apiserver": "slow",
-    "overlay": "slow",  # kustomize, built with Go on first use (tests/deploy)
+    "chart": "slow",  # helm, built with Go on first use (tests/deploy)
+    "k8s_apiserver": "slow",  # the upstream kube-apiserver + etcd, built with Go on first use
     "grafana_store": "slow",  # a ~15 s simulator run into chDB
 }
 """Fixture name -> the marker every test using it gets (check tests/ before reusing a name)."""
@@ -45,8 +51,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(getattr(pytest.mark, mark))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        backends.configure(config)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Which ClickHouse and Kafka this run uses, and why (tests/backends.py)."""
+    return [f"netpilot backends: {b.describe()}" for b in backends.chosen(config).values()]
+
+
 @pytest.fixture(scope="session")
-def kafka_broker() -> Iterator[str]:
+def kafka_broker(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The session's broker: the local one, or a Kafka container with
+    NETPILOT_TEST_KAFKA=testcontainers and Docker reachable (tests/backends.py)."""
+    if backends.chosen(request.config)["kafka"].containers:
+        with backends.kafka_container() as bootstrap:
+            yield bootstrap
+    else:
+        yield request.getfixturevalue("local_kafka_broker")
+
+
+@pytest.fixture(scope="session")
+def local_kafka_broker() -> Iterator[str]:
+    """The project's own broker, whatever NETPILOT_TEST_KAFKA says (tests of `netpilot dev kafka`)."""
     from netpilot.dev.kafka import LocalKafka
 
     state = Path(os.environ.get("NETPILOT_TEST_KAFKA_DIR", REPO / ".netpilot" / "test-kafka"))
@@ -88,3 +118,22 @@ def _wait_until_visible(admin, names: list[str], timeout: float = 15.0) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"topics not visible after {timeout}s: {names}")
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server(request: pytest.FixtureRequest) -> Iterator[backends.ClickHouseServer | None]:
+    """A ClickHouse server container for the session with NETPILOT_TEST_CLICKHOUSE=testcontainers
+    and Docker reachable; None when the tests use chDB."""
+    if not backends.chosen(request.config)["clickhouse"].containers:
+        yield None
+        return
+    with backends.clickhouse_container() as server:
+        yield server
+
+
+@pytest.fixture
+def clickhouse_dsn(clickhouse_server: backends.ClickHouseServer | None, tmp_path: Path) -> str:
+    """An empty ClickHouse for one test: a fresh chDB path, or the server container emptied."""
+    if clickhouse_server is None:
+        return f"chdb://{tmp_path}/chdb"
+    return clickhouse_server.fresh_dsn()

@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from netpilot.errors import NetpilotError
 from netpilot.kafka.consumer import position
 from netpilot.kafka.producer import Headers, KafkaProducer
+from netpilot.obs.logging import librdkafka_logger
 from netpilot.settings import KafkaSettings
 
 
@@ -53,7 +54,7 @@ def read_compacted(kafka: KafkaSettings, topic: str, timeout: float = 30.0) -> d
         }
     )
     cfg.update(kafka.librdkafka)
-    consumer = Consumer(cfg)
+    consumer = Consumer({**cfg, "logger": librdkafka_logger()})
     try:
         md = consumer.list_topics(topic, timeout=10)
         t = md.topics.get(topic)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from netpilot.errors import NetpilotError
+from netpilot.obs.logging import librdkafka_logger
 from netpilot.settings import KafkaSettings
 
 
@@ -95,7 +96,8 @@ class BatchConsumer:
         cfg.update(kafka.librdkafka)
         self.group_id = group_id
         self.topics = list(topics)
-        self._consumer = Consumer(cfg)
+        # librdkafka's own log lines go through the rate-limited stdlib logging, not raw stderr
+        self._consumer = Consumer({**cfg, "logger": librdkafka_logger()})
         self._paused = 0  # nesting depth of pause()
         self._reapply_pause = False
         self._caller_on_assign = on_assign

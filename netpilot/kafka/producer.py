@@ -17,6 +17,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from netpilot.errors import NetpilotError
 from netpilot.kafka.partitioning import partition_for
+from netpilot.obs.logging import librdkafka_logger
 from netpilot.settings import KafkaSettings
 
 Headers = Sequence[tuple[str, bytes]]
@@ -77,7 +78,8 @@ class KafkaProducer:
         self.kafka = kafka
         self.stats = DeliveryStats()
         self._user_cb = on_delivery
-        self._producer = Producer(cfg)
+        # librdkafka's own log lines go through the rate-limited stdlib logging, not raw stderr
+        self._producer = Producer({**cfg, "logger": librdkafka_logger()})
         self._partitions: dict[str, int] = {}
 
     # -- delivery ------------------------------------------------------------------------

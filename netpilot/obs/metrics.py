@@ -6,10 +6,12 @@ on the global registry unless asked), and update them per batch, not per flow.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
+
+from netpilot.obs.service import Errors, ServiceView, register
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,19 @@ class MetricFactory:
 
     def summary(self, name: str, doc: str, labels: Sequence[str] = ()) -> Summary:
         return Summary(f"{self.prefix}_{name}", doc, list(labels), registry=self.registry)
+
+    def service(
+        self,
+        processed: Mapping[str, Counter],
+        errors: Sequence[Errors],
+        duration: Histogram | None = None,
+        backlog: Gauge | None = None,
+        lag: Gauge | None = None,
+    ) -> ServiceView:
+        """Declare which of this component's metrics answer the service contract
+        (netpilot/obs/service.py) and export it, labelled ``component=<component>``."""
+        view = ServiceView(self.component, processed, errors, duration, backlog, lag)
+        return register(self.registry, view)
 
 
 def metrics_for(component: str, registry: CollectorRegistry | None = None) -> MetricFactory:

@@ -15,6 +15,8 @@ from netpilot.wire.flows import ADDR, DICT_STR, TS
 SCHEMA_NAME = "flow-aggregates"
 MAJOR = 1
 SCHEMA_ID = f"{SCHEMA_NAME}/{MAJOR}"
+TIME_COLUMNS = ("window_start",)
+"""Columns a consumer checks against its clock (:class:`netpilot.wire.intake.Intake`)."""
 
 AGGREGATE_SCHEMA = pa.schema(
     [
@@ -37,6 +39,11 @@ AGGREGATE_SCHEMA = pa.schema(
 def encode_aggregates(table: pa.Table) -> bytes:
     table = table.select(AGGREGATE_SCHEMA.names).cast(AGGREGATE_SCHEMA)
     return write_stream(table, AGGREGATE_SCHEMA, "lz4")
+
+
+def headers() -> list[tuple[str, bytes]]:
+    """Kafka headers every flow-aggregates/1 message carries."""
+    return [("schema", SCHEMA_ID.encode()), ("content-type", b"application/vnd.apache.arrow.stream")]
 
 
 def decode_aggregates(value: bytes) -> pa.Table:

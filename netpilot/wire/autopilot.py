@@ -35,6 +35,8 @@ class LinkSide(WireMessage):
 
 class Recommendation(WireMessage):
     SCHEMA_NAME = "recommendation"
+    TIME_FIELDS = ("generated_at", "created_at")
+    DEADLINE_FIELDS = ("valid_until", "hold_until")
     id: str
     cycle_id: str
     generated_at: float
@@ -68,6 +70,7 @@ class Recommendation(WireMessage):
 
 class CycleSummary(WireMessage):
     SCHEMA_NAME = "cycle-summary"
+    TIME_FIELDS = ("generated_at",)
     cycle_id: str
     pop: str
     generated_at: float
@@ -101,3 +104,9 @@ class CycleSummary(WireMessage):
     util_trigger: dict[str, float] = {}
     """Per link, the trigger utilisation (T_hi) the policy gave it: what dashboards and the
     demo draw as each link's threshold."""
+    # Added in 1.3:
+    moves_lower_bound: int = Field(0, ge=0)
+    """The fewest moves (ADDs) that could relieve this cycle's overloads, summed over the
+    overloaded links (docs/autopilot-design.md §5.3 step 7); 0 when nothing needed moving."""
+    moves_ratio: float | None = Field(None, ge=0)
+    """adds / moves_lower_bound: how far from that bound the cycle was (None when it is 0)."""

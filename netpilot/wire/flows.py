@@ -33,6 +33,10 @@ MAJOR = 1
 MINOR = 1  # 1.1 added fw_event
 SCHEMA_ID = f"{SCHEMA_NAME}/{MAJOR}"
 CONTENT_TYPE = "application/vnd.apache.arrow.stream"
+TIME_COLUMNS = ("time_received",)
+"""Columns a consumer checks against its clock (:class:`netpilot.wire.intake.Intake`): the
+collector's receive time. ``time_start``/``time_end`` are the exporter's and are bounded
+where they enter, in the collector's decoders."""
 
 
 class FlowType(IntEnum):

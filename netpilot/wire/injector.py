@@ -19,6 +19,7 @@ ALL_POPS = "*"
 
 class AppliedOverride(WireMessage):
     SCHEMA_NAME = "applied-override"
+    TIME_FIELDS = ("since", "confirmed_at")
     pop: str
     prefix: str
     link_id: str | None = None
@@ -40,6 +41,8 @@ class AppliedOverride(WireMessage):
 
 class InjectorControl(WireMessage):
     SCHEMA_NAME = "injector-control"
+    # No TIME_FIELDS: a drain typed on a laptop whose clock is off must still stop the
+    # injector, and no consumer orders or expires anything by ``at``.
     kind: Literal["approve", "reject", "drain", "resume"]
     pop: str
     """A PoP, or ``*`` for every PoP (drain/resume only)."""

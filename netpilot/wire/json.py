@@ -21,6 +21,12 @@ class WireMessage(BaseModel):
 
     SCHEMA_NAME: ClassVar[str] = ""
     MAJOR: ClassVar[int] = 1
+    TIME_FIELDS: ClassVar[tuple[str, ...]] = ()
+    """Fields saying when something happened (unix seconds): a consumer refuses a message
+    whose value is ahead of its clock, or older than its topic can hold
+    (:class:`netpilot.wire.intake.Intake`)."""
+    DEADLINE_FIELDS: ClassVar[tuple[str, ...]] = ()
+    """Fields setting a deadline (unix seconds): in the future, but not beyond the horizon."""
 
     @model_validator(mode="before")
     @classmethod

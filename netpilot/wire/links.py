@@ -45,6 +45,7 @@ class LinkStats(WireMessage):
     """link-stats/1, key ``pop``: one interface's counters and derived rates at one poll."""
 
     SCHEMA_NAME = "link-stats"
+    TIME_FIELDS = ("ts",)
     pop: str
     router: str
     link_id: str | None = None
@@ -81,6 +82,7 @@ class LinkUtilisation(WireMessage):
     """link-utilisation/1, key ``pop``: per link and window, the rate against capacity."""
 
     SCHEMA_NAME = "link-utilisation"
+    TIME_FIELDS = ("window_start",)
     pop: str
     link_id: str
     window_start: float

@@ -21,6 +21,7 @@ from netpilot.wire.json import WireMessage
 
 class ExporterTemplate(WireMessage):
     SCHEMA_NAME = "exporter-template"
+    TIME_FIELDS = ("received_at",)
     exporter: str
     observation_domain: int = Field(ge=0)
     template_id: int = Field(ge=256, le=65535)

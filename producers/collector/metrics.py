@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from netpilot.obs.metrics import metrics_for
+from netpilot.obs.service import Errors
+from producers.collector.decode.bounds import REFUSED
 from producers.collector.decode.errors import ALL_REASONS
 
 
@@ -33,10 +35,12 @@ class CollectorMetrics:
     @classmethod
     def create(cls, registry: CollectorRegistry) -> CollectorMetrics:
         m = metrics_for("collector", registry)
-        drops = m.counter("flows_dropped_total", "Items dropped while decoding, by reason", ["reason"])
-        for r in ALL_REASONS:
+        drops = m.counter(
+            "flows_dropped_total", "Items dropped while decoding (or refused as implausible), by reason", ["reason"]
+        )
+        for r in ALL_REASONS + REFUSED:
             drops.labels(r)
-        return cls(
+        out = cls(
             received=m.counter("received_datagrams_total", "UDP datagrams received", ["exporter"]),
             denied=m.counter("denied_datagrams_total", "Datagrams from exporters not in the inventory"),
             queue_dropped=m.counter("queue_dropped_datagrams_total", "Datagrams dropped: decode queue full"),
@@ -57,3 +61,16 @@ class CollectorMetrics:
             bytes_published=m.counter("bytes_published_total", "Bytes of Kafka message values queued", ["kind"]),
             delivery_errors=m.counter("delivery_errors_total", "Kafka messages that failed delivery"),
         )
+        m.service(
+            processed={"datagrams": out.datagrams, "flows": out.flows},
+            errors=[
+                Errors(out.drops),
+                Errors(out.denied, "exporter-unknown"),
+                Errors(out.queue_dropped, "queue-full"),
+                Errors(out.socket_dropped, "socket-buffer-full"),
+                Errors(out.delivery_errors, "kafka-delivery"),
+            ],
+            duration=out.decode_seconds,
+            backlog=out.queue_depth,
+        )
+        return out

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from netpilot.kafka.producer import KafkaProducer, ProducerOptions
 from netpilot.obs.logging import RateLimitedLog, get_logger
 from netpilot.wire.flows import addr_to_str, str_to_addr
+from netpilot.wire.intake import Intake
 from netpilot.wire.links import LinkStats
 from producers.collector import template_sync
 from producers.collector.decode.decoder import Decoder, DecoderOptions
@@ -63,12 +64,13 @@ class CollectorService:
                 max_templates_per_domain=s.max_templates_per_domain,
                 pending_age_ms=s.pending_age_ms,
                 template_scope=s.template_scope,
+                bounds=s.plausibility.bounds(),
             )
         )
         self.producer = KafkaProducer(s.kafka, ProducerOptions(compression="none"))
         self.publisher = Publisher(s.kafka, self.producer, s.max_flows_per_message)
         if s.load_templates:
-            loaded, skipped = template_sync.load(s.kafka, self.decoder)
+            loaded, skipped = template_sync.load(s.kafka, self.decoder, intake=Intake(s.wire))
             log.info("templates loaded", loaded=loaded, skipped=skipped)
         self.metrics.templates.set(self.decoder.template_count())
         accept_all = s.accept_unknown_exporters
@@ -176,6 +178,14 @@ class CollectorService:
             m.drops.labels(reason).inc(n)
         for msg in result.errors[:3]:
             self._mute.warning("decode", "dropped bad input", error=msg)
+        for reason, example in result.refused.items():
+            self._mute.warning(
+                f"refused:{reason}",
+                "refused implausible flows",
+                reason=reason,
+                flows=result.drops[reason],
+                first=example,
+            )
         m.sampling_unknown.inc(result.sampling_unknown)
         for e in result.template_events:
             m.template_events.labels("withdrawn" if e.definition is None else "learned").inc()

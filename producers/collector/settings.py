@@ -6,9 +6,39 @@ import ipaddress
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from netpilot.settings import ComponentSettings
+from producers.collector.decode.bounds import FlowBounds
+
+_B = FlowBounds()
+
+
+class PlausibilitySettings(BaseModel):
+    """Bounds a decoded flow must meet to be published (docs/collector.md, "Plausibility")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(True, description="refuse (and count) flows outside the bounds below")
+    min_bytes_per_packet: int = Field(_B.min_bytes_per_packet, ge=0, description="bytes/packets below: refused")
+    max_bytes_per_packet: int = Field(_B.max_bytes_per_packet, ge=1, description="bytes/packets above: refused")
+    max_packets_per_flow: int = Field(_B.max_packets_per_flow, ge=1, description="sampled packets in one record")
+    max_scaled_bytes: int = Field(_B.max_scaled_bytes, ge=1, le=2**64 - 1, description="bytes x sampling rate")
+    max_duration_s: float = Field(_B.max_duration_s, ge=0, description="time_end - time_start")
+    max_flow_bps: float = Field(_B.max_flow_bps, gt=0, description="bytes x rate x 8 / max(duration, 1 s)")
+    max_future_s: float = Field(_B.max_future_s, ge=0, description="time_end ahead of the receive time")
+    max_past_s: float = Field(_B.max_past_s, ge=0, description="time_end behind the receive time")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PlausibilitySettings:
+        if self.min_bytes_per_packet > self.max_bytes_per_packet:
+            raise ValueError("min_bytes_per_packet must be <= max_bytes_per_packet")
+        return self
+
+    def bounds(self) -> FlowBounds | None:
+        if not self.enabled:
+            return None
+        return FlowBounds(**self.model_dump(exclude={"enabled"}))
 
 
 class CollectorSettings(ComponentSettings):
@@ -20,7 +50,12 @@ class CollectorSettings(ComponentSettings):
     receive_buffer_bytes: int = Field(32 << 20, ge=1 << 16, description="SO_RCVBUF per socket")
     queue_datagrams: int = Field(100_000, ge=100, description="bounded receive->decode queue; overflow is counted")
     batch_max_datagrams: int = Field(2_000, ge=1, description="datagrams per decode pass")
-    batch_max_ms: int = Field(500, ge=10, description="longest wait before a decode pass + publish")
+    batch_max_ms: int = Field(
+        200,
+        ge=10,
+        description="longest wait before a decode pass + publish: also the received flows a killed "
+        "(SIGKILL) collector can lose (docs/collector.md, Stopping)",
+    )
     max_flows_per_message: int = Field(10_000, ge=100, description="flows per Kafka message (Arrow IPC batch)")
     inventory_file: Path | None = Field(None, description="YAML: pops -> routers (exporter) -> links")
     routes_file: Path | None = Field(None, description="YAML: routes (prefix, dst_as)")
@@ -38,6 +73,9 @@ class CollectorSettings(ComponentSettings):
         "(exporters that change source port)",
     )
     load_templates: bool = Field(True, description="read the templates topic at start")
+    plausibility: PlausibilitySettings = Field(
+        default_factory=PlausibilitySettings, description="bounds on decoded flows (refused ones are counted)"
+    )
 
     @field_validator("allowed_exporters")
     @classmethod

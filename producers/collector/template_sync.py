@@ -19,8 +19,10 @@ from netpilot import catalog
 from netpilot.errors import WireError
 from netpilot.kafka.consumer import position
 from netpilot.kafka.producer import KafkaProducer
+from netpilot.obs.logging import librdkafka_logger
 from netpilot.settings import KafkaSettings
 from netpilot.wire.flows import addr_to_str, str_to_addr
+from netpilot.wire.intake import Intake
 from netpilot.wire.templates import ExporterTemplate, template_key
 from producers.collector.decode.decoder import Decoder
 from producers.collector.decode.errors import DecodeError
@@ -65,14 +67,19 @@ def _watermarks(consumer: Consumer, tp: TopicPartition, deadline: float) -> tupl
             time.sleep(0.2)
 
 
-def load(kafka: KafkaSettings, decoder: Decoder, timeout_s: float = 30.0) -> tuple[int, int]:
-    """Read the templates topic to its end; returns (templates loaded, records skipped)."""
+def load(
+    kafka: KafkaSettings, decoder: Decoder, timeout_s: float = 30.0, intake: Intake | None = None
+) -> tuple[int, int]:
+    """Read the templates topic to its end; returns (templates loaded, records skipped).
+    Records skipped: undecodable, or refused by ``intake`` (another schema in the ``schema``
+    header, an implausible ``received_at``)."""
+    intake = intake if intake is not None else Intake()
     topic = kafka.topic(catalog.EXPORTER_TEMPLATES)
     cfg = kafka.client_config()
     cfg.update(
         {"group.id": "netpilot-collector-template-load", "enable.auto.commit": "false", "enable.partition.eof": "true"}
     )
-    consumer = Consumer(cfg)
+    consumer = Consumer({**cfg, "logger": librdkafka_logger()})
     latest: dict[str, ExporterTemplate | None] = {}
     skipped = 0
     try:
@@ -95,7 +102,7 @@ def load(kafka: KafkaSettings, decoder: Decoder, timeout_s: float = 30.0) -> tup
                     latest[key] = None
                 else:
                     try:
-                        latest[key] = ExporterTemplate.decode(m.value())
+                        latest[key] = intake.model(ExporterTemplate, m.value(), m.headers())
                     except WireError:
                         skipped += 1
                 _, partition, offset = position(m)

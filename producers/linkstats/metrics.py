@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from netpilot.obs.metrics import metrics_for
+from netpilot.obs.service import Errors
 
 FAILURE_REASONS = ("timeout", "auth", "agent-error", "pdu-error", "unknown-interface", "publish")
 
@@ -28,7 +29,7 @@ class SnmpMetrics:
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> SnmpMetrics:
         m = metrics_for("snmp", registry)
-        return cls(
+        out = cls(
             polls=m.counter("polls_total", "Successful polls", ["router"]),
             failures=m.counter("poll_failures_total", "Failed polls by reason", ["router", "reason"]),
             agent_up=m.gauge("agent_up", "1 if the last poll of the router succeeded", ["router"]),
@@ -51,6 +52,12 @@ class SnmpMetrics:
                 "inventory_errors_total", "Inventory changes rejected (invalid file or credentials)"
             ),
         )
+        m.service(
+            processed={"polls": out.polls, "link-stats": out.stats_published},
+            errors=[Errors(out.failures), Errors(out.inventory_errors, "inventory-rejected")],
+            duration=out.poll_duration,
+        )
+        return out
 
     def init_router(self, router: str) -> None:
         """Create every labelled series up front so dashboards see zeros, not gaps."""

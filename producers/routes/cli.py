@@ -1,4 +1,4 @@
-"""``netpilot routes load``."""
+"""``netpilot routes load`` and ``netpilot routes bmp run``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from netpilot.settings import load_settings
+from producers.routes.bmp.cli import app as bmp_app  # light: it imports the collector lazily
 
 app = typer.Typer(no_args_is_help=True, help="Routes per PoP and link -> the routes topic.")
 
@@ -15,6 +16,9 @@ app = typer.Typer(no_args_is_help=True, help="Routes per PoP and link -> the rou
 def _group() -> None:
     """Routes per PoP and link -> the routes topic."""
     # a callback keeps `load` a subcommand (typer flattens single-command apps)
+
+
+app.add_typer(bmp_app, name="bmp")  # `netpilot routes bmp run`: the BMP collector
 
 
 @app.command()

@@ -20,7 +20,12 @@ def simulate(
     sflow: str = typer.Option("127.0.0.1:6343", help="Collector sFlow address."),
     kafka: str = typer.Option("", help="Bootstrap servers for link-stats (empty: do not publish counters)."),
     topic_prefix: str = typer.Option("", help="Topic prefix (as in the kafka settings)."),
-    fast: bool = typer.Option(False, "--fast", help="Do not wait: emit the whole scenario as fast as possible."),
+    fast: bool = typer.Option(
+        False,
+        "--fast",
+        help="Do not wait: emit the whole scenario as fast as possible. With --kafka, counters dated more "
+        "than the consumers' wire.max_future_s (300 s) ahead of their clock are dead-lettered by them.",
+    ),
     duration: float = typer.Option(0, help="Override the scenario's duration_s (0: keep)."),
     pcap: bool = typer.Option(False, help="Also write every datagram to OUT/datagrams.pcap."),
     routers: Path = typer.Option(

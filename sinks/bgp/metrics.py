@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from netpilot.kafka.deadletters import REASONS as DECODE_REASONS
 from netpilot.obs.metrics import metrics_for
+from netpilot.obs.service import Errors
 from sinks.bgp.desired import REFUSALS, SKIPS
 
 
@@ -57,4 +58,10 @@ def injector_metrics(registry: CollectorRegistry) -> InjectorMetrics:
     for reason in DECODE_REASONS:
         out.dead_letters.labels(reason)
     _ = SKIPS
+    # dead letters hold the refusals and the undecodable messages (refused alone would miss those)
+    m.service(
+        processed={"messages": out.messages, "announces": out.announces, "withdraws": out.withdraws},
+        errors=[Errors(out.dead_letters), Errors(out.readback_errors, "readback")],
+        duration=out.reconcile_seconds,
+    )
     return out

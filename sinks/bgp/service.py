@@ -28,6 +28,7 @@ from netpilot.obs.logging import RateLimitedLog, get_logger
 from netpilot.rib import RibReader, RibReadError, RibRoute, normal_prefix, rib_reader
 from netpilot.wire.autopilot import Recommendation
 from netpilot.wire.injector import AppliedOverride, InjectorControl
+from netpilot.wire.intake import Intake
 from netpilot.wire.links import LinkInventory
 from netpilot.wire.routes import Route
 from sinks.bgp.desired import SKIPS, DesiredState, DesiredView, Network, Reconciler, Rules, desired_overrides
@@ -106,6 +107,7 @@ class InjectorService:
         self._ids = {s.kafka.topic(t): t.id for t in TOPICS}
         self._producer = KafkaProducer(s.kafka)
         self._dlq = DeadLetterPublisher(self._producer, "injector")
+        self._intake = Intake(s.wire)
         self._rl = RateLimitedLog(log)
         self._applied_topic = s.kafka.topic(catalog.APPLIED_OVERRIDES)
         self._consumer = BatchConsumer(s.kafka, f"{s.group_id}-{uuid.uuid4().hex[:8]}", list(self._ids))
@@ -208,19 +210,20 @@ class InjectorService:
     def _apply(self, msg: Message) -> None:
         topic_id = self._ids[position(msg)[0]]
         key = (msg.key() or b"").decode(errors="replace")
-        value = msg.value()
+        value, headers = msg.value(), msg.headers()
+        model = self._intake.model  # decode + schema header + timestamps (netpilot.wire.intake)
         try:
             if topic_id == catalog.RECOMMENDATIONS.id:
-                rec = None if value is None else Recommendation.decode(value)
+                rec = None if value is None else model(Recommendation, value, headers)
                 self.state.apply_recommendation(key, rec)
                 if rec is not None:
                     self._rec_msgs[(rec.pop, rec.prefix)] = msg
             elif topic_id == catalog.LINK_INVENTORY.id:
-                self.net.apply_inventory(key, None if value is None else LinkInventory.decode(value))
+                self.net.apply_inventory(key, None if value is None else model(LinkInventory, value, headers))
             elif topic_id == catalog.ROUTES.id:
-                self.net.apply_route(key, None if value is None else Route.decode(value))
+                self.net.apply_route(key, None if value is None else model(Route, value, headers))
             else:
-                self.state.apply_control(None if value is None else InjectorControl.decode(value), key)
+                self.state.apply_control(None if value is None else model(InjectorControl, value, headers), key)
         except WireError as exc:
             self._dead_letter(msg, exc, reason_for(exc))
             return

@@ -17,10 +17,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from netpilot import catalog
 from netpilot.errors import WireError
 from netpilot.wire import aggregates, flows
 from netpilot.wire.autopilot import CycleSummary, Recommendation
 from netpilot.wire.injector import AppliedOverride
+from netpilot.wire.intake import Headers, Intake
 from netpilot.wire.json import WireMessage
 from netpilot.wire.links import LinkInventory, LinkStats, LinkUtilisation
 
@@ -264,6 +266,8 @@ def _cycle_summaries(items: Sequence[Item]) -> pa.Table:
             "stale_inputs": _col([list(x.stale_inputs) for x in m], pa.list_(pa.string())),
             "fail_static": _col([x.fail_static for x in m], pa.bool_()),
             "kill_switch": _col([x.kill_switch for x in m], pa.bool_()),
+            "moves_lower_bound": _col([x.moves_lower_bound for x in m], pa.uint32()),
+            "moves_ratio": _col([x.moves_ratio for x in m], pa.float64()),
         }
     )
 
@@ -339,11 +343,27 @@ CONVERTERS: dict[str, tuple[Decoder, Builder]] = {
 }
 
 
-def decode(topic_id: str, offset: int, key: bytes | None, value: bytes | None, ts: float | None = None) -> Item:
-    """Decode one message (``ts``: its Kafka timestamp, unix seconds); raises
-    :class:`WireError` for anything undecodable."""
+def decode(
+    topic_id: str,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    ts: float | None = None,
+    *,
+    headers: Headers = None,
+    intake: Intake | None = None,
+) -> Item:
+    """Decode one message (``ts``: its Kafka timestamp, unix seconds) and, with ``intake``
+    (as the sink always does), check its ``schema`` header and timestamps; raises
+    :class:`WireError` for anything undecodable or implausible. Without ``intake`` (tools and
+    tests building tables from data they made) only the body's own schema is checked."""
     dec, _ = CONVERTERS[topic_id]
+    schema_id = catalog.BY_ID[topic_id].value_schema
+    if intake is not None:
+        intake.check_header(schema_id, headers)
     payload, rows = dec(value, key)
+    if intake is not None and isinstance(payload, (WireMessage, pa.Table)):  # not a tombstone's row
+        intake.check_times(payload, schema_id)
     return Item(offset, key, payload, rows, ts)
 
 

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from netpilot.kafka.deadletters import REASONS
 from netpilot.obs.metrics import metrics_for
+from netpilot.obs.service import Errors
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,9 @@ class SinkMetrics:
     """Kafka messages consumed, by topic (catalog id)."""
     rows: Counter
     """Rows ClickHouse acknowledged, by table (rate() of it is rows/s)."""
+    rows_expired: Counter
+    """Of those, rows already past the table's TTL when inserted, by table: ClickHouse drops
+    them from the table (its rollup views keep their share). Kept: rows - rows_expired."""
     batches: Counter
     """Inserts acknowledged, by table."""
     insert_seconds: Histogram
@@ -43,6 +47,9 @@ def sink_metrics(registry: CollectorRegistry) -> SinkMetrics:
     out = SinkMetrics(
         messages=m.counter("messages_total", "Kafka messages consumed", ["topic"]),
         rows=m.counter("rows_total", "Rows acknowledged by ClickHouse", ["table"]),
+        rows_expired=m.counter(
+            "rows_expired_total", "Rows acknowledged but already past the table's TTL (dropped by it)", ["table"]
+        ),
         batches=m.counter("batches_total", "Inserts acknowledged by ClickHouse", ["table"]),
         insert_seconds=m.histogram("insert_duration_seconds", "Duration of one acknowledged insert", ["table"]),
         errors=m.counter("errors_total", "Failures by reason", ["reason"]),
@@ -58,4 +65,11 @@ def sink_metrics(registry: CollectorRegistry) -> SinkMetrics:
         out.errors.labels(reason)
     for reason in DEAD_LETTER_REASONS:
         out.dead_letters.labels(reason)
+    # errors, not dead letters too: ERROR_REASONS already holds every dead-letter reason
+    m.service(
+        processed={"messages": out.messages, "rows": out.rows},
+        errors=[Errors(out.errors)],
+        duration=out.insert_seconds,
+        backlog=out.consumer_lag,
+    )
     return out

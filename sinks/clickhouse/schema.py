@@ -311,6 +311,8 @@ def tables(r: Retention) -> tuple[Table, ...]:
                 ("stale_inputs", f"Array({LC})"),
                 ("fail_static", "Bool"),
                 ("kill_switch", "Bool"),
+                ("moves_lower_bound", "UInt32"),
+                ("moves_ratio", "Nullable(Float64)"),
             ),
             "MergeTree",
             order_by="toStartOfDay(generated_at), pop, generated_at",

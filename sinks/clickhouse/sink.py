@@ -20,8 +20,11 @@ see schema.py). A crash before 2 leaves nothing inserted and any new cut is fine
 ClickHouse unavailable: the batch stays in memory, consumption pauses, the insert is
 retried with the same token after an exponential backoff, then consumption resumes.
 Undecodable messages go to the dead-letter topic (their offsets still count in the batch
-range); a batch ClickHouse rejects is retried message by message and the rejected
-messages are dead-lettered, so nothing is silently dropped.
+range), and so do messages whose ``schema`` header names another schema or whose
+timestamps are implausible (:mod:`netpilot.wire.intake`); a batch ClickHouse rejects is
+retried message by message and the rejected messages are dead-lettered, so nothing is
+silently dropped. Rows already past their table's TTL are inserted (the rollup views want
+them) and counted per table in ``rows_expired_total`` (see :mod:`sinks.clickhouse.expiry`).
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ from netpilot.kafka.consumer import BatchConsumer, is_retriable, position
 from netpilot.kafka.deadletters import DeadLetterPublisher, reason_for
 from netpilot.kafka.producer import KafkaProducer
 from netpilot.obs.logging import RateLimitedLog, get_logger
-from sinks.clickhouse import convert
+from netpilot.wire.intake import Intake
+from sinks.clickhouse import convert, expiry, schema
 from sinks.clickhouse.client import ClickHouseClient, ClickHouseUnavailable, InsertRejected
 from sinks.clickhouse.metrics import SinkMetrics
 from sinks.clickhouse.settings import ClickHouseSinkSettings
@@ -120,6 +124,7 @@ class ClickHouseSink:
         topic_ids: dict[str, str],
         tables: dict[str, str],
         should_stop: Callable[[], bool] = lambda: False,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._s = settings
         self._consumer = consumer
@@ -129,7 +134,12 @@ class ClickHouseSink:
         self._m = metrics
         self._topic_ids = topic_ids  # real topic name -> catalog id
         self._tables = tables  # catalog id -> fully qualified table
+        self._defs = schema.by_topic(settings.retention)  # catalog id -> table definition (TTL)
         self._should_stop = should_stop
+        self._intake = Intake(settings.wire, clock)
+        self._clock = clock
+        for t in tables.values():  # from 0, so rate() and alerts see the first one
+            metrics.rows_expired.labels(t)
         self._batches: dict[tuple[str, int], Batch] = {}
         self._intents: dict[tuple[str, int], tuple[int, int] | None] = {}
         self._rl = RateLimitedLog(log)
@@ -226,7 +236,9 @@ class ClickHouseSink:
             self._intents[key] = None
             self._batches[key] = batch
         try:
-            item = convert.decode(topic_id, offset, msg.key(), msg.value(), record_time(msg))
+            item = convert.decode(
+                topic_id, offset, msg.key(), msg.value(), record_time(msg), headers=msg.headers(), intake=self._intake
+            )
         except WireError as exc:
             self._dead_letter(msg, exc, reason_for(exc))
             item = None
@@ -271,14 +283,19 @@ class ClickHouseSink:
             self._m.replays.inc()
         if b.items and b.rows:
             token = dedup_token(b.topic, b.partition, start, end)
+            inserted: pa.Table | None = None
             try:
-                self._insert_with_retry(table, convert.to_arrow(b.topic_id, b.items), token)
+                data = convert.to_arrow(b.topic_id, b.items)
+                self._insert_with_retry(table, data, token)
+                inserted = data
             except REJECTED_ERRORS as exc:
                 self._m.errors.labels("rejected").inc()
                 self._rl.warning(
                     "rejected", "batch rejected; retrying message by message", table=table, error=str(exc)[:300]
                 )
                 self._insert_one_by_one(table, b)
+            if inserted is not None:
+                self._count_expired(b.topic_id, table, inserted)
             self._m.rows.labels(table).inc(b.rows)
             self._m.batches.labels(table).inc()
         self._producer.flush()  # dead letters of this batch are durable before we move on
@@ -301,12 +318,32 @@ class ClickHouseSink:
                 continue
             token = dedup_token(b.topic, b.partition, item.offset, item.offset) + "/single"
             try:
-                self._insert_with_retry(table, convert.to_arrow(b.topic_id, [item]), token)
+                data = convert.to_arrow(b.topic_id, [item])
+                self._insert_with_retry(table, data, token)
             except REJECTED_ERRORS as exc:
                 b.rows -= item.rows
                 self._dead_letter(by_offset[item.offset], exc, "insert-rejected")
+                continue
+            self._count_expired(b.topic_id, table, data)
 
-    def _insert_with_retry(self, table: str, data, token: str) -> None:
+    def _count_expired(self, topic_id: str, table: str, data: pa.Table) -> None:
+        """Count (and log, rate-limited) the rows of an acknowledged insert that were already
+        past the table's TTL: ClickHouse keeps none of them in this table."""
+        expired = expiry.expired_rows(self._defs[topic_id], data, self._clock())
+        if not expired.rows:
+            return
+        self._m.rows_expired.labels(table).inc(expired.rows)
+        self._rl.warning(
+            f"expired:{table}",
+            "rows older than the table's TTL inserted; ClickHouse drops them from this table",
+            table=table,
+            rows=expired.rows,
+            of_rows=data.num_rows,
+            ttl_days=self._defs[topic_id].ttl_days,
+            oldest_age_days=round((self._clock() * 1000 - (expired.oldest_ms or 0)) / 86_400_000, 1),
+        )
+
+    def _insert_with_retry(self, table: str, data: pa.Table, token: str) -> None:
         delay = self._s.backoff_initial_s
         paused = False
         try:

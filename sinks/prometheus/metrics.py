@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from netpilot.kafka.deadletters import REASONS
 from netpilot.obs.metrics import metrics_for
+from netpilot.obs.service import Errors
 
 
 @dataclass(frozen=True)
@@ -31,4 +32,11 @@ def exporter_metrics(registry: CollectorRegistry) -> ExporterMetrics:
     for reason in REASONS:  # from the start at 0: rate() and alerts see the first one
         out.errors.labels(reason)
         out.dead_letters.labels(reason)
+    # errors, not dead letters too: a message that cannot be applied is counted in both
+    m.service(
+        processed={"messages": out.messages},
+        errors=[Errors(out.errors)],
+        duration=out.batch_seconds,
+        backlog=out.consumer_lag,
+    )
     return out

@@ -24,6 +24,7 @@ from netpilot.obs.http import MetricsServer
 from netpilot.obs.logging import RateLimitedLog, get_logger
 from netpilot.wire.autopilot import CycleSummary, Recommendation
 from netpilot.wire.injector import AppliedOverride
+from netpilot.wire.intake import Intake
 from netpilot.wire.links import LinkInventory, LinkUtilisation
 from sinks.lag import EVERY_S as LAG_EVERY_S
 from sinks.lag import local_lag
@@ -64,6 +65,7 @@ class PrometheusSinkService:
         self._ids = {s.kafka.topic(t): t.id for t in TOPICS}
         self._producer = KafkaProducer(s.kafka)
         self._dlq = DeadLetterPublisher(self._producer, "sink-prometheus")
+        self._intake = Intake(s.wire)
         self._rl = RateLimitedLog(log)
         self._consumer = BatchConsumer(s.kafka, f"{s.group_id}-{uuid.uuid4().hex[:8]}", list(self._ids))
         self._server = MetricsServer(self.registry, s.metrics.listen, self.health).start()
@@ -95,18 +97,19 @@ class PrometheusSinkService:
     def _apply(self, msg: Message) -> None:
         topic_id = self._ids[position(msg)[0]]
         key = (msg.key() or b"").decode(errors="replace")
-        value = msg.value()
+        value, headers = msg.value(), msg.headers()
+        model = self._intake.model  # decode + schema header + timestamps (netpilot.wire.intake)
         try:
             if topic_id == catalog.LINK_UTILISATION.id:
-                self.state.apply_utilisation(LinkUtilisation.decode(value), time.time())
+                self.state.apply_utilisation(model(LinkUtilisation, value, headers), time.time())
             elif topic_id == catalog.LINK_INVENTORY.id:
-                self.state.apply_inventory(key, None if value is None else LinkInventory.decode(value))
+                self.state.apply_inventory(key, None if value is None else model(LinkInventory, value, headers))
             elif topic_id == catalog.RECOMMENDATIONS.id:
-                self.state.apply_recommendation(key, None if value is None else Recommendation.decode(value))
+                self.state.apply_recommendation(key, None if value is None else model(Recommendation, value, headers))
             elif topic_id == catalog.APPLIED_OVERRIDES.id:
-                self.state.apply_applied(key, None if value is None else AppliedOverride.decode(value))
+                self.state.apply_applied(key, None if value is None else model(AppliedOverride, value, headers))
             else:
-                self.state.apply_cycle(CycleSummary.decode(value))
+                self.state.apply_cycle(model(CycleSummary, value, headers))
         except WireError as exc:
             reason = reason_for(exc)
             self._dlq.send(msg, exc, reason)

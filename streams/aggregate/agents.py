@@ -17,13 +17,16 @@ from netpilot.errors import WireError
 from netpilot.kafka.deadletters import reason_for
 from netpilot.kafka.partitioning import partition_for
 from netpilot.obs.logging import RateLimitedLog, get_logger
-from netpilot.wire import flows as wire_flows
+from netpilot.settings import WireSettings
+from netpilot.wire import aggregates as wire_aggregates
 from netpilot.wire.deadletter import DeadLetter
+from netpilot.wire.intake import Intake
 from netpilot.wire.links import LinkInventory, LinkStats, LinkUtilisation
 from streams.aggregate import windows as w
 from streams.aggregate.store import AddOutcome, WindowStore
 from streams.app import StreamsApp
 from streams.metrics import StreamsMetrics
+from streams.supervision import TaskHealth
 from streams.utilisation import UtilisationTracker
 
 log = get_logger("netpilot.streams")
@@ -53,9 +56,12 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
         idle: IdleSpec = IdleSpec(),
         monotonic: Callable[[], float] = time.monotonic,
+        wire: WireSettings | None = None,
     ) -> None:
         self.sa, self.windows, self.tracker, self.metrics, self.clock = sa, windows, tracker, metrics, clock
         self.idle, self.monotonic = idle, monotonic
+        self.intake = Intake(wire, clock)
+        """Decodes every input: ``schema`` header and timestamps checked (netpilot.wire.intake)."""
         self.rlog = RateLimitedLog(log)
         self.last_flows: dict[str, float] = {}
         """PoP -> monotonic time its last flows were received (this process only)."""
@@ -143,7 +149,9 @@ class Pipeline:
         closed, keys = self.windows.closable(pops)
         for pop, frame in w.split_by_pop(closed).items():
             for chunk in frame.iter_slices(MESSAGE_ROWS):
-                await self.sa.aggregates.send(key=pop.encode(), value=w.encode_partial(chunk))
+                await self.sa.aggregates.send(
+                    key=pop.encode(), value=w.encode_partial(chunk), headers=wire_aggregates.headers()
+                )
                 self.metrics.aggregate_messages.inc()
                 self.metrics.aggregate_rows.inc(chunk.height)
         for size, n in closed.select("window_s", "window_start").unique().group_by("window_s").len().iter_rows():
@@ -165,15 +173,16 @@ class Pipeline:
             self.metrics.utilisation_messages.inc()
 
 
-def register(sa: StreamsApp, pipe: Pipeline) -> None:
-    """Attach the agents and the idle timer to the app."""
+def register(sa: StreamsApp, pipe: Pipeline, tasks: TaskHealth) -> None:
+    """Attach the agents and the idle timer to the app; a crash of any fails ``tasks``."""
 
     @sa.app.agent(sa.flows, name="aggregate-flows")
+    @tasks.guard("aggregate-flows")
     async def aggregate_flows(stream: Any) -> None:
         async for event in stream.events():
             msg = event.message
             try:
-                table = wire_flows.decode_flows(event.value or b"")
+                table = pipe.intake.flows(event.value or b"", event.headers)
                 outcome = pipe.windows.add(table, f"{msg.partition}.{msg.offset}", now_ms=int(pipe.clock() * 1000))
                 pipe.count(outcome)
                 pipe.saw_flows(outcome.seen)
@@ -183,10 +192,11 @@ def register(sa: StreamsApp, pipe: Pipeline) -> None:
                 await pipe.dead_letter(event, exc)
 
     @sa.app.agent(sa.link_stats, name="link-stats")
+    @tasks.guard("link-stats")
     async def link_stats(stream: Any) -> None:
         async for event in stream.events():
             try:
-                stats = LinkStats.decode(event.value)
+                stats = pipe.intake.model(LinkStats, event.value, event.headers)
                 matched = pipe.tracker.add_stats(stats)
                 pipe.metrics.link_stats.labels("used" if matched else "unknown-link").inc()
                 if matched:
@@ -195,11 +205,12 @@ def register(sa: StreamsApp, pipe: Pipeline) -> None:
                 await pipe.dead_letter(event, exc)
 
     @sa.app.agent(sa.link_inventory, name="link-inventory")
+    @tasks.guard("link-inventory")
     async def link_inventory(stream: Any) -> None:
         async for event in stream.events():
             try:
                 key = (event.key or b"").decode()
-                link = None if event.value is None else LinkInventory.decode(event.value)
+                link = None if event.value is None else pipe.intake.model(LinkInventory, event.value, event.headers)
                 pipe.tracker.set_link(key, link)
                 pipe.metrics.inventory_updates.inc()
                 if link is not None:  # windows may have been waiting for this link
@@ -211,6 +222,7 @@ def register(sa: StreamsApp, pipe: Pipeline) -> None:
     # not close windows itself: it sends one tick per assigned partition to the app's
     # internal idle-ticks topic, and this agent handles the PoPs of that partition.
     @sa.app.agent(sa.idle_ticks, name="idle-ticks")
+    @tasks.guard("idle-ticks")
     async def idle_ticks(stream: Any) -> None:
         async for event in stream.events():
             try:
@@ -219,6 +231,7 @@ def register(sa: StreamsApp, pipe: Pipeline) -> None:
                 pipe.rlog.warning("idle", "closing idle PoPs failed", error=f"{type(exc).__name__}: {exc}")
 
     @sa.app.timer(interval=pipe.idle.check_s)
+    @tasks.guard("idle-timer")
     async def idle_timer() -> None:
         for tp in sa.app.assignor.assigned_actives():
             if tp.topic == sa.idle_ticks.get_topic_name():

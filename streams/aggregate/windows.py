@@ -15,9 +15,13 @@ Vocabulary:
   their own delays and clocks; one slow PoP must not make another's flows "too late".
 * **too late**: a flow whose window had already closed when its batch arrived. It is not
   merged (its window was already published) but counted per (PoP, window size).
-* **future**: a flow stamped further ahead of the caller's clock than ``max_future_s``
-  (a broken exporter clock). It would push the watermark forward and make every honest
-  flow too late, so it is dropped and counted instead.
+* **future**: a flow stamped more than ``max_future_s`` ahead of the time the collector
+  received it, or of the caller's clock (a broken exporter clock). It would push the
+  watermark forward and make every honest flow too late, so it is dropped and counted.
+* the max event only takes a flow's event time up to its **receive time**
+  (``min(event, time_received)``): a flow stamped ahead within ``max_future_s`` is still
+  aggregated, but it cannot move the watermark past what the collector has actually
+  received, so one outlier never makes the real flows of its window late.
 * a **partial** is a frame of per-window sums with exactly the flow-aggregates/1 columns
   (``window_start`` kept as int64 ms until :func:`to_aggregates_table`); partials for
   the same window are merged by summing, in any order, any number of times.
@@ -32,6 +36,7 @@ import polars as pl
 import pyarrow as pa
 
 from netpilot.wire import aggregates as wire_aggregates
+from streams.arith import sum_u64
 
 EventTimeField = str  # one of flows/1's timestamp columns
 EVENT_TIME_FIELDS = ("time_end", "time_start", "time_received")
@@ -67,7 +72,7 @@ class WindowSpec:
 
     sizes_s: tuple[int, ...] = (10, 60)
     allowed_lateness_s: float = 10.0
-    max_future_s: float = 300.0
+    max_future_s: float = 60.0
     event_time: EventTimeField = "time_end"
 
     def __post_init__(self) -> None:
@@ -115,7 +120,7 @@ def _watermark_frame(watermarks: Mapping[str, int]) -> pl.DataFrame:
 def _drops(frame: pl.DataFrame) -> pl.DataFrame:
     return (
         frame.group_by("pop", "window_s")
-        .agg(flows=pl.len().cast(pl.UInt64), bytes=pl.col("bytes_scaled").sum().cast(pl.UInt64))
+        .agg(flows=pl.len().cast(pl.UInt64), bytes=sum_u64("bytes_scaled"))
         .select(DROP_COLUMNS)
         .cast(dict(DROP_SCHEMA))  # type: ignore[arg-type]
     )
@@ -128,14 +133,17 @@ def aggregate_batch(
 
     ``watermarks`` are the PoPs' watermarks *before* this batch (see :func:`watermark`):
     a flow is too late for a window size when that window's end is at or below its PoP's
-    watermark. ``now_ms`` (the caller's clock) enables the future-timestamp guard.
+    watermark. Flows stamped more than ``max_future_s`` after their receive time are
+    dropped as future; ``now_ms`` (the caller's clock) also drops those ahead of it.
     """
+    received = [] if spec.event_time == "time_received" else ["time_received"]
     frame = pl.from_arrow(
         flows.select(
             [
                 "pop",
                 "link_id",
                 spec.event_time,
+                *received,
                 "dst_prefix",
                 "dst_prefix_len",
                 "dst_as",
@@ -150,18 +158,20 @@ def aggregate_batch(
         # Categorical keeps the group-by on integers; strings are made after aggregation.
         pl.col("pop").cast(pl.String),
         pl.col(spec.event_time).dt.epoch("ms").alias("t"),
-    ).drop(spec.event_time)
+        pl.col("time_received").dt.epoch("ms").alias("rx"),
+    ).drop(spec.event_time, *received)
     flows_in = dict(frame.group_by("pop").len().iter_rows())
+    ahead = int(spec.max_future_s * 1000)
+    is_future = pl.col("t") > pl.col("rx") + ahead
     if now_ms is not None:
-        is_future = pl.col("t") > now_ms + int(spec.max_future_s * 1000)
-        future = _drops(frame.filter(is_future).with_columns(window_s=pl.lit(0, pl.UInt32)))
-        frame = frame.filter(~is_future)
-    else:
-        future = pl.DataFrame(schema=DROP_SCHEMA)
+        is_future = is_future | (pl.col("t") > now_ms + ahead)
+    future = _drops(frame.filter(is_future).with_columns(window_s=pl.lit(0, pl.UInt32)))
+    frame = frame.filter(~is_future)
     frame = frame.join(_watermark_frame(watermarks), on="pop", how="left").with_columns(
         pl.col("wm").fill_null(NO_WATERMARK)
     )
-    max_event = dict(frame.group_by("pop").agg(pl.col("t").max()).iter_rows())
+    # the watermark follows what was received, not what a (skewed) clock claims
+    max_event = dict(frame.group_by("pop").agg(pl.min_horizontal("t", "rx").max()).iter_rows())
 
     per_size = []
     late_parts = []
@@ -175,11 +185,11 @@ def aggregate_batch(
     partials = (
         accepted.group_by(GROUP_KEYS)
         .agg(
-            bytes=pl.col("bytes_scaled").sum(),
-            packets=pl.col("packets_scaled").sum(),
+            bytes=sum_u64("bytes_scaled"),
+            packets=sum_u64("packets_scaled"),
             flows=pl.len().cast(pl.UInt64),
             # sampled packets actually seen: how much evidence the scaled numbers rest on
-            samples=pl.col("packets").sum(),
+            samples=sum_u64("packets"),
         )
         .with_columns(pl.col("link_id").cast(pl.String))
         .select(PARTIAL_COLUMNS)
@@ -201,7 +211,7 @@ def merge_partials(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
         return pl.DataFrame(schema=PARTIAL_SCHEMA)
     if len(nonempty) == 1:
         return nonempty[0]
-    return pl.concat(nonempty).group_by(GROUP_KEYS).agg(*(pl.col(c).sum() for c in SUM_COLUMNS)).select(PARTIAL_COLUMNS)
+    return pl.concat(nonempty).group_by(GROUP_KEYS).agg(*(sum_u64(c) for c in SUM_COLUMNS)).select(PARTIAL_COLUMNS)
 
 
 def window_end_ms(window_start_ms: int, window_s: int) -> int:

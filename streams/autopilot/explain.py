@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 
 from netpilot.wire.autopilot import CycleSummary, LinkSide, Recommendation
-from streams.autopilot.model import LinkState, Plan, PlanItem, Snapshot
+from streams.autopilot.model import MAX_SAMPLES, LinkState, Plan, PlanItem, Snapshot
 from streams.autopilot.policy import Policy
 
 PLANNER_VERSION = "1"
@@ -57,6 +57,8 @@ def summary(plan: Plan) -> CycleSummary:
         projection_error=_rounded(r.projection_error),
         misprojected_links=r.misprojected,
         util_trigger=_rounded(r.trigger),
+        moves_lower_bound=r.moves_lower_bound,
+        moves_ratio=r.moves_ratio,
     )
 
 
@@ -87,7 +89,7 @@ def _recommendation(
         afi=item.afi,
         split_from=item.split_from,
         rate_bps=item.rate_bps,
-        samples=item.samples,
+        samples=min(item.samples, MAX_SAMPLES),
         rate_ci95_bps=ci95(item.rate_bps, item.samples),
         from_=LinkSide(
             link_id=item.from_link,

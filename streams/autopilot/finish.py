@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from streams.autopilot import trend
 from streams.autopilot.model import CycleReport, Plan, PlanItem
 from streams.autopilot.policy import Policy
 from streams.autopilot.state import InputTotals, Override, PlannerState
@@ -69,6 +70,8 @@ class CycleOutcome:
     stale: tuple[str, ...]
     implausible: tuple[str, ...]
     fail_static: bool
+    moves_lower_bound: int = 0
+    """The fewest moves that could relieve the overloads (0: nothing to relieve)."""
 
 
 def cycle_id(pop: str, now: float) -> str:
@@ -116,6 +119,11 @@ def finish(c: CycleOutcome) -> Plan:
         cycle=c.previous.cycle + 1,
         expected_util=dict(sorted(expected.items())),
         misprojected_since=since,
+        # Fail-static and kill-switch cycles read inputs nobody trusts or plans nothing:
+        # they leave the release window as it was.
+        u0_history=c.previous.u0_history
+        if c.fail_static or policy.kill_switch
+        else trend.advance(c.previous.u0_history, ids, c.u0_load / cap, policy.release_cycles),
     )
     unresolved = {ids[l]: float(loads[l] - c.hi[l] * cap[l]) for l in c.overloaded if loads[l] > c.hi[l] * cap[l]}
     counts = {a: sum(1 for i in items if i.action == a) for a in ("ADD", "REFRESH", "WITHDRAW")}
@@ -138,6 +146,8 @@ def finish(c: CycleOutcome) -> Plan:
         projection_error=error,
         misprojected=misprojected,
         trigger={ids[l]: float(c.hi[l]) for l in range(len(ids))},
+        moves_lower_bound=c.moves_lower_bound,
+        moves_ratio=round(counts["ADD"] / c.moves_lower_bound, 4) if c.moves_lower_bound else None,
     )
     return Plan(
         pop=c.pop, cycle_id=cycle_id(c.pop, now), now=now, mode=policy.mode, items=items, report=report, state=state

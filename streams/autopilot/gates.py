@@ -48,6 +48,14 @@ def implausible_inputs(snapshot: Snapshot, current: InputTotals, state: PlannerS
         for l in snapshot.links
         if l.rate_bps is not None and l.rate_bps > l.usable_bps * policy.max_rate_over_capacity
     ]
+    # A link cannot carry more than it can: flow demand far above capacity is bad flow data
+    # (garbage or wrapped sums upstream), and acting on it would move healthy traffic.
+    observed = np.bincount(snapshot.demand.link, weights=snapshot.demand.rate_bps, minlength=len(snapshot.links))
+    bad += [
+        f"demand>capacity:{l.link_id}"
+        for i, l in enumerate(snapshot.links)
+        if not observed[i] <= l.usable_bps * policy.max_rate_over_capacity  # also catches NaN
+    ]
     prev = state.previous_inputs
     if prev is None:
         return bad

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from netpilot.wire.links import LinkInventory, LinkStats
 from netpilot.wire.routes import Route
+from streams.arith import sum_u64
 from streams.autopilot.model import LinkState, Snapshot, SnapshotBuilder, Thresholds
 
 DEMAND_COLUMNS = ("window_start_ms", "window_s", "link_id", "prefix", "bytes", "samples")
@@ -83,7 +84,7 @@ class PopInputs:
         # A window can arrive twice (closed windows are delivered at least once, and a
         # replayed stream re-publishes them): the newest copy replaces the older one.
         key = ["window_start_ms", "window_s", "link_id", "prefix"]
-        df = df.group_by(key, maintain_order=True).agg(pl.col("bytes").sum(), pl.col("samples").sum())
+        df = df.group_by(key, maintain_order=True).agg(sum_u64("bytes"), sum_u64("samples"))
         self.demand = pl.concat([self.demand, df.select(DEMAND_COLUMNS)], how="vertical_relaxed").unique(
             subset=key, keep="last", maintain_order=True
         )
@@ -118,7 +119,7 @@ class PopInputs:
         covered = max(1.0, min(window_s, (newest * 1000 - oldest_ms) / 1000)) if recent.height else window_s
         return (
             recent.group_by("prefix", "link_id")
-            .agg(pl.col("bytes").sum(), pl.col("samples").sum())
+            .agg(sum_u64("bytes"), sum_u64("samples"))
             .with_columns((pl.col("bytes").cast(pl.Float64) * 8 / covered).alias("rate_bps"))
             .select("prefix", "link_id", "rate_bps", "samples")
             .sort("prefix", "link_id")

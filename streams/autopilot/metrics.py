@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from netpilot.kafka.deadletters import REASONS
 from netpilot.obs.metrics import metrics_for
+from netpilot.obs.service import Errors
 
 
 @dataclass(frozen=True)
@@ -19,11 +21,14 @@ class AutopilotMetrics:
     aggregate_rows: Counter
     misprojected_links: Gauge
     dead_letters: Counter
+    cycle_errors: Counter
+    failed_cycles: Gauge
+    task_crashes: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> AutopilotMetrics:
         m = metrics_for("autopilot", registry)
-        return cls(
+        out = cls(
             registry=m.registry,
             cycles=m.counter("cycles_total", "planner cycles run, by outcome (ok, fail-static)", ["pop", "outcome"]),
             cycle_seconds=m.histogram("cycle_duration_seconds", "snapshot + plan + publish time of one PoP"),
@@ -37,4 +42,15 @@ class AutopilotMetrics:
             ),
             aggregate_rows=m.counter("aggregate_rows_total", "flow-aggregates/1 rows taken as demand"),
             dead_letters=m.counter("dead_letters_total", "messages sent to dead letters", ["topic", "reason"]),
+            cycle_errors=m.counter("cycle_errors_total", "PoP cycles that raised (the other PoPs still plan)", ["pop"]),
+            failed_cycles=m.gauge("failed_cycles", "the PoP's cycles failed in a row (0 after a good one)", ["pop"]),
+            task_crashes=m.counter(
+                "task_crashes_total", "agents and timers that raised (health fails from the first)", ["task"]
+            ),
         )
+        m.service(
+            processed={"cycles": out.cycles, "aggregate-rows": out.aggregate_rows},
+            errors=[Errors(out.dead_letters, reasons=REASONS)],
+            duration=out.cycle_seconds,
+        )
+        return out

@@ -27,6 +27,9 @@ Reason = Literal[
 ]
 ORIGIN_RANK = {"igp": 0, "egp": 1, "incomplete": 2}
 _LOW64 = (1 << 64) - 1
+MAX_SAMPLES = 1 << 53
+"""Sample counts are clamped here: exact in float64 (placement sums them with bincount) and
+far inside int64 (a saturated UInt64 sum from the aggregates must not raise OverflowError)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +97,7 @@ class DemandTable:
     prefix: np.ndarray  # int32 index into Snapshot.prefixes
     link: np.ndarray  # int32 index into Snapshot.links
     rate_bps: np.ndarray  # float64, sampling-corrected, averaged over the demand window
-    samples: np.ndarray  # int64, samples behind the rate (confidence interval)
+    samples: np.ndarray  # int64, samples behind the rate (confidence interval), <= MAX_SAMPLES
 
     def __len__(self) -> int:
         return int(self.prefix.shape[0])
@@ -198,7 +201,12 @@ class SnapshotBuilder:
         if samples < 0:
             raise ScenarioError(f"demand {prefix} on {link_id}: samples must be >= 0")
         self._demand.append(
-            (self._prefix(prefix), self._link(link_id, f"demand {prefix}"), float(rate_bps), int(samples))
+            (
+                self._prefix(prefix),
+                self._link(link_id, f"demand {prefix}"),
+                float(rate_bps),
+                min(int(samples), MAX_SAMPLES),
+            )
         )
 
     def watermark(self, name: str, ts: float) -> None:
@@ -324,6 +332,12 @@ class CycleReport:
     """Links whose |projection error| has exceeded the threshold for misprojection_after_s."""
     trigger: Mapping[str, float] = field(default_factory=dict)
     """Per link, the trigger (T_hi) the policy gave it this cycle."""
+    moves_lower_bound: int = 0
+    """The fewest moves that could relieve this cycle's overloads (selection.lower_bound,
+    summed over the overloaded links); 0 when nothing needed moving."""
+    moves_ratio: float | None = None
+    """ADDs of this cycle / moves_lower_bound: how far from the bound the cycle was (None
+    when the bound is 0)."""
 
 
 @dataclass(frozen=True, slots=True)

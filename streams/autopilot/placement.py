@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from streams.autopilot import prefixes as px
-from streams.autopilot.model import Snapshot
+from streams.autopilot.model import MAX_SAMPLES, Snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,13 +107,15 @@ class Placement:
         self.demand_route = mapped
         movable = mapped >= 0
         self.rate = np.bincount(mapped[movable], weights=d.rate_bps[movable], minlength=n_prefixes)
-        self.samples = np.bincount(mapped[movable], weights=d.samples[movable], minlength=n_prefixes).astype(np.int64)
+        samples = np.bincount(mapped[movable], weights=d.samples[movable], minlength=n_prefixes)
+        self.samples = np.minimum(samples, MAX_SAMPLES).astype(np.int64)  # a float sum, clamped before the cast
         self.observed = np.bincount(d.link, weights=d.rate_bps, minlength=n_links)
         self.unroutable = np.bincount(d.link[~movable], weights=d.rate_bps[~movable], minlength=n_links)
         share = np.repeat(self.rate / np.maximum(self.native_count, 1), self.native_count)
         self.native_load = np.bincount(nat_link, weights=share, minlength=n_links)
         self._tie = tie
         self._nat_keys = nat_pfx.astype(np.int64) * max(n_links, 1) + nat_link
+        self._nat_sorted = np.unique(self._nat_keys)
         self._alt_cache: dict[int, tuple[Alternate, ...]] = {}
         self._paths_cache: dict[int, tuple[Alternate, ...]] = {}
 
@@ -186,11 +188,28 @@ class Placement:
         pfx = snap.routes.prefix[rows]
         link = snap.routes.link[rows]
         ok = np.where(snap.prefix_v4[pfx], alt_ok[link], alt_ok_v6[link])
-        on_native = np.isin(pfx.astype(np.int64) * max(len(snap.links), 1) + link, self._nat_keys)
+        on_native = self._on_native(pfx.astype(np.int64) * max(len(snap.links), 1) + link)
         pos = np.flatnonzero(ok & ~self._tie & ~on_native)
         first_pfx, first = np.unique(pfx[pos], return_index=True)  # rows are in preference order
         best[first_pfx] = rows[pos[first]]
         return best
+
+    def is_native_row(self, pos: np.ndarray) -> np.ndarray:
+        """Whether the route rows at positions ``pos`` of ``self.rows`` are on one of their
+        prefix's native links (the best path, or another path over a native link)."""
+        r = self.snapshot.routes
+        rows = self.rows[pos]
+        key = r.prefix[rows].astype(np.int64) * max(len(self.snapshot.links), 1) + r.link[rows]
+        return self._tie[pos] | self._on_native(key)
+
+    def _on_native(self, keys: np.ndarray) -> np.ndarray:
+        """``prefix * n_links + link`` keys that are (prefix, one of its native links); a
+        binary search in the sorted native keys (np.isin would sort both sides each call)."""
+        nat = self._nat_sorted
+        if not len(nat):
+            return np.zeros(len(keys), bool)
+        at = np.minimum(np.searchsorted(nat, keys), len(nat) - 1)
+        return nat[at] == keys
 
     def demand_rows(self, route: int) -> np.ndarray:
         return np.nonzero(self.demand_route == route)[0]

@@ -12,11 +12,16 @@ and ``netpilot autopilot plan --scenario`` meaningful. The steps follow the desi
 3. existing overrides: TTL-expired ones are withdrawn, invalid ones (route gone, link down
    or drained, alternate over its trigger) are *displaced*, valid ones are kept in place;
 4. release: kept overrides past their hold whose return keeps the native links under the
-   release threshold are withdrawn, smallest first, at most K per cycle (APS "unwind");
+   release threshold are withdrawn, smallest first, at most K per cycle (APS "unwind"),
+   judged against the peak U0 of the last ``release_cycles`` cycles (trend.py), never one
+   reading;
 5. greedy: overloaded links by decreasing excess; candidates sorted by stickiness, IPv4
-   first, most specific then most preferred alternate, size (candidates.py); within the best
-   class left, prefixes that fit the remaining excess go first (``_pick``); each move goes to
-   the first alternate with room under ``alt_max`` and within the per-link move budget;
+   first, most specific then most preferred alternate, size (candidates.py); the fewest
+   moves that relieve a link, preference deciding only what costs no move (selection.py),
+   within ADD budgets sized to the need; alternates' room split jointly between the
+   overloaded links first (headroom.py, an LP); each move goes to the first alternate with
+   room under ``alt_max``, within the per-link move budget and beyond what is reserved for
+   the links still to be served;
 6. displaced overrides not re-placed are withdrawn at once (no hold);
 7. validation: a diff above the limits is not published — the cycle is redone fail-static.
 """
@@ -27,9 +32,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streams.autopilot import gates
+from streams.autopilot import gates, headroom, selection, trend
 from streams.autopilot import prefixes as px
-from streams.autopilot.candidates import Exclusions, candidates_on
+from streams.autopilot.candidates import Candidates, Exclusions, candidates_on
 from streams.autopilot.finish import CycleOutcome, KeptOverride, finish
 from streams.autopilot.model import Action, Plan, PlanItem, Reason, Snapshot
 from streams.autopilot.placement import Alternate, Placement, Unit, split_units
@@ -44,6 +49,10 @@ def plan(snapshot: Snapshot, state: PlannerState, policy: Policy, now: float) ->
     if cycle.diff_too_large:
         result = _Cycle(snapshot, state, policy, now).run(static=True, diff_rejected=True)
     return result
+
+
+_RELAXED_SOLVES = 8
+"""At most this many programmes to finish one link beyond its reservations (each ~ms)."""
 
 
 @dataclass(slots=True)
@@ -117,6 +126,10 @@ class _Cycle:
         self.displaced: dict[str, tuple[Override, Reason, Unit | None]] = {}
         self.items: list[PlanItem] = []
         self.diff_too_large = False
+        self.lower_bound = 0
+        self._grain: dict[int, float] = {}
+        """Fewest moves that could relieve this cycle's overloads (selection.lower_bound)."""
+        self.greedy_moves = 0
 
     # -- the cycle -----------------------------------------------------------------------
     def run(self, *, static: bool, diff_rejected: bool = False) -> Plan:
@@ -183,14 +196,25 @@ class _Cycle:
         due = sorted(
             (a for a in self.kept.values() if self.now >= a.in_place.hold_until), key=lambda a: (a.rate, a.prefix)
         )
+        if not due:
+            return
+        # Judged against the worst U0 of the window, not this cycle's: the load each native
+        # would carry at that peak with the remaining overrides still off it.
+        cycles = self.policy.release_cycles
+        peak, full = trend.window(self.state.u0_history, self.ids, self.u0_load / self.cap, cycles)
+        at_peak = self.loads + np.maximum(0.0, peak * self.cap - self.u0_load)
         budget = self.policy.max_withdraws_per_cycle
         for active in due:
             if budget == 0:
                 break
-            if not active.natives:
+            if not active.natives or not all(full[n] for n in active.natives):
                 continue
-            share = active.rate / len(active.natives)
-            if all(self.loads[n] + share <= self.release[n] * self.cap[n] for n in active.natives):
+            # One low reading of the prefix's own rate (flow windows still filling) must not
+            # make its return look cheap: the larger of this cycle's and the last cycle's.
+            share = max(active.rate, active.in_place.rate_bps) / len(active.natives)
+            if all(at_peak[n] + share <= self.release[n] * self.cap[n] for n in active.natives):
+                for n in active.natives:
+                    at_peak[n] += share
                 self._withdraw(active, "RELEASE")
                 self.cooldowns[active.prefix] = self.now + self.policy.cooldown_s
                 budget -= 1
@@ -203,62 +227,142 @@ class _Cycle:
             self._withdraw(active, "KILL_SWITCH")
 
     def _greedy(self) -> None:
-        p, pl = self.policy, self.pl
-        adds_left = p.max_adds_per_cycle
-        moved_in = np.zeros(len(self.ids))
-        moved_out = np.zeros(len(self.ids))
+        p, pl, n = self.policy, self.pl, len(self.ids)
+        todo = [l for l in self.overloaded if self.loads[l] > self.target[l] * self.cap[l]]
+        if not todo:
+            return
+        moved_in, moved_out = np.zeros(n), np.zeros(n)
         taken = {a.unit.key for a in self.kept.values() if a.unit is not None}
         displaced = {px.parse(prefix): reason for prefix, (_, reason, _) in self.displaced.items()}
-        best_exact = pl.best_exact(self.alt_ok, self.alt_ok_v6) if self.overloaded else None
-        for link in self.overloaded:
+        best_exact = pl.best_exact(self.alt_ok, self.alt_ok_v6)
+        ex = Exclusions(taken=taken, cooling=self.cooling, deny=self.deny, sticky=displaced)
+        cands = [
+            candidates_on(l, pl, best_exact, self.alt_ok, self.alt_ok_v6, self._needs_split, self._split, ex)
+            for l in todo
+        ]
+        excess = np.array([self.loads[l] - self.target[l] * self.cap[l] for l in todo])
+        need = [selection.lower_bound(c.rate, e, p.fit_epsilon) for c, e in zip(cands, excess)]
+        self._grain = {l: selection.grain(c.rate, e, p.fit_epsilon) for l, c, e in zip(todo, cands, excess)}
+        self.lower_bound = sum(need)
+        link_budget, pop_budget = selection.budgets(need, p)
+        frac = p.max_moved_fraction_per_link
+        movable = np.array([headroom.movable(pl, c, self.alt_ok, self.alt_ok_v6) for c in cands])
+        reserved = np.zeros(movable.shape)
+        if len(todo) > 1:
+            reserved = headroom.reservations(self._excess(todo), self.cap[todo], movable, self._room(moved_in))[0]
+        for j, (link, c) in enumerate(zip(todo, cands)):
             goal = self.target[link] * self.cap[link]
-            if self.loads[link] <= goal:
-                continue
-            assert best_exact is not None  # computed when a link is overloaded
-            cands = candidates_on(
-                link,
-                pl,
-                best_exact,
-                self.alt_ok,
-                self.alt_ok_v6,
-                self._needs_split,
-                self._split,
-                Exclusions(taken=taken, cooling=self.cooling, deny=self.deny, sticky=displaced),
-            )
-            alive = np.ones(len(cands), bool)
-            while adds_left > 0 and len(self.kept) + len(self.added) < p.max_active_overrides:
+            others = reserved[j + 1 :].sum(axis=0)  # room kept for the links still to serve
+            alive = np.ones(len(c), bool)
+            failed = np.zeros(len(c), bool)
+            made = 0
+            while self._budget_left(made, link_budget[j], pop_budget):
                 remaining = self.loads[link] - goal
-                if remaining <= 0 or not alive.any():
+                if remaining <= 0:
                     break
-                # Fit acts within the best class left (candidates equal on (a)-(e)).
-                best_class = alive & (cands.cls == cands.cls[alive.argmax()])
-                pick = self._pick(cands.rate, best_class, remaining)
-                if pick < 0:
+                fits = np.minimum(self.alt_max * self.cap - self.loads, frac * self.cap - moved_in) - others
+                alive &= c.rate <= max(0.0, float(fits[self.alt_ok].max(initial=0.0)))  # fits nowhere: out
+                picks = selection.choose(c.rate, c.cls, alive, remaining, p.fit_epsilon)
+                if not picks:
                     break
-                alive[pick] = False
-                unit = cands.unit(pick, pl)
-                if unit.key in taken:
-                    continue
-                ok = self.alt_ok if px.is_v4(unit.key) else self.alt_ok_v6
-                alts = [a for a in pl.alternates(unit.route) if ok[a.link]]
-                if self._move(unit, alts, link, moved_in, moved_out, displaced.get(unit.key)):
+                for i in picks:  # largest first; on the first that cannot move, choose again
+                    alive[i] = False
+                    unit = c.unit(i, pl)
+                    if unit.key in taken:
+                        break
+                    if not self._move(
+                        unit, self._alts(unit), link, moved_in, moved_out, displaced.get(unit.key), others
+                    ):
+                        failed[i] = True
+                        break
                     taken.add(unit.key)
-                    adds_left -= 1
+                    made += 1
+                    self.greedy_moves += 1
+                    if not self._budget_left(made, link_budget[j], pop_budget):
+                        break
+            later = todo[j + 1 :]
+            if later and self.loads[link] > goal:
+                # Reservations are fractional and prefixes are not: the last move or two of a
+                # link may not fit its share. Let it dip into the others' only where the
+                # programme says they can still be resolved as well as before.
+                budget = min(link_budget[j] - made, pop_budget - self.greedy_moves)
+                self._relaxed(link, c, failed, later, movable[j + 1 :], moved_in, moved_out, taken, displaced, budget)
+            if len(later) > 1:  # re-plan the rest on the room actually left
+                x, _ = headroom.reservations(
+                    self._excess(later), self.cap[later], movable[j + 1 :], self._room(moved_in)
+                )
+                reserved[j + 1 :] = x
 
-    def _pick(self, rates: np.ndarray, alive: np.ndarray, remaining: float) -> int:
-        """Next candidate among ``alive`` (the best class left) for an excess of ``remaining``
-        bps, or -1.
+    def _relaxed(
+        self,
+        link: int,
+        c: Candidates,
+        failed: np.ndarray,
+        later: list[int],
+        movable: np.ndarray,
+        moved_in: np.ndarray,
+        moved_out: np.ndarray,
+        taken: set[px.Prefix],
+        displaced: dict[px.Prefix, Reason],
+        budget: int,
+    ) -> None:
+        """Finish ``link`` with candidates that failed for lack of unreserved room: each move
+        is tried on an alternate only if the later links' worst residual does not grow."""
+        p, frac = self.policy, self.policy.max_moved_fraction_per_link
+        base = headroom.reservations(self._excess(later), self.cap[later], movable, self._room(moved_in))[1]
+        left, solves = failed.copy(), 0
+        none = np.zeros(len(self.ids))
+        while budget > 0 and solves < _RELAXED_SOLVES and len(self.kept) + len(self.added) < p.max_active_overrides:
+            remaining = self.loads[link] - self.target[link] * self.cap[link]
+            picks = selection.choose(c.rate, c.cls, left, remaining, p.fit_epsilon) if remaining > 0 else []
+            if not picks:
+                return
+            left[picks[0]] = False
+            unit = c.unit(picks[0], self.pl)
+            if unit.key in taken:
+                continue
+            for alt in self._alts(unit):
+                to = alt.link
+                if (
+                    self.loads[to] + unit.rate > self.alt_max[to] * self.cap[to]
+                    or moved_in[to] + unit.rate > frac * self.cap[to]
+                ):
+                    continue
+                room = self._room(moved_in)
+                room[to] = max(0.0, room[to] - unit.rate)
+                solves += 1
+                if headroom.reservations(self._excess(later), self.cap[later], movable, room)[1] <= base + 1e-9:
+                    if self._move(unit, [alt], link, moved_in, moved_out, displaced.get(unit.key), none):
+                        taken.add(unit.key)
+                        self.greedy_moves += 1
+                        budget -= 1
+                    break
+                if solves >= _RELAXED_SOLVES:
+                    return
 
-        Prefixes that fit (rate <= remaining x (1 + eps)) go first, in sort order, when
-        together they can cover the excess; otherwise the smallest prefix that covers it
-        alone goes, so a few small moves are not wasted before a big one is needed anyway.
-        """
-        fit = alive & (rates <= remaining * (1 + self.policy.fit_epsilon))
-        fitting = np.flatnonzero(fit)
-        big = np.flatnonzero(alive & ~fit)
-        if len(big) and rates[fitting].sum() < remaining:
-            return int(big[np.argmin(rates[big])])  # argmin: first of equals, in sort order
-        return int(fitting[0]) if len(fitting) else -1
+    def _room(self, moved_in: np.ndarray) -> np.ndarray:
+        """Room per link as an alternate: to its alt_max and within its move budget."""
+        room = np.minimum(
+            self.alt_max * self.cap - self.loads, self.policy.max_moved_fraction_per_link * self.cap - moved_in
+        )
+        return np.where(self.alt_ok, np.maximum(0.0, room), 0.0)
+
+    def _excess(self, links: list[int]) -> np.ndarray:
+        """What each link needs moved, plus a prefix's worth (its grain): room is split as a
+        fluid, prefixes are not, and the last move of a link rarely lands on its share."""
+        excess = np.array([self.loads[l] - self.target[l] * self.cap[l] for l in links])
+        return np.where(excess > 0, excess + np.array([self._grain.get(l, 0.0) for l in links]), 0.0)
+
+    def _alts(self, unit: Unit) -> list[Alternate]:
+        ok = self.alt_ok if px.is_v4(unit.key) else self.alt_ok_v6
+        return [a for a in self.pl.alternates(unit.route) if ok[a.link]]
+
+    def _budget_left(self, made: int, link_budget: int, pop_budget: int) -> bool:
+        return (
+            made < link_budget
+            and self.greedy_moves < pop_budget
+            and len(self.kept) + len(self.added) < self.policy.max_active_overrides
+        )
 
     def _move(
         self,
@@ -268,7 +372,10 @@ class _Cycle:
         moved_in: np.ndarray,
         moved_out: np.ndarray,
         displaced_reason: Reason | None,
+        reserved: np.ndarray,
     ) -> bool:
+        """Move ``unit`` off ``link`` to the first alternate, in preference order, with room
+        for it beyond what is ``reserved`` there for other overloaded links."""
         natives = tuple(self.pl.natives(unit.route).tolist())
         frac = self.policy.max_moved_fraction_per_link
         share = unit.rate / len(natives)
@@ -276,9 +383,9 @@ class _Cycle:
             return False
         for alt in alts:
             to = alt.link
-            if self.loads[to] + unit.rate > self.alt_max[to] * self.cap[to]:
+            if self.loads[to] + unit.rate + reserved[to] > self.alt_max[to] * self.cap[to]:
                 continue
-            if moved_in[to] + unit.rate > frac * self.cap[to]:
+            if moved_in[to] + unit.rate + reserved[to] > frac * self.cap[to]:
                 continue
             prefix = px.to_text(unit.key)
             active = _Active(prefix, unit, to, natives, alt, None)
@@ -443,5 +550,6 @@ class _Cycle:
                 stale=tuple(self.stale),
                 implausible=tuple(self.implausible),
                 fail_static=self.fail_static,
+                moves_lower_bound=self.lower_bound,
             )
         )

@@ -70,7 +70,25 @@ class Policy(BaseModel):
         "a cycle), or a restart is a WITHDRAW then an ADD, a "
         "route flap on the routers",
     )
-    max_adds_per_cycle: int = Field(20, ge=0, description="new ADDs per cycle per PoP")
+    release_cycles: int = Field(
+        4,
+        ge=1,
+        description="release hysteresis: a release is judged against the peak U0 of the native links over "
+        "this many cycles (this one included), and only once that window is full; 1 = this cycle alone",
+    )
+    max_adds_per_cycle: int | None = Field(
+        None,
+        ge=0,
+        description="new ADDs per cycle per PoP; None = sized to the need (the sum of the overloaded links' "
+        "budgets, under max_changes_per_cycle); a number = a fixed cap (the design's 20)",
+    )
+    max_adds_per_link: int = Field(32, ge=1, description="new ADDs per cycle off one overloaded link (risk bound)")
+    add_budget_slack: float = Field(
+        1.5,
+        ge=1,
+        description="a link's ADD budget is ceil(slack x the fewest moves that relieve it) + 2, "
+        "at most max_adds_per_link (when max_adds_per_cycle is None)",
+    )
     max_withdraws_per_cycle: int = Field(10, ge=1, description="graceful/kill-switch withdraws per cycle (unwind rate)")
     max_moved_fraction_per_link: float = Field(
         0.25, gt=0, description="new moves per cycle, in or out of a link, x capacity"

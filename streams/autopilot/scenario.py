@@ -89,6 +89,25 @@ class LinkChange(_Strict):
     capacity: Rate | None = None
 
 
+class InputAges(_Strict):
+    """How old each input is at a cycle (seconds; default 0, fresh): the staleness gate."""
+
+    flows: float = Field(0.0, ge=0)
+    counters: float = Field(0.0, ge=0)
+    rib: float = Field(0.0, ge=0)
+    counters_by_link: dict[str, float] = Field(
+        default_factory=dict, description="link id -> age of that link's counter reading"
+    )
+
+    @field_validator("counters_by_link")
+    @classmethod
+    def _ages(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: a for k, a in v.items() if not a >= 0}
+        if bad:
+            raise ValueError(f"ages must be >= 0 seconds, got {bad}")
+        return v
+
+
 class CycleSpec(_Strict):
     repeat: int = Field(1, ge=1)
     rates: dict[str, Rate | None] | None = None
@@ -97,8 +116,8 @@ class CycleSpec(_Strict):
     routes_add: dict[str, list[str | RouteSpec]] = Field(default_factory=dict)
     routes_withdraw: dict[str, list[str]] = Field(default_factory=dict)
     policy: dict[str, Any] = Field(default_factory=dict)
-    input_age_s: dict[str, float] = Field(default_factory=dict)
-    """Age of each input ("flows", "counters", "rib") at this cycle; default 0 (fresh)."""
+    input_age_s: InputAges = Field(default_factory=InputAges)
+    """Age of each input at this cycle (a misspelled input is an error, not ignored)."""
 
 
 class OverrideSpec(_Strict):
@@ -220,7 +239,7 @@ def _snapshot(
     routes: dict[str, list[str | RouteSpec]],
     rates: dict[str, Rate | None],
     demand: dict[str, dict[str, Rate | DemandSpec]],
-    ages: dict[str, float],
+    ages: InputAges,
     now: float,
     i: int,
 ) -> Snapshot:
@@ -241,10 +260,13 @@ def _snapshot(
                     speed_bps=None if link.speed is None else bandwidth(link.speed),
                     thresholds=Thresholds(**link.thresholds),
                     v6_blackhole=link.v6_blackhole,
+                    updated_at=None if link.id not in ages.counters_by_link else now - ages.counters_by_link[link.id],
                 )
             )
         for link_id in rates:
             _known_link(links, link_id, f"cycle {i}: rates")
+        for link_id in ages.counters_by_link:
+            _known_link(links, link_id, f"cycle {i}: input_age_s.counters_by_link")
         for link_id, entries in routes.items():
             for entry in entries:
                 r = _route(entry)
@@ -265,5 +287,5 @@ def _snapshot(
     except ValueError as exc:  # bandwidth() and Thresholds: say which cycle
         raise ScenarioError(f"scenario cycle {i}: {exc}") from exc
     for name in ("flows", "counters", "rib"):
-        b.watermark(name, now - ages.get(name, 0.0))
+        b.watermark(name, now - getattr(ages, name))
     return b.build()

@@ -21,7 +21,13 @@ class AutopilotService(StreamsService):
         s.data_dir.mkdir(parents=True, exist_ok=True)
         aa = create_app(s)
         self.pilot = Pilot(aa, s, self.metrics)  # type: ignore[arg-type]
-        register(aa, self.pilot, s.policy.cycle_s)
+        register(aa, self.pilot, s.policy.cycle_s, self.tasks)
         aa.app.finalize()
         ensure_internal_topics(aa.app, s.kafka, s.changelog_replication, extra=[aa.ticks])
         return aa
+
+    def health(self) -> tuple[bool, str]:
+        ok, why = super().health()
+        if ok and self.pilot is not None:
+            return self.pilot.health()
+        return ok, why

@@ -28,3 +28,8 @@ class AutopilotSettings(ComponentSettings):
     store: str = Field("memory://", description="faust table store (memory://, or rocksdb://)")
     data_dir: Path = Field(Path(".netpilot/autopilot"), description="faust data directory")
     changelog_replication: int = Field(1, ge=1, description="replication factor of faust's changelog topics")
+    unhealthy_after_cycles: int = Field(
+        3,
+        ge=1,
+        description="health fails after this many failed cycles of a PoP in a row, or as many periods without a cycle",
+    )

@@ -67,6 +67,9 @@ class PlannerState:
     projection with overrides in suggest mode, without them in observe mode)."""
     misprojected_since: Mapping[str, float] = field(default_factory=dict)
     """link -> since when actual and expected differ by more than the threshold."""
+    u0_history: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    """link -> U0 (utilisation without overrides) of the last ``release_cycles - 1`` planning
+    cycles, oldest first: the window the release hysteresis judges (trend.py)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +87,7 @@ class PlannerState:
             },
             "expected_util": dict(sorted(self.expected_util.items())),
             "misprojected_since": dict(sorted(self.misprojected_since.items())),
+            "u0_history": {k: list(v) for k, v in sorted(self.u0_history.items())},
         }
 
     @classmethod
@@ -119,6 +123,9 @@ class PlannerState:
                 # optional: state written before the projection check had neither
                 expected_util={k: float(v) for k, v in data.get("expected_util", {}).items()},
                 misprojected_since={k: float(v) for k, v in data.get("misprojected_since", {}).items()},
+                # optional too: state written before the release hysteresis had none (the
+                # window then starts empty, so nothing is released until it has filled)
+                u0_history={k: tuple(float(x) for x in v) for k, v in data.get("u0_history", {}).items()},
             )
         except (TypeError, KeyError, ValueError) as exc:
             raise ScenarioError(f"planner state is malformed: {exc!r}") from exc

@@ -30,9 +30,9 @@ from netpilot import catalog
 from netpilot.kafka.deadletters import reason_for
 from netpilot.kafka.partitioning import partition_for
 from netpilot.obs.logging import RateLimitedLog, get_logger
-from netpilot.wire import aggregates as wire_aggregates
 from netpilot.wire.autopilot import CycleSummary, Recommendation
 from netpilot.wire.deadletter import DeadLetter
+from netpilot.wire.intake import Headers, Intake
 from netpilot.wire.links import LinkInventory, LinkStats
 from netpilot.wire.routes import Route
 from streams.app import catalog_topic, new_faust_app
@@ -42,6 +42,7 @@ from streams.autopilot.metrics import AutopilotMetrics
 from streams.autopilot.planner import plan
 from streams.autopilot.settings import AutopilotSettings
 from streams.autopilot.state import PlannerState
+from streams.supervision import TaskHealth
 
 log = get_logger("netpilot.autopilot")
 COMPONENT = "autopilot"
@@ -127,6 +128,14 @@ class Pilot:
 
     def __post_init__(self) -> None:
         self.rlog = RateLimitedLog(log)
+        self.monotonic: Callable[[], float] = time.monotonic
+        self.failed: dict[str, int] = {}
+        """PoP -> cycles failed in a row (absent or 0 after a good one)."""
+        self.last_error: dict[str, str] = {}
+        self.ticks_pending_since: float | None = None
+        """Monotonic time ticks were sent with no cycle run since (None: none pending)."""
+        self.intake = Intake(self.settings.wire, self.clock)
+        """Decodes every input: ``schema`` header and timestamps checked (netpilot.wire.intake)."""
 
     def inputs(self, pop: str) -> PopInputs:
         p = self.pops.get(pop)
@@ -161,35 +170,35 @@ class Pilot:
         )
 
     # -- input events --------------------------------------------------------------------
-    def on_inventory(self, key: str, value: bytes | None) -> None:
+    def on_inventory(self, key: str, value: bytes | None, headers: Headers = None) -> None:
         pop, _, link_id = key.partition("|")
         if value is None:
             self.aa.tables["ap-inventory"].pop(key, None)
             self.inputs(pop).set_link(link_id, None)
         else:
-            link = LinkInventory.decode(value)
+            link = self.intake.model(LinkInventory, value, headers)
             self.aa.tables["ap-inventory"][key] = value
             self.inputs(link.pop).set_link(link.link_id, link)
 
-    def on_route(self, key: str, value: bytes | None) -> None:
+    def on_route(self, key: str, value: bytes | None, headers: Headers = None) -> None:
         pop, link_id, prefix = (key.split("|", 2) + ["", ""])[:3]
         if value is None:
             self.aa.tables["ap-routes"].pop(key, None)
             self.inputs(pop).set_route(link_id, prefix, None, self.clock())
         else:
-            r = Route.decode(value)
+            r = self.intake.model(Route, value, headers)
             self.aa.tables["ap-routes"][key] = value
             self.inputs(r.pop).set_route(r.link_id, r.prefix, r, self.clock())
 
-    def on_stats(self, value: bytes) -> None:
-        s = LinkStats.decode(value)
+    def on_stats(self, value: bytes, headers: Headers = None) -> None:
+        s = self.intake.model(LinkStats, value, headers)
         if s.link_id is None:
             return
         self.inputs(s.pop).add_stats(s)
         self.aa.tables["ap-counters"][f"{s.pop}|{s.link_id}"] = value
 
-    def on_aggregates(self, value: bytes) -> None:
-        table = wire_aggregates.decode_aggregates(value)
+    def on_aggregates(self, value: bytes, headers: Headers = None) -> None:
+        table = self.intake.aggregates(value, headers)
         pops = {str(p) for p in table.column("pop").unique().to_pylist()}
         for pop in pops:
             p = self.inputs(pop)
@@ -209,7 +218,43 @@ class Pilot:
         for pop in sorted(self.pops):
             if partition_for(pop, n) != partition:
                 continue
-            await self.plan_pop(pop, now)
+            # one PoP's bad input or bug must not stop the others' cycles; it is counted,
+            # and health fails once it has failed unhealthy_after_cycles times in a row
+            try:
+                await self.plan_pop(pop, now)
+            except Exception as exc:  # noqa: BLE001 - counted, logged, reported by health()
+                self.cycle_failed(pop, exc)
+            else:
+                if self.failed.pop(pop, 0):
+                    self.metrics.failed_cycles.labels(pop).set(0)
+                    log.info("pop cycles recovered", pop=pop)
+        self.ticks_pending_since = None
+
+    def cycle_failed(self, pop: str, exc: Exception) -> None:
+        n = self.failed[pop] = self.failed.get(pop, 0) + 1
+        self.last_error[pop] = error = f"{type(exc).__name__}: {exc}"
+        self.metrics.cycle_errors.labels(pop).inc()
+        self.metrics.failed_cycles.labels(pop).set(n)
+        self.rlog.warning(f"cycle:{pop}", "cycle failed", pop=pop, failed_in_a_row=n, error=error)
+
+    def ticks_sent(self) -> None:
+        if self.ticks_pending_since is None:
+            self.ticks_pending_since = self.monotonic()
+
+    def health(self) -> tuple[bool, str]:
+        """Not OK when a PoP's cycle failed ``unhealthy_after_cycles`` times in a row, or when
+        ticks were sent and no cycle ran for that many periods (at least 60 s, so that a
+        consumer-group rebalance, which pauses consumption, is not taken for a dead cycle)."""
+        limit = self.settings.unhealthy_after_cycles
+        for pop, n in sorted(dict(self.failed).items()):
+            if n >= limit:
+                return False, f"pop {pop}: {n} cycles failed in a row, last: {self.last_error.get(pop)}"
+        since = self.ticks_pending_since
+        if since is not None:
+            waited = self.monotonic() - since
+            if waited > max(60.0, limit * self.settings.policy.cycle_s):
+                return False, f"no cycle ran for {waited:.0f} s although ticks were sent"
+        return True, "ok"
 
     async def plan_pop(self, pop: str, now: float) -> None:
         p = self.pops[pop]
@@ -272,11 +317,12 @@ class Pilot:
         )
 
 
-def register(aa: AutopilotApp, pilot: Pilot, cycle_s: float) -> None:
-    """Attach the input agents, the tick agent and the cycle timer."""
+def register(aa: AutopilotApp, pilot: Pilot, cycle_s: float, tasks: TaskHealth) -> None:
+    """Attach the input agents, the tick agent and the cycle timer; a crash of any fails ``tasks``."""
 
     def agent(topic: faust.TopicT, name: str, handle: Callable[[Any], None]) -> None:
         @aa.app.agent(topic, name=name)
+        @tasks.guard(name)
         async def _agent(stream: Any) -> None:
             async for event in stream.events():
                 try:
@@ -284,21 +330,24 @@ def register(aa: AutopilotApp, pilot: Pilot, cycle_s: float) -> None:
                 except Exception as exc:  # noqa: BLE001 - poison or bug: dead-letter, keep going
                     await pilot.dead_letter(event, exc)
 
-    agent(aa.inventory, "ap-inventory", lambda e: pilot.on_inventory((e.key or b"").decode(), e.value))
-    agent(aa.routes, "ap-routes", lambda e: pilot.on_route((e.key or b"").decode(), e.value))
-    agent(aa.link_stats, "ap-link-stats", lambda e: pilot.on_stats(e.value))
-    agent(aa.aggregates, "ap-aggregates", lambda e: pilot.on_aggregates(e.value))
+    agent(aa.inventory, "ap-inventory", lambda e: pilot.on_inventory((e.key or b"").decode(), e.value, e.headers))
+    agent(aa.routes, "ap-routes", lambda e: pilot.on_route((e.key or b"").decode(), e.value, e.headers))
+    agent(aa.link_stats, "ap-link-stats", lambda e: pilot.on_stats(e.value, e.headers))
+    agent(aa.aggregates, "ap-aggregates", lambda e: pilot.on_aggregates(e.value, e.headers))
 
     @aa.app.agent(aa.ticks, name="ap-cycle")
+    @tasks.guard("ap-cycle")
     async def cycle(stream: Any) -> None:
         async for event in stream.events():
             await pilot.cycle(event.message.partition)
 
     @aa.app.timer(interval=cycle_s)
+    @tasks.guard("ap-tick")
     async def tick() -> None:
         for tp in aa.app.assignor.assigned_actives():
             if tp.topic == aa.ticks.get_topic_name():
                 await aa.ticks.send(key=b"tick", value=str(pilot.clock()).encode(), partition=tp.partition)
+                pilot.ticks_sent()
 
 
 def _json(value: bytes | None) -> dict[str, Any] | None:

@@ -27,11 +27,13 @@ SCENARIO = Path(__file__).with_name("closed_loop.yaml")
 CYCLE_S = 5.0
 PNI = "ams1-r1:pni-1"
 TRIGGER = 0.90  # the PNI's trigger (the policy's pni default)
-# Overrides are held until the surge (15-75 s) is over, released in the 45 s after it. A
-# shorter hold (20 s) let the planner release every override mid-surge on a loaded machine:
-# its per-prefix rates, from flow windows that were still filling, undercounted the moved
-# traffic about 2x, so U0 looked under the release threshold while the demand was 94 %, and
-# the PNI went back to 96 % for one cycle (a planner weakness, noted for the release logic).
+# Overrides are held until the surge (15-75 s) is over, released in the 75 s after it. A
+# shorter hold (20 s) once let the planner release every override mid-surge on a loaded
+# machine: its per-prefix rates, from flow windows that were still filling, undercounted the
+# moved traffic about 2x for one cycle, so U0 looked under the release threshold while the
+# demand was 94 %, and the PNI went back to 96 %. Releases are now judged against the peak U0
+# of the last release_cycles cycles (docs/autopilot-design.md §5.3 step 8), so one low
+# reading no longer releases; the hold stays long as a second guard.
 HOLD_S = 60.0
 
 

@@ -104,6 +104,12 @@ class Prometheus:
         assert body["status"] == "success", body
         return body["data"]["result"]
 
+    def label_values(self, label: str, selector: str) -> list[str]:
+        """What a Grafana ``label_values(selector, label)`` variable offers."""
+        body = self.api(f"label/{label}/values", **{"match[]": selector})
+        assert body["status"] == "success", body
+        return sorted(body["data"])
+
     def metric_names(self) -> set[str]:
         """Every metric family the scrapes announced (HELP/TYPE), with or without samples."""
         return set(self.api("metadata")["data"])

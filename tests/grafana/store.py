@@ -1,4 +1,5 @@
-"""A chDB store shaped and filled like production, for the panel-query and report tests.
+"""A ClickHouse store (chDB, or a server: tests/backends.py) shaped and filled like
+production, for the panel-query and report tests.
 
 How each table is filled (all through project code; nothing hand-written but the scenario):
 
@@ -290,8 +291,9 @@ def _insert(client: ClickHouseClient, topic_id: str, table: str, messages: list)
     return data.num_rows
 
 
-def build_store(root: Path) -> Store:
-    """Simulate, decode, migrate and fill; returns the store (its client is closed)."""
+def build_store(root: Path, dsn: str) -> Store:
+    """Simulate (files under ``root``), decode, migrate and fill the ClickHouse at ``dsn``
+    (chDB or a server); returns the store (its client is closed)."""
     sim_dir = root / "sim"
     now = time.time()
     start_s = float(int(now - DURATION_S - 60))
@@ -302,7 +304,7 @@ def build_store(root: Path) -> Store:
     recs, cycles = _autopilot(start_s)
 
     store = Store(
-        f"chdb://{root}/chdb",
+        dsn,
         start_s,
         start_s + DURATION_S,
         sim_dir,

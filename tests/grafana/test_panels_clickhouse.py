@@ -51,7 +51,7 @@ def test_every_dashboard_has_clickhouse_panels() -> None:
         "netpilot / Egress links",
         "netpilot / Autopilot",
     }
-    assert len(PANELS) == 17
+    assert len(PANELS) == 18
 
 
 def test_variables_resolve_to_the_simulated_network(store_client: ClickHouseClient, grafana_store: Store) -> None:
@@ -139,6 +139,12 @@ def test_autopilot_panels(store_client: ClickHouseClient, grafana_store: Store) 
     assert max(_col(unresolved, "unresolved bps")) > 0
     moved = _run(store_client, grafana_store, _panel("Projected vs actual after a move"), 10)
     assert moved.num_rows >= 1 and all(v is not None for v in _col(moved, "actual to"))
+    # the cycles that had something to relieve, and how far from the bound each was
+    ratio = _run(store_client, grafana_store, _panel("Moves vs lower bound"), 10)
+    cycles = [c for c in grafana_store.messages["cycle_summaries"] if c.moves_lower_bound]
+    assert cycles and all(c.moves_ratio == pytest.approx(c.adds / c.moves_lower_bound, abs=1e-4) for c in cycles)
+    assert set(_col(ratio, "pop")) == {"ams1"}
+    assert max(_col(ratio, "moves / lower bound")) == pytest.approx(max(c.moves_ratio for c in cycles))
 
 
 def test_applied_overrides_table_shows_installed_and_recent_removals(

@@ -1,12 +1,14 @@
 """Every PromQL expression of the dashboards against Debian's prometheus, which scrapes the
 real collector, streams worker, ClickHouse sink and Prometheus exporter sink while they
-process simulator traffic (and the store's utilisation and autopilot messages)."""
+process simulator traffic (and the store's utilisation and autopilot messages). The service
+dashboard's run once per component, with its variables resolved as Grafana would."""
 
 from __future__ import annotations
 
 import re
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -18,6 +20,7 @@ from netpilot import catalog
 from netpilot.dev.pipeline import Child
 from netpilot.kafka.producer import KafkaProducer
 from netpilot.obs.http import MetricsServer
+from netpilot.obs.service import BACKLOG, DURATION, ERRORS, FAMILIES, LAG, PROCESSED, REQUIRED
 from netpilot.settings import KafkaSettings, MetricsSettings
 from producers.collector.service import CollectorService
 from producers.collector.settings import CollectorSettings
@@ -27,8 +30,18 @@ from tests.grafana.pipeline import Prometheus, collector_inventory_file, kafka_e
 from tests.grafana.store import Store, _collector_inventory
 from tests.sinks.clickhouse.helpers import free_port
 
-EXPRS = prometheus_exprs(generate.load_all())
+DASHBOARDS = generate.load_all()
+SERVICE = DASHBOARDS.pop("service.json")
+EXPRS = prometheus_exprs(DASHBOARDS)
+SERVICE_EXPRS = prometheus_exprs({"service.json": SERVICE})
 DATAGRAMS = 3000
+# the components this test runs -> the optional contract families each has (netpilot/obs/service.py)
+RUNNING = {
+    "collector": {DURATION, BACKLOG},
+    "streams": {LAG},
+    "sink-clickhouse": {DURATION, BACKLOG},
+    "sink-prometheus": {DURATION, BACKLOG},
+}
 
 
 def _names(expr: str) -> set[str]:
@@ -65,7 +78,48 @@ def _publish(kafka: KafkaSettings, store: Store) -> None:
     producer.flush(30)
 
 
-def test_every_promql_returns_series(kafka_settings: KafkaSettings, grafana_store: Store, tmp_path: Path) -> None:
+def _service_variables(prom: Prometheus, component: str) -> dict[str, str | list[str]]:
+    """The service dashboard's variables as Grafana resolves them from their queries."""
+    by_name = {v["name"]: v for v in SERVICE["templating"]["list"]}
+    m = re.fullmatch(r"label_values\((.+), (\w+)\)", by_name["component"]["query"])
+    assert m is not None and component in prom.label_values(m.group(2), m.group(1))
+    m = re.fullmatch(r"label_values\((.+), (\w+)\)", by_name["instance"]["query"])
+    assert m is not None
+    instances = prom.label_values(m.group(2), m.group(1).replace("$component", component))
+    assert len(instances) == 1, (component, instances)  # one process of each here
+    return {"component": component, "instance": instances}
+
+
+def _check_service_dashboard(prom: Prometheus, base: QueryContext) -> None:
+    """Per component: the families it exports answer, the others give "No data" (not an
+    error), and the contract's values are the component's own counters."""
+    for component, optional in RUNNING.items():
+        ctx = replace(base, variables=_service_variables(prom, component))
+        for title, expr in SERVICE_EXPRS:
+            [family] = [f for f in FAMILIES if f in expr]
+            result = prom.query(expand_promql(expr, ctx))
+            if family in REQUIRED or family in optional:
+                assert result, f"{component}: {title}: {expr} has no series"
+            else:
+                assert not result, f"{component}: {title}: {expr} should have no data, got {result}"
+        processed = prom.query(f'sum({PROCESSED}{{component="{component}"}})')
+        assert float(processed[0]["value"][1]) > 0, component  # everyone here handled traffic
+        assert prom.query(f'count({ERRORS}{{component="{component}"}})'), component  # reasons at 0
+    # the view sums the component's own counters: both come from the same scrape
+    pairs = [
+        (f'{PROCESSED}{{component="collector", item="flows"}}', "netpilot_collector_flows_total"),
+        (f'{PROCESSED}{{component="sink-clickhouse", item="rows"}}', "netpilot_sink_clickhouse_rows_total"),
+        (f'{DURATION}_count{{component="sink-clickhouse"}}', "netpilot_sink_clickhouse_insert_duration_seconds_count"),
+    ]
+    for contract, own in pairs:
+        [row] = prom.query(f"sum({contract}) - sum({own})")
+        assert float(row["value"][1]) == 0, (contract, own)
+        assert float(prom.query(f"sum({own})")[0]["value"][1]) > 0, own
+
+
+def test_every_promql_returns_series(
+    kafka_settings: KafkaSettings, grafana_store: Store, tmp_path: Path, clickhouse_dsn: str
+) -> None:
     from producers.simulator.scenario import load_scenario
     from tests.grafana.store import DEMO
 
@@ -104,7 +158,7 @@ def test_every_promql_returns_series(kafka_settings: KafkaSettings, grafana_stor
                 ["sink", "clickhouse", "run"],
                 {
                     **env,
-                    "NETPILOT_SINK_CLICKHOUSE__DSN": f"chdb://{tmp_path}/sink-chdb",
+                    "NETPILOT_SINK_CLICKHOUSE__DSN": clickhouse_dsn,
                     "NETPILOT_SINK_CLICKHOUSE__GROUP_ID": f"grafana-test-{uuid.uuid4().hex[:8]}",
                     "NETPILOT_SINK_CLICKHOUSE__METRICS__LISTEN": f"127.0.0.1:{ports['sink']}",
                 },
@@ -159,6 +213,7 @@ def test_every_promql_returns_series(kafka_settings: KafkaSettings, grafana_stor
                 empty.append((title, expr))
         assert not empty, f"PromQL with no series: {empty}\n" + "\n".join(c.tail() for c in children)
         assert len(EXPRS) >= 12
+        _check_service_dashboard(prom, ctx)
     finally:
         if prom is not None:
             prom.stop()

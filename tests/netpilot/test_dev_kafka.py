@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import REPO
 
 
-def test_status_reports_kafka_431_kraft(kafka_broker: str) -> None:
+def test_status_reports_kafka_431_kraft(local_kafka_broker: str) -> None:
     state = os.environ.get("NETPILOT_TEST_KAFKA_DIR", str(REPO / ".netpilot" / "test-kafka"))
     out = subprocess.run(
         [sys.executable, "-m", "netpilot.cli", "dev", "kafka", "status", "--state-dir", state],
@@ -24,15 +24,15 @@ def test_status_reports_kafka_431_kraft(kafka_broker: str) -> None:
     assert out.returncode == 0, out.stderr
     assert "Kafka 4.3.1 running" in out.stdout
     assert "KRaft (process.roles=broker,controller)" in out.stdout
-    assert f"PLAINTEXT://{kafka_broker}" in out.stdout
+    assert f"PLAINTEXT://{local_kafka_broker}" in out.stdout
 
 
-def test_up_is_idempotent_and_reuses_a_healthy_broker(kafka_broker: str) -> None:
+def test_up_is_idempotent_and_reuses_a_healthy_broker(local_kafka_broker: str) -> None:
     from netpilot.dev.kafka import LocalKafka
 
     state = Path(os.environ.get("NETPILOT_TEST_KAFKA_DIR", REPO / ".netpilot" / "test-kafka"))
     info = LocalKafka(state).up()
-    assert info.reused and info.bootstrap == kafka_broker
+    assert info.reused and info.bootstrap == local_kafka_broker
 
 
 @pytest.mark.kafka  # starts and kills a broker of its own

@@ -78,3 +78,18 @@ def test_sasl_scram_and_tls_settings_reach_librdkafka() -> None:
     assert "s3cret" not in str(k.model_dump(mode="json"))  # dumps mask secrets
     with pytest.raises(ConfigError, match="sasl_mechanism"):
         KafkaSettings(security_protocol="SASL_SSL").client_config()
+
+
+def test_yaml_is_read_with_the_safe_loader_only(tmp_path: Path) -> None:
+    """libyaml's loader when available (fast), and still the safe subset: no Python objects."""
+    import yaml
+
+    from netpilot import settings as ns
+
+    assert ns._SAFE_LOADER is getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    path = tmp_path / "evil.yaml"
+    path.write_text("a: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        ns.read_yaml(path)
+    path.write_text("a: {b: [1, 2.5, x]}\n")
+    assert ns.read_yaml(path) == {"a": {"b": [1, 2.5, "x"]}}

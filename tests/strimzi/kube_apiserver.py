@@ -1,8 +1,13 @@
-"""Build (once, cached) and run tools/kube-apiserver: a real apiextensions-apiserver with
-embedded etcd, for testing ``netpilot strimzi apply``.
+"""Build (once, cached) and run a real Kubernetes API server on an embedded etcd:
 
-The binary is cached as ``~/.cache/netpilot/kube-apiserver-<hash>`` where the hash covers
-go.mod, go.sum and the Go sources, so an edit rebuilds and an unchanged tree never does.
+- tools/kube-apiserver: the apiextensions-apiserver (CRDs and custom resources only), for
+  testing ``netpilot strimzi apply``;
+- tools/kube-apiserver-full: the upstream kube-apiserver 1.37 (built-in APIs too), for the
+  server-side dry-run apply of the Helm chart's Deployments, Services, NetworkPolicies ...
+
+The binaries are cached by :mod:`tests.gotools` as ``~/.cache/netpilot/<tool>-<hash>``
+where the hash covers go.mod, go.sum and the Go sources, so an edit rebuilds and an
+unchanged tree never does. About tools/kube-apiserver:
 A cold build (empty Go build cache; compile of k8s.io/apiserver, apiextensions and etcd)
 costs about 230-270 s of CPU and 1.6 GB peak RSS: 3m14s wall on this 2-core machine when
 quiet, 7m34s when shared with other jobs (measured 2026-11-26; the module download adds
@@ -12,52 +17,20 @@ Override the cache directory with NETPILOT_CACHE_DIR.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-SOURCE = REPO / "tools" / "kube-apiserver"
-BUILD_TIMEOUT_S = 900
+import yaml
+
+from tests import gotools
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("NETPILOT_CACHE_DIR", Path.home() / ".cache" / "netpilot"))
-
-
-def binary_path() -> Path:
-    digest = hashlib.sha256()
-    for path in sorted(SOURCE.glob("*")):
-        if path.suffix in (".go", ".mod", ".sum"):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return cache_dir() / f"kube-apiserver-{digest.hexdigest()[:12]}"
-
-
-def build() -> Path:
+def build(source: Path = gotools.KUBE_APISERVER) -> Path:
     """The cached binary, building it first if needed (prints how long a build took)."""
-    target = binary_path()
-    if target.exists():
-        return target
-    go = shutil.which("go")
-    if go is None:
-        raise RuntimeError("`go` is not on PATH: Go 1.26 is needed to build tools/kube-apiserver")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    started = time.monotonic()
-    proc = subprocess.run(
-        [go, "build", "-o", str(tmp), "."], cwd=SOURCE, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"go build of {SOURCE} failed:\n{proc.stderr[-4000:]}")
-    tmp.rename(target)
-    print(f"built {target.name} in {time.monotonic() - started:.0f}s", file=sys.stderr)
-    return target
+    return gotools.go_build(source)
 
 
 @dataclass
@@ -92,28 +65,29 @@ class KubeApiServer:
             self.process.stdout.close()
 
 
-def start(data_dir: Path, attempts: int = 3) -> KubeApiServer:
+def start(data_dir: Path, attempts: int = 3, source: Path = gotools.KUBE_APISERVER) -> KubeApiServer:
     """Start the server; retried when a port it picked was taken in between (the binary
     chooses free ports for etcd and the API, and another process can grab one first)."""
     for attempt in range(1, attempts + 1):
         try:
-            return _start_once(data_dir / f"try{attempt}")
+            return _start_once(data_dir / f"try{attempt}", source)
         except RuntimeError as exc:
             if "address already in use" not in str(exc) or attempt == attempts:
                 raise
     raise AssertionError("unreachable")
 
 
-def _start_once(data_dir: Path) -> KubeApiServer:
-    binary = build()
+def _start_once(data_dir: Path, source: Path) -> KubeApiServer:
+    binary = build(source)
     data_dir.mkdir(parents=True, exist_ok=True)
     log = open(data_dir / "server.log", "wb")  # noqa: SIM115 - the child owns it
     proc = subprocess.Popen([str(binary), "--data-dir", str(data_dir)], stdout=subprocess.PIPE, stderr=log, text=True)
     log.close()
     server = KubeApiServer(proc, "", data_dir)
     assert proc.stdout is not None
-    # The binary prints one line, "READY <url>", once /healthz answers 200; it gives up
-    # (and exits, closing stdout) after 120 s by itself, so this read cannot hang forever.
+    # The binary prints one line, "READY <url>", once it is healthy; it gives up (and exits,
+    # closing stdout) after 120 s (180 s for the full server) by itself, so this read cannot
+    # hang forever.
     line = proc.stdout.readline()
     if not line.startswith("READY "):
         server.stop()
@@ -121,3 +95,25 @@ def _start_once(data_dir: Path) -> KubeApiServer:
         raise RuntimeError(f"kube-apiserver did not start (exit {proc.poll()}):\n{tail}")
     server.url = line.split()[1]
     return server
+
+
+def install_strimzi_crds(server: KubeApiServer) -> None:
+    """Create the Strimzi 1.2.0 CRDs and wait until each is Established."""
+    from kubernetes import client, config
+
+    from strimzi.crds import crds_dir
+
+    ext = client.ApiextensionsV1Api(config.new_client_from_config(str(server.kubeconfig)))
+    pending = set()
+    for path in sorted(crds_dir().glob("*Crd*.yaml")):
+        doc = yaml.safe_load(path.read_text())
+        ext.create_custom_resource_definition(doc)
+        pending.add(doc["metadata"]["name"])
+    deadline = time.monotonic() + 60
+    while pending and time.monotonic() < deadline:
+        for name in list(pending):
+            crd = ext.read_custom_resource_definition(name)
+            if any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or ()):
+                pending.discard(name)
+        time.sleep(0.2)
+    assert not pending, f"CRDs not Established after 60s: {pending}"

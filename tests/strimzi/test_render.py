@@ -174,3 +174,11 @@ def test_dead_letter_producers_can_write_dead_letters() -> None:
     for component in set(Component) - set(catalog.DEAD_LETTERS.producers):
         acls = users()[user_name(component)]["spec"]["authorization"]["acls"]
         assert not allows(acls, "topic", catalog.DEAD_LETTERS.name, "Write"), component
+
+
+def test_cli_defaults_are_the_render_directories() -> None:
+    from strimzi import cli
+    from strimzi.deploy import GENERATED_DIR
+
+    assert cli.MANIFESTS == MANIFESTS_DIR
+    assert cli.GENERATED == GENERATED_DIR

@@ -9,7 +9,8 @@ Usage::
 
 One call is one decode pass: data of the same template across all datagrams of the pass
 is decoded with one ``np.frombuffer``. Nothing raises for bad input; everything dropped is
-in ``result.drops`` by reason.
+in ``result.drops`` by reason, including flows outside ``DecoderOptions.bounds`` (see
+bounds.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from producers.collector.decode import bounds as plausible
 from producers.collector.decode import ipfix, netflow_v5, netflow_v9, sflow
 from producers.collector.decode.compiler import MAX_FIELDS
 from producers.collector.decode.errors import DecodeError, Reason
@@ -52,6 +54,9 @@ class DecoderOptions:
     """Add the PROVENANCE_FIELDS columns (``netpilot decode``: frame, template, sequence, order)."""
     explain: bool = False
     """Record every drop with its datagram and offset in ``result.explained``."""
+    bounds: plausible.FlowBounds | None = None
+    """Plausibility bounds applied to every decoded flow (None: none, e.g. for pcap replays
+    whose receive times are not the capture's)."""
 
 
 class Decoder:
@@ -115,7 +120,13 @@ class Decoder:
             except Exception as exc:  # noqa: BLE001 - a decoder bug must cost records, not the process
                 out.drop(Reason.DECODE_FAILED, 1, f"{name}: {type(exc).__name__}: {exc}")
         self._templates.finish(out, now_ms if now_ms is not None else last_ms)
-        return out.finish()
+        result = out.finish()
+        if self.options.bounds is not None and result.n:
+            verdict = plausible.check(result.columns, self.options.bounds)
+            result.keep(verdict.keep)
+            result.drops.update(verdict.counts)
+            result.refused.update(verdict.examples)
+        return result
 
     def flush(self) -> DecodeResult:
         """The end of a capture: data still waiting for its template is dropped and counted

@@ -126,6 +126,14 @@ class DecodeResult:
     """A few error messages (bounded) for rate-limited logging by the caller."""
     explained: list[Explanation] = field(default_factory=list)
     """Every drop with where it happened; only with ``DecoderOptions(explain=True)``."""
+    refused: dict[str, str] = field(default_factory=dict)
+    """Per plausibility reason (bounds.Refused) with refused flows, the first one described."""
+
+    def keep(self, mask: np.ndarray) -> None:
+        """Keep only the flows where ``mask`` is true (one boolean per flow)."""
+        if not mask.all():
+            self.columns = {k: v[mask] for k, v in self.columns.items()}
+            self.n = int(np.count_nonzero(mask))
 
     def table(self, extra: Mapping[str, Any] | None = None) -> Any:  # a pa.Table (pyarrow is untyped)
         cols: dict[str, Any] = {k: v for k, v in self.columns.items() if k not in _PROVENANCE_DTYPES}

@@ -18,8 +18,10 @@ from netpilot.settings import KafkaSettings, MetricsSettings
 from netpilot.wire.flows import FlowFlags, addr_to_str, decode_flows
 from netpilot.wire.links import LinkStats
 from netpilot.wire.templates import ExporterTemplate
+from producers.collector.decode.bounds import REFUSED, Refused
 from producers.collector.service import CollectorService
-from producers.collector.settings import CollectorSettings
+from producers.collector.settings import CollectorSettings, PlausibilitySettings
+from tests.producers.collector.decode import test_bounds
 from tests.producers.collector.decode.builders import field_specs, ipfix, ipfix_set
 from tests.producers.collector.exporters import Export
 
@@ -62,7 +64,8 @@ def data(out_ifs: list[int], domain: int = 3) -> bytes:
         )
         for i, oif in enumerate(out_ifs)
     )
-    return ipfix([ipfix_set(300, recs)], domain=domain)
+    # no time fields: the flows are stamped with the export time, which must be current
+    return ipfix([ipfix_set(300, recs)], domain=domain, export_time=int(time.time()))
 
 
 def counter_sample(if_index: int, out_octets: int) -> bytes:
@@ -127,12 +130,17 @@ def test_collector_publishes_enriched_batches_keyed_by_pop(
     settings: CollectorSettings, exports: dict[str, Export]
 ) -> None:
     registry = CollectorRegistry()
-    svc = CollectorService(settings.model_copy(update={"publish_raw_datagrams": True}), registry)
+    # the capture replayed here carries 2023 timestamps: no time bounds for this test
+    replay = PlausibilitySettings(max_past_s=1e10, max_future_s=1e10)
+    svc = CollectorService(
+        settings.model_copy(update={"publish_raw_datagrams": True, "plausibility": replay}), registry
+    )
     svc.start()
     try:
         nf, sf = svc.ports
         real = exports["softflowd-10"].datagrams
-        send(nf, [template(), data([7, 8, 9, 7])] + real)
+        ours = data([7, 8, 9, 7])
+        send(nf, [template(), ours] + real)
         send(sf, [counter_sample(7, 123_456)])
         send(nf, [data([7])], src="127.0.0.2")  # not in the inventory: denied
         send(nf, BAD)  # bad input: counted, no crash
@@ -143,10 +151,7 @@ def test_collector_publishes_enriched_batches_keyed_by_pop(
     finally:
         svc.stop()
     assert svc.health() == (True, "ok")  # the worker drained and ended cleanly after stop()
-    bad = BAD
-    assert sorted(m.value() for m in raw) == sorted(
-        [template(), data([7, 8, 9, 7]), counter_sample(7, 123_456)] + real + bad
-    )
+    assert sorted(m.value() for m in raw) == sorted([template(), ours, counter_sample(7, 123_456)] + real + BAD)
     assert {m.key() for m in raw} == {b"127.0.0.1"}
     assert {m.key() for m in msgs} == {b"fra1"}
     rows = [r for m in msgs for r in decode_flows(m.value()).to_pylist()]
@@ -174,6 +179,36 @@ def test_collector_publishes_enriched_batches_keyed_by_pop(
         for r in ("truncated", "no_template", "bad_length", "unknown_version")
     }
     assert drops == {"truncated": 1, "no_template": 0, "bad_length": 1, "unknown_version": 0}
+
+
+def test_collector_refuses_implausible_flows_counts_them_by_reason_and_publishes_the_rest(
+    settings: CollectorSettings,
+) -> None:
+    registry = CollectorRegistry()
+    svc = CollectorService(settings, registry)
+    svc.start()
+    now = int(time.time() * 1000)
+    bad, good = test_bounds.bad(now), len(test_bounds.bad(now))  # one good flow before each bad one
+    try:
+        send(svc.ports[0], [test_bounds.mixed(now, tid=301, domain=5)])
+        msgs = read(settings.kafka, catalog.FLOWS, until=good)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not sample_value(
+            registry, "netpilot_collector_flows_dropped_total", {"reason": Refused.TIME_PAST}
+        ):
+            time.sleep(0.1)
+        assert svc.health() == (True, "ok")
+    finally:
+        svc.stop()
+    rows = [r for m in msgs for r in decode_flows(m.value()).to_pylist()]
+    assert sorted(r["src_port"] for r in rows) == sorted(1000 + i % 5 for i in range(good))
+    assert max(r["bytes_scaled"] for r in rows) == 1500 * 5 * 100
+    dropped = {r: sample_value(registry, "netpilot_collector_flows_dropped_total", {"reason": r}) for r in REFUSED}
+    expected = {r: float(sum(1 for _, _, why in bad if why == r)) for r in REFUSED}
+    assert dropped == expected
+    assert sample_value(registry, "netpilot_collector_flows_total", {"exporter": "127.0.0.1", "protocol": "ipfix"}) == (
+        2 * good
+    )
 
 
 def test_restarted_collector_decodes_at_once_with_templates_from_the_topic(settings: CollectorSettings) -> None:

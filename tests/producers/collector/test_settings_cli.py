@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from netpilot.settings import load_settings
+from producers.collector.decode.bounds import FlowBounds
 from producers.collector.settings import CollectorSettings
 from tests.producers.collector.exporters import Export
 
@@ -22,6 +23,20 @@ def test_defaults_validate_and_env_overrides(monkeypatch) -> None:  # type: igno
     assert (s.netflow_port, s.sflow_port, s.default_sampling_rate) == (2055, 6343, 1)
     monkeypatch.setenv("NETPILOT_COLLECTOR__NETFLOW_PORT", "9995")
     assert load_settings(CollectorSettings).netflow_port == 9995
+
+
+def test_plausibility_bounds_are_settings(monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert CollectorSettings().plausibility.bounds() == FlowBounds()  # the documented defaults
+    monkeypatch.setenv("NETPILOT_COLLECTOR__PLAUSIBILITY__MAX_FUTURE_S", "120")
+    cfg = tmp_path / "netpilot.yaml"
+    cfg.write_text("collector:\n  plausibility:\n    max_bytes_per_packet: 9216\n")
+    b = load_settings(CollectorSettings, cfg).plausibility.bounds()
+    assert b is not None and (b.max_future_s, b.max_bytes_per_packet, b.max_past_s) == (120, 9216, 3600)
+    cfg.write_text("collector:\n  plausibility:\n    enabled: false\n")
+    assert load_settings(CollectorSettings, cfg).plausibility.bounds() is None
+    cfg.write_text("collector:\n  plausibility:\n    min_bytes_per_packet: 100\n    max_bytes_per_packet: 50\n")
+    res = netpilot("collector", "run", "--config", str(cfg), "--check")
+    assert res.returncode == 2 and "min_bytes_per_packet" in res.stderr + res.stdout
 
 
 def test_check_and_dump(tmp_path: Path) -> None:

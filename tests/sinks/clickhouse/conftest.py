@@ -1,9 +1,10 @@
-"""chDB in the test process: one data path at a time, so each client is closed after use."""
+"""An empty ClickHouse per test: chDB in the test process by default (one data path at a
+time, so the client is closed after use), or a server container with
+NETPILOT_TEST_CLICKHOUSE=testcontainers (tests/backends.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -11,7 +12,7 @@ from sinks.clickhouse.client import ClickHouseClient
 
 
 @pytest.fixture
-def chdb_client(tmp_path: Path) -> Iterator[ClickHouseClient]:
-    client = ClickHouseClient(f"chdb://{tmp_path}/chdb")
+def ch_client(clickhouse_dsn: str) -> Iterator[ClickHouseClient]:
+    client = ClickHouseClient(clickhouse_dsn)
     yield client
     client.close()

@@ -37,6 +37,8 @@ class FlowSet:
 
 
 def make_flows(n_messages: int, rows_per_message: int, seed: int, base_ms: int) -> FlowSet:
+    """Rows received in [base_ms, base_ms + 30 min): for a sink, that must be in the past
+    (it dead-letters batches ahead of its clock, see netpilot.wire.intake)."""
     rng = np.random.default_rng(seed)
     out = FlowSet()
     for i in range(n_messages):
@@ -91,9 +93,9 @@ class SinkProcess:
     """``netpilot sink clickhouse run`` as a child process with its ports known."""
 
     def __init__(
-        self, kafka: KafkaSettings, data: Path, group: str, log: Path, extra_env: dict[str, str] | None = None
+        self, kafka: KafkaSettings, dsn: str, group: str, log: Path, extra_env: dict[str, str] | None = None
     ) -> None:
-        self.dsn = f"chdb://{data}"
+        self.dsn = dsn  # the clickhouse_dsn fixture: chDB or a server (tests/backends.py)
         self.metrics_port = free_port()
         self.query_port = free_port()
         self.log = log

@@ -39,7 +39,9 @@ def _routers(pop: str) -> list[str]:
     return [f"{pop}-r1", f"{pop}-r2"]
 
 
-def test_applied_overrides_and_tombstones_land_latest_per_prefix(kafka_settings: KafkaSettings, tmp_path: Path) -> None:
+def test_applied_overrides_and_tombstones_land_latest_per_prefix(
+    kafka_settings: KafkaSettings, tmp_path: Path, clickhouse_dsn: str
+) -> None:
     topic = kafka_settings.topic(catalog.APPLIED_OVERRIDES)
     p = KafkaProducer(kafka_settings)
     first = _applied(
@@ -63,7 +65,7 @@ def test_applied_overrides_and_tombstones_land_latest_per_prefix(kafka_settings:
     published_to = time.time()
 
     sink = SinkProcess(
-        kafka_settings, tmp_path / "ch", f"sink-applied-{uuid.uuid4().hex[:8]}", tmp_path / "sink.log"
+        kafka_settings, clickhouse_dsn, f"sink-applied-{uuid.uuid4().hex[:8]}", tmp_path / "sink.log"
     ).start()
     rows = (
         "SELECT pop, prefix, link_id, next_hop, routers, local_pref, communities, "

@@ -27,7 +27,7 @@ M = "netpilot_sink_clickhouse_"
 pytestmark = pytest.mark.kafka  # a private broker, not the kafka_broker fixture
 
 
-def test_sink_rides_out_a_broker_restart_without_loss_or_duplicates(tmp_path: Path) -> None:
+def test_sink_rides_out_a_broker_restart_without_loss_or_duplicates(tmp_path: Path, clickhouse_dsn: str) -> None:
     from netpilot.dev.kafka import LocalKafka
     from netpilot.kafka.admin import TopicAdmin
     from tests.conftest import _wait_until_visible as wait_until_visible
@@ -40,12 +40,12 @@ def test_sink_rides_out_a_broker_restart_without_loss_or_duplicates(tmp_path: Pa
         admin = TopicAdmin(kafka)
         admin.sync(catalog.ALL_TOPICS)  # a private broker: the topics go with its folder
         wait_until_visible(admin, [kafka.topic(t) for t in catalog.ALL_TOPICS])
-        base_ms = (int(time.time()) // 3600) * 3_600_000
+        base_ms = (int(time.time()) // 3600 - 1) * 3_600_000  # the previous hour: never ahead of the clock
         first = make_flows(n_messages=6, rows_per_message=500, seed=11, base_ms=base_ms)
         second = make_flows(n_messages=6, rows_per_message=500, seed=12, base_ms=base_ms)
         sink = SinkProcess(
             kafka,
-            tmp_path / "ch",
+            clickhouse_dsn,
             f"sink-br-{uuid.uuid4().hex[:8]}",
             tmp_path / "sink.log",
             {  # dynamic membership, as deployed: the outage outlasts the session, so

@@ -18,20 +18,20 @@ ROLLUP_SUMS = (
 )
 
 
-def test_same_token_is_inserted_once_everywhere(chdb_client: ClickHouseClient) -> None:
-    migrate(chdb_client, "netpilot", Retention(), 1000)
+def test_same_token_is_inserted_once_everywhere(ch_client: ClickHouseClient) -> None:
+    migrate(ch_client, "netpilot", Retention(), 1000)
     data = make_flows(n_messages=3, rows_per_message=700, seed=5, base_ms=int(time.time()) * 1000)
     items = [convert.decode("flows", i, b"k", v) for i, (_k, v) in enumerate(data.messages)]
     table = convert.to_arrow("flows", items)
     assert table.num_rows == data.rows and table.schema.field("pop").type == flows.DICT_STR
 
     for _ in range(3):  # a batch replayed twice after crashes
-        chdb_client.insert_arrow("netpilot.flows_raw", table, "flows/0/0-2")
+        ch_client.insert_arrow("netpilot.flows_raw", table, "flows/0/0-2")
     one = [(data.rows, data.bytes_scaled)]
-    assert chdb_client.rows("SELECT count(), sum(bytes_scaled) FROM netpilot.flows_raw") == one
-    assert chdb_client.rows(ROLLUP_SUMS) == [(data.bytes_scaled, data.bytes_scaled, data.rows)]
+    assert ch_client.rows("SELECT count(), sum(bytes_scaled) FROM netpilot.flows_raw") == one
+    assert ch_client.rows(ROLLUP_SUMS) == [(data.bytes_scaled, data.bytes_scaled, data.rows)]
 
     # Another token is another batch: stored again (tokens, not content, decide).
-    chdb_client.insert_arrow("netpilot.flows_raw", table, "flows/0/3-5")
-    assert chdb_client.rows("SELECT count() FROM netpilot.flows_raw") == [(2 * data.rows,)]
-    assert chdb_client.rows(ROLLUP_SUMS) == [(2 * data.bytes_scaled, 2 * data.bytes_scaled, 2 * data.rows)]
+    ch_client.insert_arrow("netpilot.flows_raw", table, "flows/0/3-5")
+    assert ch_client.rows("SELECT count() FROM netpilot.flows_raw") == [(2 * data.rows,)]
+    assert ch_client.rows(ROLLUP_SUMS) == [(2 * data.bytes_scaled, 2 * data.bytes_scaled, 2 * data.rows)]

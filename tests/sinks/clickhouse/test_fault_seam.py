@@ -11,11 +11,11 @@ import pytest
 from sinks.clickhouse.client import FAULT_FILE_ENV, ClickHouseClient, ClickHouseUnavailable
 
 
-def test_fault_file_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fault_file_from_the_environment(tmp_path: Path, clickhouse_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
     fault = tmp_path / "fault"
     fault.write_text("unavailable")
     monkeypatch.setenv(FAULT_FILE_ENV, str(fault))
-    client = ClickHouseClient(f"chdb://{tmp_path}/chdb")
+    client = ClickHouseClient(clickhouse_dsn)
     try:
         with pytest.raises(ClickHouseUnavailable, match="injected fault"):
             client.command("CREATE TABLE default.t (x UInt8) ENGINE = MergeTree ORDER BY x")
@@ -30,7 +30,7 @@ def test_fault_file_from_the_environment(tmp_path: Path, monkeypatch: pytest.Mon
         client.close()
     monkeypatch.delenv(FAULT_FILE_ENV)
     fault.write_text("unavailable")
-    unfaulted = ClickHouseClient(f"chdb://{tmp_path}/chdb")  # no variable: no seam
+    unfaulted = ClickHouseClient(clickhouse_dsn)  # no variable: no seam
     try:
         assert unfaulted.rows("SELECT count() FROM default.t") == [(1,)]
         unfaulted.command("SELECT 1")

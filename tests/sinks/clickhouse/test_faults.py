@@ -33,9 +33,9 @@ M = "netpilot_sink_clickhouse_"
 
 
 def test_unavailable_pauses_then_resumes_without_loss_or_duplicates(
-    kafka_settings: KafkaSettings, tmp_path: Path
+    kafka_settings: KafkaSettings, tmp_path: Path, clickhouse_dsn: str
 ) -> None:
-    data = make_flows(n_messages=24, rows_per_message=1000, seed=3, base_ms=(int(time.time()) // 3600) * 3_600_000)
+    data = make_flows(n_messages=24, rows_per_message=1000, seed=3, base_ms=(int(time.time()) // 3600 - 1) * 3_600_000)
     fault = tmp_path / "fault"
     fault.write_text("unavailable")
     env = {
@@ -50,14 +50,14 @@ def test_unavailable_pauses_then_resumes_without_loss_or_duplicates(
     migrate = subprocess.run(
         [*NETPILOT, "sink", "clickhouse", "migrate"],
         cwd=REPO,
-        env={**os.environ, "NETPILOT_SINK_CLICKHOUSE__DSN": f"chdb://{tmp_path}/ch"},
+        env={**os.environ, "NETPILOT_SINK_CLICKHOUSE__DSN": clickhouse_dsn},
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert migrate.returncode == 0 and "steps applied" in migrate.stdout, migrate.stderr
 
-    sink = SinkProcess(kafka_settings, tmp_path / "ch", group, tmp_path / "sink.log", env).start()
+    sink = SinkProcess(kafka_settings, clickhouse_dsn, group, tmp_path / "sink.log", env).start()
     produce(kafka_settings, data.messages)
     sink.wait_metric(M + 'errors_total{reason="unavailable"', 4, timeout=60)
     assert sink.metric(M + "rows_total") <= 0
@@ -89,11 +89,14 @@ def _dead_letters(kafka: KafkaSettings, expect: int, timeout: float = 30) -> lis
     return out
 
 
-def test_poison_messages_go_to_dead_letters_and_json_topics_land(kafka_settings: KafkaSettings, tmp_path: Path) -> None:
+def test_poison_messages_go_to_dead_letters_and_json_topics_land(
+    kafka_settings: KafkaSettings, tmp_path: Path, clickhouse_dsn: str
+) -> None:
     from netpilot.kafka.producer import KafkaProducer
 
     now = time.time()
-    good = make_flows(n_messages=2, rows_per_message=500, seed=4, base_ms=int(now) * 1000)
+    # rows spread over 30 minutes from base_ms: all in the past (the sink refuses the future)
+    good = make_flows(n_messages=2, rows_per_message=500, seed=4, base_ms=int(now - 1860) * 1000)
     produce(kafka_settings, [("ams", b"definitely not arrow")] + good.messages)
     p = KafkaProducer(kafka_settings)
     k = kafka_settings.topic
@@ -166,7 +169,7 @@ def test_poison_messages_go_to_dead_letters_and_json_topics_land(kafka_settings:
     p.flush()
 
     sink = SinkProcess(
-        kafka_settings, tmp_path / "ch", f"sink-dlq-{uuid.uuid4().hex[:8]}", tmp_path / "sink.log"
+        kafka_settings, clickhouse_dsn, f"sink-dlq-{uuid.uuid4().hex[:8]}", tmp_path / "sink.log"
     ).start()
     expected = [[good.rows, good.bytes, good.bytes_scaled]]
     assert sink.wait_query(TOTALS, expected, timeout=60) == expected, sink.tail()

@@ -18,7 +18,9 @@ def _hour_ago_ms() -> int:
     return (int(time.time()) // 3600 - 1) * 3_600_000
 
 
-def test_sigkill_mid_stream_loses_and_duplicates_nothing(kafka_settings: KafkaSettings, tmp_path: Path) -> None:
+def test_sigkill_mid_stream_loses_and_duplicates_nothing(
+    kafka_settings: KafkaSettings, tmp_path: Path, clickhouse_dsn: str
+) -> None:
     data = make_flows(n_messages=90, rows_per_message=2000, seed=1, base_ms=_hour_ago_ms())
     thirds = [data.messages[i::3] for i in range(3)]
     group = f"sink-kill-{uuid.uuid4().hex[:8]}"
@@ -29,12 +31,12 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(kafka_settings: KafkaSe
     # rows (so batches are in flight, some inserted but not committed).
     for round_no, part in enumerate(thirds):
         produce(kafka_settings, part)
-        sink = SinkProcess(kafka_settings, tmp_path / "ch", group, log, env).start()
+        sink = SinkProcess(kafka_settings, clickhouse_dsn, group, log, env).start()
         sink.wait_metric("netpilot_sink_clickhouse_rows_total", 6000 * (round_no + 1), timeout=90)
         sink.kill()
 
     # Restart; it must catch up to exactly the produced totals, and stay there.
-    sink = SinkProcess(kafka_settings, tmp_path / "ch", group, log, env).start()
+    sink = SinkProcess(kafka_settings, clickhouse_dsn, group, log, env).start()
     expected = [[data.rows, data.bytes, data.bytes_scaled]]
     got = sink.wait_query(TOTALS, expected, timeout=120)
     assert got == expected, sink.tail()
@@ -68,7 +70,9 @@ def assert_rollups_match_raw(dsn: str, rows: int, bytes_scaled: int) -> None:
         assert whole == [[bytes_scaled, rows]], table
 
 
-def test_crash_between_insert_and_commit_replays_the_same_batch(kafka_settings: KafkaSettings, tmp_path: Path) -> None:
+def test_crash_between_insert_and_commit_replays_the_same_batch(
+    kafka_settings: KafkaSettings, tmp_path: Path, clickhouse_dsn: str
+) -> None:
     """Deterministic version of the dangerous window: the process dies right after
     ClickHouse acknowledged an insert and before the offset commit."""
     data = make_flows(n_messages=12, rows_per_message=1000, seed=2, base_ms=_hour_ago_ms())
@@ -77,11 +81,11 @@ def test_crash_between_insert_and_commit_replays_the_same_batch(kafka_settings: 
     fault.write_text("kill-after-insert")
     group = f"sink-crash-{uuid.uuid4().hex[:8]}"
     env = {FAULT_FILE_ENV: str(fault), "NETPILOT_SINK_CLICKHOUSE__BATCH_MAX_ROWS": "3000"}
-    sink = SinkProcess(kafka_settings, tmp_path / "ch", group, tmp_path / "sink.log", env).start()
+    sink = SinkProcess(kafka_settings, clickhouse_dsn, group, tmp_path / "sink.log", env).start()
     assert sink.proc is not None and sink.proc.wait(60) == -9, sink.tail()
 
     fault.write_text("")
-    sink = SinkProcess(kafka_settings, tmp_path / "ch", group, tmp_path / "sink.log", env).start()
+    sink = SinkProcess(kafka_settings, clickhouse_dsn, group, tmp_path / "sink.log", env).start()
     expected = [[data.rows, data.bytes, data.bytes_scaled]]
     assert sink.wait_query(TOTALS, expected, timeout=60) == expected, sink.tail()
     assert sink.metric("netpilot_sink_clickhouse_intent_replays_total") >= 1

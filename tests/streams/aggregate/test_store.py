@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from streams.aggregate import windows as w
-from streams.aggregate.store import WindowStore
+from streams.aggregate.store import AddOutcome, WindowStore
 from tests.streams.helpers import concat, flows_at
 
 SPEC = w.WindowSpec(sizes_s=(10, 60), allowed_lateness_s=5)
@@ -86,3 +87,50 @@ def test_an_idle_watermark_closes_windows_and_makes_later_flows_too_late() -> No
     assert store.watermark("ams") == T0 + 60_000  # 65 s - 5 s lateness: not past the idle one
     # a PoP never seen with flows (only in the inventory) gets a watermark too
     assert store.advance_idle("lis", T0) == w.NO_WATERMARK and store.pops() == ["ams", "lis"]
+
+
+def _stamped(times_ms: np.ndarray, received_ms: np.ndarray) -> pa.Table:
+    """Flows to one prefix with their own receive times (as the collector stamps them)."""
+    t = flows_at("ams", "l1", times_ms, "198.51.100.0")
+    i = t.schema.get_field_index("time_received")
+    return t.set_column(i, t.schema.field(i), pa.array(received_ms, pa.int64()).cast(t.schema.field(i).type))
+
+
+def _one_outlier_then_the_rest(ahead_ms: int) -> tuple[WindowStore, int, list[AddOutcome]]:
+    """17,416 real flows of the window [T0, T0+10 s), received at T0 + 9.5 s; the first
+    batch also holds one flow from the same exporter stamped ``ahead_ms`` later. The worker
+    runs an hour behind (a backlog replay), so its own clock cannot tell the outlier."""
+    store = WindowStore(SPEC, {})
+    rng = np.random.default_rng(13)
+    real = T0 + rng.integers(0, 10_000, 17_416)
+    rx = T0 + 9_500
+    now = T0 + 3_600_000
+    outcomes = [
+        store.add(_stamped(np.append(real[:1], real[0] + ahead_ms), np.full(2, rx, np.int64)), "0.1", now_ms=now)
+    ]
+    outcomes.append(store.add(_stamped(real[1:], np.full(len(real) - 1, rx, np.int64)), "0.2", now_ms=now))
+    # the next window's flows move the watermark past T0 + 10 s: the window closes
+    outcomes.append(store.add(_stamped(s(16, 17), s(17, 18)), "0.3", now_ms=now))
+    return store, len(real), outcomes
+
+
+def test_one_flow_minutes_ahead_is_dropped_and_the_real_flows_of_its_window_are_kept() -> None:
+    store, n, outcomes = _one_outlier_then_the_rest(ahead_ms=240_000)
+    future = sum(o.batch.future["flows"].sum() for o in outcomes)
+    late = sum(o.batch.too_late["flows"].sum() for o in outcomes)
+    assert (future, late) == (1, 0)
+    closed = _drain(store, ("ams",))
+    ten = closed.filter((pl.col("window_s") == 10) & (pl.col("window_start") == T0))
+    assert ten["flows"].to_list() == [n]  # all 17,416, not 1
+
+
+def test_a_flow_slightly_ahead_is_kept_but_does_not_move_the_watermark() -> None:
+    # 40 s ahead of its receive time: within max_future_s, so aggregated (into its own
+    # window), but the watermark follows the receive time, so no real flow is late
+    store, n, outcomes = _one_outlier_then_the_rest(ahead_ms=40_000)
+    assert sum(o.batch.future.height for o in outcomes) == 0
+    assert sum(o.batch.too_late.height for o in outcomes) == 0
+    assert store.max_event("ams") == T0 + 17_000  # not T0 + 40 s + something
+    closed = _drain(store, ("ams",))
+    ten = closed.filter((pl.col("window_s") == 10) & (pl.col("window_start") == T0))
+    assert ten["flows"].to_list() == [n]

@@ -181,3 +181,23 @@ def test_boundary_crossed() -> None:
 def test_invalid_specs_are_rejected_with_a_reason(kwargs: dict) -> None:
     with pytest.raises(ValueError, match="must"):
         w.WindowSpec(**kwargs)
+
+
+def test_extreme_but_accepted_flows_saturate_instead_of_wrapping() -> None:
+    # 20,000 flows at the collector's per-flow limit (2^50 bytes after sampling) in one
+    # window and group: 1.2 x 2^64 in all. A wrapping sum would say ~2^62 (or anything).
+    n = 20_000
+    t = np.full(n, T0 + 1_000, np.int64)
+    big = flows_at("ams1", "l1", t, "198.51.100.0", bytes_each=1 << 40, rate=1 << 10)
+    small = flows_at("ams1", "l1", t[:10], "203.0.113.0", bytes_each=1500, rate=100)
+    r = w.aggregate_batch(concat(big, small), SPEC, {})
+    ten = r.partials.filter(pl.col("window_s") == 10)
+    by_prefix = {F.addr_to_str(row["dst_prefix"]): row for row in ten.to_dicts()}
+    assert by_prefix["198.51.100.0"]["bytes"] == 2**64 - 1
+    assert by_prefix["198.51.100.0"]["packets"] == n * 2 * (1 << 10)  # exact: far below 2^64
+    assert by_prefix["203.0.113.0"]["bytes"] == 10 * 1500 * 100  # the honest group is exact
+    merged = w.merge_partials([ten, ten])
+    again = {F.addr_to_str(row["dst_prefix"]): row["bytes"] for row in merged.to_dicts()}
+    assert again == {"198.51.100.0": 2**64 - 1, "203.0.113.0": 2 * 10 * 1500 * 100}
+    # the saturated value survives the wire codec (flow-aggregates/1 bytes is uint64)
+    assert sorted(w.decode_partial(w.encode_partial(merged))["bytes"].to_list()) == sorted(again.values())

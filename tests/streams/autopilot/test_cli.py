@@ -33,10 +33,10 @@ def test_example_scenario_adds_refreshes_then_withdraws() -> None:
         (0, 2, 0),
         (0, 2, 0),
         (0, 2, 0),
-        (0, 0, 2),
-        (0, 0, 0),
-        (0, 0, 0),
-        (0, 0, 0),
+        (0, 2, 0),  # calm, hold over, but one calm reading is not a trend (release_cycles = 4)
+        (0, 2, 0),
+        (0, 2, 0),
+        (0, 0, 2),  # the fourth calm cycle in a row: released
     ]
     adds = [r for r in recs if r["action"] == "ADD"]
     assert [(r["prefix"], r["split_from"], r["to"]["link_id"], r["to"]["route_prefix"]) for r in adds] == [
@@ -123,3 +123,22 @@ def test_config_gives_the_base_policy(tmp_path: Path) -> None:
     summary = json.loads(out.stdout.splitlines()[-1])
     assert summary["adds"] == 1 and summary["mode"] == "suggest"  # mode from the scenario
     assert summary["unresolved_bps"] == {}  # 1 Gbps moved: 0.87 is still under hi (0.90)
+
+
+def test_input_ages_are_checked_and_can_be_given_per_link(tmp_path: Path) -> None:
+    base = scn.load(EXAMPLE)
+    aged = base.model_copy(
+        update={"cycles": [scn.CycleSpec.model_validate({"input_age_s": {"counters_by_link": {"pr1:et-0/0/1": 200}}})]}
+    )
+    (first,) = [p for _, p in scn.run(aged, 1)]
+    assert first.report.fail_static and first.report.stale == ("counters:pr1:et-0/0/1:200s",)
+    # A misspelled input is an error, not a silently fresh one.
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(EXAMPLE.read_text().replace("  - repeat: 4\n", "  - repeat: 4\n    input_age_s: {flow: 300}\n", 1))
+    out = run_cli("--scenario", str(typo))
+    assert out.returncode == 2 and "input_age_s.flow" in out.stderr and "unknown key" in out.stderr
+    with pytest.raises(ScenarioError, match="counters_by_link: unknown link 'zz'"):
+        bad = base.model_copy(
+            update={"cycles": [scn.CycleSpec.model_validate({"input_age_s": {"counters_by_link": {"zz": 1}}})]}
+        )
+        list(scn.run(bad, 1))

@@ -12,7 +12,9 @@ from netpilot.wire import aggregates as wa
 from netpilot.wire.flows import str_to_addr
 from netpilot.wire.links import LinkInventory, LinkStats
 from netpilot.wire.routes import Route
+from streams.autopilot import explain
 from streams.autopilot.inputs import PopInputs
+from streams.autopilot.model import MAX_SAMPLES
 from streams.autopilot.planner import plan
 from streams.autopilot.policy import Policy
 from streams.autopilot.state import PlannerState
@@ -118,3 +120,50 @@ def test_a_window_delivered_twice_counts_once() -> None:
     p.add_aggregates(aggregates(T0 + 110, 1, {(PREFIXES[0], "pni"): 0.0}), window_s=10, keep_s=300)
     r = dict(zip(p.demand_rates(120)["prefix"], p.demand_rates(120)["rate_bps"]))
     assert r[PREFIXES[0]] == pytest.approx(9.7e9 / len(PREFIXES) * 11 / 12)
+
+
+def _with(table: pa.Table, **columns: int) -> pa.Table:
+    """``table`` with some uint64 columns set to one value on every row."""
+    for name, value in columns.items():
+        i = table.schema.get_field_index(name)
+        table = table.set_column(i, name, pa.array([value] * table.num_rows, pa.uint64()))
+    return table
+
+
+def test_saturated_aggregates_neither_raise_nor_move_traffic_off_a_healthy_link() -> None:
+    # What streams publishes when a window's sums pass 2^64 (saturated), on a link whose
+    # counters say 30 %: before, samples overflowed int64 (OverflowError in every cycle) and
+    # the bytes made the link look overloaded.
+    p = overloaded_pop()
+    table = aggregates(T0 + 120, 12, {(prefix, "pni"): 1e9 for prefix in PREFIXES})
+    p.add_aggregates(_with(table, bytes=2**64 - 1, samples=2**64 - 1), window_s=10, keep_s=300)
+    end = T0 + 240
+    p.add_stats(LinkStats(pop="ams1", router="r1", link_id="pni", if_index=1, ts=end, out_bps=3e9, speed_bps=10e9))
+    p.add_stats(LinkStats(pop="ams1", router="r1", link_id="transit", if_index=2, ts=end, out_bps=10e9))
+    rates = p.demand_rates(120)
+    assert rates["samples"].to_list() == [2**64 - 1] * len(PREFIXES)  # saturated, not wrapped to 2^64 - 12
+    assert np.isfinite(rates["rate_bps"].to_numpy()).all()
+    snap = p.snapshot(120)
+    assert (snap.demand.samples == MAX_SAMPLES).all()
+    result = plan(snap, PlannerState(), Policy(mode="suggest"), now=end + 1)
+    assert result.report.fail_static and "demand>capacity:pni" in result.report.implausible
+    assert not result.by_action("ADD")
+    assert explain.summary(result).encode()
+
+
+def test_large_sample_counts_that_fit_are_kept_and_explained() -> None:
+    # 2^62 samples per window: the 12-window sum passes 2^64 and saturates, the planner
+    # clamps it to MAX_SAMPLES and still plans the genuine overload
+    p = overloaded_pop()
+    table = aggregates(T0 + 120, 12, {(prefix, "pni"): 9.7e9 / len(PREFIXES) for prefix in PREFIXES})
+    p.add_aggregates(_with(table, samples=1 << 62), window_s=10, keep_s=300)
+    end = T0 + 240
+    p.add_stats(LinkStats(pop="ams1", router="r1", link_id="pni", if_index=1, ts=end, out_bps=9.7e9, speed_bps=10e9))
+    p.add_stats(LinkStats(pop="ams1", router="r1", link_id="transit", if_index=2, ts=end, out_bps=10e9))
+    snap = p.snapshot(120)
+    result = plan(snap, PlannerState(), Policy(mode="suggest"), now=end + 1)
+    adds = result.by_action("ADD")
+    assert adds and not result.report.fail_static
+    recs = explain.recommendations(result, snap, Policy(mode="suggest"))
+    assert recs and all(r.samples is not None and 0 < r.samples <= MAX_SAMPLES for r in recs)
+    assert all(r.rate_ci95_bps is not None for r in recs)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+from streams.autopilot.model import Snapshot
 from streams.autopilot.planner import plan
 from streams.autopilot.policy import Policy
 from streams.autopilot.state import Override, PlannerState
@@ -341,3 +343,148 @@ def test_link_order_of_the_snapshot_does_not_change_the_plan(policy: Policy) -> 
     forward = plan(snapshot(links, routes, demand), PlannerState(), policy, T0)
     backward = plan(snapshot(links[::-1], dict(reversed(routes.items())), demand), PlannerState(), policy, T0)
     assert forward.items == backward.items and forward.items[0].to_link == B  # equal paths: lowest id
+
+
+def _calm() -> Snapshot:
+    return overloaded_pop(a_rate=5e9, demand={f"198.51.{100 + i}.0/24": 0.5e9 for i in range(5)})
+
+
+def test_release_waits_for_a_window_of_calm_cycles(policy: Policy) -> None:
+    """Past the hold, a release needs U0 low in each of the last ``release_cycles`` cycles:
+    one calm cycle between overloaded ones releases nothing."""
+    tolerant = policy.model_copy(update={"hold_s": 0.0, "max_total_rate_change": 5.0, "release_cycles": 3})
+    p = plan(overloaded_pop(), PlannerState(), tolerant, T0)
+    (add,) = p.by_action("ADD")
+    inputs = [_calm(), overloaded_pop(), _calm(), _calm(), _calm()]
+    actions = []
+    for n, snap in enumerate(inputs, start=1):
+        p = plan(snap, p.state, tolerant, T0 + 30 * n)
+        actions.append([(i.action, i.reason) for i in p.items])
+    assert actions[:4] == [[("REFRESH", "STICKY")]] * 4
+    assert actions[4] == [("WITHDRAW", "RELEASE")]  # third calm cycle in a row
+    assert p.by_action("WITHDRAW")[0].prefix == add.prefix
+    one = tolerant.model_copy(update={"release_cycles": 1})  # the window of one: the old behaviour
+    q = plan(overloaded_pop(), PlannerState(), one, T0)
+    assert [i.reason for i in plan(_calm(), q.state, one, T0 + 30).items] == ["RELEASE"]
+
+
+def test_one_low_reading_does_not_release(policy: Policy) -> None:
+    """The closed loop's failure: one cycle reads the demand at about half (per-prefix rates
+    from flow windows still filling) in the middle of a surge. U0 looks calm for that cycle
+    only, and nothing is returned to the link."""
+    short = policy.model_copy(update={"hold_s": 0.0, "max_total_rate_change": 5.0})
+    p = plan(overloaded_pop(), PlannerState(), short, T0)
+    assert len(p.by_action("ADD")) == 1
+    for n in range(1, 4):  # the window fills with the surge
+        p = plan(overloaded_pop(), p.state, short, T0 + 30 * n)
+    p = plan(_calm(), p.state, short, T0 + 120)
+    assert p.report.util_no_override[A] < 0.75  # this reading alone would release
+    assert p.by_action("WITHDRAW") == () and len(p.state.overrides) == 1
+    p = plan(overloaded_pop(), p.state, short, T0 + 150)
+    assert p.by_action("WITHDRAW") == () and p.by_action("ADD") == ()
+
+
+def test_state_written_before_the_window_existed_waits_for_it_to_fill(policy: Policy) -> None:
+    policy = policy.model_copy(update={"ttl_s": 3600.0})  # the gap below is not a TTL test
+    p = plan(overloaded_pop(), PlannerState(), policy, T0)
+    old = p.state.to_dict()
+    del old["u0_history"]
+    state = PlannerState.from_dict(old)
+    assert state.u0_history == {}
+    late = T0 + policy.hold_s + 30
+    results = []
+    for n in range(policy.release_cycles):
+        q = plan(_calm(), state, policy, late + 30 * n)
+        results.append(len(q.by_action("WITHDRAW")))
+        state = q.state
+    assert results == [0] * (policy.release_cycles - 1) + [1]
+    assert len(state.u0_history[A]) == policy.release_cycles - 1
+
+
+def _pnis(n: int, per_link: dict[str, float], alt_routes: dict[str, dict], *, rate: float = 9.7e9):
+    """``n`` 10G PNIs at ``rate`` carrying the prefixes ``per_link`` (name suffix -> rate, the
+    rest unexplained), every prefix also routed on a 400G transit with attributes
+    ``alt_routes[suffix]``."""
+    links = [link(f"pni{i}", rate=rate, peer_type="pni") for i in range(n)] + [link("transit", 400e9, 40e9)]
+    routes: dict[str, list] = {"transit": []}
+    demand: dict[str, dict[str, float]] = {}
+    for i in range(n):
+        names = {s: f"10.{i}.{j}.0/24" for j, s in enumerate(per_link)}
+        routes[f"pni{i}"] = [(p, NATIVE) for p in names.values()]
+        routes["transit"] += [(p, alt_routes.get(s, {})) for s, p in names.items()]
+        demand[f"pni{i}"] = {names[s]: r for s, r in per_link.items()}
+    return snapshot(links, routes, demand)
+
+
+def test_fewest_moves_beat_the_preferred_class(policy: Policy) -> None:
+    """Twelve 100M prefixes with the preferred alternate route, three 400M ones with a less
+    preferred one: 1.2 Gbps of relief is three moves, not twelve (the old fit-in-class rule)."""
+    small = {f"s{j}": 0.1e9 for j in range(12)}
+    big = {f"b{j}": 0.4e9 for j in range(3)}
+    snap = _pnis(1, {**small, **big}, {**{s: {"local_pref": 150} for s in small}})
+    p = plan(snap, PlannerState(), policy, T0)
+    adds = p.by_action("ADD")
+    assert sorted(a.rate_bps for a in adds) == [0.4e9] * 3
+    assert p.report.unresolved_bps == {} and p.report.util_projected["pni0"] == pytest.approx(0.85)
+    assert p.report.moves_lower_bound == 3 and p.report.moves_ratio == 1.0
+
+
+def test_ten_overloads_resolved_in_the_cycle_that_sees_them(policy: Policy) -> None:
+    """Ten PNIs at 97 %, each needing three moves: 30 ADDs. The budget is sized to the need
+    and every overload is resolved at once; the design's fixed 20 leaves some for later."""
+    snap = _pnis(10, {f"p{j}": 0.4e9 for j in range(6)}, {})
+    p = plan(snap, PlannerState(), policy, T0)
+    assert p.report.overloaded == tuple(f"pni{i}" for i in range(10))
+    assert p.report.unresolved_bps == {} and p.report.adds == 30 and p.report.moves_lower_bound == 30
+    assert not p.report.diff_rejected
+    fixed = plan(snap, PlannerState(), policy.model_copy(update={"max_adds_per_cycle": 20}), T0)
+    assert fixed.report.adds == 20 and len(fixed.report.unresolved_bps) == 3
+    capped = plan(snap, PlannerState(), policy.model_copy(update={"max_adds_per_link": 2}), T0)
+    assert capped.report.adds == 20  # the per-link risk bound holds: two each, 89 % (over the target)
+    assert all(capped.report.util_projected[f"pni{i}"] == pytest.approx(0.89) for i in range(10))
+
+
+def _shared_headroom() -> Snapshot:
+    """A1 at 99 % and A2 at 97 % with one common transit T that has room (2.5G to its
+    85 %) for both excesses, 1.4G and 1.2G, only if A1 takes its less preferred IX X."""
+    prefixes = {"A1": "198.51.100.0/24", "A2": "203.0.113.0/24"}
+    return snapshot(
+        [
+            link("A1", rate=9.9e9, peer_type="pni"),
+            link("A2", rate=9.7e9, peer_type="pni"),
+            link("T", rate=6e9),
+            link("X", 20e9, rate=2e9),
+        ],
+        {
+            "A1": [(prefixes["A1"], NATIVE)],
+            "A2": [(prefixes["A2"], NATIVE)],
+            "T": [(prefixes["A1"], {"local_pref": 150}), prefixes["A2"]],
+            "X": [prefixes["A1"]],
+        },
+        {"A1": {prefixes["A1"]: 1.4e9}, "A2": {prefixes["A2"]: 1.2e9}},
+    )
+
+
+def test_shared_alternate_headroom_is_allocated_jointly(policy: Policy, monkeypatch) -> None:
+    p = plan(_shared_headroom(), PlannerState(), policy, T0)
+    assert {(a.from_link, a.to_link) for a in p.by_action("ADD")} == {("A1", "X"), ("A2", "T")}
+    assert p.report.unresolved_bps == {}
+    assert p.report.util_projected["T"] == pytest.approx(0.72) and p.report.util_projected["A2"] == pytest.approx(0.85)
+    # Served one after the other with no reservation (the old greedy), A1 fills T first.
+    from streams.autopilot import headroom
+
+    monkeypatch.setattr(headroom, "reservations", lambda excess, cap, movable, room: (np.zeros(movable.shape), 0.0))
+    old = plan(_shared_headroom(), PlannerState(), policy, T0)
+    assert {(a.from_link, a.to_link) for a in old.by_action("ADD")} == {("A1", "T")}
+    assert old.report.unresolved_bps == {"A2": pytest.approx(0.7e9)}
+
+
+def test_cycle_summary_carries_the_bound_and_the_ratio(policy: Policy) -> None:
+    from streams.autopilot.explain import summary
+
+    demand = {"198.51.100.0/24": 0.3e9, "198.51.101.0/24": 1.1e9, "198.51.102.0/24": 0.5e9, "198.51.103.0/24": 2e9}
+    p = plan(overloaded_pop(demand=demand, a_rate=9.7e9), PlannerState(), policy, T0)
+    s = summary(p)
+    assert (s.adds, s.moves_lower_bound, s.moves_ratio) == (2, 2, 1.0)
+    calm = summary(plan(_calm(), PlannerState(), policy, T0))
+    assert (calm.moves_lower_bound, calm.moves_ratio) == (0, None)

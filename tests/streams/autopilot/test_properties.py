@@ -7,6 +7,7 @@ Each property is checked against facts computed here independently of the planne
 from __future__ import annotations
 
 import ipaddress
+import itertools
 from dataclasses import dataclass, field
 
 from hypothesis import HealthCheck, event, given, settings
@@ -107,7 +108,8 @@ policies = st.builds(
     min_split_len_v4=st.sampled_from([24, 26]),
     hold_s=st.sampled_from([0.0, 60.0, 300.0]),
     cooldown_s=st.sampled_from([0.0, 120.0, 600.0]),
-    max_adds_per_cycle=st.sampled_from([1, 3, 20]),
+    max_adds_per_cycle=st.sampled_from([None, 1, 3, 20]),
+    max_adds_per_link=st.sampled_from([1, 2, 32]),
     max_withdraws_per_cycle=st.sampled_from([1, 5]),
     max_moved_fraction_per_link=st.sampled_from([0.1, 0.25, 1.0]),
     max_active_overrides=st.sampled_from([2, 500]),
@@ -139,7 +141,14 @@ def check_cycle(world: World, snap: Snapshot, policy: Policy, p: Plan) -> None:
     for l, bps in moved_in.items():
         assert bps <= policy.max_moved_fraction_per_link * links[l].usable_bps * (1 + EPS)
     # Budgets.
-    assert len(adds) <= policy.max_adds_per_cycle
+    if policy.max_adds_per_cycle is not None:
+        assert len(adds) <= policy.max_adds_per_cycle
+    per_link: dict[str, int] = {}
+    for a in adds:
+        per_link[a.from_link] = per_link.get(a.from_link, 0) + 1
+    assert all(n <= policy.max_adds_per_link for n in per_link.values()), per_link
+    if p.report.moves_lower_bound:
+        assert p.report.moves_ratio == round(len(adds) / p.report.moves_lower_bound, 4)
     graceful = [w for w in p.by_action("WITHDRAW") if w.reason in ("RELEASE", "KILL_SWITCH")]
     assert len(graceful) <= policy.max_withdraws_per_cycle
     assert not adds or len(p.state.overrides) <= policy.max_active_overrides
@@ -260,3 +269,218 @@ def test_feasible_overload_resolved_in_one_cycle(case: tuple[World, Policy]) -> 
         assert p.report.unresolved_bps == {}
         assert p.report.util_projected["hot"] <= 0.85 + EPS
     check_cycle(world, snap, policy, p)
+
+
+@st.composite
+def swinging(draw: st.DrawFn) -> tuple[list[float], list[float], float, Policy]:
+    """A hot link whose demand swings with a period of at most ``release_cycles`` cycles,
+    around and across its trigger; unexplained traffic (not movable) stays put."""
+    rates = draw(st.lists(st.floats(0.005, 0.15), min_size=1, max_size=15))
+    unexplained = draw(st.floats(0.0, 0.6))
+    cycles = draw(st.integers(2, 6))
+    period = draw(st.lists(st.floats(0.5, 1.3), min_size=1, max_size=cycles))
+    room = (1.05 - unexplained) / max(period)  # counters above 1.1 x capacity are implausible
+    if sum(rates) > room:
+        rates = [r * room / sum(rates) for r in rates]
+    policy = Policy(
+        mode="suggest",
+        split_enabled=False,
+        release_cycles=cycles,
+        hold_s=draw(st.sampled_from([0.0, 30.0, 120.0])),
+        max_adds_per_cycle=1000,
+        max_moved_fraction_per_link=10.0,
+        max_changes_per_cycle=10_000,
+        max_moved_fraction_of_pop=10.0,
+        max_total_rate_change=100.0,
+    )
+    return rates, period, unexplained, policy
+
+
+@PROPS
+@given(swinging())
+def test_demand_swinging_within_the_release_window_does_not_churn(case) -> None:
+    """The release trend covers the swing: once every level of it has been seen (one period),
+    no override is released only for another to be added at the next peak — no ADD at all."""
+    rates, period, unexplained, policy = case
+    cap = 10e9
+    prefixes = [f"198.18.{j}.0/24" for j in range(len(rates))]
+    routes = {"hot": [(p, {"local_pref": 200}) for p in prefixes], "big": list(prefixes)}
+    state, history = PlannerState(), []
+    for n in range(len(period) * 12 + 10):
+        scale = period[n % len(period)]
+        demand = {p: r * scale * cap for p, r in zip(prefixes, rates)}
+        hot_rate = unexplained * cap + sum(demand.values())
+        snap = snapshot(
+            [link("hot", cap, hot_rate, peer_type="pni"), link("big", 1000 * cap, 0.0)], routes, {"hot": demand}
+        )
+        p = plan(snap, state, policy, T0 + 30 * n)
+        assert not p.report.unresolved_bps  # the alternate takes anything: always feasible
+        history.append([(i.action, i.reason) for i in p.items if i.action != "REFRESH"])
+        if n >= len(period):
+            assert not p.by_action("ADD"), (n, history)
+        state = p.state
+    event(f"released={any(('WITHDRAW', 'RELEASE') in h for h in history)}")
+
+
+BIG = {"capacity": 0.0, "peer_type": "transit", "up": True, "drained": False, "v6_bh": False}
+
+
+def _hot(rates: list[float], u0: float, cap: float) -> tuple[list[float], float]:
+    """Prefix rates (fractions of ``cap``) scaled so the link's U0 is ``u0`` and its excess
+    over the 85 % target is movable (with ``u0`` <= 1.06, within the default 25 % a link
+    may shed per cycle); returns (rates in bps, unexplained bps)."""
+    movable = sum(rates)
+    need = u0 - 0.85
+    if movable < need * 1.05:
+        rates = [r * need * 1.05 / movable for r in rates]
+    if sum(rates) > u0:
+        rates = [r * u0 / sum(rates) for r in rates]
+    return [r * cap for r in rates], (u0 - sum(rates)) * cap
+
+
+@st.composite
+def many_overloads(draw: st.DrawFn) -> World:
+    """2-10 overloaded PNIs, each with its own prefixes and enough of them to reach its
+    target; one alternate with room for everything."""
+    n = draw(st.integers(2, 10))
+    links, routes, natives, demand, extra = [], {"big": []}, {}, {}, {}
+    for i in range(n):
+        cap = draw(st.sampled_from([1e9, 10e9, 100e9]))
+        hot = f"hot{i}"
+        links.append({**BIG, "id": hot, "capacity": cap, "peer_type": "pni"})
+        rates, extra[hot] = _hot(
+            draw(st.lists(st.floats(0.005, 0.12), min_size=1, max_size=12)), draw(st.floats(0.905, 1.06)), cap
+        )
+        routes[hot] = []
+        for j, r in enumerate(rates):
+            prefix = f"10.{i}.{j}.0/24"
+            routes[hot].append((prefix, {"local_pref": 200}))
+            routes["big"].append((prefix, {"local_pref": draw(st.sampled_from([50, 100, 150]))}))
+            natives[prefix], demand[prefix] = [hot], r
+    links.append({**BIG, "id": "big", "capacity": 1e15})
+    return World(links, routes, natives, demand, extra)
+
+
+@PROPS
+@given(many_overloads())
+def test_every_feasible_overload_is_resolved_in_the_cycle_that_sees_it(world: World) -> None:
+    """Budgets sized to the need: however many links overload at once, each with a fix
+    available is at its target after the first cycle (the default ADD budget)."""
+    policy = Policy(mode="suggest", split_enabled=False, max_changes_per_cycle=10_000)
+    snap = world.snapshot()
+    p = plan(snap, PlannerState(), policy, T0)
+    check_cycle(world, snap, policy, p)
+    hot = [l["id"] for l in world.links if l["id"] != "big"]
+    assert set(p.report.overloaded) == {l for l in hot if p.report.util_no_override[l] > 0.9}
+    assert p.report.unresolved_bps == {}
+    for l in p.report.overloaded:  # at target, unless that takes more than a link may shed per cycle
+        movable = sum(r for prefix, r in world.demand.items() if world.natives[prefix] == [l])
+        if movable <= policy.max_moved_fraction_per_link * snap.links[hot.index(l)].usable_bps:
+            assert p.report.util_projected[l] <= 0.85 + EPS, l
+
+
+def _fewest(rates: list[float], excess: float, eps: float) -> int:
+    """The fewest prefixes whose rates reach ``excess``, by brute force over subsets: of
+    those no larger than excess x (1 + eps) when they can reach it, else of all."""
+    fit = [r for r in rates if r <= excess * (1 + eps)]
+    pool = fit if sum(fit) >= excess else rates
+    for k in range(1, len(pool) + 1):
+        if any(sum(c) >= excess * (1 - 1e-12) for c in itertools.combinations(pool, k)):
+            return k
+    raise AssertionError("infeasible")
+
+
+@PROPS
+@given(
+    st.lists(st.floats(0.005, 0.2), min_size=1, max_size=10),
+    st.floats(0.905, 1.06),
+    st.lists(st.sampled_from([50, 100, 150]), min_size=10, max_size=10),
+)
+def test_moves_are_the_fewest_for_the_relief_needed(rates: list[float], u0: float, prefs: list[int]) -> None:
+    """With room everywhere, one overloaded link makes exactly the fewest moves that reach its
+    target (checked by brute force), whatever the alternates' preferences; the summary's
+    lower bound is that count and the ratio 1."""
+    cap = 10e9
+    bps, unexplained = _hot(rates, u0, cap)
+    prefixes = [f"10.0.{j}.0/24" for j in range(len(bps))]
+    world = World(
+        [{**BIG, "id": "hot", "capacity": cap, "peer_type": "pni"}, {**BIG, "id": "big", "capacity": 1e15}],
+        {
+            "hot": [(p, {"local_pref": 200}) for p in prefixes],
+            "big": [(p, {"local_pref": lp}) for p, lp in zip(prefixes, prefs)],
+        },
+        {p: ["hot"] for p in prefixes},
+        dict(zip(prefixes, bps)),
+        {"hot": unexplained},
+    )
+    policy = Policy(mode="suggest", split_enabled=False, max_moved_fraction_per_link=1.0)
+    snap = world.snapshot()
+    p = plan(snap, PlannerState(), policy, T0)
+    check_cycle(world, snap, policy, p)
+    u0_bps = p.report.util_no_override["hot"] * cap
+    if u0_bps <= 0.9 * cap:
+        return
+    k = _fewest(bps, u0_bps - 0.85 * cap, policy.fit_epsilon)
+    assert p.report.adds == k == p.report.moves_lower_bound and p.report.moves_ratio == 1.0
+    assert p.report.unresolved_bps == {}
+
+
+@st.composite
+def shared(draw: st.DrawFn) -> tuple[World, dict[str, float], float]:
+    """2-4 overloaded links of many small prefixes (at most 1 % of capacity each, so room
+    splits almost exactly), one shared alternate preferred by all of them, and a private
+    alternate per link that only it can use."""
+    n = draw(st.integers(2, 4))
+    cap = 10e9
+    links, routes, natives, demand, extra, private = [], {"shared": []}, {}, {}, {}, {}
+    for i in range(n):
+        hot, own = f"hot{i}", f"own{i}"
+        links += [
+            {**BIG, "id": hot, "capacity": cap, "peer_type": "pni"},
+            {**BIG, "id": own, "capacity": cap},
+        ]
+        count = draw(st.integers(30, 60))
+        rates, extra[hot] = _hot([0.01] * count, draw(st.floats(0.92, 1.05)), cap)
+        private[hot] = draw(st.floats(0.0, 0.2)) * cap  # room on own: rate 0.85 - room
+        routes[hot], routes[own] = [], []
+        for j, r in enumerate(rates):
+            prefix = f"10.{i}.{j}.0/24"
+            routes[hot].append((prefix, {"local_pref": 200}))
+            routes["shared"].append((prefix, {"local_pref": 150}))
+            routes[own].append((prefix, {"local_pref": 100}))
+            natives[prefix], demand[prefix] = [hot], r
+        extra[own] = 0.85 * cap - private[hot]
+    links.append({**BIG, "id": "shared", "capacity": cap})
+    shared_room = draw(st.floats(0.05, 0.25)) * cap
+    extra["shared"] = 0.85 * cap - shared_room
+    return World(links, routes, natives, demand, extra), private, shared_room
+
+
+@PROPS
+@given(shared())
+def test_shared_headroom_resolves_every_overload_that_fits_jointly(case) -> None:
+    """When the links' excesses fit in their private alternates plus the shared one (with
+    a margin for prefix granularity), every overload is resolved, whatever the order they
+    are served in: the first one served does not take the shared room the others need."""
+    world, private, room = case
+    policy = Policy(mode="suggest", split_enabled=False, max_changes_per_cycle=10_000, max_moved_fraction_per_link=1.0)
+    snap = world.snapshot()
+    p = plan(snap, PlannerState(), policy, T0)
+    check_cycle(world, snap, policy, p)
+    cap = 10e9
+    overloaded = [l for l in private if p.report.util_no_override[l] > 0.9]
+    need = sum(max(0.0, (p.report.util_no_override[l] - 0.85) * cap - private[l]) for l in overloaded)
+    tiny = 0.011 * cap * len(overloaded)  # a prefix's worth per link
+    event(f"shared needed={need > 0}")
+    if need + tiny <= room and all(
+        (p.report.util_no_override[l] - 0.85) * cap <= private[l] + room for l in overloaded
+    ):
+        assert p.report.unresolved_bps == {}, (need, room)
+        assert all(p.report.util_projected[l] <= 0.85 + EPS for l in overloaded), (
+            need,
+            room,
+            private,
+            p.report.util_no_override,
+            p.report.util_projected,
+            [(a.from_link, a.to_link, a.rate_bps) for a in p.by_action("ADD")],
+        )

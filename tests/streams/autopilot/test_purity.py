@@ -28,6 +28,7 @@ PLANNING = frozenset(
         "explain",
         "finish",
         "gates",
+        "headroom",
         "inputs",
         "model",
         "placement",
@@ -35,7 +36,9 @@ PLANNING = frozenset(
         "policy",
         "prefixes",
         "scenario",
+        "selection",
         "state",
+        "trend",
     }
 )
 FORBIDDEN = ("faust", "netpilot.kafka")

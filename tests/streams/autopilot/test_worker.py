@@ -106,6 +106,7 @@ def test_overload_add_withdraw_and_restart(kafka_settings: KafkaSettings, tmp_pa
         assert time.time() - t0 < 60
         summary = CycleSummary.decode(wait_for(sums, lambda ms: len(ms) > 0)[0].value())
         assert summary.pop == "ams1" and "pni" in summary.overloaded_links
+        assert svc.health() == (True, "ok")  # cycles ran: no failure, no missing cycle
     finally:
         svc.stop()
 
@@ -125,10 +126,37 @@ def test_overload_add_withdraw_and_restart(kafka_settings: KafkaSettings, tmp_pa
         withdraws = [r for r in decoded(got) if r.action == "WITHDRAW"]
         assert {r.reason for r in withdraws} == {"RELEASE"}
         assert min(r.generated_at for r in withdraws) >= min(r.generated_at for r in adds) + HOLD_S
+        assert svc.health() == (True, "ok")
     finally:
         svc.stop()
         recs.close()
         sums.close()
+
+
+def test_a_crashing_cycle_task_fails_health_and_is_counted(kafka_settings: KafkaSettings, tmp_path: Path) -> None:
+    """faust restarts a crashed agent by itself; health must still go bad at the first crash
+    (before, the cycle task crash-looped for minutes while /healthz said OK)."""
+    feed = Feed(kafka_settings)
+    feed.network()
+    svc = start(kafka_settings, tmp_path / "a", f"ap-{uuid.uuid4().hex[:6]}")
+    try:
+        assert svc.pilot is not None and svc.health() == (True, "ok")
+
+        async def crash(partition: int) -> None:  # the fault: what an int64 overflow did
+            raise OverflowError("Python int too large to convert to C long")
+
+        svc.pilot.cycle = crash  # type: ignore[method-assign]  # the tick agent calls pilot.cycle
+        deadline = time.time() + 60
+        while time.time() < deadline and svc.health()[0]:
+            time.sleep(0.2)
+        assert svc.health() == (
+            False,
+            "task crashed: ap-cycle: OverflowError: Python int too large to convert to C long",
+        )
+        crashes = svc.metrics.registry.get_sample_value("netpilot_autopilot_task_crashes_total", {"task": "ap-cycle"})
+        assert crashes is not None and crashes >= 1
+    finally:
+        svc.stop()
 
 
 def test_run_command_validates_and_dumps_its_configuration(tmp_path: Path) -> None:

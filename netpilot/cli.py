@@ -21,7 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "decode": (
         "producers.collector.decode_cli",
         "app",
-        "Decode a pcap of NetFlow/IPFIX/sFlow datagrams to JSON flows.",
+        "Decode a pcap of NetFlow/IPFIX/sFlow datagrams: flows in capture order (JSON lines, CSV, Parquet, Arrow).",
     ),
     "collector": ("producers.collector.cli", "app", "Flow collector: NetFlow/IPFIX/sFlow to the flows topic."),
     "strimzi": ("strimzi.cli", "app", "Strimzi CRs from the catalog: render, validate, apply."),

@@ -14,8 +14,9 @@ from netpilot.wire.routes import Route
 from netpilot.wire.templates import ExporterTemplate
 
 RAW_DATAGRAM_SCHEMA_ID = "raw-datagram/1"
-"""raw-datagram/1: the UDP payload as received; headers ``exporter`` (address text),
-``port`` (receiving port) and ``ts`` (unix seconds, text)."""
+"""raw-datagram/1: the UDP payload as received; key: the exporter address (text); headers
+``schema``, ``received-ms`` (Unix ms, text) and ``source-port`` (the exporter's UDP port,
+text; since collector 1.1)."""
 
 SCHEMAS: dict[str, object] = {
     flows.SCHEMA_ID: flows,

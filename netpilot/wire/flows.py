@@ -30,7 +30,7 @@ from netpilot.wire.arrow import open_stream, write_stream
 
 SCHEMA_NAME = "flows"
 MAJOR = 1
-MINOR = 0
+MINOR = 1  # 1.1 added fw_event
 SCHEMA_ID = f"{SCHEMA_NAME}/{MAJOR}"
 CONTENT_TYPE = "application/vnd.apache.arrow.stream"
 TIME_COLUMNS = ("time_received",)
@@ -62,6 +62,21 @@ class FlowFlags(IntFlag):
     """(exporter, out_if) is not in the link inventory."""
     PREFIX_UNKNOWN = 4
     """No route covers dst_addr."""
+
+
+class FirewallEvent(IntEnum):
+    """``fw_event`` column: IPFIX firewallEvent (IE 233; Cisco NSEL's NF_F_FW_EVENT).
+
+    0 for every flow that is not a firewall event record. Which events carry counters is
+    decided by the decoder (docs/collector.md, "Firewall events").
+    """
+
+    NONE = 0
+    CREATED = 1
+    DELETED = 2
+    DENIED = 3
+    ALERT = 4
+    UPDATE = 5
 
 
 ADDR = pa.binary(16)
@@ -98,6 +113,7 @@ FLOW_SCHEMA = pa.schema(
         pa.field("dst_prefix_len", pa.uint8(), nullable=False),
         pa.field("next_hop", ADDR, nullable=False),
         pa.field("flags", pa.uint8(), nullable=False),
+        pa.field("fw_event", pa.uint8(), nullable=False),
     ],
     metadata={"netpilot.schema": SCHEMA_NAME, "netpilot.version": f"{MAJOR}.{MINOR}"},
 )

@@ -7,6 +7,7 @@ fragments, are skipped and counted (a capture is user input: never a crash).
 
 from __future__ import annotations
 
+import struct
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,6 +38,9 @@ class CapturedDatagram:
     dst_port: int
     payload: bytes
     ts_ms: int
+    src_port: int = 0
+    frame: int = 0
+    """1-based packet number in the capture (tshark's ``frame.number``)."""
 
 
 def _reader(fh: BinaryIO):
@@ -64,6 +68,37 @@ def _ip_layer(linktype: int, buf: bytes):
     return None
 
 
+_V4 = struct.Struct(">BxHxxHxB")  # version/IHL, total length, flags/fragment offset, protocol
+_UDP = struct.Struct(">HHH")  # source port, destination port, length
+
+
+def _fast_udp(linktype: int, buf: bytes) -> tuple[bytes, int, int, bytes] | None:
+    """(source, source port, destination port, payload) of an untagged Ethernet/IPv4 or IPv6
+    frame carrying a whole UDP datagram; None for anything else (dpkt decides). Exporters'
+    captures are almost all this; parsing it with struct is several times faster."""
+    if linktype != dpkt.pcap.DLT_EN10MB or len(buf) < 42:
+        return None
+    etype = (buf[12] << 8) | buf[13]
+    if etype == 0x0800:
+        vihl, total, frag, proto = _V4.unpack_from(buf, 14)
+        ihl = (vihl & 0x0F) * 4
+        if vihl >> 4 != 4 or proto != 17 or frag & 0x3FFF or ihl < 20:
+            return None
+        l4, end, src = 14 + ihl, 14 + total, _MAPPED + buf[26:30]
+    elif etype == 0x86DD:
+        if buf[14] >> 4 != 6 or buf[20] != 17:
+            return None
+        l4, end, src = 54, 54 + ((buf[18] << 8) | buf[19]), buf[22:38]
+    else:
+        return None
+    if end > len(buf) or l4 + 8 > end:
+        return None
+    sport, dport, ulen = _UDP.unpack_from(buf, l4)
+    if ulen < 8 or l4 + ulen > end:
+        return None
+    return src, sport, dport, buf[l4 + 8 : l4 + ulen]
+
+
 def read_datagrams(path: Path, stats: CaptureStats | None = None) -> Iterator[CapturedDatagram]:
     stats = stats if stats is not None else CaptureStats()
     try:
@@ -76,6 +111,11 @@ def read_datagrams(path: Path, stats: CaptureStats | None = None) -> Iterator[Ca
         try:
             for ts, buf in reader:
                 stats.packets += 1
+                fast = _fast_udp(linktype, buf)
+                if fast is not None:
+                    stats.datagrams += 1
+                    yield CapturedDatagram(fast[0], fast[2], fast[3], int(ts * 1000), fast[1], stats.packets)
+                    continue
                 try:
                     ip = _ip_layer(linktype, buf)
                 except (dpkt.dpkt.UnpackError, dpkt.dpkt.NeedData, ValueError):
@@ -96,7 +136,7 @@ def read_datagrams(path: Path, stats: CaptureStats | None = None) -> Iterator[Ca
                     stats.skipped["not_udp"] += 1
                     continue
                 stats.datagrams += 1
-                yield CapturedDatagram(src, udp.dport, bytes(udp.data), int(ts * 1000))
+                yield CapturedDatagram(src, udp.dport, bytes(udp.data), int(ts * 1000), udp.sport, stats.packets)
         except (dpkt.dpkt.NeedData, dpkt.dpkt.UnpackError, ValueError) as exc:
             stats.skipped["truncated_capture"] += 1
             if not stats.packets:

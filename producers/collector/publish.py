@@ -44,14 +44,18 @@ class Publisher:
                 size += len(value)
         return messages, size
 
-    def raw(self, datagrams: list[tuple[bytes, bytes, int]]) -> int:
+    def raw(self, datagrams: list[tuple[bytes, bytes, int, int]]) -> int:
         """Copy datagrams to the raw topic (key = exporter), for replay with `netpilot decode`."""
-        for exporter, data, received_ms in datagrams:
+        for exporter, data, received_ms, port in datagrams:
             self.producer.produce(
                 self.raw_topic,
                 data,
                 key=addr_to_str(exporter),
-                headers=[("schema", b"raw-datagram/1"), ("received-ms", str(received_ms).encode())],
+                headers=[
+                    ("schema", b"raw-datagram/1"),
+                    ("received-ms", str(received_ms).encode()),
+                    ("source-port", str(port).encode()),
+                ],
             )
         return len(datagrams)
 

@@ -1,7 +1,8 @@
 """UDP listeners: sockets and timestamps, no parsing.
 
-One thread per socket reads datagrams and puts ``(exporter16, payload, received_ms)`` on a
-bounded queue; when the decoder falls behind the queue overflows and the loss is counted
+One thread per socket reads datagrams and puts ``(exporter16, payload, received_ms,
+source_port)`` on a bounded queue (the port scopes templates to the exporter's Transport
+Session, RFC 7011 §8); when the decoder falls behind the queue overflows and the loss is counted
 (the socket must never wait on the decoder). Exporters not in the allow-list are counted
 and dropped here, before any decoding.
 """
@@ -18,7 +19,7 @@ from collections.abc import Callable
 
 from netpilot.wire.flows import str_to_addr
 
-Datagram = tuple[bytes, bytes, int]
+Datagram = tuple[bytes, bytes, int, int]  # exporter, payload, received at (Unix ms), source port
 
 
 class UdpReceiver:
@@ -87,7 +88,7 @@ class UdpReceiver:
                 queued = False
                 if ok:
                     try:
-                        put((exporter, data, int(time.time() * 1000)))
+                        put((exporter, data, int(time.time() * 1000), src[1]))
                         queued = True
                     except queue.Full:
                         pass

@@ -63,6 +63,7 @@ class CollectorService:
                 max_templates=s.max_templates,
                 max_templates_per_domain=s.max_templates_per_domain,
                 pending_age_ms=s.pending_age_ms,
+                template_scope=s.template_scope,
                 bounds=s.plausibility.bounds(),
             )
         )
@@ -131,6 +132,7 @@ class CollectorService:
             while not (self._stop.is_set() and self._queue.empty()):
                 batch = self._take()
                 self.process(batch)
+            self._count(self.decoder.flush())  # data still waiting for a template is lost: count it
         except Exception as exc:  # noqa: BLE001 - reported through health(); lifecycle stops us
             self._error = f"{type(exc).__name__}: {exc}"
             log.error("collector worker failed", error=self._error)

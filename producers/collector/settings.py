@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -67,6 +67,11 @@ class CollectorSettings(ComponentSettings):
     max_templates: int = Field(8192, ge=16)
     max_templates_per_domain: int = Field(1024, ge=1)
     pending_age_ms: int = Field(10_000, ge=0, description="how long data waits for its template")
+    template_scope: Literal["session", "exporter"] = Field(
+        "session",
+        description="templates belong to exporter address + UDP source port (RFC 7011 §8), or to the address only "
+        "(exporters that change source port)",
+    )
     load_templates: bool = Field(True, description="read the templates topic at start")
     plausibility: PlausibilitySettings = Field(
         default_factory=PlausibilitySettings, description="bounds on decoded flows (refused ones are counted)"

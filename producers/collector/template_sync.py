@@ -1,9 +1,12 @@
 """Templates survive restarts: publish them to the compacted templates topic, load at start.
 
-Key ``exporter|observation_domain|template_id`` (catalog.EXPORTER_TEMPLATES); a withdrawal
-is a tombstone. At start the whole topic is read up to its end offsets (no consumer group:
-every collector wants every template) and each template installed in the decoder, so data
-that arrives first after a restart decodes at once.
+Key ``exporter|observation_domain|template_id[|source_port]`` (catalog.EXPORTER_TEMPLATES);
+a withdrawal is a tombstone. At start the whole topic is read up to its end offsets (no
+consumer group: every collector wants every template) and each template installed in the
+decoder, so data that arrives first after a restart decodes at once. Templates carry the
+exporter's source port (their Transport Session): a second collector fed by the same
+exporter session (failover, anycast, a load balancer keeping the 5-tuple) decodes its data
+at once; after an exporter restart on a new port its new session re-sends its templates.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from netpilot.obs.logging import librdkafka_logger
 from netpilot.settings import KafkaSettings
 from netpilot.wire.flows import addr_to_str, str_to_addr
 from netpilot.wire.intake import Intake
-from netpilot.wire.templates import ExporterTemplate
+from netpilot.wire.templates import ExporterTemplate, template_key
 from producers.collector.decode.decoder import Decoder
 from producers.collector.decode.errors import DecodeError
 from producers.collector.decode.result import TemplateEvent
@@ -29,7 +32,7 @@ from producers.collector.decode.result import TemplateEvent
 def publish(producer: KafkaProducer, kafka: KafkaSettings, events: list[TemplateEvent]) -> int:
     topic = kafka.topic(catalog.EXPORTER_TEMPLATES)
     for e in events:
-        key = f"{addr_to_str(e.exporter)}|{e.domain}|{e.template_id}"
+        key = template_key(addr_to_str(e.exporter), e.domain, e.template_id, e.source_port)
         if e.definition is None:
             producer.produce(topic, None, key=key)
             continue
@@ -42,6 +45,7 @@ def publish(producer: KafkaProducer, kafka: KafkaSettings, events: list[Template
             definition_hex=e.definition.hex(),
             scope_field_count=e.scope_field_count,
             received_at=time.time(),
+            source_port=e.source_port,
         )
         producer.produce(topic, msg.encode(), key=key, headers=ExporterTemplate.headers())
     return len(events)
@@ -111,10 +115,16 @@ def load(
         if t is None:
             continue
         try:
-            decoder.load_template(
-                str_to_addr(t.exporter), t.version, t.observation_domain, t.kind, bytes.fromhex(t.definition_hex)
+            installed = decoder.load_template(
+                str_to_addr(t.exporter),
+                t.version,
+                t.observation_domain,
+                t.kind,
+                bytes.fromhex(t.definition_hex),
+                t.source_port,
             )
-            loaded += 1
+            loaded += installed
+            skipped += not installed
         except (DecodeError, ValueError):
             skipped += 1
     return loaded, skipped

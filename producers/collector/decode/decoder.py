@@ -3,8 +3,9 @@
 Usage::
 
     dec = Decoder(DecoderOptions(default_sampling_rate=1))
-    result = dec.decode([(exporter16, datagram_bytes, received_ms), ...])
+    result = dec.decode([(exporter16, datagram_bytes, received_ms, source_port), ...])
     table = result.table()          # flows/1 columns; enrich fills pop/router/link ...
+    last = dec.flush()              # end of a capture: data still waiting for a template
 
 One call is one decode pass: data of the same template across all datagrams of the pass
 is decoded with one ``np.frombuffer``. Nothing raises for bad input; everything dropped is
@@ -17,6 +18,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from producers.collector.decode import bounds as plausible
 from producers.collector.decode import ipfix, netflow_v5, netflow_v9, sflow
@@ -27,8 +29,9 @@ from producers.collector.decode.result import ChunkBuilder, DecodeResult
 from producers.collector.decode.sampling import SamplingState
 from producers.collector.decode.templates import BoundedTemplateStore, PendingData
 
-Datagram = tuple[bytes, bytes, int]
-"""(exporter as 16-byte IPv4-mapped/IPv6 address, datagram, received at in Unix ms)."""
+Datagram = tuple[bytes, bytes, int] | tuple[bytes, bytes, int, int]
+"""(exporter as 16-byte IPv4-mapped/IPv6 address, datagram, received at in Unix ms[, the
+exporter's UDP source port]). Without a port, templates are scoped by address."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,14 @@ class DecoderOptions:
     pending_sets: int = 1024
     pending_bytes: int = 4 << 20
     pending_age_ms: int = 10_000
+    template_scope: Literal["session", "exporter"] = "session"
+    """"session": templates (and options data) belong to the exporter's address *and* UDP
+    source port, as RFC 7011 §8 says; "exporter": to the address alone, for exporters that
+    change their source port but not their templates."""
+    provenance: bool = False
+    """Add the PROVENANCE_FIELDS columns (``netpilot decode``: frame, template, sequence, order)."""
+    explain: bool = False
+    """Record every drop with its datagram and offset in ``result.explained``."""
     bounds: plausible.FlowBounds | None = None
     """Plausibility bounds applied to every decoded flow (None: none, e.g. for pcap replays
     whose receive times are not the capture's)."""
@@ -59,34 +70,46 @@ class Decoder:
         self._templates = TemplateDecoder(
             self.store, self.pending, self.sampling, self._default_rate, options.max_fields
         )
+        self._by_port = options.template_scope == "session"
+        self.datagrams_seen = 0
+        """Datagrams decoded so far: the ``datagram`` provenance column counts from here."""
+
+    def _builder(self) -> ChunkBuilder:
+        return ChunkBuilder(provenance=self.options.provenance, explain=self.options.explain)
 
     def decode(self, datagrams: Iterable[Datagram], now_ms: int | None = None) -> DecodeResult:
-        out = ChunkBuilder()
+        out = self._builder()
         v5 = netflow_v5.V5Batch()
         sf = sflow.SFlowBatch()
         last_ms = 0
-        for exporter, raw, received_ms in datagrams:
+        by_port, seen = self._by_port, self.datagrams_seen
+        for item in datagrams:
+            exporter, raw, received_ms = item[0], item[1], item[2]
+            port = item[3] if by_port and len(item) > 3 else 0
+            out.datagram = seen
+            seen += 1
             last_ms = received_ms
             data = memoryview(raw)
             try:
                 if len(data) < 4:
-                    raise DecodeError(Reason.TRUNCATED, f"datagram of {len(data)} bytes")
+                    raise DecodeError(Reason.TRUNCATED, f"datagram of {len(data)} bytes", offset=0)
                 version = (data[0] << 8) | data[1]
                 if version == 5:
                     netflow_v5.collect(v5, out, exporter, data, received_ms)
                 elif version == 9:
-                    netflow_v9.decode(self._templates, out, exporter, data, received_ms)
+                    netflow_v9.decode(self._templates, out, exporter, port, data, received_ms)
                 elif version == 10:
-                    ipfix.decode(self._templates, out, exporter, data, received_ms)
+                    ipfix.decode(self._templates, out, exporter, port, data, received_ms)
                 elif version == 0 and struct.unpack_from(">I", data, 0)[0] == 5:
                     sflow.collect(sf, out, exporter, data, received_ms)
                 else:
-                    raise DecodeError(Reason.UNKNOWN_VERSION, f"unknown export version {version}")
+                    raise DecodeError(Reason.UNKNOWN_VERSION, f"unknown export version {version}", offset=0)
             except DecodeError as exc:
-                out.drop(exc.reason, 1, str(exc))
+                out.drop(exc.reason, 1, str(exc), exc.offset)
             except (struct.error, IndexError, ValueError) as exc:
                 # a length we did not check; still bad input, never a crash
                 out.drop(Reason.TRUNCATED, 1, f"{type(exc).__name__}: {exc}")
+        self.datagrams_seen = seen
         finishers: tuple[tuple[str, Callable[..., None], object], ...] = (
             ("netflow5", netflow_v5.finish, v5),
             ("sflow5", sflow.finish, sf),
@@ -105,16 +128,32 @@ class Decoder:
             result.refused.update(verdict.examples)
         return result
 
-    def load_template(self, exporter: bytes, version: int, domain: int, kind: str, definition: bytes) -> None:
-        """Install a template persisted earlier (templates topic), as if just received."""
+    def flush(self) -> DecodeResult:
+        """The end of a capture: data still waiting for its template is dropped and counted
+        (``no_template``), since no template can come any more."""
+        out = self._builder()
+        self._templates.finish(out, None, flush=True)
+        return out.finish()
+
+    def load_template(
+        self, exporter: bytes, version: int, domain: int, kind: str, definition: bytes, source_port: int = 0
+    ) -> bool:
+        """Install a template persisted earlier (templates topic), as if just received.
+
+        ``source_port`` is the port of the Transport Session it came in (0: unknown, as
+        persisted before templates carried their port); scoped by exporter address, every port is 0.
+        Returns False when the definition is a withdrawal.
+        """
+        port = source_port if self._by_port else 0
         module = netflow_v9 if version == 9 else ipfix
         tid, fields, scope, _ = module.parse_template_record(
             memoryview(definition), 0, kind, self.options.max_fields, domain
         )
         if fields is None:
-            return
+            return False
         # data held for this template (if any) is decoded by the next pass
-        self._templates.learn(ChunkBuilder(), exporter, version, domain, tid, kind, fields, definition, scope)
+        self._templates.learn(ChunkBuilder(), (exporter, port, version, domain), tid, kind, fields, definition, scope)
+        return True
 
     def template_count(self) -> int:
         return len(self.store)

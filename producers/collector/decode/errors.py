@@ -17,10 +17,11 @@ class Reason:
     TRUNCATED = "truncated"  # datagram or set shorter than its header says
     BAD_LENGTH = "bad_length"  # a length field that cannot be right (0, too big)
     BAD_COUNT = "bad_count"  # v5 record count out of range
+    COUNT_MISMATCH = "count_mismatch"  # v5 records the header count and the length disagree on (record)
     TEMPLATE_EMPTY = "template_empty"  # template with 0 fields or 0-byte records
     TEMPLATE_TOO_LARGE = "template_too_large"  # more fields than any real exporter sends
     TEMPLATE_EVICTED = "template_evicted"  # bounded template cache pushed one out
-    NO_TEMPLATE = "no_template"  # data set whose template never came (set)
+    NO_TEMPLATE = "no_template"  # data set whose template never came, or not before the capture ended (set)
     PENDING_OVERFLOW = "pending_overflow"  # held data set pushed out of the bounded buffer
     BAD_RECORD = "bad_record"  # variable-length record running past its set
     BAD_SAMPLE = "bad_sample"  # sFlow sample/record with inconsistent lengths
@@ -46,11 +47,14 @@ class DecodeError(NetpilotError):
         version: int | None = None,
         domain: int | None = None,
         template_id: int | None = None,
+        offset: int | None = None,
     ) -> None:
         self.reason = reason
         self.version = version
         self.domain = domain
         self.template_id = template_id
+        self.offset = offset
+        """Byte offset in the datagram where the bad part starts, when known (``--explain``)."""
         ctx = [
             f"{k}={v}"
             for k, v in (("version", version), ("domain", domain), ("template", template_id))

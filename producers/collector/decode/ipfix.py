@@ -45,46 +45,59 @@ def parse_template_record(
     return tid, fields, scope, end
 
 
-def decode(td: TemplateDecoder, out: ChunkBuilder, exporter: bytes, data: memoryview, received_ms: int) -> None:
+def decode(
+    td: TemplateDecoder, out: ChunkBuilder, exporter: bytes, port: int, data: memoryview, received_ms: int
+) -> None:
     if len(data) < HEADER.size:
-        raise DecodeError(Reason.TRUNCATED, f"IPFIX message of {len(data)} bytes", version=VERSION)
-    _, length, export_time, _, domain = HEADER.unpack_from(data, 0)
+        raise DecodeError(Reason.TRUNCATED, f"IPFIX message of {len(data)} bytes", version=VERSION, offset=0)
+    _, length, export_time, sequence, domain = HEADER.unpack_from(data, 0)
+    out.sequence = sequence
     if length < HEADER.size:
-        raise DecodeError(Reason.BAD_LENGTH, f"IPFIX length field {length}", version=VERSION, domain=domain)
+        raise DecodeError(Reason.BAD_LENGTH, f"IPFIX length field {length}", version=VERSION, domain=domain, offset=2)
     if length > len(data):
         raise DecodeError(
-            Reason.TRUNCATED, f"IPFIX length {length} > datagram {len(data)}", version=VERSION, domain=domain
+            Reason.TRUNCATED, f"IPFIX length {length} > datagram {len(data)}", version=VERSION, domain=domain, offset=2
         )
     data = data[:length]
     export_ms = export_time * 1000
     out.result.datagrams[(exporter, "ipfix")] += 1
-    for set_id, body in iter_sets(out, data, HEADER.size, "IPFIX set", domain):
+    session = (exporter, port, VERSION, domain)
+    for set_id, body, offset in iter_sets(out, data, HEADER.size, "IPFIX set", domain):
         if set_id >= 256:
-            td.data_set(out, (exporter, VERSION, domain, set_id), body, export_ms, 0, received_ms)
+            td.data_set(out, (exporter, port, VERSION, domain, set_id), body, export_ms, 0, received_ms, offset)
         elif set_id in (2, 3):
-            _templates(td, out, exporter, domain, body, "data" if set_id == 2 else "options", set_id)
+            _templates(td, out, session, body, offset, "data" if set_id == 2 else "options", set_id)
         else:
-            out.drop(Reason.UNSUPPORTED, 1)
+            out.drop(Reason.UNSUPPORTED, 1, f"IPFIX set id {set_id} (4-255 are reserved)", offset - 4)
 
 
 def _templates(
-    td: TemplateDecoder, out: ChunkBuilder, exporter: bytes, domain: int, body: memoryview, kind: str, set_id: int
+    td: TemplateDecoder,
+    out: ChunkBuilder,
+    session: tuple[bytes, int, int, int],
+    body: memoryview,
+    offset: int,
+    kind: str,
+    set_id: int,
 ) -> None:
     pos = 0
+    domain = session[3]
     while len(body) - pos >= 4:
+        if not any(body[pos:]):
+            return  # padding (RFC 7011 §3.3.1: a template id is never 0)
         try:
             tid, fields, scope, end = parse_template_record(body, pos, kind, td.max_fields, domain)
         except DecodeError as exc:
-            out.drop(exc.reason, 1, str(exc))
+            out.drop(exc.reason, 1, str(exc), offset + pos)
             return
         if fields is None:  # withdrawal
             if tid == set_id:
-                td.withdraw_all(out, exporter, VERSION, domain, kind)
+                td.withdraw_all(out, session, kind)
             else:
-                td.withdraw(out, (exporter, VERSION, domain, tid))
+                td.withdraw(out, (*session, tid))
         else:
             try:
-                td.learn(out, exporter, VERSION, domain, tid, kind, fields, bytes(body[pos:end]), scope)
+                td.learn(out, session, tid, kind, fields, bytes(body[pos:end]), scope)
             except DecodeError as exc:
-                out.drop(exc.reason, 1, str(exc))
+                out.drop(exc.reason, 1, str(exc), offset + pos)
         pos = end

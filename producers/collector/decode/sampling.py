@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from producers.collector.decode.compiler import IE, CompiledTemplate
-
-DomainKey = tuple[bytes, int, int]  # exporter, version, domain
+from producers.collector.decode.templates import DomainKey
 
 
 def rate_from_fields(values: Mapping[int, int]) -> int:

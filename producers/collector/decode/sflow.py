@@ -19,7 +19,7 @@ import numpy as np
 from netpilot.wire.flows import FlowFlags, FlowType
 from netpilot.wire.links import LinkStats
 from producers.collector.decode.errors import DecodeError, Reason
-from producers.collector.decode.result import ChunkBuilder
+from producers.collector.decode.result import ChunkBuilder, order_key
 from producers.collector.decode.sflow_headers import HEADER_WIDTH, parse_headers
 
 U32 = struct.Struct(">I")
@@ -58,6 +58,8 @@ class SFlowBatch:
     counts: list[int] = field(default_factory=list)
     domain: list[int] = field(default_factory=list)
     received_ms: list[int] = field(default_factory=list)
+    datagram: list[int] = field(default_factory=list)
+    sequence: list[int] = field(default_factory=list)
 
 
 def _addr(data: memoryview, pos: int) -> tuple[bytes, int]:
@@ -76,22 +78,24 @@ def collect(b: SFlowBatch, out: ChunkBuilder, exporter: bytes, data: memoryview,
     end = len(data)
     try:
         _, pos = _addr(data, 4)
-        sub_agent, _, _, nsamples = DGRAM_TAIL.unpack_from(data, pos)
+        sub_agent, sequence, _, nsamples = DGRAM_TAIL.unpack_from(data, pos)
     except struct.error as exc:
-        raise DecodeError(Reason.TRUNCATED, f"sFlow datagram header: {exc}", version=VERSION) from exc
+        raise DecodeError(Reason.TRUNCATED, f"sFlow datagram header: {exc}", version=VERSION, offset=0) from exc
+    out.sequence = sequence
     if nsamples > MAX_SAMPLES:
-        raise DecodeError(Reason.BAD_COUNT, f"sFlow sample count {nsamples}", version=VERSION)
+        raise DecodeError(Reason.BAD_COUNT, f"sFlow sample count {nsamples}", version=VERSION, offset=pos + 12)
     pos += DGRAM_TAIL.size
     out.result.datagrams[(exporter, "sflow5")] += 1
     flows = 0
     for _ in range(nsamples):
         if end - pos < 8:
-            out.drop(Reason.TRUNCATED, 1, "sFlow datagram ends before its samples do")
+            out.drop(Reason.TRUNCATED, 1, "sFlow datagram ends before its samples do", pos)
             break
+        at = pos
         fmt, slen = U32X2.unpack_from(data, pos)
         pos += 8
         if slen > end - pos:
-            out.drop(Reason.TRUNCATED, 1, f"sFlow sample claims {slen} bytes, {end - pos} left")
+            out.drop(Reason.TRUNCATED, 1, f"sFlow sample claims {slen} bytes, {end - pos} left", at)
             break
         body = data[pos : pos + slen]
         pos += slen
@@ -103,14 +107,16 @@ def collect(b: SFlowBatch, out: ChunkBuilder, exporter: bytes, data: memoryview,
                 out.result.link_stats.extend(stats)
                 out.result.link_stats_exporters.extend([exporter] * len(stats))
             else:
-                out.drop(Reason.UNSUPPORTED, 1)
+                out.drop(Reason.UNSUPPORTED, 1, f"sFlow sample format {fmt}", at)
         except (DecodeError, struct.error) as exc:
-            out.drop(getattr(exc, "reason", Reason.BAD_SAMPLE), 1, f"sFlow sample: {exc}")
+            out.drop(getattr(exc, "reason", Reason.BAD_SAMPLE), 1, f"sFlow sample: {exc}", at)
     if flows:
         b.exporters.append(exporter)
         b.counts.append(flows)
         b.domain.append(sub_agent)
         b.received_ms.append(received_ms)
+        b.datagram.append(out.datagram)
+        b.sequence.append(sequence)
 
 
 def _flow_sample(b: SFlowBatch, s: memoryview, expanded: bool) -> int:
@@ -247,6 +253,7 @@ def finish(b: SFlowBatch, out: ChunkBuilder, default_rate: Callable[[bytes], int
     received = np.repeat(np.asarray(b.received_ms, np.int64), counts)
     exporters = np.frombuffer(b"".join(b.exporters), np.uint8).reshape(-1, 16)
     cols: dict[str, Any] = dict(h)  # arrays, and scalars that ChunkBuilder broadcasts
+    del cols["ip_length"]  # sFlow counts the frame length, like the agent
     cols.update(
         {
             "time_received": received,
@@ -268,6 +275,11 @@ def finish(b: SFlowBatch, out: ChunkBuilder, default_rate: Callable[[bytes], int
             "flags": flags,
         }
     )
+    if out.provenance:
+        cols["datagram"] = np.repeat(np.asarray(b.datagram, np.int64), counts)
+        cols["template_id"] = np.uint16(0)
+        cols["sequence"] = np.repeat(np.asarray(b.sequence, np.int64), counts)
+        cols["order"] = order_key(np.asarray(b.datagram), 0, counts)
     for e, c in zip(b.exporters, b.counts):
         out.result.flows[(e, "sflow5")] += c
     out.add(n, cols)

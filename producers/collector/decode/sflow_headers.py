@@ -4,8 +4,9 @@ Input: an ``(n, HEADER_WIDTH)`` matrix of header bytes, the captured length per 
 the sFlow header protocol per row (1 Ethernet, 11 IPv4, 12 IPv6). Handles 802.1Q and QinQ
 (two tags), IPv4 (options via IHL, non-first fragments carry no ports), IPv6 (fixed
 header; extension headers are not followed), TCP/UDP/SCTP ports, TCP flags and ICMP
-type/code (as ``type << 8 | code`` in dst_port, the usual convention). Bytes beyond the
-captured length read as 0, never as another row's data.
+type/code (as ``type << 8 | code`` in dst_port, the usual convention), and the IP packet's
+length from its header. Bytes beyond the captured length read as 0, never as another row's
+data. Also used for the packet sections of IPFIX (IEs 313 and 315).
 """
 
 from __future__ import annotations
@@ -65,7 +66,10 @@ def parse_headers(h: np.ndarray, hlen: np.ndarray, proto: np.ndarray) -> dict[st
     src_port = np.where(ported, u16(l4), 0)
     dst_port = np.where(ported, u16(l4 + 2), np.where(icmp, u16(l4), 0))
     tcp_flags = np.where(has_l4 & (ip_proto == 6), byte(l4 + 13), 0)
+    # the IP packet's own length (v4 total length; v6 payload length + its 40-byte header)
+    ip_length = np.where(v4, u16(off + 2), np.where(v6, u16(off + 4) + 40, 0))
     return {
+        "ip_length": ip_length.astype(np.uint64),
         "src_addr": src,
         "dst_addr": dst,
         "src_port": src_port.astype(np.uint16),

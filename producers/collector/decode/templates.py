@@ -1,9 +1,14 @@
 """Template state: a bounded template cache and a bounded buffer for early data.
 
-Keys are ``(exporter, version, domain, template_id)``: templates are per exporter address
-*and* source id / observation domain, as RFC 7011 and RFC 3954 say. Both structures are
-bounded in entries and bytes, so a flood of template ids or of data without templates
-costs a fixed amount of memory and shows up as counted evictions instead.
+Keys are ``(exporter, source_port, version, domain, template_id)``. RFC 7011 §8 scopes a
+template to its Transport Session (for UDP: the exporter's address and source port) and
+observation domain, and RFC 3954 to the source id of an exporter; so two export processes
+behind one address (line cards, cluster members, an exporter restarted on a new port) keep
+apart templates that share an id. With ``template_scope="exporter"`` the decoder puts 0
+in the port, which scopes templates by address alone, for exporters that change their
+source port while keeping their templates. Both structures are bounded in entries and
+bytes, so a flood of template ids or of data without templates costs a fixed amount of
+memory and shows up as counted evictions instead.
 """
 
 from __future__ import annotations
@@ -15,7 +20,14 @@ from typing import Protocol
 
 from producers.collector.decode.compiler import CompiledTemplate
 
-TemplateKey = tuple[bytes, int, int, int]  # exporter, version, domain, template id
+TemplateKey = tuple[bytes, int, int, int, int]  # exporter, source port, version, domain, template id
+DomainKey = tuple[bytes, int, int, int]  # exporter, source port, version, domain: one session's domain
+
+
+def cap_key(key: TemplateKey) -> tuple[bytes, int, int]:
+    """What the per-domain cap counts by: the address, not the port, so an exporter that
+    hops source ports cannot escape the cap and evict other exporters' templates."""
+    return key[0], key[2], key[3]
 
 
 class TemplateStore(Protocol):
@@ -29,7 +41,7 @@ class TemplateStore(Protocol):
 
     def withdraw(self, key: TemplateKey) -> bool: ...
 
-    def withdraw_domain(self, exporter: bytes, version: int, domain: int, kind: str | None) -> list[TemplateKey]: ...
+    def withdraw_domain(self, domain: DomainKey, kind: str | None) -> list[TemplateKey]: ...
 
     def __len__(self) -> int: ...
 
@@ -41,7 +53,7 @@ class BoundedTemplateStore:
         self.max_templates = max_templates
         self.max_per_domain = max_per_domain
         self._items: OrderedDict[TemplateKey, CompiledTemplate] = OrderedDict()
-        self._per_domain: dict[tuple[bytes, int, int], int] = {}
+        self._per_domain: dict[tuple[bytes, int, int], int] = {}  # cap_key -> templates
 
     def __len__(self) -> int:
         return len(self._items)
@@ -62,10 +74,11 @@ class BoundedTemplateStore:
             self._items.move_to_end(key)
             return old.definition != tpl.definition or old.kind != tpl.kind, 0
         evicted = 0
-        dom = key[:3]
+        dom = cap_key(key)
         if self._per_domain.get(dom, 0) >= self.max_per_domain:
-            # evict this domain's least recently used template, not another exporter's
-            victim = next(k for k in self._items if k[:3] == dom)
+            # evict this domain's least recently used template (an old session's first), not
+            # another exporter's
+            victim = next(k for k in self._items if cap_key(k) == dom)
             self._remove(victim)
             evicted += 1
         while len(self._items) >= self.max_templates:
@@ -77,7 +90,7 @@ class BoundedTemplateStore:
 
     def _remove(self, key: TemplateKey) -> None:
         del self._items[key]
-        dom = key[:3]
+        dom = cap_key(key)
         left = self._per_domain[dom] - 1
         if left:
             self._per_domain[dom] = left
@@ -90,12 +103,8 @@ class BoundedTemplateStore:
             return True
         return False
 
-    def withdraw_domain(self, exporter: bytes, version: int, domain: int, kind: str | None) -> list[TemplateKey]:
-        keys = [
-            k
-            for k, t in self._items.items()
-            if k[:3] == (exporter, version, domain) and (kind is None or t.kind == kind)
-        ]
+    def withdraw_domain(self, domain: DomainKey, kind: str | None) -> list[TemplateKey]:
+        keys = [k for k, t in self._items.items() if k[:4] == domain and (kind is None or t.kind == kind)]
         for k in keys:
             self._remove(k)
         return keys
@@ -109,6 +118,11 @@ class HeldSet:
     export_ms: int
     uptime_ms: int
     received_ms: int
+    datagram: int = 0
+    """The decoder-wide index of the datagram it came in (``netpilot decode`` maps it to a frame)."""
+    sequence: int = 0
+    offset: int = 0
+    """Where the set's body starts in its datagram (capture order for ``netpilot decode``)."""
 
 
 class PendingData:
@@ -161,14 +175,15 @@ class PendingData:
             out.append(held)
         return out
 
-    def expire(self, now_ms: int) -> int:
-        """Drop sets held longer than ``max_age_ms``; returns how many."""
-        n = 0
+    def expire(self, now_ms: int | None) -> list[tuple[TemplateKey, HeldSet]]:
+        """Drop sets held longer than ``max_age_ms`` (all of them for ``None``: end of a
+        capture); returns them, so the caller can count and explain each."""
+        gone = []
         while self._items:
             k, held = next(iter(self._items.items()))
-            if now_ms - held.received_ms <= self.max_age_ms:
+            if now_ms is not None and now_ms - held.received_ms <= self.max_age_ms:
                 break
             del self._items[k]
             self._forget(k[0], held)
-            n += 1
-        return n
+            gone.append((k[0], held))
+        return gone

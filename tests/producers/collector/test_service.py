@@ -26,6 +26,8 @@ from tests.producers.collector.decode.builders import field_specs, ipfix, ipfix_
 from tests.producers.collector.exporters import Export
 
 FIELDS = [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (14, 4), (1, 8), (2, 8)]
+# an IPFIX message 10 bytes long (truncated) and a v9 header + a flowset of length 2 (bad length)
+BAD = [b"\x00\x0agarbage", b"\x00\x09" + bytes(18) + b"\x01\x00\x00\x02" + bytes(8)]
 REC = struct.Struct(">4s4sHHBIQQ")
 
 INVENTORY = """
@@ -93,12 +95,15 @@ def settings(kafka_settings: KafkaSettings, tmp_path: Path) -> CollectorSettings
     )
 
 
-def send(port: int, datagrams: list[bytes], src: str = "127.0.0.1") -> None:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind((src, 0))
+def send(port: int, datagrams: list[bytes], src: str = "127.0.0.1", sock: socket.socket | None = None) -> None:
+    """Send from ``sock`` (one exporter session: one source port) or a new socket."""
+    s = sock or socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if sock is None:
+        s.bind((src, 0))
     for d in datagrams:
         s.sendto(d, ("127.0.0.1", port))
-    s.close()
+    if sock is None:
+        s.close()
 
 
 def read(kafka: KafkaSettings, topic: catalog.Topic, until: int, timeout: float = 30.0) -> list:  # type: ignore[type-arg]
@@ -138,7 +143,7 @@ def test_collector_publishes_enriched_batches_keyed_by_pop(
         send(nf, [template(), ours] + real)
         send(sf, [counter_sample(7, 123_456)])
         send(nf, [data([7])], src="127.0.0.2")  # not in the inventory: denied
-        send(nf, [b"\x00\x0agarbage", b"\x00\x09" + bytes(30)])  # bad input: counted, no crash
+        send(nf, BAD)  # bad input: counted, no crash
         msgs = read(settings.kafka, catalog.FLOWS, until=4 + 33)
         stats = read(settings.kafka, catalog.LINK_STATS, until=1)
         raw = read(settings.kafka, catalog.RAW_DATAGRAMS, until=5 + len(real))
@@ -146,8 +151,7 @@ def test_collector_publishes_enriched_batches_keyed_by_pop(
     finally:
         svc.stop()
     assert svc.health() == (True, "ok")  # the worker drained and ended cleanly after stop()
-    bad = [b"\x00\x0agarbage", b"\x00\x09" + bytes(30)]
-    assert sorted(m.value() for m in raw) == sorted([template(), ours, counter_sample(7, 123_456)] + real + bad)
+    assert sorted(m.value() for m in raw) == sorted([template(), ours, counter_sample(7, 123_456)] + real + BAD)
     assert {m.key() for m in raw} == {b"127.0.0.1"}
     assert {m.key() for m in msgs} == {b"fra1"}
     rows = [r for m in msgs for r in decode_flows(m.value()).to_pylist()]
@@ -208,30 +212,46 @@ def test_collector_refuses_implausible_flows_counts_them_by_reason_and_publishes
 
 
 def test_restarted_collector_decodes_at_once_with_templates_from_the_topic(settings: CollectorSettings) -> None:
-    first = CollectorService(settings)
-    first.start()
+    """The template learned from one exporter session (address + source port) is on the
+    compacted topic; a restarted collector decodes that session's data at once, while the
+    same address from another source port (another session) still waits for its template."""
+    exporter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    exporter.bind(("127.0.0.1", 0))
+    sport = exporter.getsockname()[1]
     try:
-        send(first.ports[0], [template(), data([7])])
-        read(settings.kafka, catalog.FLOWS, until=1)
-    finally:
-        first.stop()
-    [tpl] = read(settings.kafka, catalog.EXPORTER_TEMPLATES, until=1)
-    assert tpl.key() == b"127.0.0.1|3|300"
-    assert ExporterTemplate.decode(tpl.value()).version == 10
+        first = CollectorService(settings)
+        first.start()
+        try:
+            send(first.ports[0], [template(), data([7])], sock=exporter)
+            read(settings.kafka, catalog.FLOWS, until=1)
+        finally:
+            first.stop()
+        [tpl] = read(settings.kafka, catalog.EXPORTER_TEMPLATES, until=1)
+        assert tpl.key() == f"127.0.0.1|3|300|{sport}".encode()
+        persisted = ExporterTemplate.decode(tpl.value())
+        assert (persisted.version, persisted.source_port) == (10, sport)
 
-    registry = CollectorRegistry()
-    second = CollectorService(settings, registry)
-    second.start()
-    try:
-        assert second.decoder.template_count() == 1
-        send(second.ports[0], [data([8, 8])])  # data only: no template in this datagram
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not sample_value(
-            registry, "netpilot_collector_flows_total", {"exporter": "127.0.0.1", "protocol": "ipfix"}
-        ):
-            time.sleep(0.1)
-        assert len(second.decoder.pending) == 0  # decoded straight away, not held
+        registry = CollectorRegistry()
+        second = CollectorService(settings, registry)
+        second.start()
+        try:
+            assert second.decoder.template_count() == 1
+            send(second.ports[0], [data([8, 8])], sock=exporter)  # data only: no template in this datagram
+            send(second.ports[0], [data([9])])  # another source port: another session, held
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and (
+                not sample_value(
+                    registry, "netpilot_collector_flows_total", {"exporter": "127.0.0.1", "protocol": "ipfix"}
+                )
+                or len(second.decoder.pending) != 1
+            ):
+                time.sleep(0.1)
+            assert len(second.decoder.pending) == 1  # only the other session's data waits
+        finally:
+            second.stop()
     finally:
-        second.stop()
+        exporter.close()
     rows = [r for m in read(settings.kafka, catalog.FLOWS, until=3) for r in decode_flows(m.value()).to_pylist()]
     assert sorted(r["link_id"] for r in rows) == ["fra1-pni-b", "fra1-pni-b", "fra1-transit-a"]
+    # stopping lost the held set: counted, not silent
+    assert sample_value(registry, "netpilot_collector_flows_dropped_total", {"reason": "no_template"}) == 1

@@ -195,7 +195,7 @@ def test_many_datagrams_of_one_template_decode_in_one_group() -> None:
 
 def test_a_resent_template_is_compiled_once_and_a_changed_one_again() -> None:
     dec = Decoder()
-    key = (EXPORTER, 10, 1, 300)
+    key = (EXPORTER, 0, 10, 1, 300)  # no source port given: scoped by address
     first = run(dec, ipfix([ipfix_template(300, V4_FIELDS)]))
     compiled = dec.store.get(key)
     assert compiled is not None and len(first.template_events) == 1

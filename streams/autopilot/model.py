@@ -140,8 +140,11 @@ class SnapshotBuilder:
         snapshot = b.build()
     """
 
-    def __init__(self, pop: str) -> None:
+    def __init__(self, pop: str, parsed: dict[str, px.Prefix] | None = None) -> None:
+        """``parsed``: a text -> prefix cache to share between the builders of successive
+        cycles (a scenario re-builds every cycle from the same routes; parsing is most of it)."""
         self.pop = pop
+        self._parsed = parsed if parsed is not None else {}
         self._links: list[LinkState] = []
         self._link_ids: dict[str, int] = {}
         self._prefixes: list[px.Prefix] = []
@@ -344,7 +347,9 @@ class SnapshotBuilder:
     def _prefix(self, text: str) -> int:
         idx = self._text_ids.get(text)
         if idx is None:
-            key = px.parse(text)
+            key = self._parsed.get(text)
+            if key is None:
+                key = self._parsed[text] = px.parse(text)
             idx = self._prefix_ids.get(key)
             if idx is None:
                 idx = self._prefix_ids[key] = len(self._prefixes)

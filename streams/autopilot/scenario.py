@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from netpilot.settings import format_validation_error, read_yaml
+from streams.autopilot import prefixes as px
 from streams.autopilot import tables
 from streams.autopilot.errors import ScenarioError
 from streams.autopilot.model import LinkState, Plan, Snapshot, SnapshotBuilder, Thresholds
@@ -192,6 +193,7 @@ def cycles(spec: ScenarioSpec, count: int | None = None) -> Iterator[CycleInput]
     demand: dict[str, dict[str, Rate | DemandSpec]] | tables.DemandColumns = {}
     route_table = None if spec.routes_file is None else tables.read_routes(Path(spec.routes_file))
     demand_tables: dict[str, tables.DemandColumns] = {}
+    parsed: dict[str, px.Prefix] = {}  # prefix text -> key, shared by every cycle's builder
     for i in range(total):
         c = expanded[min(i, len(expanded) - 1)]
         first_of_entry = i < len(expanded) and (i == 0 or expanded[i - 1] is not c)
@@ -217,7 +219,7 @@ def cycles(spec: ScenarioSpec, count: int | None = None) -> Iterator[CycleInput]
         yield CycleInput(
             i,
             now,
-            _snapshot(spec.pop, links, routes, route_table, rates, demand, c.input_age_s, now, i),
+            _snapshot(spec.pop, links, routes, route_table, rates, demand, c.input_age_s, now, i, parsed),
             _policy(policy_data, i),
         )
 
@@ -274,8 +276,9 @@ def _snapshot(
     ages: InputAges,
     now: float,
     i: int,
+    parsed: dict[str, px.Prefix],
 ) -> Snapshot:
-    b = SnapshotBuilder(pop)
+    b = SnapshotBuilder(pop, parsed)
     try:
         for link in links.values():
             rate = rates.get(link.id)

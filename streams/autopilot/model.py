@@ -238,9 +238,7 @@ class SnapshotBuilder:
         origin_rank = np.empty(n, np.int8)
         for value, rows in _groups(origin).items():
             if value not in ORIGIN_RANK:
-                raise ScenarioError(
-                    f"{what} row {rows[0]}: origin must be one of {sorted(ORIGIN_RANK)}, got {value!r}"
-                )
+                raise ScenarioError(f"{what} row {rows[0]}: origin must be one of {sorted(ORIGIN_RANK)}, got {value!r}")
             origin_rank[rows] = ORIGIN_RANK[value]
         self._route_chunks.append(
             (
@@ -359,7 +357,7 @@ class SnapshotBuilder:
 
 
 def _column(rows: list[tuple[Any, ...]], i: int, dtype: type, chunks: list[tuple[np.ndarray, ...]]) -> np.ndarray:
-    head = np.fromiter((x[i] for x in rows), dtype, len(rows))
+    head: np.ndarray = np.fromiter((x[i] for x in rows), dtype, len(rows))
     return np.concatenate([head, *(c[i].astype(dtype, copy=False) for c in chunks)]) if chunks else head
 
 

@@ -75,7 +75,8 @@ def read_routes(path: Path) -> RouteColumns:
     df = _read(path, ROUTE_COLUMNS, ("link_id", "prefix"))
     n = df.height
     try:
-        as_path = _as_paths(df["as_path"]) if "as_path" in df.columns else [()] * n
+        no_path: tuple[int, ...] = ()
+        as_path = _as_paths(df["as_path"]) if "as_path" in df.columns else [no_path] * n
         return RouteColumns(
             path=path,
             link_id=_strings(df, "link_id"),

@@ -237,7 +237,9 @@ def feasible(draw: st.DrawFn) -> tuple[World, Policy]:
     with room for all of them."""
     cap = draw(st.sampled_from([1e9, 10e9, 100e9]))
     rates = draw(st.lists(st.floats(0.001, 0.2), min_size=1, max_size=30))
-    u0 = draw(st.floats(0.905, 1.1))
+    # Below 1.1: demand at max_rate_over_capacity (1.1 x capacity) is implausible by the gate
+    # (issue 13) and the cycle goes fail-static, which is right but not what this tests.
+    u0 = draw(st.floats(0.905, 1.09))
     movable = sum(rates) * cap
     unexplained = u0 * cap - movable
     if unexplained < 0:  # all traffic is movable: scale the prefixes to the load

@@ -16,7 +16,6 @@ from netpilot.lpm import PrefixTable
 from netpilot.wire.flows import FlowFlags
 from producers.collector.inventory import Inventory
 
-
 _MAPPED = np.array([0] * 10 + [0xFF, 0xFF], dtype=np.uint8)
 """The first 12 bytes of an IPv4-mapped address (``::ffff:0:0/96``)."""
 

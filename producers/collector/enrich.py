@@ -16,6 +16,15 @@ from netpilot.lpm import PrefixTable
 from netpilot.wire.flows import FlowFlags
 from producers.collector.inventory import Inventory
 
+_MAPPED = np.array([0] * 10 + [0xFF, 0xFF], dtype=np.uint8)
+"""The first 12 bytes of an IPv4-mapped address (``::ffff:0:0/96``)."""
+
+
+def _mask(mapped_len: int) -> np.ndarray:
+    """The 16-byte network mask of a prefix length in the 128-bit (IPv4-mapped) space."""
+    bits = ((1 << 128) - 1) ^ ((1 << (128 - mapped_len)) - 1)
+    return np.frombuffer(bits.to_bytes(16, "big"), np.uint8)
+
 
 @dataclass
 class Enriched:
@@ -26,7 +35,15 @@ class Enriched:
 
 
 class Enricher:
-    def __init__(self, inventory: Inventory) -> None:
+    def __init__(self, inventory: Inventory, finer_v4: int | None = None, finer_v6: int | None = None) -> None:
+        """``finer_v4``/``finer_v6``: report a routed destination at least this specific (the
+        /24 or /48 inside a shorter route) instead of the route, so demand is measured finely
+        enough for the autopilot to split a heavy route (docs/autopilot-design.md §5.3)."""
+        self._finer = [
+            (v4, length, _mask((96 if v4 else 0) + length))
+            for v4, length in ((True, finer_v4), (False, finer_v6))
+            if length is not None
+        ]
         self.pops = [p.name for p in inventory.pops]
         routers = inventory.routers()
         self.router_names = [r.name for _, r in routers]
@@ -81,6 +98,13 @@ class Enricher:
         flags[link == 0] |= np.uint8(FlowFlags.LINK_UNKNOWN)
         idx, plen, paddr = self._routes.lookup(cols["dst_addr"])
         routed = idx >= 0
+        if self._finer and n:
+            dst = np.ascontiguousarray(cols["dst_addr"], dtype=np.uint8).reshape(-1, 16)
+            v4 = np.all(dst[:, :12] == _MAPPED, axis=1)
+            for is_v4, length, mask in self._finer:
+                rows = np.flatnonzero(routed & (v4 if is_v4 else ~v4) & (plen < length))
+                plen[rows] = length
+                paddr[rows] = dst[rows] & mask
         flags[~routed] |= np.uint8(FlowFlags.PREFIX_UNKNOWN)
         dst_as = np.where(routed, self._route_as[np.maximum(idx, 0)], cols["dst_as"]).astype(np.uint32)
         out: dict[str, object] = dict(cols)

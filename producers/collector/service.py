@@ -53,7 +53,7 @@ class CollectorService:
     def start(self) -> None:
         s = self.settings
         inventory = load_inventory(s.inventory_file, s.routes_file)
-        self.enricher = Enricher(inventory)
+        self.enricher = Enricher(inventory, s.demand_prefix_len_v4, s.demand_prefix_len_v6)
         allowed = {r.exporter_addr for _, r in inventory.routers()}
         allowed |= {str_to_addr(a) for a in s.allowed_exporters}
         self.decoder = Decoder(

@@ -59,6 +59,17 @@ class CollectorSettings(ComponentSettings):
     max_flows_per_message: int = Field(10_000, ge=100, description="flows per Kafka message (Arrow IPC batch)")
     inventory_file: Path | None = Field(None, description="YAML: pops -> routers (exporter) -> links")
     routes_file: Path | None = Field(None, description="YAML: routes (prefix, dst_as)")
+    demand_prefix_len_v4: int | None = Field(
+        None,
+        ge=1,
+        le=32,
+        description="report an IPv4 destination at least this specific (e.g. 24): a flow to a shorter "
+        "route gets the /24 inside it as dst_prefix, so the autopilot can split heavy routes on measured "
+        "demand; None = the route itself",
+    )
+    demand_prefix_len_v6: int | None = Field(
+        None, ge=1, le=128, description="the same for IPv6 (e.g. 48); None = the route itself"
+    )
     allowed_exporters: tuple[str, ...] = Field((), description="exporter addresses accepted besides the inventory's")
     accept_unknown_exporters: bool = Field(False, description="accept every exporter (unbounded metric labels!)")
     default_sampling_rate: int = Field(1, ge=1, description="rate when an exporter states none (flagged)")

@@ -131,8 +131,12 @@ def check(rec: Recommendation, net: Network, rules: Rules) -> Override | Refusal
         )
     if ipaddress.ip_address(nh).version != version:
         return Refusal("bad-next-hop", f"next hop {nh} is not IPv{version} like {prefix}")
-    routed = {p for p in (rec.to.route_prefix, rec.split_from, prefix) if p}
-    if not any((rec.pop, rec.to.link_id, _norm(p) or p) in net.routes for p in routed):
+    # The rule for more-specifics (the planner's split pieces): the prefix itself, or a
+    # more-specific of a route the alternate link has, within the length limits above. The
+    # named route must actually cover the prefix: a recommendation whose route_prefix or
+    # split_from is some other routed prefix proves nothing about this one.
+    routed = {n for n in (_norm(p) for p in (rec.to.route_prefix, rec.split_from, prefix) if p) if n}
+    if not any((rec.pop, rec.to.link_id, p) in net.routes and _inside(prefix, (p,)) for p in routed):
         return Refusal("no-route", f"{rec.to.link_id} has no route to {prefix} in the routes topic")
     return Override(
         pop=rec.pop,

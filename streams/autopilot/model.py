@@ -10,9 +10,9 @@ value and names the offending field.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -140,8 +140,11 @@ class SnapshotBuilder:
         snapshot = b.build()
     """
 
-    def __init__(self, pop: str) -> None:
+    def __init__(self, pop: str, parsed: dict[str, px.Prefix] | None = None) -> None:
+        """``parsed``: a text -> prefix cache to share between the builders of successive
+        cycles (a scenario re-builds every cycle from the same routes; parsing is most of it)."""
         self.pop = pop
+        self._parsed = parsed if parsed is not None else {}
         self._links: list[LinkState] = []
         self._link_ids: dict[str, int] = {}
         self._prefixes: list[px.Prefix] = []
@@ -151,6 +154,8 @@ class SnapshotBuilder:
         self._next_hops: list[str | None] = []
         self._as_paths: list[tuple[int, ...]] = []
         self._demand: list[tuple[int, int, float, int]] = []
+        self._route_chunks: list[tuple[np.ndarray, ...]] = []
+        self._demand_chunks: list[tuple[np.ndarray, ...]] = []
         self._watermarks: dict[str, float] = {}
 
     def add_link(self, link: LinkState) -> None:
@@ -175,6 +180,8 @@ class SnapshotBuilder:
         next_hop: str | None = None,
         own: bool = False,
     ) -> None:
+        if self._route_chunks:  # next_hop/as_path rows must stay in the order of the columns
+            raise RuntimeError("add_route after add_route_columns: add the row-wise routes first")
         if origin not in ORIGIN_RANK:
             raise ScenarioError(
                 f"route {prefix} on {link_id}: origin must be one of {sorted(ORIGIN_RANK)}, got {origin!r}"
@@ -209,28 +216,108 @@ class SnapshotBuilder:
             )
         )
 
+    def add_route_columns(
+        self,
+        what: str,
+        link_ids: Sequence[str],
+        prefixes: Sequence[str],
+        *,
+        local_pref: np.ndarray,
+        med: np.ndarray,
+        origin: Sequence[str],
+        as_paths: Sequence[tuple[int, ...]],
+        next_hops: Sequence[str | None],
+        own: np.ndarray,
+    ) -> None:
+        """Many routes at once (columnar scenario files): the same checks as :meth:`add_route`,
+        per distinct value rather than per row, and the first bad row named in the error."""
+        n = len(prefixes)
+        bad = np.flatnonzero((local_pref < 0) | (med < 0))
+        if len(bad):
+            raise ScenarioError(f"{what} row {int(bad[0])}: local_pref and med must be >= 0")
+        origin_rank = np.empty(n, np.int8)
+        for value, rows in _groups(origin).items():
+            if value not in ORIGIN_RANK:
+                raise ScenarioError(f"{what} row {rows[0]}: origin must be one of {sorted(ORIGIN_RANK)}, got {value!r}")
+            origin_rank[rows] = ORIGIN_RANK[value]
+        self._route_chunks.append(
+            (
+                self._prefix_column(prefixes, what),
+                self._link_column(link_ids, what),
+                local_pref.astype(np.int64),
+                np.fromiter(map(len, as_paths), np.int32, n),
+                origin_rank,
+                med.astype(np.int64),
+                own.astype(np.bool_),
+            )
+        )
+        self._next_hops.extend(next_hops)
+        self._as_paths.extend(as_paths)
+
+    def add_demand_columns(
+        self, what: str, link_ids: Sequence[str], prefixes: Sequence[str], rate_bps: np.ndarray, samples: np.ndarray
+    ) -> None:
+        """Many demand rows at once (columnar scenario files), checked like :meth:`add_demand`."""
+        rate = np.asarray(rate_bps, np.float64)
+        bad = np.flatnonzero(~(np.isfinite(rate) & (rate >= 0)))
+        if len(bad):
+            raise ScenarioError(f"{what} row {int(bad[0])}: rate must be a number >= 0, got {rate[bad[0]]!r}")
+        count = np.asarray(samples, np.int64)
+        bad = np.flatnonzero(count < 0)
+        if len(bad):
+            raise ScenarioError(f"{what} row {int(bad[0])}: samples must be >= 0")
+        self._demand_chunks.append(
+            (
+                self._prefix_column(prefixes, what),
+                self._link_column(link_ids, what),
+                rate,
+                np.minimum(count, MAX_SAMPLES),
+            )
+        )
+
+    def _prefix_column(self, texts: Sequence[str], what: str) -> np.ndarray:
+        ids = self._text_ids
+        for text in dict.fromkeys(texts):  # each distinct prefix parsed once, in row order
+            if text not in ids:
+                try:
+                    self._prefix(text)
+                except ScenarioError as exc:
+                    raise ScenarioError(f"{what} row {list(texts).index(text)}: {exc}") from None
+        return np.fromiter((ids[t] for t in texts), np.int32, len(texts))
+
+    def _link_column(self, link_ids: Sequence[str], what: str) -> np.ndarray:
+        for link_id in dict.fromkeys(link_ids):
+            self._link(link_id, f"{what} row {list(link_ids).index(link_id)}")
+        ids = self._link_ids
+        return np.fromiter((ids[l] for l in link_ids), np.int32, len(link_ids))
+
     def watermark(self, name: str, ts: float) -> None:
         self._watermarks[name] = float(ts)
 
     def build(self) -> Snapshot:
         r = self._routes
         d = self._demand
+        # Row-wise additions first, then the columnar chunks, in the order the rows of
+        # next_hop/as_path were appended (add_route and add_route_columns are not mixed
+        # out of order: the row-wise ones of a builder all come before any chunk).
+        rc = self._route_chunks
+        dc = self._demand_chunks
         routes = RouteTable(
-            prefix=np.fromiter((x[0] for x in r), np.int32, len(r)),
-            link=np.fromiter((x[1] for x in r), np.int32, len(r)),
-            local_pref=np.fromiter((x[2] for x in r), np.int64, len(r)),
-            path_len=np.fromiter((x[3] for x in r), np.int32, len(r)),
-            origin=np.fromiter((x[4] for x in r), np.int8, len(r)),
-            med=np.fromiter((x[5] for x in r), np.int64, len(r)),
-            own=np.fromiter((x[6] for x in r), np.bool_, len(r)),
+            prefix=_column(r, 0, np.int32, rc),
+            link=_column(r, 1, np.int32, rc),
+            local_pref=_column(r, 2, np.int64, rc),
+            path_len=_column(r, 3, np.int32, rc),
+            origin=_column(r, 4, np.int8, rc),
+            med=_column(r, 5, np.int64, rc),
+            own=_column(r, 6, np.bool_, rc),
             next_hop=tuple(self._next_hops),
             as_path=tuple(self._as_paths),
         )
         demand = DemandTable(
-            prefix=np.fromiter((x[0] for x in d), np.int32, len(d)),
-            link=np.fromiter((x[1] for x in d), np.int32, len(d)),
-            rate_bps=np.fromiter((x[2] for x in d), np.float64, len(d)),
-            samples=np.fromiter((x[3] for x in d), np.int64, len(d)),
+            prefix=_column(d, 0, np.int32, dc),
+            link=_column(d, 1, np.int32, dc),
+            rate_bps=_column(d, 2, np.float64, dc),
+            samples=_column(d, 3, np.int64, dc),
         )
         n = len(self._prefixes)
         return Snapshot(
@@ -258,13 +345,29 @@ class SnapshotBuilder:
     def _prefix(self, text: str) -> int:
         idx = self._text_ids.get(text)
         if idx is None:
-            key = px.parse(text)
+            key = self._parsed.get(text)
+            if key is None:
+                key = self._parsed[text] = px.parse(text)
             idx = self._prefix_ids.get(key)
             if idx is None:
                 idx = self._prefix_ids[key] = len(self._prefixes)
                 self._prefixes.append(key)
             self._text_ids[text] = idx
         return idx
+
+
+def _column(rows: list[tuple[Any, ...]], i: int, dtype: type, chunks: list[tuple[np.ndarray, ...]]) -> np.ndarray:
+    head: np.ndarray = np.fromiter((x[i] for x in rows), dtype, len(rows))
+    return np.concatenate([head, *(c[i].astype(dtype, copy=False) for c in chunks)]) if chunks else head
+
+
+def _groups(values: Sequence[Any]) -> dict[Any, list[int]]:
+    """Distinct value -> the rows holding it (a scenario column has few distinct links, and
+    each distinct prefix is parsed once)."""
+    out: dict[Any, list[int]] = {}
+    for row, value in enumerate(values):
+        out.setdefault(value, []).append(row)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

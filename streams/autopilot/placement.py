@@ -118,6 +118,8 @@ class Placement:
         self._nat_sorted = np.unique(self._nat_keys)
         self._alt_cache: dict[int, tuple[Alternate, ...]] = {}
         self._paths_cache: dict[int, tuple[Alternate, ...]] = {}
+        self._demand_order: np.ndarray | None = None
+        self._demand_sorted = np.zeros(0, np.int64)
 
     # -- lookups ---------------------------------------------------------------------------
     def natives(self, route: int) -> np.ndarray:
@@ -212,7 +214,12 @@ class Placement:
         return nat[at] == keys
 
     def demand_rows(self, route: int) -> np.ndarray:
-        return np.nonzero(self.demand_route == route)[0]
+        """Demand rows mapped to ``route`` (a binary search: splits may ask for many routes)."""
+        if self._demand_order is None:
+            self._demand_order = np.argsort(self.demand_route, kind="stable")
+            self._demand_sorted = self.demand_route[self._demand_order]
+        lo, hi = np.searchsorted(self._demand_sorted, [route, route + 1])
+        return self._demand_order[lo:hi]
 
 
 def split_units(

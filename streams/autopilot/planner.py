@@ -108,6 +108,7 @@ class _Cycle:
         if over:
             split = min(split, policy.split_fraction_of_smallest_overloaded * float(self.cap[over].min()))
         self.split_threshold = split if policy.split_enabled else float("inf")
+        self.split_adds = 0
         self.pinned: dict[int, set[px.Prefix]] = {}
         self.live: list[Override] = []
         self.expired: list[Override] = []
@@ -235,6 +236,13 @@ class _Cycle:
         taken = {a.unit.key for a in self.kept.values() if a.unit is not None}
         displaced = {px.parse(prefix): reason for prefix, (_, reason, _) in self.displaced.items()}
         best_exact = pl.best_exact(self.alt_ok, self.alt_ok_v6)
+        if p.split_enabled:
+            # Need-based splitting: a prefix that no alternate can take whole is split too
+            # (when its demand is finer than the route), so one of its halves can move.
+            room = float(self._room(np.zeros(n)).max(initial=0.0))
+            if 0 < room < self.split_threshold:  # no room anywhere: nothing moves, split or not
+                self.split_threshold = room
+                self._units = {r: u for r, u in self._units.items() if r in self.pinned}
         ex = Exclusions(taken=taken, cooling=self.cooling, deny=self.deny, sticky=displaced)
         cands = [
             candidates_on(l, pl, best_exact, self.alt_ok, self.alt_ok_v6, self._needs_split, self._split, ex)
@@ -381,6 +389,9 @@ class _Cycle:
         share = unit.rate / len(natives)
         if moved_out[link] + share > frac * self.cap[link]:
             return False
+        piece = unit.split_from is not None
+        if piece and self.split_adds >= self.policy.max_split_adds_per_cycle:
+            return False
         for alt in alts:
             to = alt.link
             if self.loads[to] + unit.rate + reserved[to] > self.alt_max[to] * self.cap[to]:
@@ -392,6 +403,7 @@ class _Cycle:
             before = self._utils(link, to)
             self._apply(active, +1)
             self.added[prefix] = active
+            self.split_adds += piece
             moved_in[to] += unit.rate
             moved_out[link] += share
             self._emit(active, "ADD", displaced_reason or "OVERLOAD", link, before)

@@ -99,8 +99,13 @@ class Policy(BaseModel):
     split_fraction_of_smallest_overloaded: float = Field(
         0.02, gt=0, description="... or above this fraction of the smallest overloaded link's capacity"
     )
-    min_split_len_v4: int = Field(24, ge=1, le=32)
-    min_split_len_v6: int = Field(48, ge=1, le=128)
+    min_split_len_v4: int = Field(
+        24, ge=1, le=32, description="longest IPv4 more-specific emitted (routers and peers filter longer)"
+    )
+    min_split_len_v6: int = Field(48, ge=1, le=128, description="longest IPv6 more-specific emitted")
+    max_split_adds_per_cycle: int = Field(
+        20, ge=0, description="ADDs of more-specifics (split pieces) per cycle per PoP; 0 = none new"
+    )
     fit_epsilon: float = Field(0.1, ge=0, description="a prefix 'fits' if rate <= remaining excess x (1 + eps)")
     stale_after_cycles: float = Field(3.0, gt=0, description="inputs older than this many cycles are stale")
     max_total_rate_change: float = Field(0.5, gt=0, description="implausible if the PoP total moves more in a cycle")

@@ -18,6 +18,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from netpilot.settings import format_validation_error, read_yaml
+from streams.autopilot import prefixes as px
+from streams.autopilot import tables
 from streams.autopilot.errors import ScenarioError
 from streams.autopilot.model import LinkState, Plan, Snapshot, SnapshotBuilder, Thresholds
 from streams.autopilot.planner import plan
@@ -112,6 +114,9 @@ class CycleSpec(_Strict):
     repeat: int = Field(1, ge=1)
     rates: dict[str, Rate | None] | None = None
     demand: dict[str, dict[str, Rate | DemandSpec]] | None = None
+    demand_file: str | None = Field(
+        None, description="Parquet or CSV: link_id, prefix, rate_bps[, samples]; replaces the demand like `demand`"
+    )
     links: dict[str, LinkChange] = Field(default_factory=dict)
     routes_add: dict[str, list[str | RouteSpec]] = Field(default_factory=dict)
     routes_withdraw: dict[str, list[str]] = Field(default_factory=dict)
@@ -136,6 +141,11 @@ class ScenarioSpec(_Strict):
     policy: dict[str, Any] = Field(default_factory=dict)
     links: list[LinkSpec]
     routes: dict[str, list[str | RouteSpec]] = Field(default_factory=dict)
+    routes_file: str | None = Field(
+        None,
+        description="Parquet or CSV: link_id, prefix[, local_pref, as_path, origin, med, next_hop, own]; "
+        "read once, added after `routes`",
+    )
     overrides: list[OverrideSpec] = Field(default_factory=list)
     cycles: list[CycleSpec] = Field(min_length=1)
 
@@ -154,9 +164,22 @@ def load(path: Path | str, base_policy: dict[str, Any] | None = None) -> Scenari
         spec = ScenarioSpec.model_validate(read_yaml(path))
     except ValidationError as exc:
         raise ScenarioError(format_validation_error(exc, str(path), "scenario")) from exc
+    for c in spec.cycles:
+        if c.demand is not None and c.demand_file is not None:
+            raise ScenarioError(f"{path}: a cycle entry has both demand and demand_file; give one")
     if base_policy:
         spec = spec.model_copy(update={"policy": {**base_policy, **spec.policy}})
-    return spec
+    # Table files are named relative to the scenario file.
+    here = path.parent
+    return spec.model_copy(
+        update={
+            "routes_file": None if spec.routes_file is None else str(here / spec.routes_file),
+            "cycles": [
+                c if c.demand_file is None else c.model_copy(update={"demand_file": str(here / c.demand_file)})
+                for c in spec.cycles
+            ],
+        }
+    )
 
 
 def cycles(spec: ScenarioSpec, count: int | None = None) -> Iterator[CycleInput]:
@@ -167,7 +190,10 @@ def cycles(spec: ScenarioSpec, count: int | None = None) -> Iterator[CycleInput]
     routes = {link: list(entries) for link, entries in spec.routes.items()}
     policy_data = dict(spec.policy)
     rates: dict[str, Rate | None] = {}
-    demand: dict[str, dict[str, Rate | DemandSpec]] = {}
+    demand: dict[str, dict[str, Rate | DemandSpec]] | tables.DemandColumns = {}
+    route_table = None if spec.routes_file is None else tables.read_routes(Path(spec.routes_file))
+    demand_tables: dict[str, tables.DemandColumns] = {}
+    parsed: dict[str, px.Prefix] = {}  # prefix text -> key, shared by every cycle's builder
     for i in range(total):
         c = expanded[min(i, len(expanded) - 1)]
         first_of_entry = i < len(expanded) and (i == 0 or expanded[i - 1] is not c)
@@ -185,9 +211,16 @@ def cycles(spec: ScenarioSpec, count: int | None = None) -> Iterator[CycleInput]
                 rates = {**rates, **c.rates}
             if c.demand is not None:
                 demand = c.demand
+            elif c.demand_file is not None:
+                if c.demand_file not in demand_tables:
+                    demand_tables[c.demand_file] = tables.read_demand(Path(c.demand_file))
+                demand = demand_tables[c.demand_file]
         now = spec.start + i * _policy(policy_data, i).cycle_s
         yield CycleInput(
-            i, now, _snapshot(spec.pop, links, routes, rates, demand, c.input_age_s, now, i), _policy(policy_data, i)
+            i,
+            now,
+            _snapshot(spec.pop, links, routes, route_table, rates, demand, c.input_age_s, now, i, parsed),
+            _policy(policy_data, i),
         )
 
 
@@ -237,13 +270,15 @@ def _snapshot(
     pop: str,
     links: dict[str, LinkSpec],
     routes: dict[str, list[str | RouteSpec]],
+    route_table: tables.RouteColumns | None,
     rates: dict[str, Rate | None],
-    demand: dict[str, dict[str, Rate | DemandSpec]],
+    demand: dict[str, dict[str, Rate | DemandSpec]] | tables.DemandColumns,
     ages: InputAges,
     now: float,
     i: int,
+    parsed: dict[str, px.Prefix],
 ) -> Snapshot:
-    b = SnapshotBuilder(pop)
+    b = SnapshotBuilder(pop, parsed)
     try:
         for link in links.values():
             rate = rates.get(link.id)
@@ -280,10 +315,15 @@ def _snapshot(
                     next_hop=r.next_hop,
                     own=r.own,
                 )
-        for link_id, per_prefix in demand.items():
-            for prefix, value in per_prefix.items():
-                d = value if isinstance(value, DemandSpec) else DemandSpec(rate=value)
-                b.add_demand(prefix, link_id, bandwidth(d.rate), d.samples)
+        if route_table is not None:
+            route_table.add_to(b)
+        if isinstance(demand, tables.DemandColumns):
+            demand.add_to(b)
+        else:
+            for link_id, per_prefix in demand.items():
+                for prefix, value in per_prefix.items():
+                    d = value if isinstance(value, DemandSpec) else DemandSpec(rate=value)
+                    b.add_demand(prefix, link_id, bandwidth(d.rate), d.samples)
     except ValueError as exc:  # bandwidth() and Thresholds: say which cycle
         raise ScenarioError(f"scenario cycle {i}: {exc}") from exc
     for name in ("flows", "counters", "rib"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import numpy as np
@@ -122,3 +123,43 @@ def test_project_inventory_errors_are_the_inventory_checkers(tmp_path: Path) -> 
 
 
 REPO_EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "inventory.yaml"
+
+
+def test_finer_destinations_inside_short_routes(tmp_path: Path) -> None:
+    """demand_prefix_len_v4/v6: a flow to a route shorter than /24 (/48) is reported at the
+    /24 (/48) holding its destination, so the autopilot sees demand per more-specific and can
+    split a heavy route on measurements; longer routes and unrouted flows are unchanged."""
+    f = tmp_path / "inv.yaml"
+    f.write_text(
+        INVENTORY.replace(
+            "  - {prefix: 198.51.100.0/24, dst_as: 64501}",
+            "  - {prefix: 198.51.100.0/22, dst_as: 64501}\n"
+            "  - {prefix: 198.51.103.128/25, dst_as: 64502}\n"
+            '  - {prefix: "2001:db8::/32", dst_as: 64503}',
+        )
+    )
+    dsts = ["198.51.101.7", "198.51.102.200", "198.51.103.130", "203.0.113.1", "2001:db8:5:1::9"]
+    cols = columns(["192.0.2.1"] * 5, [5] * 5, dsts, [0] * 5)
+
+    def prefixes(e: Enricher) -> list[str]:
+        out = e.enrich(dict(cols)).columns
+        return [
+            f"{ipaddress.ip_address(bytes(a)).ipv4_mapped or ipaddress.ip_address(bytes(a))}/{n}"
+            for a, n in zip(out["dst_prefix"], out["dst_prefix_len"].tolist())
+        ]
+
+    inventory = load_inventory(f)
+    assert prefixes(Enricher(inventory)) == [
+        "198.51.100.0/22",
+        "198.51.100.0/22",
+        "198.51.103.128/25",
+        "::/0",
+        "2001:db8::/32",
+    ]
+    assert prefixes(Enricher(inventory, 24, 48)) == [
+        "198.51.101.0/24",
+        "198.51.102.0/24",
+        "198.51.103.128/25",  # already longer than /24: the route
+        "::/0",  # no route: nothing to refine
+        "2001:db8:5::/48",
+    ]

@@ -143,3 +143,25 @@ Table master4:
     }
     (r,) = parse_frr(frr, "64496:666")
     assert (r.prefix, r.next_hop, r.local_pref, r.best) == ("198.18.4.0/24", "198.51.100.11", 1000, True)
+
+
+def test_more_specific_allowed_only_inside_a_route_of_the_alternate_and_within_the_limit() -> None:
+    """The planner's split pieces: a /25 of the routed 198.18.4.0/24 may be injected on a link
+    that has the /24 when the length limit allows /25; naming another routed prefix as its
+    route does not make an unrelated prefix allowed."""
+
+    def piece(prefix: str, route_prefix: str, split_from: str | None = None):
+        r = rec(prefix)
+        return r.model_copy(
+            update={"to": r.to.model_copy(update={"route_prefix": route_prefix}), "split_from": split_from}
+        )
+
+    half = piece("198.18.4.128/25", "198.18.4.0/24", "198.18.4.0/24")
+    wrong = piece("198.18.9.0/25", "198.18.4.0/24", "198.18.5.0/24")  # inside neither
+    now = time.time()
+    allowed = desired_overrides(_state(half, wrong), _net(), Rules(max_prefix_len_v4=25), "apply", now)
+    assert set(allowed.overrides[POP]) == {"198.18.4.128/25"}
+    assert [(o.prefix, why.reason) for o, why in allowed.refused] == [("198.18.9.0/25", "no-route")]
+    # The default limit (/24) refuses the same piece: routers and peers filter longer.
+    default = desired_overrides(_state(half), _net(), Rules(), "apply", now)
+    assert default.overrides == {} and [why.reason for _, why in default.refused] == ["not-allowed"]

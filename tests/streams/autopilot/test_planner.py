@@ -130,6 +130,75 @@ def test_no_split_when_demand_is_coarser_than_the_halves() -> None:
     assert add.prefix == "198.51.100.0/22" and add.split_from is None
 
 
+def heavy_route_pop(route: str, halves: dict[str, float]):
+    """A (PNI, 10G) at 92 %: 0.7 Gbps above its 85 % target, all of it one heavy route whose
+    demand comes per half. B has room for 1.0 Gbps (75 % of 10G, alt_max 85 %): the route
+    (1.6 Gbps) does not fit whole, each half (0.8 Gbps) does and relieves A alone."""
+    return snapshot(
+        [link(A, rate=9.2e9, peer_type="pni"), link(B, rate=7.5e9)],
+        {A: [(route, NATIVE)], B: [route]},
+        {A: halves},
+    )
+
+
+# EF's size threshold out of the way (S = 10G): only the need can make the planner split.
+NEED_ONLY = {"mode": "suggest", "split_threshold_bps": 10e9, "split_fraction_of_smallest_overloaded": 1.0}
+HALVES_23 = {"198.51.100.0/24": 0.8e9, "198.51.101.0/24": 0.8e9}
+HALVES_24 = {"198.51.100.0/25": 0.8e9, "198.51.100.128/25": 0.8e9}
+
+
+@pytest.mark.parametrize(
+    ("route", "halves", "limit"),
+    [("198.51.100.0/23", HALVES_23, 24), ("198.51.100.0/24", HALVES_24, 25)],
+)
+def test_heavy_route_that_fits_nowhere_whole_moves_one_measured_half(route, halves, limit) -> None:
+    p = plan(heavy_route_pop(route, halves), PlannerState(), Policy(**NEED_ONLY, min_split_len_v4=limit), T0)
+    (add,) = p.by_action("ADD")
+    assert add.prefix == next(iter(halves)) and add.split_from == route and add.to_link == B
+    assert add.rate_bps == pytest.approx(0.8e9) and add.route_prefix == route
+    assert p.report.unresolved_bps == {}
+    assert p.report.util_projected[A] == pytest.approx(0.84) and p.report.util_projected[B] == pytest.approx(0.83)
+    # Next cycle the piece is kept as it is (pinned), not re-split or merged back.
+    again = plan(heavy_route_pop(route, halves), p.state, Policy(**NEED_ONLY, min_split_len_v4=limit), T0 + 30)
+    assert [(r.prefix, r.action) for r in again.items] == [(add.prefix, "REFRESH")]
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        Policy(**NEED_ONLY, split_enabled=False),
+        Policy(**NEED_ONLY, max_split_adds_per_cycle=0),
+        Policy(**NEED_ONLY, min_split_len_v4=23),  # the halves would be longer than allowed
+    ],
+    ids=["split-disabled", "no-split-budget", "halves-beyond-max-length"],
+)
+def test_heavy_route_stays_when_policy_forbids_the_split(policy: Policy) -> None:
+    p = plan(heavy_route_pop("198.51.100.0/23", HALVES_23), PlannerState(), policy, T0)
+    assert p.by_action("ADD") == ()
+    assert p.report.unresolved_bps[A] == pytest.approx(0.2e9)  # above the 90 % trigger
+
+
+def test_split_never_invents_demand_for_halves() -> None:
+    """Demand measured only per route (the collector maps flows to the routed prefix): the
+    planner does not guess how it divides between the halves; the route stays put."""
+    p = plan(heavy_route_pop("198.51.100.0/23", {"198.51.100.0/23": 1.6e9}), PlannerState(), Policy(**NEED_ONLY), T0)
+    assert p.by_action("ADD") == () and p.report.unresolved_bps[A] == pytest.approx(0.2e9)
+
+
+def test_more_specifics_per_cycle_are_capped() -> None:
+    demand = {f"198.51.100.{64 * q}/26": 0.3e9 for q in range(4)}
+    snap = snapshot(
+        [link(A, rate=9.7e9, peer_type="pni"), link(B, rate=1e9)],
+        {A: [("198.51.100.0/24", NATIVE)], B: ["198.51.100.0/24"]},
+        {A: demand},
+    )
+    # 1.2 Gbps to move; the /24 (1.2 Gbps) is split by size (S = 200 Mbps) into four /26s.
+    four = plan(snap, PlannerState(), Policy(mode="suggest", min_split_len_v4=26), T0).by_action("ADD")
+    assert len(four) == 4 and all(a.split_from == "198.51.100.0/24" for a in four)
+    two = plan(snap, PlannerState(), Policy(mode="suggest", min_split_len_v4=26, max_split_adds_per_cycle=2), T0)
+    assert len(two.by_action("ADD")) == 2 and two.report.unresolved_bps[A] == pytest.approx(0.1e9)
+
+
 def test_withdraw_on_route_loss_ignores_hold(policy: Policy) -> None:
     first = plan(overloaded_pop(), PlannerState(), policy, T0)
     moved = {a.prefix for a in first.by_action("ADD")}

@@ -105,7 +105,8 @@ policies = st.builds(
     Policy,
     mode=st.just("suggest"),
     split_enabled=st.booleans(),
-    min_split_len_v4=st.sampled_from([24, 26]),
+    min_split_len_v4=st.sampled_from([24, 25, 26]),
+    max_split_adds_per_cycle=st.sampled_from([0, 1, 20]),
     hold_s=st.sampled_from([0.0, 60.0, 300.0]),
     cooldown_s=st.sampled_from([0.0, 120.0, 600.0]),
     max_adds_per_cycle=st.sampled_from([None, 1, 3, 20]),
@@ -138,6 +139,14 @@ def check_cycle(world: World, snap: Snapshot, policy: Policy, p: Plan) -> None:
         assert a.to_after <= limits[a.to_link][2] + EPS
         assert p.report.util_projected[a.to_link] <= limits[a.to_link][2] + EPS
         moved_in[a.to_link] = moved_in.get(a.to_link, 0.0) + a.rate_bps
+    # Splitting: never a more-specific beyond the policy's longest length, never more new
+    # ones than its cap, and each inside the route prefix it names.
+    pieces = [a for a in adds if a.split_from is not None]
+    assert len(pieces) <= policy.max_split_adds_per_cycle
+    for a in pieces:
+        net = ipaddress.ip_network(a.prefix)
+        assert net.prefixlen <= (policy.min_split_len_v4 if net.version == 4 else policy.min_split_len_v6), a
+        assert net.subnet_of(ipaddress.ip_network(a.split_from)) and net != ipaddress.ip_network(a.split_from)  # type: ignore[arg-type]
     for l, bps in moved_in.items():
         assert bps <= policy.max_moved_fraction_per_link * links[l].usable_bps * (1 + EPS)
     # Budgets.
@@ -228,7 +237,9 @@ def feasible(draw: st.DrawFn) -> tuple[World, Policy]:
     with room for all of them."""
     cap = draw(st.sampled_from([1e9, 10e9, 100e9]))
     rates = draw(st.lists(st.floats(0.001, 0.2), min_size=1, max_size=30))
-    u0 = draw(st.floats(0.905, 1.1))
+    # Below 1.1: demand at max_rate_over_capacity (1.1 x capacity) is implausible by the gate
+    # (issue 13) and the cycle goes fail-static, which is right but not what this tests.
+    u0 = draw(st.floats(0.905, 1.09))
     movable = sum(rates) * cap
     unexplained = u0 * cap - movable
     if unexplained < 0:  # all traffic is movable: scale the prefixes to the load

@@ -38,6 +38,7 @@ PLANNING = frozenset(
         "scenario",
         "selection",
         "state",
+        "tables",
         "trend",
     }
 )

@@ -17,6 +17,8 @@ The bounds (defaults in :class:`FlowBounds`, settable under the collector's
 * ``scaled_overflow``: ``bytes * sampling rate`` above ``max_scaled_bytes``, or not what the
   decoder stored (it wrapped, or the rate did not fit the 32-bit column);
 * ``duration``: ``time_end`` before ``time_start`` or more than ``max_duration_s`` after it;
+* firewall event records (``fw_event`` not 0, NSEL) may have bytes without packets (packets
+  unknown) and a start days ago (the connection's creation): those two tests skip them;
 * ``flow_rate``: the sampling-corrected bits per second (over the flow's duration, at least
   one second) above ``max_flow_bps``: no single flow outruns the ports it can hash onto;
 * ``time_future`` / ``time_past``: ``time_end`` more than ``max_future_s`` after, or more
@@ -100,14 +102,21 @@ def check(cols: dict[str, np.ndarray], bounds: FlowBounds) -> Verdict:
     scaled = nbytes * rate
     end, start, received = cols["time_end"], cols["time_start"], cols["time_received"]
     duration = end - start
+    # Firewall event records (NSEL) are not flows: an ASA 8.2 teardown has bytes but no packet
+    # count (packets unknown, not zero), and its start is the connection's creation, which
+    # may be days ago. Those two bounds do not apply to them; the others do.
+    fw_event = cols.get("fw_event")
+    firewall = np.zeros(len(nbytes), np.bool_) if fw_event is None else fw_event != 0
     tests = {
-        # bytes/packets outside [min, max], without a division: bytes with 0 packets is out,
-        # 0 bytes in 0 packets (nothing) is in
-        Refused.BYTES_PER_PACKET: (nbytes < b.min_bytes_per_packet * packets)
-        | (nbytes > b.max_bytes_per_packet * packets),
+        # bytes/packets outside [min, max], without a division: bytes with 0 packets is out
+        # (unless a firewall event's packets are unknown), 0 bytes in 0 packets is in
+        Refused.BYTES_PER_PACKET: (
+            (nbytes < b.min_bytes_per_packet * packets) | (nbytes > b.max_bytes_per_packet * packets)
+        )
+        & ~(firewall & (packets == 0)),
         Refused.PACKETS_PER_FLOW: packets > b.max_packets_per_flow,
         Refused.SCALED_OVERFLOW: (scaled > b.max_scaled_bytes) | (stored != cols["bytes_scaled"]),
-        Refused.DURATION: (duration < 0) | (duration > b.max_duration_s * 1000),
+        Refused.DURATION: (duration < 0) | ((duration > b.max_duration_s * 1000) & ~firewall),
         # bits per second over max(duration, 1 s), without a division
         Refused.FLOW_RATE: scaled * 8000 > b.max_flow_bps * np.maximum(duration, 1000),
         Refused.TIME_FUTURE: end > received + int(b.max_future_s * 1000),

@@ -131,6 +131,26 @@ def test_check_is_columnar_over_a_large_batch() -> None:
     assert int(v.keep.sum()) == n - n // 1000
 
 
+def test_firewall_events_may_lack_packets_and_outlive_a_day_but_not_flows() -> None:
+    """ASA 8.2 teardowns carry bytes without packets, and start when their connection did."""
+    day_ms = 86_400_000
+    cols = {
+        "bytes": np.array([5_000, 5_000, 5_000, 5_000], np.uint64),
+        "packets": np.array([0, 0, 10, 10], np.uint64),
+        "sampling_rate": np.ones(4, np.uint32),
+        "bytes_scaled": np.array([5_000] * 4, np.uint64),
+        "time_received": np.full(4, NOW, np.int64),
+        "time_end": np.full(4, NOW - 500, np.int64),
+        "time_start": np.array([NOW - 5_000, NOW - 5_000, NOW - 3 * day_ms, NOW - 3 * day_ms], np.int64),
+        "exporter": np.zeros((4, 16), np.uint8),
+        # a teardown without packets, a flow without packets, a 3-day teardown, a 3-day flow
+        "fw_event": np.array([2, 0, 2, 0], np.uint8),
+    }
+    v = check(cols, FlowBounds())
+    assert v.keep.tolist() == [True, False, True, False]
+    assert v.counts == {Refused.BYTES_PER_PACKET: 1, Refused.DURATION: 1}
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)), min_size=1, max_size=24))
 def test_mutated_datagrams_never_publish_a_flow_outside_the_bounds(mutations: list[tuple[int, int]]) -> None:

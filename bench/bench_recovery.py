@@ -1,9 +1,9 @@
 """Recovery time of the ClickHouse sink after a restart: process start -> first insert.
 
-    .venv/bin/python bench/bench_recovery.py [--rounds 2] [--bootstrap HOST:PORT]
+    .venv/bin/python bench/bench_recovery.py --bootstrap 127.0.0.1:39092 [--rounds 2]
 
-Starts a private broker (its own folder and a free port; ``--bootstrap`` uses a running one
-instead) and a producer writing a small flows/1 message to every PoP every 0.2 s. Then, for
+Needs a running broker (``netpilot dev kafka up``, or the test broker on 39092). Creates
+fresh topics and a producer writing a small flows/1 message to every PoP every 0.2 s. Then, for
 each consumer configuration, it runs ``netpilot sink clickhouse run`` as a child process on a
 chDB path and restarts it ``--rounds`` times each way:
 
@@ -162,24 +162,17 @@ class Sink:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bootstrap", help="a running broker (default: a private one)")
+    ap.add_argument("--bootstrap", default="127.0.0.1:39092")
     ap.add_argument("--rounds", type=int, default=2, help="restarts per configuration and signal")
     ap.add_argument("--configs", default=",".join(CONFIGS), help=f"any of {','.join(CONFIGS)}")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-recovery-"))
-    broker = None
     stop = threading.Event()
     feeder: threading.Thread | None = None
+    kafka = KafkaSettings(bootstrap_servers=args.bootstrap, topic_prefix=f"rec{uuid.uuid4().hex[:6]}.")
+    admin = TopicAdmin(kafka)
+    sink: Sink | None = None
     try:
-        if args.bootstrap:
-            bootstrap = args.bootstrap
-        else:
-            from netpilot.dev.kafka import LocalKafka
-
-            broker = LocalKafka(work / "kafka", port=free_port())
-            bootstrap = broker.up().bootstrap
-        kafka = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=f"rec{uuid.uuid4().hex[:6]}.")
-        admin = TopicAdmin(kafka)
         admin.sync(catalog.ALL_TOPICS)
         time.sleep(2)  # metadata settles on the new topics
         feeder = threading.Thread(target=feed, args=(kafka, stop), daemon=True)
@@ -209,12 +202,15 @@ def main() -> None:
                     f"{statistics.median(firsts):8.1f} ({max(firsts):4.1f})"
                 )
             sink.end(signal.SIGTERM)
+            sink = None
     finally:
+        if sink is not None and sink.proc.poll() is None:
+            sink.end(signal.SIGKILL)
         stop.set()
         if feeder is not None:
             feeder.join(15)
-        if broker is not None:
-            broker.down(wipe=True)
+        for fut in admin.client.delete_topics([kafka.topic(t) for t in catalog.ALL_TOPICS]).values():
+            fut.result(30)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -1,4 +1,5 @@
-"""Recovery time of the ClickHouse sink after a restart: process start -> first insert.
+"""Recovery time after a restart: process start -> first insert (ClickHouse sink) or first
+cycle (autopilot).
 
     .venv/bin/python bench/bench_recovery.py --bootstrap 127.0.0.1:39092 [--rounds 2]
 
@@ -19,6 +20,10 @@ owns partitions, fetched and inserted). The configurations:
 - ``after``: the defaults of :class:`netpilot.kafka.consumer.ConsumerOptions`;
 - ``static``: the defaults plus static membership (``group.instance.id``).
 
+Then the same for ``netpilot autopilot run`` (one link per PoP in the inventory, so each PoP
+plans a cycle): first work is ``cycles_total`` >= 1, with the session timeout at 30 s (the
+old default) and 10 s (the new one); ``--autopilot-sessions ""`` skips it.
+
 Prints figures; asserts nothing. Figures and their reading: docs/performance.md.
 """
 
@@ -37,6 +42,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +52,7 @@ from netpilot.kafka.admin import TopicAdmin
 from netpilot.kafka.producer import KafkaProducer, ProducerOptions
 from netpilot.settings import KafkaSettings
 from netpilot.wire import flows
+from netpilot.wire.links import LinkInventory
 
 REPO = Path(__file__).resolve().parents[1]
 POPS = ("ams", "fra", "lon", "par", "nyc", "sin", "syd", "tyo")
@@ -114,98 +121,144 @@ def metric(port: int, name: str) -> float | None:
     return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines() if line.startswith(name))
 
 
-class Sink:
-    def __init__(self, kafka: KafkaSettings, dsn: str, group: str, overrides: dict[str, str], log: Path) -> None:
+class Proc:
+    """A ``netpilot`` component as a child process with its /metrics on a known port."""
+
+    def __init__(self, args: list[str], env: dict[str, str], metrics_env: str, first: str, log: Path) -> None:
         self.port = free_port()
-        self.env = {
-            **os.environ,
-            "NETPILOT_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-            "NETPILOT_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
-            "NETPILOT_KAFKA__LIBRDKAFKA": json.dumps(overrides),
-            "NETPILOT_SINK_CLICKHOUSE__DSN": dsn,
-            "NETPILOT_SINK_CLICKHOUSE__GROUP_ID": group,
-            "NETPILOT_SINK_CLICKHOUSE__BATCH_MAX_SECONDS": "0.2",
-            "NETPILOT_SINK_CLICKHOUSE__METRICS__LISTEN": f"127.0.0.1:{self.port}",
-            "NETPILOT_LOG__FORMAT": "json",
-        }
+        self.first = first
         self.log = log
         self.t0 = time.monotonic()
         with open(log, "ab") as f:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "netpilot.cli", "sink", "clickhouse", "run"],
-                env=self.env,
+                [sys.executable, "-m", "netpilot.cli", *args],
+                env={**os.environ, **env, metrics_env: f"127.0.0.1:{self.port}", "NETPILOT_LOG__FORMAT": "json"},
                 cwd=REPO,
                 stdout=f,
                 stderr=subprocess.STDOUT,
             )
 
     def wait(self, timeout: float = 180) -> tuple[float, float]:
-        """(ready, first insert) in seconds from Popen."""
+        """(ready, first work) in seconds from Popen."""
         ready: float | None = None
         deadline = self.t0 + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"sink exited {self.proc.returncode}; see {self.log}")
-            v = metric(self.port, "netpilot_sink_clickhouse_batches_total")
+                raise RuntimeError(f"exited {self.proc.returncode}; see {self.log}")
+            v = metric(self.port, self.first)
             if v is not None and ready is None:
                 ready = time.monotonic() - self.t0
             if v is not None and v >= 1:
                 assert ready is not None
                 return ready, time.monotonic() - self.t0
             time.sleep(0.05)
-        raise RuntimeError(f"no insert within {timeout}s; see {self.log}")
+        raise RuntimeError(f"no {self.first} within {timeout}s; see {self.log}")
 
     def end(self, how: signal.Signals) -> None:
         self.proc.send_signal(how)
         self.proc.wait(90)
 
 
+def sink(kafka: KafkaSettings, work: Path, name: str) -> Callable[[], Proc]:
+    overrides = CONFIGS[name]
+    group = f"bench-recovery-{name}-{uuid.uuid4().hex[:6]}"
+    if "group.instance.id" in overrides:
+        overrides = {**overrides, "group.instance.id": f"{group}-0"}
+    env = {
+        "NETPILOT_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "NETPILOT_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
+        "NETPILOT_KAFKA__LIBRDKAFKA": json.dumps(overrides),
+        "NETPILOT_SINK_CLICKHOUSE__DSN": f"chdb://{work / ('ch-' + name)}",
+        "NETPILOT_SINK_CLICKHOUSE__GROUP_ID": group,
+        "NETPILOT_SINK_CLICKHOUSE__BATCH_MAX_SECONDS": "0.2",
+    }
+    return lambda: Proc(
+        ["sink", "clickhouse", "run"],
+        env,
+        "NETPILOT_SINK_CLICKHOUSE__METRICS__LISTEN",
+        "netpilot_sink_clickhouse_batches_total",
+        work / f"sink-{name}.log",
+    )
+
+
+def autopilot(kafka: KafkaSettings, work: Path, session_s: int) -> Callable[[], Proc]:
+    env = {
+        "NETPILOT_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "NETPILOT_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
+        "NETPILOT_AUTOPILOT__APP_ID": f"bench-ap{session_s}-{uuid.uuid4().hex[:6]}",
+        "NETPILOT_AUTOPILOT__DATA_DIR": str(work / f"ap{session_s}"),
+        "NETPILOT_AUTOPILOT__SESSION_TIMEOUT_S": str(session_s),
+        "NETPILOT_AUTOPILOT__POLICY__MODE": "suggest",
+    }
+    return lambda: Proc(
+        ["autopilot", "run"],
+        env,
+        "NETPILOT_AUTOPILOT__METRICS__LISTEN",
+        "netpilot_autopilot_cycles_total",
+        work / f"autopilot-{session_s}.log",
+    )
+
+
+def inventory(kafka: KafkaSettings) -> None:
+    """One link per PoP: enough for the autopilot to plan (and count) a cycle per PoP."""
+    p = KafkaProducer(kafka)
+    for pop in POPS:
+        li = LinkInventory(pop=pop, link_id="transit", router="r1", capacity_bps=10e9, peer_type="transit")
+        p.produce(kafka.topic(catalog.LINK_INVENTORY), li.encode(), key=f"{pop}|transit", partition_key=pop)
+    p.flush(30)
+
+
+def restarts(label: str, make: Callable[[], Proc], rounds: int) -> None:
+    proc = make()
+    proc.wait()
+    try:
+        for how in (signal.SIGTERM, signal.SIGKILL):
+            firsts: list[float] = []
+            readies: list[float] = []
+            for _ in range(rounds):
+                time.sleep(3)  # running steadily, committing, heart-beating
+                proc.end(how)
+                proc = make()
+                ready, first = proc.wait()
+                readies.append(ready)
+                firsts.append(first)
+            print(
+                f"{label:22} {how.name:8} {statistics.median(readies):8.1f} "
+                f"{statistics.median(firsts):8.1f} ({max(firsts):4.1f})",
+                flush=True,
+            )
+    finally:
+        if proc.proc.poll() is None:
+            proc.end(signal.SIGTERM)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bootstrap", default="127.0.0.1:39092")
     ap.add_argument("--rounds", type=int, default=2, help="restarts per configuration and signal")
-    ap.add_argument("--configs", default=",".join(CONFIGS), help=f"any of {','.join(CONFIGS)}")
+    ap.add_argument("--configs", default=",".join(CONFIGS), help=f"sink configurations: any of {','.join(CONFIGS)}")
+    ap.add_argument("--autopilot-sessions", default="30,10", help="autopilot session timeouts to measure (s)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-recovery-"))
     stop = threading.Event()
     feeder: threading.Thread | None = None
     kafka = KafkaSettings(bootstrap_servers=args.bootstrap, topic_prefix=f"rec{uuid.uuid4().hex[:6]}.")
     admin = TopicAdmin(kafka)
-    sink: Sink | None = None
     try:
         admin.sync(catalog.ALL_TOPICS)
         time.sleep(2)  # metadata settles on the new topics
         feeder = threading.Thread(target=feed, args=(kafka, stop), daemon=True)
         feeder.start()
-        print(f"flows/1: {catalog.FLOWS.partitions} partitions; load before: {os.getloadavg()[0]:.1f} (2 cores)")
-        print(f"{'config':8} {'restart':8} {'ready s':>8} {'first insert s':>15}   (median of {args.rounds}, max)")
-        for name in args.configs.split(","):
-            overrides = CONFIGS[name]
-            group = f"bench-recovery-{name}-{uuid.uuid4().hex[:6]}"
-            if "group.instance.id" in overrides:
-                overrides = {**overrides, "group.instance.id": f"{group}-0"}
-            dsn = f"chdb://{work / ('ch-' + name)}"
-            sink = Sink(kafka, dsn, group, overrides, work / f"{name}.log")
-            sink.wait()
-            for how in (signal.SIGTERM, signal.SIGKILL):
-                firsts: list[float] = []
-                readies: list[float] = []
-                for _ in range(args.rounds):
-                    time.sleep(3)  # running steadily, committing, heart-beating
-                    sink.end(how)
-                    sink = Sink(kafka, dsn, group, overrides, work / f"{name}.log")
-                    ready, first = sink.wait()
-                    readies.append(ready)
-                    firsts.append(first)
-                print(
-                    f"{name:8} {how.name:8} {statistics.median(readies):8.1f} "
-                    f"{statistics.median(firsts):8.1f} ({max(firsts):4.1f})"
-                )
-            sink.end(signal.SIGTERM)
-            sink = None
+        inventory(kafka)
+        print(f"{catalog.FLOWS.partitions} partitions per topic; load before: {os.getloadavg()[0]:.1f} (2 cores)")
+        print(
+            f"{'component/config':22} {'restart':8} {'ready s':>8} {'first work s':>13} (median of {args.rounds}, max)"
+        )
+        for name in [c for c in args.configs.split(",") if c]:
+            restarts(f"sink {name}", sink(kafka, work, name), args.rounds)
+        for session_s in [int(x) for x in args.autopilot_sessions.split(",") if x]:
+            restarts(f"autopilot session {session_s}s", autopilot(kafka, work, session_s), args.rounds)
     finally:
-        if sink is not None and sink.proc.poll() is None:
-            sink.end(signal.SIGKILL)
         stop.set()
         if feeder is not None:
             feeder.join(15)

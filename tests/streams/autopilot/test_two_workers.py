@@ -13,6 +13,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import pytest
+
 from netpilot import catalog
 from netpilot.kafka.consumer import BatchConsumer
 from netpilot.kafka.partitioning import partition_for
@@ -22,6 +24,8 @@ from netpilot.wire.autopilot import CycleSummary
 from netpilot.wire.links import LinkInventory, LinkStats
 
 CYCLE_S = 10.0
+
+pytestmark = pytest.mark.slow  # about a minute: two workers start, then a session timeout and three periods
 
 
 def _pops() -> list[str]:

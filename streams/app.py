@@ -110,7 +110,7 @@ def new_faust_app(
     changelog_replication: int = 1,
     auto_offset_reset: str = "earliest",
     max_request_size: int = 8 * 1024 * 1024,
-    session_timeout_s: float = 30.0,
+    session_timeout_s: float = 10.0,
 ) -> faust.App:
     """A faust.App configured the netpilot way (any netpilot faust worker can use it):
     catalog topics never declared, no leader topic, no web server, raw bytes values,

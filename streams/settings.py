@@ -44,7 +44,7 @@ class StreamsSettings(ComponentSettings):
     changelog_replication: int = Field(1, ge=1, description="replication factor of faust's changelog topics")
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     session_timeout_s: float = Field(
-        30.0, ge=6, le=300, description="how long the group waits for a silent (dead) worker"
+        10.0, ge=6, le=300, description="how long the group waits for a silent (dead) worker"
     )
     producer_max_request_size: int = Field(
         8 * 1024 * 1024, ge=1024 * 1024, description="aggregate batches and changelog blobs can exceed 1 MiB"

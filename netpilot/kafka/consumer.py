@@ -61,9 +61,23 @@ def position(msg: Message) -> tuple[str, int, int]:
 
 @dataclass(frozen=True)
 class ConsumerOptions:
+    """Group membership is tuned for recovery (docs/recovery.md): a member that died
+    silently (SIGKILL, a lost host) gives its partitions up after ``session_timeout_ms``;
+    one stopped cleanly leaves the group in ``close()`` and its partitions move at once.
+    6 s is the broker's default minimum (``group.min.session.timeout.ms``); heartbeats every
+    second come from librdkafka's own thread, so a busy Python thread does not miss them, and
+    a false expiry only costs a rebalance (the sink replays its open batches from the
+    committed intents). The assignor is ``range``, not ``cooperative-sticky``: a consumer of
+    several topics (the ClickHouse sink reads eight) scales out only if every member gets its
+    share of *each* topic, which ``range`` does per topic, while ``cooperative-sticky``
+    balances the total count and can hand one member every flows partition. All of these
+    can be overridden through ``kafka.librdkafka`` (e.g. ``group.instance.id``)."""
+
     auto_offset_reset: str = "earliest"
     max_poll_interval_ms: int = 300_000
-    session_timeout_ms: int = 45_000
+    session_timeout_ms: int = 6_000
+    heartbeat_interval_ms: int = 1_000
+    assignment_strategy: str = "range"
     fetch_max_bytes: int = 64 * 1024 * 1024
     max_partition_fetch_bytes: int = 16 * 1024 * 1024
     isolation_level: str = "read_committed"
@@ -88,6 +102,8 @@ class BatchConsumer:
                 "auto.offset.reset": options.auto_offset_reset,
                 "max.poll.interval.ms": str(options.max_poll_interval_ms),
                 "session.timeout.ms": str(options.session_timeout_ms),
+                "heartbeat.interval.ms": str(options.heartbeat_interval_ms),
+                "partition.assignment.strategy": options.assignment_strategy,
                 "fetch.max.bytes": str(options.fetch_max_bytes),
                 "max.partition.fetch.bytes": str(options.max_partition_fetch_bytes),
                 "isolation.level": options.isolation_level,

@@ -28,6 +28,9 @@ class AutopilotSettings(ComponentSettings):
     store: str = Field("memory://", description="faust table store (memory://, or rocksdb://)")
     data_dir: Path = Field(Path(".netpilot/autopilot"), description="faust data directory")
     changelog_replication: int = Field(1, ge=1, description="replication factor of faust's changelog topics")
+    session_timeout_s: float = Field(
+        10.0, ge=6, le=300, description="how long the group waits for a silent (dead) worker"
+    )
     unhealthy_after_cycles: int = Field(
         3,
         ge=1,

@@ -76,6 +76,7 @@ def create_app(settings: AutopilotSettings) -> AutopilotApp:
         store=settings.store,
         data_dir=settings.data_dir,
         changelog_replication=settings.changelog_replication,
+        session_timeout_s=settings.session_timeout_s,
     )
 
     def topic(t: catalog.Topic) -> faust.TopicT:
@@ -145,8 +146,11 @@ class Pilot:
 
     # -- restore -------------------------------------------------------------------------
     def load_from_tables(self) -> None:
-        """Rebuild the in-memory view from the (recovered) tables, once after start."""
+        """Rebuild the in-memory view from the (recovered) tables: after start, and after every
+        rebalance (:func:`register` clears ``loaded``), since the PoPs of partitions taken over
+        from another worker reach this one through the changelog, not through its agents."""
         t = self.aa.tables
+        before, self.pops = self.pops, {}
         for value in t["ap-inventory"].values():
             link = LinkInventory.decode(value)
             self.inputs(link.pop).set_link(link.link_id, link)
@@ -162,6 +166,9 @@ class Pilot:
             if p.demand.height:
                 end = (p.demand["window_start_ms"] + p.demand["window_s"].cast(pl.Int64) * 1000).max()
                 p.newest["flows"] = float(end) / 1000  # type: ignore[arg-type]
+        for pop, p in self.pops.items():  # input times the tables do not keep (the RIB's)
+            if pop in before:
+                p.newest = {**before[pop].newest, **p.newest}
         self.loaded = True
         log.info(
             "autopilot state restored",
@@ -340,6 +347,22 @@ def register(aa: AutopilotApp, pilot: Pilot, cycle_s: float, tasks: TaskHealth) 
     async def cycle(stream: Any) -> None:
         async for event in stream.events():
             await pilot.cycle(event.message.partition)
+
+    ticking: set[int] = set()  # partitions of the ticks topic this worker had before a rebalance
+
+    @aa.app.on_partitions_assigned.connect
+    async def _assigned(_sender: Any, /, *args: Any, signal: Any, **_kwargs: Any) -> None:
+        # The next cycle (ticks wait for the tables' recovery) rebuilds the inputs. The PoPs
+        # taken over from a dead worker get a tick now rather than at the next timer, so
+        # they miss at most one cycle (the session timeout is shorter than a period).
+        pilot.loaded = False
+        name = aa.ticks.get_topic_name()
+        assigned = args[0] if args else ()  # faust sends the set of assigned TopicPartitions
+        now = {tp.partition for tp in assigned if tp.topic == name}
+        for partition in sorted(now - ticking):
+            await aa.ticks.send(key=b"tick", value=str(pilot.clock()).encode(), partition=partition)
+        ticking.clear()
+        ticking.update(now)
 
     @aa.app.timer(interval=cycle_s)
     @tasks.guard("ap-tick")

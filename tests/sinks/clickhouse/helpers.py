@@ -36,9 +36,11 @@ class FlowSet:
     bytes_scaled: int = 0
 
 
-def make_flows(n_messages: int, rows_per_message: int, seed: int, base_ms: int) -> FlowSet:
+def make_flows(n_messages: int, rows_per_message: int, seed: int, base_ms: int, tag_messages: bool = False) -> FlowSet:
     """Rows received in [base_ms, base_ms + 30 min): for a sink, that must be in the past
-    (it dead-letters batches ahead of its clock, see netpilot.wire.intake)."""
+    (it dead-letters batches ahead of its clock, see netpilot.wire.intake). With
+    ``tag_messages`` the router column names the message (``<pop>-m<i>``), so a test can
+    count each message's rows in ClickHouse."""
     rng = np.random.default_rng(seed)
     out = FlowSet()
     for i in range(n_messages):
@@ -54,7 +56,7 @@ def make_flows(n_messages: int, rows_per_message: int, seed: int, base_ms: int) 
                 "time_end": t,
                 "flow_type": np.full(n, 3, np.uint8),
                 "pop": pop,
-                "router": f"{pop}-r1",
+                "router": f"{pop}-m{i}" if tag_messages else f"{pop}-r1",
                 "link_id": (rng.integers(0, 4, n), [f"{pop}-l{j}" for j in range(4)]),
                 "out_if": rng.integers(1, 5, n).astype(np.uint32),
                 "src_addr": flows.ipv4_to_addr(rng.integers(0, 2**32, n, dtype=np.uint64)),
@@ -93,7 +95,13 @@ class SinkProcess:
     """``netpilot sink clickhouse run`` as a child process with its ports known."""
 
     def __init__(
-        self, kafka: KafkaSettings, dsn: str, group: str, log: Path, extra_env: dict[str, str] | None = None
+        self,
+        kafka: KafkaSettings,
+        dsn: str,
+        group: str,
+        log: Path,
+        extra_env: dict[str, str] | None = None,
+        instance: int = 0,
     ) -> None:
         self.dsn = dsn  # the clickhouse_dsn fixture: chDB or a server (tests/backends.py)
         self.metrics_port = free_port()
@@ -105,7 +113,10 @@ class SinkProcess:
             "NETPILOT_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
             # static membership: a restarted sink takes its partitions back at once
             # instead of waiting for the killed member's session to time out
-            "NETPILOT_KAFKA__LIBRDKAFKA": json.dumps({"group.instance.id": f"{group}-0", "session.timeout.ms": "6000"}),
+            # (one id per instance: two members with one id fence each other)
+            "NETPILOT_KAFKA__LIBRDKAFKA": json.dumps(
+                {"group.instance.id": f"{group}-{instance}", "session.timeout.ms": "6000"}
+            ),
             "NETPILOT_SINK_CLICKHOUSE__DSN": self.dsn,
             "NETPILOT_SINK_CLICKHOUSE__GROUP_ID": group,
             "NETPILOT_SINK_CLICKHOUSE__METRICS__LISTEN": f"127.0.0.1:{self.metrics_port}",
@@ -185,6 +196,28 @@ class SinkProcess:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return "<no log>"
+
+
+def wait_group_members(kafka: KafkaSettings, group: str, members: int, timeout: float = 60) -> None:
+    """Until ``group`` is stable with ``members`` members that each own partitions (a test
+    that wants load split must not produce before the second member is in)."""
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(kafka.client_config())  # type: ignore[arg-type]
+    deadline = time.monotonic() + timeout
+    seen = "no description"
+    while time.monotonic() < deadline:
+        try:
+            desc = admin.describe_consumer_groups([group], request_timeout=5)[group].result()
+            owning = [m for m in desc.members if m.assignment.topic_partitions]
+            seen = f"{desc.state}, {len(desc.members)} members, {len(owning)} owning partitions"
+            if desc.state == ConsumerGroupState.STABLE and len(desc.members) == len(owning) == members:
+                return
+        except Exception as exc:  # noqa: BLE001 - the group may not exist yet; retried
+            seen = str(exc)[:200]
+        time.sleep(0.2)
+    raise AssertionError(f"group {group} not stable with {members} members after {timeout}s: {seen}")
 
 
 def query_stopped(dsn: str, sql: str) -> list[list]:

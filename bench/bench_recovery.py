@@ -1,0 +1,271 @@
+"""Recovery time after a restart: process start -> first insert (ClickHouse sink) or first
+cycle (autopilot).
+
+    .venv/bin/python bench/bench_recovery.py --bootstrap 127.0.0.1:39092 [--rounds 2]
+
+Needs a running broker (``netpilot dev kafka up``, or the test broker on 39092). Creates
+fresh topics and a producer writing a small flows/1 message to every PoP every 0.2 s. Then, for
+each consumer configuration, it runs ``netpilot sink clickhouse run`` as a child process on a
+chDB path and restarts it ``--rounds`` times each way:
+
+- **SIGTERM**: a clean stop (the consumer leaves the group in ``close()``), then a new process;
+- **SIGKILL**: the process dies without a word, and a new one starts at once.
+
+For every new process it prints two times from ``Popen``: **ready** (its ``/metrics`` answers:
+Python, chDB and the migrations loaded) and **first insert** (``batches_total`` >= 1, so it
+owns partitions, fetched and inserted). The configurations:
+
+- ``before``: the consumer settings up to issue 13 (45 s session, 3 s heartbeat, eager
+  ``range,roundrobin`` assignment), passed as ``kafka.librdkafka`` overrides;
+- ``after``: the defaults of :class:`netpilot.kafka.consumer.ConsumerOptions`;
+- ``static``: the defaults plus static membership (``group.instance.id``).
+
+Then the same for ``netpilot autopilot run`` (one link per PoP in the inventory, so each PoP
+plans a cycle): first work is ``cycles_total`` >= 1, with the session timeout at 30 s (the
+old default) and 10 s (the new one); ``--autopilot-sessions ""`` skips it.
+
+Prints figures; asserts nothing. Figures and their reading: docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from netpilot import catalog
+from netpilot.kafka.admin import TopicAdmin
+from netpilot.kafka.producer import KafkaProducer, ProducerOptions
+from netpilot.settings import KafkaSettings
+from netpilot.wire import flows
+from netpilot.wire.links import LinkInventory
+
+REPO = Path(__file__).resolve().parents[1]
+POPS = ("ams", "fra", "lon", "par", "nyc", "sin", "syd", "tyo")
+CONFIGS: dict[str, dict[str, str]] = {
+    "before": {
+        "session.timeout.ms": "45000",
+        "heartbeat.interval.ms": "3000",
+        "partition.assignment.strategy": "range,roundrobin",
+    },
+    "after": {},
+    "static": {"group.instance.id": "bench-sink-0"},
+}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def feed(kafka: KafkaSettings, stop: threading.Event) -> None:
+    """A trickle of flows to every PoP (so every partition has something to insert)."""
+    p = KafkaProducer(kafka, ProducerOptions(compression="none", linger_ms=5))
+    topic = kafka.topic(catalog.FLOWS)
+    rng = np.random.default_rng(7)
+    while not stop.is_set():
+        now_ms = int(time.time() * 1000) - 5_000
+        for pop in POPS:
+            n = 50
+            t = np.full(n, now_ms, np.int64)
+            b = rng.integers(40, 1500, n).astype(np.uint64)
+            table = flows.flow_table(
+                {
+                    "time_received": t,
+                    "time_start": t - 1000,
+                    "time_end": t,
+                    "flow_type": np.full(n, 3, np.uint8),
+                    "pop": pop,
+                    "router": f"{pop}-r1",
+                    "link_id": (np.zeros(n, np.int64), [f"{pop}-l0"]),
+                    "out_if": np.ones(n, np.uint32),
+                    "src_addr": flows.ipv4_to_addr(rng.integers(0, 2**32, n, dtype=np.uint64)),
+                    "dst_addr": flows.ipv4_to_addr(rng.integers(0, 2**32, n, dtype=np.uint64)),
+                    "bytes": b,
+                    "packets": np.ones(n, np.uint64),
+                    "sampling_rate": np.ones(n, np.uint32),
+                    "bytes_scaled": b,
+                    "packets_scaled": np.ones(n, np.uint64),
+                    "dst_as": np.full(n, 64500, np.uint32),
+                    "ip_proto": np.full(n, 6, np.uint8),
+                }
+            )
+            p.produce(topic, flows.encode_flows(table), key=pop, headers=flows.headers())
+        p.poll(0)
+        stop.wait(0.2)
+    p.flush(10)
+
+
+def metric(port: int, name: str) -> float | None:
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1).read().decode()
+    except OSError:
+        return None
+    return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines() if line.startswith(name))
+
+
+class Proc:
+    """A ``netpilot`` component as a child process with its /metrics on a known port."""
+
+    def __init__(self, args: list[str], env: dict[str, str], metrics_env: str, first: str, log: Path) -> None:
+        self.port = free_port()
+        self.first = first
+        self.log = log
+        self.t0 = time.monotonic()
+        with open(log, "ab") as f:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "netpilot.cli", *args],
+                env={**os.environ, **env, metrics_env: f"127.0.0.1:{self.port}", "NETPILOT_LOG__FORMAT": "json"},
+                cwd=REPO,
+                stdout=f,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait(self, timeout: float = 180) -> tuple[float, float]:
+        """(ready, first work) in seconds from Popen."""
+        ready: float | None = None
+        deadline = self.t0 + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"exited {self.proc.returncode}; see {self.log}")
+            v = metric(self.port, self.first)
+            if v is not None and ready is None:
+                ready = time.monotonic() - self.t0
+            if v is not None and v >= 1:
+                assert ready is not None
+                return ready, time.monotonic() - self.t0
+            time.sleep(0.05)
+        raise RuntimeError(f"no {self.first} within {timeout}s; see {self.log}")
+
+    def end(self, how: signal.Signals) -> None:
+        self.proc.send_signal(how)
+        self.proc.wait(90)
+
+
+def sink(kafka: KafkaSettings, work: Path, name: str) -> Callable[[], Proc]:
+    overrides = CONFIGS[name]
+    group = f"bench-recovery-{name}-{uuid.uuid4().hex[:6]}"
+    if "group.instance.id" in overrides:
+        overrides = {**overrides, "group.instance.id": f"{group}-0"}
+    env = {
+        "NETPILOT_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "NETPILOT_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
+        "NETPILOT_KAFKA__LIBRDKAFKA": json.dumps(overrides),
+        "NETPILOT_SINK_CLICKHOUSE__DSN": f"chdb://{work / ('ch-' + name)}",
+        "NETPILOT_SINK_CLICKHOUSE__GROUP_ID": group,
+        "NETPILOT_SINK_CLICKHOUSE__BATCH_MAX_SECONDS": "0.2",
+    }
+    return lambda: Proc(
+        ["sink", "clickhouse", "run"],
+        env,
+        "NETPILOT_SINK_CLICKHOUSE__METRICS__LISTEN",
+        "netpilot_sink_clickhouse_batches_total",
+        work / f"sink-{name}.log",
+    )
+
+
+def autopilot(kafka: KafkaSettings, work: Path, session_s: int) -> Callable[[], Proc]:
+    env = {
+        "NETPILOT_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "NETPILOT_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
+        "NETPILOT_AUTOPILOT__APP_ID": f"bench-ap{session_s}-{uuid.uuid4().hex[:6]}",
+        "NETPILOT_AUTOPILOT__DATA_DIR": str(work / f"ap{session_s}"),
+        "NETPILOT_AUTOPILOT__SESSION_TIMEOUT_S": str(session_s),
+        "NETPILOT_AUTOPILOT__POLICY__MODE": "suggest",
+    }
+    return lambda: Proc(
+        ["autopilot", "run"],
+        env,
+        "NETPILOT_AUTOPILOT__METRICS__LISTEN",
+        "netpilot_autopilot_cycles_total",
+        work / f"autopilot-{session_s}.log",
+    )
+
+
+def inventory(kafka: KafkaSettings) -> None:
+    """One link per PoP: enough for the autopilot to plan (and count) a cycle per PoP."""
+    p = KafkaProducer(kafka)
+    for pop in POPS:
+        li = LinkInventory(pop=pop, link_id="transit", router="r1", capacity_bps=10e9, peer_type="transit")
+        p.produce(kafka.topic(catalog.LINK_INVENTORY), li.encode(), key=f"{pop}|transit", partition_key=pop)
+    p.flush(30)
+
+
+def restarts(label: str, make: Callable[[], Proc], rounds: int) -> None:
+    proc = make()
+    proc.wait()
+    try:
+        for how in (signal.SIGTERM, signal.SIGKILL):
+            firsts: list[float] = []
+            readies: list[float] = []
+            for _ in range(rounds):
+                time.sleep(3)  # running steadily, committing, heart-beating
+                proc.end(how)
+                proc = make()
+                ready, first = proc.wait()
+                readies.append(ready)
+                firsts.append(first)
+            print(
+                f"{label:22} {how.name:8} {statistics.median(readies):8.1f} "
+                f"{statistics.median(firsts):8.1f} ({max(firsts):4.1f})",
+                flush=True,
+            )
+    finally:
+        if proc.proc.poll() is None:
+            proc.end(signal.SIGTERM)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bootstrap", default="127.0.0.1:39092")
+    ap.add_argument("--rounds", type=int, default=2, help="restarts per configuration and signal")
+    ap.add_argument("--configs", default=",".join(CONFIGS), help=f"sink configurations: any of {','.join(CONFIGS)}")
+    ap.add_argument("--autopilot-sessions", default="30,10", help="autopilot session timeouts to measure (s)")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-recovery-"))
+    stop = threading.Event()
+    feeder: threading.Thread | None = None
+    kafka = KafkaSettings(bootstrap_servers=args.bootstrap, topic_prefix=f"rec{uuid.uuid4().hex[:6]}.")
+    admin = TopicAdmin(kafka)
+    try:
+        admin.sync(catalog.ALL_TOPICS)
+        time.sleep(2)  # metadata settles on the new topics
+        feeder = threading.Thread(target=feed, args=(kafka, stop), daemon=True)
+        feeder.start()
+        inventory(kafka)
+        print(f"{catalog.FLOWS.partitions} partitions per topic; load before: {os.getloadavg()[0]:.1f} (2 cores)")
+        print(
+            f"{'component/config':22} {'restart':8} {'ready s':>8} {'first work s':>13} (median of {args.rounds}, max)"
+        )
+        for name in [c for c in args.configs.split(",") if c]:
+            restarts(f"sink {name}", sink(kafka, work, name), args.rounds)
+        for session_s in [int(x) for x in args.autopilot_sessions.split(",") if x]:
+            restarts(f"autopilot session {session_s}s", autopilot(kafka, work, session_s), args.rounds)
+    finally:
+        stop.set()
+        if feeder is not None:
+            feeder.join(15)
+        for fut in admin.client.delete_topics([kafka.topic(t) for t in catalog.ALL_TOPICS]).values():
+            fut.result(30)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Scale-out: two `netpilot autopilot run` processes in one group split the PoPs; one is
+SIGKILLed and the other takes its PoPs over, so every PoP keeps cycling and none misses more
+than one cycle (cycle period 10 s, session timeout 6 s)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from netpilot import catalog
+from netpilot.kafka.consumer import BatchConsumer
+from netpilot.kafka.partitioning import partition_for
+from netpilot.kafka.producer import KafkaProducer
+from netpilot.settings import KafkaSettings
+from netpilot.wire.autopilot import CycleSummary
+from netpilot.wire.links import LinkInventory, LinkStats
+
+CYCLE_S = 10.0
+
+pytestmark = pytest.mark.slow  # about a minute: two workers start, then a session timeout and three periods
+
+
+def _pops() -> list[str]:
+    """One PoP per partition of the PoP-keyed topics, so both workers get some."""
+    n = catalog.LINK_INVENTORY.partitions
+    by_part: dict[int, str] = {}
+    for i in range(200):
+        by_part.setdefault(partition_for(f"pop{i}", n), f"pop{i}")
+    assert len(by_part) == n
+    return [by_part[p] for p in sorted(by_part)]
+
+
+class Worker:
+    def __init__(self, k: KafkaSettings, app: str, data_dir: Path, log: Path) -> None:
+        env = dict(
+            os.environ,
+            NETPILOT_KAFKA__BOOTSTRAP_SERVERS=k.bootstrap_servers,
+            NETPILOT_KAFKA__TOPIC_PREFIX=k.topic_prefix,
+            NETPILOT_AUTOPILOT__APP_ID=app,
+            NETPILOT_AUTOPILOT__DATA_DIR=str(data_dir),
+            NETPILOT_AUTOPILOT__SESSION_TIMEOUT_S="6",
+            NETPILOT_AUTOPILOT__POLICY__CYCLE_S=str(CYCLE_S),
+            NETPILOT_AUTOPILOT__POLICY__MODE="suggest",
+            NETPILOT_LOG__FORMAT="json",
+        )
+        self.log = log
+        with log.open("w") as err:
+            self.proc = subprocess.Popen(
+                [str(Path(sys.executable).with_name("netpilot")), "autopilot", "run"], env=env, stderr=err
+            )
+        self.url = ""
+        deadline = time.time() + 90
+        while not self.url and time.time() < deadline and self.proc.poll() is None:
+            found = re.search(r"metrics on (http://\S+)/metrics", log.read_text())
+            self.url = found.group(1) if found else ""
+            time.sleep(0.1)
+        assert self.url, f"the worker never said where its metrics are: {log.read_text()[-2000:]}"
+
+    def cycled_pops(self) -> set[str]:
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as resp:  # noqa: S310 - 127.0.0.1 only
+            text = resp.read().decode()
+        return {
+            m.group(1)
+            for m in re.finditer(r'^netpilot_autopilot_cycles_total\{[^}]*pop="([^"]+)"[^}]*\} ([0-9.e+]+)', text, re.M)
+            if float(m.group(2)) > 0
+        }
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def test_two_autopilot_workers_one_killed_every_pop_keeps_cycling(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    k = kafka_settings
+    pops = _pops()
+    p = KafkaProducer(k)
+    for pop in pops:
+        li = LinkInventory(pop=pop, link_id="transit", router="r1", capacity_bps=10e9, peer_type="transit")
+        p.produce(k.topic(catalog.LINK_INVENTORY), li.encode(), key=f"{pop}|transit", partition_key=pop)
+    p.flush()
+    summaries = BatchConsumer(k, f"check-{uuid.uuid4().hex[:6]}", [k.topic(catalog.CYCLE_SUMMARIES)])
+    seen: dict[str, list[float]] = {pop: [] for pop in pops}
+
+    def read(until: float) -> None:
+        while time.monotonic() < until:
+            for m in summaries.poll_batch(200, 0.5):
+                s = CycleSummary.decode(m.value())
+                if s.pop in seen:
+                    seen[s.pop].append(time.monotonic())
+            for pop in pops:  # fresh counters: "one link at 20 %"
+                stats = LinkStats(pop=pop, router="r1", link_id="transit", if_index=1, ts=time.time(), out_bps=2e9)
+                p.produce(k.topic(catalog.LINK_STATS), stats.encode(), key=pop)
+            p.poll(0)
+
+    app = f"ap2-{uuid.uuid4().hex[:6]}"
+    a = Worker(k, app, tmp_path / "a", tmp_path / "a.log")
+    b = Worker(k, app, tmp_path / "b", tmp_path / "b.log")
+    try:
+        # both workers cycle their own PoPs, and between them every PoP
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            read(time.monotonic() + 1)
+            owned_a, owned_b = a.cycled_pops(), b.cycled_pops()
+            if owned_a and owned_b and all(seen.values()):
+                break
+        assert owned_a and owned_b and all(seen.values()), (owned_a, owned_b, seen, a.log.read_text()[-1500:])
+        read(time.monotonic() + CYCLE_S)  # a steady cycle for everyone
+        a.close()  # SIGKILL
+        killed_at = time.monotonic()
+        # the survivor takes the killed worker's PoPs over: no PoP goes two periods without
+        # a cycle (at most one missed), and every PoP keeps cycling
+        read(killed_at + 6 + 3 * CYCLE_S)
+        assert b.proc.poll() is None, b.log.read_text()[-2000:]
+        assert owned_a <= b.cycled_pops(), (owned_a, b.cycled_pops())
+        for pop in pops:
+            times = [t for t in seen[pop] if t > killed_at - CYCLE_S]
+            assert times and times[-1] > killed_at + 6 + CYCLE_S, (pop, [round(t - killed_at, 1) for t in times])
+            gaps = [t2 - t1 for t1, t2 in zip(times, times[1:], strict=False)]
+            assert max(gaps, default=0) < 2 * CYCLE_S, (pop, [round(t - killed_at, 1) for t in times])
+    finally:
+        a.close()
+        b.close()
+        summaries.close()

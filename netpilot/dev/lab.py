@@ -151,6 +151,11 @@ class Lab:
     def ns(self, role: str) -> str:
         return f"{self.prefix}{role}"
 
+    nms_address = NMS_ADDR
+    """netpilot's end of the iBGP session (in the ``nms`` namespace)."""
+    nms_peer = NMS_POP_ADDR
+    """The pop's end of it."""
+
     @property
     def frr_dir(self) -> Path:
         return self.dir / "frr"
@@ -224,7 +229,21 @@ class Lab:
             self._ip(role, "addr", "add", f"{addr}/{plen}", "dev", ifname)
             # MTU-sized packets as on a wire: the flow exporters and the shaper see real frames
             subprocess.run(
-                ["ip", "netns", "exec", self.ns(role), "ethtool", "-K", ifname, "tso", "off", "gso", "off", "gro", "off"],
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    self.ns(role),
+                    "ethtool",
+                    "-K",
+                    ifname,
+                    "tso",
+                    "off",
+                    "gso",
+                    "off",
+                    "gro",
+                    "off",
+                ],
                 capture_output=True,
             )
             self._ip(role, "link", "set", ifname, "up")
@@ -282,7 +301,7 @@ class Lab:
                 f"  local {p.peer_addr} as {p.asn};\n"
                 f"  neighbor {p.pop_addr} as {POP_AS};\n"
                 "  hold time 9; keepalive time 3;\n"
-                "  ipv4 { import none; export where proto = \"announced\"; };\n"
+                '  ipv4 { import none; export where proto = "announced"; };\n'
                 "}\n"
             )
             self.exec(p.name, "bird", "-c", f"{d}/bird.conf", "-s", f"{d}/bird.ctl", "-P", f"{d}/bird.pid")
@@ -356,7 +375,9 @@ class Lab:
                 port, addr = 5201 + i, host(prefix)
                 pid_file = self.dir / f"iperf3-{addr}-{port}.pid"
                 log = self.dir / f"iperf3-{addr}-{port}.log"
-                self.exec("net", "iperf3", "-s", "-D", "-B", addr, "-p", str(port), "-I", str(pid_file), "--logfile", str(log))
+                self.exec(
+                    "net", "iperf3", "-s", "-D", "-B", addr, "-p", str(port), "-I", str(pid_file), "--logfile", str(log)
+                )
                 st.pids[f"iperf3-{addr}-{port}"] = self._pid_file(pid_file)
 
     @staticmethod
@@ -372,7 +393,9 @@ class Lab:
     # -- down -----------------------------------------------------------------------------
     def namespaces(self) -> list[str]:
         out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        return [line.split()[0] for line in out.splitlines() if line.split() and line.split()[0].startswith(self.prefix)]
+        return [
+            line.split()[0] for line in out.splitlines() if line.split() and line.split()[0].startswith(self.prefix)
+        ]
 
     def down(self) -> None:
         """Stop every daemon, delete the namespaces and the state folder. Safe to repeat."""
@@ -388,8 +411,8 @@ class Lab:
         # anything else still inside a lab namespace (an iperf3 client, an exporter) goes too
         for ns in self.namespaces():
             out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
-            for pid in out.split():
-                stop_pid(int(pid), grace_s=5, poll_s=0.05)
+            for left in out.split():
+                stop_pid(int(left), grace_s=5, poll_s=0.05)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         shutil.rmtree(self.dir, ignore_errors=True)
 

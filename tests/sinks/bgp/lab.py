@@ -103,6 +103,7 @@ def rec(
     created_at: float | None = None,
     mode: str = "suggest",
     rate_bps: float = 1e9,
+    from_link: str = "ams1-r1:pni-1",
 ) -> Recommendation:
     now = time.time()
     v6 = ":" in prefix
@@ -120,7 +121,7 @@ def rec(
             "afi": 6 if v6 else 4,
             "rate_bps": rate_bps,
             "reason": "OVERLOAD" if action != "WITHDRAW" else "RELEASE",
-            "from": LinkSide(link_id="ams1-r1:pni-1"),
+            "from": LinkSide(link_id=from_link),
             "to": LinkSide(link_id=to_link, next_hop=nh),
             "created_at": created_at if created_at is not None else now,
         }

@@ -1,0 +1,148 @@
+"""The routing lab (``netpilot dev lab``): the kernel forwards by BGP, and an override sent
+through the real injector (ExaBGP in the lab's nms namespace, iBGP to FRR) moves the packets
+of one prefix from the PNI veth to the transit veth, and back after the withdraw.
+
+The proof is the pop's transmit counters: traffic from ``src`` to the prefix shows up on the
+interface the kernel chose, not only in a routing table.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from netpilot import catalog
+from netpilot.dev.lab import PEERS, PREFIXES, ROUTER, Lab, host, peer, preferred
+from netpilot.kafka.producer import KafkaProducer
+from netpilot.settings import KafkaSettings, load_settings
+from netpilot.wire.links import LinkInventory
+from netpilot.wire.routes import Route
+from sinks.bgp.service import InjectorService
+from sinks.bgp.settings import InjectorSettings
+from tests.sinks.bgp.lab import rec, send, wait_until
+
+pytestmark = [pytest.mark.slow]
+POP = "ams1"  # the injector's records name a PoP; the lab is one router of it
+COMMUNITY = "64496:666"
+MOVED = "198.18.10.0/24"  # PNI first, transit as the alternate
+KEPT = "198.18.11.0/24"  # PNI first, never overridden here
+
+
+@pytest.fixture
+def routing_lab() -> Iterator[Lab]:
+    lab = Lab(f"nl{uuid.uuid4().hex[:5]}-")
+    try:
+        lab.up()
+        yield lab
+    finally:
+        lab.down()
+        assert not lab.namespaces(), "lab namespaces left behind"
+        assert not lab.dir.exists(), "lab folder left behind"
+
+
+def publish_lab_pop(kafka: KafkaSettings) -> None:
+    """The lab's links and routes as the inventory and the routes topics carry them."""
+    p = KafkaProducer(kafka)
+    for link in PEERS:
+        inv = LinkInventory(
+            pop=POP,
+            link_id=link.link_id,
+            router=ROUTER,
+            capacity_bps=link.capacity_mbit * 1e6,
+            next_hops=(link.peer_addr,),
+            peer_type=link.peer_type,
+        )
+        p.produce(
+            kafka.topic(catalog.LINK_INVENTORY),
+            inv.encode(),
+            key=f"{POP}|{link.link_id}",
+            headers=LinkInventory.headers(),
+            partition_key=POP,
+        )
+        for prefix in link.prefixes:
+            r = Route(pop=POP, link_id=link.link_id, prefix=prefix, next_hop=link.peer_addr)
+            p.produce(kafka.topic(catalog.ROUTES), r.encode(), key=r.key(), headers=Route.headers(), partition_key=POP)
+    p.flush(30)
+    p.close()
+
+
+def sent_through(lab: Lab, destination: str, mbit: float = 4, seconds: float = 2) -> dict[str, int]:
+    """Bytes each egress veth of the pop transmitted while ``src`` sent a UDP stream to ``destination``."""
+    before = lab.tx_bytes()
+    proc = lab.send(destination, mbit, seconds)
+    assert proc.wait(timeout=seconds + 30) == 0, "iperf3 client failed"
+    after = lab.tx_bytes()
+    return {p.pop_if: after[p.pop_if] - before[p.pop_if] for p in PEERS}
+
+
+def test_lab_is_up_with_its_peers_and_shapers(routing_lab: Lab) -> None:
+    status = routing_lab.status()
+    assert status["up"] and all(status["processes"].values())  # type: ignore[union-attr]
+    assert status["egress"] == {prefix: preferred(prefix).pop_if for prefix in PREFIXES}
+    qdisc = subprocess.run(
+        ["ip", "netns", "exec", routing_lab.ns("pop"), "tc", "qdisc", "show", "dev", "pni0"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "tbf" in qdisc and "20Mbit" in qdisc, qdisc
+    # nothing of the lab is in the root namespace
+    root = subprocess.run(["ip", "-br", "addr"], capture_output=True, text=True).stdout
+    assert "198.51.100." not in root and "203.0.113." not in root and "198.18." not in root
+
+
+def test_override_through_the_injector_moves_the_packets(
+    routing_lab: Lab, kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    lab, pni, transit = routing_lab, peer("pni"), peer("transit")
+    # before: the PNI carries the prefix's traffic
+    moved = sent_through(lab, host(MOVED))
+    expected = 4e6 * 2 / 8
+    assert moved["pni0"] > 0.8 * expected and moved["transit0"] < 0.05 * expected, moved
+
+    publish_lab_pop(kafka_settings)
+    settings = load_settings(
+        InjectorSettings,
+        overrides={
+            "kafka": kafka_settings.model_dump(),
+            "mode": "apply",
+            "run_dir": str(tmp_path / "inj"),
+            "community": COMMUNITY,
+            "metrics": {"listen": "127.0.0.1:0"},
+            "exabgp_netns": lab.ns("nms"),
+            "routers": {
+                ROUTER: {
+                    "neighbor": lab.nms_peer,
+                    "local_address": lab.nms_address,
+                    "rib": {"kind": "frr", "socket": str(lab.frr_dir)},
+                }
+            },
+        },
+    )
+    svc = InjectorService(settings)
+    svc.start()
+    try:
+        wait_until(lambda: lab.established().get(lab.nms_address), 30, "the injector's iBGP session")
+        send(
+            kafka_settings,
+            rec(MOVED, transit.link_id, next_hop=transit.peer_addr, from_link=pni.link_id),
+        )
+        wait_until(lambda: lab.egress(host(MOVED)) == "transit0", 30, "the kernel forwards the prefix via transit")
+        assert lab.egress(host(KEPT)) == "pni0"
+        moved = sent_through(lab, host(MOVED))
+        assert moved["transit0"] > 0.8 * expected and moved["pni0"] < 0.05 * expected, moved
+        kept = sent_through(lab, host(KEPT))
+        assert kept["pni0"] > 0.8 * expected and kept["transit0"] < 0.05 * expected, kept
+
+        send(
+            kafka_settings,
+            rec(MOVED, transit.link_id, action="WITHDRAW", next_hop=transit.peer_addr, from_link=pni.link_id),
+        )
+        wait_until(lambda: lab.egress(host(MOVED)) == "pni0", 30, "back on the PNI after the withdraw")
+        back = sent_through(lab, host(MOVED))
+        assert back["pni0"] > 0.8 * expected and back["transit0"] < 0.05 * expected, back
+    finally:
+        svc.stop()

@@ -106,6 +106,8 @@ SRC_ADDR, SRC_POP_ADDR, SRC_NET = "203.0.113.1", "203.0.113.2", "203.0.113.0/30"
 NMS_ADDR, NMS_POP_ADDR = "198.51.100.253", "198.51.100.254"
 ROUTER = "lab-r1"
 STREAMS_PER_PREFIX = 2
+LAB_POP = "lab1"
+SNMP_COMMUNITY = "public"
 
 
 def host(prefix: str) -> str:
@@ -128,6 +130,8 @@ class LabState:
     dir: str
     namespaces: list[str] = field(default_factory=list)
     pids: dict[str, int] = field(default_factory=dict)
+    snmp_port: int = 0
+    """The root namespace's 127.0.0.1 UDP port relayed to the pop's snmpd."""
 
 
 def _run(*args: str, timeout: float = 30) -> str:
@@ -181,9 +185,9 @@ class Lab:
     # -- up -------------------------------------------------------------------------------
     def up(self, bmp_target: tuple[str, int] | None = None) -> LabState:
         """Build the lab; on any failure tear down what was built and raise."""
-        for tool in ("ip", "tc", "bird", "birdc", "vtysh", "iperf3"):
+        for tool in ("ip", "tc", "bird", "birdc", "vtysh", "iperf3", "snmpd"):
             if shutil.which(tool) is None:
-                raise LabError(f"{tool} not found (apt-get install iproute2 bird2 frr iperf3)")
+                raise LabError(f"{tool} not found (apt-get install iproute2 bird2 frr iperf3 snmpd)")
         if not Path("/usr/lib/frr/bgpd").exists():
             raise LabError("FRR not found: apt-get install frr")
         if self.state() is not None or self.ns("pop") in self.namespaces():
@@ -196,6 +200,8 @@ class Lab:
             self._peers(st)
             self._frr(st, bmp_target)
             self._iperf_servers(st)
+            self._snmp(st)
+            self.write_inventory(st)
             self._save(st)
             self.wait_ready()
         except BaseException:
@@ -380,6 +386,71 @@ class Lab:
                 )
                 st.pids[f"iperf3-{addr}-{port}"] = self._pid_file(pid_file)
 
+    def _snmp(self, st: LabState) -> None:
+        """snmpd in the pop (IF-MIB of its veths), reachable from the root namespace's
+        127.0.0.1 through :mod:`netpilot.dev.labrelay`."""
+        import socket
+
+        d = self.dir / "snmpd"
+        d.mkdir(exist_ok=True)
+        (d / "snmpd.conf").write_text(f"agentAddress udp:127.0.0.1:161\nrocommunity {SNMP_COMMUNITY} 127.0.0.1/32\n")
+        env = {**os.environ, "SNMP_PERSISTENT_DIR": str(d / "persist"), "MIBS": ""}
+        subprocess.run(
+            [
+                "ip", "netns", "exec", self.ns("pop"), "snmpd", "-C", "-c", f"{d}/snmpd.conf",
+                "-Lf", f"{d}/snmpd.log", "-p", f"{d}/snmpd.pid", "-u", "root",
+            ],
+            env=env, check=True, capture_output=True, timeout=30,
+        )  # fmt: skip
+        st.pids["snmpd"] = self._pid_file(d / "snmpd.pid")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            st.snmp_port = s.getsockname()[1]
+        import sys
+
+        with open(d / "relay.log", "wb") as log:
+            relay = subprocess.Popen(
+                [sys.executable, "-m", "netpilot.dev.labrelay", str(st.snmp_port), self.ns("pop"), "161"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # outlives `netpilot dev lab up`; `down` stops it by pid
+            )
+        st.pids["snmp-relay"] = relay.pid
+        (d / "relay.pid").write_text(str(relay.pid))
+        deadline = time.monotonic() + 20
+        while b"ready" not in (d / "relay.log").read_bytes():
+            if relay.poll() is not None or time.monotonic() > deadline:
+                raise LabError(f"SNMP relay did not start: {(d / 'relay.log').read_text()}")
+            time.sleep(0.05)
+
+    @property
+    def inventory_file(self) -> Path:
+        return self.dir / "inventory.yaml"
+
+    def write_inventory(self, st: LabState) -> None:
+        """The lab router's links as netpilot's inventory describes them (if_name, capacity,
+        next hop, SNMP target through the relay)."""
+        import yaml
+
+        links = {
+            f"{p.name}-1": {
+                "if_name": p.pop_if,
+                "capacity": p.capacity_mbit * 1_000_000,
+                "peer_asn": p.asn,
+                "peer_type": p.peer_type,
+                "next_hops": [p.peer_addr],
+            }
+            for p in PEERS
+        }
+        router = {
+            "exporters": ["127.0.0.1"],
+            "snmp": {"target": f"127.0.0.1:{st.snmp_port}", "version": "2c", "credentials": "lab"},
+            "links": links,
+        }
+        doc = {"pops": {LAB_POP: {"description": "netpilot dev lab", "routers": {ROUTER: router}}}}
+        self.inventory_file.write_text(yaml.safe_dump(doc, sort_keys=False))
+
     @staticmethod
     def _pid_file(path: Path, timeout: float = 20) -> int:
         deadline = time.monotonic() + timeout
@@ -407,7 +478,8 @@ class Lab:
             except (OSError, ValueError):
                 pass
         for pid in set(pids.values()):
-            stop_pid(pid, grace_s=10, poll_s=0.05)
+            if pid > 1:
+                stop_pid(pid, grace_s=10, poll_s=0.05)
         # anything else still inside a lab namespace (an iperf3 client, an exporter) goes too
         for ns in self.namespaces():
             out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout

@@ -1,0 +1,78 @@
+"""A UDP relay from the root namespace into a lab namespace, with no address on any
+root-namespace interface.
+
+A socket belongs to the network namespace its creator was in when it was created, and keeps
+it. So one process can listen on 127.0.0.1 in the root namespace and, for each client, open a
+socket *inside* the lab namespace (``setns`` there, ``socket()``, ``setns`` back) that talks
+to the agent on the lab's own 127.0.0.1. The SNMP poller reaches the lab router's snmpd this
+way. Run as ``python -m netpilot.dev.labrelay LISTEN_PORT NAMESPACE TARGET_PORT``; it prints
+``ready`` once listening and runs until signalled.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import selectors
+import socket
+import sys
+from pathlib import Path
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+def socket_in(netns: str, kind: int) -> socket.socket:
+    """A socket created inside network namespace ``netns`` (this thread comes back after)."""
+    here = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    there = os.open(str(Path("/var/run/netns") / netns), os.O_RDONLY)
+    try:
+        _setns(there)
+        try:
+            return socket.socket(socket.AF_INET, kind)
+        finally:
+            _setns(here)
+    finally:
+        os.close(here)
+        os.close(there)
+
+
+def relay_udp(listen_port: int, netns: str, target_port: int) -> None:
+    front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    front.bind(("127.0.0.1", listen_port))
+    sel = selectors.DefaultSelector()
+    sel.register(front, selectors.EVENT_READ, None)
+    backs: dict[tuple[str, int], socket.socket] = {}
+    print("ready", flush=True)
+    while True:
+        for key, _ in sel.select():
+            sock: socket.socket = key.fileobj  # type: ignore[assignment]
+            if key.data is None:  # a client's request: to the agent through its own lab socket
+                data, client = sock.recvfrom(65535)
+                back = backs.get(client)
+                if back is None:
+                    if len(backs) > 64:  # clients come and go (a poller restarts): forget the oldest
+                        old = backs.pop(next(iter(backs)))
+                        sel.unregister(old)
+                        old.close()
+                    back = socket_in(netns, socket.SOCK_DGRAM)
+                    back.connect(("127.0.0.1", target_port))
+                    backs[client] = back
+                    sel.register(back, selectors.EVENT_READ, client)
+                back.send(data)
+            else:  # the agent's answer: back to that client
+                try:
+                    data = sock.recv(65535)
+                except OSError:  # ICMP port unreachable from a restarting agent: the client retries
+                    continue
+                front.sendto(data, key.data)
+
+
+if __name__ == "__main__":
+    relay_udp(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]))

@@ -68,6 +68,7 @@ LabPrefix = typer.Option("npl-", "--prefix", help="Namespace name prefix (severa
 def lab_up(
     prefix: str = LabPrefix,
     bmp: str = typer.Option(None, help="HOST:PORT of a BMP collector reachable from the lab router's namespace."),
+    flows: int = typer.Option(None, help="UDP port of the flow collector on 127.0.0.1: IPFIX from each egress veth."),
 ) -> None:
     """Build the lab and wait until the kernel forwards every prefix to its preferred peer."""
     from netpilot.dev.lab import Lab
@@ -76,7 +77,7 @@ def lab_up(
     if bmp:
         h, _, p = bmp.rpartition(":")
         target = (h, int(p))
-    Lab(prefix).up(bmp_target=target)
+    Lab(prefix).up(bmp_target=target, collector_port=flows)
     _lab_status(prefix)
 
 

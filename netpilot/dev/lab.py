@@ -108,6 +108,7 @@ ROUTER = "lab-r1"
 STREAMS_PER_PREFIX = 2
 LAB_POP = "lab1"
 SNMP_COMMUNITY = "public"
+FLOW_PORT = 2055  # the pop's own 127.0.0.1, where its exporters send (relayed to the collector)
 
 
 def host(prefix: str) -> str:
@@ -183,11 +184,11 @@ class Lab:
         self._state_file().write_text(json.dumps(asdict(st), indent=1))
 
     # -- up -------------------------------------------------------------------------------
-    def up(self, bmp_target: tuple[str, int] | None = None) -> LabState:
+    def up(self, bmp_target: tuple[str, int] | None = None, collector_port: int | None = None) -> LabState:
         """Build the lab; on any failure tear down what was built and raise."""
-        for tool in ("ip", "tc", "bird", "birdc", "vtysh", "iperf3", "snmpd"):
+        for tool in ("ip", "tc", "bird", "birdc", "vtysh", "iperf3", "snmpd", "softflowd"):
             if shutil.which(tool) is None:
-                raise LabError(f"{tool} not found (apt-get install iproute2 bird2 frr iperf3 snmpd)")
+                raise LabError(f"{tool} not found (apt-get install iproute2 bird2 frr iperf3 snmpd softflowd)")
         if not Path("/usr/lib/frr/bgpd").exists():
             raise LabError("FRR not found: apt-get install frr")
         if self.state() is not None or self.ns("pop") in self.namespaces():
@@ -201,6 +202,8 @@ class Lab:
             self._frr(st, bmp_target)
             self._iperf_servers(st)
             self._snmp(st)
+            if collector_port is not None:
+                self._flows(st, collector_port)
             self.write_inventory(st)
             self._save(st)
             self.wait_ready()
@@ -406,23 +409,45 @@ class Lab:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind(("127.0.0.1", 0))
             st.snmp_port = s.getsockname()[1]
+        self._relay(st, "snmp-relay", d, [str(st.snmp_port), self.ns("pop"), "161"])
+
+    def _relay(self, st: LabState, name: str, d: Path, args: list[str]) -> None:
         import sys
 
-        with open(d / "relay.log", "wb") as log:
+        with open(d / f"{name}.log", "wb") as log:
             relay = subprocess.Popen(
-                [sys.executable, "-m", "netpilot.dev.labrelay", str(st.snmp_port), self.ns("pop"), "161"],
+                [sys.executable, "-m", "netpilot.dev.labrelay", *args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # outlives `netpilot dev lab up`; `down` stops it by pid
             )
-        st.pids["snmp-relay"] = relay.pid
-        (d / "relay.pid").write_text(str(relay.pid))
+        st.pids[name] = relay.pid
+        (d / f"{name}.pid").write_text(str(relay.pid))
         deadline = time.monotonic() + 20
-        while b"ready" not in (d / "relay.log").read_bytes():
+        while b"ready" not in (d / f"{name}.log").read_bytes():
             if relay.poll() is not None or time.monotonic() > deadline:
-                raise LabError(f"SNMP relay did not start: {(d / 'relay.log').read_text()}")
+                raise LabError(f"{name} did not start: {(d / f'{name}.log').read_text()}")
             time.sleep(0.05)
+
+    def _flows(self, st: LabState, collector_port: int) -> None:
+        """softflowd on each egress veth of the pop, IPFIX with the veth's ifIndex, to the
+        collector on the root namespace's 127.0.0.1:``collector_port`` through a relay.
+
+        Live capture loses light traffic (libpcap hands over full blocks), but the lab's
+        streams are megabits; the filter keeps the egress towards the announced prefixes
+        only (replies and BGP are not what the link carries out)."""
+        d = self.dir / "flows"
+        d.mkdir(exist_ok=True)
+        self._relay(st, "flow-relay", d, [str(FLOW_PORT), self.ns("pop"), str(collector_port), "reverse"])
+        index = self.if_index()
+        for p in PEERS:
+            self.exec(
+                "pop", "softflowd", "-i", f"{index[p.pop_if]}:{p.pop_if}", "-v", "10", "-n", f"127.0.0.1:{FLOW_PORT}",
+                "-t", "maxlife=5", "-t", "expint=1", "-t", "udp=3", "-t", "tcp=5", "-t", "general=5",
+                "-p", f"{d}/softflowd-{p.name}.pid", "-c", f"{d}/softflowd-{p.name}.ctl", "dst net 198.18.0.0/15",
+            )  # fmt: skip
+            st.pids[f"softflowd-{p.name}"] = self._pid_file(d / f"softflowd-{p.name}.pid")
 
     @property
     def inventory_file(self) -> Path:
@@ -433,9 +458,11 @@ class Lab:
         next hop, SNMP target through the relay)."""
         import yaml
 
+        index = self.if_index()
         links = {
             f"{p.name}-1": {
                 "if_name": p.pop_if,
+                "if_index": index[p.pop_if],  # flows name the interface by it
                 "capacity": p.capacity_mbit * 1_000_000,
                 "peer_asn": p.asn,
                 "peer_type": p.peer_type,

@@ -5,7 +5,8 @@ A socket belongs to the network namespace its creator was in when it was created
 it. So one process can listen on 127.0.0.1 in the root namespace and, for each client, open a
 socket *inside* the lab namespace (``setns`` there, ``socket()``, ``setns`` back) that talks
 to the agent on the lab's own 127.0.0.1. The SNMP poller reaches the lab router's snmpd this
-way. Run as ``python -m netpilot.dev.labrelay LISTEN_PORT NAMESPACE TARGET_PORT``; it prints
+way, and (``reverse``) the flow exporters in the lab reach the collector. Run as
+``python -m netpilot.dev.labrelay LISTEN_PORT NAMESPACE TARGET_PORT [reverse]``; it prints
 ``ready`` once listening and runs until signalled.
 """
 
@@ -43,8 +44,11 @@ def socket_in(netns: str, kind: int) -> socket.socket:
         os.close(there)
 
 
-def relay_udp(listen_port: int, netns: str, target_port: int) -> None:
-    front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def relay_udp(listen_port: int, netns: str, target_port: int, reverse: bool = False) -> None:
+    """``reverse``: listen inside ``netns`` and send to the root namespace (an exporter in
+    the lab reaching the collector); otherwise listen in the root namespace (a poller
+    reaching an agent in the lab)."""
+    front = socket_in(netns, socket.SOCK_DGRAM) if reverse else socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     front.bind(("127.0.0.1", listen_port))
     sel = selectors.DefaultSelector()
     sel.register(front, selectors.EVENT_READ, None)
@@ -61,7 +65,11 @@ def relay_udp(listen_port: int, netns: str, target_port: int) -> None:
                         old = backs.pop(next(iter(backs)))
                         sel.unregister(old)
                         old.close()
-                    back = socket_in(netns, socket.SOCK_DGRAM)
+                    back = (
+                        socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                        if reverse
+                        else socket_in(netns, socket.SOCK_DGRAM)
+                    )
                     back.connect(("127.0.0.1", target_port))
                     backs[client] = back
                     sel.register(back, selectors.EVENT_READ, client)
@@ -75,4 +83,4 @@ def relay_udp(listen_port: int, netns: str, target_port: int) -> None:
 
 
 if __name__ == "__main__":
-    relay_udp(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]))
+    relay_udp(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), reverse=sys.argv[4:] == ["reverse"])

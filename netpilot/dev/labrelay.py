@@ -73,7 +73,10 @@ def relay_udp(listen_port: int, netns: str, target_port: int, reverse: bool = Fa
                     back.connect(("127.0.0.1", target_port))
                     backs[client] = back
                     sel.register(back, selectors.EVENT_READ, client)
-                back.send(data)
+                try:
+                    back.send(data)
+                except OSError:  # refused (ICMP) while the far end is down: dropped, as UDP would be
+                    continue
             else:  # the agent's answer: back to that client
                 try:
                     data = sock.recv(65535)

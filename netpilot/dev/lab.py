@@ -443,7 +443,7 @@ class Lab:
         index = self.if_index()
         for p in PEERS:
             self.exec(
-                "pop", "softflowd", "-i", f"{index[p.pop_if]}:{p.pop_if}", "-B", str(64 << 10), "-v", "10", "-n", f"127.0.0.1:{FLOW_PORT}",
+                "pop", "softflowd", "-i", f"{index[p.pop_if]}:{p.pop_if}", "-v", "10", "-n", f"127.0.0.1:{FLOW_PORT}",
                 "-t", "maxlife=5", "-t", "expint=1", "-t", "udp=3", "-t", "tcp=5", "-t", "general=5",
                 "-p", f"{d}/softflowd-{p.name}.pid", "-c", f"{d}/softflowd-{p.name}.ctl", "dst net 198.18.0.0/15",
             )  # fmt: skip

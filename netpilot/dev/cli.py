@@ -67,17 +67,13 @@ LabPrefix = typer.Option("npl-", "--prefix", help="Namespace name prefix (severa
 @lab_app.command("up")
 def lab_up(
     prefix: str = LabPrefix,
-    bmp: str = typer.Option(None, help="HOST:PORT of a BMP collector reachable from the lab router's namespace."),
+    bmp: int = typer.Option(None, help="TCP port of the BMP collector on 127.0.0.1: the lab router's BMP session."),
     flows: int = typer.Option(None, help="UDP port of the flow collector on 127.0.0.1: IPFIX from each egress veth."),
 ) -> None:
     """Build the lab and wait until the kernel forwards every prefix to its preferred peer."""
     from netpilot.dev.lab import Lab
 
-    target = None
-    if bmp:
-        h, _, p = bmp.rpartition(":")
-        target = (h, int(p))
-    Lab(prefix).up(bmp_target=target, collector_port=flows)
+    Lab(prefix).up(bmp_port=bmp, collector_port=flows)
     _lab_status(prefix)
 
 

@@ -108,6 +108,7 @@ ROUTER = "lab-r1"
 STREAMS_PER_PREFIX = 2
 LAB_POP = "lab1"
 SNMP_COMMUNITY = "public"
+BMP_PORT = 11019  # the pop's own 127.0.0.1, where bgpd connects for BMP (relayed to the collector)
 FLOW_PORT = 2055  # the pop's own 127.0.0.1, where its exporters send (relayed to the collector)
 
 
@@ -184,7 +185,9 @@ class Lab:
         self._state_file().write_text(json.dumps(asdict(st), indent=1))
 
     # -- up -------------------------------------------------------------------------------
-    def up(self, bmp_target: tuple[str, int] | None = None, collector_port: int | None = None) -> LabState:
+    def up(self, bmp_port: int | None = None, collector_port: int | None = None) -> LabState:
+        """``bmp_port``/``collector_port``: the BMP and flow collectors' ports on the root
+        namespace's 127.0.0.1 (relayed from the pop); None: no BMP, no flow export."""
         """Build the lab; on any failure tear down what was built and raise."""
         for tool in ("ip", "tc", "bird", "birdc", "vtysh", "iperf3", "snmpd", "softflowd"):
             if shutil.which(tool) is None:
@@ -199,7 +202,11 @@ class Lab:
         try:
             self._topology(st)
             self._peers(st)
-            self._frr(st, bmp_target)
+            if bmp_port is not None:
+                d = self.dir / "bmp"
+                d.mkdir(exist_ok=True)
+                self._relay(st, "bmp-relay", d, [str(BMP_PORT), self.ns("pop"), str(bmp_port), "tcp-out"])
+            self._frr(st, bmp_port is not None)
             self._iperf_servers(st)
             self._snmp(st)
             if collector_port is not None:
@@ -316,7 +323,7 @@ class Lab:
             self.exec(p.name, "bird", "-c", f"{d}/bird.conf", "-s", f"{d}/bird.ctl", "-P", f"{d}/bird.pid")
             st.pids[f"bird-{p.name}"] = self._pid_file(d / "bird.pid")
 
-    def _frr(self, st: LabState, bmp_target: tuple[str, int] | None) -> None:
+    def _frr(self, st: LabState, bmp: bool) -> None:
         d = self.frr_dir
         d.mkdir(exist_ok=True)
         lines = ["hostname lab-r1", "log file " + str(d / "bgpd.log")]
@@ -340,13 +347,14 @@ class Lab:
         lines += [" address-family ipv4 unicast"]
         for p in PEERS:
             lines += [f"  neighbor {p.peer_addr} route-map from-{p.name} in"]
+            # pre-policy BMP reports what the peer sent only if bgpd keeps it
+            lines += [f"  neighbor {p.peer_addr} soft-reconfiguration inbound"]
         lines += [" exit-address-family"]
-        if bmp_target is not None:
+        if bmp:
             lines += [
                 " bmp targets netpilot",
                 "  bmp monitor ipv4 unicast pre-policy",
-                "  bmp monitor ipv4 unicast post-policy",
-                f"  bmp connect {bmp_target[0]} port {bmp_target[1]} min-retry 100 max-retry 1000",
+                f"  bmp connect 127.0.0.1 port {BMP_PORT} min-retry 100 max-retry 1000",
                 " exit",
             ]
         (d / "bgpd.conf").write_text("\n".join(lines) + "\n")
@@ -355,7 +363,7 @@ class Lab:
         for f in d.iterdir():
             shutil.chown(f, "frr", "frr")
         for daemon in ("zebra", "bgpd"):
-            extra = ["-M", "bmp"] if daemon == "bgpd" and bmp_target is not None else []
+            extra = ["-M", "bmp"] if daemon == "bgpd" and bmp else []
             self.exec(
                 "pop",
                 f"/usr/lib/frr/{daemon}",

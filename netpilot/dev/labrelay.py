@@ -6,7 +6,8 @@ it. So one process can listen on 127.0.0.1 in the root namespace and, for each c
 socket *inside* the lab namespace (``setns`` there, ``socket()``, ``setns`` back) that talks
 to the agent on the lab's own 127.0.0.1. The SNMP poller reaches the lab router's snmpd this
 way, and (``reverse``) the flow exporters in the lab reach the collector. Run as
-``python -m netpilot.dev.labrelay LISTEN_PORT NAMESPACE TARGET_PORT [reverse]``; it prints
+``python -m netpilot.dev.labrelay LISTEN_PORT NAMESPACE TARGET_PORT [reverse|tcp-out]``
+(``tcp-out``: TCP, listening in the namespace: the router's BMP session); it prints
 ``ready`` once listening and runs until signalled.
 """
 
@@ -85,5 +86,45 @@ def relay_udp(listen_port: int, netns: str, target_port: int, reverse: bool = Fa
                 front.sendto(data, key.data)
 
 
+def relay_tcp_out(listen_port: int, netns: str, target_port: int) -> None:
+    """Listen on 127.0.0.1:``listen_port`` inside ``netns``; each connection is joined to a
+    new one to the root namespace's 127.0.0.1:``target_port`` (the router's BMP session to
+    the collector). A refused or failed connect closes the router's side: it retries."""
+    import threading
+
+    front = socket_in(netns, socket.SOCK_STREAM)
+    front.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    front.bind(("127.0.0.1", listen_port))
+    front.listen(8)
+    print("ready", flush=True)
+
+    def pump(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    while True:
+        conn, _ = front.accept()
+        try:
+            back = socket.create_connection(("127.0.0.1", target_port), timeout=5)
+            back.settimeout(None)
+        except OSError:
+            conn.close()
+            continue
+        threading.Thread(target=pump, args=(conn, back), daemon=True).start()
+        threading.Thread(target=pump, args=(back, conn), daemon=True).start()
+
+
 if __name__ == "__main__":
-    relay_udp(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), reverse=sys.argv[4:] == ["reverse"])
+    if sys.argv[4:] == ["tcp-out"]:
+        relay_tcp_out(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]))
+    else:
+        relay_udp(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), reverse=sys.argv[4:] == ["reverse"])

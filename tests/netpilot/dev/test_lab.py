@@ -19,7 +19,7 @@ import pytest
 from confluent_kafka import Consumer
 
 from netpilot import catalog
-from netpilot.dev.lab import PEERS, PREFIXES, ROUTER, SNMP_COMMUNITY, Lab, host, peer, preferred
+from netpilot.dev.lab import LAB_POP, PEERS, PREFIXES, ROUTER, SNMP_COMMUNITY, Lab, host, peer, preferred
 from netpilot.kafka.producer import KafkaProducer
 from netpilot.settings import KafkaSettings, MetricsSettings, load_settings
 from netpilot.wire.flows import addr_to_str, decode_flows
@@ -27,6 +27,9 @@ from netpilot.wire.links import LinkInventory
 from netpilot.wire.routes import Route
 from producers.collector.service import CollectorService
 from producers.collector.settings import CollectorSettings
+from producers.routes.bmp.rib import Change
+from producers.routes.bmp.service import BmpCollectorService
+from producers.routes.bmp.settings import BmpSettings
 from sinks.bgp.service import InjectorService
 from sinks.bgp.settings import InjectorSettings
 from tests.sinks.bgp.lab import rec, send, wait_until
@@ -191,12 +194,16 @@ def test_snmp_poller_sees_the_traffic_on_the_link_the_kernel_chose(routing_lab: 
     assert after["transit-1"] - before["transit-1"] < 0.05 * kernel["pni0"], (before, after)
 
 
+def _free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @pytest.fixture
 def flow_lab() -> Iterator[tuple[Lab, int]]:
     """A lab whose egress veths export IPFIX (softflowd) to 127.0.0.1:<port>."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port(socket.SOCK_DGRAM)
     lab = Lab(f"nl{uuid.uuid4().hex[:5]}-")
     try:
         lab.up(collector_port=port)
@@ -258,5 +265,43 @@ def test_collector_attributes_the_lab_flows_to_the_link_the_kernel_chose(
             (host(MOVED), "pni-1"),
             ("198.18.13.1", "ix-1"),
         }, by
+    finally:
+        svc.stop()
+
+
+@pytest.fixture
+def bmp_lab_router() -> Iterator[tuple[Lab, int]]:
+    """A lab whose router opens a BMP session to 127.0.0.1:<port> (through the lab's relay)."""
+    port = _free_port(socket.SOCK_STREAM)
+    lab = Lab(f"nl{uuid.uuid4().hex[:5]}-")
+    try:
+        lab.up(bmp_port=port)
+        yield lab, port
+    finally:
+        lab.down()
+        assert not lab.namespaces(), "lab namespaces left behind"
+
+
+def test_bmp_collector_learns_every_peers_routes_from_the_lab_router(bmp_lab_router: tuple[Lab, int]) -> None:
+    lab, port = bmp_lab_router
+    published: list[Change] = []
+    settings = load_settings(
+        BmpSettings,
+        overrides={
+            "listen": f"127.0.0.1:{port}",
+            "inventory": str(lab.inventory_file),
+            "settle_s": 3,
+            "metrics": {"listen": "127.0.0.1:0"},
+        },
+    )
+    svc = BmpCollectorService(settings, publish=published.extend)
+    svc.start()
+    try:
+        want = {f"{LAB_POP}|{p.name}-1|{prefix}" for p in PEERS for prefix in p.prefixes}
+        wait_until(lambda: {c.key for c in published if c.value is not None} >= want, 60, "every peer's routes")
+        routes = {c.key: Route.decode(c.value) for c in published if c.value is not None}
+        assert set(routes) == want, sorted(set(routes) - want)
+        assert routes[f"{LAB_POP}|pni-1|{MOVED}"].next_hop == peer("pni").peer_addr
+        assert routes[f"{LAB_POP}|transit-1|{MOVED}"].next_hop == peer("transit").peer_addr
     finally:
         svc.stop()

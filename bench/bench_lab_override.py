@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from netpilot import catalog
+from netpilot.dev.lab import LAB_POP as POP
 from netpilot.dev.lab import PEERS, ROUTER, Lab, host, peer
 from netpilot.kafka.admin import TopicAdmin
 from netpilot.kafka.producer import KafkaProducer
@@ -36,7 +37,7 @@ from netpilot.wire.routes import Route
 from sinks.bgp.service import InjectorService
 from sinks.bgp.settings import InjectorSettings
 
-POP, PREFIX = "lab1", "198.18.10.0/24"
+PREFIX = "198.18.10.0/24"
 
 
 def _rec(action: str) -> Recommendation:

@@ -60,7 +60,8 @@ class Peer:
 
     @property
     def link_id(self) -> str:
-        return f"lab-r1:{self.name}-1"
+        """As the lab's inventory.yaml names it (and so flows, link-stats, routes)."""
+        return f"{self.name}-1"
 
 
 PEERS = (
@@ -468,7 +469,7 @@ class Lab:
 
         index = self.if_index()
         links = {
-            f"{p.name}-1": {
+            p.link_id: {
                 "if_name": p.pop_if,
                 "if_index": index[p.pop_if],  # flows name the interface by it
                 "capacity": p.capacity_mbit * 1_000_000,

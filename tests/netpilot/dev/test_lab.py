@@ -19,7 +19,8 @@ import pytest
 from confluent_kafka import Consumer
 
 from netpilot import catalog
-from netpilot.dev.lab import LAB_POP, PEERS, PREFIXES, ROUTER, SNMP_COMMUNITY, Lab, host, peer, preferred
+from netpilot.dev.lab import LAB_POP as POP
+from netpilot.dev.lab import PEERS, PREFIXES, ROUTER, SNMP_COMMUNITY, Lab, host, peer, preferred
 from netpilot.kafka.producer import KafkaProducer
 from netpilot.settings import KafkaSettings, MetricsSettings, load_settings
 from netpilot.wire.flows import addr_to_str, decode_flows
@@ -35,7 +36,6 @@ from sinks.bgp.settings import InjectorSettings
 from tests.sinks.bgp.lab import rec, send, wait_until
 
 pytestmark = [pytest.mark.slow]
-POP = "ams1"  # the injector's records name a PoP; the lab is one router of it
 COMMUNITY = "64496:666"
 MOVED = "198.18.10.0/24"  # PNI first, transit as the alternate
 KEPT = "198.18.11.0/24"  # PNI first, never overridden here
@@ -139,7 +139,7 @@ def test_override_through_the_injector_moves_the_packets(
         wait_until(lambda: lab.established().get(lab.nms_address), 30, "the injector's iBGP session")
         send(
             kafka_settings,
-            rec(MOVED, transit.link_id, next_hop=transit.peer_addr, from_link=pni.link_id),
+            rec(MOVED, transit.link_id, next_hop=transit.peer_addr, from_link=pni.link_id, pop=POP),
         )
         wait_until(lambda: lab.egress(host(MOVED)) == "transit0", 30, "the kernel forwards the prefix via transit")
         assert lab.egress(host(KEPT)) == "pni0"
@@ -150,7 +150,7 @@ def test_override_through_the_injector_moves_the_packets(
 
         send(
             kafka_settings,
-            rec(MOVED, transit.link_id, action="WITHDRAW", next_hop=transit.peer_addr, from_link=pni.link_id),
+            rec(MOVED, transit.link_id, action="WITHDRAW", next_hop=transit.peer_addr, from_link=pni.link_id, pop=POP),
         )
         wait_until(lambda: lab.egress(host(MOVED)) == "pni0", 30, "back on the PNI after the withdraw")
         back = sent_through(lab, host(MOVED))
@@ -297,11 +297,11 @@ def test_bmp_collector_learns_every_peers_routes_from_the_lab_router(bmp_lab_rou
     svc = BmpCollectorService(settings, publish=published.extend)
     svc.start()
     try:
-        want = {f"{LAB_POP}|{p.name}-1|{prefix}" for p in PEERS for prefix in p.prefixes}
+        want = {f"{POP}|{p.link_id}|{prefix}" for p in PEERS for prefix in p.prefixes}
         wait_until(lambda: {c.key for c in published if c.value is not None} >= want, 60, "every peer's routes")
         routes = {c.key: Route.decode(c.value) for c in published if c.value is not None}
         assert set(routes) == want, sorted(set(routes) - want)
-        assert routes[f"{LAB_POP}|pni-1|{MOVED}"].next_hop == peer("pni").peer_addr
-        assert routes[f"{LAB_POP}|transit-1|{MOVED}"].next_hop == peer("transit").peer_addr
+        assert routes[f"{POP}|pni-1|{MOVED}"].next_hop == peer("pni").peer_addr
+        assert routes[f"{POP}|transit-1|{MOVED}"].next_hop == peer("transit").peer_addr
     finally:
         svc.stop()

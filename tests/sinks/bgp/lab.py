@@ -104,6 +104,7 @@ def rec(
     mode: str = "suggest",
     rate_bps: float = 1e9,
     from_link: str = "ams1-r1:pni-1",
+    pop: str = POP,
 ) -> Recommendation:
     now = time.time()
     v6 = ":" in prefix
@@ -111,10 +112,10 @@ def rec(
     return Recommendation.model_validate(
         {
             "id": uuid.uuid4().hex,
-            "cycle_id": f"{POP}-{int(now)}",
+            "cycle_id": f"{pop}-{int(now)}",
             "generated_at": now,
             "valid_until": now + ttl_s,
-            "pop": POP,
+            "pop": pop,
             "action": action,
             "mode": mode,
             "prefix": prefix,

@@ -34,6 +34,7 @@ FIXTURE_MARKS = {
     "frr": "netns",  # FRR in a network namespace: root
     "bmp_lab": "netns",  # FRR bgpd (BMP) + BIRD peers on loopback (tests/producers/routes/bmp)
     "exports": "netns",  # Debian's real flow exporters; fprobe sniffs lo: root
+    "routing_lab": "netns",  # netpilot dev lab: FRR, BIRD, tc, iperf3 in namespaces (tests/netpilot/dev)
     "lab": "netns",  # NetLab: snmpd in network namespaces (tests/producers/linkstats)
     "strimzi_apiserver": "slow",  # a real API server + etcd, built with Go on first use
     "bare_apiserver": "slow",

@@ -54,3 +54,50 @@ def status(state_dir: Path = StateDir) -> None:
 def logs(state_dir: Path = StateDir, lines: int = typer.Option(50, "-n", help="How many lines.")) -> None:
     """Show the end of the broker's log file."""
     typer.echo(LocalKafka(state_dir).tail(lines))
+
+
+lab_app = typer.Typer(
+    no_args_is_help=True,
+    help="A routing lab in network namespaces: FRR PoP router, BIRD peers, tc-shaped links, iperf3 (root only).",
+)
+app.add_typer(lab_app, name="lab")
+LabPrefix = typer.Option("npl-", "--prefix", help="Namespace name prefix (several labs can coexist).")
+
+
+@lab_app.command("up")
+def lab_up(
+    prefix: str = LabPrefix,
+    bmp: int = typer.Option(None, help="TCP port of the BMP collector on 127.0.0.1: the lab router's BMP session."),
+    flows: int = typer.Option(None, help="UDP port of the flow collector on 127.0.0.1: IPFIX from each egress veth."),
+) -> None:
+    """Build the lab and wait until the kernel forwards every prefix to its preferred peer."""
+    from netpilot.dev.lab import Lab
+
+    Lab(prefix).up(bmp_port=bmp, collector_port=flows)
+    _lab_status(prefix)
+
+
+@lab_app.command("down")
+def lab_down(prefix: str = LabPrefix) -> None:
+    """Stop the lab's daemons, delete its namespaces and its state folder."""
+    from netpilot.dev.lab import Lab
+
+    Lab(prefix).down()
+    typer.echo("down")
+
+
+@lab_app.command("status")
+def lab_status(prefix: str = LabPrefix) -> None:
+    """Namespaces, daemons, BGP sessions and where the kernel forwards each prefix; exit 1 when down."""
+    if not _lab_status(prefix):
+        raise typer.Exit(1)
+
+
+def _lab_status(prefix: str) -> bool:
+    import json
+
+    from netpilot.dev.lab import Lab
+
+    st = Lab(prefix).status()
+    typer.echo(json.dumps(st, indent=1))
+    return bool(st["up"])

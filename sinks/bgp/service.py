@@ -119,7 +119,9 @@ class InjectorService:
                 for r, c in s.routers.items()
             }
             # started here, on the main thread: ExaBGP's PDEATHSIG follows the thread that forked it
-            self._speaker = ExaBGPSpeaker(s.run_dir, sessions, s.local_as, s.router_id, s.hold_time_s)
+            self._speaker = ExaBGPSpeaker(
+                s.run_dir, sessions, s.local_as, s.router_id, s.hold_time_s, netns=s.exabgp_netns
+            )
             self._speaker.start()
         self._server = MetricsServer(self.registry, s.metrics.listen, self.health).start()
         self.url = self._server.url

@@ -75,6 +75,11 @@ class InjectorSettings(ComponentSettings):
     )
     hold_time_s: int = Field(9, ge=3, le=65535, description="BGP hold time: a frozen injector's routes go within it")
     run_dir: Path = Field(Path(".netpilot/injector"), description="ExaBGP's config, socket and log")
+    exabgp_netns: str | None = Field(
+        None,
+        description="run ExaBGP inside this network namespace (ip netns exec): the routers sit behind it, "
+        "as in `netpilot dev lab`; its API relay is a Unix socket, so the injector itself stays where it is",
+    )
     group_id: str = Field(
         catalog.consumer_group(catalog.Component.AUTOPILOT_CONSUMER),
         description="consumer group prefix (offsets are never committed)",

@@ -96,8 +96,10 @@ class ExaBGPSpeaker:
         router_id: str,
         hold_time_s: int = 9,
         on_state: Callable[[str, bool], None] | None = None,
+        netns: str | None = None,
     ) -> None:
         self.run_dir = run_dir
+        self.netns = netns
         self.sessions = dict(sessions)
         self.local_as = local_as
         self.router_id = router_id
@@ -140,7 +142,8 @@ class ExaBGPSpeaker:
         logf = open(self.run_dir / "exabgp.log", "ab")  # noqa: SIM115 - the child writes it
         try:
             self._proc = subprocess.Popen(
-                exabgp_command() + [str(conf)],
+                # ip netns exec execs ExaBGP in place: the pid (and PR_SET_PDEATHSIG) stay ExaBGP's
+                (["ip", "netns", "exec", self.netns] if self.netns else []) + exabgp_command() + [str(conf)],
                 cwd=self.run_dir,
                 env=env,
                 stdin=subprocess.DEVNULL,

@@ -103,6 +103,8 @@ def rec(
     created_at: float | None = None,
     mode: str = "suggest",
     rate_bps: float = 1e9,
+    from_link: str = "ams1-r1:pni-1",
+    pop: str = POP,
 ) -> Recommendation:
     now = time.time()
     v6 = ":" in prefix
@@ -110,17 +112,17 @@ def rec(
     return Recommendation.model_validate(
         {
             "id": uuid.uuid4().hex,
-            "cycle_id": f"{POP}-{int(now)}",
+            "cycle_id": f"{pop}-{int(now)}",
             "generated_at": now,
             "valid_until": now + ttl_s,
-            "pop": POP,
+            "pop": pop,
             "action": action,
             "mode": mode,
             "prefix": prefix,
             "afi": 6 if v6 else 4,
             "rate_bps": rate_bps,
             "reason": "OVERLOAD" if action != "WITHDRAW" else "RELEASE",
-            "from": LinkSide(link_id="ams1-r1:pni-1"),
+            "from": LinkSide(link_id=from_link),
             "to": LinkSide(link_id=to_link, next_hop=nh),
             "created_at": created_at if created_at is not None else now,
         }

@@ -1,10 +1,15 @@
 """sFlow v5: flow samples (standard and expanded) and generic interface counter samples.
 
-The XDR walk over samples and records is Python (its layout is variable by design), but
-it only records offsets and a few integers per sample; the sampled packet headers are
-copied into one ``(n, HEADER_WIDTH)`` matrix and parsed for all samples at once by
-:mod:`producers.collector.decode.sflow_headers`. Counter samples (rare: one per interface
-every ~20 s) become :class:`~netpilot.wire.links.LinkStats` with ``source="sflow"``.
+Columnar by design. Per datagram, Python reads the header and walks the sample headers
+(format, length): one step per sample that only notes where each flow sample starts.
+:func:`finish` then joins the pass's datagrams into one buffer and does the rest for all
+flow samples at once with numpy: the fixed sample fields, the walk over each sample's
+flow records (one numpy step per record *position*, at most 64), the raw packet header
+record and, in place in the buffer, the sampled headers themselves
+(:mod:`producers.collector.decode.sflow_headers`). Only extended router/gateway records
+(next hop, AS path: variable layout) and counter samples (rare: one per interface every
+~20 s, as :class:`~netpilot.wire.links.LinkStats` with ``source="sflow"``) are read in
+Python, one at a time.
 """
 
 from __future__ import annotations
@@ -20,42 +25,35 @@ from netpilot.wire.flows import FlowFlags, FlowType
 from netpilot.wire.links import LinkStats
 from producers.collector.decode.errors import DecodeError, Reason
 from producers.collector.decode.result import ChunkBuilder, order_key
-from producers.collector.decode.sflow_headers import HEADER_WIDTH, parse_headers
+from producers.collector.decode.sflow_headers import HEADER_WIDTH, parse_headers_at
 
 U32 = struct.Struct(">I")
 U32X2 = struct.Struct(">II")
 DGRAM_TAIL = struct.Struct(">IIII")  # sub_agent_id, sequence, uptime, sample count
-FLOW_SAMPLE = struct.Struct(">8I")
-EXPANDED_FLOW_SAMPLE = struct.Struct(">11I")
-RAW_HEADER = struct.Struct(">4I")  # header protocol, frame length, stripped, header length
 GENERIC_IF = struct.Struct(">IIQIIQIIIIIIQIIIIII")
-SAMPLE_META = struct.Struct("<8I16s")
-META_DTYPE = np.dtype(
-    [
-        ("hlen", "<u4"),
-        ("proto", "<u4"),
-        ("frame", "<u4"),
-        ("rate", "<u4"),
-        ("in_if", "<u4"),
-        ("out_if", "<u4"),
-        ("src_as", "<u4"),
-        ("dst_as", "<u4"),
-        ("next_hop", "u1", (16,)),
-    ]
-)
-assert META_DTYPE.itemsize == SAMPLE_META.size
 MAX_SAMPLES = 4096  # a 64 KiB datagram cannot hold more; larger counts are lies
+MAX_RECORDS = 64  # flow records looked at per sample
 VERSION = 5
+KEEP_BUFFER = 32 << 20  # a decoder keeps its copy buffer up to this size between passes
+STANDARD_FIXED, EXPANDED_FIXED = 32, 44  # bytes of a flow sample before its records
+RAW_HEADER_FIXED = 16  # header protocol, frame length, stripped, header length
+IF_AGENT = 0x3FFFFFFF  # an interface value meaning "the agent itself": not a link
 
 
 @dataclass
 class SFlowBatch:
-    headers: bytearray = field(default_factory=bytearray)
-    meta: bytearray = field(default_factory=bytearray)
-    """One SAMPLE_META record per sample (one pack call instead of eight appends)."""
-    n: int = 0
-    exporters: list[bytes] = field(default_factory=list)
+    buf: bytearray = field(default_factory=bytearray)
+    """The datagrams with flow samples, one after the other (``size`` bytes of it). The
+    decoder hands the same buffer to its next pass: fresh megabytes every pass would cost
+    more in page faults than the copy does."""
+    size: int = 0
+    starts: list[int] = field(default_factory=list)
+    """Where each datagram starts in ``buf``."""
+    samples: list[int] = field(default_factory=list)
+    """Where each flow sample (its format word) starts, as an offset in the joined buffer."""
     counts: list[int] = field(default_factory=list)
+    """Flow samples per datagram in ``buf``."""
+    exporters: list[bytes] = field(default_factory=list)
     domain: list[int] = field(default_factory=list)
     received_ms: list[int] = field(default_factory=list)
     datagram: list[int] = field(default_factory=list)
@@ -86,95 +84,43 @@ def collect(b: SFlowBatch, out: ChunkBuilder, exporter: bytes, data: memoryview,
         raise DecodeError(Reason.BAD_COUNT, f"sFlow sample count {nsamples}", version=VERSION, offset=pos + 12)
     pos += DGRAM_TAIL.size
     out.result.datagrams[(exporter, "sflow5")] += 1
-    flows = 0
+    samples, base, first = b.samples, b.size, len(b.samples)
+    unpack = U32X2.unpack_from
     for _ in range(nsamples):
         if end - pos < 8:
             out.drop(Reason.TRUNCATED, 1, "sFlow datagram ends before its samples do", pos)
             break
-        at = pos
-        fmt, slen = U32X2.unpack_from(data, pos)
-        pos += 8
-        if slen > end - pos:
-            out.drop(Reason.TRUNCATED, 1, f"sFlow sample claims {slen} bytes, {end - pos} left", at)
+        fmt, slen = unpack(data, pos)
+        if slen > end - pos - 8:
+            out.drop(Reason.TRUNCATED, 1, f"sFlow sample claims {slen} bytes, {end - pos - 8} left", pos)
             break
-        body = data[pos : pos + slen]
-        pos += slen
-        try:
-            if fmt in (1, 3):
-                flows += _flow_sample(b, body, expanded=fmt == 3)
-            elif fmt in (2, 4):
-                stats = _counter_sample(body, fmt == 4, received_ms)
+        if fmt == 1 or fmt == 3:
+            samples.append(base + pos)
+        elif fmt == 2 or fmt == 4:
+            try:
+                stats = _counter_sample(data[pos + 8 : pos + 8 + slen], fmt == 4, received_ms)
+            except struct.error as exc:
+                out.drop(Reason.BAD_SAMPLE, 1, f"sFlow sample: {exc}", pos)
+            else:
                 out.result.link_stats.extend(stats)
                 out.result.link_stats_exporters.extend([exporter] * len(stats))
-            else:
-                out.drop(Reason.UNSUPPORTED, 1, f"sFlow sample format {fmt}", at)
-        except (DecodeError, struct.error) as exc:
-            out.drop(getattr(exc, "reason", Reason.BAD_SAMPLE), 1, f"sFlow sample: {exc}", at)
-    if flows:
+        else:
+            out.drop(Reason.UNSUPPORTED, 1, f"sFlow sample format {fmt}", pos)
+        pos += 8 + slen
+    if len(samples) > first:
+        if base + end + 8 > len(b.buf):  # 8: zeroed padding for the word view in finish()
+            grown = bytearray(max(2 * len(b.buf), base + end + 8, 1 << 16))
+            grown[:base] = b.buf[:base]
+            b.buf = grown  # a new object: numpy views of the old one may still be alive
+        b.buf[base : base + end] = data
+        b.size = base + end
+        b.starts.append(base)
+        b.counts.append(len(samples) - first)
         b.exporters.append(exporter)
-        b.counts.append(flows)
         b.domain.append(sub_agent)
         b.received_ms.append(received_ms)
         b.datagram.append(out.datagram)
         b.sequence.append(sequence)
-
-
-def _flow_sample(b: SFlowBatch, s: memoryview, expanded: bool) -> int:
-    if expanded:
-        _, _, _, rate, _, _, in_fmt, in_val, out_fmt, out_val, nrec = EXPANDED_FLOW_SAMPLE.unpack_from(s, 0)
-        pos = EXPANDED_FLOW_SAMPLE.size
-    else:
-        _, _, rate, _, _, inp, outp, nrec = FLOW_SAMPLE.unpack_from(s, 0)
-        in_fmt, in_val, out_fmt, out_val = inp >> 30, inp & 0x3FFFFFFF, outp >> 30, outp & 0x3FFFFFFF
-        pos = FLOW_SAMPLE.size
-    header: memoryview | None = None
-    proto = frame = 0
-    next_hop, src_as, dst_as = bytes(16), 0, 0
-    end = len(s)
-    for _ in range(min(nrec, 64)):
-        rfmt, rlen = U32X2.unpack_from(s, pos)
-        pos += 8
-        if rlen > end - pos:
-            raise DecodeError(Reason.BAD_SAMPLE, f"flow record claims {rlen} bytes, {end - pos} left")
-        r = s[pos : pos + rlen]
-        pos += rlen
-        if rfmt == 1:
-            proto, frame, _, hlen = RAW_HEADER.unpack_from(r, 0)
-            if hlen > rlen - RAW_HEADER.size:
-                raise DecodeError(Reason.BAD_SAMPLE, f"raw header of {hlen} bytes in a {rlen}-byte record")
-            header = r[RAW_HEADER.size : RAW_HEADER.size + hlen]
-        elif rfmt == 1002:  # extended router: next hop
-            next_hop, _ = _addr(r, 0)
-        elif rfmt == 1003:  # extended gateway: next hop, own AS, src AS, peer AS, AS path
-            next_hop, p = _addr(r, 0)
-            _, src_as, _, nseg = struct.unpack_from(">IIII", r, p)
-            p += 16
-            for _ in range(min(nseg, 64)):
-                _, seg_len = U32X2.unpack_from(r, p)
-                p += 8
-                if seg_len:
-                    dst_as = U32.unpack_from(r, p + 4 * (seg_len - 1))[0]
-                p += 4 * seg_len
-    if header is None:
-        raise DecodeError(Reason.UNSUPPORTED, "flow sample without a raw packet header record")
-    w = min(len(header), HEADER_WIDTH)
-    b.headers += header[:w]
-    if w < HEADER_WIDTH:
-        b.headers += bytes(HEADER_WIDTH - w)
-    # format 0 = an ifIndex; 0x3FFFFFFF there means "the agent itself": not a link
-    b.meta += SAMPLE_META.pack(
-        w,
-        proto,
-        frame,
-        rate,
-        in_val if in_fmt == 0 and in_val != 0x3FFFFFFF else 0,
-        out_val if out_fmt == 0 and out_val != 0x3FFFFFFF else 0,
-        src_as,
-        dst_as,
-        next_hop,
-    )
-    b.n += 1
-    return 1
 
 
 def _counter_sample(s: memoryview, expanded: bool, received_ms: int) -> list[LinkStats]:
@@ -229,57 +175,173 @@ def _counter_sample(s: memoryview, expanded: bool, received_ms: int) -> list[Lin
     return stats
 
 
+def _extended(raw: bytearray, start: int, rlen: int, rfmt: int) -> tuple[bytes, int | None, int | None]:
+    """An extended router (1002) or gateway (1003) record: next hop[, src AS, dst AS].
+
+    Raises DecodeError / struct.error on a malformed record (the sample is dropped).
+    """
+    r = memoryview(raw)[start : start + rlen]
+    next_hop, p = _addr(r, 0)
+    next_hop = next_hop.ljust(16, b"\x00")  # a cut address keeps what is there
+    if rfmt == 1002:
+        return next_hop, None, None
+    # extended gateway: next hop, own AS, src AS, src peer AS, AS path (dst AS: its last AS)
+    _, src_as, _, nseg = struct.unpack_from(">IIII", r, p)
+    p += 16
+    dst_as = 0
+    for _ in range(min(nseg, 64)):
+        _, seg_len = U32X2.unpack_from(r, p)
+        p += 8
+        if seg_len:
+            dst_as = U32.unpack_from(r, p + 4 * (seg_len - 1))[0]
+        p += 4 * seg_len
+    return next_hop, src_as, dst_as
+
+
 def finish(b: SFlowBatch, out: ChunkBuilder, default_rate: Callable[[bytes], int]) -> None:
-    n = b.n
-    if not n:
+    if not b.samples:
         return
-    counts = np.asarray(b.counts)
-    meta = np.frombuffer(bytes(b.meta), META_DTYPE, count=n)
-    h = parse_headers(
-        np.frombuffer(bytes(b.headers), np.uint8).reshape(n, HEADER_WIDTH),
-        meta["hlen"].astype(np.int64),
-        meta["proto"].astype(np.int64),
-    )
-    rate = meta["rate"].astype(np.uint64)
-    frame = meta["frame"].astype(np.uint64)
+    raw, size = b.buf, b.size
+    # a u32 view at *every* byte offset (stride 1): reading a big-endian word at any
+    # offsets is one gather; the 8 zeroed padding bytes keep the last offsets in range
+    raw[size : size + 8] = bytes(8)
+    padded = np.frombuffer(raw, np.uint8, count=size + 8)
+    words = np.ndarray((size + 5,), ">u4", padded, 0, (1,))
+    top = size  # offsets are clipped here: what is read there is masked out anyway
+
+    def u32(at: np.ndarray) -> np.ndarray:
+        return words[np.minimum(at, top)].astype(np.int64)
+
+    counts = np.asarray(b.counts, np.int64)
+    dg = np.repeat(np.arange(len(counts)), counts)  # datagram (in parts) of each sample
+    at = np.asarray(b.samples, np.int64)
+    n = len(at)
+    fmt, slen = u32(at), u32(at + 4)
+    body = at + 8
+    end = body + slen
+    expanded = fmt == 3
+    bad = slen < np.where(expanded, EXPANDED_FIXED, STANDARD_FIXED)
+    if expanded.any():
+        rate = np.where(expanded, u32(body + 12), u32(body + 8))
+        in_fmt = np.where(expanded, u32(body + 24), 0)
+        out_fmt = np.where(expanded, u32(body + 32), 0)
+        in_val, out_val = u32(body + 28), u32(body + 36)
+        inp, outp = u32(body + 20), u32(body + 24)
+        in_fmt = np.where(expanded, in_fmt, inp >> 30)
+        out_fmt = np.where(expanded, out_fmt, outp >> 30)
+        in_val = np.where(expanded, in_val, inp & IF_AGENT)
+        out_val = np.where(expanded, out_val, outp & IF_AGENT)
+        nrec = np.where(expanded, u32(body + 40), u32(body + 28))
+    else:
+        rate, inp, outp, nrec = u32(body + 8), u32(body + 20), u32(body + 24), u32(body + 28)
+        in_fmt, out_fmt, in_val, out_val = inp >> 30, outp >> 30, inp & IF_AGENT, outp & IF_AGENT
+    pos = body + np.where(expanded, EXPANDED_FIXED, STANDARD_FIXED)
+    hstart = np.zeros(n, np.int64)
+    hlen = np.full(n, -1, np.int64)  # -1: no raw packet header record (yet)
+    proto = np.zeros(n, np.int64)
+    frame = np.zeros(n, np.int64)
+    extended: list[tuple[int, int, int, int]] = []  # (sample, record start, length, format), in order
+    live = np.flatnonzero(~bad & (nrec > 0))
+    for k in range(MAX_RECORDS):
+        live = live[(nrec[live] > k) & ~bad[live]]
+        if not len(live):
+            break
+        p, e = pos[live], end[live]
+        short = e - p < 8
+        rfmt, rlen = u32(p), u32(p + 4)
+        r0 = p + 8
+        short |= rlen > e - r0
+        pos[live] = r0 + rlen
+        is_raw = (rfmt == 1) & ~short
+        short |= is_raw & (rlen < RAW_HEADER_FIXED)
+        is_raw &= ~short
+        if is_raw.any():
+            s, r = live[is_raw], r0[is_raw]
+            h = u32(r + 12)
+            lying = h > rlen[is_raw] - RAW_HEADER_FIXED
+            bad[s[lying]] = True
+            s, r, h = s[~lying], r[~lying], h[~lying]
+            proto[s], frame[s], hstart[s], hlen[s] = u32(r), u32(r + 4), r + RAW_HEADER_FIXED, h
+        bad[live[short]] = True
+        ext = ((rfmt == 1002) | (rfmt == 1003)) & ~short
+        if ext.any():
+            extended.extend(zip(live[ext].tolist(), r0[ext].tolist(), rlen[ext].tolist(), rfmt[ext].tolist()))
+    next_hop = np.zeros((n, 16), np.uint8)
+    src_as = np.zeros(n, np.int64)
+    dst_as = np.zeros(n, np.int64)
+    for s, r, rl, rf in sorted(extended, key=lambda x: x[0]) if extended else ():
+        if bad[s]:
+            continue
+        try:
+            hop, sas, das = _extended(raw, r, rl, rf)
+        except (DecodeError, struct.error):
+            bad[s] = True
+            continue
+        next_hop[s] = np.frombuffer(hop, np.uint8)
+        if sas is not None:
+            src_as[s], dst_as[s] = sas, das
+    unsupported = ~bad & (hlen < 0)
+    ok = ~(bad | unsupported)
+    if not ok.all():
+        dg_base = b.starts
+        for reason, mask in ((Reason.BAD_SAMPLE, bad), (Reason.UNSUPPORTED, unsupported)):
+            for s in np.flatnonzero(mask).tolist():
+                what = "malformed flow record" if reason == Reason.BAD_SAMPLE else "no raw packet header record"
+                d = int(dg[s])
+                out.drop(reason, 1, f"sFlow flow sample: {what}", int(at[s]) - dg_base[d], b.datagram[d])
+        keep = np.flatnonzero(ok)
+        dg = dg[keep]
+        hstart, hlen, proto, frame, rate = hstart[keep], hlen[keep], proto[keep], frame[keep], rate[keep]
+        in_fmt, in_val, out_fmt, out_val = in_fmt[keep], in_val[keep], out_fmt[keep], out_val[keep]
+        src_as, dst_as, next_hop = src_as[keep], dst_as[keep], next_hop[keep]
+    kept = np.bincount(dg, minlength=len(counts))
+    for e, c in zip(b.exporters, kept.tolist()):
+        if c:
+            out.result.flows[(e, "sflow5")] += c
+    m = len(dg)
+    if not m:
+        return
+    h = parse_headers_at(padded, hstart, np.minimum(hlen, HEADER_WIDTH), proto)
+    rate = rate.astype(np.uint64)
+    frame = frame.astype(np.uint64)
     unknown = rate == 0
-    flags = np.zeros(n, np.uint8)
+    flags = np.zeros(m, np.uint8)
     n_unknown = int(np.count_nonzero(unknown))
     if n_unknown:
-        defaults = np.repeat(np.array([default_rate(e) for e in b.exporters], np.uint64), counts)
+        defaults = np.array([default_rate(e) for e in b.exporters], np.uint64)[dg]
         rate = np.where(unknown, defaults, rate)
         flags[unknown] = FlowFlags.SAMPLING_UNKNOWN
         out.result.sampling_unknown += n_unknown
-    received = np.repeat(np.asarray(b.received_ms, np.int64), counts)
+    received = np.asarray(b.received_ms, np.int64)[dg]
     exporters = np.frombuffer(b"".join(b.exporters), np.uint8).reshape(-1, 16)
     cols: dict[str, Any] = dict(h)  # arrays, and scalars that ChunkBuilder broadcasts
     del cols["ip_length"]  # sFlow counts the frame length, like the agent
+    # format 0 = an ifIndex; IF_AGENT there means "the agent itself": not a link
     cols.update(
         {
             "time_received": received,
             "time_start": received,
             "time_end": received,
             "flow_type": np.uint8(FlowType.SFLOW5),
-            "exporter": np.repeat(exporters, counts, axis=0),
-            "observation_domain": np.repeat(np.asarray(b.domain, np.uint32), counts),
-            "in_if": meta["in_if"],
-            "out_if": meta["out_if"],
+            "exporter": exporters[dg],
+            "observation_domain": np.asarray(b.domain, np.uint32)[dg],
+            "in_if": np.where((in_fmt == 0) & (in_val != IF_AGENT), in_val, 0).astype(np.uint32),
+            "out_if": np.where((out_fmt == 0) & (out_val != IF_AGENT), out_val, 0).astype(np.uint32),
             "bytes": frame,
-            "packets": np.ones(n, np.uint64),
+            "packets": np.ones(m, np.uint64),
             "sampling_rate": rate,
             "bytes_scaled": frame * rate,
             "packets_scaled": rate.copy(),
-            "src_as": meta["src_as"],
-            "dst_as": meta["dst_as"],
-            "next_hop": np.ascontiguousarray(meta["next_hop"]),
+            "src_as": src_as.astype(np.uint32),
+            "dst_as": dst_as.astype(np.uint32),
+            "next_hop": next_hop,
             "flags": flags,
         }
     )
     if out.provenance:
-        cols["datagram"] = np.repeat(np.asarray(b.datagram, np.int64), counts)
+        datagram = np.asarray(b.datagram, np.int64)
+        cols["datagram"] = datagram[dg]
         cols["template_id"] = np.uint16(0)
-        cols["sequence"] = np.repeat(np.asarray(b.sequence, np.int64), counts)
-        cols["order"] = order_key(np.asarray(b.datagram), 0, counts)
-    for e, c in zip(b.exporters, b.counts):
-        out.result.flows[(e, "sflow5")] += c
-    out.add(n, cols)
+        cols["sequence"] = np.asarray(b.sequence, np.int64)[dg]
+        cols["order"] = order_key(datagram, 0, kept)
+    out.add(m, cols)

@@ -34,6 +34,7 @@ GENERIC_IF = struct.Struct(">IIQIIQIIIIIIQIIIIII")
 MAX_SAMPLES = 4096  # a 64 KiB datagram cannot hold more; larger counts are lies
 MAX_RECORDS = 64  # flow records looked at per sample
 VERSION = 5
+AGENT_END = {1: 12, 2: 24, 0: 8}  # where the datagram header goes on, by agent address type
 KEEP_BUFFER = 32 << 20  # a decoder keeps its copy buffer up to this size between passes
 STANDARD_FIXED, EXPANDED_FIXED = 32, 44  # bytes of a flow sample before its records
 RAW_HEADER_FIXED = 16  # header protocol, frame length, stripped, header length
@@ -47,17 +48,11 @@ class SFlowBatch:
     decoder hands the same buffer to its next pass: fresh megabytes every pass would cost
     more in page faults than the copy does."""
     size: int = 0
-    starts: list[int] = field(default_factory=list)
-    """Where each datagram starts in ``buf``."""
     samples: list[int] = field(default_factory=list)
-    """Where each flow sample (its format word) starts, as an offset in the joined buffer."""
-    counts: list[int] = field(default_factory=list)
-    """Flow samples per datagram in ``buf``."""
-    exporters: list[bytes] = field(default_factory=list)
-    domain: list[int] = field(default_factory=list)
-    received_ms: list[int] = field(default_factory=list)
-    datagram: list[int] = field(default_factory=list)
-    sequence: list[int] = field(default_factory=list)
+    """Where each flow sample (its format word) starts, as an offset in ``buf``."""
+    datagrams: list[tuple[int, int, bytes, int, int, int, int]] = field(default_factory=list)
+    """Per datagram with flow samples: where it starts in ``buf``, its flow samples, exporter,
+    sub-agent id, receive time, decoder-wide index and sequence number."""
 
 
 def _addr(data: memoryview, pos: int) -> tuple[bytes, int]:
@@ -75,7 +70,10 @@ def _addr(data: memoryview, pos: int) -> tuple[bytes, int]:
 def collect(b: SFlowBatch, out: ChunkBuilder, exporter: bytes, data: memoryview, received_ms: int) -> None:
     end = len(data)
     try:
-        _, pos = _addr(data, 4)
+        kind = U32.unpack_from(data, 4)[0]  # the agent's address: its type says its length
+        pos = AGENT_END.get(kind, 0)
+        if not pos:
+            raise DecodeError(Reason.BAD_SAMPLE, f"sFlow address type {kind}", version=VERSION)
         sub_agent, sequence, _, nsamples = DGRAM_TAIL.unpack_from(data, pos)
     except struct.error as exc:
         raise DecodeError(Reason.TRUNCATED, f"sFlow datagram header: {exc}", version=VERSION, offset=0) from exc
@@ -114,13 +112,7 @@ def collect(b: SFlowBatch, out: ChunkBuilder, exporter: bytes, data: memoryview,
             b.buf = grown  # a new object: numpy views of the old one may still be alive
         b.buf[base : base + end] = data
         b.size = base + end
-        b.starts.append(base)
-        b.counts.append(len(samples) - first)
-        b.exporters.append(exporter)
-        b.domain.append(sub_agent)
-        b.received_ms.append(received_ms)
-        b.datagram.append(out.datagram)
-        b.sequence.append(sequence)
+        b.datagrams.append((base, len(samples) - first, exporter, sub_agent, received_ms, out.datagram, sequence))
 
 
 def _counter_sample(s: memoryview, expanded: bool, received_ms: int) -> list[LinkStats]:
@@ -175,8 +167,8 @@ def _counter_sample(s: memoryview, expanded: bool, received_ms: int) -> list[Lin
     return stats
 
 
-def _extended(raw: bytearray, start: int, rlen: int, rfmt: int) -> tuple[bytes, int | None, int | None]:
-    """An extended router (1002) or gateway (1003) record: next hop[, src AS, dst AS].
+def _extended(raw: bytearray, start: int, rlen: int, rfmt: int) -> tuple[bytes, tuple[int, int] | None]:
+    """An extended router (1002) or gateway (1003) record: next hop[, (src AS, dst AS)].
 
     Raises DecodeError / struct.error on a malformed record (the sample is dropped).
     """
@@ -184,7 +176,7 @@ def _extended(raw: bytearray, start: int, rlen: int, rfmt: int) -> tuple[bytes, 
     next_hop, p = _addr(r, 0)
     next_hop = next_hop.ljust(16, b"\x00")  # a cut address keeps what is there
     if rfmt == 1002:
-        return next_hop, None, None
+        return next_hop, None
     # extended gateway: next hop, own AS, src AS, src peer AS, AS path (dst AS: its last AS)
     _, src_as, _, nseg = struct.unpack_from(">IIII", r, p)
     p += 16
@@ -195,7 +187,7 @@ def _extended(raw: bytearray, start: int, rlen: int, rfmt: int) -> tuple[bytes, 
         if seg_len:
             dst_as = U32.unpack_from(r, p + 4 * (seg_len - 1))[0]
         p += 4 * seg_len
-    return next_hop, src_as, dst_as
+    return next_hop, (src_as, dst_as)
 
 
 def finish(b: SFlowBatch, out: ChunkBuilder, default_rate: Callable[[bytes], int]) -> None:
@@ -212,7 +204,8 @@ def finish(b: SFlowBatch, out: ChunkBuilder, default_rate: Callable[[bytes], int
     def u32(at: np.ndarray) -> np.ndarray:
         return words[np.minimum(at, top)].astype(np.int64)
 
-    counts = np.asarray(b.counts, np.int64)
+    starts, n_samples, exporter_list, domain, received_ms, datagram_list, sequence = zip(*b.datagrams, strict=True)
+    counts = np.asarray(n_samples, np.int64)
     dg = np.repeat(np.arange(len(counts)), counts)  # datagram (in parts) of each sample
     at = np.asarray(b.samples, np.int64)
     n = len(at)
@@ -273,48 +266,48 @@ def finish(b: SFlowBatch, out: ChunkBuilder, default_rate: Callable[[bytes], int
         if bad[s]:
             continue
         try:
-            hop, sas, das = _extended(raw, r, rl, rf)
+            hop, ases = _extended(raw, r, rl, rf)
         except (DecodeError, struct.error):
             bad[s] = True
             continue
         next_hop[s] = np.frombuffer(hop, np.uint8)
-        if sas is not None:
-            src_as[s], dst_as[s] = sas, das
+        if ases is not None:
+            src_as[s], dst_as[s] = ases
     unsupported = ~bad & (hlen < 0)
     ok = ~(bad | unsupported)
     if not ok.all():
-        dg_base = b.starts
+        dg_base = starts
         for reason, mask in ((Reason.BAD_SAMPLE, bad), (Reason.UNSUPPORTED, unsupported)):
             for s in np.flatnonzero(mask).tolist():
                 what = "malformed flow record" if reason == Reason.BAD_SAMPLE else "no raw packet header record"
                 d = int(dg[s])
-                out.drop(reason, 1, f"sFlow flow sample: {what}", int(at[s]) - dg_base[d], b.datagram[d])
+                out.drop(reason, 1, f"sFlow flow sample: {what}", int(at[s]) - dg_base[d], datagram_list[d])
         keep = np.flatnonzero(ok)
         dg = dg[keep]
         hstart, hlen, proto, frame, rate = hstart[keep], hlen[keep], proto[keep], frame[keep], rate[keep]
         in_fmt, in_val, out_fmt, out_val = in_fmt[keep], in_val[keep], out_fmt[keep], out_val[keep]
         src_as, dst_as, next_hop = src_as[keep], dst_as[keep], next_hop[keep]
     kept = np.bincount(dg, minlength=len(counts))
-    for e, c in zip(b.exporters, kept.tolist()):
+    for e, c in zip(exporter_list, kept.tolist()):
         if c:
             out.result.flows[(e, "sflow5")] += c
     m = len(dg)
     if not m:
         return
-    h = parse_headers_at(padded, hstart, np.minimum(hlen, HEADER_WIDTH), proto)
+    parsed = parse_headers_at(padded, hstart, np.minimum(hlen, HEADER_WIDTH), proto)
     rate = rate.astype(np.uint64)
     frame = frame.astype(np.uint64)
     unknown = rate == 0
     flags = np.zeros(m, np.uint8)
     n_unknown = int(np.count_nonzero(unknown))
     if n_unknown:
-        defaults = np.array([default_rate(e) for e in b.exporters], np.uint64)[dg]
+        defaults = np.array([default_rate(e) for e in exporter_list], np.uint64)[dg]
         rate = np.where(unknown, defaults, rate)
         flags[unknown] = FlowFlags.SAMPLING_UNKNOWN
         out.result.sampling_unknown += n_unknown
-    received = np.asarray(b.received_ms, np.int64)[dg]
-    exporters = np.frombuffer(b"".join(b.exporters), np.uint8).reshape(-1, 16)
-    cols: dict[str, Any] = dict(h)  # arrays, and scalars that ChunkBuilder broadcasts
+    received = np.asarray(received_ms, np.int64)[dg]
+    exporters = np.frombuffer(b"".join(exporter_list), np.uint8).reshape(-1, 16)
+    cols: dict[str, Any] = dict(parsed)  # arrays, and scalars that ChunkBuilder broadcasts
     del cols["ip_length"]  # sFlow counts the frame length, like the agent
     # format 0 = an ifIndex; IF_AGENT there means "the agent itself": not a link
     cols.update(
@@ -324,7 +317,7 @@ def finish(b: SFlowBatch, out: ChunkBuilder, default_rate: Callable[[bytes], int
             "time_end": received,
             "flow_type": np.uint8(FlowType.SFLOW5),
             "exporter": exporters[dg],
-            "observation_domain": np.asarray(b.domain, np.uint32)[dg],
+            "observation_domain": np.asarray(domain, np.uint32)[dg],
             "in_if": np.where((in_fmt == 0) & (in_val != IF_AGENT), in_val, 0).astype(np.uint32),
             "out_if": np.where((out_fmt == 0) & (out_val != IF_AGENT), out_val, 0).astype(np.uint32),
             "bytes": frame,
@@ -339,9 +332,9 @@ def finish(b: SFlowBatch, out: ChunkBuilder, default_rate: Callable[[bytes], int
         }
     )
     if out.provenance:
-        datagram = np.asarray(b.datagram, np.int64)
+        datagram = np.asarray(datagram_list, np.int64)
         cols["datagram"] = datagram[dg]
         cols["template_id"] = np.uint16(0)
-        cols["sequence"] = np.asarray(b.sequence, np.int64)[dg]
+        cols["sequence"] = np.asarray(sequence, np.int64)[dg]
         cols["order"] = order_key(datagram, 0, kept)
     out.add(m, cols)

@@ -50,18 +50,15 @@ def parse_headers_at(buf: np.ndarray, start: np.ndarray, hlen: np.ndarray, proto
         # a field cut by the captured length keeps its captured high byte
         return np.where(idx + 1 < hlen, v, np.where(idx < hlen, v & 0xFF00, 0))
 
-    def addr4(at: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """IPv4 addresses at ``at`` of ``rows`` as (len(rows), 4) bytes."""
-        full = at[rows] + 4 <= hlen[rows]
-        if full.all():
-            v = words32[np.minimum(start[rows] + at[rows], last - 3)].astype(">u4")
-            return v.view(np.uint8).reshape(-1, 4)
-        return span(at, 4, rows)
-
     def span(at: np.ndarray, k: int, rows: np.ndarray) -> np.ndarray:
         idx = at[rows, None] + np.arange(k)
         vals = buf[np.minimum(start[rows, None] + idx, last)]
         return np.where(idx < hlen[rows, None], vals, 0).astype(np.uint8)
+
+    def word(at: np.ndarray) -> np.ndarray:
+        """The 32-bit field at ``at`` of every row, 0 where not all of it was captured."""
+        v = words32[np.minimum(start + at, last - 3)]
+        return np.where(at + 4 <= hlen, v, 0).astype(np.uint32)
 
     eth = proto == 1
     off = np.where(eth, 14, 0)
@@ -85,13 +82,21 @@ def parse_headers_at(buf: np.ndarray, start: np.ndarray, hlen: np.ndarray, proto
 
     src = np.zeros((n, 16), np.uint8)
     dst = np.zeros((n, 16), np.uint8)
-    r4, r6 = np.flatnonzero(v4), np.flatnonzero(v6)
-    src[r4, 10:12] = 0xFF
-    dst[r4, 10:12] = 0xFF
-    src[r4, 12:] = addr4(off + 12, r4)
-    dst[r4, 12:] = addr4(off + 16, r4)
-    src[r6] = span(off + 8, 16, r6)
-    dst[r6] = span(off + 24, 16, r6)
+    if v4.any():  # IPv4-mapped: ::ffff:a.b.c.d, written as 32-bit words
+        src_w, dst_w = src.view(">u4"), dst.view(">u4")
+        mapped = np.where(v4, 0xFFFF, 0)
+        src_w[:, 2] = mapped
+        dst_w[:, 2] = mapped
+        src_w[:, 3] = np.where(v4, word(off + 12), 0)
+        dst_w[:, 3] = np.where(v4, word(off + 16), 0)
+        cut = np.flatnonzero(v4 & (off + 20 > hlen))  # an address cut by the capture keeps its bytes
+        if len(cut):
+            src[cut, 12:] = span(off + 12, 4, cut)
+            dst[cut, 12:] = span(off + 16, 4, cut)
+    r6 = np.flatnonzero(v6)
+    if len(r6):
+        src[r6] = span(off + 8, 16, r6)
+        dst[r6] = span(off + 24, 16, r6)
 
     has_l4 = (v4 & ~frag_off) | v6
     ported = has_l4 & np.isin(ip_proto, _PORT_PROTOS)

@@ -1,11 +1,11 @@
 """sFlow v5: flow samples (standard and expanded) and generic interface counter samples.
 
-Columnar by design. Per datagram, Python reads the header and walks the sample headers
-(format, length): one step per sample that only notes where each flow sample starts.
-:func:`finish` then joins the pass's datagrams into one buffer and does the rest for all
-flow samples at once with numpy: the fixed sample fields, the walk over each sample's
-flow records (one numpy step per record *position*, at most 64), the raw packet header
-record and, in place in the buffer, the sampled headers themselves
+Columnar by design. Per datagram, :func:`collect` reads the header and copies the datagram
+into the pass's buffer. :func:`finish` then does the rest for all datagrams at once with
+numpy: the walk over sample headers (one numpy step per sample *position*; a datagram's
+samples beyond ``VECTOR_SAMPLES`` in Python), the fixed flow sample fields, the walk over
+each sample's flow records (one numpy step per record position, at most 64), the raw packet
+header record and, in place in the buffer, the sampled headers themselves
 (:mod:`producers.collector.decode.sflow_headers`). Only extended router/gateway records
 (next hop, AS path: variable layout) and counter samples (rare: one per interface every
 ~20 s, as :class:`~netpilot.wire.links.LinkStats` with ``source="sflow"``) are read in
@@ -35,6 +35,8 @@ MAX_SAMPLES = 4096  # a 64 KiB datagram cannot hold more; larger counts are lies
 MAX_RECORDS = 64  # flow records looked at per sample
 VERSION = 5
 AGENT_END = {1: 12, 2: 24, 0: 8}  # where the datagram header goes on, by agent address type
+PAD = 64  # zeroed bytes after the datagrams in buf, for reads just past a sample's end
+VECTOR_SAMPLES = 32  # sample positions walked with numpy; later samples of a datagram: Python
 KEEP_BUFFER = 32 << 20  # a decoder keeps its copy buffer up to this size between passes
 STANDARD_FIXED, EXPANDED_FIXED = 32, 44  # bytes of a flow sample before its records
 RAW_HEADER_FIXED = 16  # header protocol, frame length, stripped, header length
@@ -48,11 +50,10 @@ class SFlowBatch:
     decoder hands the same buffer to its next pass: fresh megabytes every pass would cost
     more in page faults than the copy does."""
     size: int = 0
-    samples: list[int] = field(default_factory=list)
-    """Where each flow sample (its format word) starts, as an offset in ``buf``."""
-    datagrams: list[tuple[int, int, bytes, int, int, int, int]] = field(default_factory=list)
-    """Per datagram with flow samples: where it starts in ``buf``, its flow samples, exporter,
-    sub-agent id, receive time, decoder-wide index and sequence number."""
+    datagrams: list[tuple[int, int, int, int, bytes, int, int, int, int]] = field(default_factory=list)
+    """Per datagram with samples: where it starts in ``buf``, its length, where its samples
+    start (in it), the sample count, exporter, sub-agent id, receive time, decoder-wide
+    index and sequence number."""
 
 
 def _addr(data: memoryview, pos: int) -> tuple[bytes, int]:
@@ -82,37 +83,102 @@ def collect(b: SFlowBatch, out: ChunkBuilder, exporter: bytes, data: memoryview,
         raise DecodeError(Reason.BAD_COUNT, f"sFlow sample count {nsamples}", version=VERSION, offset=pos + 12)
     pos += DGRAM_TAIL.size
     out.result.datagrams[(exporter, "sflow5")] += 1
-    samples, base, first = b.samples, b.size, len(b.samples)
-    unpack = U32X2.unpack_from
-    for _ in range(nsamples):
-        if end - pos < 8:
-            out.drop(Reason.TRUNCATED, 1, "sFlow datagram ends before its samples do", pos)
+    if not nsamples:
+        return
+    base = b.size
+    if base + end + PAD > len(b.buf):
+        grown = bytearray(max(2 * len(b.buf), base + end + PAD, 1 << 16))
+        grown[:base] = b.buf[:base]
+        b.buf = grown  # a new object: numpy views of the old one may still be alive
+    b.buf[base : base + end] = data
+    b.size = base + end
+    b.datagrams.append((base, end, pos, nsamples, exporter, sub_agent, received_ms, out.datagram, sequence))
+
+
+def _walk(
+    b: SFlowBatch, out: ChunkBuilder, u32: Callable[[np.ndarray], np.ndarray], meta: list[tuple[Any, ...]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Walk the sample headers of every datagram: the flow samples' offsets in ``b.buf`` and
+    datagram (index in ``meta``), in datagram then sample order.
+
+    One numpy step per sample *position* across all datagrams, for the first
+    ``VECTOR_SAMPLES``; a datagram with more samples (rare, and a way to make the vector
+    steps cheap for an attacker) has the rest walked in Python. Counter samples become
+    link stats; other formats and broken lengths are counted drops.
+    """
+    base = np.array([m[0] for m in meta], np.int64)
+    dend = base + np.array([m[1] for m in meta], np.int64)
+    cur = base + np.array([m[2] for m in meta], np.int64)
+    left = np.array([m[3] for m in meta], np.int64)
+    found_dg: list[np.ndarray] = []
+    found_at: list[np.ndarray] = []
+    found_fmt: list[np.ndarray] = []
+    active = np.arange(len(meta))
+    for _ in range(VECTOR_SAMPLES):
+        active = active[left[active] > 0]
+        if not len(active):
             break
-        fmt, slen = unpack(data, pos)
-        if slen > end - pos - 8:
-            out.drop(Reason.TRUNCATED, 1, f"sFlow sample claims {slen} bytes, {end - pos - 8} left", pos)
-            break
-        if fmt == 1 or fmt == 3:
-            samples.append(base + pos)
-        elif fmt == 2 or fmt == 4:
-            try:
-                stats = _counter_sample(data[pos + 8 : pos + 8 + slen], fmt == 4, received_ms)
-            except struct.error as exc:
-                out.drop(Reason.BAD_SAMPLE, 1, f"sFlow sample: {exc}", pos)
+        p, e = cur[active], dend[active]
+        fmt, slen = u32(p), u32(p + 4)
+        short = e - p < 8
+        lying = ~short & (slen > e - p - 8)
+        for mask, what in ((short, None), (lying, "claims")):
+            for k in np.flatnonzero(mask).tolist():
+                d = int(active[k])
+                off = int(p[k] - base[d])
+                msg = (
+                    "sFlow datagram ends before its samples do"
+                    if what is None
+                    else f"sFlow sample claims {int(slen[k])} bytes, {int(e[k] - p[k] - 8)} left"
+                )
+                out.drop(Reason.TRUNCATED, 1, msg, off, meta[d][7])
+        good = ~(short | lying)
+        found_dg.append(active[good])
+        found_at.append(p[good])
+        found_fmt.append(fmt[good])
+        cur[active] = p + 8 + slen
+        left[active] = np.where(good, left[active] - 1, 0)
+    for d in np.flatnonzero(left > 0).tolist():  # the samples beyond VECTOR_SAMPLES
+        pos, end, at_list, fmt_list = int(cur[d]), int(dend[d]), [], []
+        for _ in range(int(left[d])):
+            if end - pos < 8:
+                out.drop(
+                    Reason.TRUNCATED, 1, "sFlow datagram ends before its samples do", pos - int(base[d]), meta[d][7]
+                )
+                break
+            fmt_, slen_ = U32X2.unpack_from(b.buf, pos)
+            if slen_ > end - pos - 8:
+                msg = f"sFlow sample claims {slen_} bytes, {end - pos - 8} left"
+                out.drop(Reason.TRUNCATED, 1, msg, pos - int(base[d]), meta[d][7])
+                break
+            at_list.append(pos)
+            fmt_list.append(fmt_)
+            pos += 8 + slen_
+        found_dg.append(np.full(len(at_list), d, np.int64))
+        found_at.append(np.array(at_list, np.int64))
+        found_fmt.append(np.array(fmt_list, np.int64))
+    dg, at, fmt = np.concatenate(found_dg), np.concatenate(found_at), np.concatenate(found_fmt)
+    order = np.argsort(at, kind="stable")  # datagrams lie one after the other in the buffer
+    dg, at, fmt = dg[order], at[order], fmt[order]
+    flow = (fmt == 1) | (fmt == 3)
+    if not flow.all():
+        for k in np.flatnonzero(~flow).tolist():
+            d, a, f = int(dg[k]), int(at[k]), int(fmt[k])
+            off = a - int(base[d])
+            if f == 2 or f == 4:
+                exporter, received_ms = meta[d][4], meta[d][6]
+                slen_ = U32.unpack_from(b.buf, a + 4)[0]
+                try:
+                    stats = _counter_sample(memoryview(b.buf)[a + 8 : a + 8 + slen_], f == 4, received_ms)
+                except struct.error as exc:
+                    out.drop(Reason.BAD_SAMPLE, 1, f"sFlow sample: {exc}", off, meta[d][7])
+                else:
+                    out.result.link_stats.extend(stats)
+                    out.result.link_stats_exporters.extend([exporter] * len(stats))
             else:
-                out.result.link_stats.extend(stats)
-                out.result.link_stats_exporters.extend([exporter] * len(stats))
-        else:
-            out.drop(Reason.UNSUPPORTED, 1, f"sFlow sample format {fmt}", pos)
-        pos += 8 + slen
-    if len(samples) > first:
-        if base + end + 8 > len(b.buf):  # 8: zeroed padding for the word view in finish()
-            grown = bytearray(max(2 * len(b.buf), base + end + 8, 1 << 16))
-            grown[:base] = b.buf[:base]
-            b.buf = grown  # a new object: numpy views of the old one may still be alive
-        b.buf[base : base + end] = data
-        b.size = base + end
-        b.datagrams.append((base, len(samples) - first, exporter, sub_agent, received_ms, out.datagram, sequence))
+                out.drop(Reason.UNSUPPORTED, 1, f"sFlow sample format {f}", off, meta[d][7])
+        dg, at = dg[flow], at[flow]
+    return at, dg
 
 
 def _counter_sample(s: memoryview, expanded: bool, received_ms: int) -> list[LinkStats]:
@@ -191,24 +257,25 @@ def _extended(raw: bytearray, start: int, rlen: int, rfmt: int) -> tuple[bytes, 
 
 
 def finish(b: SFlowBatch, out: ChunkBuilder, default_rate: Callable[[bytes], int]) -> None:
-    if not b.samples:
+    if not b.datagrams:
         return
     raw, size = b.buf, b.size
     # a u32 view at *every* byte offset (stride 1): reading a big-endian word at any
-    # offsets is one gather; the 8 zeroed padding bytes keep the last offsets in range
-    raw[size : size + 8] = bytes(8)
-    padded = np.frombuffer(raw, np.uint8, count=size + 8)
-    words = np.ndarray((size + 5,), ">u4", padded, 0, (1,))
+    # offsets is one gather; the zeroed padding keeps the last offsets in range
+    raw[size : size + PAD] = bytes(PAD)
+    padded = np.frombuffer(raw, np.uint8, count=size + PAD)
+    words = np.ndarray((size + PAD - 3,), ">u4", padded, 0, (1,))
     top = size  # offsets are clipped here: what is read there is masked out anyway
 
     def u32(at: np.ndarray) -> np.ndarray:
         return words[np.minimum(at, top)].astype(np.int64)
 
-    starts, n_samples, exporter_list, domain, received_ms, datagram_list, sequence = zip(*b.datagrams, strict=True)
-    counts = np.asarray(n_samples, np.int64)
-    dg = np.repeat(np.arange(len(counts)), counts)  # datagram (in parts) of each sample
-    at = np.asarray(b.samples, np.int64)
+    at, dg = _walk(b, out, u32, b.datagrams)
     n = len(at)
+    if not n:
+        return
+    starts, _, _, _, exporter_list, domain, received_ms, datagram_list, sequence = zip(*b.datagrams, strict=True)
+    n_datagrams = len(starts)
     fmt, slen = u32(at), u32(at + 4)
     body = at + 8
     end = body + slen
@@ -287,7 +354,7 @@ def finish(b: SFlowBatch, out: ChunkBuilder, default_rate: Callable[[bytes], int
         hstart, hlen, proto, frame, rate = hstart[keep], hlen[keep], proto[keep], frame[keep], rate[keep]
         in_fmt, in_val, out_fmt, out_val = in_fmt[keep], in_val[keep], out_fmt[keep], out_val[keep]
         src_as, dst_as, next_hop = src_as[keep], dst_as[keep], next_hop[keep]
-    kept = np.bincount(dg, minlength=len(counts))
+    kept = np.bincount(dg, minlength=n_datagrams)
     for e, c in zip(exporter_list, kept.tolist()):
         if c:
             out.result.flows[(e, "sflow5")] += c

@@ -19,8 +19,6 @@ import numpy as np
 
 HEADER_WIDTH = 128
 """Header bytes looked at per packet; an sFlow agent's default capture length."""
-_VLAN_TYPES = np.array([0x8100, 0x88A8, 0x9100])
-_PORT_PROTOS = np.array([6, 17, 132])
 
 
 def parse_headers(h: np.ndarray, hlen: np.ndarray, proto: np.ndarray) -> dict[str, np.ndarray]:
@@ -63,8 +61,8 @@ def parse_headers_at(buf: np.ndarray, start: np.ndarray, hlen: np.ndarray, proto
     eth = proto == 1
     off = np.where(eth, 14, 0)
     etype = np.where(eth, u16(np.full(n, 12)), 0)
-    for _ in range(2):  # 802.1Q, then QinQ's inner tag
-        tagged = eth & np.isin(etype, _VLAN_TYPES)
+    for _ in range(2):  # 802.1Q (0x8100), then QinQ's inner tag (outer 0x88A8 or 0x9100)
+        tagged = eth & ((etype == 0x8100) | (etype == 0x88A8) | (etype == 0x9100))
         if not tagged.any():
             break
         off = np.where(tagged, off + 4, off)
@@ -99,7 +97,7 @@ def parse_headers_at(buf: np.ndarray, start: np.ndarray, hlen: np.ndarray, proto
         dst[r6] = span(off + 24, 16, r6)
 
     has_l4 = (v4 & ~frag_off) | v6
-    ported = has_l4 & np.isin(ip_proto, _PORT_PROTOS)
+    ported = has_l4 & ((ip_proto == 6) | (ip_proto == 17) | (ip_proto == 132))  # TCP, UDP, SCTP
     icmp = has_l4 & (((ip_proto == 1) & v4) | ((ip_proto == 58) & v6))
     l4_word = u16(l4)
     src_port = np.where(ported, l4_word, 0)

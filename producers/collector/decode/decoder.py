@@ -72,6 +72,8 @@ class Decoder:
         )
         self._by_port = options.template_scope == "session"
         self.datagrams_seen = 0
+        self._sflow_buf = bytearray()
+        """sFlow's copy buffer, reused pass after pass (see sflow.SFlowBatch.buf)."""
         """Datagrams decoded so far: the ``datagram`` provenance column counts from here."""
 
     def _builder(self) -> ChunkBuilder:
@@ -80,7 +82,7 @@ class Decoder:
     def decode(self, datagrams: Iterable[Datagram], now_ms: int | None = None) -> DecodeResult:
         out = self._builder()
         v5 = netflow_v5.V5Batch()
-        sf = sflow.SFlowBatch()
+        sf = sflow.SFlowBatch(buf=self._sflow_buf)
         last_ms = 0
         by_port, seen = self._by_port, self.datagrams_seen
         for item in datagrams:
@@ -110,6 +112,7 @@ class Decoder:
                 # a length we did not check; still bad input, never a crash
                 out.drop(Reason.TRUNCATED, 1, f"{type(exc).__name__}: {exc}")
         self.datagrams_seen = seen
+        self._sflow_buf = sf.buf if len(sf.buf) <= sflow.KEEP_BUFFER else bytearray()
         finishers: tuple[tuple[str, Callable[..., None], object], ...] = (
             ("netflow5", netflow_v5.finish, v5),
             ("sflow5", sflow.finish, sf),

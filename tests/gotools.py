@@ -4,8 +4,8 @@ nothing prebuilt may be downloaded.
 
 - ``helm``: upstream Helm 4 (``go install helm.sh/helm/v4/cmd/helm@VERSION``), cached as
   ``helm-<version>/helm``;
-- ``tools/kube-apiserver`` (CRDs only) and ``tools/kube-apiserver-full`` (the upstream
-  kube-apiserver): ``go build`` of the project's own sources, cached as
+- ``tools/kube-apiserver`` (the upstream kube-apiserver on an embedded etcd): ``go build``
+  of the project's own sources, cached as
   ``<name>-<hash of go.mod, go.sum and the Go files>``, so an edit rebuilds and an unchanged
   tree never does.
 
@@ -82,8 +82,8 @@ def source_binary_path(source: Path, ldflags: str = "") -> Path:
 def go_build(source: Path, ldflags: str = "") -> Path:
     """``go build`` of a main package in this repository, cached by the hash of its sources
     (and of ``ldflags``)."""
-    if source == KUBE_APISERVER_FULL and not ldflags:
-        ldflags = kube_apiserver_full_ldflags()
+    if source == KUBE_APISERVER and not ldflags:
+        ldflags = kube_apiserver_ldflags()
     target = source_binary_path(source, ldflags)
     if target.exists():
         return target
@@ -109,18 +109,17 @@ def helm() -> Path:
 
 
 KUBE_APISERVER = REPO / "tools" / "kube-apiserver"
-KUBE_APISERVER_FULL = REPO / "tools" / "kube-apiserver-full"
 
 
-def kube_apiserver_full_ldflags() -> str:
+def kube_apiserver_ldflags() -> str:
     """What an upstream release build stamps in: without it the server reports v0.0.0-master
     and Helm refuses a chart's kubeVersion range against it. The version is go.mod's."""
     import re
 
-    gomod = (KUBE_APISERVER_FULL / "go.mod").read_text()
+    gomod = (KUBE_APISERVER / "go.mod").read_text()
     match = re.search(r"^\s*k8s\.io/kubernetes v(\d+)\.(\d+)\.(\d+)$", gomod, re.MULTILINE)
     if match is None:
-        raise RuntimeError(f"no k8s.io/kubernetes version in {KUBE_APISERVER_FULL}/go.mod")
+        raise RuntimeError(f"no k8s.io/kubernetes version in {KUBE_APISERVER}/go.mod")
     major, minor, _ = match.groups()
     values = {"gitVersion": "v" + ".".join(match.groups()), "gitMajor": major, "gitMinor": minor}
     return " ".join(f"-X k8s.io/component-base/version.{k}={v}" for k, v in values.items())
@@ -128,7 +127,7 @@ def kube_apiserver_full_ldflags() -> str:
 
 def build_all() -> list[Path]:
     # One at a time: each build already uses every core.
-    return [helm(), go_build(KUBE_APISERVER), go_build(KUBE_APISERVER_FULL)]
+    return [helm(), go_build(KUBE_APISERVER)]
 
 
 if __name__ == "__main__":

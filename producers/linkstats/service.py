@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import threading
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from netpilot import catalog
 from netpilot.errors import ConfigError
 from netpilot.kafka.producer import KafkaProducer, ProducerOptions
+from netpilot.loopthread import LoopThread
 from netpilot.obs.logging import get_logger
 from netpilot.wire.links import LinkStats
 from producers.inventory.load import Inventory, RouterTarget, load_inventory
 from producers.inventory.model import split_host_port
+from producers.inventory.watch import InventoryWatcher, file_digest
 from producers.linkstats.metrics import SnmpMetrics
 from producers.linkstats.poller import PollScheduler, Schedule
 from producers.linkstats.router import RouterPoller
@@ -23,13 +22,6 @@ from producers.linkstats.settings import SnmpPollerSettings
 from producers.linkstats.snmp import Credentials, SnmpClient
 
 log = get_logger("netpilot.snmp")
-
-
-def _digest(path: Path) -> bytes | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).digest()
-    except OSError:
-        return None
 
 
 def credentials_for(settings: SnmpPollerSettings, name: str, version: str, router: str) -> Credentials:
@@ -83,59 +75,44 @@ class SnmpPollerService:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = SnmpMetrics.create(self.registry)
         self._inventory = inventory
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
         self._producer: KafkaProducer | None = None
         self.scheduler: PollScheduler | None = None
-        self._crash: str | None = None
-        self._ready = threading.Event()
         self._pollers: dict[str, RouterPoller] = {}
         self._targets: dict[str, RouterTarget] = {}
-        self._reload_error: str | None = None
+        self._thread = LoopThread(self.name, self._main, before_close=self._close_clients)
+        self._watcher = InventoryWatcher(
+            settings.inventory,
+            settings.inventory_check_s,
+            self.metrics.inventory_errors,
+            validate=self._check_credentials,
+            keeping="still polling the previous one",
+        )
 
     def start(self) -> None:
         inventory = self._inventory or load_inventory(self.settings.inventory)
-        # check every credential reference before touching the network
-        for r in inventory.routers:
-            credentials_for(self.settings, r.snmp.credentials, r.snmp.version, r.router)
+        self._check_credentials(inventory)  # every reference, before touching the network
         self._producer = KafkaProducer(self.settings.kafka, ProducerOptions(linger_ms=20))
         self._inventory = inventory
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
-        if not self._ready.wait(30):
-            raise RuntimeError("snmp poller loop did not start")
 
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        try:
-            self._task = loop.create_task(self._main())
-            self._ready.set()
-            loop.run_until_complete(self._task)
-        except asyncio.CancelledError:
-            pass
-        except Exception as exc:  # noqa: BLE001 - surfaced through health()
-            self._crash = f"{type(exc).__name__}: {exc}"
-            log.error("snmp poller loop died", error=self._crash)
-        finally:
-            self._ready.set()
-            for p in self._pollers.values():
-                p.client.close()  # cancels pysnmp's timer tasks before the loop goes
-            loop.run_until_complete(asyncio.sleep(0))
-            loop.close()
+    def _check_credentials(self, inventory: Inventory) -> None:
+        for r in inventory.routers:
+            credentials_for(self.settings, r.snmp.credentials, r.snmp.version, r.router)
+
+    def _close_clients(self) -> None:
+        for p in self._pollers.values():
+            p.client.close()  # cancels pysnmp's timer tasks before the loop goes
 
     async def _main(self) -> None:
         """Poll the current inventory; when its file changes (and is valid), switch over."""
         assert self._inventory is not None
-        inventory, digest = self._inventory, _digest(self.settings.inventory)
+        inventory, digest = self._inventory, file_digest(self.settings.inventory)
         schedule = Schedule(self.settings.interval_s, self.settings.backoff_initial_s, self.settings.backoff_max_s)
         while True:
             self._reconcile(inventory)
             self.scheduler = PollScheduler(list(self._pollers.values()), schedule, self._publish, self.metrics)
             polling = asyncio.create_task(self.scheduler.run())
-            watching = asyncio.create_task(self._next_inventory(digest))
+            watching = asyncio.create_task(self._watcher.next(digest))
             try:
                 await asyncio.wait({polling, watching}, return_when=asyncio.FIRST_COMPLETED)
                 if polling.done():
@@ -168,28 +145,6 @@ class SnmpPollerService:
             self._pollers[target.router] = poller
             self._targets[target.router] = target
 
-    async def _next_inventory(self, digest: bytes | None) -> tuple[Inventory, bytes | None]:
-        """Wait until the inventory file holds a different, valid inventory."""
-        while True:
-            await asyncio.sleep(self.settings.inventory_check_s)
-            current = _digest(self.settings.inventory)
-            if current is None or current == digest:
-                continue
-            digest = current  # a broken edit is reported once, not every check
-            try:
-                inventory = load_inventory(self.settings.inventory)
-                for r in inventory.routers:
-                    credentials_for(self.settings, r.snmp.credentials, r.snmp.version, r.router)
-            except ConfigError as exc:
-                self.metrics.inventory_errors.inc()
-                self._reload_error = str(exc)
-                log.warning(
-                    "inventory change rejected; still polling the previous one", error=str(exc).splitlines()[:3]
-                )
-                continue
-            self._reload_error = None
-            return inventory, digest
-
     def _publish(self, stats: list[LinkStats]) -> None:
         assert self._producer is not None
         topic = self.settings.kafka.topic(catalog.LINK_STATS)
@@ -199,22 +154,19 @@ class SnmpPollerService:
         self._producer.poll(0)
 
     def stop(self) -> None:
-        if self._loop is not None and self._task is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._task.cancel)
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        self._thread.stop()
         if self._producer is not None:
             self._producer.close()
 
     def health(self) -> tuple[bool, str]:
-        if self._crash:
-            return False, self._crash
-        if self._thread is not None and not self._thread.is_alive():
+        if self._thread.crash:
+            return False, self._thread.crash
+        if self._thread.ended:
             return False, "poll loop stopped"
         notes = []
         down = self.scheduler.down() if self.scheduler else []
         if down:
             notes.append("agents down: " + ", ".join(f"{d.router} ({d.last_error})" for d in down))
-        if self._reload_error:
-            notes.append(f"inventory change rejected: {self._reload_error.splitlines()[0]}")
+        if self._watcher.rejected:
+            notes.append(f"inventory change rejected: {self._watcher.rejected.splitlines()[0]}")
         return True, "; ".join(notes) or "ok"

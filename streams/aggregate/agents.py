@@ -14,17 +14,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from netpilot.errors import WireError
-from netpilot.kafka.deadletters import reason_for
 from netpilot.kafka.partitioning import partition_for
 from netpilot.obs.logging import RateLimitedLog, get_logger
 from netpilot.settings import WireSettings
 from netpilot.wire import aggregates as wire_aggregates
-from netpilot.wire.deadletter import DeadLetter
 from netpilot.wire.intake import Intake
 from netpilot.wire.links import LinkInventory, LinkStats, LinkUtilisation
 from streams.aggregate import windows as w
 from streams.aggregate.store import AddOutcome, WindowStore
 from streams.app import StreamsApp
+from streams.deadletters import send_dead_letter
 from streams.metrics import StreamsMetrics
 from streams.supervision import TaskHealth
 from streams.utilisation import UtilisationTracker
@@ -109,29 +108,7 @@ class Pipeline:
         return advanced
 
     async def dead_letter(self, event: Any, exc: BaseException) -> None:
-        msg = event.message
-        reason = reason_for(exc)
-        dl = DeadLetter(
-            source_topic=msg.topic,
-            source_partition=msg.partition,
-            source_offset=msg.offset,
-            reason=reason,
-            error=f"{type(exc).__name__}: {exc}",
-            component=COMPONENT,
-            value=msg.value,
-            original_headers=tuple((k, v or b"") for k, v in (msg.headers or [])),
-        )
-        await self.sa.dead_letters.send(key=dl.key().encode(), value=dl.value, headers=dl.headers())
-        self.metrics.dead_letters.labels(msg.topic, reason).inc()
-        self.rlog.warning(
-            f"dlq:{msg.topic}:{reason}",
-            "message sent to dead letters",
-            topic=msg.topic,
-            partition=msg.partition,
-            offset=msg.offset,
-            reason=reason,
-            error=str(exc),
-        )
+        await send_dead_letter(self.sa.dead_letters, event, exc, COMPONENT, self.metrics.dead_letters, self.rlog)
 
     def count(self, outcome: AddOutcome) -> None:
         b = outcome.batch

@@ -27,11 +27,9 @@ import polars as pl
 from faust.types import TableT
 
 from netpilot import catalog
-from netpilot.kafka.deadletters import reason_for
 from netpilot.kafka.partitioning import partition_for
 from netpilot.obs.logging import RateLimitedLog, get_logger
 from netpilot.wire.autopilot import CycleSummary, Recommendation
-from netpilot.wire.deadletter import DeadLetter
 from netpilot.wire.intake import Headers, Intake
 from netpilot.wire.links import LinkInventory, LinkStats
 from netpilot.wire.routes import Route
@@ -42,6 +40,7 @@ from streams.autopilot.metrics import AutopilotMetrics
 from streams.autopilot.planner import plan
 from streams.autopilot.settings import AutopilotSettings
 from streams.autopilot.state import PlannerState
+from streams.deadletters import send_dead_letter
 from streams.supervision import TaskHealth
 
 log = get_logger("netpilot.autopilot")
@@ -300,28 +299,7 @@ class Pilot:
             )
 
     async def dead_letter(self, event: Any, exc: BaseException) -> None:
-        msg = event.message
-        reason = reason_for(exc)
-        dl = DeadLetter(
-            source_topic=msg.topic,
-            source_partition=msg.partition,
-            source_offset=msg.offset,
-            reason=reason,
-            error=f"{type(exc).__name__}: {exc}",
-            component=COMPONENT,
-            value=msg.value,
-            original_headers=tuple((k, v or b"") for k, v in (msg.headers or [])),
-        )
-        await self.aa.dead_letters.send(key=dl.key().encode(), value=dl.value, headers=dl.headers())
-        self.metrics.dead_letters.labels(msg.topic, reason).inc()
-        self.rlog.warning(
-            f"dlq:{msg.topic}:{reason}",
-            "message sent to dead letters",
-            topic=msg.topic,
-            offset=msg.offset,
-            reason=reason,
-            error=str(exc),
-        )
+        await send_dead_letter(self.aa.dead_letters, event, exc, COMPONENT, self.metrics.dead_letters, self.rlog)
 
 
 def register(aa: AutopilotApp, pilot: Pilot, cycle_s: float, tasks: TaskHealth) -> None:

@@ -1,5 +1,5 @@
 """The chart's objects, server-side applied with dryRun=All and fieldValidation=Strict to a
-real kube-apiserver (tools/kube-apiserver-full: built-in APIs and the Strimzi 1.2.0 CRDs):
+real kube-apiserver (tools/kube-apiserver: built-in APIs and the Strimzi 1.2.0 CRDs):
 what `helm install` would send is accepted by a cluster's own validation and admission, and
 a broken object is refused with the server's message. And `helm install` itself works there."""
 

@@ -1,18 +1,11 @@
 """Build (once, cached) and run a real Kubernetes API server on an embedded etcd:
+tools/kube-apiserver, the upstream kube-apiserver 1.37 (built-in APIs and CRDs), for
+``netpilot strimzi apply`` and the server-side dry-run apply of the Helm chart.
 
-- tools/kube-apiserver: the apiextensions-apiserver (CRDs and custom resources only), for
-  testing ``netpilot strimzi apply``;
-- tools/kube-apiserver-full: the upstream kube-apiserver 1.37 (built-in APIs too), for the
-  server-side dry-run apply of the Helm chart's Deployments, Services, NetworkPolicies ...
-
-The binaries are cached by :mod:`tests.gotools` as ``~/.cache/netpilot/<tool>-<hash>``
+The binary is cached by :mod:`tests.gotools` as ``~/.cache/netpilot/kube-apiserver-<hash>``
 where the hash covers go.mod, go.sum and the Go sources, so an edit rebuilds and an
-unchanged tree never does. About tools/kube-apiserver:
-A cold build (empty Go build cache; compile of k8s.io/apiserver, apiextensions and etcd)
-costs about 230-270 s of CPU and 1.6 GB peak RSS: 3m14s wall on this 2-core machine when
-quiet, 7m34s when shared with other jobs (measured 2026-11-26; the module download adds
-~10 s). A cached start takes ~2 s.
-Override the cache directory with NETPILOT_CACHE_DIR.
+unchanged tree never does; ``make test`` builds it before pytest (minutes on 2 cores when
+the Go build cache is cold). Override the cache directory with NETPILOT_CACHE_DIR.
 """
 
 from __future__ import annotations
@@ -20,6 +13,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,9 +22,9 @@ import yaml
 from tests import gotools
 
 
-def build(source: Path = gotools.KUBE_APISERVER) -> Path:
+def build() -> Path:
     """The cached binary, building it first if needed (prints how long a build took)."""
-    return gotools.go_build(source)
+    return gotools.go_build(gotools.KUBE_APISERVER)
 
 
 @dataclass
@@ -65,20 +59,20 @@ class KubeApiServer:
             self.process.stdout.close()
 
 
-def start(data_dir: Path, attempts: int = 3, source: Path = gotools.KUBE_APISERVER) -> KubeApiServer:
+def start(data_dir: Path, attempts: int = 3) -> KubeApiServer:
     """Start the server; retried when a port it picked was taken in between (the binary
     chooses free ports for etcd and the API, and another process can grab one first)."""
     for attempt in range(1, attempts + 1):
         try:
-            return _start_once(data_dir / f"try{attempt}", source)
+            return _start_once(data_dir / f"try{attempt}")
         except RuntimeError as exc:
             if "address already in use" not in str(exc) or attempt == attempts:
                 raise
     raise AssertionError("unreachable")
 
 
-def _start_once(data_dir: Path, source: Path) -> KubeApiServer:
-    binary = build(source)
+def _start_once(data_dir: Path) -> KubeApiServer:
+    binary = build()
     data_dir.mkdir(parents=True, exist_ok=True)
     log = open(data_dir / "server.log", "wb")  # noqa: SIM115 - the child owns it
     proc = subprocess.Popen([str(binary), "--data-dir", str(data_dir)], stdout=subprocess.PIPE, stderr=log, text=True)
@@ -86,7 +80,7 @@ def _start_once(data_dir: Path, source: Path) -> KubeApiServer:
     server = KubeApiServer(proc, "", data_dir)
     assert proc.stdout is not None
     # The binary prints one line, "READY <url>", once it is healthy; it gives up (and exits,
-    # closing stdout) after 120 s (180 s for the full server) by itself, so this read cannot
+    # closing stdout) after 180 s by itself, so this read cannot
     # hang forever.
     line = proc.stdout.readline()
     if not line.startswith("READY "):
@@ -95,6 +89,14 @@ def _start_once(data_dir: Path, source: Path) -> KubeApiServer:
         raise RuntimeError(f"kube-apiserver did not start (exit {proc.poll()}):\n{tail}")
     server.url = line.split()[1]
     return server
+
+
+def create_namespaces(server: KubeApiServer, names: Iterable[str]) -> None:
+    from kubernetes import client, config
+
+    core = client.CoreV1Api(config.new_client_from_config(str(server.kubeconfig)))
+    for name in names:
+        core.create_namespace({"metadata": {"name": name}})
 
 
 def install_strimzi_crds(server: KubeApiServer) -> None:

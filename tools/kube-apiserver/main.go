@@ -1,26 +1,29 @@
-// Command netpilot-kube-apiserver is a real, minimal Kubernetes API server for tests:
-// the upstream k8s.io/apiextensions-apiserver (CRDs, custom resources, server-side apply,
-// dry-run, strict field validation, OpenAPI + CEL validation) on an embedded etcd.
+// Command netpilot-kube-apiserver is a real Kubernetes API server for tests: the
+// upstream kube-apiserver (k8s.io/kubernetes/cmd/kube-apiserver, 1.37) on an embedded etcd.
 //
-// It serves only apiextensions.k8s.io and the custom resources of the CRDs created in it;
-// there is no core/v1 (no Namespaces, Secrets, Pods), no controllers and no admission
-// webhooks. That is what `netpilot strimzi apply` needs: the Strimzi CRDs and their CRs.
+// It serves the built-in APIs (core/v1, apps/v1, policy/v1, networking.k8s.io/v1 ...) with
+// their defaulting, validation and admission, and CRDs with their custom resources, so a
+// server-side dry-run apply of a Deployment, a NetworkPolicy or a Strimzi Kafka is checked as
+// a cluster would check it. There are no controllers, no scheduler and no kubelet: nothing
+// runs, objects are only stored (or, with dryRun=All, only validated).
 //
-// Authentication and authorization: the loopback bearer token (group system:masters, so
-// allowed everything) is written into <data-dir>/kubeconfig; <data-dir>/anonymous.kubeconfig
-// has no credentials, and anonymous requests are refused with 403 because no delegated
-// authorizer is configured (only the system:masters group and the health paths are allowed).
+// Authentication and authorization: a static bearer token in group system:masters is written
+// into <data-dir>/kubeconfig; <data-dir>/anonymous.kubeconfig has no credentials and is
+// refused by RBAC (403) for anything but discovery and health.
 //
-// Usage: netpilot-kube-apiserver --data-dir DIR [--port N]
-// Prints "READY https://127.0.0.1:<port>" on stdout once /healthz is ok; stops on SIGTERM.
-// (/readyz never turns ok: its informer-sync check waits for core/v1 Services informers
-// that have no core API server to list from; upstream's own fixtures wait on /healthz too.)
+// Usage: netpilot-kube-apiserver --data-dir DIR
+// Prints "READY https://127.0.0.1:<port>" on stdout once /readyz is ok; stops on SIGTERM.
+// Addresses: everything listens on 127.0.0.1; the Service ClusterIP range is a documentation
+// range (198.18.0.0/24) that is only allocated in etcd, never configured on an interface.
 package main
 
 import (
-	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"net"
@@ -30,35 +33,25 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/spf13/pflag"
 	"go.etcd.io/etcd/server/v3/embed"
 
-	"k8s.io/apiextensions-apiserver/pkg/cmd/server/options"
-	genericapiserver "k8s.io/apiserver/pkg/server"
-	"k8s.io/klog/v2"
+	"k8s.io/kubernetes/cmd/kube-apiserver/app"
 )
 
 func main() {
-	dataDir := flag.String("data-dir", "", "directory for etcd data, serving certs and kubeconfigs (required)")
-	port := flag.Int("port", 0, "secure port on 127.0.0.1 (0 = pick a free one)")
-	verbosity := flag.String("v", "0", "klog verbosity")
+	dataDir := flag.String("data-dir", "", "directory for etcd data, serving certs, keys and kubeconfigs (required)")
 	flag.Parse()
 	if *dataDir == "" {
 		fmt.Fprintln(os.Stderr, "--data-dir is required")
 		os.Exit(2)
 	}
-	klogFlags := flag.NewFlagSet("klog", flag.ExitOnError)
-	klog.InitFlags(klogFlags)
-	_ = klogFlags.Set("v", *verbosity)
-
-	ctx := genericapiserver.SetupSignalContext()
-	if err := run(ctx, *dataDir, *port); err != nil {
+	if err := run(*dataDir); err != nil {
 		fmt.Fprintf(os.Stderr, "netpilot-kube-apiserver: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, dataDir string, port int) error {
+func run(dataDir string) error {
 	dataDir, err := filepath.Abs(dataDir)
 	if err != nil {
 		return err
@@ -66,75 +59,56 @@ func run(ctx context.Context, dataDir string, port int) error {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return err
 	}
-
 	etcd, etcdURL, err := startEtcd(filepath.Join(dataDir, "etcd"))
 	if err != nil {
 		return fmt.Errorf("embedded etcd: %w", err)
 	}
 	defer etcd.Close()
 
-	// The core-API / delegated authn kubeconfig is never used for anything that matters
-	// (no Namespace lifecycle, no webhooks), but option validation needs one: point it at
-	// a loopback address where nothing listens, as upstream's integration fixtures do.
-	fake := filepath.Join(dataDir, "unused-core.kubeconfig")
-	if err := os.WriteFile(fake, []byte(unusedKubeconfig), 0o600); err != nil {
+	saKey, saPub, err := writeServiceAccountKeys(dataDir)
+	if err != nil {
 		return err
 	}
-
-	o := options.NewCustomResourceDefinitionsServerOptions(os.Stdout, os.Stderr)
-	fs := pflag.NewFlagSet("apiextensions", pflag.ContinueOnError)
-	o.AddFlags(fs)
-	args := []string{
+	token, err := randomToken()
+	if err != nil {
+		return err
+	}
+	tokens := filepath.Join(dataDir, "tokens.csv")
+	if err := os.WriteFile(tokens, []byte(token+",netpilot-test,netpilot-test,system:masters\n"), 0o600); err != nil {
+		return err
+	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	certDir := filepath.Join(dataDir, "certs")
+	cmd := app.NewAPIServerCommand() // installs the SIGTERM handler: the server stops on it
+	cmd.SetArgs([]string{
 		"--etcd-servers", etcdURL,
 		"--bind-address", "127.0.0.1",
-		"--cert-dir", filepath.Join(dataDir, "certs"),
-		"--authentication-skip-lookup",
-		"--authentication-kubeconfig", fake,
-		"--kubeconfig", fake,
+		"--advertise-address", "127.0.0.1",
+		"--secure-port", fmt.Sprint(port),
+		"--cert-dir", certDir,
+		"--service-account-issuer", "https://kubernetes.default.svc",
+		"--service-account-key-file", saPub,
+		"--service-account-signing-key-file", saKey,
+		"--service-cluster-ip-range", "198.18.0.0/24",
+		"--token-auth-file", tokens,
+		"--authorization-mode", "RBAC",
+		// No kubelets and no Service endpoints to reconcile: nothing here runs.
+		"--endpoint-reconciler-type", "none",
 		"--enable-priority-and-fairness=false",
-		"--disable-admission-plugins", "NamespaceLifecycle,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy,MutatingAdmissionPolicy",
-	}
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	// Own the listener so the port is known before serving and never raced for.
-	listener, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		return err
-	}
-	o.RecommendedOptions.SecureServing.Listener = listener
-	o.RecommendedOptions.SecureServing.BindPort = listener.Addr().(*net.TCPAddr).Port
-	// No delegated authorizer: system:masters (the loopback token) may do anything,
-	// everyone else gets a real 403 from the API server's authorization filter.
-	o.RecommendedOptions.Authorization.RemoteKubeConfigFileOptional = true
-	if err := o.ServerRunOptions.ComponentGlobalsRegistry.Set(); err != nil {
-		return err
-	}
-	if err := o.Complete(); err != nil {
-		return err
-	}
-	if err := o.Validate(); err != nil {
-		return err
-	}
-	config, err := o.Config()
-	if err != nil {
-		return err
-	}
-	server, err := config.Complete().New(genericapiserver.NewEmptyDelegate())
-	if err != nil {
-		return err
-	}
-	loopback := server.GenericAPIServer.LoopbackClientConfig
-	serverURL := fmt.Sprintf("https://127.0.0.1:%d", o.RecommendedOptions.SecureServing.BindPort)
-	caFile := filepath.Join(dataDir, "certs", "apiserver.crt")
-
+		"--profiling=false",
+	})
 	errCh := make(chan error, 1)
-	go func() { errCh <- server.GenericAPIServer.PrepareRun().RunWithContext(ctx) }()
+	go func() { errCh <- cmd.Execute() }()
 
-	if err := waitReady(ctx, serverURL, caFile, errCh); err != nil {
+	serverURL := fmt.Sprintf("https://127.0.0.1:%d", port)
+	caFile := filepath.Join(certDir, "apiserver.crt")
+	if err := waitReady(serverURL, caFile, token, errCh); err != nil {
 		return err
 	}
-	if err := writeKubeconfig(filepath.Join(dataDir, "kubeconfig"), serverURL, caFile, loopback.BearerToken); err != nil {
+	if err := writeKubeconfig(filepath.Join(dataDir, "kubeconfig"), serverURL, caFile, token); err != nil {
 		return err
 	}
 	if err := writeKubeconfig(filepath.Join(dataDir, "anonymous.kubeconfig"), serverURL, caFile, ""); err != nil {
@@ -175,36 +149,70 @@ func startEtcd(dir string) (*embed.Etcd, string, error) {
 	return e, clientURL.String(), nil
 }
 
-func freeLoopbackURL() (*url.URL, error) {
+func writeServiceAccountKeys(dataDir string) (keyPath, pubPath string, err error) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return "", "", err
+	}
+	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		return "", "", err
+	}
+	keyPath, pubPath = filepath.Join(dataDir, "sa.key"), filepath.Join(dataDir, "sa.pub")
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	if err := os.WriteFile(keyPath, keyPEM, 0o600); err != nil {
+		return "", "", err
+	}
+	return keyPath, pubPath, os.WriteFile(pubPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o600)
+}
+
+func randomToken() (string, error) {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func freeLoopbackURL() (*url.URL, error) {
+	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return url.Parse("http://" + addr)
+	return url.Parse(fmt.Sprintf("http://127.0.0.1:%d", port))
 }
 
-func waitReady(ctx context.Context, serverURL, caFile string, errCh <-chan error) error {
-	deadline := time.Now().Add(120 * time.Second)
+// waitReady polls /readyz (every post-start hook done, including the bootstrap RBAC roles)
+// for up to 180 s; the caller's read of stdout ends when this process exits.
+func waitReady(serverURL, caFile, token string, errCh <-chan error) error {
+	deadline := time.Now().Add(180 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-errCh:
 			return fmt.Errorf("server stopped before ready: %v", err)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(250 * time.Millisecond):
 		}
-		pem, err := os.ReadFile(caFile)
+		pemBytes, err := os.ReadFile(caFile)
 		if err != nil {
-			continue // serving certs are written during Config(); should exist already
+			continue // the serving certificate is written while the server starts
 		}
 		pool := x509.NewCertPool()
-		pool.AppendCertsFromPEM(pem)
+		pool.AppendCertsFromPEM(pemBytes)
 		client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
 			TLSClientConfig: &tls.Config{RootCAs: pool},
 		}}
-		resp, err := client.Get(serverURL + "/healthz")
+		req, _ := http.NewRequest(http.MethodGet, serverURL+"/readyz", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := client.Do(req)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -212,7 +220,7 @@ func waitReady(ctx context.Context, serverURL, caFile string, errCh <-chan error
 			}
 		}
 	}
-	return fmt.Errorf("not ready after 120s")
+	return fmt.Errorf("not ready after 180s")
 }
 
 func writeKubeconfig(path, serverURL, caFile, token string) error {
@@ -239,17 +247,3 @@ current-context: netpilot-test
 	}
 	return os.Rename(tmp, path)
 }
-
-const unusedKubeconfig = `apiVersion: v1
-kind: Config
-clusters:
-- cluster: {server: "http://127.1.2.3:12345"}
-  name: unused
-contexts:
-- context: {cluster: unused, user: unused}
-  name: unused
-current-context: unused
-users:
-- name: unused
-  user: {username: unused, password: unused}
-`

@@ -9,20 +9,18 @@ in-memory view of the topic would be wrong, so the process must restart and re-r
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import threading
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from netpilot import catalog
-from netpilot.errors import ConfigError
 from netpilot.kafka.compacted import read_compacted
 from netpilot.kafka.partitioning import partition_for
 from netpilot.kafka.producer import KafkaProducer, ProducerOptions
+from netpilot.loopthread import LoopThread
 from netpilot.obs.logging import get_logger
 from netpilot.wire.routes import Route
 from producers.inventory.load import Inventory, load_inventory
+from producers.inventory.watch import InventoryWatcher, file_digest
 from producers.routes.bmp.linkmap import LinkMap
 from producers.routes.bmp.metrics import BmpMetrics
 from producers.routes.bmp.rib import Change, RibState
@@ -30,13 +28,6 @@ from producers.routes.bmp.server import BmpCollector, Publish
 from producers.routes.bmp.settings import BmpSettings
 
 log = get_logger("netpilot.bmp")
-
-
-def _digest(path: Path) -> bytes | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).digest()
-    except OSError:
-        return None
 
 
 class BmpCollectorService:
@@ -58,12 +49,9 @@ class BmpCollectorService:
         self._publish_override = publish
         self._producer: KafkaProducer | None = None
         self._partitions: dict[str, int] = {}
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._ready = threading.Event()
-        self._crash: str | None = None
-        self._reload_error: str | None = None
+        # ready once the listener is bound (serve's callback), not merely when the loop runs
+        self._thread = LoopThread("BMP listener", self._main, ready_when_running=False)
+        self._watcher = InventoryWatcher(settings.inventory, settings.inventory_check_s, self.metrics.inventory_errors)
 
     @property
     def port(self) -> int | None:
@@ -81,55 +69,24 @@ class BmpCollectorService:
             log.info("routes topic read", records=n, keys=len(records))
             publish = self._publish
         self.collector = BmpCollector(self.settings, self.state, linkmap, self.metrics, publish)
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
-        if not self._ready.wait(30) or self._crash:
-            raise RuntimeError(f"BMP listener did not start: {self._crash or 'timeout'}")
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        try:
-            self._task = loop.create_task(self._main())
-            loop.run_until_complete(self._task)
-        except asyncio.CancelledError:
-            pass
-        except Exception as exc:  # noqa: BLE001 - surfaced through health()
-            self._crash = f"{type(exc).__name__}: {exc}"
-            log.error("BMP collector loop died", error=self._crash)
-        finally:
-            self._ready.set()
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
 
     async def _main(self) -> None:
         assert self.collector is not None
         watcher = asyncio.create_task(self._watch_inventory())
         try:
-            await self.collector.serve(ready=lambda _port: self._ready.set())
+            await self.collector.serve(ready=lambda _port: self._thread.ready.set())
         finally:
             watcher.cancel()
             await self.collector.close()
 
     async def _watch_inventory(self) -> None:
         """Take a changed, valid inventory into use; a broken edit keeps the previous one."""
-        path = self.settings.inventory
-        digest = _digest(path) if self._inventory is None else None
-        while self._inventory is None:
-            await asyncio.sleep(self.settings.inventory_check_s)
-            current = _digest(path)
-            if current is None or current == digest:
-                continue
-            digest = current
-            try:
-                inventory = load_inventory(path)
-            except ConfigError as exc:
-                self.metrics.inventory_errors.inc()
-                self._reload_error = str(exc)
-                log.warning("inventory change rejected; keeping the previous one", error=str(exc).splitlines()[:3])
-                continue
-            self._reload_error = None
+        if self._inventory is not None:
+            return  # given, not read from a file: nothing to watch
+        digest = file_digest(self.settings.inventory)
+        while True:
+            inventory, digest = await self._watcher.next(digest)
             assert self.collector is not None
             reset = self.collector.set_linkmap(LinkMap.build(inventory.links, self.settings.routers))
             self.metrics.inventory_reloads.inc()
@@ -150,17 +107,14 @@ class BmpCollectorService:
         self.metrics.publish_failures.set(self._producer.stats.failed)
 
     def stop(self) -> None:
-        if self._loop is not None and self._task is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._task.cancel)
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        self._thread.stop()
         if self._producer is not None:
             self._producer.close()
 
     def health(self) -> tuple[bool, str]:
-        if self._crash:
-            return False, self._crash
-        if self._thread is not None and not self._thread.is_alive():
+        if self._thread.crash:
+            return False, self._thread.crash
+        if self._thread.ended:
             return False, "BMP listener stopped"
         if self._producer is not None and self._producer.stats.failed:
             return False, f"routes not delivered to Kafka: {self._producer.stats.last_error}"
@@ -172,6 +126,6 @@ class BmpCollectorService:
             notes.append("syncing: " + ", ".join(sorted(syncing)))
         if down:
             notes.append("held (BMP session lost): " + ", ".join(sorted(down)))
-        if self._reload_error:
-            notes.append(f"inventory change rejected: {self._reload_error.splitlines()[0]}")
+        if self._watcher.rejected:
+            notes.append(f"inventory change rejected: {self._watcher.rejected.splitlines()[0]}")
         return True, "; ".join(notes) or "ok"

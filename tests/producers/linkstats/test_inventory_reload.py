@@ -70,4 +70,4 @@ def test_inventory_edits_are_followed(kafka_settings: KafkaSettings, tmp_path: P
         assert routers() == {"r1", "r3"}  # still polling the last good inventory
     finally:
         svc.stop()
-    assert not svc._thread.is_alive()
+    assert svc._thread.ended

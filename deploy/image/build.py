@@ -306,7 +306,7 @@ def app_layer(base: Path) -> Path:
     return target
 
 
-class _Registry:
+class Registry:
     """``crane registry serve`` on 127.0.0.1 for the build: crane sets an image's config only
     on a registry, and writes the result as a tarball."""
 
@@ -320,7 +320,7 @@ class _Registry:
             stderr=subprocess.DEVNULL,
         )
 
-    def __enter__(self) -> _Registry:
+    def __enter__(self) -> Registry:
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -363,7 +363,7 @@ def assemble(base: Path, app: Path, out: Path) -> Image:
     crane = gotools.crane()
     ref = reference()
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="netpilot-image-") as tmp, _Registry(crane, Path(tmp)) as reg:
+    with tempfile.TemporaryDirectory(prefix="netpilot-image-") as tmp, Registry(crane, Path(tmp)) as reg:
         staged = f"{reg.address}/netpilot:build"
         _run([str(crane), "append", "--oci-empty-base", "-f", str(base), "-f", str(app), "-t", staged], timeout=1800)
         cmd = [str(crane), "mutate", staged, "--set-platform", platform(), "--user", f"{UID}:{GID}",

@@ -11,10 +11,11 @@ last process, and the command is PID 1, as in a container. Needs root.
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import os
 import shlex
-import shutil
 import signal
 import subprocess
 import tarfile
@@ -48,22 +49,29 @@ def image_config(config: dict) -> ImageConfig:
 
 
 def extract_layers(archive: Path, root: Path) -> None:
-    """Unpack the layers in order into ``root`` with GNU tar, keeping owners and modes. The
-    image's layers carry no whiteouts (two layers, the second only adds /opt/netpilot): one
-    found fails."""
-    _, _, layers = read_archive(archive)
+    """Unpack the layers in order into ``root`` with GNU tar, keeping owners and modes, and
+    check each layer's uncompressed digest against the config's ``diff_ids`` on the way (the
+    layers are read once). The image's layers carry no whiteouts (two layers, the second only
+    adds /opt/netpilot): one found fails."""
+    _, config, layers = read_archive(archive)
+    diff_ids = config["rootfs"]["diff_ids"]
+    assert len(diff_ids) == len(layers)
     with tarfile.open(archive) as outer:
-        for name in layers:
-            with tarfile.open(fileobj=outer.extractfile(name), mode="r|*") as layer:
-                whiteouts = [m.name for m in layer if Path(m.name).name.startswith(".wh.")]
-            assert not whiteouts, f"whiteouts in {name}: {whiteouts[:5]}"
+        for name, diff_id in zip(layers, diff_ids):
             untar = subprocess.Popen(
-                ["tar", "-xzf", "-", "-C", str(root), "--numeric-owner", "--same-permissions"], stdin=subprocess.PIPE
+                ["tar", "-xf", "-", "-C", str(root), "--numeric-owner", "--same-permissions"], stdin=subprocess.PIPE
             )
             assert untar.stdin is not None
-            shutil.copyfileobj(outer.extractfile(name), untar.stdin, 1 << 20)  # type: ignore[misc]
+            digest = hashlib.sha256()
+            with gzip.open(outer.extractfile(name)) as layer:  # type: ignore[arg-type]
+                while chunk := layer.read(1 << 20):
+                    digest.update(chunk)
+                    untar.stdin.write(chunk)
             untar.stdin.close()
             assert untar.wait() == 0, f"tar failed on {name}"
+            assert f"sha256:{digest.hexdigest()}" == diff_id, f"{name}: not the config's diff_id {diff_id}"
+    whiteouts = [str(p) for p in root.rglob(".wh.*")]
+    assert not whiteouts, whiteouts[:5]
 
 
 def _volume_dirs(pod: dict, objects: list[dict], work: Path, secrets: dict[str, dict[str, str]]) -> dict[str, Path]:

@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast check bench system-deps venv go-tools kafka-up kafka-down clean
+.PHONY: demo test test-fast check bench system-deps venv go-tools image kafka-up kafka-down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ demo: system-deps venv
 # ~/.cache/netpilot (tests/gotools.py): minutes on 2 cores when cold, nothing when cached.
 go-tools: venv
 	$(BIN)/python -m tests.gotools
+
+# The container image, without a container engine (deploy/image/build.py, docs/deploy.md):
+# out/image/netpilot-<version>.tar, named <chart image.repository>:<pyproject version>. As root.
+image: venv
+	bash scripts/install-system-deps.sh mmdebstrap
+	$(BIN)/python -m deploy.image.build
 
 test: system-deps venv go-tools
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages netpilot's tests and demo use (real exporters, SNMP agent,
 # tshark, prometheus ...). Idempotent: installs only what is missing. Needs root (or sudo).
-# Components add their packages to PACKAGES below, one per line, with why.
+# Components add their packages to PACKAGES below, one per line, with why. With arguments,
+# installs only those packages (`make image` needs mmdebstrap alone).
 set -euo pipefail
 
 PACKAGES=(
@@ -21,7 +22,9 @@ PACKAGES=(
   prometheus             # sink tests: a real Prometheus scrapes the exporter; PromQL checks values
   bird2                  # injector: BIRD routers the demo and tests inject overrides into (birdc reads back)
   frr                    # injector tests: FRR bgpd+zebra in a namespace (vtysh reads back, kernel FIB)
+  mmdebstrap             # make image: the image's Debian root filesystem (deploy/image/build.py)
 )
+if [ $# -gt 0 ]; then PACKAGES=("$@"); fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -41,6 +41,7 @@ FIXTURE_MARKS = {
     "chart": "slow",  # helm, built with Go on first use (tests/deploy)
     "k8s_apiserver": "slow",  # the upstream kube-apiserver + etcd, built with Go on first use
     "grafana_store": "slow",  # a ~15 s simulator run into chDB
+    "container_image": "slow",  # make image: mmdebstrap + pip into a chroot, cached (tests/deploy)
 }
 """Fixture name -> the marker every test using it gets (check tests/ before reusing a name)."""
 

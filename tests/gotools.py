@@ -4,6 +4,8 @@ nothing prebuilt may be downloaded.
 
 - ``helm``: upstream Helm 4 (``go install helm.sh/helm/v4/cmd/helm@VERSION``), cached as
   ``helm-<version>/helm``;
+- ``crane``: go-containerregistry's image tool, which ``make image`` assembles and pushes the
+  container image with (no container engine needed), cached as ``crane-<version>/crane``;
 - ``tools/kube-apiserver`` (the upstream kube-apiserver on an embedded etcd): ``go build``
   of the project's own sources, cached as
   ``<name>-<hash of go.mod, go.sum and the Go files>``, so an edit rebuilds and an unchanged
@@ -28,6 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 HELM_MODULE = "helm.sh/helm/v4/cmd/helm"
 # The newest Helm 4 the Go module proxy serves that builds with Go 1.26.
 HELM_VERSION = "v4.3.2"
+CRANE_MODULE = "github.com/google/go-containerregistry/cmd/crane"
+CRANE_VERSION = "v0.22.1"
 BUILD_TIMEOUT_S = 1800
 
 
@@ -108,6 +112,10 @@ def helm() -> Path:
     return go_install(HELM_MODULE, HELM_VERSION, "helm")
 
 
+def crane() -> Path:
+    return go_install(CRANE_MODULE, CRANE_VERSION, "crane")
+
+
 KUBE_APISERVER = REPO / "tools" / "kube-apiserver"
 
 
@@ -127,7 +135,7 @@ def kube_apiserver_ldflags() -> str:
 
 def build_all() -> list[Path]:
     # One at a time: each build already uses every core.
-    return [helm(), go_build(KUBE_APISERVER)]
+    return [helm(), crane(), go_build(KUBE_APISERVER)]
 
 
 if __name__ == "__main__":

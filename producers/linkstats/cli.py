@@ -24,6 +24,7 @@ def poll(
     inventory: Path = typer.Option(None, "--inventory", "-i", help="overrides snmp.inventory"),
     once: bool = typer.Option(False, "--once", help="poll every router once, print, no Kafka"),
     dump: bool = typer.Option(False, "--dump", help="print the effective settings (secrets masked)"),
+    check: bool = typer.Option(False, "--check", help="validate the settings and the inventory, and exit"),
 ) -> None:
     """Poll every inventory link every snmp.interval_s and publish link-stats keyed by PoP."""
     from netpilot.obs.logging import setup_logging
@@ -34,6 +35,11 @@ def poll(
         import json
 
         typer.echo(json.dumps(settings.dump(), indent=2, default=str))
+        return
+    if check:  # as every component's `run --check` (a pod's command is checked in the image's test)
+        from producers.inventory.load import load_inventory
+
+        typer.echo(f"ok: {len(load_inventory(settings.inventory).links)} links to poll")
         return
     setup_logging(settings.log, "snmp")
     if once:

@@ -237,6 +237,7 @@ def test_pop_config_is_netpilot_config(tmp_path) -> None:
     from producers.collector.settings import CollectorSettings
     from producers.inventory.load import load_inventory
     from producers.linkstats.settings import SnmpPollerSettings
+    from producers.routes.bmp.settings import BmpSettings
 
     docs = render("netpilot-fra1")
     (config,) = of_kind(docs, "ConfigMap")
@@ -249,6 +250,8 @@ def test_pop_config_is_netpilot_config(tmp_path) -> None:
     assert load_settings(CollectorSettings, tmp_path / "netpilot.yaml").inventory_file == Path(
         "/etc/netpilot/inventory.yaml"
     )
+    # (its default, a relative inventory.yaml, is not there in a pod: the BMP pod exited 2)
+    assert load_settings(BmpSettings, tmp_path / "netpilot.yaml").inventory == Path("/etc/netpilot/inventory.yaml")
     assert "fra1" in {r.pop for r in load_inventory(tmp_path / "inventory.yaml").routers}
     for dep in of_kind(docs, "Deployment"):
         assert dep["metadata"]["name"].endswith("-fra1")

@@ -473,7 +473,7 @@ class Lab:
         for p in PEERS:
             self.exec(
                 "pop", "softflowd", "-i", f"{index[p.pop_if]}:{p.pop_if}", "-v", "10", "-n", f"127.0.0.1:{FLOW_PORT}",
-                "-t", "maxlife=5", "-t", "expint=1", "-t", "udp=3", "-t", "tcp=5", "-t", "general=5",
+                "-t", "maxlife=2", "-t", "expint=1", "-t", "udp=3", "-t", "tcp=5", "-t", "general=5",
                 "-p", f"{d}/softflowd-{p.name}.pid", "-c", f"{d}/softflowd-{p.name}.ctl", "dst net 198.18.0.0/15",
             )  # fmt: skip
             st.pids[f"softflowd-{p.name}"] = self._pid_file(d / f"softflowd-{p.name}.pid")

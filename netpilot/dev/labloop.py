@@ -52,10 +52,15 @@ class StoryOptions:
     """streams' allowed lateness: above softflowd's longest record (maxlife 2 s + expiry)."""
     demand_window_s: float = 30.0
     snmp_interval_s: float = 2.0
-    baseline: tuple[Stream, ...] = (Stream("198.18.11.1", 5201, 4.0), Stream("198.18.12.1", 5201, 4.0))
-    """8 Mbit/s on the 20 Mbit/s PNI (0.4) before and after the surge."""
-    surge: tuple[Stream, ...] = (Stream("198.18.10.1", 5201, 7.0), Stream("198.18.10.1", 5202, 7.0))
-    """14 Mbit/s more: 22 Mbit/s offered to the PNI, which sends 20 and drops the rest."""
+    baseline: tuple[Stream, ...] = (
+        Stream("198.18.10.1", 5201, 2.0),
+        Stream("198.18.11.1", 5201, 4.0),
+        Stream("198.18.12.1", 5201, 4.0),
+    )
+    """10 Mbit/s on the 20 Mbit/s PNI (0.5) before and after the surge; every PNI prefix
+    keeps some traffic, so whichever is moved can be seen coming back."""
+    surge: tuple[Stream, ...] = (Stream("198.18.10.1", 5202, 12.0),)
+    """12 Mbit/s more: 22 Mbit/s offered to the PNI, which sends 20 and drops the rest."""
     warmup_s: float = 10.0
     """baseline alone before the surge."""
     surge_min_s: float = 45.0

@@ -115,7 +115,8 @@ def test_clickhouse_holds_the_recommendations_and_the_counters(run) -> None:
     assert {p for a, p in recs if a == "ADD"} >= set(story.moved)
     assert {p for a, p in recs if a == "WITHDRAW"} >= set(story.moved)
     rows = loop.pipe.query(
-        f"SELECT link_id, toUnixTimestamp64Milli(ts) / 1000, out_bps FROM netpilot.link_stats WHERE pop = '{LAB_POP}' AND out_bps IS NOT NULL"
+        "SELECT link_id, toUnixTimestamp64Milli(ts) / 1000, out_bps FROM netpilot.link_stats "
+        f"WHERE pop = '{LAB_POP}' AND out_bps IS NOT NULL"
     )
     cap = {p.link_id: p.capacity_mbit * 1e6 for p in PEERS}
     s = story.steps

@@ -151,7 +151,8 @@ def lab_demo(
     finally:
         typer.echo("tearing down: traffic, pipeline, lab ...")
         loop.close()
-        admin.delete(kafka.topic(t) for t in catalog.ALL_TOPICS)
+        # the catalog's topics and the workers' own (faust changelogs and ticks) of this run
+        admin.delete(sorted(n for n in admin.list_names() if n.startswith(kafka.topic_prefix)))
         if broker is not None:
             broker.down()
     raise typer.Exit(code)

@@ -320,20 +320,26 @@ def run_story(loop: LabLoop, say: Callable[[str], None] = lambda _: None) -> Sto
     def at(ts: float) -> str:
         return f"[{ts - story.steps.get('start', ts):6.1f} s]"
 
+    def report() -> None:
+        """Tell the ADDs and WITHDRAWs seen since the last call, in time order."""
+        adds, withdraws = story.adds[told[0] :], story.withdraws[told[1] :]
+        told[:] = [told[0] + len(adds), told[1] + len(withdraws)]
+        events = [(ts, f"autopilot ADD: {p} from {PNI.link_id} to {to}") for ts, p, to in adds]
+        events += [(ts, f"autopilot WITHDRAW: {p}") for ts, p in withdraws]
+        for ts, text in sorted(events):
+            say(f"{at(ts)} {text}")
+
     def tick() -> None:
         now = time.time()
         if now - last_sample[0] >= 1.0:
             last_sample[0] = now
             story.kernel.append((now, lab.tx_bytes(), {d: lab.egress(d) for d in dsts}))
-        for ts, prefix, to in story.adds[told[0] :]:
-            say(f"{at(ts)} autopilot ADD: {prefix} from {PNI.link_id} to {to}")
-        for ts, prefix in story.withdraws[told[1] :]:
-            say(f"{at(ts)} autopilot WITHDRAW: {prefix}")
-        told[:] = [len(story.adds), len(story.withdraws)]
+        report()
         if watcher.error is not None:
             raise PipelineError(f"watching Kafka failed: {watcher.error!r}")
 
     def step(name: str, text: str) -> None:
+        report()
         story.steps[name] = time.time()
         say(f"{at(story.steps[name])} {text}")
 
@@ -355,7 +361,7 @@ def run_story(loop: LabLoop, say: Callable[[str], None] = lambda _: None) -> Sto
         _wait("the PNI over its trigger by SNMP", lambda: (pni_now() or 0) > PNI_TRIGGER, o.step_timeout_s, loop, tick)
         step("overload", f"surge seen: PNI at {pni_now():.2f} of capacity (SNMP), trigger {PNI_TRIGGER}")
         _wait("an ADD off the PNI", lambda: story.adds, o.step_timeout_s, loop, tick)
-        tick()
+        report()
         story.steps["add"] = story.adds[0][0]
         _wait(
             "the injector's confirmation of every ADD",
@@ -443,7 +449,7 @@ def plot(story: Story, path: Path) -> Path:
     ax.set_xlabel("seconds")
     ax.set_ylabel("utilisation (kernel tx / capacity)")
     ax.set_ylim(0, 1.15)
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="center right", fontsize=8)
     ax.set_title("netpilot dev lab: surge on the PNI, relief by the autopilot, and back")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

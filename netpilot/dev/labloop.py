@@ -57,17 +57,19 @@ class StoryOptions:
     demand_window_s: float = 30.0
     snmp_interval_s: float = 2.0
     baseline: tuple[Stream, ...] = (
-        Stream("198.18.10.1", 5201, 2.0),
-        Stream("198.18.11.1", 5201, 2.0),
-        Stream("198.18.12.1", 5201, 2.0),
+        Stream("198.18.10.1", 5201, 1.0),
+        Stream("198.18.11.1", 5201, 1.0),
+        Stream("198.18.12.1", 5201, 1.0),
     )
-    """6 Mbit/s on the 20 Mbit/s PNI (0.3) before and after the surge; every PNI prefix
+    """3 Mbit/s on the 20 Mbit/s PNI (0.15) before and after the surge; every PNI prefix
     keeps some traffic, so whichever is moved can be seen coming back."""
-    surge: tuple[Stream, ...] = (Stream("198.18.10.1", 5202, 16.0),)
-    """16 Mbit/s more to one prefix: 22 Mbit/s offered to the PNI, which sends 20 and drops
+    surge: tuple[Stream, ...] = (Stream("198.18.10.1", 5202, 19.0),)
+    """19 Mbit/s more to one prefix: 22 Mbit/s offered to the PNI, which sends 20 and drops
     the rest. The flows (taken after the shaper) see 20, so the autopilot under-estimates
-    every prefix by 20/22; the surging prefix is the one move that relieves the PNI, and no
-    baseline prefix is big enough to look like one (docs/lab.md, "Flows after the shaper")."""
+    every prefix by 20/22 and relieves the PNI to its target (0.85) in its own view only.
+    The other prefixes are too small to do that even together, so the surging prefix is
+    always among the moves, and moving it relieves the PNI for real (docs/lab.md, "Flows
+    after the shaper")."""
     warmup_s: float = 10.0
     """baseline alone before the surge."""
     surge_min_s: float = 50.0

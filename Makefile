@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast check bench system-deps venv go-tools image kafka-up kafka-down clean
+.PHONY: demo lab-demo test test-fast check bench system-deps venv go-tools image kafka-up kafka-down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,13 @@ system-deps:
 demo: system-deps venv
 	$(BIN)/netpilot demo
 
-# Helm 4 and the test API servers, built from the Go module proxy once and cached in
+# The closed loop in the routing lab (network namespaces: root): a surge on the PNI, the
+# autopilot's ADD, the kernel moving the prefix, the WITHDRAW; prints each step and writes
+# out/lab-demo/lab-demo.png. Tears everything down on exit and on Ctrl-C (docs/lab.md).
+lab-demo: system-deps venv
+	$(BIN)/netpilot dev lab demo
+
+# Helm 4, crane and the test API server, built from the Go module proxy once and cached in
 # ~/.cache/netpilot (tests/gotools.py): minutes on 2 cores when cold, nothing when cached.
 go-tools: venv
 	$(BIN)/python -m tests.gotools

@@ -50,6 +50,7 @@ class StreamsService:
             allowed_lateness_s=s.allowed_lateness_s,
             max_future_s=s.max_future_s,
             event_time=s.event_time,
+            spread=s.spread_flows,
         )
         uspec = UtilisationSpec(
             max_counter_wait_s=s.max_counter_wait_s,

@@ -24,6 +24,13 @@ class StreamsSettings(ComponentSettings):
         60.0, gt=0, description="flows stamped further ahead of their receive time (or the clock) are dropped"
     )
     event_time: Literal["time_end", "time_start", "time_received"] = "time_end"
+    spread_flows: bool = Field(
+        True,
+        description=(
+            "share a flow record's bytes among the windows its [time_start, time_end] overlaps "
+            "(event_time time_end only); false: the whole record in the window of its end"
+        ),
+    )
     max_counter_wait_s: float = Field(120.0, ge=0, description="event time to wait for counters of a window")
     min_counter_overlap: float = Field(0.5, gt=0, le=1, description="share of a window counters must cover")
     counter_history_s: float = Field(900.0, gt=0, description="counter readings kept per link")

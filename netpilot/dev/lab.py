@@ -110,6 +110,10 @@ STREAMS_PER_PREFIX = 2
 LAB_POP = "lab1"
 SNMP_COMMUNITY = "public"
 BMP_PORT = 11019  # the pop's own 127.0.0.1, where bgpd connects for BMP (relayed to the collector)
+SOFTFLOWD_MAXLIFE_S = 2
+"""softflowd cuts a flow into records of at most this (plus its 1 s expiry check): streams
+spreads a record over the windows it spans, but its last share waits for the record, so
+this plus the export delay must stay under the streams' allowed lateness (docs/lab.md)."""
 FLOW_PORT = 2055  # the pop's own 127.0.0.1, where its exporters send (relayed to the collector)
 
 
@@ -473,7 +477,8 @@ class Lab:
         for p in PEERS:
             self.exec(
                 "pop", "softflowd", "-i", f"{index[p.pop_if]}:{p.pop_if}", "-v", "10", "-n", f"127.0.0.1:{FLOW_PORT}",
-                "-t", "maxlife=5", "-t", "expint=1", "-t", "udp=3", "-t", "tcp=5", "-t", "general=5",
+                "-t", f"maxlife={SOFTFLOWD_MAXLIFE_S}", "-t", "expint=1",
+                "-t", "udp=3", "-t", "tcp=5", "-t", "general=5",
                 "-p", f"{d}/softflowd-{p.name}.pid", "-c", f"{d}/softflowd-{p.name}.ctl", "dst net 198.18.0.0/15",
             )  # fmt: skip
             st.pids[f"softflowd-{p.name}"] = self._pid_file(d / f"softflowd-{p.name}.pid")

@@ -24,7 +24,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -63,6 +63,9 @@ class PipelineOptions:
     """``apply``/``suggest``/``observe``: also run a BIRD per simulated router and the BGP
     injector talking to them; the simulator then steers traffic by the routes BIRD selected
     (the closed loop). None: no injector (open loop)."""
+    extra: dict[str, dict[str, object]] = field(default_factory=dict)
+    """More settings per component (``{"autopilot": {"policy__split_enabled": False}}``),
+    passed as ``NETPILOT_<COMPONENT>__<FIELD>``."""
 
 
 class Child:
@@ -246,6 +249,7 @@ class Pipeline:
             )
         for name, args, component, fields in specs:
             port = free_port()
+            fields = {**fields, **o.extra.get(component, {})}
             self.children[name] = Child(name, args, self._env(component, port, **fields), logs / f"{name}.log", port)
         self.wait_healthy(timeout)
 

@@ -22,6 +22,17 @@ Vocabulary:
   (``min(event, time_received)``): a flow stamped ahead within ``max_future_s`` is still
   aggregated, but it cannot move the watermark past what the collector has actually
   received, so one outlier never makes the real flows of its window late.
+* **spreading**: a flow record covers ``[time_start, time_end]``, which can span several
+  windows (softflowd's records last up to ``maxlife`` plus its expiry interval, routers'
+  up to their active timeout). Its bytes, packets and samples are shared among the
+  windows it overlaps, in proportion to the overlap (integer shares that add up to the
+  record's exact totals); its ``flows`` count goes to the window of its end. Assigning a
+  whole 6 s record to its end window made the lab's 10 s windows read 0.6 and 1.2 of a
+  link that sent a steady 1.0. Whether a record is too late is still judged by the window
+  of its event time; a share that falls in a window already closed for its PoP is folded
+  into the oldest window still open (it is not dropped: its bytes did happen, and the
+  open window is the earliest one that can still report them). Only with
+  ``event_time="time_end"``; ``spread=False`` restores the point assignment.
 * a **partial** is a frame of per-window sums with exactly the flow-aggregates/1 columns
   (``window_start`` kept as int64 ms until :func:`to_aggregates_table`); partials for
   the same window are merged by summing, in any order, any number of times.
@@ -74,6 +85,9 @@ class WindowSpec:
     allowed_lateness_s: float = 10.0
     max_future_s: float = 60.0
     event_time: EventTimeField = "time_end"
+    spread: bool = True
+    """Share a record's bytes among the windows ``[time_start, time_end]`` overlaps (see
+    the module doc); only with ``event_time="time_end"``."""
 
     def __post_init__(self) -> None:
         if not self.sizes_s or any(s <= 0 for s in self.sizes_s):
@@ -137,6 +151,7 @@ def aggregate_batch(
     dropped as future; ``now_ms`` (the caller's clock) also drops those ahead of it.
     """
     received = [] if spec.event_time == "time_received" else ["time_received"]
+    spread = spec.spread and spec.event_time == "time_end"
     frame = pl.from_arrow(
         flows.select(
             [
@@ -144,6 +159,7 @@ def aggregate_batch(
                 "link_id",
                 spec.event_time,
                 *received,
+                *(["time_start"] if spread else []),
                 "dst_prefix",
                 "dst_prefix_len",
                 "dst_as",
@@ -159,7 +175,8 @@ def aggregate_batch(
         pl.col("pop").cast(pl.String),
         pl.col(spec.event_time).dt.epoch("ms").alias("t"),
         pl.col("time_received").dt.epoch("ms").alias("rx"),
-    ).drop(spec.event_time, *received)
+        *([pl.col("time_start").dt.epoch("ms").alias("t0")] if spread else []),
+    ).drop(spec.event_time, *received, *(["time_start"] if spread else []))
     flows_in = dict(frame.group_by("pop").len().iter_rows())
     ahead = int(spec.max_future_s * 1000)
     is_future = pl.col("t") > pl.col("rx") + ahead
@@ -173,6 +190,13 @@ def aggregate_batch(
     # the watermark follows what was received, not what a (skewed) clock claims
     max_event = dict(frame.group_by("pop").agg(pl.min_horizontal("t", "rx").max()).iter_rows())
 
+    if spread:
+        # a PoP with no watermark yet (its first batch): fold as if the record's own end set
+        # it. Per record, so batches merge to the same sums however they were cut, and a
+        # record spanning hours adds a bounded number of rows
+        frame = frame.with_columns(
+            wm_spread=pl.when(pl.col("wm") == NO_WATERMARK).then(pl.col("t") - spec.lateness_ms).otherwise("wm")
+        )
     per_size = []
     late_parts = []
     for size in spec.sizes_s:
@@ -180,14 +204,20 @@ def aggregate_batch(
         sized = frame.with_columns(window_start=(pl.col("t") // size_ms) * size_ms, window_s=pl.lit(size, pl.UInt32))
         late = pl.col("window_start") + size_ms <= pl.col("wm")
         late_parts.append(sized.filter(late))
-        per_size.append(sized.filter(~late))
-    accepted = pl.concat(per_size)
+        on_time = sized.filter(~late)
+        per_size.append(
+            _spread(on_time.with_columns(wm=pl.col("wm_spread")), size_ms)
+            if spread
+            else on_time.with_columns(flows=pl.lit(1, pl.UInt64))
+        )
+    accepted = pl.concat(per_size, how="diagonal_relaxed") if per_size else frame
+    accepted = accepted.select(*GROUP_KEYS, *_SHARED, "flows")
     partials = (
         accepted.group_by(GROUP_KEYS)
         .agg(
             bytes=sum_u64("bytes_scaled"),
             packets=sum_u64("packets_scaled"),
-            flows=pl.len().cast(pl.UInt64),
+            flows=sum_u64("flows"),
             # sampled packets actually seen: how much evidence the scaled numbers rest on
             samples=sum_u64("packets"),
         )
@@ -201,6 +231,46 @@ def aggregate_batch(
         too_late=_drops(pl.concat(late_parts)),
         future=future,
         flows_in=flows_in,
+    )
+
+
+_SHARED = ("bytes_scaled", "packets_scaled", "packets")
+"""The additive columns a spread record shares among its windows."""
+
+
+def _spread(sized: pl.DataFrame, size_ms: int) -> pl.DataFrame:
+    """One row per (record, window it overlaps), with its integer share of each additive
+    column; ``sized`` holds on-time records with their end window in ``window_start`` and
+    the PoP's watermark in ``wm`` (see :func:`aggregate_batch`).
+
+    A record's windows run from the one holding ``t0`` (folded into the oldest window still
+    open at ``wm``) to its end window. The share of window k is
+    ``floor(v * f_end(k)) - floor(v * f_start(k))``, f being the fraction of the record's
+    span elapsed at the window's edges (0 at the first window's start, 1 at the last one's
+    end): the shares telescope to exactly ``v``. The fold bounds the rows: a record adds
+    at most one row per open window.
+    """
+    end_k = pl.col("window_start") // size_ms
+    t0 = pl.min_horizontal("t0", "t")
+    rows = (
+        sized.with_columns(k0=pl.max_horizontal(t0 // size_ms, pl.col("wm") // size_ms).clip(upper_bound=end_k))
+        .with_columns(t0=t0, k=pl.int_ranges("k0", end_k + 1))
+        .explode("k")
+    )
+    dur = (pl.col("t") - pl.col("t0")).cast(pl.Float64)
+    k_start, k_end = pl.col("k") * size_ms, (pl.col("k") + 1) * size_ms
+    is_first, is_last = pl.col("k") == pl.col("k0"), pl.col("k") == end_k
+    f_start = pl.when(is_first | (dur <= 0)).then(0.0).otherwise((k_start - pl.col("t0")) / dur)
+    f_end = pl.when(is_last | (dur <= 0)).then(1.0).otherwise((k_end - pl.col("t0")) / dur)
+
+    def share(col: str) -> pl.Expr:
+        v = pl.col(col).cast(pl.Float64)
+        return ((v * f_end).floor() - (v * f_start).floor()).cast(pl.UInt64).alias(col)
+
+    return (
+        rows.with_columns(share(c) for c in _SHARED)
+        .with_columns(window_start=pl.col("k") * size_ms, flows=pl.when(is_last).then(1).otherwise(0).cast(pl.UInt64))
+        .drop("k", "k0", "t0")
     )
 
 

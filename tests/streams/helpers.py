@@ -27,15 +27,17 @@ def flows_at(
     dst_as: int = 64500,
     bytes_each: int = 1000,
     rate: int = 100,
+    span_ms: int = 0,
 ) -> pa.Table:
-    """Flows all to one prefix/link: ``bytes_scaled = bytes_each * rate`` each."""
+    """Flows all to one prefix/link: ``bytes_scaled = bytes_each * rate`` each, each lasting
+    ``span_ms`` up to its time in ``times_ms`` (0: all in one window)."""
     n = len(times_ms)
     v6 = ":" in prefix
     addr = np.frombuffer(prefix_addr(prefix) * n, np.uint8).reshape(n, 16)
     return F.flow_table(
         {
             "time_end": np.asarray(times_ms, np.int64),
-            "time_start": np.asarray(times_ms, np.int64) - 1000,
+            "time_start": np.asarray(times_ms, np.int64) - span_ms,
             "time_received": np.asarray(times_ms, np.int64) + 500,
             "pop": pop,
             "link_id": link_id,

@@ -138,3 +138,15 @@ class StreamsWorker:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def delete_app_topics(k: KafkaSettings, app_id: str) -> None:
+    """Delete the internal topics faust created for ``app_id`` (changelogs, idle ticks): the
+    catalog fixture removes only the catalog's topics."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": k.bootstrap_servers})
+    prefix = f"{k.topic_prefix}{app_id}-"
+    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+    for fut in (admin.delete_topics(names) if names else {}).values():
+        fut.result(30)

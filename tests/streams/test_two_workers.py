@@ -30,7 +30,7 @@ from netpilot.kafka.producer import KafkaProducer, ProducerOptions
 from netpilot.settings import KafkaSettings
 from netpilot.wire import aggregates as wire_agg
 from netpilot.wire import flows as F
-from tests.streams.helpers import V4_PREFIXES, StreamsWorker, flows_at, read_until, scrape
+from tests.streams.helpers import V4_PREFIXES, StreamsWorker, delete_app_topics, flows_at, read_until, scrape
 
 pytestmark = pytest.mark.slow  # about two minutes: two workers, a session timeout, a replay
 
@@ -230,3 +230,4 @@ def test_two_streams_workers_one_killed_totals_stay_exact(kafka_settings: KafkaS
         a.close()
         if b is not None:
             b.close()
+        delete_app_topics(k, app)

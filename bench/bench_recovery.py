@@ -24,6 +24,12 @@ Then the same for ``netpilot autopilot run`` (one link per PoP in the inventory,
 plans a cycle): first work is ``cycles_total`` >= 1, with the session timeout at 30 s (the
 old default) and 10 s (the new one); ``--autopilot-sessions ""`` skips it.
 
+Last, the scale-out case of ``netpilot streams run``: two workers in one group split the
+PoPs; one of them is stopped (SIGTERM, then SIGKILL) and the time from the signal to the
+survivor counting flows of *every* PoP the stopped one had (``flows_total{pop}`` growing)
+is the **takeover**; a new second worker is started for the next round.
+``--streams-sessions ""`` skips it.
+
 Prints figures; asserts nothing. Figures and their reading: docs/performance.md.
 """
 
@@ -199,6 +205,88 @@ def autopilot(kafka: KafkaSettings, work: Path, session_s: int) -> Callable[[], 
     )
 
 
+def streams(kafka: KafkaSettings, work: Path, session_s: int) -> Callable[[str], Proc]:
+    app = f"bench-st{session_s}-{uuid.uuid4().hex[:6]}"
+
+    def make(name: str) -> Proc:
+        env = {
+            "NETPILOT_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            "NETPILOT_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
+            "NETPILOT_STREAMS__APP_ID": app,
+            "NETPILOT_STREAMS__DATA_DIR": str(work / f"{app}-{name}"),
+            "NETPILOT_STREAMS__SESSION_TIMEOUT_S": str(session_s),
+        }
+        return Proc(
+            ["streams", "run"],
+            env,
+            "NETPILOT_STREAMS__METRICS__LISTEN",
+            "netpilot_streams_flows_total",
+            work / f"streams-{session_s}-{name}.log",
+        )
+
+    return make
+
+
+def pop_flows(port: int) -> dict[str, float]:
+    """``netpilot_streams_flows_total`` per PoP ({} while /metrics does not answer)."""
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1).read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for line in body.splitlines():
+        if line.startswith('netpilot_streams_flows_total{pop="'):
+            out[line.split('"')[1]] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def busy(port: int, seconds: float = 2.0) -> set[str]:
+    """PoPs whose flows counter grows over ``seconds``."""
+    before = pop_flows(port)
+    time.sleep(seconds)
+    return {pop for pop, n in pop_flows(port).items() if n > before.get(pop, 0.0)}
+
+
+def takeovers(session_s: int, make: Callable[[str], Proc], rounds: int) -> None:
+    """Two workers; stop one, time until the survivor processes all of its PoPs."""
+    survivor = make("survivor")
+    survivor.wait()
+    try:
+        for how in (signal.SIGTERM, signal.SIGKILL):
+            times: list[float] = []
+            for r in range(rounds):
+                other = make(f"{how.name}-{r}")
+                other.wait()
+                deadline = time.monotonic() + 120
+                mine, theirs = set(), set()
+                while time.monotonic() < deadline:  # the split settles after the join
+                    mine, theirs = busy(survivor.port), busy(other.port)
+                    if mine and theirs and mine | theirs == set(POPS) and not mine & theirs:
+                        break
+                if not (mine and theirs):
+                    raise RuntimeError(f"no split of the PoPs: {mine} / {theirs}; see {other.log}")
+                at_stop = pop_flows(survivor.port)
+                t0 = time.monotonic()
+                other.proc.send_signal(how)
+                while time.monotonic() < t0 + 180:
+                    now = pop_flows(survivor.port)
+                    if all(now.get(pop, 0.0) > at_stop.get(pop, 0.0) for pop in theirs):
+                        break
+                    time.sleep(0.05)
+                else:
+                    raise RuntimeError(f"no takeover of {theirs} in 180 s; see {survivor.log}")
+                times.append(time.monotonic() - t0)
+                other.proc.wait(90)
+            print(
+                f"{'streams session ' + str(session_s) + 's':22} {how.name:8} {'':8} "
+                f"{statistics.median(times):8.1f} ({max(times):4.1f})  takeover of the other's PoPs",
+                flush=True,
+            )
+    finally:
+        if survivor.proc.poll() is None:
+            survivor.end(signal.SIGTERM)
+
+
 def inventory(kafka: KafkaSettings) -> None:
     """One link per PoP: enough for the autopilot to plan (and count) a cycle per PoP."""
     p = KafkaProducer(kafka)
@@ -238,6 +326,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="restarts per configuration and signal")
     ap.add_argument("--configs", default=",".join(CONFIGS), help=f"sink configurations: any of {','.join(CONFIGS)}")
     ap.add_argument("--autopilot-sessions", default="30,10", help="autopilot session timeouts to measure (s)")
+    ap.add_argument("--streams-sessions", default="10,6", help="streams session timeouts for the takeover (s)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-recovery-"))
     stop = threading.Event()
@@ -258,6 +347,8 @@ def main() -> None:
             restarts(f"sink {name}", sink(kafka, work, name), args.rounds)
         for session_s in [int(x) for x in args.autopilot_sessions.split(",") if x]:
             restarts(f"autopilot session {session_s}s", autopilot(kafka, work, session_s), args.rounds)
+        for session_s in [int(x) for x in args.streams_sessions.split(",") if x]:
+            takeovers(session_s, streams(kafka, work, session_s), args.rounds)
     finally:
         stop.set()
         if feeder is not None:

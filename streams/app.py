@@ -25,6 +25,7 @@ from faust.types import TableT
 from netpilot import catalog
 from netpilot.errors import ConfigError
 from netpilot.settings import KafkaSettings
+from streams.faust_producer import App
 from streams.settings import StreamsSettings
 
 TABLES = ("window-partials", "link-inventory", "link-counters", "utilisation-pending")
@@ -114,8 +115,9 @@ def new_faust_app(
 ) -> faust.App:
     """A faust.App configured the netpilot way (any netpilot faust worker can use it):
     catalog topics never declared, no leader topic, no web server, raw bytes values,
-    changelog partitions = the catalog's PoP-keyed partition count."""
-    return faust.App(
+    changelog partitions = the catalog's PoP-keyed partition count, and a producer flush
+    that waits for every changelog write (streams.faust_producer)."""
+    return App(
         app_id_,
         broker=broker_urls(kafka),
         broker_credentials=broker_credentials(kafka),

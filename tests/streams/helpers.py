@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import time
+import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -73,3 +79,76 @@ def read_until(kafka: KafkaSettings, topic: str, done, timeout: float = 60.0) ->
     finally:
         consumer.close()
     return got
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - 127.0.0.1 only
+        return resp.read().decode()
+
+
+class StreamsWorker:
+    """One `netpilot streams run` process; stderr goes to a file (an unread pipe would block it).
+
+    ``app_id`` puts several workers in one consumer group; ``env`` adds settings."""
+
+    def __init__(
+        self, k: KafkaSettings, data_dir: Path, log: Path, app_id: str | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        full = dict(
+            os.environ,
+            NETPILOT_KAFKA__BOOTSTRAP_SERVERS=k.bootstrap_servers,
+            NETPILOT_KAFKA__TOPIC_PREFIX=k.topic_prefix,
+            NETPILOT_STREAMS__DATA_DIR=str(data_dir),
+            NETPILOT_STREAMS__SESSION_TIMEOUT_S="6",
+            NETPILOT_LOG__FORMAT="json",
+            # flows here are minutes old: a slow start must not find the PoP idle
+            NETPILOT_STREAMS__IDLE_AFTER_S="600",
+            **({"NETPILOT_STREAMS__APP_ID": app_id} if app_id else {}),
+            **(env or {}),
+        )
+        exe = Path(sys.executable).with_name("netpilot")
+        self.log = log
+        with log.open("w") as err:
+            self.proc = subprocess.Popen([str(exe), "streams", "run"], env=full, stderr=err)
+        self.url = ""
+        deadline = time.time() + 60
+        while not self.url and time.time() < deadline and self.proc.poll() is None:
+            found = re.search(r"metrics on (http://\S+)/metrics", log.read_text())
+            self.url = found.group(1) if found else ""
+            time.sleep(0.1)
+        assert self.url, f"the worker never said where its metrics are: {log.read_text()[-2000:]}"
+
+    def metrics(self) -> str:
+        return scrape(f"{self.url}/metrics")
+
+    def wait_for(self, sample: str, timeout: float = 60) -> str:
+        deadline = time.time() + timeout
+        text = ""
+        while time.time() < deadline:
+            text = self.metrics()
+            if sample in text:
+                return text
+            time.sleep(0.2)
+        raise AssertionError(f"{sample!r} not in metrics:\n{text[-3000:]}")
+
+    def flows_by_pop(self) -> dict[str, float]:
+        """``netpilot_streams_flows_total`` per PoP: the PoPs this worker has processed."""
+        pattern = r'^netpilot_streams_flows_total\{pop="([^"]+)"\} ([0-9.e+]+)'
+        return {m.group(1): float(m.group(2)) for m in re.finditer(pattern, self.metrics(), re.M)}
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def delete_app_topics(k: KafkaSettings, app_id: str) -> None:
+    """Delete the internal topics faust created for ``app_id`` (changelogs, idle ticks): the
+    catalog fixture removes only the catalog's topics."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": k.bootstrap_servers})
+    prefix = f"{k.topic_prefix}{app_id}-"
+    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+    for fut in (admin.delete_topics(names) if names else {}).values():
+        fut.result(30)

@@ -3,13 +3,8 @@ cleanly (exit 0) on SIGTERM, and a worker killed with SIGKILL loses and doubles 
 
 from __future__ import annotations
 
-import os
-import re
 import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,62 +17,15 @@ from netpilot.kafka.producer import KafkaProducer
 from netpilot.settings import KafkaSettings
 from netpilot.wire import aggregates as wire_agg
 from netpilot.wire import flows as F
-from tests.streams.helpers import flows_at, read_until
-
-
-def _scrape(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - 127.0.0.1 only
-        return resp.read().decode()
-
-
-class Worker:
-    """One `netpilot streams run` process; stderr goes to a file (an unread pipe would block it)."""
-
-    def __init__(self, k: KafkaSettings, data_dir: Path, log: Path) -> None:
-        env = dict(
-            os.environ,
-            NETPILOT_KAFKA__BOOTSTRAP_SERVERS=k.bootstrap_servers,
-            NETPILOT_KAFKA__TOPIC_PREFIX=k.topic_prefix,
-            NETPILOT_STREAMS__DATA_DIR=str(data_dir),
-            NETPILOT_STREAMS__SESSION_TIMEOUT_S="6",
-            NETPILOT_LOG__FORMAT="json",
-            # flows here are minutes old: a slow start must not find the PoP idle
-            NETPILOT_STREAMS__IDLE_AFTER_S="600",
-        )
-        exe = Path(sys.executable).with_name("netpilot")
-        self.log = log
-        with log.open("w") as err:
-            self.proc = subprocess.Popen([str(exe), "streams", "run"], env=env, stderr=err)
-        self.url = ""
-        deadline = time.time() + 60
-        while not self.url and time.time() < deadline and self.proc.poll() is None:
-            found = re.search(r"metrics on (http://\S+)/metrics", log.read_text())
-            self.url = found.group(1) if found else ""
-            time.sleep(0.1)
-        assert self.url, f"the worker never said where its metrics are: {log.read_text()[-2000:]}"
-
-    def wait_for(self, sample: str, timeout: float = 60) -> str:
-        deadline = time.time() + timeout
-        text = ""
-        while time.time() < deadline:
-            text = _scrape(f"{self.url}/metrics")
-            if sample in text:
-                return text
-            time.sleep(0.2)
-        raise AssertionError(f"{sample!r} not in metrics:\n{text[-3000:]}")
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+from tests.streams.helpers import StreamsWorker, flows_at, read_until, scrape
 
 
 @pytest.fixture
 def workers(kafka_settings: KafkaSettings, tmp_path: Path) -> Iterator:
-    started: list[Worker] = []
+    started: list[StreamsWorker] = []
 
-    def start(name: str) -> Worker:
-        w = Worker(kafka_settings, tmp_path / "data", tmp_path / f"{name}.log")
+    def start(name: str) -> StreamsWorker:
+        w = StreamsWorker(kafka_settings, tmp_path / "data", tmp_path / f"{name}.log")
         started.append(w)
         return w
 
@@ -104,7 +52,7 @@ def test_run_processes_flows_and_stops_on_sigterm(kafka_settings: KafkaSettings,
     w.wait_for('netpilot_streams_flows_total{pop="par"} 40.0')
     # windows close (and their counter moves) right after the batch is counted: wait for it
     w.wait_for('netpilot_streams_windows_closed_total{window_s="10"}')  # 10 s windows closed
-    assert _scrape(f"{w.url}/healthz").strip() == "ok"
+    assert scrape(f"{w.url}/healthz").strip() == "ok"
     w.proc.send_signal(signal.SIGTERM)
     assert w.proc.wait(timeout=60) == 0
 

@@ -1,0 +1,60 @@
+"""A fix to faust 0.15 (faust-streaming) that scale-out needs, applied by :class:`App`.
+
+**A producer flush that waits.** faust writes table changes (the changelogs) through a
+buffer of its producer, and flushes the producer before it commits source offsets and when
+partitions are revoked: the offsets a worker commits must never run ahead of the changelog
+writes their messages made. But ``ProducerBuffer.flush`` stops waiting as soon as no
+message has left the buffer for 0.1 s, and returns with messages still in it. On a loaded
+machine the buffer's sender often takes longer (faust logs "producer buffer full"), so a
+commit can get ahead of the changelog (a crash then loses the partials of committed
+messages), and a worker handing partitions over sends their last changelog writes after
+the new owner has restored them. :func:`track_buffer` keeps the set of buffered messages
+not yet acknowledged by Kafka, and ``flush`` awaits all that were there when it was called
+(later ones do not hold it up, so a busy worker still commits). A message that failed
+raises, so the commit does not go ahead.
+
+**Not fixed here** (docs/streams.md, "Two or more workers"): a partition with no committed
+offset yet (or offset 0) can lose the messages a worker had fetched but not processed when
+a rebalance comes: faust's commit bookkeeping and aiokafka's ``seek_to_committed`` both
+treat offset 0 as "nothing committed" and skip their checks. Seen only in a group's first
+seconds (before the first commit, every ``commit_interval``), when a second worker joins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import faust
+from faust.types import ProducerT
+from faust.types.tuples import FutureMessage
+
+
+def track_buffer(producer: ProducerT) -> None:
+    """Make ``producer.buffer.flush()`` wait until every message put before the call is
+    acknowledged. Not for ``producer_threaded`` (its buffer is another queue)."""
+    buffer: Any = producer.buffer
+    unsent: set[FutureMessage] = set()
+    put = buffer.put
+
+    def tracked_put(fut: FutureMessage) -> None:
+        unsent.add(fut)
+        fut.add_done_callback(unsent.discard)
+        put(fut)
+
+    async def flush() -> None:
+        if unsent:
+            await asyncio.gather(*list(unsent))
+
+    buffer.put = tracked_put
+    buffer.flush = flush
+
+
+class App(faust.App):
+    """faust.App with a producer whose flush waits for every buffered message."""
+
+    def _new_producer(self) -> ProducerT:
+        producer = super()._new_producer()
+        if not self.conf.producer_threaded:
+            track_buffer(producer)
+        return producer

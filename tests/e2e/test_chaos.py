@@ -369,10 +369,10 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             Fault(30, "kill streams", kill("streams")),
             Fault(45, "kill autopilot", kill("autopilot")),
             Fault(60, "kill sink-clickhouse", kill("sink-clickhouse")),
-            Fault(75, "broker SIGTERM", broker_restart(signal.SIGTERM)),
-            Fault(100, "broker SIGKILL", broker_restart(signal.SIGKILL)),
-            Fault(119, "collector counters", read_refused),
-            Fault(120, "garbage b", garbage("b", templates=False)),
+            Fault(70, "broker SIGTERM", broker_restart(signal.SIGTERM)),
+            Fault(105, "broker SIGKILL", broker_restart(signal.SIGKILL)),
+            Fault(124, "collector counters", read_refused),
+            Fault(125, "garbage b", garbage("b", templates=False)),
         ]
         sim = pipe.simulate()
         sim_start = time.monotonic()

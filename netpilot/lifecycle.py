@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from netpilot.obs.logging import get_logger
@@ -29,8 +29,14 @@ class Service(Protocol):
     def health(self) -> tuple[bool, str]: ...
 
 
-def run(services: Sequence[Service], poll_interval: float = 1.0, stop_event: threading.Event | None = None) -> int:
-    """Run services until a signal or a failure. Returns the process exit code."""
+def run(
+    services: Sequence[Service],
+    poll_interval: float = 1.0,
+    stop_event: threading.Event | None = None,
+    on_started: Callable[[], None] | None = None,
+) -> int:
+    """Run services until a signal or a failure. Returns the process exit code.
+    ``on_started`` is called once every service's ``start()`` has returned."""
     stop = stop_event or threading.Event()
     failed: list[str] = []
     signals_seen = {"n": 0}
@@ -53,6 +59,8 @@ def run(services: Sequence[Service], poll_interval: float = 1.0, stop_event: thr
             svc.start()
             started.append(svc)
             log.info("started", service=svc.name)
+        if on_started is not None:
+            on_started()
         while not stop.wait(poll_interval):
             for svc in started:
                 ok, why = svc.health()
@@ -81,13 +89,22 @@ def serve(service: Service, registry: object, metrics: object) -> int:
     from netpilot.obs.http import MetricsServer
 
     enabled = getattr(metrics, "enabled", True)
-    server = MetricsServer(registry, getattr(metrics, "listen", "127.0.0.1:0"), health=service.health)  # type: ignore[arg-type]
+    started = threading.Event()
+
+    def health() -> tuple[bool, str]:
+        # /healthz answers from the first moment (so a probe sees the process), but says
+        # "starting" until start() has returned: a collector that still loads its templates
+        # does not listen yet, and a restart that looked healthy at once was losing the
+        # datagrams sent meanwhile without anyone knowing (the chaos test caught it)
+        return service.health() if started.is_set() else (False, "starting")
+
+    server = MetricsServer(registry, getattr(metrics, "listen", "127.0.0.1:0"), health=health)  # type: ignore[arg-type]
     if enabled:
         server.start()
         # a plain line on stderr: scripts and tests find the (possibly ephemeral) port here
         print(f"metrics on {server.url}/metrics", file=sys.stderr, flush=True)
     try:
-        return run([service])
+        return run([service], on_started=started.set)
     finally:
         if enabled:
             server.stop()

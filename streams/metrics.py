@@ -29,6 +29,7 @@ class StreamsMetrics:
     watermark_lag: Gauge
     idle_pops: Gauge
     idle_advances: Counter
+    idle_skips: Counter
     task_crashes: Counter
 
     @classmethod
@@ -57,10 +58,17 @@ class StreamsMetrics:
             watermark_lag=m.gauge("watermark_lag_seconds", "wall clock minus the PoP's watermark", ["pop"]),
             idle_pops=m.gauge("idle_pops", "PoPs without flows for idle_after_s: windows closed on the wall clock"),
             idle_advances=m.counter("idle_advances_total", "watermark advances of an idle PoP", ["pop"]),
+            idle_skips=m.counter(
+                "idle_skips_total",
+                "idle checks not acted on: the tick came back late (stale-tick) or flows wait unread (backlog)",
+                ["reason"],
+            ),
             task_crashes=m.counter(
                 "task_crashes_total", "agents and timers that raised (health fails from the first)", ["task"]
             ),
         )
+        for reason in ("stale-tick", "backlog"):  # streams.aggregate.agents.IDLE_SKIP_REASONS
+            out.idle_skips.labels(reason)
         m.service(
             processed={"flows": out.flows, "link-stats": out.link_stats},
             errors=[

@@ -34,6 +34,8 @@ SLF4J_VERSION = "2.0.17"
 DEFAULT_PORT = 9092
 DEFAULT_HEAP = "512m"
 STOP_GRACE_S = 30.0
+PORT_FREE_WAIT_S = 10.0
+"""How long `up` waits for the broker's ports to free up before it says another process holds them."""
 """How long a SIGTERMed broker gets for its controlled shutdown before SIGKILL."""
 
 
@@ -318,7 +320,7 @@ class LocalKafka:
         # Another broker (another folder) answering on our port would pass the health check
         # while ours dies on "Address already in use": refuse early and say who to stop.
         for port in (self.port, self.controller_port):
-            if not _port_free(port):
+            if not _wait_port_free(port, PORT_FREE_WAIT_S):
                 raise KafkaSetupError(
                     f"127.0.0.1:{port} is already in use by another process; stop it or choose "
                     f"another --port (this broker's folder: {self.state_dir})"
@@ -429,6 +431,19 @@ def base64_uuid() -> str:
     import base64
 
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _wait_port_free(port: int, timeout: float) -> bool:
+    """Whether ``port`` is free, or frees up within ``timeout``: a broker that was just
+    SIGKILLed holds its listening socket until the JVM's last thread has exited, a moment
+    after its pid already reads as gone (the main thread is a zombie, the others still
+    tear down)."""
+    deadline = time.monotonic() + timeout
+    while not _port_free(port):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def _port_free(port: int) -> bool:

@@ -56,6 +56,9 @@ class PipelineOptions:
     """autopilot hold: minimum life of an override."""
     allowed_lateness_s: float = 3.0
     """streams: how long a window waits for late flows (the simulator is never late)."""
+    idle_after_s: float | None = None
+    """streams: wall-clock seconds without flows after which a PoP counts as idle (None:
+    the default)."""
     autopilot_mode: str = "observe"
     prometheus: bool = True
     """also run the Prometheus exporter."""
@@ -75,18 +78,37 @@ class Child:
         self, name: str, args: list[str], env: dict[str, str], log: Path, metrics_port: int | None = None
     ) -> None:
         self.name, self.log, self.metrics_port = name, log, metrics_port
+        self.args, self.env = args, env
+        self.starts = 0
         log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "ab") as logf:
+        self.proc = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        self.starts += 1
+        with open(self.log, "ab") as logf:
             # a new session: Ctrl-C on the demo's terminal reaches the demo only, which then
             # stops the children in order (instead of all of them racing at once)
-            self.proc = subprocess.Popen(
-                [*NETPILOT, *args],
-                env={**os.environ, **env},
+            return subprocess.Popen(
+                [*NETPILOT, *self.args],
+                env={**os.environ, **self.env},
                 stdout=logf,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
+
+    def kill(self) -> int | None:
+        """SIGKILL the process (a crash: no clean-up, no goodbye to the group) and reap it."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        return self.proc.wait(10)
+
+    def restart(self) -> None:
+        """Start the same command again (same environment, log and metrics port), as a
+        supervisor would after a crash. The previous process must have exited."""
+        if self.proc.poll() is None:
+            raise PipelineError(f"{self.name} is still running (pid {self.proc.pid})")
+        self.proc = self._spawn()
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -202,6 +224,7 @@ class Pipeline:
                     "app_id": f"netpilot-streams-{tag}",
                     "data_dir": self.root / "streams",
                     "allowed_lateness_s": o.allowed_lateness_s,
+                    **({} if o.idle_after_s is None else {"idle_after_s": o.idle_after_s}),
                 },
             ),
             (

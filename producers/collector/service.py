@@ -15,6 +15,7 @@ import time
 
 from prometheus_client import CollectorRegistry
 
+from netpilot.kafka.deadletters import DeadLetterPublisher
 from netpilot.kafka.producer import KafkaProducer, ProducerOptions
 from netpilot.obs.logging import RateLimitedLog, get_logger
 from netpilot.wire.flows import addr_to_str, str_to_addr
@@ -70,7 +71,10 @@ class CollectorService:
         self.producer = KafkaProducer(s.kafka, ProducerOptions(compression="none"))
         self.publisher = Publisher(s.kafka, self.producer, s.max_flows_per_message)
         if s.load_templates:
-            loaded, skipped = template_sync.load(s.kafka, self.decoder, intake=Intake(s.wire))
+            dead_letters = DeadLetterPublisher(self.producer, "collector")
+            loaded, skipped = template_sync.load(
+                s.kafka, self.decoder, intake=Intake(s.wire), dead_letters=dead_letters
+            )
             log.info("templates loaded", loaded=loaded, skipped=skipped)
         self.metrics.templates.set(self.decoder.template_count())
         accept_all = s.accept_unknown_exporters

@@ -18,6 +18,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from netpilot import catalog
 from netpilot.errors import WireError
 from netpilot.kafka.consumer import position
+from netpilot.kafka.deadletters import DeadLetterPublisher
 from netpilot.kafka.producer import KafkaProducer
 from netpilot.obs.logging import librdkafka_logger
 from netpilot.settings import KafkaSettings
@@ -68,11 +69,17 @@ def _watermarks(consumer: Consumer, tp: TopicPartition, deadline: float) -> tupl
 
 
 def load(
-    kafka: KafkaSettings, decoder: Decoder, timeout_s: float = 30.0, intake: Intake | None = None
+    kafka: KafkaSettings,
+    decoder: Decoder,
+    timeout_s: float = 30.0,
+    intake: Intake | None = None,
+    dead_letters: DeadLetterPublisher | None = None,
 ) -> tuple[int, int]:
     """Read the templates topic to its end; returns (templates loaded, records skipped).
     Records skipped: undecodable, or refused by ``intake`` (another schema in the ``schema``
-    header, an implausible ``received_at``)."""
+    header, an implausible ``received_at``); each goes to ``dead_letters`` with the reason.
+    A record stays on the compacted topic until its key gets a newer value, so each start
+    dead-letters it again (at least once, as every consumer's replays do)."""
     intake = intake if intake is not None else Intake()
     topic = kafka.topic(catalog.EXPORTER_TEMPLATES)
     cfg = kafka.client_config()
@@ -103,8 +110,10 @@ def load(
                 else:
                     try:
                         latest[key] = intake.model(ExporterTemplate, m.value(), m.headers())
-                    except WireError:
+                    except WireError as exc:
                         skipped += 1
+                        if dead_letters is not None:
+                            dead_letters.send(m, exc)
                 _, partition, offset = position(m)
                 if offset + 1 >= ends.get(partition, 0):
                     ends.pop(partition, None)

@@ -142,19 +142,23 @@ class ClickHouseSink:
             metrics.rows_expired.labels(t)
         self._batches: dict[tuple[str, int], Batch] = {}
         self._intents: dict[tuple[str, int], tuple[int, int] | None] = {}
+        self._revocations: dict[tuple[str, int], int] = {}
+        """Partition -> how often it was revoked: a message polled before its partition's
+        latest revocation is stale (the consumer fetches again from the committed offset)."""
         self._rl = RateLimitedLog(log)
         self._last_lag = 0.0
 
     # -- rebalance: forget what belongs to partitions we lose (their owner replays) ------
     def on_revoke(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
-            self._batches.pop((tp.topic, tp.partition), None)
-            self._intents.pop((tp.topic, tp.partition), None)
+            key = (tp.topic, tp.partition)
+            self._batches.pop(key, None)
+            self._intents.pop(key, None)
+            self._revocations[key] = self._revocations.get(key, 0) + 1
 
     # -- main loop --------------------------------------------------------------------
     def step(self, poll_timeout: float = 0.2) -> None:
-        for msg in self._consumer.poll_batch(self._s.poll_max_messages, poll_timeout):
-            self._add(msg)
+        self._add_polled(self._consumer.poll_batch(self._s.poll_max_messages, poll_timeout))
         now = time.monotonic()
         for key, batch in list(self._batches.items()):
             if self._ready(batch, now):
@@ -213,12 +217,29 @@ class ClickHouseSink:
             if paused:
                 self._consumer.resume()
 
+    def _add_polled(self, messages: list[Message]) -> None:
+        """Add the messages of one poll, skipping those whose partition was revoked after
+        the poll (by a rebalance served while an earlier message's commit or committed-offset
+        read waited out a broker outage): the consumer fetches them again from the committed
+        offset, and adding the stale copies would store rows twice (or skip some) under
+        batch bounds of their own."""
+        polled = dict(self._revocations)
+        for msg in messages:
+            topic, partition, _ = position(msg)
+            key = (topic, partition)
+            if self._revocations.get(key, 0) != polled.get(key, 0):
+                continue
+            self._add(msg)
+
     def _add(self, msg: Message) -> None:
         topic, partition, offset = position(msg)
         topic_id = self._topic_ids[topic]
         self._m.messages.labels(topic_id).inc()
         key = (topic, partition)
+        revoked = self._revocations.get(key, 0)
         intent = self._intent(topic, partition)
+        if self._revocations.get(key, 0) != revoked:
+            return  # revoked while _intent waited: this copy is stale (see _add_polled)
         batch = self._batches.get(key)
         if batch is not None and offset <= batch.last:
             # Fetched again: a partition revoked and assigned back while _intent waited out
@@ -381,18 +402,11 @@ class ClickHouseSink:
                 raise Stopping()
             # Paused partitions return nothing, but polling keeps us in the group
             # (max.poll.interval.ms) and serves the producer's delivery reports.
-            for msg in self._consumer.poll_batch(self._s.poll_max_messages, 0.1):
-                self._add_while_paused(msg)
+            # Messages come back when a rebalance served by this poll assigned partitions
+            # anew (a pause holds only for the assignment it was made on): buffer them in
+            # their partitions' batches exactly like a normal poll would.
+            self._add_polled(self._consumer.poll_batch(self._s.poll_max_messages, 0.1))
             self._producer.poll(0)
-
-    def _add_while_paused(self, msg: Message) -> None:
-        # Not expected (pause drops prefetched messages), but never lose one: buffer it in
-        # the partition's batch exactly like a normal poll would.
-        topic, partition, offset = position(msg)
-        batch = self._batches.get((topic, partition))
-        if batch is not None and offset <= batch.last:
-            return
-        self._add(msg)
 
     def _commit(self, b: Batch, offset: int, metadata: str) -> None:
         """Commit synchronously; through a broker restart or a rebalance, wait and retry.

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from faust.types import TP
+
 from netpilot.errors import WireError
 from netpilot.kafka.partitioning import partition_for
 from netpilot.obs.logging import RateLimitedLog, get_logger
@@ -43,6 +45,36 @@ class IdleSpec:
     check_s: float = 5.0
 
 
+IDLE_SKIP_REASONS = ("stale-tick", "backlog")
+
+
+def idle_blocked(tick_sent_s: float | None, now_s: float, check_s: float, backlog: int | None) -> str | None:
+    """Why an idle tick must not close any window (None: it may). "No flows received for
+    ``after_s``" is evidence of an idle PoP only while flows *could* be received:
+
+    - ``stale-tick``: the tick took more than a check period to come back through Kafka (a
+      broker outage, or this worker far behind): the flows of that time are as delayed as
+      the tick, so their absence says nothing (and the idle clocks restart: see
+      :meth:`Pipeline.restart_idle_clocks`). A broker restart that outlasted ``after_s``
+      used to close every PoP's windows right after it, just before the flows the
+      collector had held meanwhile arrived, and drop them all as too late;
+    - ``backlog``: the PoP's flows partition has messages this worker has not processed.
+    """
+    if tick_sent_s is not None and now_s - tick_sent_s > check_s:
+        return "stale-tick"
+    if backlog is not None and backlog > 0:
+        return "backlog"
+    return None
+
+
+def tick_time(value: bytes | None) -> float | None:
+    """The send time an idle tick carries (None when it carries none)."""
+    try:
+        return float(value or b"")
+    except ValueError:
+        return None
+
+
 class Pipeline:
     """What the agents share: the stores, metrics and the publishing steps."""
 
@@ -65,6 +97,23 @@ class Pipeline:
         self.last_flows: dict[str, float] = {}
         """PoP -> monotonic time its last flows were received (this process only)."""
         self.idle_pops: set[str] = set()
+        self.flows_read: dict[int, int] = {}
+        """flows partition -> offset of the last message the flows agent processed."""
+
+    def flows_backlog(self, partition: int) -> int | None:
+        """Messages of flows partition ``partition`` not processed yet: the consumer's last
+        known high watermark minus what the flows agent processed (None: not known yet)."""
+        read = self.flows_read.get(partition)
+        if read is None:
+            return None
+        try:
+            tp = TP(self.sa.flows.get_topic_name(), partition)
+            highwater = self.sa.app.consumer.highwater(tp)
+        except Exception:  # noqa: BLE001 - no consumer (yet), or not assigned: unknown
+            return None
+        if highwater is None or highwater < 0:
+            return None
+        return int(highwater) - (read + 1)
 
     def saw_flows(self, pops: tuple[str, ...]) -> None:
         now = self.monotonic()
@@ -75,6 +124,20 @@ class Pipeline:
                 self.metrics.idle_pops.set(len(self.idle_pops))
                 log.info("pop flows resumed", pop=pop)
 
+    def pops_of(self, partition: int, partitions: int) -> list[str]:
+        """The PoPs this worker knows whose flows go to ``partition``."""
+        known = set(self.windows.pops()) | set(self.tracker.pops())
+        return sorted(pop for pop in known if partition_for(pop, partitions) == partition)
+
+    def restart_idle_clocks(self, partition: int, partitions: int) -> None:
+        """A tick came back late: the path from Kafka to this worker was broken (or far
+        behind) until now, and so, most likely, the producers' path to Kafka. The idle time
+        of the partition's PoPs counts again from now, so that the flows the producers held
+        meanwhile (a collector retries its deliveries after a broker restart) arrive in time."""
+        now = self.monotonic()
+        for pop in self.pops_of(partition, partitions):
+            self.last_flows[pop] = max(self.last_flows.get(pop, now), now)
+
     async def close_idle(self, partition: int, partitions: int) -> list[str]:
         """Advance the watermark of every idle PoP of ``partition`` to
         ``now - idle.after_s - allowed_lateness`` (as if its last flow had come then),
@@ -83,9 +146,7 @@ class Pipeline:
         mono, now_ms = self.monotonic(), int(self.clock() * 1000)
         spec = self.windows.spec
         advanced = []
-        for pop in sorted(set(self.windows.pops()) | set(self.tracker.pops())):
-            if partition_for(pop, partitions) != partition:
-                continue
+        for pop in self.pops_of(partition, partitions):
             # a PoP not seen by this process counts from now (it may just be starting)
             if mono - self.last_flows.setdefault(pop, mono) < self.idle.after_s:
                 continue
@@ -158,6 +219,7 @@ def register(sa: StreamsApp, pipe: Pipeline, tasks: TaskHealth) -> None:
     async def aggregate_flows(stream: Any) -> None:
         async for event in stream.events():
             msg = event.message
+            pipe.flows_read[msg.partition] = msg.offset
             try:
                 table = pipe.intake.flows(event.value or b"", event.headers)
                 outcome = pipe.windows.add(table, f"{msg.partition}.{msg.offset}", now_ms=int(pipe.clock() * 1000))
@@ -203,7 +265,16 @@ def register(sa: StreamsApp, pipe: Pipeline, tasks: TaskHealth) -> None:
     async def idle_ticks(stream: Any) -> None:
         async for event in stream.events():
             try:
-                await pipe.close_idle(event.message.partition, sa.flows.partitions or 1)
+                partition = event.message.partition
+                why = idle_blocked(
+                    tick_time(event.value), pipe.clock(), pipe.idle.check_s, pipe.flows_backlog(partition)
+                )
+                if why is not None:
+                    pipe.metrics.idle_skips.labels(why).inc()
+                    if why == "stale-tick":
+                        pipe.restart_idle_clocks(partition, sa.flows.partitions or 1)
+                    continue
+                await pipe.close_idle(partition, sa.flows.partitions or 1)
             except Exception as exc:  # noqa: BLE001 - a bug here must not stop the worker
                 pipe.rlog.warning("idle", "closing idle PoPs failed", error=f"{type(exc).__name__}: {exc}")
 

@@ -13,8 +13,10 @@ from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry
 
 from netpilot import catalog
+from netpilot.kafka.producer import KafkaProducer
 from netpilot.obs.metrics import sample_value
 from netpilot.settings import KafkaSettings, MetricsSettings
+from netpilot.wire.deadletter import DeadLetter
 from netpilot.wire.flows import FlowFlags, addr_to_str, decode_flows
 from netpilot.wire.links import LinkStats
 from netpilot.wire.templates import ExporterTemplate
@@ -230,12 +232,26 @@ def test_restarted_collector_decodes_at_once_with_templates_from_the_topic(setti
         assert tpl.key() == f"127.0.0.1|3|300|{sport}".encode()
         persisted = ExporterTemplate.decode(tpl.value())
         assert (persisted.version, persisted.source_port) == (10, sport)
+        # poison on the templates topic (keys of their own): skipped and dead-lettered at load
+        poison = KafkaProducer(settings.kafka)
+        topic = settings.kafka.topic(catalog.EXPORTER_TEMPLATES)
+        poison.produce(topic, b"\xffnot json", key="127.0.0.9|0|256", headers=ExporterTemplate.headers())
+        poison.produce(topic, b"{}", key="127.0.0.9|0|257", headers=[("schema", b"exporter-template/9")])
+        poison.flush()
 
         registry = CollectorRegistry()
         second = CollectorService(settings, registry)
         second.start()
         try:
             assert second.decoder.template_count() == 1
+            dead = [
+                DeadLetter.from_headers(m.key(), m.value(), m.headers())
+                for m in read(settings.kafka, catalog.DEAD_LETTERS, until=2)
+            ]
+            assert sorted((d.component, d.source_topic, d.reason) for d in dead) == [
+                ("collector", topic, "schema-mismatch"),
+                ("collector", topic, "wire-decode"),
+            ]
             send(second.ports[0], [data([8, 8])], sock=exporter)  # data only: no template in this datagram
             send(second.ports[0], [data([9])])  # another source port: another session, held
             deadline = time.monotonic() + 20

@@ -7,6 +7,7 @@ what it cannot fix (fewer partitions wanted than exist; another replication fact
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -129,6 +130,7 @@ class TopicAdmin:
                     err = exc.args[0]
                     if err.code() != 36:  # TOPIC_ALREADY_EXISTS: someone else raced us
                         raise KafkaSetupError(f"creating topic {name}: {err.str()}") from exc
+            self._wait_ready(to_create)
         grow = [d for d in diffs if d.partitions and d.partitions[1] > d.partitions[0]]
         if grow:
             futs = self.client.create_partitions([NewPartitions(d.name, d.partitions[1]) for d in grow if d.partitions])
@@ -161,6 +163,31 @@ class TopicAdmin:
                 report.reconfigured.append(res.name)
         report.diffs = diffs
         return report
+
+    def _wait_ready(self, names: list[str]) -> None:
+        """Return once every topic is in the metadata with a leader for each partition: the
+        broker answers a create before its metadata says so, and a producer or a second
+        sync started at once would see the topic missing (seen under load)."""
+        deadline = time.monotonic() + self.timeout
+        pending = set(names)
+        while pending:
+            md = self.client.list_topics(timeout=self.timeout)
+            for n in list(pending):
+                t = md.topics.get(n)
+                if (
+                    t is not None
+                    and t.error is None
+                    and t.partitions
+                    and all(p.leader >= 0 for p in t.partitions.values())
+                ):
+                    pending.discard(n)
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise KafkaSetupError(
+                    f"topics created but without a leader after {self.timeout:.0f} s: {sorted(pending)}"
+                )
+            time.sleep(0.1)
 
     def delete(self, names: Iterable[str]) -> None:
         names = list(names)

@@ -313,7 +313,20 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         admin = TopicAdmin(kafka)
         admin.sync(catalog.ALL_TOPICS)  # a private broker: the topics go with its folder
         wait_until_visible(admin, [kafka.topic(t) for t in catalog.ALL_TOPICS])
-        pipe = Pipeline(root, kafka, SCENARIO, PipelineOptions(cycle_s=CYCLE_S, hold_s=60.0, idle_after_s=IDLE_AFTER_S))
+        pipe = Pipeline(
+            root,
+            kafka,
+            SCENARIO,
+            PipelineOptions(
+                cycle_s=CYCLE_S,
+                hold_s=60.0,
+                idle_after_s=IDLE_AFTER_S,
+                # each record whole in the window of its end, so a window's sums are a function
+                # of the raw rows alone and can be compared exactly; spreading a record over
+                # its windows depends on arrival order too (tests/streams/aggregate/test_windows.py)
+                extra={"streams": {"spread_flows": False}},
+            ),
+        )
         pipe.publish_network()
         pipe.start()
         sampler = Sampler(pipe).start()

@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from netpilot import catalog
 from netpilot.kafka.consumer import BatchConsumer
+from netpilot.kafka.partitioning import partition_for
 from netpilot.settings import KafkaSettings
 from netpilot.wire import flows as F
 
@@ -86,6 +88,27 @@ def scrape(url: str) -> str:
         return resp.read().decode()
 
 
+def pops_one_per_partition() -> list[str]:
+    """One PoP per partition of the PoP-keyed topics, so two workers of a group both get some."""
+    n = catalog.FLOWS.partitions
+    by_part: dict[int, str] = {}
+    for i in range(200):
+        by_part.setdefault(partition_for(f"pop{i}", n), f"pop{i}")
+    assert len(by_part) == n
+    return [by_part[p] for p in sorted(by_part)]
+
+
+def wait_for_metrics_url(proc: subprocess.Popen, log: Path, timeout: float) -> str:
+    """The ``http://host:port`` a netpilot child logged it serves /metrics on."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        found = re.search(r"metrics on (http://\S+)/metrics", log.read_text())
+        if found:
+            return found.group(1)
+        time.sleep(0.1)
+    raise AssertionError(f"the worker never said where its metrics are: {log.read_text()[-2000:]}")
+
+
 class StreamsWorker:
     """One `netpilot streams run` process; stderr goes to a file (an unread pipe would block it).
 
@@ -110,13 +133,7 @@ class StreamsWorker:
         self.log = log
         with log.open("w") as err:
             self.proc = subprocess.Popen([str(exe), "streams", "run"], env=full, stderr=err)
-        self.url = ""
-        deadline = time.time() + 60
-        while not self.url and time.time() < deadline and self.proc.poll() is None:
-            found = re.search(r"metrics on (http://\S+)/metrics", log.read_text())
-            self.url = found.group(1) if found else ""
-            time.sleep(0.1)
-        assert self.url, f"the worker never said where its metrics are: {log.read_text()[-2000:]}"
+        self.url = wait_for_metrics_url(self.proc, log, 60)
 
     def metrics(self) -> str:
         return scrape(f"{self.url}/metrics")

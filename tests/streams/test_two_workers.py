@@ -25,12 +25,19 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from netpilot import catalog
-from netpilot.kafka.partitioning import partition_for
 from netpilot.kafka.producer import KafkaProducer, ProducerOptions
 from netpilot.settings import KafkaSettings
 from netpilot.wire import aggregates as wire_agg
 from netpilot.wire import flows as F
-from tests.streams.helpers import V4_PREFIXES, StreamsWorker, delete_app_topics, flows_at, read_until, scrape
+from tests.streams.helpers import (
+    V4_PREFIXES,
+    StreamsWorker,
+    delete_app_topics,
+    flows_at,
+    pops_one_per_partition,
+    read_until,
+    scrape,
+)
 
 pytestmark = pytest.mark.slow  # about two minutes: two workers, a session timeout, a replay
 
@@ -41,16 +48,6 @@ PACE = 12
 """Event seconds fed per wall second: the run lasts END_S / PACE = 30 s, the kill falls inside."""
 KILL_AFTER_S = 90
 """Event seconds fed before the kill may happen (some windows closed by each worker by then)."""
-
-
-def pops_one_per_partition() -> list[str]:
-    """One PoP per partition of the PoP-keyed topics, so both workers get some."""
-    n = catalog.FLOWS.partitions
-    by_part: dict[int, str] = {}
-    for i in range(200):
-        by_part.setdefault(partition_for(f"pop{i}", n), f"pop{i}")
-    assert len(by_part) == n
-    return [by_part[p] for p in sorted(by_part)]
 
 
 class Feed:

@@ -17,25 +17,15 @@ import pytest
 
 from netpilot import catalog
 from netpilot.kafka.consumer import BatchConsumer
-from netpilot.kafka.partitioning import partition_for
 from netpilot.kafka.producer import KafkaProducer
 from netpilot.settings import KafkaSettings
 from netpilot.wire.autopilot import CycleSummary
 from netpilot.wire.links import LinkInventory, LinkStats
+from tests.streams.helpers import pops_one_per_partition, wait_for_metrics_url
 
 CYCLE_S = 10.0
 
 pytestmark = pytest.mark.slow  # about a minute: two workers start, then a session timeout and three periods
-
-
-def _pops() -> list[str]:
-    """One PoP per partition of the PoP-keyed topics, so both workers get some."""
-    n = catalog.LINK_INVENTORY.partitions
-    by_part: dict[int, str] = {}
-    for i in range(200):
-        by_part.setdefault(partition_for(f"pop{i}", n), f"pop{i}")
-    assert len(by_part) == n
-    return [by_part[p] for p in sorted(by_part)]
 
 
 class Worker:
@@ -56,13 +46,7 @@ class Worker:
             self.proc = subprocess.Popen(
                 [str(Path(sys.executable).with_name("netpilot")), "autopilot", "run"], env=env, stderr=err
             )
-        self.url = ""
-        deadline = time.time() + 90
-        while not self.url and time.time() < deadline and self.proc.poll() is None:
-            found = re.search(r"metrics on (http://\S+)/metrics", log.read_text())
-            self.url = found.group(1) if found else ""
-            time.sleep(0.1)
-        assert self.url, f"the worker never said where its metrics are: {log.read_text()[-2000:]}"
+        self.url = wait_for_metrics_url(self.proc, log, 90)
 
     def cycled_pops(self) -> set[str]:
         with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as resp:  # noqa: S310 - 127.0.0.1 only
@@ -83,7 +67,7 @@ def test_two_autopilot_workers_one_killed_every_pop_keeps_cycling(
     kafka_settings: KafkaSettings, tmp_path: Path
 ) -> None:
     k = kafka_settings
-    pops = _pops()
+    pops = pops_one_per_partition()
     p = KafkaProducer(k)
     for pop in pops:
         li = LinkInventory(pop=pop, link_id="transit", router="r1", capacity_bps=10e9, peer_type="transit")

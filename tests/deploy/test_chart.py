@@ -152,8 +152,11 @@ def test_every_deployment_is_hardened_probed_and_scraped(chart) -> None:
         sc = container["securityContext"]
         assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
         assert sc["capabilities"] == {"drop": ["ALL"]}
-        for probe in ("livenessProbe", "readinessProbe"):
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             assert container[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+        # liveness must not restart a pod still starting (/healthz is 503 until then)
+        startup = container["startupProbe"]
+        assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
         assert {"name": "metrics", "containerPort": 9464, "protocol": "TCP"} in container["ports"]
         assert template["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
         assert template["metadata"]["annotations"]["prometheus.io/port"] == "9464"

@@ -236,12 +236,14 @@ class Watcher:
                             r = Recommendation.decode(m.value())
                             if r.pop != LAB_POP:
                                 continue
+                            # stamped when the autopilot decided, not when this reader got to it:
+                            # under load the injector (and the kernel) can act before that
                             if r.action == "ADD" and r.from_.link_id == PNI.link_id:
                                 to = r.to.link_id or "?"
-                                self.story.adds.append((now, r.prefix, to))
+                                self.story.adds.append((r.generated_at, r.prefix, to))
                                 self.story.moved.setdefault(r.prefix, to)
                             elif r.action == "WITHDRAW":
-                                self.story.withdraws.append((now, r.prefix))
+                                self.story.withdraws.append((r.generated_at, r.prefix))
                         elif kind == "applied":
                             a = AppliedOverride.decode(m.value())
                             self.story.applied.setdefault(a.prefix, now)

@@ -27,13 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from netpilot import catalog
 from netpilot.dev.lab import LAB_POP as POP
-from netpilot.dev.lab import PEERS, ROUTER, Lab, host, peer
+from netpilot.dev.lab import ROUTER, Lab, host, peer, publish_lab_pop
 from netpilot.kafka.admin import TopicAdmin
 from netpilot.kafka.producer import KafkaProducer
 from netpilot.settings import KafkaSettings, load_settings
 from netpilot.wire.autopilot import LinkSide, Recommendation
-from netpilot.wire.links import LinkInventory
-from netpilot.wire.routes import Route
 from sinks.bgp.service import InjectorService
 from sinks.bgp.settings import InjectorSettings
 
@@ -89,26 +87,7 @@ def main() -> None:
     svc: InjectorService | None = None
     try:
         lab.up()
-        for link in PEERS:
-            inv = LinkInventory(
-                pop=POP,
-                link_id=link.link_id,
-                router=ROUTER,
-                capacity_bps=link.capacity_mbit * 1e6,
-                next_hops=(link.peer_addr,),
-                peer_type=link.peer_type,
-            )
-            p.produce(
-                kafka.topic(catalog.LINK_INVENTORY),
-                inv.encode(),
-                key=f"{POP}|{link.link_id}",
-                headers=inv.headers(),
-                partition_key=POP,
-            )
-            for prefix in link.prefixes:
-                r = Route(pop=POP, link_id=link.link_id, prefix=prefix, next_hop=link.peer_addr)
-                p.produce(kafka.topic(catalog.ROUTES), r.encode(), key=r.key(), headers=r.headers(), partition_key=POP)
-        p.flush(30)
+        publish_lab_pop(kafka)
         work = Path(tempfile.mkdtemp(prefix="netpilot-bench-lab-"))
         settings = load_settings(
             InjectorSettings,

@@ -31,8 +31,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from netpilot import catalog
 from netpilot.errors import NetpilotError
+from netpilot.kafka.producer import KafkaProducer
 from netpilot.proc import stop_pid
+from netpilot.settings import KafkaSettings
+from netpilot.wire.links import LinkInventory, PeerType
+from netpilot.wire.routes import Route
 
 POP_AS = 64496
 
@@ -44,7 +49,7 @@ class LabError(NetpilotError):
 @dataclass(frozen=True)
 class Peer:
     name: str  # transit, pni, ix: also the namespace suffix and the pop's interface stem
-    peer_type: str
+    peer_type: PeerType
     asn: int
     capacity_mbit: int
     pop_addr: str  # the pop's end of the /30
@@ -606,3 +611,31 @@ class Lab:
             "bgp": self.established() if st else {},
             "egress": routes,
         }
+
+
+def publish_lab_pop(kafka: KafkaSettings) -> None:
+    """The lab's links and routes as the inventory and the routes topics carry them."""
+    p = KafkaProducer(kafka)
+    for link in PEERS:
+        inv = LinkInventory(
+            pop=LAB_POP,
+            link_id=link.link_id,
+            router=ROUTER,
+            capacity_bps=link.capacity_mbit * 1e6,
+            next_hops=(link.peer_addr,),
+            peer_type=link.peer_type,
+        )
+        p.produce(
+            kafka.topic(catalog.LINK_INVENTORY),
+            inv.encode(),
+            key=f"{LAB_POP}|{link.link_id}",
+            headers=LinkInventory.headers(),
+            partition_key=LAB_POP,
+        )
+        for prefix in link.prefixes:
+            r = Route(pop=LAB_POP, link_id=link.link_id, prefix=prefix, next_hop=link.peer_addr)
+            p.produce(
+                kafka.topic(catalog.ROUTES), r.encode(), key=r.key(), headers=Route.headers(), partition_key=LAB_POP
+            )
+    p.flush(30)
+    p.close()

@@ -20,11 +20,9 @@ from confluent_kafka import Consumer
 
 from netpilot import catalog
 from netpilot.dev.lab import LAB_POP as POP
-from netpilot.dev.lab import PEERS, PREFIXES, ROUTER, SNMP_COMMUNITY, Lab, host, peer, preferred
-from netpilot.kafka.producer import KafkaProducer
+from netpilot.dev.lab import PEERS, PREFIXES, ROUTER, SNMP_COMMUNITY, Lab, host, peer, preferred, publish_lab_pop
 from netpilot.settings import KafkaSettings, MetricsSettings, load_settings
 from netpilot.wire.flows import addr_to_str, decode_flows
-from netpilot.wire.links import LinkInventory
 from netpilot.wire.routes import Route
 from producers.collector.service import CollectorService
 from producers.collector.settings import CollectorSettings
@@ -53,32 +51,6 @@ def routing_lab() -> Iterator[Lab]:
         lab.down()
         assert not lab.namespaces(), "lab namespaces left behind"
         assert not lab.dir.exists(), "lab folder left behind"
-
-
-def publish_lab_pop(kafka: KafkaSettings) -> None:
-    """The lab's links and routes as the inventory and the routes topics carry them."""
-    p = KafkaProducer(kafka)
-    for link in PEERS:
-        inv = LinkInventory(
-            pop=POP,
-            link_id=link.link_id,
-            router=ROUTER,
-            capacity_bps=link.capacity_mbit * 1e6,
-            next_hops=(link.peer_addr,),
-            peer_type=link.peer_type,
-        )
-        p.produce(
-            kafka.topic(catalog.LINK_INVENTORY),
-            inv.encode(),
-            key=f"{POP}|{link.link_id}",
-            headers=LinkInventory.headers(),
-            partition_key=POP,
-        )
-        for prefix in link.prefixes:
-            r = Route(pop=POP, link_id=link.link_id, prefix=prefix, next_hop=link.peer_addr)
-            p.produce(kafka.topic(catalog.ROUTES), r.encode(), key=r.key(), headers=Route.headers(), partition_key=POP)
-    p.flush(30)
-    p.close()
 
 
 def sent_through(lab: Lab, destination: str, mbit: float = 4, seconds: float = 2, port: int = 5201) -> dict[str, int]:

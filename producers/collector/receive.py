@@ -24,9 +24,16 @@ Datagram = tuple[bytes, bytes, int, int]  # exporter, payload, received at (Unix
 
 class UdpReceiver:
     def __init__(
-        self, address: str, port: int, out: queue.Queue[Datagram], rcvbuf: int, allowed: Callable[[bytes], bool]
+        self,
+        address: str,
+        port: int,
+        out: queue.Queue[Datagram],
+        rcvbuf: int,
+        allowed: Callable[[bytes], bool],
+        reuse_port: bool = False,
     ) -> None:
         self.address, self.requested_port = address, port
+        self.reuse_port = reuse_port
         self._out = out
         self._rcvbuf = rcvbuf
         self._allowed = allowed
@@ -58,6 +65,11 @@ class UdpReceiver:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._rcvbuf)
         # Linux reports twice the usable size (bookkeeping overhead)
         self.rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
+        if self.reuse_port:
+            # several collectors on one port: the kernel hashes each exporter session (source
+            # address and port) to one socket, and re-hashes when a socket closes (a collector
+            # dies) or joins; the live template follower makes the move decode at once
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((self.address, self.requested_port))
         sock.settimeout(0.2)
         self._sock = sock

@@ -81,7 +81,7 @@ class CollectorService:
         check = (lambda _e: True) if accept_all else allowed.__contains__
         ports = [s.netflow_port] + ([s.sflow_port] if s.sflow_port != s.netflow_port or s.sflow_port == 0 else [])
         for port in ports:
-            r = UdpReceiver(s.listen_address, port, self._queue, s.receive_buffer_bytes, check)
+            r = UdpReceiver(s.listen_address, port, self._queue, s.receive_buffer_bytes, check, s.reuse_port)
             r.start()
             self.receivers.append(r)
             if r.rcvbuf < s.receive_buffer_bytes:

@@ -84,6 +84,16 @@ class CollectorSettings(ComponentSettings):
         "(exporters that change source port)",
     )
     load_templates: bool = Field(True, description="read the templates topic at start")
+    follow_templates: bool = Field(
+        True,
+        description="keep reading the templates topic while running: templates another collector learned "
+        "(one sharing the port, one that died) decode here at once",
+    )
+    reuse_port: bool = Field(
+        True,
+        description="SO_REUSEPORT on the UDP sockets: collectors on one host and port share the exporters' "
+        "sessions (the kernel hashes each session to one of them; docs/collector.md, Scale-out)",
+    )
     plausibility: PlausibilitySettings = Field(
         default_factory=PlausibilitySettings, description="bounds on decoded flows (refused ones are counted)"
     )

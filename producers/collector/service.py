@@ -23,7 +23,7 @@ from netpilot.wire.intake import Intake
 from netpilot.wire.links import LinkStats
 from producers.collector import template_sync
 from producers.collector.decode.decoder import Decoder, DecoderOptions
-from producers.collector.decode.result import DecodeResult
+from producers.collector.decode.result import DecodeResult, TemplateEvent
 from producers.collector.enrich import Enricher
 from producers.collector.inventory import load_inventory
 from producers.collector.metrics import CollectorMetrics
@@ -49,6 +49,7 @@ class CollectorService:
         self._mute = RateLimitedLog(log)
         self.producer: KafkaProducer | None = None
         self._kernel_drops_seen: dict[int, int] = {}
+        self.follower: template_sync.TemplateFollower | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -70,12 +71,9 @@ class CollectorService:
         )
         self.producer = KafkaProducer(s.kafka, ProducerOptions(compression="none"))
         self.publisher = Publisher(s.kafka, self.producer, s.max_flows_per_message)
-        if s.load_templates:
-            dead_letters = DeadLetterPublisher(self.producer, "collector")
-            loaded, skipped = template_sync.load(
-                s.kafka, self.decoder, intake=Intake(s.wire), dead_letters=dead_letters
-            )
-            log.info("templates loaded", loaded=loaded, skipped=skipped)
+        self._learned_at = template_sync.LearnedAt(2 * s.max_templates)
+        if s.load_templates or s.follow_templates:
+            self._start_templates()
         self.metrics.templates.set(self.decoder.template_count())
         accept_all = s.accept_unknown_exporters
         check = (lambda _e: True) if accept_all else allowed.__contains__
@@ -96,12 +94,56 @@ class CollectorService:
         self._worker.start()
         log.info("collector listening", ports=[r.port for r in self.receivers], exporters=len(allowed))
 
+    def _start_templates(self) -> None:
+        """Read the templates topic to its end (installing what it holds when
+        ``load_templates``), then keep following it when ``follow_templates``."""
+        s = self.settings
+        assert self.producer is not None
+        follower = template_sync.TemplateFollower(
+            s.kafka, Intake(s.wire), DeadLetterPublisher(self.producer, "collector")
+        )
+        latest = follower.load()
+        loaded = 0
+        if s.load_templates:
+            for rec in latest.values():
+                if rec.template is not None and template_sync.install(self.decoder, rec.template):
+                    loaded += 1
+                    self._learned_at.note(rec.key, rec.at)
+            log.info("templates loaded", loaded=loaded, skipped=len(latest) - loaded + follower.skipped)
+        if s.follow_templates:
+            follower.follow()
+            self.follower = follower
+        else:
+            follower.close()
+
+    def _shared_templates(self) -> list[TemplateEvent]:
+        """What other collectors learned since the last pass, newer than what we know."""
+        if self.follower is None:
+            return []
+        events: list[TemplateEvent] = []
+        counts = self.metrics.template_events
+        for rec in self.follower.take():
+            if not self._learned_at.newer(rec.key, rec.at):
+                counts.labels("stale").inc()  # our own, or an older copy than we learned since
+                continue
+            try:
+                events.extend(template_sync.as_events(rec))
+            except ValueError as exc:
+                counts.labels("invalid").inc()
+                self._mute.warning("stored-template", "stored template refused", template=rec.key, error=str(exc))
+                continue
+            self._learned_at.note(rec.key, rec.at)
+            counts.labels("shared").inc()
+        return events
+
     def stop(self) -> None:
         for r in self.receivers:
             r.stop()
         self._stop.set()
         if self._worker is not None:
             self._worker.join(30)
+        if self.follower is not None:
+            self.follower.close()
         if self.producer is not None:
             self.producer.flush(30)
 
@@ -113,6 +155,11 @@ class CollectorService:
                 return False, f"receiver: {r.error}"
         if self._worker is not None and not self._worker.is_alive() and not self._stop.is_set():
             return False, "worker thread died"
+        if self.follower is not None and not self._stop.is_set():
+            if self.follower.error:
+                return False, f"template follower: {self.follower.error}"
+            if not self.follower.alive():
+                return False, "template follower thread died"
         return True, "ok"
 
     # -- the loop ------------------------------------------------------------------------
@@ -145,7 +192,8 @@ class CollectorService:
         """One pass: decode, enrich, publish, count. Also runs with an empty batch (expiry)."""
         m = self.metrics
         t0 = time.perf_counter()
-        result = self.decoder.decode(batch, now_ms=int(time.time() * 1000))
+        now = time.time()
+        result = self.decoder.decode(batch, now_ms=int(now * 1000), learned=self._shared_templates())
         if result.n:
             enriched = self.enricher.enrich(result.columns)
             table = result.table(enriched.columns)
@@ -157,7 +205,9 @@ class CollectorService:
         if self.settings.publish_raw_datagrams and batch:
             m.messages_published.labels("raw").inc(self.publisher.raw(batch))
         if result.template_events:
-            template_sync.publish(self.producer, self.settings.kafka, result.template_events)  # type: ignore[arg-type]
+            template_sync.publish(self.producer, self.settings.kafka, result.template_events, now)  # type: ignore[arg-type]
+            for e in result.template_events:
+                self._learned_at.note(template_sync.event_key(e), now)
         if result.link_stats and self.settings.publish_link_stats:
             m.messages_published.labels("link_stats").inc(self.publisher.link_stats(self._stats(result)))
         m.decode_seconds.observe(time.perf_counter() - t0)

@@ -16,7 +16,7 @@ bounds.py).
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -25,7 +25,7 @@ from producers.collector.decode import ipfix, netflow_v5, netflow_v9, sflow
 from producers.collector.decode.compiler import MAX_FIELDS
 from producers.collector.decode.errors import DecodeError, Reason
 from producers.collector.decode.flowsets import TemplateDecoder
-from producers.collector.decode.result import ChunkBuilder, DecodeResult
+from producers.collector.decode.result import ChunkBuilder, DecodeResult, TemplateEvent
 from producers.collector.decode.sampling import SamplingState
 from producers.collector.decode.templates import BoundedTemplateStore, PendingData
 
@@ -79,8 +79,17 @@ class Decoder:
     def _builder(self) -> ChunkBuilder:
         return ChunkBuilder(provenance=self.options.provenance, explain=self.options.explain)
 
-    def decode(self, datagrams: Iterable[Datagram], now_ms: int | None = None) -> DecodeResult:
+    def decode(
+        self, datagrams: Iterable[Datagram], now_ms: int | None = None, learned: Sequence[TemplateEvent] = ()
+    ) -> DecodeResult:
+        """Decode one pass. ``learned``: templates (and withdrawals) another collector learned,
+        installed first, so data held for them decodes in this pass; they make no template
+        events (they are on the topic already)."""
         out = self._builder()
+        if learned:
+            for event in learned:
+                self._learn_stored(out, event)
+            out.result.template_events.clear()
         v5 = netflow_v5.V5Batch()
         sf = sflow.SFlowBatch(buf=self._sflow_buf)
         last_ms = 0
@@ -157,6 +166,26 @@ class Decoder:
         # data held for this template (if any) is decoded by the next pass
         self._templates.learn(ChunkBuilder(), (exporter, port, version, domain), tid, kind, fields, definition, scope)
         return True
+
+    def _learn_stored(self, out: ChunkBuilder, e: TemplateEvent) -> None:
+        port = e.source_port if self._by_port else 0
+        if e.definition is None:
+            self._templates.withdraw(out, (e.exporter, port, e.version, e.domain, e.template_id))
+            return
+        module = netflow_v9 if e.version == 9 else ipfix
+        try:
+            tid, fields, scope, _ = module.parse_template_record(
+                memoryview(e.definition), 0, e.kind, self.options.max_fields, e.domain
+            )
+        except DecodeError as exc:  # only a record written to the topic by hand gets here
+            out.drop(exc.reason, 1, f"stored template: {exc}")
+            return
+        except (struct.error, IndexError, ValueError) as exc:
+            out.drop(Reason.TRUNCATED, 1, f"stored template: {type(exc).__name__}: {exc}")
+            return
+        if fields is not None and tid == e.template_id:
+            domain = (e.exporter, port, e.version, e.domain)
+            self._templates.learn(out, domain, tid, e.kind, fields, e.definition, scope)
 
     def template_count(self) -> int:
         return len(self.store)

@@ -206,3 +206,36 @@ def test_sink_lag_is_read_from_the_sink_metrics() -> None:
     assert state.sink_lag_messages == 15
     state.scrape_sink("")  # the sink did not answer: unknown, not 0
     assert state.sink_lag_messages is None
+
+
+def test_takeover_figures_from_metrics_windows_and_cycles() -> None:
+    """The pure parts of the scale-out view: labels summed from /metrics text, windows
+    missing between a link's first and last, cycle gaps, and how a takeover reads."""
+    from netpilot.dev.demoinstances import Takeover, by_label, cycling, missing_windows
+    from netpilot.wire.autopilot import CycleSummary
+
+    text = (
+        'netpilot_streams_flows_total{pop="ams1"} 10.0\n'
+        'netpilot_streams_flows_total{pop="fra1"} 4.0\n'
+        'netpilot_autopilot_cycles_total{pop="ams1",outcome="ok"} 3.0\n'
+        'netpilot_autopilot_cycles_total{pop="ams1",outcome="fail-static"} 1.0\n'
+    )
+    assert by_label(text, "netpilot_streams_flows_total", "pop") == {"ams1": 10.0, "fra1": 4.0}
+    assert by_label(text, "netpilot_autopilot_cycles_total", "pop") == {"ams1": 4.0}
+    history = {("ams1", "l1"): [(0.0, 0.5), (10.0, 0.5), (40.0, 0.5)], ("fra1", "l2"): [(0.0, 0.1), (10.0, 0.1)]}
+    assert missing_windows(history, 10.0) == {"ams1 l1": 2, "fra1 l2": 0}
+
+    def summary(pop: str, at: float) -> CycleSummary:
+        return CycleSummary.model_construct(pop=pop, generated_at=at)
+
+    lines = cycling([summary("ams1", t) for t in (0, 5, 10, 25, 30)], ["ams1", "fra1"], killed_at=12)
+    assert lines == [
+        "ams1 5 cycles, 2 after the kill, longest gap 15.0 s",
+        "fra1 0 cycles, 0 after the kill, longest gap 0.0 s",
+    ]
+    t = Takeover("streams", "streams-1", 100.0, frozenset({"fra1"}))
+    assert t.describe() == "streams-1 (held fra1) -> no survivor yet: assigned: not yet; working: not yet"
+    t.assigned["fra1"] = ("streams-2", 9.5)
+    t.working["fra1"] = ("streams-2", 10.8)
+    assert t.done()
+    assert t.describe() == "streams-1 (held fra1) -> streams-2: assigned after 9.5 s; working after 10.8 s"

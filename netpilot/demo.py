@@ -5,6 +5,8 @@ never mix) -> inventory and routes published -> collector, streams, autopilot, C
 sink (chDB in OUT/chdb) and Prometheus exporter as child processes -> the scenario in real
 time, with a live view -> a summary, how to query the data, and PNG charts in OUT.
 Ctrl-C stops everything (children first, then the broker if this run started it).
+``--instances 2`` runs two of each scaled component and SIGKILLs one of each at
+``--kill-one-at`` (netpilot/dev/demoinstances.py; docs/recovery.md "All at once").
 """
 
 from __future__ import annotations
@@ -137,7 +139,6 @@ def _run(
     scale: Scale = Scale(),
 ) -> int:
     from netpilot import catalog
-    from netpilot.dev.demoinstances import FlowCounter, InstanceTracker
     from netpilot.dev.demoview import DemoWatcher
     from netpilot.dev.pipeline import Pipeline, PipelineOptions
     from netpilot.kafka.admin import TopicAdmin

@@ -158,8 +158,8 @@ def test_two_instances_one_of_each_killed_survivors_take_over(kafka_broker: str,
     # rich wraps long lines at the terminal's width: read the summary as one line
     summary = re.sub(r"\s+", " ", text[text.index("scale-out: 2 instances") :])
     for component in SCALED:
-        killed = re.search(rf"killed \(SIGKILL\) {component}-(\d) at 1\d s, holding (.+)", text)
-        assert killed, (component, text[-5000:])
+        killed = re.search(rf"killed \(SIGKILL\) {component}-(\d) at (\d+) s, holding (.+)", text)
+        assert killed and int(killed.group(2)) >= 15, (component, text[-5000:])
         victim = f"{component}-{killed.group(1)}"
         survivor = f"{component}-{3 - int(killed.group(1))}"
         # the victim held something (the busiest one is killed) and the survivor took all of it
@@ -169,13 +169,14 @@ def test_two_instances_one_of_each_killed_survivors_take_over(kafka_broker: str,
             summary,
         )
         assert took, (component, summary)
-        assert took.group(1) == killed.group(2).strip()
+        assert took.group(1) == killed.group(3).strip()
         assert (took.group(2) is None) == (component == "collector")
         print(f"{component}: {victim} -> {survivor} held {took.group(1)}: {took.group(0).split(': ', 2)[2]}")
         assert f"{victim} (killed by the demo)" in text.replace("\n", " ")
-    # streams and autopilot: one PoP each before the kill (PoP ams1 is on partition 0, fra1 on 5)
-    for component in ("streams", "autopilot", "sink-clickhouse"):
-        assert re.search(rf"takeover: {component}: {component}-\d \(held (ams1|fra1)\)", summary), summary
+    # the sinks' range assignment splits each topic's six partitions 0-2 / 3-5: one PoP each
+    # (ams1 is on partition 0, fra1 on 5); faust's assignor split them that way in every run
+    # seen, but nothing promises it, so the faust workers are only asked to have held some
+    assert re.search(r"takeover: sink-clickhouse: sink-clickhouse-\d \(held (ams1|fra1)\)", summary), summary
     cycles = dict(re.findall(r"(ams1|fra1) \d+ cycles, (\d+) after the kill", summary))
     assert set(cycles) == {"ams1", "fra1"} and all(int(n) >= 2 for n in cycles.values()), summary
     assert "every 10 s window from each link's first to its last was published" in summary, summary

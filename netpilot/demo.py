@@ -5,6 +5,8 @@ never mix) -> inventory and routes published -> collector, streams, autopilot, C
 sink (chDB in OUT/chdb) and Prometheus exporter as child processes -> the scenario in real
 time, with a live view -> a summary, how to query the data, and PNG charts in OUT.
 Ctrl-C stops everything (children first, then the broker if this run started it).
+``--instances 2`` runs two of each scaled component and SIGKILLs one of each at
+``--kill-one-at`` (netpilot/dev/demoinstances.py; docs/recovery.md "All at once").
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import signal
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,11 +25,15 @@ import typer
 if TYPE_CHECKING:  # imported where used: `netpilot --help` stays fast
     from rich.console import Console
 
+    from netpilot.dev.demoinstances import FlowCounter, InstanceTracker
     from netpilot.dev.demoview import DemoWatcher
     from netpilot.dev.pipeline import Pipeline
     from netpilot.settings import KafkaSettings
 
 REPO = Path(__file__).resolve().parents[1]
+TAKEOVER_WAIT_S = 120.0
+"""After the scenario, how long past a kill the live view waits for the survivors to take
+everything over (a faust takeover under load was seen to take over 30 s)."""
 app = typer.Typer(help="Run the demo.", invoke_without_command=True)
 
 
@@ -55,6 +62,19 @@ def demo(
         "(closed loop); observe: recommendations only "
         "(what-if).",
     ),
+    instances: int = typer.Option(
+        1,
+        "--instances",
+        min=1,
+        help="Processes of each of collector, streams, autopilot and ClickHouse sink (the "
+        "collectors share the UDP ports; each sink has its own chDB store).",
+    ),
+    kill_one_at: float | None = typer.Option(
+        None,
+        "--kill-one-at",
+        help="With --instances > 1: seconds into the scenario at which one instance of each "
+        "is SIGKILLed (default: half the run; 0: none).",
+    ),
 ) -> None:
     """Run the whole pipeline on the scenario and watch it (see README)."""
     from rich.console import Console
@@ -81,12 +101,29 @@ def demo(
     try:
         if mode not in ("apply", "observe"):
             raise typer.BadParameter("--mode must be apply or observe")
-        code = _run(console, kafka, scenario, out, duration, cycle_s, refresh_s, keep_topics, mode)
+        if kill_one_at is None:
+            kill_one_at = _run_length(scenario, duration) / 2 if instances > 1 else 0.0
+        scale = Scale(instances, kill_one_at if instances > 1 else 0.0)
+        code = _run(console, kafka, scenario, out, duration, cycle_s, refresh_s, keep_topics, mode, scale)
     finally:
         if broker is not None and not keep_kafka:
             broker.down()
             console.print("Kafka stopped (--keep-kafka leaves it running)")
     raise typer.Exit(code)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """``--instances`` and when to kill one of each (0: never)."""
+
+    instances: int = 1
+    kill_at_s: float = 0.0
+
+
+def _run_length(scenario: Path, duration: float) -> float:
+    import yaml
+
+    return duration or float(yaml.safe_load(scenario.read_text()).get("duration_s", 0))
 
 
 def _run(
@@ -99,6 +136,7 @@ def _run(
     refresh_s: float,
     keep_topics: bool,
     mode: str = "apply",
+    scale: Scale = Scale(),
 ) -> int:
     from netpilot import catalog
     from netpilot.dev.demoview import DemoWatcher
@@ -121,9 +159,12 @@ def _run(
             hold_s=max(60.0, 4 * cycle_s),
             autopilot_mode="suggest" if closed else "observe",
             injector="apply" if closed else None,
+            instances=scale.instances,
         ),
     )
     watcher = None
+    tracker: InstanceTracker | None = None
+    flows: FlowCounter | None = None
     outcome = "failed"
     try:
         with console.status("publishing inventory and routes ..."):
@@ -139,7 +180,23 @@ def _run(
                 f"  {name:16} pid {c.proc.pid:<7} metrics http://127.0.0.1:{c.metrics_port}/metrics  log {c.log}"
             )
         watcher = DemoWatcher(kafka, f"netpilot-demo-{pipe.run_id}")
-        outcome = _watch(console, pipe, watcher, duration, cycle_s, refresh_s)
+        if scale.instances > 1:
+            from netpilot.dev.demoinstances import FlowCounter, InstanceTracker
+
+            tracker = InstanceTracker(pipe)
+            flows = FlowCounter(kafka, f"netpilot-demo-flows-{pipe.run_id}")
+            if scale.kill_at_s:
+                console.print(f"one instance of each will be SIGKILLed {scale.kill_at_s:g} s into the scenario")
+        outcome = _watch(console, pipe, watcher, duration, cycle_s, refresh_s, Scaled(tracker, flows, scale.kill_at_s))
+        if outcome == "ok" and flows is not None:
+            # the totals: every flow published read back from the topic, every sink done
+            with console.status("counting the flows topic and waiting for the sinks ..."):
+                if not flows.catch_up(60):
+                    console.print("[yellow]the flows topic was not read to its end within 60 s[/]")
+                if not pipe.wait_sinks_idle(60):
+                    console.print("[yellow]the ClickHouse sinks still had rows pending or lag after 60 s[/]")
+                if tracker is not None:
+                    tracker.update()  # the survivors' last counts (intent replays) before they stop
     except KeyboardInterrupt:
         outcome = "interrupted"
     finally:
@@ -147,20 +204,51 @@ def _run(
             codes = pipe.stop()
         if watcher is not None:
             watcher.close()
+        if tracker is not None:
+            tracker.close()
+        if flows is not None:
+            flows.close()
         if not keep_topics:
             admin.delete(kafka.topic(t) for t in catalog.ALL_TOPICS)
-    console.print("stopped: " + ", ".join(f"{n} ({'ok' if c == 0 else f'exit {c}'})" for n, c in codes.items()))
+    console.print("stopped: " + ", ".join(f"{n} ({_how(pipe, n, c)})" for n, c in codes.items()))
     codes_by_outcome = {"ok": 0, "interrupted": 130, "failed": 1}
     if watcher is None:
         return codes_by_outcome[outcome]
     from netpilot.dev.demosummary import print_summary
 
     print_summary(console, watcher.state, pipe, out)
+    if tracker is not None and flows is not None:
+        from netpilot.dev.demosummary import print_scale_summary
+
+        print_scale_summary(console, watcher.state, pipe, tracker, flows)
     return codes_by_outcome[outcome]
 
 
+def _how(pipe: Pipeline, name: str, code: int | None) -> str:
+    if name in pipe.killed:
+        return "killed by the demo"
+    return "ok" if code == 0 else f"exit {code}"
+
+
+@dataclass
+class Scaled:
+    """What the live view does only with --instances > 1."""
+
+    tracker: InstanceTracker | None = None
+    flows: FlowCounter | None = None
+    kill_at_s: float = 0.0
+    killed: bool = False
+    last_update: float = 0.0
+
+
 def _watch(
-    console: Console, pipe: Pipeline, watcher: DemoWatcher, duration: float, cycle_s: float, refresh_s: float
+    console: Console,
+    pipe: Pipeline,
+    watcher: DemoWatcher,
+    duration: float,
+    cycle_s: float,
+    refresh_s: float,
+    scaled: Scaled,
 ) -> str:
     """Live view until the scenario ends and the last windows are in: "ok", "interrupted"
     or "failed" (a component or the simulator exited with an error)."""
@@ -177,7 +265,7 @@ def _watch(
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        return _live(console, pipe, watcher, duration, cycle_s, refresh_s, interrupted)
+        return _live(console, pipe, watcher, duration, cycle_s, refresh_s, interrupted, scaled)
     finally:
         signal.signal(signal.SIGINT, previous)
 
@@ -190,8 +278,10 @@ def _live(
     cycle_s: float,
     refresh_s: float,
     interrupted: threading.Event,
+    scaled: Scaled | None = None,
 ) -> str:
     from rich.live import Live
+    from rich.text import Text
 
     from netpilot.dev.demoview import render
 
@@ -205,6 +295,8 @@ def _live(
                 deadline = time.monotonic() + refresh_s
                 while time.monotonic() < deadline and not interrupted.is_set():
                     watcher.poll(0.2)
+                    if scaled is not None and scaled.tracker is not None:
+                        _scaled_step(console, scaled, scaled.tracker, time.monotonic() - t0)
                 collector = pipe.children.get("collector")
                 if collector is not None:
                     watcher.state.scrape_flows(collector.metrics())
@@ -213,11 +305,13 @@ def _live(
                     watcher.state.scrape_sink(sink.metrics())
                 elapsed = time.monotonic() - t0
                 phase = "running scenario" if sim.poll() is None else "draining"
+                tracker = scaled.tracker if scaled is not None else None
                 live.update(
                     render(
                         watcher.state,
                         f"[bold]{phase}[/] {elapsed:5.0f} s",
                         {n: c.alive() for n, c in pipe.children.items()},
+                        None if tracker is None else [tracker.table(), *map(Text, tracker.takeover_lines())],
                     )
                 )
                 if pipe.failed():
@@ -227,6 +321,8 @@ def _live(
                     # the last flow windows close (lateness) and one more cycle reports them
                     drain_until = time.monotonic() + 10 + cycle_s
                 if drain_until is not None and time.monotonic() > drain_until:
+                    if tracker is not None and tracker.taking_over(TAKEOVER_WAIT_S):
+                        continue  # a loaded machine: show the takeover end rather than cut it off
                     break
     except KeyboardInterrupt:
         interrupted.set()
@@ -237,3 +333,21 @@ def _live(
         console.print(f"[red]the simulator failed ({sim.returncode}); see {pipe.root / 'logs' / 'simulator.log'}[/]")
         return "failed"
     return "ok"
+
+
+def _scaled_step(console: Console, scaled: Scaled, tracker: InstanceTracker, elapsed: float) -> None:
+    """Count flows, read who holds what (about once a second), kill when it is time."""
+    if scaled.flows is not None:
+        scaled.flows.poll(0.0)
+    now = time.monotonic()
+    if now - scaled.last_update < 1.0:
+        return
+    scaled.last_update = now
+    tracker.update()
+    if scaled.kill_at_s and not scaled.killed and elapsed >= scaled.kill_at_s:
+        scaled.killed = True
+        for t in tracker.kill_one_each():
+            console.print(
+                f"[red]killed[/] (SIGKILL) {t.victim} at {elapsed:.0f} s, holding "
+                f"{', '.join(sorted(t.held)) or 'nothing'}"
+            )

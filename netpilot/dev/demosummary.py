@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from netpilot.dev.demoview import DEFAULT_HI, WINDOW_S, DemoState, write_charts
-from netpilot.dev.pipeline import Pipeline, PipelineError
+from netpilot.dev.pipeline import SCALED, Pipeline, PipelineError
 from netpilot.wire.autopilot import CycleSummary
+
+if TYPE_CHECKING:
+    from netpilot.dev.demoinstances import FlowCounter, InstanceTracker
 
 
 def overloads(state: DemoState) -> dict[tuple[str, str], tuple[float, float]]:
@@ -154,25 +158,41 @@ def _applied(console: Console, state: DemoState, over: dict[tuple[str, str], tup
 
 
 def _stored(console: Console, pipe: Pipeline) -> None:
+    sql = (
+        "SELECT 'flows_raw', count() FROM netpilot.flows_raw UNION ALL SELECT "
+        "'link_utilisation', count() FROM netpilot.link_utilisation UNION ALL SELECT "
+        "'recommendations', count() FROM netpilot.recommendations"
+    )
     try:
-        rows = pipe.query(
-            "SELECT 'flows_raw', count() FROM netpilot.flows_raw UNION ALL SELECT "
-            "'link_utilisation', count() FROM netpilot.link_utilisation UNION ALL SELECT "
-            "'recommendations', count() FROM netpilot.recommendations"
-        )
-        console.print("ClickHouse rows: " + ", ".join(f"{name} {n}" for name, n in rows))
+        per_store = [pipe.query(sql, store=i) for i in range(len(pipe.stores))]
+        totals: dict[str, int] = defaultdict(int)
+        for rows in per_store:
+            for name, n in rows:
+                totals[name] += int(n)
+        line = "ClickHouse rows: " + ", ".join(f"{name} {n}" for name, n in totals.items())
+        if len(per_store) > 1:  # one chDB store per sink: the sums, and each store's share
+            line += (
+                " ("
+                + "; ".join(
+                    f"{pipe.stores[i].name}: " + ", ".join(f"{name} {n}" for name, n in rows)
+                    for i, rows in enumerate(per_store)
+                )
+                + ")"
+            )
+        console.print(line)
     except PipelineError as exc:
         console.print(f"[yellow]could not read ClickHouse: {exc}[/]")
-    cfg = pipe.root / "query.yaml"
-    console.print(
-        f"query the data (chDB at {pipe.chdb}):\n"
-        f"  netpilot sink clickhouse query -c {cfg} \\\n"
-        '    "SELECT link_id, sum(bytes_scaled)*8/1e9 AS Gbit FROM netpilot.flows_raw GROUP BY link_id"\n'
-        f"  netpilot sink clickhouse query -c {cfg} \\\n"
-        '    "SELECT generated_at, action, prefix, from_link_id, to_link_id '
-        'FROM netpilot.recommendations"\n'
-        f"  netpilot report -c {cfg} --since 30m --out {pipe.root / 'report'}   # dashboard PNGs"
-    )
+    for i, store in enumerate(pipe.stores):
+        cfg = pipe.query_config(i)
+        console.print(
+            f"query the data (chDB at {store}):\n"
+            f"  netpilot sink clickhouse query -c {cfg} \\\n"
+            '    "SELECT link_id, sum(bytes_scaled)*8/1e9 AS Gbit FROM netpilot.flows_raw GROUP BY link_id"\n'
+            f"  netpilot sink clickhouse query -c {cfg} \\\n"
+            '    "SELECT generated_at, action, prefix, from_link_id, to_link_id '
+            'FROM netpilot.recommendations"\n'
+            f"  netpilot report -c {cfg} --since 30m --out {pipe.root / 'report'}   # dashboard PNGs"
+        )
 
 
 def _pct(v: float | None) -> str:
@@ -183,3 +203,57 @@ def _hms(ts: float) -> str:
     import time
 
     return time.strftime("%H:%M:%S", time.localtime(ts))
+
+
+def print_scale_summary(
+    console: Console, state: DemoState, pipe: Pipeline, tracker: InstanceTracker, flows: FlowCounter
+) -> None:
+    """``--instances N``: what was killed, how the survivors took over, and the totals."""
+    from netpilot.dev.demoinstances import cycling, missing_windows
+
+    console.rule(f"scale-out: {pipe.options.instances} instances of {', '.join(SCALED)}")
+    for line in tracker.takeover_lines():
+        console.print(line)
+    if not tracker.takeovers:
+        console.print("no instance was killed (--kill-one-at 0, or the run ended first)")
+    killed_at = min((t.killed_at for t in tracker.takeovers), default=None)
+    console.print("every PoP kept cycling: " + "; ".join(cycling(state.summaries, tracker.pops, killed_at)))
+    missing = {k: n for k, n in missing_windows(state.history, WINDOW_S).items() if n}
+    console.print(
+        f"link utilisation: {len(state.history)} links, "
+        + (
+            f"[red]windows missing[/]: {missing}"
+            if missing
+            else "every 10 s window from each link's first to its last was published"
+        )
+    )
+    stored: list[int] = []
+    for i in range(len(pipe.stores)):
+        try:
+            stored.append(int(pipe.query("SELECT count() FROM netpilot.flows_raw", store=i)[0][0]))
+        except (PipelineError, IndexError, ValueError) as exc:
+            console.print(f"[yellow]could not read {pipe.stores[i]}: {exc}[/]")
+            return
+    published, total = flows.total, sum(stored)
+    parts = " + ".join(f"{n:,} (sink-clickhouse-{i + 1}'s chDB)" for i, n in enumerate(stored))
+    console.print(f"flows published to Kafka (counted from the topic): {published:,}; stored: {parts} = {total:,}")
+    if total == published:
+        console.print("flows totals: [green]every published flow stored once[/]")
+    elif total > published:
+        console.print(
+            f"flows totals: [yellow]{total - published:,} stored twice[/]: a batch the killed sink had "
+            "inserted but not committed, replayed by the survivor into its own store (one store per "
+            "sink with chDB; a shared ClickHouse server drops the replay by its insert token)"
+        )
+    else:
+        console.print(f"flows totals: [red]{published - total:,} published flows not stored[/]")
+    replays = {n: int(r) for n, r in tracker.replays.items() if r}
+    console.print(
+        "batches replayed from a dead sink's write-ahead intent: "
+        + (", ".join(f"{n} {r}" for n, r in sorted(replays.items())) or "none")
+    )
+    console.print(
+        "[dim]chDB locks its store to one process, so each sink writes its own; "
+        + ", ".join(f"-c {pipe.query_config(i)}" for i in range(len(pipe.stores)))
+        + " query them one at a time (netpilot sink clickhouse query).[/]"
+    )

@@ -144,8 +144,10 @@ def _bar(util: float, hi: float, width: int = 30) -> Text:
     return Text("".join(cells), style=colour)
 
 
-def render(state: DemoState, header: str, components: dict[str, bool]) -> Group:
-    """One frame of the live view."""
+def render(
+    state: DemoState, header: str, components: dict[str, bool], extra: list[RenderableType] | None = None
+) -> Group:
+    """One frame of the live view; ``extra`` (the instances of a scaled-out run) goes last."""
     lag = state.lag_s()
     sink_lag = state.sink_lag_messages
     status = "  ".join(f"[{'green' if ok else 'red'}]{name}[/]" for name, ok in components.items())
@@ -196,6 +198,7 @@ def render(state: DemoState, header: str, components: dict[str, bool]) -> Group:
                 + (", ".join(f"{pop} {n}" for pop, n in sorted(per_pop.items())) or "none now")
             )
         )
+    parts.extend(extra or [])
     return Group(*parts)
 
 

@@ -24,6 +24,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,13 @@ from netpilot.proc import stop_process
 from netpilot.settings import KafkaSettings
 
 NETPILOT = [sys.executable, "-m", "netpilot.cli"]
+SCALED = ("collector", "streams", "autopilot", "sink-clickhouse")
+"""Components ``PipelineOptions.instances`` runs several of."""
+STAGGERED = ("streams", "autopilot")
+"""faust workers: the second of a group starts once the first has committed on every
+partition holding messages (a rebalance before a partition's first commit can skip
+messages, docs/streams.md "Known limit")."""
+STOP_ORDER = ("injector", "collector", "streams", "autopilot", "sink-prometheus", "sink-clickhouse")
 
 
 class PipelineError(NetpilotError):
@@ -69,6 +77,11 @@ class PipelineOptions:
     extra: dict[str, dict[str, object]] = field(default_factory=dict)
     """More settings per component (``{"autopilot": {"policy__split_enabled": False}}``),
     passed as ``NETPILOT_<COMPONENT>__<FIELD>``."""
+    instances: int = 1
+    """Processes of each scaled component (SCALED): collectors sharing the UDP ports
+    (SO_REUSEPORT), streams and autopilot workers in one faust group each, ClickHouse sinks
+    in one consumer group, each with its own chDB store (chDB locks its path: one process
+    per store). 1: one process each, named by the component alone."""
 
 
 class Child:
@@ -162,8 +175,17 @@ class Pipeline:
     ) -> None:
         self.root, self.kafka, self.scenario, self.options = root, kafka, scenario, options
         self.net_dir = root / "network"
-        self.chdb = (root / "chdb").resolve()
+        n = options.instances
+        if n < 1:
+            raise PipelineError(f"instances must be >= 1, not {n}")
+        # chDB takes a lock on its path ("Another server instance in same directory is already
+        # running"): several sinks need a store each; queries read all of them
+        base = (root / "chdb").resolve()
+        self.stores = [base] if n == 1 else [base / f"sink-clickhouse-{i}" for i in range(1, n + 1)]
+        self.chdb = self.stores[0]
         self.children: dict[str, Child] = {}
+        self.killed: dict[str, float] = {}
+        """Children SIGKILLed on purpose (``kill``): name -> when (time.time())."""
         self.netflow_port = free_port(socket.SOCK_DGRAM)
         self.sflow_port = free_port(socket.SOCK_DGRAM)
         self.run_id = uuid.uuid4().hex[:8]
@@ -171,12 +193,16 @@ class Pipeline:
         self.birds: dict[str, object] = {}
 
     # -- environment -----------------------------------------------------------------------
-    def _env(self, component: str, metrics_port: int | None, **fields: object) -> dict[str, str]:
+    def _env(
+        self, component: str, metrics_port: int | None, client_id: str | None = None, **fields: object
+    ) -> dict[str, str]:
         env = {
             "NETPILOT_KAFKA__BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
             "NETPILOT_KAFKA__TOPIC_PREFIX": self.kafka.topic_prefix,
             "NETPILOT_LOG__FORMAT": "json",
         }
+        if client_id is not None:  # tells the group's members apart (demo: who holds what)
+            env["NETPILOT_KAFKA__CLIENT_ID"] = client_id
         prefix = f"NETPILOT_{component.upper().replace('-', '_')}__"
         if metrics_port is not None:
             env[prefix + "METRICS__LISTEN"] = f"127.0.0.1:{metrics_port}"
@@ -206,52 +232,87 @@ class Pipeline:
         self._cli("inventory", "publish", str(self.inventory_file))
         self._cli("routes", "load", str(self.routes_file))
 
+    def names(self, component: str) -> list[str]:
+        """The children running ``component``: itself, or ``<component>-<i>`` when scaled."""
+        n = self.options.instances
+        if component not in SCALED or n == 1:
+            return [component]
+        return [f"{component}-{i}" for i in range(1, n + 1)]
+
+    def group_id(self, component: str) -> str:
+        """The Kafka consumer group of a scaled component (faust's is the topic prefix + app id)."""
+        tag = self.run_id
+        return {
+            "sink-clickhouse": f"netpilot-sink-clickhouse-{tag}",
+            "streams": f"{self.kafka.topic_prefix}netpilot-streams-{tag}",
+            "autopilot": f"{self.kafka.topic_prefix}netpilot-autopilot-{tag}",
+        }[component]
+
     def start(self, timeout: float = 150.0) -> None:
-        """Start every component and wait until each says it is healthy."""
+        """Start every component and wait until each says it is healthy. With several
+        instances, the second and later faust workers of a group start once the first has
+        committed (STAGGERED)."""
         o, logs, tag = self.options, self.root / "logs", self.run_id
-        specs: list[tuple[str, list[str], str, dict[str, object]]] = [
-            (
-                "sink-clickhouse",
-                ["sink", "clickhouse", "run"],
-                "sink-clickhouse",
-                {"dsn": f"chdb://{self.chdb}", "group_id": f"netpilot-sink-clickhouse-{tag}"},
-            ),
-            (
-                "streams",
-                ["streams", "run"],
-                "streams",
-                {
-                    "app_id": f"netpilot-streams-{tag}",
-                    "data_dir": self.root / "streams",
-                    "allowed_lateness_s": o.allowed_lateness_s,
-                    **({} if o.idle_after_s is None else {"idle_after_s": o.idle_after_s}),
-                },
-            ),
-            (
-                "autopilot",
-                ["autopilot", "run"],
-                "autopilot",
-                {
-                    "app_id": f"netpilot-autopilot-{tag}",
-                    "data_dir": self.root / "autopilot",
-                    "policy__cycle_s": o.cycle_s,
-                    "policy__hold_s": o.hold_s,
-                    "policy__mode": o.autopilot_mode,
-                },
-            ),
-            (
-                "collector",
-                ["collector", "run"],
-                "collector",
-                {
-                    "inventory_file": self.inventory_file,
-                    "routes_file": self.routes_file,
-                    "listen_address": "127.0.0.1",
-                    "netflow_port": self.netflow_port,
-                    "sflow_port": self.sflow_port,
-                },
-            ),
-        ]
+        scaled = o.instances > 1
+
+        def data_dir(component: str, name: str) -> Path:
+            return self.root / component if not scaled else self.root / component / name
+
+        specs: list[tuple[str, list[str], str, dict[str, object]]] = []
+        for i, name in enumerate(self.names("sink-clickhouse")):
+            specs.append(
+                (
+                    name,
+                    ["sink", "clickhouse", "run"],
+                    "sink-clickhouse",
+                    {"dsn": f"chdb://{self.stores[i]}", "group_id": self.group_id("sink-clickhouse")},
+                )
+            )
+        for name in self.names("streams"):
+            specs.append(
+                (
+                    name,
+                    ["streams", "run"],
+                    "streams",
+                    {
+                        "app_id": f"netpilot-streams-{tag}",
+                        "data_dir": data_dir("streams", name),
+                        "allowed_lateness_s": o.allowed_lateness_s,
+                        **({} if o.idle_after_s is None else {"idle_after_s": o.idle_after_s}),
+                    },
+                )
+            )
+        for name in self.names("autopilot"):
+            specs.append(
+                (
+                    name,
+                    ["autopilot", "run"],
+                    "autopilot",
+                    {
+                        "app_id": f"netpilot-autopilot-{tag}",
+                        "data_dir": data_dir("autopilot", name),
+                        "policy__cycle_s": o.cycle_s,
+                        "policy__hold_s": o.hold_s,
+                        "policy__mode": o.autopilot_mode,
+                    },
+                )
+            )
+        for name in self.names("collector"):
+            # several collectors bind the same ports (SO_REUSEPORT, collector.reuse_port)
+            specs.append(
+                (
+                    name,
+                    ["collector", "run"],
+                    "collector",
+                    {
+                        "inventory_file": self.inventory_file,
+                        "routes_file": self.routes_file,
+                        "listen_address": "127.0.0.1",
+                        "netflow_port": self.netflow_port,
+                        "sflow_port": self.sflow_port,
+                    },
+                )
+            )
         if o.prometheus:
             specs.append(
                 (
@@ -270,11 +331,65 @@ class Pipeline:
                     {"mode": o.injector, "run_dir": self.root / "injector", "cycle_s": o.cycle_s},
                 )
             )
+        later = [spec for spec in specs if spec[2] in STAGGERED and spec[0] != self.names(spec[2])[0]]
+        deadline = time.monotonic() + timeout
         for name, args, component, fields in specs:
-            port = free_port()
-            fields = {**fields, **o.extra.get(component, {})}
-            self.children[name] = Child(name, args, self._env(component, port, **fields), logs / f"{name}.log", port)
-        self.wait_healthy(timeout)
+            if (name, args, component, fields) in later:
+                continue
+            self._spawn(name, args, component, fields, logs)
+        self.wait_healthy(max(1.0, deadline - time.monotonic()))
+        for component in dict.fromkeys(spec[2] for spec in later):
+            self.wait_committed(component, max(1.0, deadline - time.monotonic()))
+            for name, args, comp, fields in later:
+                if comp == component:
+                    self._spawn(name, args, comp, fields, logs)
+        if later:
+            self.wait_healthy(max(1.0, deadline - time.monotonic()))
+            # the live view and the summary list the instances of a component together
+            order = [n for c in (*SCALED, "sink-prometheus", "injector") for n in self.names(c)]
+            self.children = {n: self.children[n] for n in order if n in self.children}
+
+    def _spawn(self, name: str, args: list[str], component: str, fields: dict[str, object], logs: Path) -> None:
+        port = free_port()
+        fields = {**fields, **self.options.extra.get(component, {})}
+        client_id = f"netpilot-{name}" if component in SCALED and self.options.instances > 1 else None
+        env = self._env(component, port, client_id, **fields)
+        self.children[name] = Child(name, args, env, self.root / "logs" / f"{name}.log", port)
+
+    def wait_committed(self, component: str, timeout: float) -> None:
+        """Wait until ``component``'s group has a commit (an offset above 0) on every
+        partition of its catalog input topics that holds messages (docs/streams.md: a
+        rebalance before a partition's first commit can skip messages)."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        from netpilot import catalog
+
+        topics = [self.kafka.topic(t) for t in catalog.ALL_TOPICS if component in t.consumers]
+        consumer = Consumer({**self.kafka.client_config(), "group.id": self.group_id(component)})
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                waiting = []
+                for topic in topics:
+                    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+                    tps = [TopicPartition(topic, p) for p in parts]
+                    for tp in consumer.committed(tps, timeout=10):
+                        low, high = consumer.get_watermark_offsets(tp, timeout=10)
+                        if high > low and tp.offset <= 0:
+                            waiting.append(f"{topic}[{tp.partition}]")
+                if not waiting:
+                    return
+                if time.monotonic() > deadline:
+                    raise PipelineError(f"{component}: no commit on {waiting} within {timeout:.0f} s")
+                time.sleep(0.5)
+        finally:
+            consumer.close()
+
+    def kill(self, name: str) -> int | None:
+        """SIGKILL one child (a crash, no goodbye to its group), recorded so that
+        ``failed()`` does not count it; it stays dead until the pipeline stops."""
+        self.killed[name] = time.time()
+        return self.children[name].kill()
 
     @property
     def routers_file(self) -> Path:
@@ -358,17 +473,22 @@ class Pipeline:
         """Wait until ClickHouse holds every flows message the collector published and the
         rest the pipeline wrote so far: the sink has consumed at least as many flows messages
         (replays count again), buffers nothing and lags on no topic. Call it once the
-        simulator has stopped; raises PipelineError at the deadline or if a child died."""
-        collector, sink = self.children["collector"], self.children["sink-clickhouse"]
+        simulator has stopped; raises PipelineError at the deadline or if a child died.
+        With several instances the counts are summed over them (exact only if none was
+        killed: a dead collector's last count is lost; the demo counts the topic instead)."""
+        collectors = [self.children[n] for n in self.names("collector")]
+        sinks = [self.children[n] for n in self.names("sink-clickhouse") if n not in self.killed]
         deadline = time.monotonic() + timeout
         state: tuple[float | None, ...] = ()
         while time.monotonic() < deadline:
             if self.failed():
                 raise PipelineError(f"exited while draining: {self.failed()}")
-            published = collector.sample("netpilot_collector_messages_published_total", kind="flows")
-            consumed = sink.sample("netpilot_sink_clickhouse_messages_total", topic="flows")
-            pending = sink.sample("netpilot_sink_clickhouse_pending_rows")
-            lag = sink.sample("netpilot_sink_clickhouse_consumer_lag_messages")  # every topic
+            published = _total(
+                c.sample("netpilot_collector_messages_published_total", kind="flows") for c in collectors
+            )
+            consumed = _total(s.sample("netpilot_sink_clickhouse_messages_total", topic="flows") for s in sinks)
+            pending = _total(s.sample("netpilot_sink_clickhouse_pending_rows") for s in sinks)
+            lag = _total(s.sample("netpilot_sink_clickhouse_consumer_lag_messages") for s in sinks)  # every topic
             state = (published, consumed, pending, lag)
             if (
                 published is not None
@@ -384,9 +504,22 @@ class Pipeline:
             f"flows not all stored within {timeout:g} s (published, consumed, pending rows, lag) = {state}"
         )
 
+    def wait_sinks_idle(self, timeout: float = 60.0) -> bool:
+        """Wait until every running ClickHouse sink buffers nothing and lags on no topic
+        (what it was given is stored); False at the deadline."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            sinks = [self.children[n] for n in self.names("sink-clickhouse") if n not in self.killed]
+            pending = _total(s.sample("netpilot_sink_clickhouse_pending_rows") for s in sinks)
+            lag = _total(s.sample("netpilot_sink_clickhouse_consumer_lag_messages") for s in sinks)
+            if pending == 0 and lag == 0:
+                return True
+            time.sleep(0.5)
+        return False
+
     def failed(self) -> list[str]:
         """Components that exited while they should be running."""
-        return [name for name, c in self.children.items() if not c.alive()]
+        return [name for name, c in self.children.items() if not c.alive() and name not in self.killed]
 
     def stop(self) -> dict[str, int | None]:
         """SIGTERM every child (the simulator first, the sink last), SIGKILL after 30 s.
@@ -405,7 +538,7 @@ class Pipeline:
         codes: dict[str, int | None] = {}
         if self.simulation is not None:
             stop_process(self.simulation, grace_s=15, kill_wait_s=10)
-        for name in ("injector", "collector", "streams", "autopilot", "sink-prometheus", "sink-clickhouse"):
+        for name in (n for component in STOP_ORDER for n in self.names(component)):
             child = self.children.get(name)
             if child is not None:
                 codes[name] = child.stop()
@@ -414,21 +547,35 @@ class Pipeline:
         self.birds.clear()
         return codes
 
-    def query(self, sql: str) -> list[list[str]]:
-        """One read-only statement on the sink's chDB, once the sink has stopped (chDB is
-        opened by one process at a time)."""
-        if (c := self.children.get("sink-clickhouse")) is not None and c.alive():
-            raise PipelineError("query() needs the ClickHouse sink stopped (embedded chDB)")
-        out = self._cli("sink", "clickhouse", "query", sql, "--format", "TabSeparated", *self._dsn_env_args())
+    def query(self, sql: str, store: int = 0) -> list[list[str]]:
+        """One read-only statement on a sink's chDB (``stores[store]``), once the sinks have
+        stopped (chDB is opened by one process at a time)."""
+        if any(c.alive() for n in self.names("sink-clickhouse") if (c := self.children.get(n)) is not None):
+            raise PipelineError("query() needs the ClickHouse sinks stopped (embedded chDB)")
+        out = self._cli(
+            "sink", "clickhouse", "query", sql, "--format", "TabSeparated", "--config", str(self.query_config(store))
+        )
         return [line.split("\t") for line in out.splitlines() if line]
 
-    def _dsn_env_args(self) -> list[str]:
-        cfg = self.root / "query.yaml"
-        cfg.write_text(f"sink-clickhouse:\n  dsn: chdb://{self.chdb}\n")
-        return ["--config", str(cfg)]
+    def query_config(self, store: int = 0) -> Path:
+        """A config file naming ``stores[store]`` (for ``netpilot sink clickhouse query -c``)."""
+        name = "query.yaml" if len(self.stores) == 1 else f"query-sink-clickhouse-{store + 1}.yaml"
+        cfg = self.root / name
+        cfg.write_text(f"sink-clickhouse:\n  dsn: chdb://{self.stores[store]}\n")
+        return cfg
 
     def __enter__(self) -> Pipeline:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _total(values: Iterable[float | None]) -> float | None:
+    """The sum, or None if any child did not answer."""
+    out = 0.0
+    for v in values:
+        if v is None:
+            return None
+        out += v
+    return out

@@ -106,7 +106,12 @@ class ConsumerOptions:
     dead one's session timeout. A static member fenced by the broker (seen after a broker
     restart) recreates its client; one fenced more than ``fence_limit`` times within
     ``fence_window_s`` stops with :class:`DuplicateInstanceId`, since two live processes
-    with one id fence each other for ever."""
+    with one id fence each other for ever. A fence within ``outage_grace_s`` of a broker
+    error (transport, all brokers down ...) is not counted: after an outage librdkafka
+    fences itself (a commit still carrying the member id its own rejoin replaced), seen
+    twice in six broker restarts, and a rolling restart of the brokers must not look like
+    a duplicate id. All fences, explained or not, are bounded by ``fence_limit_all`` in the
+    same window (a broker that stays unreachable keeps reporting errors)."""
 
     auto_offset_reset: str = "earliest"
     max_poll_interval_ms: int = 300_000
@@ -119,6 +124,8 @@ class ConsumerOptions:
     group_instance_id: str = ""
     fence_limit: int = 3
     fence_window_s: float = 300.0
+    outage_grace_s: float = 60.0
+    fence_limit_all: int = 12
 
 
 class BatchConsumer:
@@ -164,6 +171,11 @@ class BatchConsumer:
         self._assigned: dict[tuple[str, int], TopicPartition] = {}
         """What the client was last given, so a recreation can revoke it on the caller's side."""
         self._fences: deque[float] = deque()
+        """When counted fences happened (those not explained by a broker outage)."""
+        self._all_fences: deque[float] = deque()
+        self._trouble_at = float("-inf")
+        """When the live client last reported a broker error (monotonic)."""
+        self._generation = 0  # of the client, so a replaced one's late errors are ignored
         self.recreations = 0
         """How often the client was recreated after a fence (a gauge for tests and logs)."""
         self._consumer = self._new_client()
@@ -171,10 +183,18 @@ class BatchConsumer:
         """The client whose rebalance callbacks count (not one being closed after a fence)."""
 
     def _new_client(self) -> Consumer:
-        consumer = Consumer(self._cfg)
+        self._generation += 1
+        generation = self._generation
+        consumer = Consumer({**self._cfg, "error_cb": lambda err: self._on_error(err, generation)})
         # Rebalance hooks let a batching caller drop what it buffered for partitions it loses.
         consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
         return consumer
+
+    def _on_error(self, err: KafkaError, generation: int) -> None:
+        """librdkafka's error callback (served by polls): notes when the broker was last in
+        trouble, which explains a fence that follows (see ConsumerOptions)."""
+        if generation == self._generation and not err.fatal() and err.code() != KafkaError._FATAL:
+            self._trouble_at = time.monotonic()
 
     def recover_if_fenced(self, exc: BaseException) -> bool:
         """After an exception from a call on :attr:`raw`: if it says this static member was
@@ -192,23 +212,30 @@ class BatchConsumer:
         The caller's ``on_revoke`` is called first with everything the old client held
         (librdkafka does not call it for a fenced client): what the caller buffered is
         dropped and replayed from the committed offsets and intents, as after any
-        revocation. Fenced more than ``fence_limit`` times within ``fence_window_s``: another
-        live process has the same id (each join of one fences the other), so
-        :class:`DuplicateInstanceId` is raised instead of fencing it back for ever."""
+        revocation. Fenced more than ``fence_limit`` times within ``fence_window_s``, not
+        counting fences that follow a broker error: another live process has the same id
+        (each join of one fences the other), so :class:`DuplicateInstanceId` is raised
+        instead of fencing it back for ever."""
         now = time.monotonic()
-        self._fences.append(now)
-        while self._fences and now - self._fences[0] > self._options.fence_window_s:
-            self._fences.popleft()
-        if len(self._fences) > self._options.fence_limit:
+        after_outage = now - self._trouble_at <= self._options.outage_grace_s
+        if not after_outage:
+            self._fences.append(now)
+        self._all_fences.append(now)
+        for times in (self._fences, self._all_fences):
+            while times and now - times[0] > self._options.fence_window_s:
+                times.popleft()
+        if len(self._fences) > self._options.fence_limit or len(self._all_fences) > self._options.fence_limit_all:
             raise DuplicateInstanceId(
                 f"consumer {self.group_id}: static member group.instance.id={self.instance_id!r} was fenced "
-                f"{len(self._fences)} times within {self._options.fence_window_s:.0f} s: another live consumer "
+                f"{len(self._all_fences)} times within {self._options.fence_window_s:.0f} s "
+                f"({len(self._fences)} with no broker error before): another live consumer "
                 f"uses the same group.instance.id; give each instance its own (last error: {reason})"
             )
         log.warning(
             "static member fenced; recreating the consumer",
             group=self.group_id,
             group_instance_id=self.instance_id,
+            after_broker_error=after_outage,
             fences_in_window=len(self._fences),
             limit=self._options.fence_limit,
             error=reason[:300],

@@ -8,6 +8,8 @@
   once;
 - a SIGKILLed static sink restarted with its id gets its partitions back before the dead
   member's session (60 s here) has expired.
+- a fence right after a broker outage (a restart can make librdkafka fence itself) is not
+  counted toward the duplicate-id limit (a BatchConsumer in the test process).
 
 A fence cannot be provoked through a broker restart at will (the one seen in the recovery
 benchmark was not reproduced with a bare consumer, see docs/recovery.md), so the first test
@@ -22,6 +24,7 @@ import os
 import signal
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -70,6 +73,14 @@ def _intrude(kafka: KafkaSettings, group: str, instance_id: str, timeout: float 
         assert assigned, f"the intruder got no assignment in {timeout}s"
     finally:
         c.close()
+
+
+def _stable_with_one_member(kafka: KafkaSettings, group: str) -> bool:
+    try:
+        wait_group_members(kafka, group, 1, timeout=0.5)
+    except AssertionError:
+        return False
+    return True
 
 
 def test_fenced_static_sink_recreates_its_consumer_without_loss_or_duplicates(
@@ -229,3 +240,57 @@ def test_sigkilled_static_sink_restarted_gets_its_partitions_before_the_session_
     finally:
         if sink.proc is not None and sink.proc.poll() is None:
             sink.kill()
+
+
+@pytest.mark.kafka  # a private broker, not the kafka_broker fixture
+def test_a_fence_right_after_a_broker_outage_is_not_counted_as_a_duplicate_id(tmp_path: Path) -> None:
+    """A broker restart can make librdkafka fence its own static member (docs/recovery.md):
+    such a fence must not count toward the duplicate-id limit. With a limit of 0 a counted
+    fence raises at once; the same fence within the grace after the broker's errors only
+    recreates the client. (The counted case: the two-sinks test above.)"""
+    from netpilot.dev.kafka import LocalKafka
+    from netpilot.kafka.admin import TopicAdmin
+    from netpilot.kafka.consumer import BatchConsumer, ConsumerOptions
+    from tests.conftest import _wait_until_visible as wait_until_visible
+
+    broker = LocalKafka(tmp_path / "kafka", port=free_port())
+    bootstrap = broker.up().bootstrap
+    consumer: BatchConsumer | None = None
+    try:
+        kafka = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix="og.")
+        admin = TopicAdmin(kafka)
+        admin.sync([catalog.FLOWS])
+        wait_until_visible(admin, [kafka.topic(catalog.FLOWS)])
+        group, instance = f"og-{uuid.uuid4().hex[:8]}", "og-0"
+        consumer = BatchConsumer(
+            kafka,
+            group,
+            [kafka.topic(catalog.FLOWS)],
+            ConsumerOptions(group_instance_id=instance, fence_limit=0, outage_grace_s=300),
+        )
+
+        def poll_until(cond: Callable[[], bool], what: str, timeout: float = 60) -> None:
+            assert consumer is not None
+            deadline = time.monotonic() + timeout
+            while not cond():
+                assert time.monotonic() < deadline, f"no {what} within {timeout}s"
+                consumer.poll_batch(timeout=0.2)
+
+        poll_until(lambda: bool(consumer.assignment()), "assignment")
+        broker.down()
+        down = time.monotonic()
+        poll_until(lambda: time.monotonic() - down > 3, "outage")  # the client reports the errors
+        assert broker.up(timeout=180).bootstrap == bootstrap
+        # Back in the group under its id: until its session (6 s) has either resumed or timed
+        # out and rejoined, an intruder would only take the id from a client that is not
+        # talking to the coordinator, which then rejoins and fences nobody.
+        back = time.monotonic()
+        poll_until(lambda: time.monotonic() - back > 12, "a session after the outage")
+        poll_until(lambda: _stable_with_one_member(kafka, group), "rejoin after the outage", timeout=120)
+        _intrude(kafka, group, instance)
+        poll_until(lambda: consumer.recreations == 1, "recreation")  # DuplicateInstanceId if counted
+        poll_until(lambda: bool(consumer.assignment()), "assignment of the new client")
+    finally:
+        if consumer is not None:
+            consumer.close()
+        broker.down()

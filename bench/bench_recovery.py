@@ -18,7 +18,8 @@ owns partitions, fetched and inserted). The configurations:
 - ``before``: the consumer settings up to issue 13 (45 s session, 3 s heartbeat, eager
   ``range,roundrobin`` assignment), passed as ``kafka.librdkafka`` overrides;
 - ``after``: the defaults of :class:`netpilot.kafka.consumer.ConsumerOptions`;
-- ``static``: the defaults plus static membership (``group.instance.id``).
+- ``static``: the defaults plus static membership (the sink's ``group_instance_id``, the
+  same for every new process, as a pod restarted in place keeps its name).
 
 Then the same for ``netpilot autopilot run`` (one link per PoP in the inventory, so each PoP
 plans a cycle): first work is ``cycles_total`` >= 1, with the session timeout at 30 s (the
@@ -69,8 +70,10 @@ CONFIGS: dict[str, dict[str, str]] = {
         "partition.assignment.strategy": "range,roundrobin",
     },
     "after": {},
-    "static": {"group.instance.id": "bench-sink-0"},
+    "static": {},
 }
+STATIC = {"static"}
+"""Configurations run with the sink's ``group_instance_id`` set."""
 
 
 def free_port() -> int:
@@ -168,8 +171,6 @@ class Proc:
 def sink(kafka: KafkaSettings, work: Path, name: str) -> Callable[[], Proc]:
     overrides = CONFIGS[name]
     group = f"bench-recovery-{name}-{uuid.uuid4().hex[:6]}"
-    if "group.instance.id" in overrides:
-        overrides = {**overrides, "group.instance.id": f"{group}-0"}
     env = {
         "NETPILOT_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
         "NETPILOT_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
@@ -177,6 +178,7 @@ def sink(kafka: KafkaSettings, work: Path, name: str) -> Callable[[], Proc]:
         "NETPILOT_SINK_CLICKHOUSE__DSN": f"chdb://{work / ('ch-' + name)}",
         "NETPILOT_SINK_CLICKHOUSE__GROUP_ID": group,
         "NETPILOT_SINK_CLICKHOUSE__BATCH_MAX_SECONDS": "0.2",
+        "NETPILOT_SINK_CLICKHOUSE__GROUP_INSTANCE_ID": f"{group}-0" if name in STATIC else "",
     }
     return lambda: Proc(
         ["sink", "clickhouse", "run"],

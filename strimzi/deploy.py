@@ -65,6 +65,12 @@ class Workload:
     """Extra egress the NetworkPolicy opens (names of ``networkPolicy.*`` value blocks)."""
     env: tuple[tuple[str, str], ...] = ()
     """(setting, value) a pod needs unlike a workstation, passed as ``NETPILOT_<SECTION>__<SETTING>``."""
+    static_membership_setting: str | None = None
+    """The setting that makes its Kafka consumer a static group member (``group.instance.id``).
+    With the chart's ``components.<key>.staticMembership`` it is given the pod's name (the
+    downward API): a container restarted in its pod (a crash, the OOM killer, a failed
+    liveness probe) keeps the name and takes its partitions back at once, while two pods
+    never share one (docs/recovery.md)."""
 
     @property
     def user(self) -> str:
@@ -121,6 +127,7 @@ WORKLOADS: tuple[Workload, ...] = (
         "core",
         secret_env=(("NETPILOT_SINK_CLICKHOUSE__DSN", "netpilot-clickhouse", "dsn"),),
         egress=("clickhouse",),
+        static_membership_setting="GROUP_INSTANCE_ID",
     ),
     Workload("sink-prometheus", Component.SINK_PROMETHEUS, "sink-prometheus", ("sink", "prometheus", "run"), "core"),
     # The BGP injector consumes the recommendations as the autopilot's consumer and holds
@@ -160,6 +167,9 @@ def workload_facts(w: Workload, opts: RenderOptions) -> dict[str, Any]:
         "optionalEnvSecret": w.optional_env_secret,
         "egress": list(w.egress),
         "env": [{"name": _env_name(w.section, k), "value": v} for k, v in w.env],
+        "staticMembershipEnv": (
+            _env_name(w.section, w.static_membership_setting) if w.static_membership_setting else None
+        ),
     }
     return facts
 

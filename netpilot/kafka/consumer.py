@@ -8,18 +8,27 @@ insert deduplication tokens; the streams use Kafka transactions or idempotent up
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from netpilot.errors import NetpilotError
-from netpilot.obs.logging import librdkafka_logger
+from netpilot.obs.logging import get_logger, librdkafka_logger
 from netpilot.settings import KafkaSettings
+
+log = get_logger("netpilot.kafka.consumer")
 
 
 class ConsumeError(NetpilotError):
     """A non-retriable consumer error."""
+
+
+class DuplicateInstanceId(ConsumeError):
+    """A static member was fenced too often: another live consumer uses its
+    ``group.instance.id``, and recreating the client would only fence that one in turn."""
 
 
 # Errors that no wait fixes: the process must stop and a person must look.
@@ -50,6 +59,25 @@ def is_retriable(exc: BaseException) -> bool:
     return not err.fatal() and err.code() not in _FATAL_CODES
 
 
+def is_fenced(err: KafkaError) -> bool:
+    """Whether ``err`` says this static member was fenced: the broker gave its
+    ``group.instance.id`` to a newer member. librdkafka turns that into a fatal error (code
+    ``_FATAL`` with the broker's FENCED_INSTANCE_ID text; on a consumed error event
+    ``fatal()`` even reads False) after which the client is unusable: only a new client can
+    rejoin. Any other fatal error is not matched here and stays fatal."""
+    if err.code() == KafkaError.FENCED_INSTANCE_ID:
+        return True
+    text = (err.str() or "").lower()
+    return (err.fatal() or err.code() == KafkaError._FATAL) and ("fenced" in text or "fenced_instance_id" in text)
+
+
+def fenced_exception(exc: BaseException) -> bool:
+    """:func:`is_fenced` for an exception raised by a librdkafka call."""
+    if not isinstance(exc, KafkaException) or not exc.args or not isinstance(exc.args[0], KafkaError):
+        return False
+    return is_fenced(exc.args[0])
+
+
 def position(msg: Message) -> tuple[str, int, int]:
     """(topic, partition, offset) of a consumed record (librdkafka sets all three on every
     message that is not an error event)."""
@@ -71,7 +99,19 @@ class ConsumerOptions:
     several topics (the ClickHouse sink reads eight) scales out only if every member gets its
     share of *each* topic, which ``range`` does per topic, while ``cooperative-sticky``
     balances the total count and can hand one member every flows partition. All of these
-    can be overridden through ``kafka.librdkafka`` (e.g. ``group.instance.id``)."""
+    can be overridden through ``kafka.librdkafka``.
+
+    ``group_instance_id`` (empty: dynamic membership) makes the consumer a static member: a
+    process restarted with the same id takes its partitions back at once instead of after the
+    dead one's session timeout. A static member fenced by the broker (seen after a broker
+    restart) recreates its client; one fenced more than ``fence_limit`` times within
+    ``fence_window_s`` stops with :class:`DuplicateInstanceId`, since two live processes
+    with one id fence each other for ever. A fence within ``outage_grace_s`` of a broker
+    error (transport, all brokers down ...) is not counted: after an outage librdkafka
+    fences itself (a commit still carrying the member id its own rejoin replaced), seen
+    twice in six broker restarts, and a rolling restart of the brokers must not look like
+    a duplicate id. All fences, explained or not, are bounded by ``fence_limit_all`` in the
+    same window (a broker that stays unreachable keeps reporting errors)."""
 
     auto_offset_reset: str = "earliest"
     max_poll_interval_ms: int = 300_000
@@ -81,6 +121,11 @@ class ConsumerOptions:
     fetch_max_bytes: int = 64 * 1024 * 1024
     max_partition_fetch_bytes: int = 16 * 1024 * 1024
     isolation_level: str = "read_committed"
+    group_instance_id: str = ""
+    fence_limit: int = 3
+    fence_window_s: float = 300.0
+    outage_grace_s: float = 60.0
+    fence_limit_all: int = 12
 
 
 class BatchConsumer:
@@ -109,19 +154,105 @@ class BatchConsumer:
                 "isolation.level": options.isolation_level,
             }
         )
+        if options.group_instance_id:
+            cfg["group.instance.id"] = options.group_instance_id
         cfg.update(kafka.librdkafka)
         self.group_id = group_id
         self.topics = list(topics)
+        self.instance_id: str = str(cfg.get("group.instance.id") or "")
+        """Empty for a dynamic member."""
+        self._options = options
         # librdkafka's own log lines go through the rate-limited stdlib logging, not raw stderr
-        self._consumer = Consumer({**cfg, "logger": librdkafka_logger()})
+        self._cfg = {**cfg, "logger": librdkafka_logger()}
         self._paused = 0  # nesting depth of pause()
         self._reapply_pause = False
         self._caller_on_assign = on_assign
+        self._caller_on_revoke = on_revoke
+        self._assigned: dict[tuple[str, int], TopicPartition] = {}
+        """What the client was last given, so a recreation can revoke it on the caller's side."""
+        self._fences: deque[float] = deque()
+        """When counted fences happened (those not explained by a broker outage)."""
+        self._all_fences: deque[float] = deque()
+        self._trouble_at = float("-inf")
+        """When the live client last reported a broker error (monotonic)."""
+        self._generation = 0  # of the client, so a replaced one's late errors are ignored
+        self.recreations = 0
+        """How often the client was recreated after a fence (a gauge for tests and logs)."""
+        self._consumer = self._new_client()
+        self._live: Consumer | None = self._consumer
+        """The client whose rebalance callbacks count (not one being closed after a fence)."""
+
+    def _new_client(self) -> Consumer:
+        self._generation += 1
+        generation = self._generation
+        consumer = Consumer({**self._cfg, "error_cb": lambda err: self._on_error(err, generation)})
         # Rebalance hooks let a batching caller drop what it buffered for partitions it loses.
-        hooks: dict[str, Callable[[Consumer, list[TopicPartition]], None]] = {"on_assign": self._on_assign}
-        if on_revoke is not None:
-            hooks["on_revoke"] = on_revoke
-        self._consumer.subscribe(self.topics, **hooks)
+        consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
+        return consumer
+
+    def _on_error(self, err: KafkaError, generation: int) -> None:
+        """librdkafka's error callback (served by polls): notes when the broker was last in
+        trouble, which explains a fence that follows (see ConsumerOptions)."""
+        if generation == self._generation and not err.fatal() and err.code() != KafkaError._FATAL:
+            self._trouble_at = time.monotonic()
+
+    def recover_if_fenced(self, exc: BaseException) -> bool:
+        """After an exception from a call on :attr:`raw`: if it says this static member was
+        fenced, recreate the client (see :meth:`recreate_fenced`) and return True; the
+        caller's partitions were revoked meanwhile (``on_revoke``)."""
+        if not self.instance_id or not fenced_exception(exc):
+            return False
+        self.recreate_fenced(str(exc.args[0].str()))
+        return True
+
+    def recreate_fenced(self, reason: str) -> None:
+        """Close the fenced client and subscribe with a new one under the same
+        ``group.instance.id``: it rejoins and gets the member's partitions back.
+
+        The caller's ``on_revoke`` is called first with everything the old client held
+        (librdkafka does not call it for a fenced client): what the caller buffered is
+        dropped and replayed from the committed offsets and intents, as after any
+        revocation. Fenced more than ``fence_limit`` times within ``fence_window_s``, not
+        counting fences that follow a broker error: another live process has the same id
+        (each join of one fences the other), so :class:`DuplicateInstanceId` is raised
+        instead of fencing it back for ever."""
+        now = time.monotonic()
+        after_outage = now - self._trouble_at <= self._options.outage_grace_s
+        if not after_outage:
+            self._fences.append(now)
+        self._all_fences.append(now)
+        for times in (self._fences, self._all_fences):
+            while times and now - times[0] > self._options.fence_window_s:
+                times.popleft()
+        if len(self._fences) > self._options.fence_limit or len(self._all_fences) > self._options.fence_limit_all:
+            raise DuplicateInstanceId(
+                f"consumer {self.group_id}: static member group.instance.id={self.instance_id!r} was fenced "
+                f"{len(self._all_fences)} times within {self._options.fence_window_s:.0f} s "
+                f"({len(self._fences)} with no broker error before): another live consumer "
+                f"uses the same group.instance.id; give each instance its own (last error: {reason})"
+            )
+        log.warning(
+            "static member fenced; recreating the consumer",
+            group=self.group_id,
+            group_instance_id=self.instance_id,
+            after_broker_error=after_outage,
+            fences_in_window=len(self._fences),
+            limit=self._options.fence_limit,
+            error=reason[:300],
+        )
+        old = self._consumer
+        self._live = None
+        lost = list(self._assigned.values())
+        self._assigned.clear()
+        if lost and self._caller_on_revoke is not None:
+            self._caller_on_revoke(old, lost)
+        try:
+            old.close()  # no LeaveGroup or commit from a fatal client; frees its threads
+        except KafkaException as exc:
+            log.info("closing the fenced consumer", error=str(exc)[:300])
+        self._consumer = self._live = self._new_client()
+        self._reapply_pause = True
+        self.recreations += 1
 
     def poll_batch(self, max_messages: int = 500, timeout: float = 1.0) -> list[Message]:
         """Up to ``max_messages`` messages; transport hiccups are skipped, fatal errors raise."""
@@ -130,7 +261,12 @@ class BatchConsumer:
             assigned = self._consumer.assignment()
             if assigned:
                 (self._consumer.pause if self._paused else self._consumer.resume)(assigned)
-        msgs = self._consumer.consume(num_messages=max_messages, timeout=timeout)
+        try:
+            msgs = self._consumer.consume(num_messages=max_messages, timeout=timeout)
+        except KafkaException as exc:
+            if self.recover_if_fenced(exc):
+                return []
+            raise
         out: list[Message] = []
         for m in msgs:
             err = m.error()
@@ -138,10 +274,19 @@ class BatchConsumer:
                 out.append(m)
             elif err.code() == KafkaError._PARTITION_EOF:
                 continue
-            elif err.fatal() or err.code() in (
-                KafkaError.UNKNOWN_TOPIC_OR_PART,
-                KafkaError.TOPIC_AUTHORIZATION_FAILED,
-                KafkaError.GROUP_AUTHORIZATION_FAILED,
+            elif self.instance_id and is_fenced(err):
+                # The messages polled with it belong to the revoked assignment: none is returned.
+                self.recreate_fenced(str(err.str()))
+                return []
+            elif (
+                err.fatal()
+                or err.code() == KafkaError._FATAL
+                or err.code()
+                in (
+                    KafkaError.UNKNOWN_TOPIC_OR_PART,
+                    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                    KafkaError.GROUP_AUTHORIZATION_FAILED,
+                )
             ):
                 raise ConsumeError(f"consumer {self.group_id}: {err.name()}: {err.str()}")
         return out
@@ -162,6 +307,8 @@ class BatchConsumer:
             err = exc.args[0]
             if getattr(err, "code", lambda: None)() == KafkaError._NO_OFFSET:
                 return
+            if self.recover_if_fenced(exc):
+                return  # as after a revocation: the next owner goes on from the last commit
             raise
 
     def assignment(self) -> list[TopicPartition]:
@@ -179,6 +326,10 @@ class BatchConsumer:
             self._consumer.resume(self._consumer.assignment())
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self._live:
+            return  # a late callback of a client already replaced
+        for tp in partitions:
+            self._assigned[(tp.topic, tp.partition)] = TopicPartition(tp.topic, tp.partition)
         # A partition keeps librdkafka's pause flag across a revoke and a new assignment:
         # one lost while paused (the session expired in a broker outage) would come back
         # paused for good. The next poll, once the client has applied the assignment, makes
@@ -186,6 +337,14 @@ class BatchConsumer:
         self._reapply_pause = True
         if self._caller_on_assign is not None:
             self._caller_on_assign(consumer, partitions)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self._live:
+            return
+        for tp in partitions:
+            self._assigned.pop((tp.topic, tp.partition), None)
+        if self._caller_on_revoke is not None:
+            self._caller_on_revoke(consumer, partitions)
 
     def lag(self) -> dict[tuple[str, int], int]:
         """Messages between the committed offset and the end, per assigned partition."""

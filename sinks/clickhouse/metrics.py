@@ -25,7 +25,8 @@ class SinkMetrics:
     insert_seconds: Histogram
     """Latency of one acknowledged insert (retries excluded), by table."""
     errors: Counter
-    """Failures by reason: unavailable, rejected, wire-decode, wire-version, commit."""
+    """Failures by reason: unavailable, rejected, wire-decode, wire-version, commit, fenced (the
+    static member's consumer was recreated, see netpilot.kafka.consumer)."""
     dead_letters: Counter
     """Messages sent to the dead-letter topic, by reason."""
     replays: Counter
@@ -39,7 +40,7 @@ class SinkMetrics:
 
 
 DEAD_LETTER_REASONS = (*REASONS, "insert-rejected")
-ERROR_REASONS = (*DEAD_LETTER_REASONS, "rejected", "unavailable", "commit")
+ERROR_REASONS = (*DEAD_LETTER_REASONS, "rejected", "unavailable", "commit", "fenced")
 
 
 def sink_metrics(registry: CollectorRegistry) -> SinkMetrics:

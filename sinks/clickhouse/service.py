@@ -7,7 +7,7 @@ import threading
 from prometheus_client import CollectorRegistry
 
 from netpilot import catalog
-from netpilot.kafka.consumer import BatchConsumer
+from netpilot.kafka.consumer import BatchConsumer, ConsumerOptions
 from netpilot.kafka.producer import KafkaProducer
 from netpilot.obs.http import MetricsServer
 from netpilot.obs.logging import get_logger
@@ -55,6 +55,7 @@ class ClickHouseSinkService:
             s.kafka,
             s.group_id,
             list(topic_ids),
+            ConsumerOptions(group_instance_id=s.group_instance_id),
             on_revoke=lambda _c, parts: sink_ref[0].on_revoke(parts) if sink_ref else None,
         )
         sink = ClickHouseSink(

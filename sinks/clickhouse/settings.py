@@ -38,6 +38,12 @@ class ClickHouseSinkSettings(ComponentSettings):
         description="catalog ids of the topics to consume",
     )
     group_id: str = Field(catalog.consumer_group(catalog.Component.SINK_CLICKHOUSE), description="Kafka consumer group")
+    group_instance_id: str = Field(
+        "",
+        description="Kafka static membership (group.instance.id): a sink restarted with the same id gets "
+        "its partitions back at once, not after the session timeout. Empty: dynamic membership. Each "
+        "running instance needs its own (the Helm chart passes the pod name)",
+    )
     batch_max_rows: int = Field(100_000, ge=1, description="flush a partition's batch at this many rows")
     batch_max_seconds: float = Field(1.0, gt=0, description="... or when its first message is this old")
     poll_max_messages: int = Field(500, ge=1)

@@ -147,6 +147,7 @@ class ClickHouseSink:
         latest revocation is stale (the consumer fetches again from the committed offset)."""
         self._rl = RateLimitedLog(log)
         self._last_lag = 0.0
+        self._recreations = 0  # of the consumer's client after a fence, counted as errors
 
     # -- rebalance: forget what belongs to partitions we lose (their owner replays) ------
     def on_revoke(self, partitions: list[TopicPartition]) -> None:
@@ -164,6 +165,9 @@ class ClickHouseSink:
             if self._ready(batch, now):
                 self._flush(key, batch)
         self._m.pending_rows.set(sum(b.rows for b in self._batches.values()))
+        if self._consumer.recreations > self._recreations:
+            self._m.errors.labels("fenced").inc(self._consumer.recreations - self._recreations)
+            self._recreations = self._consumer.recreations
         if now - self._last_lag > LAG_EVERY_S:
             self._last_lag = now
             self._update_lag()
@@ -197,6 +201,8 @@ class ClickHouseSink:
                 try:
                     return self._consumer.raw.committed([TopicPartition(topic, partition)], timeout=10)[0]
                 except KafkaException as exc:
+                    if self._consumer.recover_if_fenced(exc):
+                        continue  # a new client: its partitions come with its next assignment
                     if not is_retriable(exc):
                         raise
                     self._m.errors.labels("commit").inc()
@@ -433,6 +439,8 @@ class ClickHouseSink:
                     return
                 except KafkaException as exc:
                     self._m.errors.labels("commit").inc()
+                    if self._consumer.recover_if_fenced(exc):
+                        continue  # the recreation revoked the batch's partition: PartitionLost
                     if not is_retriable(exc):
                         raise
                     self._rl.warning(

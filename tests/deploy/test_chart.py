@@ -321,3 +321,30 @@ def test_a_bad_values_file_fails_with_the_schemas_message(tmp_path, values, mess
     import re
 
     assert re.search(message, proc.stderr), proc.stderr
+
+
+def test_clickhouse_sink_is_a_static_member_under_its_pod_name(monkeypatch) -> None:
+    """The sink's group_instance_id comes from the pod's name (downward API): kept when its
+    container restarts in the pod, never shared by two pods; ``staticMembership: false``
+    leaves it dynamic. The variable is the sink's real setting."""
+    from sinks.clickhouse.settings import ClickHouseSinkSettings
+
+    def sink_env(*extra: str) -> dict[str, dict]:
+        (dep,) = [
+            d
+            for d in of_kind(render("netpilot", *extra), "Deployment")
+            if d["metadata"]["labels"]["app.kubernetes.io/component"] == "sink-clickhouse"
+        ]
+        return {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    var = "NETPILOT_SINK_CLICKHOUSE__GROUP_INSTANCE_ID"
+    assert sink_env()[var]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert var not in sink_env("--set", "components.sink-clickhouse.staticMembership=false")
+    monkeypatch.setenv(var, "netpilot-sink-clickhouse-7d9f8b-xk2pq")  # what the kubelet resolves
+    assert load_settings(ClickHouseSinkSettings).group_instance_id == "netpilot-sink-clickhouse-7d9f8b-xk2pq"
+    # no other Deployment gets one: their consumers stay dynamic
+    for release in RELEASES:
+        for dep in of_kind(render(release), "Deployment"):
+            names = {e["name"] for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+            if dep["metadata"]["labels"]["app.kubernetes.io/component"] != "sink-clickhouse":
+                assert not any(n.endswith("__GROUP_INSTANCE_ID") for n in names), dep["metadata"]["name"]

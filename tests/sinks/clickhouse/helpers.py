@@ -114,9 +114,8 @@ class SinkProcess:
             # static membership: a restarted sink takes its partitions back at once
             # instead of waiting for the killed member's session to time out
             # (one id per instance: two members with one id fence each other)
-            "NETPILOT_KAFKA__LIBRDKAFKA": json.dumps(
-                {"group.instance.id": f"{group}-{instance}", "session.timeout.ms": "6000"}
-            ),
+            "NETPILOT_SINK_CLICKHOUSE__GROUP_INSTANCE_ID": f"{group}-{instance}",
+            "NETPILOT_KAFKA__LIBRDKAFKA": json.dumps({"session.timeout.ms": "6000"}),
             "NETPILOT_SINK_CLICKHOUSE__DSN": self.dsn,
             "NETPILOT_SINK_CLICKHOUSE__GROUP_ID": group,
             "NETPILOT_SINK_CLICKHOUSE__METRICS__LISTEN": f"127.0.0.1:{self.metrics_port}",

@@ -51,6 +51,7 @@ def test_sink_rides_out_a_broker_restart_without_loss_or_duplicates(tmp_path: Pa
             {  # dynamic membership, as deployed: the outage outlasts the session, so
                 # the sink loses its partitions and takes them back from the intents
                 "NETPILOT_KAFKA__LIBRDKAFKA": json.dumps({"session.timeout.ms": "6000"}),
+                "NETPILOT_SINK_CLICKHOUSE__GROUP_INSTANCE_ID": "",
                 "NETPILOT_SINK_CLICKHOUSE__BATCH_MAX_SECONDS": "3",
                 "NETPILOT_LOG__LEVEL": "debug",
                 "NETPILOT_SINK_CLICKHOUSE__BACKOFF_INITIAL_S": "0.2",

@@ -41,6 +41,10 @@ class _Consumer:
         self.queue = messages
         self.commits: dict[tuple[str, int], list[tuple[int, str | None]]] = {}
         self.raw = self
+        self.recreations = 0  # never fenced
+
+    def recover_if_fenced(self, exc: BaseException) -> bool:
+        return False
 
     def poll_batch(self, max_messages: int = 500, timeout: float = 1.0) -> list[Message]:
         out, self.queue = self.queue[:max_messages], self.queue[max_messages:]

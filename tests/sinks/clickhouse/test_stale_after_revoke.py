@@ -45,6 +45,10 @@ class _Consumer:
         self.commits: list[tuple[int, str | None]] = []
         self.failed = False
         self.raw = self
+        self.recreations = 0  # never fenced
+
+    def recover_if_fenced(self, exc: BaseException) -> bool:
+        return False
 
     def poll_batch(self, max_messages: int = 500, timeout: float = 1.0) -> list[Message]:
         self.polls += 1

@@ -55,6 +55,7 @@ def test_two_sinks_one_killed_survivor_takes_over_exactly(
     env = {
         # dynamic membership (the default), small batches so some are in flight at the kill
         "NETPILOT_KAFKA__LIBRDKAFKA": "{}",
+        "NETPILOT_SINK_CLICKHOUSE__GROUP_INSTANCE_ID": "",
         "NETPILOT_SINK_CLICKHOUSE__BATCH_MAX_ROWS": "3000",
         "NETPILOT_SINK_CLICKHOUSE__BATCH_MAX_SECONDS": "0.3",
     }

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow  # about a minute: two workers start, then a sessi
 
 
 class Worker:
-    def __init__(self, k: KafkaSettings, app: str, data_dir: Path, log: Path) -> None:
+    def __init__(self, k: KafkaSettings, app: str, data_dir: Path, log: Path, **extra_env: str) -> None:
         env = dict(
             os.environ,
             NETPILOT_KAFKA__BOOTSTRAP_SERVERS=k.bootstrap_servers,
@@ -40,6 +40,7 @@ class Worker:
             NETPILOT_AUTOPILOT__POLICY__CYCLE_S=str(CYCLE_S),
             NETPILOT_AUTOPILOT__POLICY__MODE="suggest",
             NETPILOT_LOG__FORMAT="json",
+            **extra_env,
         )
         self.log = log
         with log.open("w") as err:

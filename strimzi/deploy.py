@@ -65,6 +65,11 @@ class Workload:
     """Extra egress the NetworkPolicy opens (names of ``networkPolicy.*`` value blocks)."""
     env: tuple[tuple[str, str], ...] = ()
     """(setting, value) a pod needs unlike a workstation, passed as ``NETPILOT_<SECTION>__<SETTING>``."""
+    pod_name_setting: str | None = None
+    """A setting that gets the pod's name (downward API) when the component's values say
+    ``staticMembership: true``: a faust worker's ``group_instance_id``, so a container restarted
+    in its pod (same name) is the same consumer group member and gets its partitions back at
+    once instead of after the session timeout."""
 
     @property
     def user(self) -> str:
@@ -103,7 +108,13 @@ WORKLOADS: tuple[Workload, ...] = (
         env=(("LISTEN", "0.0.0.0:11019"),),
     ),
     Workload(
-        "streams", Component.STREAMS, "streams", ("streams", "run"), "core", state_dir="/var/lib/netpilot/streams"
+        "streams",
+        Component.STREAMS,
+        "streams",
+        ("streams", "run"),
+        "core",
+        state_dir="/var/lib/netpilot/streams",
+        pod_name_setting="GROUP_INSTANCE_ID",
     ),
     Workload(
         "autopilot",
@@ -112,6 +123,7 @@ WORKLOADS: tuple[Workload, ...] = (
         ("autopilot", "run"),
         "core",
         state_dir="/var/lib/netpilot/autopilot",
+        pod_name_setting="GROUP_INSTANCE_ID",
     ),
     Workload(
         "sink-clickhouse",
@@ -160,6 +172,7 @@ def workload_facts(w: Workload, opts: RenderOptions) -> dict[str, Any]:
         "optionalEnvSecret": w.optional_env_secret,
         "egress": list(w.egress),
         "env": [{"name": _env_name(w.section, k), "value": v} for k, v in w.env],
+        "podNameEnv": _env_name(w.section, w.pod_name_setting) if w.pod_name_setting else None,
     }
     return facts
 

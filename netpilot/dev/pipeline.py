@@ -222,6 +222,8 @@ class Pipeline:
                 "streams",
                 {
                     "app_id": f"netpilot-streams-{tag}",
+                    # static membership: the child restarted (same env) is the same member
+                    "group_instance_id": f"streams-{tag}",
                     "data_dir": self.root / "streams",
                     "allowed_lateness_s": o.allowed_lateness_s,
                     **({} if o.idle_after_s is None else {"idle_after_s": o.idle_after_s}),
@@ -233,6 +235,7 @@ class Pipeline:
                 "autopilot",
                 {
                     "app_id": f"netpilot-autopilot-{tag}",
+                    "group_instance_id": f"autopilot-{tag}",
                     "data_dir": self.root / "autopilot",
                     "policy__cycle_s": o.cycle_s,
                     "policy__hold_s": o.hold_s,

@@ -49,14 +49,17 @@ class Worker:
             )
         self.url = wait_for_metrics_url(self.proc, log, 90)
 
-    def cycled_pops(self) -> set[str]:
+    def cycles(self) -> dict[str, float]:
+        """Cycles run per PoP by this process."""
         with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as resp:  # noqa: S310 - 127.0.0.1 only
             text = resp.read().decode()
         return {
-            m.group(1)
+            m.group(1): float(m.group(2))
             for m in re.finditer(r'^netpilot_autopilot_cycles_total\{[^}]*pop="([^"]+)"[^}]*\} ([0-9.e+]+)', text, re.M)
-            if float(m.group(2)) > 0
         }
+
+    def cycled_pops(self) -> set[str]:
+        return {pop for pop, n in self.cycles().items() if n > 0}
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -168,7 +171,12 @@ def test_two_static_workers_one_killed_and_restarted_no_pop_misses_a_cycle(
             if owned_a and owned_b and all(cycles.values()):
                 break
         assert owned_a and owned_b and all(cycles.values()), (owned_a, owned_b, cycles, a.log.read_text()[-1500:])
-        read(time.monotonic() + CYCLE_S)  # a steady cycle for everyone
+        # a steady cycle for everyone; a's PoPs are those it cycles now (before the second
+        # worker joined it had cycled them all)
+        before = a.cycles()
+        read(time.monotonic() + CYCLE_S + 2)
+        owned_a = {pop for pop, n in a.cycles().items() if n > before.get(pop, 0.0)}
+        assert owned_a and owned_a < set(pops), owned_a
         a.close()  # SIGKILL
         killed_at = time.time()
         a = worker("a", 1)  # the same member again

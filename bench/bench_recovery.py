@@ -23,7 +23,10 @@ owns partitions, fetched and inserted). The configurations:
 
 Then the same for ``netpilot autopilot run`` (one link per PoP in the inventory, so each PoP
 plans a cycle): first work is ``cycles_total`` >= 1, with the session timeout at 30 s (the
-old default) and 10 s (the new one); ``--autopilot-sessions ""`` skips it.
+old default) and 10 s (the new one), and 10 s with static membership (``10:static``: every
+restart has the same ``group_instance_id``); ``--autopilot-sessions ""`` skips it. The same
+for one ``netpilot streams run`` alone (first work: ``flows_total`` >= 1),
+``--streams-restarts``.
 
 Last, the scale-out case of ``netpilot streams run``: two workers in one group split the
 PoPs; one of them is stopped (SIGTERM, then SIGKILL) and the time from the signal to the
@@ -37,6 +40,7 @@ Prints figures; asserts nothing. Figures and their reading: docs/performance.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -189,26 +193,40 @@ def sink(kafka: KafkaSettings, work: Path, name: str) -> Callable[[], Proc]:
     )
 
 
-def autopilot(kafka: KafkaSettings, work: Path, session_s: int) -> Callable[[], Proc]:
+def faust_variant(spec: str) -> tuple[int, bool]:
+    """``10`` (session 10 s, dynamic membership) or ``10:static`` (and a group instance id)."""
+    session, _, how = spec.partition(":")
+    if how not in ("", "static"):
+        raise SystemExit(f"bad faust variant {spec!r}: SECONDS or SECONDS:static")
+    return int(session), how == "static"
+
+
+def autopilot(kafka: KafkaSettings, work: Path, spec: str) -> Callable[[], Proc]:
+    session_s, static = faust_variant(spec)
+    tag = f"ap{session_s}{'s' if static else ''}"
     env = {
         "NETPILOT_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
         "NETPILOT_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
-        "NETPILOT_AUTOPILOT__APP_ID": f"bench-ap{session_s}-{uuid.uuid4().hex[:6]}",
-        "NETPILOT_AUTOPILOT__DATA_DIR": str(work / f"ap{session_s}"),
+        "NETPILOT_AUTOPILOT__APP_ID": f"bench-{tag}-{uuid.uuid4().hex[:6]}",
+        "NETPILOT_AUTOPILOT__DATA_DIR": str(work / tag),
         "NETPILOT_AUTOPILOT__SESSION_TIMEOUT_S": str(session_s),
         "NETPILOT_AUTOPILOT__POLICY__MODE": "suggest",
+        # static: every restart is the same member (as a pod restarted in place)
+        "NETPILOT_AUTOPILOT__GROUP_INSTANCE_ID": "bench-autopilot-0" if static else "",
     }
     return lambda: Proc(
         ["autopilot", "run"],
         env,
         "NETPILOT_AUTOPILOT__METRICS__LISTEN",
         "netpilot_autopilot_cycles_total",
-        work / f"autopilot-{session_s}.log",
+        work / f"autopilot-{tag}.log",
     )
 
 
-def streams(kafka: KafkaSettings, work: Path, session_s: int) -> Callable[[str], Proc]:
-    app = f"bench-st{session_s}-{uuid.uuid4().hex[:6]}"
+def streams(kafka: KafkaSettings, work: Path, spec: str) -> Callable[[str], Proc]:
+    """Workers of one app; a static worker's instance id is its name (same name, same member)."""
+    session_s, static = faust_variant(spec)
+    app = f"bench-st{session_s}{'s' if static else ''}-{uuid.uuid4().hex[:6]}"
 
     def make(name: str) -> Proc:
         env = {
@@ -217,13 +235,14 @@ def streams(kafka: KafkaSettings, work: Path, session_s: int) -> Callable[[str],
             "NETPILOT_STREAMS__APP_ID": app,
             "NETPILOT_STREAMS__DATA_DIR": str(work / f"{app}-{name}"),
             "NETPILOT_STREAMS__SESSION_TIMEOUT_S": str(session_s),
+            "NETPILOT_STREAMS__GROUP_INSTANCE_ID": name if static else "",
         }
         return Proc(
             ["streams", "run"],
             env,
             "NETPILOT_STREAMS__METRICS__LISTEN",
             "netpilot_streams_flows_total",
-            work / f"streams-{session_s}-{name}.log",
+            work / f"{app}-{name}.log",
         )
 
     return make
@@ -249,7 +268,7 @@ def busy(port: int, seconds: float = 2.0) -> set[str]:
     return {pop for pop, n in pop_flows(port).items() if n > before.get(pop, 0.0)}
 
 
-def takeovers(session_s: int, make: Callable[[str], Proc], rounds: int) -> None:
+def takeovers(spec: str, make: Callable[[str], Proc], rounds: int) -> None:
     """Two workers; stop one, time until the survivor processes all of its PoPs."""
     survivor = make("survivor")
     survivor.wait()
@@ -280,7 +299,7 @@ def takeovers(session_s: int, make: Callable[[str], Proc], rounds: int) -> None:
                 times.append(time.monotonic() - t0)
                 other.proc.wait(90)
             print(
-                f"{'streams session ' + str(session_s) + 's':22} {how.name:8} {'':8} "
+                f"{'streams ' + spec:22} {how.name:8} {'':8} "
                 f"{statistics.median(times):8.1f} ({max(times):4.1f})  takeover of the other's PoPs",
                 flush=True,
             )
@@ -327,8 +346,21 @@ def main() -> None:
     ap.add_argument("--bootstrap", default="127.0.0.1:39092")
     ap.add_argument("--rounds", type=int, default=2, help="restarts per configuration and signal")
     ap.add_argument("--configs", default=",".join(CONFIGS), help=f"sink configurations: any of {','.join(CONFIGS)}")
-    ap.add_argument("--autopilot-sessions", default="30,10", help="autopilot session timeouts to measure (s)")
-    ap.add_argument("--streams-sessions", default="10,6", help="streams session timeouts for the takeover (s)")
+    ap.add_argument(
+        "--autopilot-sessions",
+        default="30,10,10:static",
+        help="autopilot variants to restart: session timeouts (s), ':static' for static membership",
+    )
+    ap.add_argument(
+        "--streams-restarts",
+        default="10,10:static",
+        help="streams variants to restart alone (first flows counted), as --autopilot-sessions",
+    )
+    ap.add_argument(
+        "--streams-sessions",
+        default="10,6",
+        help="streams variants for the two-worker takeover, as --autopilot-sessions",
+    )
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-recovery-"))
     stop = threading.Event()
@@ -347,10 +379,12 @@ def main() -> None:
         )
         for name in [c for c in args.configs.split(",") if c]:
             restarts(f"sink {name}", sink(kafka, work, name), args.rounds)
-        for session_s in [int(x) for x in args.autopilot_sessions.split(",") if x]:
-            restarts(f"autopilot session {session_s}s", autopilot(kafka, work, session_s), args.rounds)
-        for session_s in [int(x) for x in args.streams_sessions.split(",") if x]:
-            takeovers(session_s, streams(kafka, work, session_s), args.rounds)
+        for spec in [x for x in args.autopilot_sessions.split(",") if x]:
+            restarts(f"autopilot {spec}", autopilot(kafka, work, spec), args.rounds)
+        for spec in [x for x in args.streams_restarts.split(",") if x]:
+            restarts(f"streams {spec}", functools.partial(streams(kafka, work, spec), "alone"), args.rounds)
+        for spec in [x for x in args.streams_sessions.split(",") if x]:
+            takeovers(spec, streams(kafka, work, spec), args.rounds)
     finally:
         stop.set()
         if feeder is not None:

@@ -112,6 +112,7 @@ def new_faust_app(
     auto_offset_reset: str = "earliest",
     max_request_size: int = 8 * 1024 * 1024,
     session_timeout_s: float = 10.0,
+    group_instance_id: str = "",
 ) -> faust.App:
     """A faust.App configured the netpilot way (any netpilot faust worker can use it):
     catalog topics never declared, no leader topic, no web server, raw bytes values,
@@ -135,6 +136,9 @@ def new_faust_app(
         # a killed worker's partitions move after this long; heartbeats well inside it
         broker_session_timeout=session_timeout_s,
         broker_heartbeat_interval=session_timeout_s / 10,
+        # static membership: a restarted worker with the same id takes its old member's place
+        # (and partitions) at once; None = dynamic membership (a new member each start)
+        consumer_group_instance_id=group_instance_id or None,
         key_serializer="raw",
         value_serializer="raw",
         Topic=CatalogTopic,
@@ -164,6 +168,7 @@ def create_app(settings: StreamsSettings) -> StreamsApp:
         auto_offset_reset=settings.auto_offset_reset,
         max_request_size=settings.producer_max_request_size,
         session_timeout_s=settings.session_timeout_s,
+        group_instance_id=settings.group_instance_id,
     )
 
     def topic(t: catalog.Topic) -> faust.TopicT:

@@ -17,6 +17,7 @@ from streams.aggregate.store import WindowStore
 from streams.aggregate.windows import WindowSpec
 from streams.app import StreamsApp, create_app
 from streams.internal_topics import ensure_internal_topics
+from streams.membership import FencingWatch, watch_fencing
 from streams.metrics import StreamsMetrics
 from streams.settings import StreamsSettings
 from streams.supervision import TaskHealth
@@ -39,6 +40,7 @@ class StreamsService:
         self._stop_requested: asyncio.Event | None = None
         self._stopped = False
         self.tasks = TaskHealth(metrics.task_crashes)
+        self._fencing: FencingWatch | None = None
         """Crashes of our agents and timers (a crash fails health, see streams/supervision.py)."""
 
     def _build(self) -> StreamsApp:
@@ -73,6 +75,12 @@ class StreamsService:
     async def _main(self) -> None:
         self._stop_requested = asyncio.Event()
         self.sa = self._build()
+        # a second live worker with our group_instance_id: a clear error, not endless fencing
+        self._fencing = watch_fencing(
+            self.settings.group_instance_id,
+            self.settings.session_timeout_s,
+            lambda exc: self.tasks.crashed("group-membership", exc),
+        )
         await self.sa.app.start()
         self._started.set()
         # Stop on request or when faust stops by itself (a crash); either way stop() runs
@@ -96,6 +104,8 @@ class StreamsService:
             self._error = exc
             log.error("streams worker died", error=f"{type(exc).__name__}: {exc}")
         finally:
+            if self._fencing is not None:
+                self._fencing.uninstall()
             self._started.set()
             self._stopped = True
             loop.run_until_complete(loop.shutdown_asyncgens())

@@ -109,7 +109,13 @@ WORKLOADS: tuple[Workload, ...] = (
         env=(("LISTEN", "0.0.0.0:11019"),),
     ),
     Workload(
-        "streams", Component.STREAMS, "streams", ("streams", "run"), "core", state_dir="/var/lib/netpilot/streams"
+        "streams",
+        Component.STREAMS,
+        "streams",
+        ("streams", "run"),
+        "core",
+        state_dir="/var/lib/netpilot/streams",
+        static_membership_setting="GROUP_INSTANCE_ID",
     ),
     Workload(
         "autopilot",
@@ -118,6 +124,7 @@ WORKLOADS: tuple[Workload, ...] = (
         ("autopilot", "run"),
         "core",
         state_dir="/var/lib/netpilot/autopilot",
+        static_membership_setting="GROUP_INSTANCE_ID",
     ),
     Workload(
         "sink-clickhouse",

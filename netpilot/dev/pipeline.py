@@ -265,7 +265,12 @@ class Pipeline:
                     name,
                     ["sink", "clickhouse", "run"],
                     "sink-clickhouse",
-                    {"dsn": f"chdb://{self.stores[i]}", "group_id": self.group_id("sink-clickhouse")},
+                    {
+                        "dsn": f"chdb://{self.stores[i]}",
+                        "group_id": self.group_id("sink-clickhouse"),
+                        # static membership: the child restarted (same env) is the same member
+                        "group_instance_id": f"{name}-{tag}",
+                    },
                 )
             )
         for name in self.names("streams"):
@@ -276,6 +281,7 @@ class Pipeline:
                     "streams",
                     {
                         "app_id": f"netpilot-streams-{tag}",
+                        "group_instance_id": f"{name}-{tag}",
                         "data_dir": data_dir("streams", name),
                         "allowed_lateness_s": o.allowed_lateness_s,
                         **({} if o.idle_after_s is None else {"idle_after_s": o.idle_after_s}),
@@ -290,6 +296,7 @@ class Pipeline:
                     "autopilot",
                     {
                         "app_id": f"netpilot-autopilot-{tag}",
+                        "group_instance_id": f"{name}-{tag}",
                         "data_dir": data_dir("autopilot", name),
                         "policy__cycle_s": o.cycle_s,
                         "policy__hold_s": o.hold_s,

@@ -76,6 +76,7 @@ def create_app(settings: AutopilotSettings) -> AutopilotApp:
         data_dir=settings.data_dir,
         changelog_replication=settings.changelog_replication,
         session_timeout_s=settings.session_timeout_s,
+        group_instance_id=settings.group_instance_id,
     )
 
     def topic(t: catalog.Topic) -> faust.TopicT:

@@ -342,9 +342,45 @@ def test_clickhouse_sink_is_a_static_member_under_its_pod_name(monkeypatch) -> N
     assert var not in sink_env("--set", "components.sink-clickhouse.staticMembership=false")
     monkeypatch.setenv(var, "netpilot-sink-clickhouse-7d9f8b-xk2pq")  # what the kubelet resolves
     assert load_settings(ClickHouseSinkSettings).group_instance_id == "netpilot-sink-clickhouse-7d9f8b-xk2pq"
-    # no other Deployment gets one: their consumers stay dynamic
-    for release in RELEASES:
-        for dep in of_kind(render(release), "Deployment"):
-            names = {e["name"] for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
-            if dep["metadata"]["labels"]["app.kubernetes.io/component"] != "sink-clickhouse":
-                assert not any(n.endswith("__GROUP_INSTANCE_ID") for n in names), dep["metadata"]["name"]
+
+
+def _container_env(docs: list[dict], name: str) -> list[dict]:
+    dep = next(d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == name)
+    return dep["spec"]["template"]["spec"]["containers"][0]["env"]
+
+
+def test_faust_workers_are_static_members_named_after_their_pod(monkeypatch) -> None:
+    """streams and the autopilot get their pod's name as group_instance_id (a container
+    restarted in its pod rejoins as the same member); no other workload does, and
+    ``staticMembership: false`` turns it off."""
+    from streams.autopilot.settings import AutopilotSettings
+    from streams.settings import StreamsSettings
+
+    docs = render("netpilot")
+    loaders = {"streams": StreamsSettings, "autopilot": AutopilotSettings}
+    other_static = {"sink-clickhouse"}  # its own test above
+    for dep in of_kind(docs, "Deployment"):
+        w = _workload(dep)
+        by_pod = [
+            e
+            for e in _container_env(docs, dep["metadata"]["name"])
+            if "valueFrom" in e and "fieldRef" in e["valueFrom"]
+        ]
+        if w.key in other_static:
+            continue
+        if w.key not in loaders:
+            assert by_pod == [], w.key
+            continue
+        assert by_pod == [
+            {
+                "name": f"NETPILOT_{w.key.upper()}__GROUP_INSTANCE_ID",
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+            }
+        ]
+        # a Deployment's pod name (ReplicaSet hash, random suffix) is a valid instance id
+        with monkeypatch.context() as m:
+            m.setenv(by_pod[0]["name"], f"{dep['metadata']['name']}-7d9f8b6c5d-x2x9q")
+            assert load_settings(loaders[w.key]).group_instance_id == f"{dep['metadata']['name']}-7d9f8b6c5d-x2x9q"
+    off = render("netpilot", "--set", "components.streams.staticMembership=false")
+    assert not any("GROUP_INSTANCE_ID" in e["name"] for e in _container_env(off, "netpilot-streams"))
+    assert any("GROUP_INSTANCE_ID" in e["name"] for e in _container_env(off, "netpilot-autopilot"))

@@ -68,10 +68,12 @@ RUNNING = {"streams", "autopilot", "sink-clickhouse", "sink-prometheus"}
 collector reads its inventory and routes from files here, and the templates topic once,
 when it starts)."""
 COMPONENTS = ("collector", "streams", "autopilot", "sink-clickhouse", "sink-prometheus")
-RECOVERY_DEADLINE_S = 60.0
-"""The autopilot's first cycle after a fault must come within this. The target is 10 s plus
-one cycle (15 s); a loaded 2-core CI machine was seen to need more after a broker restart
-(faust rejoins and recovers its tables): the measured times are printed and documented."""
+RECOVERY_DEADLINE_S = 10.0 + CYCLE_S
+"""The autopilot's first cycle after a fault must come within this: issue 13's target, 10 s
+plus one cycle. A killed autopilot comes back as the same static group member
+(``group_instance_id``, see docs/recovery.md), so it no longer waits out its old member's
+10 s session first (7-8 s here under load, against 10-12.6 s before); after a broker
+restart the next cycle follows at once (the ticks queued meanwhile)."""
 IDLE_AFTER_S = 10.0
 """streams' idle_after_s (default 30 s): the broker SIGTERM outage is held longer than this,
 so PoPs go without flows for longer than the idle time while nothing can be received."""

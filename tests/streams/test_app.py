@@ -72,3 +72,19 @@ def test_cli_check_dump_and_bad_config_exit_code(tmp_path: Path) -> None:
     bad.write_text("streams:\n  window_sizes_s: [10, 10]\n")
     failed = _netpilot("streams", "run", "--check", "--config", str(bad))
     assert failed.returncode == 2 and "window_sizes_s" in failed.stderr
+
+
+def test_group_instance_id_reaches_aiokafka_and_empty_means_dynamic(tmp_path: Path) -> None:
+    """The setting is faust's consumer_group_instance_id, which faust passes to aiokafka's
+    group_instance_id (None: dynamic membership, as before the setting)."""
+    from streams.app import new_faust_app
+
+    kafka = KafkaSettings()
+    static = new_faust_app(
+        "t-static", kafka, client="t", store="memory://", data_dir=tmp_path, group_instance_id="pod-0"
+    )
+    dynamic = new_faust_app("t-dynamic", kafka, client="t", store="memory://", data_dir=tmp_path)
+    assert static.conf.consumer_group_instance_id == "pod-0"
+    assert dynamic.conf.consumer_group_instance_id is None
+    with pytest.raises(ConfigError, match="group_instance_id"):
+        load_settings(StreamsSettings, overrides={"group_instance_id": "no spaces"})

@@ -105,14 +105,21 @@ def command(image: ImageConfig, container: dict, extra_args: tuple[str, ...] = (
     return [*image.entrypoint, *container.get("args", []), *extra_args]
 
 
-def container_env(image: ImageConfig, container: dict, secret_values: dict[tuple[str, str], str]) -> dict[str, str]:
+def container_env(
+    image: ImageConfig, container: dict, secret_values: dict[tuple[str, str], str], pod_name: str
+) -> dict[str, str]:
+    """The container's environment as the kubelet resolves it: values, Secret keys and the
+    downward API's pod fields (a field the chart uses and this does not know fails here)."""
     env = dict(image.env)
+    pod_fields = {"metadata.name": pod_name}
     for e in container.get("env", []):
         if "value" in e:
             env[e["name"]] = e["value"]
-        else:
+        elif "secretKeyRef" in e["valueFrom"]:
             ref = e["valueFrom"]["secretKeyRef"]
             env[e["name"]] = secret_values[(ref["name"], ref["key"])]
+        else:
+            env[e["name"]] = pod_fields[e["valueFrom"]["fieldRef"]["fieldPath"]]
     return env
 
 
@@ -133,7 +140,8 @@ def start(
     sc_pod, sc = pod["securityContext"], container["securityContext"]
     uid, gid, fs_group = sc_pod["runAsUser"], sc_pod["runAsGroup"], sc_pod.get("fsGroup")
     secret_values = {(name, k): v for name, data in secrets.items() for k, v in data.items()}
-    env = container_env(image, container, secret_values)
+    # a Deployment's pod: <deployment>-<ReplicaSet hash>-<random>
+    env = container_env(image, container, secret_values, f"{deployment['metadata']['name']}-7d9f8b6c5d-x2x9q")
     for k, v in (env_override or {}).items():
         if v is None:
             env.pop(k, None)

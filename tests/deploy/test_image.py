@@ -46,7 +46,7 @@ def stand_in_secrets(deployment: dict) -> dict[str, dict[str, str]]:
         if "secret" in vol:
             out[vol["secret"]["secretName"]] = {i["key"]: STAND_IN_PEM for i in vol["secret"]["items"]}
     for e in spec["containers"][0].get("env", []):
-        if "valueFrom" in e:
+        if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]:
             ref = e["valueFrom"]["secretKeyRef"]
             value = "http://127.0.0.1:8123/default" if ref["key"] == "dsn" else "stand-in-" + ref["key"]
             out.setdefault(ref["name"], {})[ref["key"]] = value

@@ -26,12 +26,29 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Annotated
+
+from pydantic import Field
 
 COORDINATOR_LOGGER = "aiokafka.consumer.group_coordinator"
 UNKNOWN_MEMBER = "member_id was not recognized"
 """In aiokafka's heartbeat warning when the broker no longer knows this member id."""
 FENCES = 3
 """Fences within the window that mean a duplicate id (a session expiry is one)."""
+
+
+GroupInstanceId = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description=(
+            "static group membership: this worker's own stable id in the consumer group (the chart "
+            "passes the pod name), so a worker restarted with it gets its partitions back at once "
+            "instead of after session_timeout_s; each live worker needs its own; empty: dynamic membership"
+        ),
+    ),
+]
+"""A faust worker's ``group_instance_id`` setting (streams and the autopilot)."""
 
 
 class DuplicateInstanceId(RuntimeError):

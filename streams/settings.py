@@ -8,6 +8,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator
 
 from netpilot.settings import ComponentSettings
+from streams.membership import GroupInstanceId
 
 
 class StreamsSettings(ComponentSettings):
@@ -53,15 +54,7 @@ class StreamsSettings(ComponentSettings):
     session_timeout_s: float = Field(
         10.0, ge=6, le=300, description="how long the group waits for a silent (dead) worker"
     )
-    group_instance_id: str = Field(
-        "",
-        pattern=r"^[A-Za-z0-9._-]*$",
-        description=(
-            "static group membership: this worker's own stable id in the consumer group (the chart "
-            "passes the pod name), so a worker restarted with it gets its partitions back at once "
-            "instead of after session_timeout_s; each live worker needs its own; empty: dynamic membership"
-        ),
-    )
+    group_instance_id: GroupInstanceId = ""
     producer_max_request_size: int = Field(
         8 * 1024 * 1024, ge=1024 * 1024, description="aggregate batches and changelog blobs can exceed 1 MiB"
     )

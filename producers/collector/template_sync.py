@@ -297,32 +297,3 @@ class TemplateFollower:
         if self._thread is not None:
             self._thread.join(5)
         self._consumer.close()
-
-
-def load(
-    kafka: KafkaSettings,
-    decoder: Decoder,
-    timeout_s: float = 30.0,
-    intake: Intake | None = None,
-    dead_letters: DeadLetterPublisher | None = None,
-) -> tuple[int, int]:
-    """Read the templates topic to its end and install every template in ``decoder``;
-    returns (templates loaded, records skipped). Records skipped: undecodable, refused by
-    ``intake`` (another schema in the ``schema`` header, an implausible ``received_at``) --
-    each goes to ``dead_letters`` with the reason -- or not a valid template definition.
-    A record stays on the compacted topic until its key gets a newer value, so each start
-    dead-letters it again (at least once, as every consumer's replays do)."""
-    follower = TemplateFollower(kafka, intake, dead_letters)
-    try:
-        latest = follower.load(timeout_s)
-    finally:
-        follower.close()
-    loaded = 0
-    skipped = follower.skipped
-    for rec in latest.values():
-        if rec.template is None:
-            continue
-        installed = install(decoder, rec.template)
-        loaded += installed
-        skipped += not installed
-    return loaded, skipped

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from netpilot.settings import ComponentSettings
 from streams.autopilot.policy import Policy
+from streams.membership import GroupInstanceId
 
 
 class AutopilotSettings(ComponentSettings):
@@ -31,15 +32,7 @@ class AutopilotSettings(ComponentSettings):
     session_timeout_s: float = Field(
         10.0, ge=6, le=300, description="how long the group waits for a silent (dead) worker"
     )
-    group_instance_id: str = Field(
-        "",
-        pattern=r"^[A-Za-z0-9._-]*$",
-        description=(
-            "static group membership: this worker's own stable id in the consumer group (the chart "
-            "passes the pod name), so a worker restarted with it gets its partitions back at once "
-            "instead of after session_timeout_s; each live worker needs its own; empty: dynamic membership"
-        ),
-    )
+    group_instance_id: GroupInstanceId = ""
     unhealthy_after_cycles: int = Field(
         3,
         ge=1,

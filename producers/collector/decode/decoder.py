@@ -154,38 +154,36 @@ class Decoder:
 
         ``source_port`` is the port of the Transport Session it came in (0: unknown, as
         persisted before templates carried their port); scoped by exporter address, every port is 0.
-        Returns False when the definition is a withdrawal.
+        Returns False when the definition is a withdrawal. At start nothing waits for it yet
+        (templates learned while running come through ``decode(learned=...)``).
         """
-        port = source_port if self._by_port else 0
+        return self._install(ChunkBuilder(), exporter, version, domain, kind, definition, source_port)
+
+    def _install(
+        self, out: ChunkBuilder, exporter: bytes, version: int, domain: int, kind: str, definition: bytes, port: int
+    ) -> bool:
+        """Parse and learn one stored template record; data held for it decodes into ``out``."""
         module = netflow_v9 if version == 9 else ipfix
         tid, fields, scope, _ = module.parse_template_record(
             memoryview(definition), 0, kind, self.options.max_fields, domain
         )
         if fields is None:
             return False
-        # data held for this template (if any) is decoded by the next pass
-        self._templates.learn(ChunkBuilder(), (exporter, port, version, domain), tid, kind, fields, definition, scope)
+        key = (exporter, port if self._by_port else 0, version, domain)
+        self._templates.learn(out, key, tid, kind, fields, definition, scope)
         return True
 
     def _learn_stored(self, out: ChunkBuilder, e: TemplateEvent) -> None:
-        port = e.source_port if self._by_port else 0
         if e.definition is None:
+            port = e.source_port if self._by_port else 0
             self._templates.withdraw(out, (e.exporter, port, e.version, e.domain, e.template_id))
             return
-        module = netflow_v9 if e.version == 9 else ipfix
         try:
-            tid, fields, scope, _ = module.parse_template_record(
-                memoryview(e.definition), 0, e.kind, self.options.max_fields, e.domain
-            )
+            self._install(out, e.exporter, e.version, e.domain, e.kind, e.definition, e.source_port)
         except DecodeError as exc:  # only a record written to the topic by hand gets here
             out.drop(exc.reason, 1, f"stored template: {exc}")
-            return
         except (struct.error, IndexError, ValueError) as exc:
             out.drop(Reason.TRUNCATED, 1, f"stored template: {type(exc).__name__}: {exc}")
-            return
-        if fields is not None and tid == e.template_id:
-            domain = (e.exporter, port, e.version, e.domain)
-            self._templates.learn(out, domain, tid, e.kind, fields, e.definition, scope)
 
     def template_count(self) -> int:
         return len(self.store)

@@ -6,10 +6,11 @@ What a real network would emit, and how:
   router's sampling rate (and the v9/IPFIX sampling options template);
 * interface counters — **as link-stats/1 messages published to Kafka** (the shape the SNMP
   poller publishes, ``source="simulator"``), cumulative 64-bit out-octets consistent with
-  the traffic, every ``stats_interval_s``;
+  the traffic, every ``stats_interval_s``; a link offered more than its capacity sends
+  (and counts) only its capacity, while its flows show the whole offered demand;
 * the inventory and the routes — YAML files in the output folder, in the formats
   ``netpilot inventory publish`` and ``netpilot routes load`` read;
-* the ground truth — ``truth_links.csv`` (bytes per step and link) and
+* the ground truth — ``truth_links.csv`` (bytes offered and sent per step and link) and
   ``truth_prefixes.csv`` (bytes per step, link and prefix).
 """
 
@@ -178,11 +179,22 @@ class Simulator:
         for li, (_router, link) in enumerate(pm.links):
             sel = np.nonzero(routed & (st.link == li) & (st.packets > 0))[0]
             b = int(st.bytes[sel].sum())
-            self._counters[link.link_id] += b
+            # A link sends at most its line rate: beyond it the egress queue drops, so its
+            # counters saturate while the flows (sampled at ingress) still show the offered
+            # demand, as on a real router in a surge.
+            sent = min(b, int(link.capacity_bps * self.sc.step_s / 8))
+            self._counters[link.link_id] += sent
             self.stats.bytes_true += b
             self.stats.per_link_bytes[link.link_id] = self.stats.per_link_bytes.get(link.link_id, 0) + b
             self._truth_links.append(
-                {"t": t, "pop": pm.pop.name, "link_id": link.link_id, "bytes": b, "packets": int(st.packets[sel].sum())}
+                {
+                    "t": t,
+                    "pop": pm.pop.name,
+                    "link_id": link.link_id,
+                    "bytes": b,  # offered (what the flows show)
+                    "sent": sent,  # what the interface counters count
+                    "packets": int(st.packets[sel].sum()),
+                }
             )
             if len(sel):
                 self._truth_prefixes.append(

@@ -48,13 +48,15 @@ def implausible_inputs(snapshot: Snapshot, current: InputTotals, state: PlannerS
         for l in snapshot.links
         if l.rate_bps is not None and l.rate_bps > l.usable_bps * policy.max_rate_over_capacity
     ]
-    # A link cannot carry more than it can: flow demand far above capacity is bad flow data
-    # (garbage or wrapped sums upstream), and acting on it would move healthy traffic.
+    # Counters cannot exceed what a link carries, but flow demand can (flows are sampled at
+    # ingress, before the egress drops): a surge to 1.5x capacity is the overload the planner
+    # is for. Demand many times the capacity is bad flow data (garbage or saturated sums
+    # upstream), and acting on it would move healthy traffic off a healthy link.
     observed = np.bincount(snapshot.demand.link, weights=snapshot.demand.rate_bps, minlength=len(snapshot.links))
     bad += [
         f"demand>capacity:{l.link_id}"
         for i, l in enumerate(snapshot.links)
-        if not observed[i] <= l.usable_bps * policy.max_rate_over_capacity  # also catches NaN
+        if not observed[i] <= l.usable_bps * policy.max_demand_over_capacity  # also catches NaN
     ]
     prev = state.previous_inputs
     if prev is None:

@@ -110,6 +110,13 @@ class Policy(BaseModel):
     stale_after_cycles: float = Field(3.0, gt=0, description="inputs older than this many cycles are stale")
     max_total_rate_change: float = Field(0.5, gt=0, description="implausible if the PoP total moves more in a cycle")
     max_rate_over_capacity: float = Field(1.1, gt=1, description="implausible if a link's rate exceeds capacity x this")
+    # Flows are mostly sampled where traffic enters the router, before the egress queue
+    # drops what does not fit: the demand for an overloaded link is legitimately above its
+    # capacity (that is when moving traffic matters most), so this bound only catches data
+    # no surge explains (garbage, sums saturated at 2^64 upstream).
+    max_demand_over_capacity: float = Field(
+        4.0, gt=1, description="implausible if the flow demand seen on a link exceeds capacity x this"
+    )
     misprojection_threshold: float = Field(
         0.05, gt=0, description="alarm when |actual - projected| utilisation stays above this (EF: 5 %)"
     )

@@ -182,10 +182,10 @@ def test_link_counters_published_to_kafka_match_truth(tmp_path: Path, kafka_sett
         mine = sorted((s for s in stats if s.link_id == link_id), key=lambda s: s.ts)
         delta = (mine[-1].out_octets - mine[0].out_octets) % 2**64
         t0, t1 = mine[0].ts - START_MS / 1000, mine[-1].ts - START_MS / 1000
-        want = truth.filter((pl.col("link_id") == link_id) & (pl.col("t") >= t0) & (pl.col("t") < t1))["bytes"].sum()
+        want = truth.filter((pl.col("link_id") == link_id) & (pl.col("t") >= t0) & (pl.col("t") < t1))["sent"].sum()
         assert delta == want, link_id
         assert mine[-1].out_bps == pytest.approx(
-            truth.filter((pl.col("link_id") == link_id) & (pl.col("t") >= t1 - 10) & (pl.col("t") < t1))["bytes"].sum()
+            truth.filter((pl.col("link_id") == link_id) & (pl.col("t") >= t1 - 10) & (pl.col("t") < t1))["sent"].sum()
             * 8
             / 10
         )

@@ -151,6 +151,33 @@ def test_saturated_aggregates_neither_raise_nor_move_traffic_off_a_healthy_link(
     assert explain.summary(result).encode()
 
 
+def test_demand_above_capacity_is_a_surge_to_move_not_implausible() -> None:
+    # Flows are sampled at ingress: in a surge the demand for the PNI is 1.5x its capacity
+    # while its counters saturate at 100 %. That is the overload to act on (issue 13 first
+    # gated demand at 1.1x capacity and the planner sat fail-static through a 2.5x surge).
+    p = overloaded_pop()
+    table = aggregates(T0 + 120, 12, {(prefix, "pni"): 15e9 / len(PREFIXES) for prefix in PREFIXES})
+    p.add_aggregates(table, window_s=10, keep_s=300)
+    end = T0 + 240
+    p.add_stats(LinkStats(pop="ams1", router="r1", link_id="pni", if_index=1, ts=end, out_bps=10e9, speed_bps=10e9))
+    p.add_stats(LinkStats(pop="ams1", router="r1", link_id="transit", if_index=2, ts=end, out_bps=10e9))
+    result = plan(p.snapshot(120), PlannerState(), Policy(mode="suggest"), now=end + 1)
+    assert not result.report.fail_static, result.report.implausible
+    assert result.by_action("ADD")
+    # ... and 5x capacity is still refused as bad flow data (the default bound is 4x)
+    p.add_aggregates(
+        aggregates(T0 + 240, 12, {(prefix, "pni"): 50e9 / len(PREFIXES) for prefix in PREFIXES}),
+        window_s=10,
+        keep_s=300,
+    )
+    end = T0 + 360
+    p.add_stats(LinkStats(pop="ams1", router="r1", link_id="pni", if_index=1, ts=end, out_bps=10e9, speed_bps=10e9))
+    p.add_stats(LinkStats(pop="ams1", router="r1", link_id="transit", if_index=2, ts=end, out_bps=10e9))
+    result = plan(p.snapshot(120), PlannerState(), Policy(mode="suggest"), now=end + 1)
+    assert result.report.fail_static and "demand>capacity:pni" in result.report.implausible
+    assert not result.by_action("ADD")
+
+
 def test_large_sample_counts_that_fit_are_kept_and_explained() -> None:
     # 2^62 samples per window: the 12-window sum passes 2^64 and saturates, the planner
     # clamps it to MAX_SAMPLES and still plans the genuine overload

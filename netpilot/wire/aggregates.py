@@ -34,6 +34,11 @@ AGGREGATE_SCHEMA = pa.schema(
     ],
     metadata={"netpilot.schema": SCHEMA_NAME, "netpilot.version": f"{MAJOR}.0"},
 )
+ROW_KEY = ("window_start", "window_s", "pop", "link_id", "dst_prefix", "dst_prefix_len", "dst_as")
+"""What identifies one row: a closed window holds one row per key, and a republished window
+(docs/streams.md, "Guarantees and their limits") repeats rows under the same keys, so a
+consumer deduplicates on exactly these columns. The other columns are the sums."""
+SUM_COLUMNS = ("bytes", "packets", "flows", "samples")
 
 
 def encode_aggregates(table: pa.Table) -> bytes:

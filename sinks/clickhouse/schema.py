@@ -26,10 +26,14 @@ class Column:
     name: str
     type: str
     codec: str | None = None
+    materialized: str | None = None
+    """Computed by ClickHouse from the row on insert (never sent by the sink, left out of
+    ``SELECT *``)."""
 
     def ddl(self) -> str:
+        computed = f" MATERIALIZED {self.materialized}" if self.materialized else ""
         codec = f" CODEC({self.codec})" if self.codec else ""
-        return f"`{self.name}` {self.type}{codec}"
+        return f"`{self.name}` {self.type}{computed}{codec}"
 
 
 @dataclass(frozen=True)
@@ -50,9 +54,13 @@ class Table:
             return None
         return f"{self.ttl_column} + INTERVAL {self.ttl_days} DAY"
 
-    def create_sql(self, db: str, dedup_window: int) -> str:
+    def create_sql(self, db: str, dedup_window: int, name: str | None = None) -> str:
+        """``name``: create the table under another name (a migration's rebuild copy)."""
         cols = ",\n  ".join(c.ddl() for c in self.columns)
-        parts = [f"CREATE TABLE IF NOT EXISTS {db}.{self.name}\n(\n  {cols}\n)", f"ENGINE = {self.engine}"]
+        parts = [
+            f"CREATE TABLE IF NOT EXISTS {db}.{name or self.name}\n(\n  {cols}\n)",
+            f"ENGINE = {self.engine}",
+        ]
         if self.partition_by:
             parts.append(f"PARTITION BY {self.partition_by}")
         parts.append(f"ORDER BY ({self.order_by})")
@@ -131,6 +139,11 @@ def _cols(*spec: tuple[str, str] | tuple[str, str, str]) -> tuple[Column, ...]:
 
 ROLLUPS = (("flows_1m", "toStartOfMinute"), ("flows_5m", "toStartOfFiveMinutes"), ("flows_1h", "toStartOfHour"))
 ROLLUP_KEYS = ("pop", "link_id", "router", "out_if", "dst_as", "src_as", "ip_proto")
+AGGREGATE_VERSION = "dedup_version"
+"""flow_aggregates' ReplacingMergeTree version: bytes + packets + flows + samples."""
+# Summed in UInt128 and capped: streams saturates a sum at 2**64 - 1 (streams.arith), and a
+# wrapped UInt64 sum would make such a row lose to its partial repeat.
+_AGGREGATE_VERSION_SQL = f"toUInt64(least(toUInt128(bytes) + packets + flows + samples, {2**64 - 1}))"
 
 
 def tables(r: Retention) -> tuple[Table, ...]:
@@ -177,11 +190,27 @@ def tables(r: Retention) -> tuple[Table, ...]:
         for name, _ in ROLLUPS
     ]
     out += [
+        # The streams worker can publish a closed window twice, the repeat holding the same
+        # keys with sums at most the first copy's, column by column (docs/streams.md,
+        # "Guarantees and their limits"); a new Kafka message, so the insert token does not
+        # catch it. One row per window key: the sort key is the wire's full row key, and of
+        # rows sharing it the largest copy wins. Not `flows` alone as the version: a share
+        # of a record spread back from a later window adds bytes but no flows, so a repeat
+        # can tie on flows with fewer bytes, and a tie keeps the last insert. The sum of the
+        # four grows with any of them. Readers use FINAL (a merge may not have run yet).
         Table(
             "flow_aggregates",
-            columns_from_arrow(aggregates.AGGREGATE_SCHEMA),
-            "MergeTree",
-            order_by="window_start, pop, link_id, dst_prefix, dst_prefix_len",
+            (
+                *columns_from_arrow(aggregates.AGGREGATE_SCHEMA),
+                Column(
+                    AGGREGATE_VERSION,
+                    "UInt64",
+                    "T64, ZSTD(1)",
+                    materialized=_AGGREGATE_VERSION_SQL,
+                ),
+            ),
+            f"ReplacingMergeTree({AGGREGATE_VERSION})",
+            order_by=", ".join(aggregates.ROW_KEY),
             partition_by="toYYYYMM(window_start)",
             ttl_column="toDateTime(window_start)",
             ttl_days=r.links_days,
@@ -426,5 +455,6 @@ __all__ = [
     "table_for",
     "MIGRATIONS_TABLE",
     "ROLLUPS",
+    "AGGREGATE_VERSION",
     "ch_type",
 ]

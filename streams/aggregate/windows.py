@@ -52,8 +52,9 @@ from streams.arith import sum_u64
 EventTimeField = str  # one of flows/1's timestamp columns
 EVENT_TIME_FIELDS = ("time_end", "time_start", "time_received")
 
-GROUP_KEYS = ("window_start", "window_s", "pop", "link_id", "dst_prefix", "dst_prefix_len", "dst_as")
-SUM_COLUMNS = ("bytes", "packets", "flows", "samples")
+GROUP_KEYS = wire_aggregates.ROW_KEY
+"""One partial (and one published) row per key: the key sinks deduplicate republished windows on."""
+SUM_COLUMNS = wire_aggregates.SUM_COLUMNS
 NO_WATERMARK = -(2**62)
 """Watermark of a PoP never seen: nothing is late yet."""
 

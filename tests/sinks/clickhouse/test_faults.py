@@ -181,7 +181,7 @@ def test_poison_messages_go_to_dead_letters_and_json_topics_land(
         "(SELECT count() FROM netpilot.link_inventory FINAL WHERE NOT deleted), "
         "(SELECT sum(adds) FROM netpilot.cycle_summaries), "
         "(SELECT sum(rate_bps) FROM netpilot.recommendations WHERE to_util_after = 0.6), "
-        "(SELECT sum(bytes) FROM netpilot.flow_aggregates "
+        "(SELECT sum(bytes) FROM netpilot.flow_aggregates FINAL "
         " WHERE dst_prefix = toIPv6('::ffff:198.51.100.0'))"
     )
     want = [[1, 4e9, 0.9, 1, 1, 2, 2.5e8, 3000]]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from netpilot.wire import flows
+from netpilot.wire import aggregates, flows
 from sinks.clickhouse import schema
 from sinks.clickhouse.client import ClickHouseClient
 from sinks.clickhouse.migrations import SCHEMA_VERSION, current_ttl_days, migrate
 from sinks.clickhouse.settings import Retention
+from streams.aggregate import windows
+from tests.sinks.clickhouse import test_aggregate_dedup as dedup
 
 DB = "netpilot"
 
@@ -36,6 +38,18 @@ def test_raw_columns_follow_the_flows_wire_schema() -> None:
         assert "extend" in str(exc)
     else:
         raise AssertionError("unknown Arrow types must be refused")
+
+
+def test_aggregates_are_keyed_by_every_column_but_the_sums() -> None:
+    """A wire column left out of the sort key would merge two rows of one window away."""
+    assert sorted(aggregates.ROW_KEY + aggregates.SUM_COLUMNS) == sorted(aggregates.AGGREGATE_SCHEMA.names)
+    assert windows.GROUP_KEYS == aggregates.ROW_KEY  # what streams publishes one row per
+    agg = schema.table_for("flow_aggregates")
+    assert agg.order_by == ", ".join(aggregates.ROW_KEY)
+    assert agg.engine == f"ReplacingMergeTree({schema.AGGREGATE_VERSION})"
+    [version] = [c for c in agg.columns if c.name == schema.AGGREGATE_VERSION]
+    assert version.materialized is not None
+    assert all(c in version.materialized for c in aggregates.SUM_COLUMNS)
 
 
 def test_migrate_twice_changes_nothing(ch_client: ClickHouseClient) -> None:
@@ -124,4 +138,80 @@ def test_schema_2_database_gets_the_applied_table_and_keeps_its_data(ch_client: 
         "ORDER BY applied_at DESC LIMIT 1"
     )
     assert description.startswith(f"v{SCHEMA_VERSION}:") and SCHEMA_VERSION >= 3
+    assert migrate(ch_client, DB, Retention(), 1000).applied == ()
+
+
+# flow_aggregates as schema 3 created it: a plain MergeTree on part of the row key
+SCHEMA_3_AGGREGATES = schema.Table(
+    "flow_aggregates",
+    schema.columns_from_arrow(aggregates.AGGREGATE_SCHEMA),
+    "MergeTree",
+    order_by="window_start, pop, link_id, dst_prefix, dst_prefix_len",
+    partition_by="toYYYYMM(window_start)",
+    ttl_column="toDateTime(window_start)",
+    ttl_days=Retention().links_days,
+)
+
+
+def _schema_3_aggregates(c: ClickHouseClient) -> None:
+    """A schema-3 flow_aggregates holding a window, its partial repeat (two inserts) and a
+    cycle summary elsewhere."""
+    migrate(c, DB, Retention(), 1000)
+    c.command("DROP TABLE netpilot.flow_aggregates")
+    c.command(SCHEMA_3_AGGREGATES.create_sql(DB, 1000))
+    c.insert_arrow("netpilot.flow_aggregates", dedup.table_of(dedup.FIRST), "flow_aggregates/0/7-7")
+    c.insert_arrow("netpilot.flow_aggregates", dedup.table_of(dedup.REPEAT), "flow_aggregates/0/9-9")
+    c.command(
+        "INSERT INTO netpilot.cycle_summaries (generated_at, cycle_id, pop, mode) "
+        "VALUES (now64(3), 'c1', 'ams1', 'suggest')"
+    )
+
+
+def _assert_rebuilt(c: ClickHouseClient) -> None:
+    [(engine, sorting)] = c.rows(
+        "SELECT engine_full, sorting_key FROM system.tables WHERE database = 'netpilot' AND name = 'flow_aggregates'"
+    )
+    assert engine.startswith("ReplacingMergeTree(dedup_version)"), engine
+    assert sorting == ", ".join(aggregates.ROW_KEY)
+    assert "non_replicated_deduplication_window = 1000" in engine
+    assert current_ttl_days(c, DB, "flow_aggregates") == Retention().links_days
+    # every row of the first copy came across, and the repeat no longer counts (the copy
+    # step itself refuses to swap unless it holds as many rows as the old table)
+    assert [tuple(r) for r in c.rows(dedup.KEYED)] == dedup.FIRST
+    assert not c.rows("SELECT name FROM system.tables WHERE database = 'netpilot' AND name LIKE '%rebuild%'")
+    assert c.rows("SELECT cycle_id, pop FROM netpilot.cycle_summaries") == [("c1", "ams1")]
+
+
+def test_schema_3_flow_aggregates_is_rebuilt_deduplicating_with_every_row(ch_client: ClickHouseClient) -> None:
+    _schema_3_aggregates(ch_client)
+    before = [r for r in _snapshot(ch_client) if r[0] != "flow_aggregates"]
+    # the plain table counts the repeat
+    assert ch_client.rows("SELECT sum(bytes) FROM netpilot.flow_aggregates") == [
+        (sum(r[4] for r in dedup.FIRST) + sum(r[4] for r in dedup.REPEAT),)
+    ]
+    report = migrate(ch_client, DB, Retention(), 1000)
+    assert report.applied == ("engine:flow_aggregates",)
+    _assert_rebuilt(ch_client)
+    assert [r for r in _snapshot(ch_client) if r[0] != "flow_aggregates"] == before
+    [(description,)] = ch_client.rows(
+        "SELECT description FROM netpilot.schema_migrations WHERE step = 'engine:flow_aggregates'"
+    )
+    assert description.startswith(f"v{SCHEMA_VERSION}:") and SCHEMA_VERSION >= 4
+    assert migrate(ch_client, DB, Retention(), 1000).applied == ()
+
+
+def test_an_interrupted_rebuild_is_finished_by_the_next_run(ch_client: ClickHouseClient) -> None:
+    # stopped before the exchange: the live table untouched, a half-made copy next to it
+    _schema_3_aggregates(ch_client)
+    copy = "netpilot.flow_aggregates__rebuild"
+    ch_client.command(schema.table_for("flow_aggregates").create_sql(DB, 1000, name="flow_aggregates__rebuild"))
+    ch_client.insert_arrow(copy, dedup.table_of(dedup.FIRST[:2]), "half")
+    assert migrate(ch_client, DB, Retention(), 1000).applied == ("engine:flow_aggregates",)
+    _assert_rebuilt(ch_client)
+
+    # stopped after the exchange: the old table left under the copy's name
+    ch_client.command(SCHEMA_3_AGGREGATES.create_sql(DB, 1000).replace("flow_aggregates", "flow_aggregates__rebuild"))
+    ch_client.insert_arrow(copy, dedup.table_of(dedup.FIRST), "old")
+    assert migrate(ch_client, DB, Retention(), 1000).applied == ("engine:flow_aggregates",)
+    _assert_rebuilt(ch_client)
     assert migrate(ch_client, DB, Retention(), 1000).applied == ()

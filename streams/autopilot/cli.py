@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,6 +65,8 @@ def _start(settings: AutopilotSettings) -> int:
     setup_logging(settings.log, component="autopilot")
     metrics = AutopilotMetrics.create()
     typer.echo(f"app id {app_id(settings)}; mode {settings.policy.mode}; cycle {settings.policy.cycle_s:g}s", err=True)
+    if warning := settings.takeover_warning():
+        logging.getLogger("netpilot.autopilot").warning("%s", warning)
     return lifecycle.serve(AutopilotService(settings, metrics), metrics.registry, settings.metrics)
 
 

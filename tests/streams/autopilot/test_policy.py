@@ -32,3 +32,15 @@ def test_contradicting_thresholds_are_refused_with_the_rule() -> None:
         Policy().for_link(link("x", thresholds={"alt_max": 0.99}))
     with pytest.raises(ValidationError, match="extra"):
         Policy(hold=30)
+
+
+def test_cycles_shorter_than_a_takeover_are_warned_about() -> None:
+    """A dead worker's PoPs wait the session timeout plus a restore: with shorter cycles they
+    lose more than one (the scale-out promise), which the worker says at start-up."""
+    from streams.autopilot.settings import AutopilotSettings
+
+    assert AutopilotSettings().takeover_warning() is None  # 30 s cycles, 10 s session
+    assert AutopilotSettings(policy=Policy(cycle_s=15)).takeover_warning() is None  # the demo's
+    warning = AutopilotSettings(policy=Policy(cycle_s=5)).takeover_warning()
+    assert warning and "more than one cycle" in warning and "session_timeout_s 10s" in warning
+    assert AutopilotSettings(policy=Policy(cycle_s=20), session_timeout_s=30).takeover_warning()

@@ -31,6 +31,7 @@ class StreamsMetrics:
     idle_advances: Counter
     idle_skips: Counter
     task_crashes: Counter
+    restore_stalls: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> StreamsMetrics:
@@ -65,6 +66,10 @@ class StreamsMetrics:
             ),
             task_crashes=m.counter(
                 "task_crashes_total", "agents and timers that raised (health fails from the first)", ["task"]
+            ),
+            restore_stalls=m.counter(
+                "restore_stalls_total",
+                "table restores that stopped moving and were sought again (streams.restore_watch)",
             ),
         )
         for reason in ("stale-tick", "backlog"):  # streams.aggregate.agents.IDLE_SKIP_REASONS

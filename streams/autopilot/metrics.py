@@ -24,6 +24,7 @@ class AutopilotMetrics:
     cycle_errors: Counter
     failed_cycles: Gauge
     task_crashes: Counter
+    restore_stalls: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> AutopilotMetrics:
@@ -46,6 +47,10 @@ class AutopilotMetrics:
             failed_cycles=m.gauge("failed_cycles", "the PoP's cycles failed in a row (0 after a good one)", ["pop"]),
             task_crashes=m.counter(
                 "task_crashes_total", "agents and timers that raised (health fails from the first)", ["task"]
+            ),
+            restore_stalls=m.counter(
+                "restore_stalls_total",
+                "table restores that stopped moving and were sought again (streams.restore_watch)",
             ),
         )
         m.service(

@@ -54,8 +54,8 @@ class Feed:
     """Flows for every PoP, one message per PoP and event second, paced at PACE per wall
     second; keeps the truth (flows and bytes per PoP, window size and window start)."""
 
-    def __init__(self, k: KafkaSettings, pops: list[str], t0_ms: int) -> None:
-        self.k, self.pops, self.t0 = k, pops, t0_ms
+    def __init__(self, k: KafkaSettings, pops: list[str], t0_ms: int, end_s: int = END_S, pace: int = PACE) -> None:
+        self.k, self.pops, self.t0, self.end_s, self.pace = k, pops, t0_ms, end_s, pace
         self.producer = KafkaProducer(k, ProducerOptions(linger_ms=5))
         self.next_s = 0
         self.truth: dict[tuple[str, int, int], list[int]] = defaultdict(lambda: [0, 0])
@@ -69,24 +69,24 @@ class Feed:
             self.producer.produce(
                 self.k.topic(catalog.FLOWS), F.encode_flows(table), key=pop, partition_key=pop, headers=F.headers()
             )
-            if s < END_S:
+            if s < self.end_s:
                 for size in WINDOWS:
                     start = self.t0 + (s // size) * size * 1000
                     self.truth[(pop, size, start)][0] += n
                     self.truth[(pop, size, start)][1] += n * bytes_each * 100  # bytes_scaled, rate 100
 
     def step(self) -> bool:
-        """Feed the event seconds due by now (at most up to END_S); False once all are sent."""
-        due = min(END_S, int((time.monotonic() - self.started) * PACE) + 1)
+        """Feed the event seconds due by now (at most up to end_s); False once all are sent."""
+        due = min(self.end_s, int((time.monotonic() - self.started) * self.pace) + 1)
         while self.next_s < due:
             self.send_second(self.next_s)
             self.next_s += 1
-        self.producer.poll(1 / PACE)
-        return self.next_s < END_S
+        self.producer.poll(1 / self.pace)
+        return self.next_s < self.end_s
 
     def close_all(self) -> None:
-        """One flow per PoP far ahead: its watermark closes every window before END_S."""
-        self.send_second(END_S + 200, n=1)
+        """One flow per PoP far ahead: its watermark closes every window before end_s."""
+        self.send_second(self.end_s + 200, n=1)
         self.producer.flush(60)
 
 

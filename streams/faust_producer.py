@@ -1,4 +1,4 @@
-"""A fix to faust 0.15 (faust-streaming) that scale-out needs, applied by :class:`App`.
+"""Fixes to faust 0.15 (faust-streaming) that scale-out needs, applied by :class:`App`.
 
 **A producer flush that waits.** faust writes table changes (the changelogs) through a
 buffer of its producer, and flushes the producer before it commits source offsets and when
@@ -13,11 +13,12 @@ not yet acknowledged by Kafka, and ``flush`` awaits all that were there when it 
 (later ones do not hold it up, so a busy worker still commits). A message that failed
 raises, so the commit does not go ahead.
 
-**Not fixed here** (docs/streams.md, "Two or more workers"): a partition with no committed
-offset yet (or offset 0) can lose the messages a worker had fetched but not processed when
-a rebalance comes: faust's commit bookkeeping and aiokafka's ``seek_to_committed`` both
-treat offset 0 as "nothing committed" and skip their checks. Seen only in a group's first
-seconds (before the first commit, every ``commit_interval``), when a second worker joins.
+**A seek for partitions with no commit yet** (``streams/faust_offsets.py``, docs/streams.md
+"Two or more workers"): a partition whose committed offset was still none (or 0) lost the
+messages faust had fetched and dropped in a rebalance (a new group's first seconds, a second
+worker joining), because aiokafka's ``seek_to_committed`` leaves such a partition where
+fetching had got to. The consumer seeks it to its start, and hands over no record fetched
+before that seek.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ import asyncio
 from typing import Any
 
 import faust
-from faust.types import ProducerT
+from faust.types import ConsumerT, ProducerT
 from faust.types.tuples import FutureMessage
+
+from streams.faust_offsets import seek_uncommitted_to_start
 
 
 def track_buffer(producer: ProducerT) -> None:
@@ -51,10 +54,16 @@ def track_buffer(producer: ProducerT) -> None:
 
 
 class App(faust.App):
-    """faust.App with a producer whose flush waits for every buffered message."""
+    """faust.App with a producer whose flush waits for every buffered message, and a consumer
+    that seeks partitions with no committed offset to their start (streams.faust_offsets)."""
 
     def _new_producer(self) -> ProducerT:
         producer = super()._new_producer()
         if not self.conf.producer_threaded:
             track_buffer(producer)
         return producer
+
+    def _new_consumer(self) -> ConsumerT:
+        consumer = super()._new_consumer()
+        seek_uncommitted_to_start(consumer)
+        return consumer

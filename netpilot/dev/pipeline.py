@@ -39,8 +39,9 @@ SCALED = ("collector", "streams", "autopilot", "sink-clickhouse")
 """Components ``PipelineOptions.instances`` runs several of."""
 STAGGERED = ("streams", "autopilot")
 """faust workers: the second of a group starts once the first has committed on every
-partition holding messages (a rebalance before a partition's first commit can skip
-messages, docs/streams.md "Known limit")."""
+partition holding messages. A workaround for the skip of a rebalance before a partition's
+first commit, fixed since (streams/faust_offsets.py, docs/streams.md "Two or more
+workers"); kept until the demo has been run without it."""
 STOP_ORDER = ("injector", "collector", "streams", "autopilot", "sink-prometheus", "sink-clickhouse")
 
 
@@ -365,8 +366,7 @@ class Pipeline:
 
     def wait_committed(self, component: str, timeout: float) -> None:
         """Wait until ``component``'s group has a commit (an offset above 0) on every
-        partition of its catalog input topics that holds messages (docs/streams.md: a
-        rebalance before a partition's first commit can skip messages)."""
+        partition of its catalog input topics that holds messages (STAGGERED)."""
         from confluent_kafka import Consumer, TopicPartition
 
         from netpilot import catalog

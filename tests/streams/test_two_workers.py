@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from netpilot import catalog
 from netpilot.kafka.producer import KafkaProducer, ProducerOptions
@@ -54,8 +53,8 @@ class Feed:
     """Flows for every PoP, one message per PoP and event second, paced at PACE per wall
     second; keeps the truth (flows and bytes per PoP, window size and window start)."""
 
-    def __init__(self, k: KafkaSettings, pops: list[str], t0_ms: int) -> None:
-        self.k, self.pops, self.t0 = k, pops, t0_ms
+    def __init__(self, k: KafkaSettings, pops: list[str], t0_ms: int, end_s: int = END_S, pace: int = PACE) -> None:
+        self.k, self.pops, self.t0, self.end_s, self.pace = k, pops, t0_ms, end_s, pace
         self.producer = KafkaProducer(k, ProducerOptions(linger_ms=5))
         self.next_s = 0
         self.truth: dict[tuple[str, int, int], list[int]] = defaultdict(lambda: [0, 0])
@@ -69,35 +68,25 @@ class Feed:
             self.producer.produce(
                 self.k.topic(catalog.FLOWS), F.encode_flows(table), key=pop, partition_key=pop, headers=F.headers()
             )
-            if s < END_S:
+            if s < self.end_s:
                 for size in WINDOWS:
                     start = self.t0 + (s // size) * size * 1000
                     self.truth[(pop, size, start)][0] += n
                     self.truth[(pop, size, start)][1] += n * bytes_each * 100  # bytes_scaled, rate 100
 
     def step(self) -> bool:
-        """Feed the event seconds due by now (at most up to END_S); False once all are sent."""
-        due = min(END_S, int((time.monotonic() - self.started) * PACE) + 1)
+        """Feed the event seconds due by now (at most up to end_s); False once all are sent."""
+        due = min(self.end_s, int((time.monotonic() - self.started) * self.pace) + 1)
         while self.next_s < due:
             self.send_second(self.next_s)
             self.next_s += 1
-        self.producer.poll(1 / PACE)
-        return self.next_s < END_S
+        self.producer.poll(1 / self.pace)
+        return self.next_s < self.end_s
 
     def close_all(self) -> None:
-        """One flow per PoP far ahead: its watermark closes every window before END_S."""
-        self.send_second(END_S + 200, n=1)
+        """One flow per PoP far ahead: its watermark closes every window before end_s."""
+        self.send_second(self.end_s + 200, n=1)
         self.producer.flush(60)
-
-
-def committed(k: KafkaSettings, app: str) -> list[int]:
-    """The group's committed offset on each flows partition (-1001: none yet)."""
-    consumer = Consumer({"bootstrap.servers": k.bootstrap_servers, "group.id": f"{k.topic_prefix}{app}"})
-    try:
-        tps = [TopicPartition(k.topic(catalog.FLOWS), p) for p in range(catalog.FLOWS.partitions)]
-        return [max(tp.offset, 0) for tp in consumer.committed(tps, timeout=10)]
-    finally:
-        consumer.close()
 
 
 def busy_pops(w: StreamsWorker, before: dict[str, float]) -> set[str]:
@@ -114,17 +103,14 @@ def test_two_streams_workers_one_killed_totals_stay_exact(kafka_settings: KafkaS
     feed = Feed(k, pops, t0)
     b: StreamsWorker | None = None
     try:
-        # 1. one worker runs and has committed offsets on every partition; then a second one
-        #    joins (scale-out while flows stream in). Why wait for the commits: a partition
-        #    whose committed offset is still 0 or none can lose fetched messages in a rebalance
-        #    (a faust/aiokafka limit, docs/streams.md), which is not what this test is about.
+        # 1. one worker runs, and a second one joins as soon as the first has processed flows
+        #    of every PoP (scale-out while flows stream in). No waiting for its commits: a
+        #    join before a partition's first commit no longer skips messages
+        #    (streams/faust_offsets.py; test_fresh_group.py provokes exactly that)
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not all(committed(k, app)):
-            if feed.next_s < KILL_AFTER_S:
-                feed.step()
-            else:
-                feed.producer.poll(0.2)
-        assert all(committed(k, app)), (committed(k, app), a.log.read_text()[-1500:])
+        while time.monotonic() < deadline and set(a.flows_by_pop()) != set(pops):
+            feed.step()
+        assert set(a.flows_by_pop()) == set(pops), a.log.read_text()[-1500:]
         b = StreamsWorker(k, tmp_path / "b", tmp_path / "b.log", app_id=app)
         # both workers process, each its own PoPs, between them all (the split settles after
         # the join: measured over the last second and a half)

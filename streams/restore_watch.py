@@ -17,7 +17,8 @@ this watch, once a second:
 
 Seeking the partitions again and resuming them was tried as a nudge and did not get a
 provoked stall (a partition left paused) moving again: faust's fetcher kept not delivering
-what aiokafka held for it. A clean restart does.
+what aiokafka held for it (its calls to the consumer thread did not come back; see the lead
+in docs/recovery.md). A clean restart does.
 """
 
 from __future__ import annotations

@@ -10,15 +10,15 @@ this watch, once a second:
 
 1. after ``stall_s`` with partitions still to read and none of them moving, logs what
    faust's consumer, its queues and the event loops' tasks are doing (where the cause must
-   be found) and counts ``restore_stalls_total``;
+   be found), counts ``restore_stalls_total``, and resumes those of the partitions the
+   consumer does not fetch (a restore that left one paused would wait for ever);
 2. after ``fail_s`` without progress, fails health (``task_crashes_total{task="table-restore"}``):
    the lifecycle runner stops the worker and the orchestrator starts it again, and a fresh
    start restores from scratch. A restore that reads slowly but reads is left alone.
 
-Seeking the partitions again and resuming them was tried as a nudge and did not get a
-provoked stall (a partition left paused) moving again: faust's fetcher kept not delivering
-what aiokafka held for it (its calls to the consumer thread did not come back; see the lead
-in docs/recovery.md). A clean restart does.
+Whether the stall seen under load is a partition left unfetched (which step 1 undoes) or
+something else (which step 2 turns into a restart) is what the logged ``not_fetched`` will
+tell next time.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from faust.types import TP
 from prometheus_client import Counter
 
 from netpilot.obs.logging import get_logger
@@ -132,3 +133,11 @@ async def watch_restore(
             except Exception as exc:  # noqa: BLE001 - faust internals moved: still warn
                 details = {"diagnose_error": f"{type(exc).__name__}: {exc}"}
             log.warning("table restore stalled", stalled_s=round(stalled_s), fail_after_s=spec.fail_s, **details)
+            # A partition the restore waits for but the consumer does not fetch: resume it,
+            # as the restore does when it starts. faust's own TP type: the consumer asserts it.
+            consumer = app.consumer
+            fetched = consumer._active_partitions or set()
+            unfetched = {TP(tp.topic, tp.partition) for tp in left} - fetched
+            if unfetched:
+                log.warning("table restore: resuming partitions not fetched", partitions=sorted(map(str, unfetched)))
+                consumer.resume_partitions(unfetched)

@@ -6,7 +6,9 @@ resumes the changelog partition for the restore, the resume is dropped (a partit
 paused: the restore waits for events that never come, as in the stall seen under load).
 With WATCH=1 streams.restore_watch runs beside it (stall_s 3, fail_s 10) and the worker
 stops when it reports the crash (``CRASHED ...``), as the lifecycle runner would; prints
-``RESTORED <n>`` if the table ever holds every key. Gives up after 40 s (``GAVE UP``).
+``RESTORED <n> STALLS <k>`` once the table holds every key. With a fifth argument
+``stuck`` every resume of the partition is dropped, not only the first. Gives up after
+40 s (``GAVE UP``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from streams.faust_producer import App
 from streams.restore_watch import RestoreWatchSpec, watch_restore
 
 bootstrap, app_id, keys, watch = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
+stuck = sys.argv[5:] == ["stuck"]
 
 app = App(
     app_id,
@@ -52,7 +55,7 @@ def drop_first_changelog_resume() -> None:
         nonlocal dropped
         tps = set(tps)
         changelog = {tp for tp in tps if tp.topic.endswith("-t-changelog")}
-        if changelog and not dropped:
+        if changelog and (not dropped or stuck):
             dropped = True
             print(f"DROPPED resume of {sorted(map(str, changelog))}", flush=True)
             tps -= changelog
@@ -79,7 +82,7 @@ async def main() -> None:
     while not done.is_set() and len(table) < keys and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
     if len(table) >= keys:
-        print(f"RESTORED {len(table)}", flush=True)
+        print(f"RESTORED {len(table)} STALLS {stalls._value.get():.0f}", flush=True)
     elif not done.is_set():
         print(f"GAVE UP with {len(table)} keys", flush=True)
     await app.stop()

@@ -10,6 +10,7 @@ import sys
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -22,13 +23,8 @@ from streams.restore_watch import RestoreWatchSpec, watch_restore
 WORKER = Path(__file__).with_name("restore_stall_worker.py")
 
 
-def test_a_restore_that_receives_nothing_is_reported_and_fails_health(
-    kafka_settings: KafkaSettings, tmp_path: Path
-) -> None:
-    """A real faust worker whose changelog partition the restore leaves paused (so the
-    events it waits for never come, the stall seen under load): without the watch it hangs
-    without a word; with it, the stall is logged with what the consumer is doing after
-    stall_s, and health fails after fail_s."""
+def changelog_of(kafka_settings: KafkaSettings, keys: int) -> str:
+    """A new app id whose table changelog already holds ``keys`` keys."""
     bootstrap = kafka_settings.bootstrap_servers
     app_id = f"rw-{uuid.uuid4().hex[:8]}"
     changelog = f"{app_id}-t-changelog"
@@ -36,29 +32,52 @@ def test_a_restore_that_receives_nothing_is_reported_and_fails_health(
     for fut in admin.create_topics([NewTopic(changelog, 1, 1, config={"cleanup.policy": "compact"})]).values():
         fut.result(30)
     producer = Producer({"bootstrap.servers": bootstrap})
-    keys = 50
     for i in range(keys):
         # what faust writes to a changelog of str keys and values: JSON strings
         producer.produce(changelog, key=f'"k{i}"'.encode(), value=f'"v{i}"'.encode(), partition=0)
     assert producer.flush(30) == 0
+    return app_id
+
+
+def run_worker(kafka_settings: KafkaSettings, app_id: str, keys: int, *extra: str, cwd: Path) -> str:
     proc = subprocess.run(
-        [sys.executable, str(WORKER), bootstrap, app_id, str(keys), "1"],
+        [sys.executable, str(WORKER), kafka_settings.bootstrap_servers, app_id, str(keys), "1", *extra],
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=tmp_path,
+        cwd=cwd,
     )
-    out = proc.stdout + proc.stderr
+    return proc.stdout + proc.stderr
+
+
+def test_a_restore_left_paused_is_reported_and_resumed(kafka_settings: KafkaSettings, tmp_path: Path) -> None:
+    """A real faust worker whose restore leaves its changelog partition paused, so the events
+    it waits for never come (without the watch it hangs with no key restored; checked by
+    hand): after stall_s the watch logs the stall, naming the partition as not fetched,
+    resumes it, and the table gets every key."""
+    keys = 50
+    app_id = changelog_of(kafka_settings, keys)
+    out = run_worker(kafka_settings, app_id, keys, cwd=tmp_path)
     assert "DROPPED resume" in out, out[-3000:]  # the stall was provoked ...
     warning = re.search(r"table restore stalled .*", out)
     assert warning, out[-3000:]  # ... reported, with what the consumer is doing ...
-    assert f"not_fetched=['{changelog}/0']" in warning.group(
-        0
-    ) and f"remaining={{'{changelog}/0': {keys}}}" in warning.group(0)
-    assert re.search(r"CRASHED table-restore: no table restore progress for 1\ds: 1 partitions left STALLS 1", out), (
-        out[-3000:]
-    )
-    assert "RESTORED" not in out and "GAVE UP" not in out  # ... and health failed in time
+    changelog = f"{app_id}-t-changelog"
+    assert f"not_fetched=['{changelog}/0']" in warning.group(0), warning.group(0)
+    assert f"remaining={{'{changelog}/0': {keys}}}" in warning.group(0)
+    assert f"RESTORED {keys} STALLS 1" in out, out[-3000:]  # ... and undone
+    assert "CRASHED" not in out
+
+
+def test_a_restore_that_stays_stuck_fails_health(kafka_settings: KafkaSettings, tmp_path: Path) -> None:
+    """The same, but the partition cannot be resumed: health fails after fail_s, so the
+    orchestrator restarts the worker (a fresh start restores from scratch)."""
+    keys = 50
+    app_id = changelog_of(kafka_settings, keys)
+    out = run_worker(kafka_settings, app_id, keys, "stuck", cwd=tmp_path)
+    assert "table restore stalled" in out, out[-3000:]
+    crash = r"CRASHED table-restore: no table restore progress for 1\ds: 1 partitions left STALLS 1"
+    assert re.search(crash, out), out[-3000:]
+    assert "RESTORED" not in out and "GAVE UP" not in out
 
 
 class Recovery:
@@ -81,6 +100,7 @@ def test_a_restore_that_never_moves_again_fails_health_and_one_that_moves_does_n
                 _paused_partitions=set(),
                 _buffered_partitions=set(),
                 flow_active=True,
+                resume_partitions=lambda tps: resumed.append(tps),
                 _commit_fut=None,
             ),
             flow_control=SimpleNamespace(is_active=lambda: True),
@@ -89,6 +109,7 @@ def test_a_restore_that_never_moves_again_fails_health_and_one_that_moves_does_n
         )
         now = [0.0]
         crashes: list[str] = []
+        resumed: list[Any] = []
 
         def crashed(task: str, exc: BaseException) -> None:
             crashes.append(f"{task}: {exc}")
@@ -104,6 +125,7 @@ def test_a_restore_that_never_moves_again_fails_health_and_one_that_moves_does_n
             await asyncio.sleep(0)
         task.cancel()
         assert stalls._value.get() == (0 if moving else 1)
+        assert resumed == ([] if moving else [{TP("changelog", 0)}])  # not fetched: resumed, once
         return crashes
 
     assert asyncio.run(run(moving=True)) == []

@@ -94,9 +94,40 @@ def diagnose(app: Any, left: dict[Any, int]) -> dict[str, object]:
         "producer_buffer": app.producer.buffer.size,
         "fetcher": "none" if drainer is None else ("done" if drainer.done() else "running"),
         "commit_pending": consumer._commit_fut is not None,
+        "aiokafka": safely(aiokafka_state, app, left),
         "tasks": task_stacks(asyncio.get_running_loop()),
         "consumer_thread_tasks": task_stacks(getattr(thread, "thread_loop", None)),
     }
+
+
+def safely(read: Callable[..., Any], *args: Any) -> Any:
+    """``read(*args)``, or what it raised: one missing detail must not lose the others."""
+    try:
+        return read(*args)
+    except Exception as exc:  # noqa: BLE001 - private attributes of faust and aiokafka
+        return f"{type(exc).__name__}: {exc}"
+
+
+def aiokafka_state(app: Any, left: dict[Any, int]) -> dict[str, str]:
+    """Per partition, what aiokafka's fetcher holds: its position, whether it waits for an
+    offset reset or is paused, and whether a fetched result waits to be consumed. (A stall
+    seen in CI had every partition in faust's fetch set and the consumer thread waiting in
+    aiokafka's ``fetched_records``: the answer is below faust.)"""
+    ak = app.consumer._thread._consumer
+    fetcher = ak._fetcher
+    assignment = fetcher._subscriptions.subscription.assignment
+    out = {}
+    for tp in sorted(left):
+        state = assignment.state_value(tp) if assignment is not None else None
+        if state is None:
+            out[f"{tp.topic}/{tp.partition}"] = "not assigned in aiokafka"
+            continue
+        position = state.position if state.has_valid_position else None
+        out[f"{tp.topic}/{tp.partition}"] = (
+            f"position={position} awaiting_reset={state.awaiting_reset} paused={state.paused} "
+            f"pending_result={tp in fetcher._records}"
+        )
+    return out
 
 
 async def watch_restore(

@@ -64,6 +64,7 @@ def test_a_restore_left_paused_is_reported_and_resumed(kafka_settings: KafkaSett
     changelog = f"{app_id}-t-changelog"
     assert f"not_fetched=['{changelog}/0']" in warning.group(0), warning.group(0)
     assert f"remaining={{'{changelog}/0': {keys}}}" in warning.group(0)
+    assert f"aiokafka={{'{changelog}/0': 'position=0 awaiting_reset=False paused=False" in warning.group(0)
     assert f"RESTORED {keys} STALLS 1" in out, out[-3000:]  # ... and undone
     assert "CRASHED" not in out
 

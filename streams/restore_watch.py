@@ -76,23 +76,30 @@ def task_stacks(loop: asyncio.AbstractEventLoop | None) -> list[str]:
     return sorted(f"{task.get_name()}: {' > '.join(awaiting(task.get_coro()))}" for task in tasks)
 
 
-def diagnose(app: Any, left: dict[Any, int]) -> dict[str, object]:
+def name(tp: Any) -> str:
+    return f"{tp.topic}/{tp.partition}"
+
+
+def unfetched(app: Any, left: dict[Any, int]) -> set[TP]:
+    """Partitions the restore waits for that faust's consumer does not fetch (as faust's own
+    ``TP``: its consumer asserts that type in its fetch set)."""
+    return {TP(tp.topic, tp.partition) for tp in left} - (app.consumer._active_partitions or set())
+
+
+def diagnose(app: Any, left: dict[Any, int], not_fetched: set[TP]) -> dict[str, object]:
     """What the consumer, the queues and the tasks are doing (for the log)."""
     consumer = app.consumer
-    active = consumer._active_partitions or set()
-    drainer = getattr(app._fetcher, "_drainer", None)
     thread = getattr(consumer, "_thread", None)
     return {
-        "remaining": {f"{tp.topic}/{tp.partition}": n for tp, n in sorted(left.items())},
-        "offsets": {f"{tp.topic}/{tp.partition}": app.tables.recovery.active_offsets[tp] for tp in sorted(left)},
-        "not_fetched": sorted(f"{tp.topic}/{tp.partition}" for tp in left if tp not in active),
+        "remaining": {name(tp): n for tp, n in sorted(left.items())},
+        "offsets": {name(tp): app.tables.recovery.active_offsets[tp] for tp in sorted(left)},
+        "not_fetched": sorted(map(name, not_fetched)),
         "paused": len(consumer._paused_partitions),
-        "buffered": sorted(f"{tp.topic}/{tp.partition}" for tp in consumer._buffered_partitions),
+        "buffered": sorted(map(name, consumer._buffered_partitions)),
         "flow_active": consumer.flow_active,
         "flow_control_active": app.flow_control.is_active(),
         "changelog_queue": app.tables.changelog_queue.qsize(),
         "producer_buffer": app.producer.buffer.size,
-        "fetcher": "none" if drainer is None else ("done" if drainer.done() else "running"),
         "commit_pending": consumer._commit_fut is not None,
         "aiokafka": safely(aiokafka_state, app, left),
         "tasks": task_stacks(asyncio.get_running_loop()),
@@ -120,10 +127,10 @@ def aiokafka_state(app: Any, left: dict[Any, int]) -> dict[str, str]:
     for tp in sorted(left):
         state = assignment.state_value(tp) if assignment is not None else None
         if state is None:
-            out[f"{tp.topic}/{tp.partition}"] = "not assigned in aiokafka"
+            out[name(tp)] = "not assigned in aiokafka"
             continue
         position = state.position if state.has_valid_position else None
-        out[f"{tp.topic}/{tp.partition}"] = (
+        out[name(tp)] = (
             f"position={position} awaiting_reset={state.awaiting_reset} paused={state.paused} "
             f"pending_result={tp in fetcher._records}"
         )
@@ -160,15 +167,12 @@ async def watch_restore(
             warned = True
             stalls.inc()
             try:
-                details = diagnose(app, left)
+                resume = unfetched(app, left)
+                details = diagnose(app, left, resume)
             except Exception as exc:  # noqa: BLE001 - faust internals moved: still warn
-                details = {"diagnose_error": f"{type(exc).__name__}: {exc}"}
+                resume, details = set(), {"diagnose_error": f"{type(exc).__name__}: {exc}"}
             log.warning("table restore stalled", stalled_s=round(stalled_s), fail_after_s=spec.fail_s, **details)
-            # A partition the restore waits for but the consumer does not fetch: resume it,
-            # as the restore does when it starts. faust's own TP type: the consumer asserts it.
-            consumer = app.consumer
-            fetched = consumer._active_partitions or set()
-            unfetched = {TP(tp.topic, tp.partition) for tp in left} - fetched
-            if unfetched:
-                log.warning("table restore: resuming partitions not fetched", partitions=sorted(map(str, unfetched)))
-                consumer.resume_partitions(unfetched)
+            # what the restore does when it starts; a restore that left one paused waits for ever
+            if resume:
+                log.warning("table restore: resuming partitions not fetched", partitions=sorted(map(name, resume)))
+                app.consumer.resume_partitions(resume)

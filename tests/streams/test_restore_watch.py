@@ -106,7 +106,6 @@ def test_a_restore_that_never_moves_again_fails_health_and_one_that_moves_does_n
             ),
             flow_control=SimpleNamespace(is_active=lambda: True),
             producer=SimpleNamespace(buffer=SimpleNamespace(size=0)),
-            _fetcher=SimpleNamespace(),
         )
         now = [0.0]
         crashes: list[str] = []

@@ -19,6 +19,10 @@ messages faust had fetched and dropped in a rebalance (a new group's first secon
 worker joining), because aiokafka's ``seek_to_committed`` leaves such a partition where
 fetching had got to. The consumer seeks it to its start, and hands over no record fetched
 before that seek.
+
+**Records faust dropped are fetched again** (``streams/faust_refetch.py``): records aiokafka
+returned and faust threw away around a rebalance were gone for good for a table's changelog
+partition, and the table restore that needed them waited for ever.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from faust.types import ConsumerT, ProducerT
 from faust.types.tuples import FutureMessage
 
 from streams.faust_offsets import seek_uncommitted_to_start
+from streams.faust_refetch import refetch_dropped
 
 
 def track_buffer(producer: ProducerT) -> None:
@@ -55,7 +60,8 @@ def track_buffer(producer: ProducerT) -> None:
 
 class App(faust.App):
     """faust.App with a producer whose flush waits for every buffered message, and a consumer
-    that seeks partitions with no committed offset to their start (streams.faust_offsets)."""
+    that fetches again the records faust dropped (streams.faust_refetch) and seeks
+    partitions with no committed offset to their start (streams.faust_offsets)."""
 
     def _new_producer(self) -> ProducerT:
         producer = super()._new_producer()
@@ -65,5 +71,6 @@ class App(faust.App):
 
     def _new_consumer(self) -> ConsumerT:
         consumer = super()._new_consumer()
+        refetch_dropped(consumer)  # beneath: faust_offsets' getmany wraps this one
         seek_uncommitted_to_start(consumer)
         return consumer

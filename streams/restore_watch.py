@@ -5,8 +5,10 @@ before any agent runs. On a loaded 2-core machine (about one takeover in ten wit
 machine's cores busy elsewhere) the restore of a worker taking over a dead one's PoPs
 resumed its changelog partitions and then received no event from any of them, for minutes,
 although Kafka had them: the worker neither worked nor failed, and its PoPs were neither
-aggregated nor cycled. The cause is not found yet (docs/recovery.md, "Not done yet"). So
-this watch, once a second:
+aggregated nor cycled. This watch's log line found the cause (faust had dropped records
+aiokafka had already returned, fixed by ``streams/faust_refetch.py``; docs/recovery.md, "A
+table restore that stalled"). It stays as a net for a stall of any other cause, once a
+second:
 
 1. after ``stall_s`` with partitions still to read and none of them moving, logs what
    faust's consumer, its queues and the event loops' tasks are doing (where the cause must
@@ -16,9 +18,8 @@ this watch, once a second:
    the lifecycle runner stops the worker and the orchestrator starts it again, and a fresh
    start restores from scratch. A restore that reads slowly but reads is left alone.
 
-Whether the stall seen under load is a partition left unfetched (which step 1 undoes) or
-something else (which step 2 turns into a restart) is what the logged ``not_fetched`` will
-tell next time.
+A partition left unfetched is undone by step 1; anything else is turned into a restart by
+step 2.
 """
 
 from __future__ import annotations
@@ -117,9 +118,9 @@ def safely(read: Callable[..., Any], *args: Any) -> Any:
 
 def aiokafka_state(app: Any, left: dict[Any, int]) -> dict[str, str]:
     """Per partition, what aiokafka's fetcher holds: its position, whether it waits for an
-    offset reset or is paused, and whether a fetched result waits to be consumed. (A stall
-    seen in CI had every partition in faust's fetch set and the consumer thread waiting in
-    aiokafka's ``fetched_records``: the answer is below faust.)"""
+    offset reset or is paused, and whether a fetched result waits to be consumed. A position
+    past the restore's offsets with nothing pending means records were fetched and dropped
+    (what streams/faust_refetch.py undoes)."""
     ak = app.consumer._thread._consumer
     fetcher = ak._fetcher
     assignment = fetcher._subscriptions.subscription.assignment

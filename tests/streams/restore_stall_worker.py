@@ -7,8 +7,11 @@ paused: the restore waits for events that never come, as in the stall seen under
 With WATCH=1 streams.restore_watch runs beside it (stall_s 3, fail_s 10) and the worker
 stops when it reports the crash (``CRASHED ...``), as the lifecycle runner would; prints
 ``RESTORED <n> STALLS <k>`` once the table holds every key. With a fifth argument
-``stuck`` every resume of the partition is dropped, not only the first. Gives up after
-40 s (``GAVE UP``).
+``stuck`` every resume of the partition is dropped, not only the first. With
+``drop-fetched`` the resume is left alone and instead the first batch of changelog records
+aiokafka returns is dropped by faust, as faust drops records whose partition was paused
+while they were fetched (streams/faust_refetch.py: the stall seen under load). Gives up
+after 40 s (``GAVE UP``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from streams.faust_producer import App
 from streams.restore_watch import RestoreWatchSpec, watch_restore
 
 bootstrap, app_id, keys, watch = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
-stuck = sys.argv[5:] == ["stuck"]
+mode = sys.argv[5] if len(sys.argv) > 5 else ""
+stuck = mode == "stuck"
 
 app = App(
     app_id,
@@ -64,6 +68,28 @@ def drop_first_changelog_resume() -> None:
     Consumer.resume_partitions = resume_partitions  # type: ignore[method-assign]
 
 
+def drop_first_changelog_batch() -> None:
+    """Patch the consumer class so that faust's ``getmany`` drops the first batch of
+    changelog records aiokafka returns: it hands over only records of the active partitions
+    it is given, and this once they exclude the changelog partition (a pause between the
+    fetch and the hand-over, as in a rebalance)."""
+    wait_next_records = Consumer._wait_next_records
+    dropped = False
+
+    async def drop_changelog(self: Any, timeout: float) -> Any:
+        nonlocal dropped
+        records, active = await wait_next_records(self, timeout)
+        changelog = {tp for tp in records or {} if tp.topic.endswith("-t-changelog")}
+        if changelog and not dropped:
+            dropped = True
+            offsets = sorted(r.offset for tp in changelog for r in records[tp])
+            print(f"DROPPED fetched {len(offsets)} records ({offsets[0]}-{offsets[-1]})", flush=True)
+            active = {tp for tp in active if tp not in changelog}
+        return records, active
+
+    Consumer._wait_next_records = drop_changelog  # type: ignore[method-assign]
+
+
 done = asyncio.Event()
 
 
@@ -89,5 +115,8 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    drop_first_changelog_resume()
+    if mode == "drop-fetched":
+        drop_first_changelog_batch()
+    else:
+        drop_first_changelog_resume()
     asyncio.run(main())

@@ -47,6 +47,8 @@ PACE = 12
 """Event seconds fed per wall second: the run lasts END_S / PACE = 30 s, the kill falls inside."""
 KILL_AFTER_S = 90
 """Event seconds fed before the kill may happen (some windows closed by each worker by then)."""
+OTHER_KEY_COLUMNS = tuple(c for c in wire_agg.ROW_KEY if c not in ("pop", "window_s", "window_start"))
+"""The rest of a row's key (wire_agg.ROW_KEY): rows repeat under it, at-least-once."""
 
 
 class Feed:
@@ -176,7 +178,8 @@ def test_two_streams_workers_one_killed_totals_stay_exact(kafka_settings: KafkaS
                 for r in wire_agg.decode_aggregates(m.value()).to_pylist():
                     start = int(r["window_start"].timestamp() * 1000)
                     if start < t0 + END_S * 1000:
-                        key = (r["pop"], r["window_s"], start, r["link_id"], r["dst_prefix"], r["dst_as"])
+                        # the row key (wire_agg.ROW_KEY), PoP, window size and start first
+                        key = (r["pop"], r["window_s"], start, *(r[c] for c in OTHER_KEY_COLUMNS))
                         rows[key].append((r["flows"], r["bytes"], r["packets"]))
             out: dict[tuple[str, int, int], list[int]] = defaultdict(lambda: [0, 0])
             for (pop, size, start, *_), copies in rows.items():

@@ -1,6 +1,6 @@
 """Scale-out: two `netpilot autopilot run` processes in one group split the PoPs; one is
 SIGKILLed and the other takes its PoPs over, so every PoP keeps cycling and none misses more
-than one cycle (cycle period 10 s, session timeout 6 s)."""
+than one cycle (cycle period 10 s, session timeout 6 s; 10 s for the restarted static member)."""
 
 from __future__ import annotations
 
@@ -29,14 +29,16 @@ pytestmark = pytest.mark.slow  # about a minute: two workers start, then a sessi
 
 
 class Worker:
-    def __init__(self, k: KafkaSettings, app: str, data_dir: Path, log: Path, **extra_env: str) -> None:
+    def __init__(
+        self, k: KafkaSettings, app: str, data_dir: Path, log: Path, session_timeout_s: float = 6, **extra_env: str
+    ) -> None:
         env = dict(
             os.environ,
             NETPILOT_KAFKA__BOOTSTRAP_SERVERS=k.bootstrap_servers,
             NETPILOT_KAFKA__TOPIC_PREFIX=k.topic_prefix,
             NETPILOT_AUTOPILOT__APP_ID=app,
             NETPILOT_AUTOPILOT__DATA_DIR=str(data_dir),
-            NETPILOT_AUTOPILOT__SESSION_TIMEOUT_S="6",
+            NETPILOT_AUTOPILOT__SESSION_TIMEOUT_S=str(session_timeout_s),
             NETPILOT_AUTOPILOT__POLICY__CYCLE_S=str(CYCLE_S),
             NETPILOT_AUTOPILOT__POLICY__MODE="suggest",
             NETPILOT_LOG__FORMAT="json",
@@ -158,8 +160,15 @@ def test_two_static_workers_one_killed_and_restarted_no_pop_misses_a_cycle(
     app = f"ap2s-{uuid.uuid4().hex[:6]}"
 
     def worker(name: str, n: int) -> Worker:
+        # the production default session timeout (10 s): the restarted process must rejoin
+        # within it to be the same member, and under load a start took longer than 6 s
         return Worker(
-            k, app, tmp_path / name, tmp_path / f"{name}-{n}.log", NETPILOT_AUTOPILOT__GROUP_INSTANCE_ID=f"{app}-{name}"
+            k,
+            app,
+            tmp_path / name,
+            tmp_path / f"{name}-{n}.log",
+            session_timeout_s=10,
+            NETPILOT_AUTOPILOT__GROUP_INSTANCE_ID=f"{app}-{name}",
         )
 
     a, b = worker("a", 0), worker("b", 0)

@@ -1,7 +1,7 @@
 """Aggregation throughput: the pure window code alone, then a faust worker on a real broker.
 
     .venv/bin/python bench/bench_aggregate.py [--flows 1000000] [--batch 10000] [--prefixes 5000]
-        [--bootstrap 127.0.0.1:39092] [--worker-flows 1000000] [--no-worker]
+        [--bootstrap 127.0.0.1:19092] [--worker-flows 1000000] [--no-worker]
 
 Stages (flows/s, median of 3 runs for the pure ones):
 
@@ -163,7 +163,7 @@ def main() -> None:
     ap.add_argument("--flows", type=int, default=1_000_000)
     ap.add_argument("--batch", type=int, default=10_000)
     ap.add_argument("--prefixes", type=int, default=5_000)
-    ap.add_argument("--bootstrap", default="127.0.0.1:39092")
+    ap.add_argument("--bootstrap", default="127.0.0.1:19092")
     ap.add_argument("--worker-flows", type=int, default=1_000_000)
     ap.add_argument("--no-worker", action="store_true")
     args = ap.parse_args()

@@ -1,10 +1,10 @@
 """The running collector end to end: UDP datagrams in, flows batches delivered to Kafka.
 
-    .venv/bin/python bench/bench_collector.py [--bootstrap 127.0.0.1:39092] [--seconds 10]
+    .venv/bin/python bench/bench_collector.py [--bootstrap 127.0.0.1:19092] [--seconds 10]
         [--rate 0]   # datagrams/s the sender aims at; 0 = as fast as it can
         [--batch-max-ms 500]   # the collector's batch_max_ms (the longest a decode pass stays open)
 
-Needs a broker (``netpilot dev kafka up``, or the tests' one on 39092). Topics are created
+Needs a broker (``netpilot dev kafka up``, or the tests' one on 19092). Topics are created
 under a unique prefix and deleted afterwards. A separate sender *process* replays IPFIX
 datagrams (30 flows each, the shape of bench_decode.py) to the collector on 127.0.0.1; the
 collector runs in this process exactly as ``netpilot collector run`` does (receive thread,
@@ -55,7 +55,7 @@ def sender(port: int, seconds: float, rate: float, sent: mp.Value) -> None:  # t
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bootstrap", default="127.0.0.1:39092")
+    ap.add_argument("--bootstrap", default="127.0.0.1:19092")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--rate", type=float, default=0.0)
     ap.add_argument("--batch-max-ms", type=int, default=CollectorSettings().batch_max_ms)

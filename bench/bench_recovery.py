@@ -1,9 +1,9 @@
 """Recovery time after a restart: process start -> first insert (ClickHouse sink) or first
 cycle (autopilot).
 
-    .venv/bin/python bench/bench_recovery.py --bootstrap 127.0.0.1:39092 [--rounds 2]
+    .venv/bin/python bench/bench_recovery.py --bootstrap 127.0.0.1:19092 [--rounds 2]
 
-Needs a running broker (``netpilot dev kafka up``, or the test broker on 39092). Creates
+Needs a running broker (``netpilot dev kafka up``, or the test broker on 19092). Creates
 fresh topics and a producer writing a small flows/1 message to every PoP every 0.2 s. Then, for
 each consumer configuration, it runs ``netpilot sink clickhouse run`` as a child process on a
 chDB path and restarts it ``--rounds`` times each way:
@@ -343,7 +343,7 @@ def restarts(label: str, make: Callable[[], Proc], rounds: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bootstrap", default="127.0.0.1:39092")
+    ap.add_argument("--bootstrap", default="127.0.0.1:19092")
     ap.add_argument("--rounds", type=int, default=2, help="restarts per configuration and signal")
     ap.add_argument("--configs", default=",".join(CONFIGS), help=f"sink configurations: any of {','.join(CONFIGS)}")
     ap.add_argument(

@@ -1,8 +1,8 @@
 """End-to-end sink rate: flows/1 messages already in Kafka -> ``ClickHouseSinkService`` -> chDB.
 
-    .venv/bin/python bench/bench_sink.py --bootstrap 127.0.0.1:39092 [--rows 1000000]
+    .venv/bin/python bench/bench_sink.py --bootstrap 127.0.0.1:19092 [--rows 1000000]
 
-Needs a running broker (``netpilot dev kafka up``, or the test broker on 39092). Produces
+Needs a running broker (``netpilot dev kafka up``, or the test broker on 19092). Produces
 ``--rows`` synthetic flows (bench_clickhouse.synthetic_flows) as 10k-flow messages to fresh
 topics, then starts the sink in this process and times until every row is acknowledged
 (``rows_total``). Includes Kafka fetch, Arrow IPC decode, concatenation, the dedup-token
@@ -37,7 +37,7 @@ from sinks.clickhouse.settings import ClickHouseSinkSettings
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bootstrap", default="127.0.0.1:39092")
+    ap.add_argument("--bootstrap", default="127.0.0.1:19092")
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--per-message", type=int, default=10_000)
     ap.add_argument("--batch-rows", type=int, default=100_000, help="sink batch_max_rows")

@@ -1,7 +1,9 @@
 """Shared fixtures: a real Kafka broker for the session, isolated topics per test.
 
 The broker is the project's own (``netpilot.dev.kafka``), in ``.netpilot/test-kafka`` on
-port 39092 (override with NETPILOT_TEST_KAFKA_DIR / NETPILOT_TEST_KAFKA_PORT). A broker
+port 19092, below the kernel's ephemeral range (32768-60999 here), so that no outgoing
+connection can hold it when the broker starts (override with NETPILOT_TEST_KAFKA_DIR /
+NETPILOT_TEST_KAFKA_PORT). A broker
 already running there is reused and left running; one this session started is stopped at
 the end unless NETPILOT_TEST_KEEP_KAFKA=1 (handy when iterating). With Docker reachable,
 NETPILOT_TEST_KAFKA=testcontainers puts the broker and NETPILOT_TEST_CLICKHOUSE=testcontainers
@@ -82,7 +84,7 @@ def local_kafka_broker() -> Iterator[str]:
     from netpilot.dev.kafka import LocalKafka
 
     state = Path(os.environ.get("NETPILOT_TEST_KAFKA_DIR", REPO / ".netpilot" / "test-kafka"))
-    port = int(os.environ.get("NETPILOT_TEST_KAFKA_PORT", "39092"))
+    port = int(os.environ.get("NETPILOT_TEST_KAFKA_PORT", "19092"))
     broker = LocalKafka(state, port=port)
     info = broker.up()
     yield info.bootstrap

@@ -37,11 +37,6 @@ from netpilot.settings import KafkaSettings
 NETPILOT = [sys.executable, "-m", "netpilot.cli"]
 SCALED = ("collector", "streams", "autopilot", "sink-clickhouse")
 """Components ``PipelineOptions.instances`` runs several of."""
-STAGGERED = ("streams", "autopilot")
-"""faust workers: the second of a group starts once the first has committed on every
-partition holding messages. A workaround for the skip of a rebalance before a partition's
-first commit, fixed since (streams/faust_offsets.py, docs/streams.md "Two or more
-workers"); kept until the demo has been run without it."""
 STOP_ORDER = ("injector", "collector", "streams", "autopilot", "sink-prometheus", "sink-clickhouse")
 
 
@@ -250,9 +245,8 @@ class Pipeline:
         }[component]
 
     def start(self, timeout: float = 150.0) -> None:
-        """Start every component and wait until each says it is healthy. With several
-        instances, the second and later faust workers of a group start once the first has
-        committed (STAGGERED)."""
+        """Start every component and wait until each says it is healthy. Several instances
+        of a component start together, as an orchestrator starts replicas."""
         o, logs, tag = self.options, self.root / "logs", self.run_id
         scaled = o.instances > 1
 
@@ -339,20 +333,10 @@ class Pipeline:
                     {"mode": o.injector, "run_dir": self.root / "injector", "cycle_s": o.cycle_s},
                 )
             )
-        later = [spec for spec in specs if spec[2] in STAGGERED and spec[0] != self.names(spec[2])[0]]
-        deadline = time.monotonic() + timeout
         for name, args, component, fields in specs:
-            if (name, args, component, fields) in later:
-                continue
             self._spawn(name, args, component, fields, logs)
-        self.wait_healthy(max(1.0, deadline - time.monotonic()))
-        for component in dict.fromkeys(spec[2] for spec in later):
-            self.wait_committed(component, max(1.0, deadline - time.monotonic()))
-            for name, args, comp, fields in later:
-                if comp == component:
-                    self._spawn(name, args, comp, fields, logs)
-        if later:
-            self.wait_healthy(max(1.0, deadline - time.monotonic()))
+        self.wait_healthy(timeout)
+        if scaled:
             # the live view and the summary list the instances of a component together
             order = [n for c in (*SCALED, "sink-prometheus", "injector") for n in self.names(c)]
             self.children = {n: self.children[n] for n in order if n in self.children}
@@ -363,34 +347,6 @@ class Pipeline:
         client_id = f"netpilot-{name}" if component in SCALED and self.options.instances > 1 else None
         env = self._env(component, port, client_id, **fields)
         self.children[name] = Child(name, args, env, self.root / "logs" / f"{name}.log", port)
-
-    def wait_committed(self, component: str, timeout: float) -> None:
-        """Wait until ``component``'s group has a commit (an offset above 0) on every
-        partition of its catalog input topics that holds messages (STAGGERED)."""
-        from confluent_kafka import Consumer, TopicPartition
-
-        from netpilot import catalog
-
-        topics = [self.kafka.topic(t) for t in catalog.ALL_TOPICS if component in t.consumers]
-        consumer = Consumer({**self.kafka.client_config(), "group.id": self.group_id(component)})
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                waiting = []
-                for topic in topics:
-                    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-                    tps = [TopicPartition(topic, p) for p in parts]
-                    for tp in consumer.committed(tps, timeout=10):
-                        low, high = consumer.get_watermark_offsets(tp, timeout=10)
-                        if high > low and tp.offset <= 0:
-                            waiting.append(f"{topic}[{tp.partition}]")
-                if not waiting:
-                    return
-                if time.monotonic() > deadline:
-                    raise PipelineError(f"{component}: no commit on {waiting} within {timeout:.0f} s")
-                time.sleep(0.5)
-        finally:
-            consumer.close()
 
     def kill(self, name: str) -> int | None:
         """SIGKILL one child (a crash, no goodbye to its group), recorded so that

@@ -51,19 +51,6 @@ from netpilot.obs.logging import get_logger
 log = get_logger("netpilot.streams")
 
 
-async def seek_on_thread(consumer: Any, offsets: Mapping[Any, int]) -> None:
-    """Seek on the consumer's own thread. aiokafka's seek drops the partition's fetched
-    records, which that thread's fetch may be reading at the same moment: a seek made from
-    the app's thread crashed faust's fetcher once (``KeyError`` in aiokafka's
-    ``fetched_records``)."""
-
-    async def seek() -> None:
-        for tp, offset in offsets.items():
-            consumer._thread._consumer.seek(tp, offset)
-
-    await consumer._thread.call_thread(seek)
-
-
 def seek_uncommitted_to_start(consumer: ConsumerT) -> None:
     """Make ``consumer.seek_to_committed()`` (faust's ``perform_seek``) also seek the stream
     partitions that have no committed offset, or offset 0, to their start, and make
@@ -100,9 +87,9 @@ def seek_uncommitted_to_start(consumer: ConsumerT) -> None:
             sought.update(starts)
             # a record dropped meanwhile may have been fetched after aiokafka's seek: seek
             # again (back, never forwards: nothing of these was handed over since the resume)
-            targets: dict[Any, int] = {tp: offset for tp in dropped if (offset := committed.get(tp))} | starts
-            if targets:
-                await seek_on_thread(c, targets)
+            targets = {tp: committed[tp] for tp in dropped if committed.get(tp)} | starts
+            for tp, offset in targets.items():
+                c._thread.seek(tp, offset)
             return committed
         finally:
             pending.clear()
@@ -128,7 +115,7 @@ def seek_uncommitted_to_start(consumer: ConsumerT) -> None:
                         if message.offset > start:
                             # in case it was fetched after the seek: back to the start again
                             # (never forwards: the record there has not been handed over)
-                            await seek_on_thread(c, {tp: start})
+                            c._thread.seek(tp, start)
                     except Exception as exc:  # noqa: BLE001 - e.g. revoked meanwhile: its next assignment positions it
                         log.warning("seek back to the start failed", partition=str(tp), error=repr(exc))
                 if message.offset > start:

@@ -7,9 +7,8 @@ where, and which fetched records are handed over."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from types import SimpleNamespace
-from typing import Any
 
 from faust.types import TP
 
@@ -20,15 +19,11 @@ CHANGELOG = TP("app-windows-changelog", 0)
 
 
 class Thread:
-    """faust's consumer thread: ``call_thread`` runs a call on it (here: at once), and
-    ``_consumer`` is aiokafka's consumer, whose seeks are recorded."""
-
     def __init__(self) -> None:
         self.seeks: list[tuple[TP, int]] = []
-        self._consumer = SimpleNamespace(seek=lambda tp, offset: self.seeks.append((tp, offset)))
 
-    async def call_thread(self, fun: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-        return await fun(*args)
+    def seek(self, tp: TP, offset: int) -> None:
+        self.seeks.append((tp, offset))
 
 
 class Consumer:

@@ -23,6 +23,11 @@ before that seek.
 **Records faust dropped are fetched again** (``streams/faust_refetch.py``): records aiokafka
 returned and faust threw away around a rebalance were gone for good for a table's changelog
 partition, and the table restore that needed them waited for ever.
+
+**Seeks on the consumer's thread** (``streams/faust_seeks.py``): a seek made from the app's
+thread raced aiokafka's fetcher on the consumer's thread (a ``KeyError`` that stopped the
+worker, or the seek undone), and records fetched before a seek were still handed over after
+it.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from faust.types.tuples import FutureMessage
 
 from streams.faust_offsets import seek_uncommitted_to_start
 from streams.faust_refetch import refetch_dropped
+from streams.faust_seeks import seek_on_consumer_thread
 
 
 def track_buffer(producer: ProducerT) -> None:
@@ -60,8 +66,9 @@ def track_buffer(producer: ProducerT) -> None:
 
 class App(faust.App):
     """faust.App with a producer whose flush waits for every buffered message, and a consumer
-    that fetches again the records faust dropped (streams.faust_refetch) and seeks
-    partitions with no committed offset to their start (streams.faust_offsets)."""
+    that seeks on its own thread (streams.faust_seeks), fetches again the records faust
+    dropped (streams.faust_refetch) and seeks partitions with no committed offset to their
+    start (streams.faust_offsets)."""
 
     def _new_producer(self) -> ProducerT:
         producer = super()._new_producer()
@@ -71,6 +78,7 @@ class App(faust.App):
 
     def _new_consumer(self) -> ConsumerT:
         consumer = super()._new_consumer()
+        seek_on_consumer_thread(consumer)  # innermost: the others' seeks go through it
         refetch_dropped(consumer)  # beneath: faust_offsets' getmany wraps this one
         seek_uncommitted_to_start(consumer)
         return consumer

@@ -7,6 +7,7 @@ any service reports itself dead through ``health()``; a second SIGINT exits at o
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import sys
@@ -15,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from netpilot.obs.logging import get_logger
+from netpilot.proc import DUMP_STACKS_SIGNAL
 
 log = get_logger("netpilot.lifecycle")
 
@@ -52,6 +54,12 @@ def run(
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
+        # a crash in C code (SIGSEGV, SIGABRT...) writes the Python stacks to stderr (the
+        # log) instead of ending the process without a word; and a stop that hangs: SIGUSR1
+        # writes them too, so what it waits for is known before a supervisor's SIGKILL
+        # (netpilot.proc sends it first)
+        faulthandler.enable(all_threads=True)
+        faulthandler.register(DUMP_STACKS_SIGNAL, all_threads=True)
 
     started: list[Service] = []
     try:

@@ -14,18 +14,33 @@ import time
 from pathlib import Path
 from typing import Any
 
+DUMP_STACKS_SIGNAL = signal.SIGUSR1
+"""Makes a netpilot service (``netpilot.lifecycle.run``) write every thread's stack to its
+stderr: what a stop that hangs waits for."""
 
-def stop_process(proc: subprocess.Popen[Any], grace_s: float, kill_wait_s: float = 10.0) -> int | None:
+
+def stop_process(
+    proc: subprocess.Popen[Any], grace_s: float, kill_wait_s: float = 10.0, dump_stacks: bool = False
+) -> int | None:
     """SIGTERM ``proc`` if it runs, wait up to ``grace_s``, then SIGKILL it and wait up to
     ``kill_wait_s`` (:class:`subprocess.TimeoutExpired` if even that is not enough).
-    Returns its exit code."""
+    With ``dump_stacks`` (only for a netpilot service: the signal's default action ends a
+    process) it is sent :data:`DUMP_STACKS_SIGNAL` first and given a second to write its
+    stacks to its log. Returns its exit code."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(grace_s)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(kill_wait_s)
+            if dump_stacks:
+                proc.send_signal(DUMP_STACKS_SIGNAL)
+                try:
+                    proc.wait(1.0)  # it may still end meanwhile; the dump is written at once
+                except subprocess.TimeoutExpired:
+                    pass
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(kill_wait_s)
     return proc.returncode
 
 

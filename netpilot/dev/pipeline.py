@@ -154,7 +154,9 @@ class Child:
         return total
 
     def stop(self, grace_s: float = 30.0) -> int | None:
-        return stop_process(self.proc, grace_s, kill_wait_s=10)
+        # every child is a netpilot service: one that does not stop in time writes its
+        # threads' stacks to its log before the SIGKILL
+        return stop_process(self.proc, grace_s, kill_wait_s=10, dump_stacks=True)
 
     def tail(self, lines: int = 30) -> str:
         try:

@@ -491,7 +491,10 @@ def test_no_unintended_exit(run: Run) -> None:
     killed = Counter(f.name.removeprefix("kill ") for f in run.faults if f.name.startswith("kill "))
     starts = {n: run.pipe.children[n].starts for n in COMPONENTS}
     assert starts == {n: 1 + killed[n] for n in COMPONENTS}, starts
-    assert all(c == 0 for c in run.codes.values()), run.codes
+    # a child SIGKILLed at the end (-9) did not stop within its grace: its log ends with its
+    # threads' stacks (netpilot.proc dump_stacks), i.e. what its stop waited for
+    tails = {n: run.pipe.children[n].tail(60) for n, c in run.codes.items() if c != 0}
+    assert all(c == 0 for c in run.codes.values()), (run.codes, tails)
 
 
 def test_raw_rows_are_exactly_what_the_collector_published(run: Run) -> None:

@@ -35,3 +35,31 @@ def test_stop_pid_terminates_then_kills_and_reaps() -> None:
     stubborn = _stubborn()
     stop_pid(stubborn.pid, grace_s=0.3, poll_s=0.01)
     stubborn.wait(1)  # dead (stop_pid may have reaped it already: then Popen sees no child)
+
+
+# A netpilot service whose stop() hangs: lifecycle.run stops it on SIGTERM and waits.
+HANGING_STOP = """
+import threading
+from netpilot import lifecycle
+
+class Hangs:
+    name = "hangs"
+    def start(self): print("ready", flush=True)
+    def stop(self): wait_for_ever_in_stop()
+    def health(self): return True, "ok"
+
+def wait_for_ever_in_stop():
+    threading.Event().wait()
+
+lifecycle.run([Hangs()], poll_interval=0.05)
+"""
+
+
+def test_a_service_that_does_not_stop_writes_its_stacks_before_the_kill() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HANGING_STOP], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    assert stop_process(proc, grace_s=0.5, dump_stacks=True) == -signal.SIGKILL
+    out = proc.stdout.read()
+    assert "wait_for_ever_in_stop" in out, out  # the stack shows what the stop waited for

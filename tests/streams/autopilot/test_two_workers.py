@@ -65,8 +65,17 @@ class Worker:
 
     def cycles(self) -> dict[str, float]:
         """Cycles run per PoP by this process."""
-        with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as resp:  # noqa: S310 - 127.0.0.1 only
-            text = resp.read().decode()
+        try:
+            with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as resp:  # noqa: S310 - 127.0.0.1 only
+                text = resp.read().decode()
+        except OSError as exc:
+            try:  # a process that died as we asked: its exit code tells how
+                code: int | None = self.proc.wait(2)
+            except subprocess.TimeoutExpired:
+                code = None
+            raise AssertionError(
+                f"{self.url}/metrics: {exc!r}; exit code {code}; log: {self.log.read_text()[-3000:]}"
+            ) from exc
         return {
             m.group(1): float(m.group(2))
             for m in re.finditer(r'^netpilot_autopilot_cycles_total\{[^}]*pop="([^"]+)"[^}]*\} ([0-9.e+]+)', text, re.M)

@@ -56,13 +56,12 @@ def seek_on_consumer_thread(consumer: ConsumerT) -> None:
     """Partition -> how many times it was sought (written on the consumer's thread only)."""
     batch_seeks: dict[Any, int] = {}
     """The counts the batch being handed over was fetched at."""
-    counted: set[int] = set()
-    """ids of the aiokafka fetchers whose seeks are counted (a new one per consumer start)."""
 
     def count_seeks(fetcher: Any) -> None:
-        if id(fetcher) in counted:
+        # marked on the fetcher itself (a new one per consumer start): an id could be reused
+        if getattr(fetcher, "_netpilot_seeks_counted", False):
             return
-        counted.add(id(fetcher))
+        fetcher._netpilot_seeks_counted = True
         seek_to, request_offset_reset = fetcher.seek_to, fetcher.request_offset_reset
 
         def counted_seek_to(tp: Any, offset: int) -> None:

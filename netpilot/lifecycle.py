@@ -41,15 +41,19 @@ def run(
     ``on_started`` is called once every service's ``start()`` has returned."""
     stop = stop_event or threading.Event()
     failed: list[str] = []
-    signals_seen = {"n": 0}
+    # The signal handler only records the signal; the loop below acts on it. Setting the
+    # Event from the handler deadlocked: the handler runs on the main thread between two
+    # bytecodes, and when that is inside ``stop.wait()`` after it re-took the Event's lock
+    # (every poll interval), ``stop.set()`` waits for that same lock for ever (caught by
+    # tests/netpilot/test_proc.py in CI: SIGTERM, then nothing until the SIGKILL). Logging
+    # from it could likewise re-enter the log stream's lock.
+    signals_seen: list[int] = []
 
     def on_signal(signum: int, _frame: object) -> None:
-        signals_seen["n"] += 1
-        if signals_seen["n"] > 1 and signum == signal.SIGINT:
-            log.warning("second interrupt: exiting now")
+        signals_seen.append(signum)
+        if len(signals_seen) > 1 and signum == signal.SIGINT:
+            os.write(2, b"second interrupt: exiting now\n")
             os._exit(130)
-        log.info("stopping", signal=signal.Signals(signum).name)
-        stop.set()
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, on_signal)
@@ -61,15 +65,26 @@ def run(
         faulthandler.enable(all_threads=True)
         faulthandler.register(DUMP_STACKS_SIGNAL, all_threads=True)
 
+    logged: list[bool] = []
+
+    def signalled() -> bool:
+        if signals_seen and not logged:
+            logged.append(True)
+            log.info("stopping", signal=signal.Signals(signals_seen[0]).name)
+        return bool(signals_seen)
+
     started: list[Service] = []
     try:
         for svc in services:
+            if signalled():
+                break  # stopped while starting: don't start the rest
             svc.start()
             started.append(svc)
             log.info("started", service=svc.name)
-        if on_started is not None:
+        if on_started is not None and len(started) == len(services):
             on_started()
-        while not stop.wait(poll_interval):
+        # a signal is seen within one poll interval (the wait is not cut short by it)
+        while not signalled() and not stop.wait(poll_interval):
             for svc in started:
                 ok, why = svc.health()
                 if not ok:

@@ -63,3 +63,27 @@ def test_a_service_that_does_not_stop_writes_its_stacks_before_the_kill() -> Non
     assert stop_process(proc, grace_s=0.5, dump_stacks=True) == -signal.SIGKILL
     out = proc.stdout.read()
     assert "wait_for_ever_in_stop" in out, out  # the stack shows what the stop waited for
+
+
+# A netpilot service that stops at once, its loop polling health as often as it can: the
+# signal lands while the loop's wait holds its lock far more often than with the default 1 s.
+QUICK_STOP = """
+from netpilot import lifecycle
+
+class Quick:
+    name = "quick"
+    def start(self): print("ready", flush=True)
+    def stop(self): pass
+    def health(self): return True, "ok"
+
+lifecycle.run([Quick()], poll_interval=0.00001)
+"""
+
+
+def test_sigterm_stops_a_service_whatever_its_main_loop_is_doing() -> None:
+    # SIGTERM's handler once set the loop's Event: landing while the loop's wait held the
+    # Event's lock, it waited for that lock for ever (CI saw it once) and only SIGKILL ended it
+    for _ in range(30):
+        proc = subprocess.Popen([sys.executable, "-c", QUICK_STOP], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        assert stop_process(proc, grace_s=10, dump_stacks=True) == 0, proc.stdout.read()

@@ -90,6 +90,12 @@ def seek_uncommitted_to_start(consumer: ConsumerT) -> None:
             targets = {tp: committed[tp] for tp in dropped if committed.get(tp)} | starts
             for tp, offset in targets.items():
                 c._thread.seek(tp, offset)
+            log.info(
+                "stream partitions sought to their commits",
+                committed={f"{tp.topic}/{tp.partition}": committed[tp] for tp in streams},
+                to_start={f"{tp.topic}/{tp.partition}": offset for tp, offset in starts.items()},
+                again=sorted(f"{tp.topic}/{tp.partition}" for tp in targets),
+            )
             return committed
         finally:
             pending.clear()

@@ -26,9 +26,20 @@ outlive a rebalance and drain what the new restore needs:
 
 **The fix** (:func:`refetch_dropped`): after each batch, for every partition of which faust
 handed over less than aiokafka returned, the consumer seeks back to the first record not
-handed over, unless the partition was positioned anew meanwhile (its position is no longer
-where the batch left it: faust's own seek, or a new assignment, decides then). The seek
-runs on the consumer's thread, in turn with faust's other seeks.
+handed over, unless the partition was positioned anew since the fetch (sought, or its
+position is no longer where the fetch left it: a new assignment). faust's own seek decides
+then. The seek runs on the consumer's thread, in turn with faust's other seeks.
+
+**Positioned anew: read where the fetch ran.** The seek count and the position the check
+compares with are stamped on the batch by ``streams/faust_seeks.py`` on the consumer's
+thread, in the same step as the fetch. The position used to be read on the app's thread
+once the batch had arrived there: a seek made in between (faust's seek to the committed
+offsets after a rebalance) was taken for where the batch had left the partition, and the
+seek back undid it, forwards, to the first record of the batch (fetched from where the
+restore's drops had got to). The worker read on from there, 50-100 messages past its
+commit; read again later (after a takeover), those flows came after newer ones had moved
+the PoP's window watermark on and counted as too late: whole windows lost, in about one run
+in six of ``tests/streams/test_two_workers.py`` under load.
 """
 
 from __future__ import annotations
@@ -39,20 +50,12 @@ from typing import Any
 from faust.types import TP, ConsumerT, Message
 
 from netpilot.obs.logging import get_logger
+from streams.faust_seeks import aiokafka_position, seek_count
+
+Stamp = tuple[int, int | None]
+"""A partition's seek count and aiokafka position right after its batch was fetched."""
 
 log = get_logger("netpilot.streams")
-
-
-def aiokafka_position(consumer: Any, tp: Any) -> int | None:
-    """aiokafka's position of ``tp`` in the current assignment, or None (not assigned, or
-    waiting for an offset reset)."""
-    subscription = consumer._thread._consumer._subscription.subscription
-    assignment = subscription.assignment if subscription is not None else None
-    state = assignment.state_value(tp) if assignment is not None else None
-    if state is None or not state.has_valid_position:
-        return None
-    position: int = state.position
-    return position
 
 
 def refetch_dropped(consumer: ConsumerT) -> None:
@@ -61,22 +64,27 @@ def refetch_dropped(consumer: ConsumerT) -> None:
     c: Any = consumer  # faust's aiokafka Consumer: ``_thread``, ``_wait_next_records``
     original_wait = c._wait_next_records
     original_getmany = c.getmany
-    batch: dict[Any, tuple[list[Any], int | None]] = {}
-    """This batch: partition -> (the records aiokafka returned, its position right after)."""
+    batch: dict[Any, tuple[list[Any], Stamp]] = {}
+    """This batch: partition -> (the records aiokafka returned, its stamp)."""
 
     async def wait_next_records(timeout: float) -> tuple[Any, Any]:
         records, active = await original_wait(timeout)
         batch.clear()
+        # stamped on the consumer's thread with the fetch (streams/faust_seeks.py): read
+        # here, on the app's thread, a seek made meanwhile would pass for the batch's own
+        # position, and the seek back below would undo it (that lost flows under load)
+        seeks, positions = getattr(records, "seeks", {}), getattr(records, "positions", {})
         for tp, partition_records in (records or {}).items():
-            if partition_records:
-                batch[tp] = (partition_records, aiokafka_position(c, tp))
+            if partition_records and tp in seeks and tp in positions:
+                batch[tp] = (partition_records, (seeks[tp], positions[tp]))
         return records, active
 
-    async def seek_back(targets: Mapping[Any, tuple[int, int]]) -> None:
-        # on the consumer's thread: in turn with faust's seek_wait and aiokafka's fetches
+    async def seek_back(targets: Mapping[Any, tuple[int, Stamp]]) -> None:
+        # on the consumer's thread: in turn with faust's seeks and aiokafka's fetches
         sought = {}
-        for tp, (first, left_at) in targets.items():
-            if aiokafka_position(c, tp) == left_at:  # nobody positioned it anew since
+        for tp, (first, (seeks, left_at)) in targets.items():
+            # nobody positioned it anew since the fetch: no seek, and the same assignment
+            if seek_count(c, tp) == seeks and aiokafka_position(c, tp) == left_at:
                 c._thread._consumer.seek(tp, first)
                 sought[f"{tp.topic}/{tp.partition}"] = first
         if sought:
@@ -89,13 +97,13 @@ def refetch_dropped(consumer: ConsumerT) -> None:
             handed[tp] = message.offset
             yield tp, message
         targets = {}
-        for tp, (records, left_at) in batch.items():
+        for tp, (records, stamp) in batch.items():
             last = handed.get(tp)
-            if last == records[-1].offset or left_at is None:  # all handed over, or repositioned
+            if last == records[-1].offset or stamp[1] is None:  # all handed over, or repositioned
                 continue
             first = next((r.offset for r in records if last is None or r.offset > last), None)
             if first is not None:
-                targets[tp] = (first, left_at)
+                targets[tp] = (first, stamp)
         batch.clear()
         if targets:
             try:

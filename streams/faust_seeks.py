@@ -41,10 +41,31 @@ thread is stuck is stopped, which fails health, rather than read on from the wro
 
 
 class SeekStamped(dict[Any, Any]):
-    """A batch of records (partition -> records) with the seek count of each partition at
-    the time it was fetched."""
+    """A batch of records (partition -> records) with, for each partition, its seek count
+    and aiokafka's position right after the fetch, both read on the consumer's thread in
+    the same step as the fetch (so no seek can fall between the fetch and the reading)."""
 
     seeks: dict[Any, int]
+    positions: dict[Any, int | None]
+
+
+def seek_count(consumer: ConsumerT, tp: Any) -> int:
+    """How many times ``tp`` was sought so far (0 without :func:`seek_on_consumer_thread`).
+    Read it on the consumer's thread to compare with a :class:`SeekStamped` batch's."""
+    counts: dict[Any, int] = getattr(consumer, "_netpilot_seeks", {})
+    return counts.get(tp, 0)
+
+
+def aiokafka_position(consumer: Any, tp: Any) -> int | None:
+    """aiokafka's position of ``tp`` in the current assignment, or None (not assigned, or
+    waiting for an offset reset). Exact only on the consumer's thread."""
+    subscription = consumer._thread._consumer._subscription.subscription
+    assignment = subscription.assignment if subscription is not None else None
+    state = assignment.state_value(tp) if assignment is not None else None
+    if state is None or not state.has_valid_position:
+        return None
+    position: int = state.position
+    return position
 
 
 def seek_on_consumer_thread(consumer: ConsumerT) -> None:
@@ -54,6 +75,7 @@ def seek_on_consumer_thread(consumer: ConsumerT) -> None:
     thread = c._thread
     seeks: dict[Any, int] = {}
     """Partition -> how many times it was sought (written on the consumer's thread only)."""
+    c._netpilot_seeks = seeks
     batch_seeks: dict[Any, int] = {}
     """The counts the batch being handed over was fetched at."""
 
@@ -84,6 +106,7 @@ def seek_on_consumer_thread(consumer: ConsumerT) -> None:
         records = await original_fetch(aiokafka_consumer, *args, **kwargs)
         stamped = SeekStamped(records or {})
         stamped.seeks = {tp: seeks.get(tp, 0) for tp in stamped}
+        stamped.positions = {tp: aiokafka_position(c, tp) for tp in stamped}
         return stamped
 
     original_seek = thread.seek

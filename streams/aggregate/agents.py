@@ -219,6 +219,11 @@ def register(sa: StreamsApp, pipe: Pipeline, tasks: TaskHealth) -> None:
     async def aggregate_flows(stream: Any) -> None:
         async for event in stream.events():
             msg = event.message
+            last = pipe.flows_read.get(msg.partition)
+            if last is None or msg.offset != last + 1:
+                # where each partition is read from after a start or a rebalance, and any
+                # replay or gap: what a lost or doubled window is traced back with
+                log.info("flows read from", partition=msg.partition, offset=msg.offset, after=last)
             pipe.flows_read[msg.partition] = msg.offset
             try:
                 table = pipe.intake.flows(event.value or b"", event.headers)

@@ -1,10 +1,12 @@
 """A faust worker that seeks its partition back again and again while it reads
 (tests/streams/test_faust_seeks.py).
 
-Run as ``python seek_worker.py BOOTSTRAP APP_ID TOPIC RECORDS SEEKS``: an agent reads TOPIC
-(one partition, holding RECORDS records) with streams.faust_producer.App. Meanwhile the
+Run as ``python seek_worker.py BOOTSTRAP APP_ID TOPIC RECORDS SEEKS [MODE]``: an agent reads
+TOPIC (one partition, holding RECORDS records) with streams.faust_producer.App. Meanwhile the
 app's loop seeks the partition back 50 records behind the last one handed over, SEEKS times,
-at random moments, as faust's ``Consumer.seek`` does (from the app's thread). Every record
+as faust's ``Consumer.seek`` does (from the app's thread): at random moments (MODE
+``random``, the default), or (``after-fetch``) right after a batch came back from the
+consumer's thread and before faust hands it over, 50 records behind its first. Every record
 the consumer hands over and every seek are logged in order; after a seek to X the next record
 handed over must be X. Prints ``SEEKS <k> HANDED <n> LAST <offset> OUT_OF_ORDER <v>`` (and
 the first records out of order, and ``ON_APP_THREAD <n>``: aiokafka seeks made on the app's
@@ -28,7 +30,9 @@ from faust.types import TP, ConsumerT
 from streams.faust_producer import App
 
 bootstrap, app_id, topic_name, records, seeks_wanted = sys.argv[1:6]
+MODE = sys.argv[6] if len(sys.argv) > 6 else "random"
 RECORDS, SEEKS = int(records), int(seeks_wanted)
+seeks_after_fetch = 0
 TP0 = TP(topic_name, 0)
 log: list[tuple[str, int]] = []
 """("got", offset) for each record handed over, ("seek", offset) for each seek, in order."""
@@ -59,6 +63,24 @@ class LoggingApp(App):
                 yield tp, message
 
         consumer.getmany = logged
+        if MODE == "after-fetch":
+            fetch = consumer._thread.getmany
+            rng = random.Random(11)
+
+            async def fetch_then_seek(*args: Any, **kwargs: Any) -> Any:
+                # the batch is back from the consumer's thread; nothing of it handed over yet
+                global seeks_after_fetch
+                records = await fetch(*args, **kwargs)
+                batch = (records or {}).get(TP0)
+                if batch and seeks_after_fetch < SEEKS and rng.random() < 0.5:
+                    target = max(0, batch[0].offset - 50)
+                    if target < batch[0].offset:
+                        seeks_after_fetch += 1
+                        log.append(("seek", target))
+                        await consumer.seek(TP0, target)
+                return records
+
+            consumer._thread.getmany = fetch_then_seek
         return consumer
 
 
@@ -125,7 +147,12 @@ async def main() -> None:
     deadline = time.monotonic() + 60
     while not handed() and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    made = await seek_back_again_and_again(deadline)
+    if MODE == "after-fetch":
+        while seeks_after_fetch < SEEKS and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        made = seeks_after_fetch
+    else:
+        made = await seek_back_again_and_again(deadline)
     while time.monotonic() < deadline and (not handed() or handed()[-1] < RECORDS - 1 or log[-1][0] == "seek"):
         await asyncio.sleep(0.1)
     got = handed()

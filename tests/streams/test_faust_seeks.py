@@ -35,7 +35,16 @@ def run_seek_worker(k: KafkaSettings, tmp_path: Path, seeks: int, mode: str) -> 
     assert producer.flush(30) == 0
 
     proc = subprocess.run(
-        [sys.executable, str(WORKER), bootstrap, f"seeks-{uuid.uuid4().hex[:8]}", topic, str(RECORDS), str(seeks), mode],
+        [
+            sys.executable,
+            str(WORKER),
+            bootstrap,
+            f"seeks-{uuid.uuid4().hex[:8]}",
+            topic,
+            str(RECORDS),
+            str(seeks),
+            mode,
+        ],
         capture_output=True,
         text=True,
         timeout=150,

@@ -75,7 +75,9 @@ def test_sync_creates_topics_with_catalog_settings(kafka_broker: str) -> None:
         assert drifted.configs["retention.ms"] == ("1000", str(catalog.FLOWS.retention_ms))
         repaired = admin.sync()
         assert settings.topic(catalog.FLOWS) in repaired.reconfigured
-        assert all(d.in_sync for d in admin.diff())
+        # the repair reaches the broker's view as asynchronously as the drift did (CI once
+        # read the old value right after the repair)
+        assert not [d for d in _wait_until_in_sync(admin) if not d.in_sync]
 
         # more partitions than the catalog wants cannot be repaired: reported as drift
         from confluent_kafka.admin import NewPartitions
@@ -110,4 +112,16 @@ def _wait_for_drift(admin: TopicAdmin, name: str, timeout: float = 15.0):
         d = {d.name: d for d in admin.diff()}[name]
         if d.configs or time.time() > deadline:
             return d
+        time.sleep(0.2)
+
+
+def _wait_until_in_sync(admin: TopicAdmin, timeout: float = 15.0) -> list:
+    """Every catalog topic's diff, once all are in sync or ``timeout`` has passed."""
+    import time
+
+    deadline = time.time() + timeout
+    while True:
+        diffs = admin.diff()
+        if all(d.in_sync for d in diffs) or time.time() > deadline:
+            return diffs
         time.sleep(0.2)

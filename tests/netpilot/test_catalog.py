@@ -105,23 +105,22 @@ def _set_retention(client: AdminClient, topic: str, value: str) -> None:
 
 def _wait_for_drift(admin: TopicAdmin, name: str, timeout: float = 15.0):
     """KRaft propagates config changes to the broker's view asynchronously."""
-    import time
-
-    deadline = time.time() + timeout
-    while True:
-        d = {d.name: d for d in admin.diff()}[name]
-        if d.configs or time.time() > deadline:
-            return d
-        time.sleep(0.2)
+    diffs = _diff_once(admin, lambda ds: any(d.name == name and d.configs for d in ds), timeout)
+    return {d.name: d for d in diffs}[name]
 
 
 def _wait_until_in_sync(admin: TopicAdmin, timeout: float = 15.0) -> list:
-    """Every catalog topic's diff, once all are in sync or ``timeout`` has passed."""
+    """Every catalog topic's diff, once all are in sync (a repair propagates as a drift does)."""
+    return _diff_once(admin, lambda ds: all(d.in_sync for d in ds), timeout)
+
+
+def _diff_once(admin: TopicAdmin, done, timeout: float) -> list:
+    """``admin.diff()`` once ``done(diffs)`` holds, or as it stands when ``timeout`` has passed."""
     import time
 
     deadline = time.time() + timeout
     while True:
         diffs = admin.diff()
-        if all(d.in_sync for d in diffs) or time.time() > deadline:
+        if done(diffs) or time.time() > deadline:
             return diffs
         time.sleep(0.2)

@@ -111,6 +111,26 @@ def kafka_settings(kafka_broker: str) -> Iterator[KafkaSettings]:
     yield from catalog_topics(kafka_broker, f"t{uuid.uuid4().hex[:10]}.")
 
 
+def broker_ports(n: int = 2) -> int:
+    """The first of ``n`` free consecutive ports (a broker's and its controller's, per node)
+    below the ephemeral range (32768-60999): while a broker is down, librdkafka's reconnects
+    take ephemeral source ports, and one of them can take the broker's own port (a TCP
+    self-connect), so that the restart finds it in use."""
+    import random
+    import socket
+
+    for _ in range(200):
+        port = random.randrange(20_000, 32_000 - n)
+        try:
+            for p in range(port, port + n):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError(f"no {n} free consecutive ports below 32000")
+
+
 def _wait_until_visible(admin, names: list[str], timeout: float = 15.0) -> None:
     """Topic creation returns before every metadata view has the topic (KRaft propagation)."""
     import time

@@ -1,4 +1,6 @@
-"""A real, local, single-node Apache Kafka (KRaft, combined broker+controller) for dev and tests.
+"""A real, local Apache Kafka (KRaft, combined broker+controller nodes) for dev and tests: one
+node (``LocalKafka``), or a cluster of several (``LocalKafkaCluster``: replication and leader
+changes, as on a production cluster).
 
 Kafka is resolved from Maven Central with Maven (``org.apache.kafka:kafka_2.13`` and its
 runtime dependencies plus a log4j2 backend) into a cache folder, so nothing but Java and
@@ -127,6 +129,20 @@ def resolve_kafka(version: str = KAFKA_VERSION, quiet: bool = True) -> Path:
 
 
 @dataclass(frozen=True)
+class ClusterMember:
+    """A node's place in a cluster of local nodes (see ``LocalKafkaCluster``)."""
+
+    node_id: int
+    cluster_id: str
+    initial_controllers: str
+    """``id@host:port:directory-id`` of every controller, the same for all nodes: formatting
+    with it (KIP-853) gives the cluster its quorum from the start."""
+    bootstrap_controllers: str
+    replication: int
+    """Replication factor of the internal topics and of topics created without one."""
+
+
+@dataclass(frozen=True)
 class BrokerInfo:
     bootstrap: str
     pid: int
@@ -157,10 +173,12 @@ class LocalKafka:
         port: int | None = None,
         heap: str = DEFAULT_HEAP,
         version: str = KAFKA_VERSION,
+        member: ClusterMember | None = None,
     ) -> None:
         self.state_dir = Path(state_dir or default_state_dir()).resolve()
         self.version = version
         self.heap = heap
+        self.member = member
         meta = self._read_meta()
         # A state folder remembers its port so `status`/`down` need no flags. It cannot move:
         # KRaft storage formatted --standalone records the controller's endpoint.
@@ -248,18 +266,27 @@ class LocalKafka:
                 if self.healthy():
                     return self.info(reused=True)
                 stop_pid(pid, STOP_GRACE_S)  # alive but not answering: replace it
-            libs = resolve_kafka(self.version)
-            self._write_config()
-            if not (self.state_dir / "data" / "meta.properties").exists():
-                self._format(libs)
+            libs = self._prepare()
             return self._start(libs, timeout)
+
+    def _prepare(self) -> Path:
+        """Kafka's jars, this node's config written and its storage formatted."""
+        libs = resolve_kafka(self.version)
+        self._write_config()
+        if not (self.state_dir / "data" / "meta.properties").exists():
+            self._format(libs)
+        return libs
 
     def _write_config(self) -> None:
         data = self.state_dir / "data"
+        m = self.member
+        rf, min_isr = (m.replication, max(1, min(2, m.replication - 1))) if m else (1, 1)
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
+            "node.id": str(m.node_id if m else 1),
+            "controller.quorum.bootstrap.servers": m.bootstrap_controllers
+            if m
+            else f"127.0.0.1:{self.controller_port}",
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
             "controller.listener.names": "CONTROLLER",
@@ -268,13 +295,16 @@ class LocalKafka:
             "log.dirs": str(data),
             "auto.create.topics.enable": "false",
             "num.partitions": "1",
-            "offsets.topic.replication.factor": "1",
+            # a cluster as strimzi/render.py configures one: acks=all waits for 2 of 3 replicas
+            "default.replication.factor": str(rf),
+            "min.insync.replicas": str(min_isr),
+            "offsets.topic.replication.factor": str(rf),
             "offsets.topic.num.partitions": "6",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.replication.factor": str(rf),
+            "transaction.state.log.min.isr": str(min_isr),
             "transaction.state.log.num.partitions": "6",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": str(rf),
+            "share.coordinator.state.topic.min.isr": str(min_isr),
             "group.initial.rebalance.delay.ms": "0",
             "message.max.bytes": str(8 * 1024 * 1024),
             "log.retention.check.interval.ms": "60000",
@@ -301,7 +331,9 @@ class LocalKafka:
         ]
 
     def _format(self, libs: Path) -> None:
-        cluster_id = base64_uuid()
+        m = self.member
+        cluster_id = m.cluster_id if m else base64_uuid()
+        quorum = f"--initial-controllers={m.initial_controllers}" if m else "--standalone"
         # "--cluster-id=ID": a base64 id can start with "-", which argparse would take for an option
         cmd = self._java(
             libs,
@@ -310,13 +342,16 @@ class LocalKafka:
             f"--cluster-id={cluster_id}",
             "-c",
             str(self.state_dir / "server.properties"),
-            "--standalone",
+            quorum,
         )
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise KafkaSetupError(f"formatting KRaft storage failed:\n{proc.stdout}{proc.stderr}")
 
     def _start(self, libs: Path, timeout: float) -> BrokerInfo:
+        return self._await(self._spawn(libs), timeout)
+
+    def _spawn(self, libs: Path) -> subprocess.Popen[bytes]:
         # Another broker (another folder) answering on our port would pass the health check
         # while ours dies on "Address already in use": refuse early and say who to stop.
         for port in (self.port, self.controller_port):
@@ -327,7 +362,6 @@ class LocalKafka:
                 )
         out = open(self.state_dir / "kafka.out", "ab")  # noqa: SIM115 - the broker process writes it
         cmd = self._java(libs, "kafka.Kafka", str(self.state_dir / "server.properties"), heap=self.heap)
-        started = time.time()
         proc = subprocess.Popen(
             cmd,
             stdout=out,
@@ -337,7 +371,10 @@ class LocalKafka:
             cwd=self.state_dir,
         )
         self._pid_file.write_text(str(proc.pid))
-        deadline = started + timeout
+        return proc
+
+    def _await(self, proc: subprocess.Popen[bytes], timeout: float) -> BrokerInfo:
+        deadline = time.time() + timeout
         while time.time() < deadline:
             if proc.poll() is not None:
                 raise KafkaSetupError(
@@ -371,7 +408,7 @@ class LocalKafka:
             raise KafkaSetupError(f"no broker running for {self.state_dir}")
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
         md = admin.list_topics(timeout=10)
-        broker_id = str(next(iter(md.brokers)))
+        broker_id = str(self.member.node_id if self.member else next(iter(md.brokers)))
         res = ConfigResource(ConfigResource.Type.BROKER, broker_id)
         cfg = admin.describe_configs([res])[res].result(timeout=10)
         return BrokerInfo(
@@ -425,6 +462,83 @@ class LocalKafka:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log yet)"
+
+
+class LocalKafkaCluster:
+    """``nodes`` local nodes, each broker and controller, in ``state_dir/node-<id>``: node i
+    (from 1) listens on ``port + 2 (i - 1)``, its controller on the port after. Topics get
+    ``replication`` replicas by default (and the internal ones always), ``min.insync.replicas``
+    2: one node can be stopped, killed or restarted at a time while producers with acks=all
+    go on, and leaders move between nodes as on a production cluster.
+
+    The cluster's identity (its id, the nodes' directory ids) is written into ``state_dir``
+    when it is first created, so nodes restarted later rejoin the same cluster."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        port: int,
+        nodes: int = 3,
+        heap: str = "384m",
+        version: str = KAFKA_VERSION,
+    ) -> None:
+        if nodes < 1:
+            raise KafkaSetupError(f"a cluster needs at least one node, not {nodes}")
+        self.state_dir = Path(state_dir).resolve()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        ident_file = self.state_dir / "netpilot-cluster.json"
+        try:
+            ident = json.loads(ident_file.read_text())
+        except (OSError, ValueError):
+            ident = {"cluster_id": base64_uuid(), "directories": [base64_uuid() for _ in range(nodes)], "port": port}
+            ident_file.write_text(json.dumps(ident))
+        if ident["port"] != port or len(ident["directories"]) != nodes:
+            raise KafkaSetupError(
+                f"the cluster in {self.state_dir} has {len(ident['directories'])} nodes from port "
+                f"{ident['port']}: use another folder for {nodes} nodes from port {port}"
+            )
+        ports = [port + 2 * i for i in range(nodes)]
+        controllers = ",".join(
+            f"{i + 1}@127.0.0.1:{p + 1}:{d}" for i, (p, d) in enumerate(zip(ports, ident["directories"]))
+        )
+        bootstrap_controllers = ",".join(f"127.0.0.1:{p + 1}" for p in ports)
+        self.nodes = [
+            LocalKafka(
+                self.state_dir / f"node-{i + 1}",
+                port=p,
+                heap=heap,
+                version=version,
+                member=ClusterMember(i + 1, ident["cluster_id"], controllers, bootstrap_controllers, min(3, nodes)),
+            )
+            for i, p in enumerate(ports)
+        ]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(n.bootstrap for n in self.nodes)
+
+    def node(self, node_id: int) -> LocalKafka:
+        return self.nodes[node_id - 1]
+
+    def up(self, timeout: float = 180.0) -> str:
+        """Start every node not running, all at once (a lone node waits for a quorum), and
+        wait until each answers; returns the bootstrap list."""
+        started = []
+        for n in self.nodes:
+            if n.pid() is None:
+                started.append((n, n._spawn(n._prepare())))
+        deadline = time.monotonic() + timeout
+        for n, proc in started:
+            n._await(proc, max(1.0, deadline - time.monotonic()))
+        return self.bootstrap
+
+    def down(self) -> None:
+        """SIGTERM every node at once: one by one, the last nodes would wait for a quorum
+        that has gone (their controlled shutdown needs the controller) until SIGKILLed."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            list(pool.map(lambda n: n.down(), self.nodes))
 
 
 def base64_uuid() -> str:

@@ -41,7 +41,7 @@ class TopicDiff:
             parts.append(f"partitions {self.partitions[0]} -> {self.partitions[1]}")
         if self.replication:
             parts.append(
-                f"replication {self.replication[0]} (catalog {self.replication[1]}, "
+                f"replication {self.replication[0]} (wanted {self.replication[1]}, "
                 "not changed automatically: use a reassignment)"
             )
         for k, (a, w) in sorted(self.configs.items()):
@@ -60,14 +60,21 @@ class SyncReport:
 
 
 class TopicAdmin:
-    def __init__(self, kafka: KafkaSettings, timeout: float = 30.0) -> None:
+    def __init__(self, kafka: KafkaSettings, timeout: float = 30.0, min_replicas: int = 1) -> None:
+        """``min_replicas``: the replication factor a topic gets at least. The catalog's
+        ``replication`` is the one-broker development figure (1); a cluster wants 3, as
+        strimzi/render.py gives its KafkaTopics (``topics.min_replicas`` in the config)."""
         self.kafka = kafka
         self.timeout = timeout
+        self.min_replicas = min_replicas
         # confluent-kafka's hint wants dict[str, str | int | float | bool]; dict is invariant
         self.client = AdminClient(kafka.client_config())  # type: ignore[arg-type]
 
     def _wanted(self, topics: Iterable[Topic]) -> dict[str, Topic]:
         return {self.kafka.topic(t): t for t in topics}
+
+    def replication(self, topic: Topic) -> int:
+        return max(topic.replication, self.min_replicas)
 
     def diff(self, topics: Iterable[Topic] = ALL_TOPICS) -> list[TopicDiff]:
         wanted = self._wanted(topics)
@@ -87,8 +94,8 @@ class TopicAdmin:
                 d.partitions = (actual_parts, topic.partitions)
             replicas = {len(p.replicas) for p in tmd.partitions.values()}
             actual_rf = max(replicas) if replicas else 0
-            if actual_rf != topic.replication:
-                d.replication = (actual_rf, topic.replication)
+            if actual_rf != self.replication(topic):
+                d.replication = (actual_rf, self.replication(topic))
             actual_cfg = configs.get(name, {})
             for k, v in topic.topic_config().items():
                 if actual_cfg.get(k) != v:
@@ -117,7 +124,7 @@ class TopicAdmin:
                 NewTopic(
                     n,
                     num_partitions=wanted[n].partitions,
-                    replication_factor=wanted[n].replication,
+                    replication_factor=self.replication(wanted[n]),
                     config=wanted[n].topic_config(),
                 )
                 for n in to_create

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from pydantic import Field
 
 from netpilot import catalog
 from netpilot.settings import ComponentSettings, load_settings
@@ -21,11 +22,19 @@ if TYPE_CHECKING:
 class TopicsSettings(ComponentSettings):
     COMPONENT = "topics"
 
+    min_replicas: int = Field(
+        1,
+        ge=1,
+        description="replication factor a topic gets at least: 3 on a cluster of 3 or more brokers "
+        "(the catalog's figure is the one-broker development one)",
+    )
+
 
 def _admin(config: Path | None) -> TopicAdmin:
     from netpilot.kafka.admin import TopicAdmin
 
-    return TopicAdmin(load_settings(TopicsSettings, config).kafka)
+    s = load_settings(TopicsSettings, config)
+    return TopicAdmin(s.kafka, min_replicas=s.min_replicas)
 
 
 def markdown_table() -> str:

@@ -124,3 +124,42 @@ def _diff_once(admin: TopicAdmin, done, timeout: float) -> list:
         if done(diffs) or time.time() > deadline:
             return diffs
         time.sleep(0.2)
+
+
+def test_min_replicas_is_wanted_of_existing_topics_and_refused_beyond_the_brokers(
+    kafka_settings: KafkaSettings,
+) -> None:
+    """``topics.min_replicas`` (a cluster's 3): topics made with fewer replicas are drift
+    that sync reports and does not touch; on one broker, creating with 3 fails with
+    Kafka's reason. (Created with 3 replicas on three brokers: tests/e2e/test_chaos.py.)"""
+    import uuid
+
+    import pytest
+
+    from netpilot.errors import KafkaSetupError
+
+    admin = TopicAdmin(kafka_settings, min_replicas=3)
+    flows = {d.name: d for d in admin.diff([catalog.FLOWS])}[kafka_settings.topic(catalog.FLOWS)]
+    assert flows.replication == (1, 3) and not flows.in_sync
+    assert "replication 1 (wanted 3" in flows.describe()
+    report = admin.sync([catalog.FLOWS])
+    assert not report.created and any("replication 1 (wanted 3" in line for line in report.drift), report
+    # the same from the command line, set as a platform team would
+    from typer.testing import CliRunner
+
+    from netpilot.kafka.cli import app
+
+    env = {
+        "NETPILOT_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+        "NETPILOT_KAFKA__TOPIC_PREFIX": kafka_settings.topic_prefix,
+        "NETPILOT_TOPICS__MIN_REPLICAS": "3",
+    }
+    res = CliRunner().invoke(app, ["diff"], env=env)
+    assert res.exit_code == 1 and f"{kafka_settings.topic(catalog.FLOWS)}: replication 1 (wanted 3" in res.output
+
+    fresh = TopicAdmin(
+        KafkaSettings(bootstrap_servers=kafka_settings.bootstrap_servers, topic_prefix=f"rf{uuid.uuid4().hex[:8]}."),
+        min_replicas=3,
+    )
+    with pytest.raises(KafkaSetupError, match="creating topic .*[Rr]eplication factor"):
+        fresh.sync([catalog.FLOWS])

@@ -92,3 +92,53 @@ def test_a_state_folder_keeps_its_port_and_refuses_another(tmp_path: Path) -> No
     assert LocalKafka(folder).port == 39500 and LocalKafka(folder, port=39500).port == 39500
     with pytest.raises(KafkaSetupError, match="uses port 39500, not 39600"):
         LocalKafka(folder, port=39600)
+
+
+@pytest.mark.kafka  # starts a cluster of its own
+def test_a_three_node_cluster_takes_writes_with_a_node_killed_and_takes_it_back(tmp_path: Path) -> None:
+    """LocalKafkaCluster: three nodes, one quorum, topics with three replicas by default;
+    with one node SIGKILLed, acks=all writes still succeed (min.insync.replicas 2) once
+    its partitions have new leaders; restarted, it rejoins and catches up."""
+    import signal
+    import time
+
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from netpilot.dev.kafka import LocalKafkaCluster
+    from tests.conftest import broker_ports
+
+    cluster = LocalKafkaCluster(tmp_path / "cluster", broker_ports(6), nodes=3)
+    try:
+        admin = AdminClient({"bootstrap.servers": cluster.up()})
+        assert sorted(admin.list_topics(timeout=10).brokers) == [1, 2, 3]
+        admin.create_topics([NewTopic("t", 3)])["t"].result(30)  # replication: the cluster's default
+
+        def partitions() -> dict[int, tuple[int, list[int], list[int]]]:
+            md = admin.list_topics("t", timeout=10).topics["t"]
+            return {p: (m.leader, sorted(m.replicas), sorted(m.isrs)) for p, m in md.partitions.items()}
+
+        def wait(cond: object, what: str) -> None:
+            deadline = time.monotonic() + 60
+            while not cond():  # type: ignore[operator]
+                assert time.monotonic() < deadline, f"{what}: {partitions()}"
+                time.sleep(0.2)
+
+        wait(lambda: all(r == [1, 2, 3] and i == [1, 2, 3] for _, r, i in partitions().values()), "three replicas")
+        victim = partitions()[0][0]
+        pid = cluster.node(victim).pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        wait(lambda: all(leader not in (-1, victim) for leader, _, _ in partitions().values()), "new leaders")
+        delivered: list[object] = []
+        p = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "enable.idempotence": True})
+        for i in range(300):
+            p.produce("t", str(i).encode(), on_delivery=lambda err, msg: delivered.append(err))
+        assert p.flush(60) == 0 and delivered == [None] * 300
+        cluster.node(victim).up(timeout=120)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # started by this process
+        wait(lambda: all(i == [1, 2, 3] for _, _, i in partitions().values()), "back in sync")
+    finally:
+        cluster.down()
+    assert all(n.pid() is None for n in cluster.nodes)

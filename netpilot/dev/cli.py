@@ -6,10 +6,12 @@ from pathlib import Path
 
 import typer
 
-from netpilot.dev.kafka import DEFAULT_PORT, LocalKafka
+from netpilot.dev.kafka import DEFAULT_PORT, LocalKafka, LocalKafkaCluster, default_state_dir
 
 app = typer.Typer(no_args_is_help=True, help="Local development services.")
-kafka_app = typer.Typer(no_args_is_help=True, help="A real single-node Apache Kafka 4.3.1 (KRaft) on 127.0.0.1.")
+kafka_app = typer.Typer(
+    no_args_is_help=True, help="A real Apache Kafka 4.3.1 (KRaft) on 127.0.0.1: one node, or a cluster (--nodes)."
+)
 app.add_typer(kafka_app, name="kafka")
 
 StateDir = typer.Option(None, "--state-dir", help="Broker folder (default .netpilot/kafka or $NETPILOT_KAFKA_DIR).")
@@ -24,9 +26,22 @@ def up(
         help=f"Client port (controller uses port+1); default {DEFAULT_PORT}, "
         "or the port the folder's broker already uses.",
     ),
-    heap: str = typer.Option("512m", help="JVM heap."),
+    heap: str = typer.Option("512m", help="JVM heap (per node)."),
+    nodes: int = typer.Option(
+        1,
+        min=1,
+        help="Nodes: more than one makes a cluster (node i on port+2(i-1), replication 3, "
+        "min.insync.replicas 2) in STATE_DIR/node-<i>, to try leader changes.",
+    ),
 ) -> None:
     """Fetch Kafka with Maven if needed, format KRaft storage, start, wait until it answers."""
+    if nodes > 1 or LocalKafkaCluster.existing(state_dir):
+        cluster = LocalKafkaCluster.existing(state_dir) or LocalKafkaCluster(
+            state_dir or default_state_dir(), port or DEFAULT_PORT, nodes, heap=heap
+        )
+        typer.echo(f"starting {len(cluster.nodes)} Kafka nodes in {cluster.state_dir} ...", err=True)
+        typer.echo(f"started\n  bootstrap: {cluster.up()}")
+        return
     k = LocalKafka(state_dir, port=port, heap=heap)
     typer.echo(f"starting Kafka in {k.state_dir} (first run downloads it with Maven) ...", err=True)
     info = k.up()
@@ -35,19 +50,35 @@ def up(
 
 @kafka_app.command()
 def down(state_dir: Path = StateDir, wipe: bool = typer.Option(False, help="Also delete the data folder.")) -> None:
-    """Stop the broker cleanly (SIGTERM, then SIGKILL after 30 s)."""
+    """Stop the broker, or every node of a cluster, cleanly (SIGTERM, then SIGKILL after 30 s)."""
+    cluster = LocalKafkaCluster.existing(state_dir)
+    if cluster is not None:
+        running = [n for n in cluster.nodes if n.pid() is not None]
+        cluster.down()
+        if wipe:
+            for n in cluster.nodes:
+                n.down(wipe=True)
+        typer.echo(f"stopped {len(running)} node(s)" if running else "not running")
+        return
     stopped = LocalKafka(state_dir).down(wipe=wipe)
     typer.echo("stopped" if stopped else "not running")
 
 
 @kafka_app.command()
 def status(state_dir: Path = StateDir) -> None:
-    """Print the broker's version, mode (KRaft) and listeners; exit 1 when not running."""
-    k = LocalKafka(state_dir)
-    if k.pid() is None or not k.healthy():
-        typer.echo(f"not running ({k.state_dir})")
+    """Print the broker's version, mode (KRaft) and listeners (every node's, for a cluster);
+    exit 1 when not running (any node, for a cluster)."""
+    cluster = LocalKafkaCluster.existing(state_dir)
+    brokers = cluster.nodes if cluster is not None else [LocalKafka(state_dir)]
+    down = False
+    for k in brokers:
+        if k.pid() is None or not k.healthy():
+            typer.echo(f"not running ({k.state_dir})")
+            down = True
+        else:
+            typer.echo(k.info().describe())
+    if down:
         raise typer.Exit(1)
-    typer.echo(k.info().describe())
 
 
 @kafka_app.command()

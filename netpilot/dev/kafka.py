@@ -37,6 +37,8 @@ DEFAULT_PORT = 9092
 DEFAULT_HEAP = "512m"
 STOP_GRACE_S = 30.0
 PORT_FREE_WAIT_S = 10.0
+CLUSTER_FILE = "netpilot-cluster.json"
+"""In a cluster's folder: its id, its nodes' directory ids and first port."""
 """How long `up` waits for the broker's ports to free up before it says another process holds them."""
 """How long a SIGTERMed broker gets for its controlled shutdown before SIGKILL."""
 
@@ -486,7 +488,7 @@ class LocalKafkaCluster:
             raise KafkaSetupError(f"a cluster needs at least one node, not {nodes}")
         self.state_dir = Path(state_dir).resolve()
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        ident_file = self.state_dir / "netpilot-cluster.json"
+        ident_file = self.state_dir / CLUSTER_FILE
         try:
             ident = json.loads(ident_file.read_text())
         except (OSError, ValueError):
@@ -512,6 +514,16 @@ class LocalKafkaCluster:
             )
             for i, p in enumerate(ports)
         ]
+
+    @classmethod
+    def existing(cls, state_dir: Path | None = None) -> LocalKafkaCluster | None:
+        """The cluster created in ``state_dir`` before (None: that folder holds no cluster)."""
+        folder = Path(state_dir or default_state_dir())
+        try:
+            ident = json.loads((folder / CLUSTER_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return cls(folder, int(ident["port"]), len(ident["directories"]))
 
     @property
     def bootstrap(self) -> str:

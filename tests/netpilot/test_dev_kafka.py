@@ -96,9 +96,10 @@ def test_a_state_folder_keeps_its_port_and_refuses_another(tmp_path: Path) -> No
 
 @pytest.mark.kafka  # starts a cluster of its own
 def test_a_three_node_cluster_takes_writes_with_a_node_killed_and_takes_it_back(tmp_path: Path) -> None:
-    """LocalKafkaCluster: three nodes, one quorum, topics with three replicas by default;
-    with one node SIGKILLed, acks=all writes still succeed (min.insync.replicas 2) once
-    its partitions have new leaders; restarted, it rejoins and catches up."""
+    """`netpilot dev kafka up --nodes 3`: three nodes, one quorum, topics with three
+    replicas by default; with one node SIGKILLed, acks=all writes still succeed
+    (min.insync.replicas 2) once its partitions have new leaders; restarted, it rejoins
+    and catches up; `status` and `down` know the folder is a cluster."""
     import signal
     import time
 
@@ -108,9 +109,21 @@ def test_a_three_node_cluster_takes_writes_with_a_node_killed_and_takes_it_back(
     from netpilot.dev.kafka import LocalKafkaCluster
     from tests.conftest import broker_ports
 
-    cluster = LocalKafkaCluster(tmp_path / "cluster", broker_ports(6), nodes=3)
+    folder, port = tmp_path / "cluster", broker_ports(6)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "netpilot.cli", "dev", "kafka", *args, "--state-dir", str(folder)]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+
     try:
-        admin = AdminClient({"bootstrap.servers": cluster.up()})
+        started = cli("up", "--nodes", "3", "--port", str(port), "--heap", "384m")
+        bootstrap = ",".join(f"127.0.0.1:{port + 2 * i}" for i in range(3))
+        assert started.returncode == 0 and f"bootstrap: {bootstrap}" in started.stdout, started.stderr
+        status = cli("status")
+        assert status.returncode == 0 and status.stdout.count("Kafka 4.3.1 running") == 3, status.stdout
+        cluster = LocalKafkaCluster.existing(folder)
+        assert cluster is not None and cluster.bootstrap == bootstrap
+        admin = AdminClient({"bootstrap.servers": bootstrap})
         assert sorted(admin.list_topics(timeout=10).brokers) == [1, 2, 3]
         admin.create_topics([NewTopic("t", 3)])["t"].result(30)  # replication: the cluster's default
 
@@ -131,14 +144,15 @@ def test_a_three_node_cluster_takes_writes_with_a_node_killed_and_takes_it_back(
         os.kill(pid, signal.SIGKILL)
         wait(lambda: all(leader not in (-1, victim) for leader, _, _ in partitions().values()), "new leaders")
         delivered: list[object] = []
-        p = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "enable.idempotence": True})
+        p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True})
         for i in range(300):
             p.produce("t", str(i).encode(), on_delivery=lambda err, msg: delivered.append(err))
         assert p.flush(60) == 0 and delivered == [None] * 300
+        del p  # no reconnect noise once the cluster is down
+        assert cli("status").returncode == 1  # one node down
         cluster.node(victim).up(timeout=120)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # started by this process
         wait(lambda: all(i == [1, 2, 3] for _, _, i in partitions().values()), "back in sync")
     finally:
-        cluster.down()
-    assert all(n.pid() is None for n in cluster.nodes)
+        stopped = cli("down")
+    assert stopped.returncode == 0 and "stopped 3 node(s)" in stopped.stdout, stopped.stdout + stopped.stderr
+    assert cli("status").returncode == 1

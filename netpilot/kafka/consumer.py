@@ -111,7 +111,17 @@ class ConsumerOptions:
     fences itself (a commit still carrying the member id its own rejoin replaced), seen
     twice in six broker restarts, and a rolling restart of the brokers must not look like
     a duplicate id. All fences, explained or not, are bounded by ``fence_limit_all`` in the
-    same window (a broker that stays unreachable keeps reporting errors)."""
+    same window (a broker that stays unreachable keeps reporting errors).
+
+    A consumer out of its group (no member id: after a session time-out, until a rejoin
+    succeeds) for longer than ``rejoin_timeout_s`` is recreated. librdkafka (seen with 2.16.0
+    from confluent-kafka 2.16.1) can be left knowing no broker at all after a broker
+    restart: a Metadata response answered by a broker fenced in its controlled shutdown
+    lists no broker, so the last one is decommissioned, while the re-bootstrap its
+    disconnection scheduled is cancelled and never tried again (librdkafka #5628). Such a
+    client never reconnects; only a new one does. A new client costs a rejoin, as the
+    session time-out already did; during a long outage it is recreated every
+    ``rejoin_timeout_s``, which is harmless. 0: never."""
 
     auto_offset_reset: str = "earliest"
     max_poll_interval_ms: int = 300_000
@@ -126,6 +136,7 @@ class ConsumerOptions:
     fence_window_s: float = 300.0
     outage_grace_s: float = 60.0
     fence_limit_all: int = 12
+    rejoin_timeout_s: float = 30.0
 
 
 class BatchConsumer:
@@ -178,6 +189,10 @@ class BatchConsumer:
         self._generation = 0  # of the client, so a replaced one's late errors are ignored
         self.recreations = 0
         """How often the client was recreated after a fence (a gauge for tests and logs)."""
+        self.stall_recreations = 0
+        """How often the client was recreated after ``rejoin_timeout_s`` out of its group."""
+        self._out_since: float | None = None
+        """Since when polls have found the live client without a member id (None: not yet)."""
         self._consumer = self._new_client()
         self._live: Consumer | None = self._consumer
         """The client whose rebalance callbacks count (not one being closed after a fence)."""
@@ -240,6 +255,33 @@ class BatchConsumer:
             limit=self._options.fence_limit,
             error=reason[:300],
         )
+        self._replace_client()
+        self.recreations += 1
+
+    def _check_membership(self) -> None:
+        """Recreate the client once it has been out of its group for ``rejoin_timeout_s``
+        (see ConsumerOptions): librdkafka may never rejoin on its own."""
+        limit = self._options.rejoin_timeout_s
+        if limit <= 0:
+            return
+        now = time.monotonic()
+        if self._consumer.memberid():
+            self._out_since = None
+        elif self._out_since is None:
+            self._out_since = now
+        elif now - self._out_since > limit:
+            log.warning(
+                "consumer out of its group too long; recreating it",
+                group=self.group_id,
+                out_for_s=round(now - self._out_since, 1),
+                limit_s=limit,
+            )
+            self._replace_client()
+            self.stall_recreations += 1
+
+    def _replace_client(self) -> None:
+        """Close the live client and subscribe with a new one; the caller's ``on_revoke``
+        gets what the old one held first."""
         old = self._consumer
         self._live = None
         lost = list(self._assigned.values())
@@ -247,12 +289,12 @@ class BatchConsumer:
         if lost and self._caller_on_revoke is not None:
             self._caller_on_revoke(old, lost)
         try:
-            old.close()  # no LeaveGroup or commit from a fatal client; frees its threads
+            old.close()  # a fenced client sends no LeaveGroup or commit, a stalled one has no member id
         except KafkaException as exc:
-            log.info("closing the fenced consumer", error=str(exc)[:300])
+            log.info("closing the replaced consumer", error=str(exc)[:300])
         self._consumer = self._live = self._new_client()
+        self._out_since = None
         self._reapply_pause = True
-        self.recreations += 1
 
     def poll_batch(self, max_messages: int = 500, timeout: float = 1.0) -> list[Message]:
         """Up to ``max_messages`` messages; transport hiccups are skipped, fatal errors raise."""
@@ -267,6 +309,7 @@ class BatchConsumer:
             if self.recover_if_fenced(exc):
                 return []
             raise
+        self._check_membership()
         out: list[Message] = []
         for m in msgs:
             err = m.error()

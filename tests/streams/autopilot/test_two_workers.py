@@ -1,6 +1,6 @@
 """Scale-out: two `netpilot autopilot run` processes in one group split the PoPs; one is
 SIGKILLed and the other takes its PoPs over, so every PoP keeps cycling and none misses more
-than one cycle (session timeout 6 s, 20 s for the restarted static member; cycle period 30 s,
+than one cycle (session timeout 6 s, 45 s for the restarted static member; cycle period 30 s,
 the default, for the one not restarted, 10 s for the restarted one)."""
 
 from __future__ import annotations
@@ -25,8 +25,11 @@ from netpilot.wire.links import LinkInventory, LinkStats
 from tests.streams.helpers import pops_one_per_partition, wait_for_metrics_url
 
 CYCLE_S = 10.0
-STATIC_SESSION_S = 20.0
-"""The static test's session timeout: above a worker's restart time on a loaded machine."""
+STATIC_SESSION_S = 45.0
+"""The static test's session timeout: above a worker's restart time (start to join) on a
+loaded machine: 14 s and 19 s were seen at load averages of 6 and 15, with 10 s and 20 s
+sessions, and the group rebalanced. The test never waits it out (the workers are SIGKILLed
+at the end and nobody joins after them)."""
 TAKEOVER_CYCLE_S = 30.0
 """The takeover test's cycle: the default, longer than a takeover (the 6 s session plus the
 survivor's restore), as the worker's start-up warning asks. A PoP of a worker killed and
@@ -205,9 +208,9 @@ def test_two_static_workers_one_killed_and_restarted_no_pop_misses_a_cycle(
     def worker(name: str, n: int) -> Worker:
         # The restarted process must rejoin within the session timeout to be the same
         # member. The production default (10 s) covers a start here when the machine is
-        # quiet (3-7 s); with the suite's neighbours a start took 14 s, the member expired
-        # and the group rebalanced (the restarted worker then got other PoPs): a deployment
-        # sizes session_timeout_s above its restart time, and so does this test.
+        # quiet (2-6 s); on a loaded machine a start took 14 s, the member expired and the
+        # group rebalanced (the restarted worker then got other PoPs): a deployment sizes
+        # session_timeout_s above its restart time, and so does this test.
         return Worker(
             k,
             app,
@@ -234,7 +237,8 @@ def test_two_static_workers_one_killed_and_restarted_no_pop_misses_a_cycle(
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not owned_a <= a.cycled_pops():
             cycles.read(time.monotonic() + 1)
-        assert owned_a <= a.cycled_pops(), (owned_a, a.cycled_pops(), a.log.read_text()[-1500:])
+        joined = re.findall(r"Joined group .* \(generation (\d+)\)", a.log.read_text())
+        assert owned_a <= a.cycled_pops(), (owned_a, a.cycled_pops(), f"restart {started_at - killed_at:.1f} s", joined)
         cycles.read(time.monotonic() + 2 * CYCLE_S)
         assert a.proc.poll() is None and b.proc.poll() is None
         gaps = cycles.gaps(since=killed_at - CYCLE_S)

@@ -36,11 +36,11 @@ SLF4J_VERSION = "2.0.17"
 DEFAULT_PORT = 9092
 DEFAULT_HEAP = "512m"
 STOP_GRACE_S = 30.0
+"""How long a SIGTERMed broker gets for its controlled shutdown before SIGKILL."""
 PORT_FREE_WAIT_S = 10.0
+"""How long `up` waits for the broker's ports to free up before it says another process holds them."""
 CLUSTER_FILE = "netpilot-cluster.json"
 """In a cluster's folder: its id, its nodes' directory ids and first port."""
-"""How long `up` waits for the broker's ports to free up before it says another process holds them."""
-"""How long a SIGTERMed broker gets for its controlled shutdown before SIGKILL."""
 
 
 def cache_root() -> Path:

@@ -258,12 +258,12 @@ class BatchConsumer:
         self._replace_client()
         self.recreations += 1
 
-    def _check_membership(self) -> None:
+    def _check_membership(self) -> bool:
         """Recreate the client once it has been out of its group for ``rejoin_timeout_s``
-        (see ConsumerOptions): librdkafka may never rejoin on its own."""
+        (see ConsumerOptions): librdkafka may never rejoin on its own. Whether it did."""
         limit = self._options.rejoin_timeout_s
         if limit <= 0:
-            return
+            return False
         now = time.monotonic()
         if self._consumer.memberid():
             self._out_since = None
@@ -278,6 +278,8 @@ class BatchConsumer:
             )
             self._replace_client()
             self.stall_recreations += 1
+            return True
+        return False
 
     def _replace_client(self) -> None:
         """Close the live client and subscribe with a new one; the caller's ``on_revoke``
@@ -309,7 +311,8 @@ class BatchConsumer:
             if self.recover_if_fenced(exc):
                 return []
             raise
-        self._check_membership()
+        if self._check_membership():
+            return []  # as after a fence: what the old client polled belongs to its revoked assignment
         out: list[Message] = []
         for m in msgs:
             err = m.error()

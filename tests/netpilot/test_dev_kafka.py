@@ -137,12 +137,18 @@ def test_a_three_node_cluster_takes_writes_with_a_node_killed_and_takes_it_back(
                 assert time.monotonic() < deadline, f"{what}: {partitions()}"
                 time.sleep(0.2)
 
-        wait(lambda: all(r == [1, 2, 3] and i == [1, 2, 3] for _, r, i in partitions().values()), "three replicas")
+        def every(pred: object) -> bool:
+            """pred holds for each of the three partitions (a topic created a moment ago can
+            be in a metadata answer with no partitions yet: all() of nothing is True)."""
+            ps = partitions()
+            return len(ps) == 3 and all(pred(*v) for v in ps.values())  # type: ignore[operator]
+
+        wait(lambda: every(lambda _, r, i: r == [1, 2, 3] and i == [1, 2, 3]), "three replicas")
         victim = partitions()[0][0]
         pid = cluster.node(victim).pid()
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
-        wait(lambda: all(leader not in (-1, victim) for leader, _, _ in partitions().values()), "new leaders")
+        wait(lambda: every(lambda leader, _, __: leader not in (-1, victim)), "new leaders")
         delivered: list[object] = []
         p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True})
         for i in range(300):
@@ -151,7 +157,7 @@ def test_a_three_node_cluster_takes_writes_with_a_node_killed_and_takes_it_back(
         del p  # no reconnect noise once the cluster is down
         assert cli("status").returncode == 1  # one node down
         cluster.node(victim).up(timeout=120)
-        wait(lambda: all(i == [1, 2, 3] for _, _, i in partitions().values()), "back in sync")
+        wait(lambda: every(lambda _, __, i: i == [1, 2, 3]), "back in sync")
     finally:
         stopped = cli("down")
     assert stopped.returncode == 0 and "stopped 3 node(s)" in stopped.stdout, stopped.stdout + stopped.stderr

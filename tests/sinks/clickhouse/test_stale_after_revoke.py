@@ -83,9 +83,10 @@ class _Consumer:
     def resume(self) -> None: ...
 
 
-def test_messages_polled_before_a_revocation_are_not_added_after_it() -> None:
-    data = make_flows(n_messages=3, rows_per_message=10, seed=3, base_ms=(int(time.time()) - 7200) * 1000)
-    messages = [
+def _messages(n: int, seed: int) -> list[Message]:
+    """``n`` flows messages of 10 rows each on partition 0 of T, offsets 0 to n-1."""
+    data = make_flows(n_messages=n, rows_per_message=10, seed=seed, base_ms=(int(time.time()) - 7200) * 1000)
+    return [
         Message(
             topic=T,
             partition=0,
@@ -97,10 +98,12 @@ def test_messages_polled_before_a_revocation_are_not_added_after_it() -> None:
         )
         for i, (_, v) in enumerate(data.messages)
     ]
-    consumer = _Consumer(messages)
-    client = _Client()
+
+
+def _sink(consumer: _Consumer, client: _Client, settings: ClickHouseSinkSettings) -> ClickHouseSink:
+    """The sink on the seams; the consumer gets it back to serve its rebalances."""
     sink = ClickHouseSink(
-        ClickHouseSinkSettings(batch_max_rows=10, backoff_initial_s=0.01, backoff_max_s=0.01),
+        settings,
         consumer,  # type: ignore[arg-type]
         client,  # type: ignore[arg-type]
         _Producer(),  # type: ignore[arg-type]
@@ -109,6 +112,15 @@ def test_messages_polled_before_a_revocation_are_not_added_after_it() -> None:
         {"flows": "netpilot.flows_raw"},
     )
     consumer.sink = sink
+    return sink
+
+
+def test_messages_polled_before_a_revocation_are_not_added_after_it() -> None:
+    consumer = _Consumer(_messages(3, seed=3))
+    client = _Client()
+    sink = _sink(
+        consumer, client, ClickHouseSinkSettings(batch_max_rows=10, backoff_initial_s=0.01, backoff_max_s=0.01)
+    )
     sink.step(poll_timeout=0)  # m0's intent commit fails, the wait's poll revokes: m1, m2 stale
     while consumer.polls < 4:
         sink.step(poll_timeout=0)
@@ -141,31 +153,12 @@ def test_a_batch_of_the_new_assignment_survives_the_drop_of_the_revoked_one() ->
     assignment's messages into a new batch of the same partition: dropping the old batch
     must leave the new one alone. It used to drop both by key, and the new one's messages
     (already consumed: no refetch follows) were never stored: 8,628 flows in CI."""
-    data = make_flows(n_messages=5, rows_per_message=10, seed=4, base_ms=(int(time.time()) - 7200) * 1000)
-    messages = [
-        Message(
-            topic=T,
-            partition=0,
-            offset=i,
-            key=b"ams",
-            value=v,
-            headers=flows.headers(),
-            timestamp=(TIMESTAMP_CREATE_TIME, int(time.time() * 1000)),
-        )
-        for i, (_, v) in enumerate(data.messages)
-    ]
-    consumer = _ReassignedConsumer(messages)
+    consumer = _ReassignedConsumer(_messages(5, seed=4))
     client = _Client()
-    sink = ClickHouseSink(
-        ClickHouseSinkSettings(batch_max_rows=25, batch_max_seconds=60, backoff_initial_s=0.01, backoff_max_s=0.01),
-        consumer,  # type: ignore[arg-type]
-        client,  # type: ignore[arg-type]
-        _Producer(),  # type: ignore[arg-type]
-        sink_metrics(CollectorRegistry()),
-        {T: "flows"},
-        {"flows": "netpilot.flows_raw"},
+    settings = ClickHouseSinkSettings(
+        batch_max_rows=25, batch_max_seconds=60, backoff_initial_s=0.01, backoff_max_s=0.01
     )
-    consumer.sink = sink
+    sink = _sink(consumer, client, settings)
     sink.step(poll_timeout=0)  # [0, 2]'s intent commit fails; its wait polls the new assignment
     sink.step(poll_timeout=0)
     sink.flush_all()

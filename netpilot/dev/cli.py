@@ -35,10 +35,10 @@ def up(
     ),
 ) -> None:
     """Fetch Kafka with Maven if needed, format KRaft storage, start, wait until it answers."""
-    if nodes > 1 or LocalKafkaCluster.existing(state_dir):
-        cluster = LocalKafkaCluster.existing(state_dir) or LocalKafkaCluster(
-            state_dir or default_state_dir(), port or DEFAULT_PORT, nodes, heap=heap
-        )
+    cluster = LocalKafkaCluster.existing(state_dir)
+    if cluster is None and nodes > 1:
+        cluster = LocalKafkaCluster(state_dir or default_state_dir(), port or DEFAULT_PORT, nodes, heap=heap)
+    if cluster is not None:
         typer.echo(f"starting {len(cluster.nodes)} Kafka nodes in {cluster.state_dir} ...", err=True)
         typer.echo(f"started\n  bootstrap: {cluster.up()}")
         return

@@ -292,7 +292,8 @@ class ClickHouseSink:
             # Only if nothing newer took its place: the commit's wait may have polled the
             # partition's new assignment into a new batch, whose messages are not fetched
             # again (dropping it by key lost them: 8,628 flows in the chaos test).
-            if self._batches.get(key) in (b, None):
+            current = self._batches.get(key)
+            if current is b or current is None:  # identity: another batch may compare equal
                 self._batches.pop(key, None)
                 self._intents.pop(key, None)
             log.warning(

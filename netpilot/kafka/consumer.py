@@ -334,7 +334,11 @@ class BatchConsumer:
                     KafkaError.GROUP_AUTHORIZATION_FAILED,
                 )
             ):
-                raise ConsumeError(f"consumer {self.group_id}: {err.name()}: {err.str()}")
+                hint = ""
+                if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    # Topics are never auto-created: the catalog's settings come only from a sync.
+                    hint = " (create the catalog's topics: `netpilot topics sync`, or the Strimzi KafkaTopic CRs)"
+                raise ConsumeError(f"consumer {self.group_id}: {err.name()}: {err.str()}{hint}")
         return out
 
     def commit(self, messages: Iterable[Message]) -> None:

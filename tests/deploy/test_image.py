@@ -15,12 +15,12 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 
 import pytest
 
 from deploy.image import build
+from netpilot.settings import KafkaSettings
 from strimzi.deploy import CHART_DIR, WORKLOADS
 from tests import gotools
 from tests.deploy import helm, pod
@@ -187,20 +187,23 @@ def _free_port() -> int:
 
 
 def test_prometheus_exporter_serves_healthz_in_the_image_and_stops_on_sigterm(
-    container_image: build.Image, image_rootfs: Path, tmp_path: Path, kafka_broker: str
+    container_image: build.Image, image_rootfs: Path, tmp_path: Path, kafka_settings: KafkaSettings
 ) -> None:
+    # kafka_settings: the catalog's topics exist before the pod starts, as Strimzi's KafkaTopic
+    # CRs make them. A missing subscribed topic is fatal to the exporter; without them the
+    # exporter once failed before the SIGTERM, when the broker answered before /healthz was read.
     deps, objects = deployments("netpilot")
     (d,) = [x for x in deps if x["metadata"]["labels"]["app.kubernetes.io/component"] == "sink-prometheus"]
     port = _free_port()
     # The chart's env, but Kafka is the test broker (plaintext) and the metrics port is free.
     override: dict[str, str | None] = {
-        "NETPILOT_KAFKA__BOOTSTRAP_SERVERS": kafka_broker,
+        "NETPILOT_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
         "NETPILOT_KAFKA__SECURITY_PROTOCOL": "PLAINTEXT",
         "NETPILOT_KAFKA__SASL_MECHANISM": None,
         "NETPILOT_KAFKA__SASL_USERNAME": None,
         "NETPILOT_KAFKA__SASL_PASSWORD": None,
         "NETPILOT_KAFKA__SSL_CA_LOCATION": None,
-        "NETPILOT_KAFKA__TOPIC_PREFIX": f"image-{uuid.uuid4().hex[:8]}.",
+        "NETPILOT_KAFKA__TOPIC_PREFIX": kafka_settings.topic_prefix,
         "NETPILOT_METRICS__LISTEN": f"127.0.0.1:{port}",
     }
     proc = pod.start(

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from netpilot import catalog
-from netpilot.kafka.consumer import BatchConsumer
+from netpilot.kafka.consumer import BatchConsumer, ConsumeError
 from netpilot.kafka.deadletters import DeadLetterPublisher, decode_or_dead_letter
 from netpilot.kafka.partitioning import murmur2, partition_for
 from netpilot.kafka.producer import KafkaProducer, ProducerOptions
@@ -149,3 +149,19 @@ def test_producer_reports_undeliverable_messages() -> None:
     producer.produce("nowhere", b"x", key="k")
     with pytest.raises(DeliveryError):
         producer.flush(timeout=5)
+
+
+def test_a_missing_subscribed_topic_is_a_fatal_error_that_says_how_to_create_it(kafka_broker: str) -> None:
+    # Topics are never auto-created (their settings come from the catalog): a consumer of a
+    # topic nobody made stops with the fix in its message, rather than reading nothing.
+    kafka = KafkaSettings(bootstrap_servers=kafka_broker, topic_prefix=f"missing{time.monotonic_ns()}.")
+    consumer = BatchConsumer(kafka, f"test-{time.monotonic_ns()}", [kafka.topic(catalog.FLOWS)])
+    try:
+        deadline = time.time() + 30
+        with pytest.raises(ConsumeError) as raised:
+            while time.time() < deadline:
+                assert consumer.poll_batch(10, timeout=0.5) == []
+    finally:
+        consumer.close()
+    assert "UNKNOWN_TOPIC_OR_PART" in str(raised.value)
+    assert "netpilot topics sync" in str(raised.value)

@@ -3,10 +3,17 @@
 ``produce()`` never drops: when librdkafka's queue is full it serves delivery callbacks
 (``poll``) until there is room, so a slow broker slows the caller instead of losing data.
 ``close()`` flushes and raises if anything could not be delivered.
+
+A client whose broker list stays empty is recreated (``stranded_recreate_s``): librdkafka
+2.16.0 can decommission its last broker in a re-bootstrap race and never look for another
+(upstream #5628; the consumers' side of it is in docs/recovery.md). Its queued messages
+could then only time out; they fail at once instead (counted, the caller's ``on_delivery``
+sees them) and the new client delivers what comes after.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -17,10 +24,12 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from netpilot.errors import NetpilotError
 from netpilot.kafka.partitioning import partition_for
-from netpilot.obs.logging import librdkafka_logger
+from netpilot.obs.logging import get_logger, librdkafka_logger
 from netpilot.settings import KafkaSettings
 
 Headers = Sequence[tuple[str, bytes]]
+
+log = get_logger(__name__)
 
 
 class DeliveryError(NetpilotError):
@@ -36,6 +45,8 @@ class DeliveryStats:
     failed: int = 0
     delivered_bytes: int = 0
     backpressure_waits: int = 0
+    stranded_recreations: int = 0
+    """Clients replaced after ``stranded_recreate_s`` with no broker at all."""
     last_error: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -48,6 +59,10 @@ class ProducerOptions:
     message_max_bytes: int = 8 * 1024 * 1024
     queue_max_kbytes: int = 256 * 1024
     transactional_id: str | None = None
+    stranded_recreate_s: float = 30.0
+    """Recreate the client once librdkafka's statistics have listed no broker for this long
+    (0: never; transactional producers never are). During a broker outage the list holds
+    the brokers, down: it is empty only once the client has given every broker up."""
 
 
 class KafkaProducer:
@@ -74,13 +89,68 @@ class KafkaProducer:
         )
         if options.transactional_id:
             cfg["transactional.id"] = options.transactional_id
+        self._stranded_limit = 0.0 if options.transactional_id else options.stranded_recreate_s
+        if self._stranded_limit > 0:
+            # several statistics per limit, so the empty list is seen for most of it
+            cfg["statistics.interval.ms"] = str(int(min(5.0, max(0.1, self._stranded_limit / 6)) * 1000))
         cfg.update(kafka.librdkafka)
         self.kafka = kafka
         self.stats = DeliveryStats()
         self._user_cb = on_delivery
-        # librdkafka's own log lines go through the rate-limited stdlib logging, not raw stderr
-        self._producer = Producer({**cfg, "logger": librdkafka_logger()})
+        self._cfg = cfg
+        self.broker_count: int | None = None
+        """How many brokers the client's last statistics listed (None: none received yet)."""
+        self._stranded_since: float | None = None
+        """librdkafka's clock (``ts``, s) at the first of the statistics that listed no broker."""
+        self._stranded_for = 0.0
+        self._producer = self._new_client()
         self._partitions: dict[str, int] = {}
+
+    def _new_client(self) -> Producer:
+        extra: dict[str, Any] = {"stats_cb": self._on_stats} if self._stranded_limit > 0 else {}
+        # librdkafka's own log lines go through the rate-limited stdlib logging, not raw stderr
+        return Producer({**self._cfg, **extra, "logger": librdkafka_logger()})
+
+    # -- the stranded-client watchdog ----------------------------------------------------
+    def _on_stats(self, blob: str) -> None:
+        """librdkafka's statistics (served by ``poll``): the broker list and the time it was
+        taken. The statistics' own clock, not the time they are served: a producer polled
+        only when it has something to send gets them in a burst."""
+        try:
+            stats = json.loads(blob)
+            count = len(stats.get("brokers") or {})
+            ts = float(stats["ts"]) / 1e6
+        except (ValueError, KeyError, TypeError):
+            return
+        self.broker_count = count
+        if count:
+            self._stranded_since, self._stranded_for = None, 0.0
+        else:
+            if self._stranded_since is None:
+                self._stranded_since = ts
+            self._stranded_for = ts - self._stranded_since
+
+    def _recreate_if_stranded(self) -> None:
+        if self._stranded_since is None or self._stranded_for < self._stranded_limit:
+            return
+        with self.stats._lock:
+            stranded_for = self._stranded_for
+            if self._stranded_since is None:
+                return  # another thread did it
+            old, self._producer = self._producer, self._new_client()
+            self._stranded_since, self._stranded_for = None, 0.0
+            self.broker_count = None
+            self.stats.stranded_recreations += 1
+        queued = len(old)
+        log.warning(
+            "producer has had no broker for too long (librdkafka #5628); recreated it",
+            stranded_s=round(stranded_for, 1),
+            failing_queued=queued,
+        )
+        # The old client's messages can no longer be sent: fail them now (delivery
+        # callbacks with _PURGE_QUEUE, counted), not after message.timeout.ms.
+        old.purge()
+        old.flush(0)
 
     # -- delivery ------------------------------------------------------------------------
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
@@ -122,6 +192,7 @@ class KafkaProducer:
                 self._producer.poll(0.05)
         self.stats.queued += 1
         self._producer.poll(0)
+        self._recreate_if_stranded()
 
     def partition_count(self, topic: str) -> int:
         n = self._partitions.get(topic)
@@ -142,14 +213,19 @@ class KafkaProducer:
         return n
 
     def poll(self, timeout: float = 0) -> int:
-        return self._producer.poll(timeout)
+        served = self._producer.poll(timeout)
+        self._recreate_if_stranded()
+        return served
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until every queued message is delivered or failed; raise on failures."""
         deadline = time.monotonic() + timeout
-        remaining = self._producer.flush(timeout)
-        while remaining and time.monotonic() < deadline:
-            remaining = self._producer.flush(max(0.1, deadline - time.monotonic()))
+        while True:
+            # in slices, so that a stranded client is replaced (its messages failed) meanwhile
+            remaining = self._producer.flush(max(0.0, min(1.0, deadline - time.monotonic())))
+            self._recreate_if_stranded()
+            if not remaining or time.monotonic() >= deadline:
+                break
         if remaining:
             raise DeliveryError(
                 f"{remaining} messages still queued after {timeout:.0f}s "

@@ -16,16 +16,21 @@ another fixture; a module that needs them without such a fixture sets ``pytestma
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from netpilot import catalog
 from netpilot.settings import KafkaSettings
 from tests import backends
+
+if TYPE_CHECKING:
+    from netpilot.dev.kafka import LocalKafka
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -109,6 +114,27 @@ def catalog_topics(bootstrap: str, prefix: str) -> Iterator[KafkaSettings]:
 def kafka_settings(kafka_broker: str) -> Iterator[KafkaSettings]:
     """KafkaSettings with a unique topic prefix and every catalog topic created for it."""
     yield from catalog_topics(kafka_broker, f"t{uuid.uuid4().hex[:10]}.")
+
+
+@contextlib.contextmanager
+def private_broker(
+    folder: Path, prefix: str, topics: Iterable[catalog.Topic]
+) -> Iterator[tuple[LocalKafka, KafkaSettings]]:
+    """A broker of the test's own (for tests that stop it) with ``topics`` made and visible;
+    it is stopped afterwards."""
+    from netpilot.dev.kafka import LocalKafka
+    from netpilot.kafka.admin import TopicAdmin
+
+    topics = list(topics)
+    broker = LocalKafka(folder, port=broker_ports())
+    try:
+        kafka = KafkaSettings(bootstrap_servers=broker.up().bootstrap, topic_prefix=prefix)
+        admin = TopicAdmin(kafka)
+        admin.sync(topics)
+        _wait_until_visible(admin, [kafka.topic(t) for t in topics])
+        yield broker, kafka
+    finally:
+        broker.down()
 
 
 def broker_ports(n: int = 2) -> int:

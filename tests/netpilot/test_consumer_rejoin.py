@@ -20,8 +20,7 @@ import pytest
 
 from netpilot.kafka.consumer import BatchConsumer, ConsumerOptions
 from netpilot.kafka.producer import KafkaProducer
-from netpilot.settings import KafkaSettings
-from tests.conftest import broker_ports
+from tests.conftest import private_broker
 
 pytestmark = pytest.mark.kafka  # a private broker: the test stops it
 
@@ -40,17 +39,9 @@ def _poll_until(consumers: list[BatchConsumer], want: set[bytes], timeout: float
 
 def test_a_consumer_out_of_its_group_past_the_limit_is_recreated_and_reads_again(tmp_path: Path) -> None:
     from netpilot.catalog import FLOWS
-    from netpilot.dev.kafka import LocalKafka
-    from netpilot.kafka.admin import TopicAdmin
-    from tests.conftest import _wait_until_visible as wait_until_visible
 
-    broker = LocalKafka(tmp_path / "kafka", port=broker_ports())
-    try:
-        kafka = KafkaSettings(bootstrap_servers=broker.up().bootstrap, topic_prefix="rj.")
-        admin = TopicAdmin(kafka)
-        admin.sync([FLOWS])
+    with private_broker(tmp_path / "kafka", "rj.", [FLOWS]) as (broker, kafka):
         topic = kafka.topic(FLOWS)
-        wait_until_visible(admin, [topic])
         watched = BatchConsumer(kafka, f"rj-{uuid.uuid4().hex[:6]}", [topic], ConsumerOptions(rejoin_timeout_s=LIMIT_S))
         unwatched = BatchConsumer(kafka, f"rj-{uuid.uuid4().hex[:6]}", [topic], ConsumerOptions(rejoin_timeout_s=0))
         producer = KafkaProducer(kafka)
@@ -79,5 +70,3 @@ def test_a_consumer_out_of_its_group_past_the_limit_is_recreated_and_reads_again
         for c in (watched, unwatched):
             c.close()
         producer.close()
-    finally:
-        broker.down()

@@ -23,24 +23,15 @@ from netpilot.catalog import FLOWS
 from netpilot.kafka.consumer import BatchConsumer
 from netpilot.kafka.producer import KafkaProducer, ProducerOptions
 from netpilot.settings import KafkaSettings
-from tests.conftest import broker_ports
+from tests.conftest import private_broker
 
 LIMIT_S = 1.0
 
 
 @pytest.mark.kafka  # a private broker: the test stops it
 def test_a_broker_outage_does_not_strand_the_producer_and_its_messages_arrive_after(tmp_path: Path) -> None:
-    from netpilot.dev.kafka import LocalKafka
-    from netpilot.kafka.admin import TopicAdmin
-    from tests.conftest import _wait_until_visible as wait_until_visible
-
-    broker = LocalKafka(tmp_path / "kafka", port=broker_ports())
-    try:
-        kafka = KafkaSettings(bootstrap_servers=broker.up().bootstrap, topic_prefix="ps.")
-        admin = TopicAdmin(kafka)
-        admin.sync([FLOWS])
+    with private_broker(tmp_path / "kafka", "ps.", [FLOWS]) as (broker, kafka):
         topic = kafka.topic(FLOWS)
-        wait_until_visible(admin, [topic])
         producer = KafkaProducer(kafka, ProducerOptions(stranded_recreate_s=LIMIT_S))
         counts: list[int | None] = []
 
@@ -62,8 +53,6 @@ def test_a_broker_outage_does_not_strand_the_producer_and_its_messages_arrive_af
         producer.flush(90)  # raises if any message failed
         assert producer.stats.delivered == producer.stats.queued > 0
         assert producer.stats.stranded_recreations == 0
-    finally:
-        broker.down()
 
 
 def test_a_producer_whose_statistics_list_no_broker_is_recreated_and_delivers_again(

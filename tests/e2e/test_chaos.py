@@ -45,8 +45,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, ClusterMetadata
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from netpilot import catalog
 from netpilot.dev.pipeline import Pipeline, PipelineOptions
@@ -57,7 +56,7 @@ from netpilot.wire import flows
 from netpilot.wire.deadletter import DeadLetter
 from netpilot.wire.links import LinkStats
 from producers.simulator.encode import FlowRecords, TemplateExporter
-from tests.conftest import broker_ports
+from tests.conftest import ClusterView, broker_ports
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]  # a private broker, not the kafka_broker fixture
 
@@ -316,6 +315,7 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         admin = TopicAdmin(kafka, min_replicas=brokers)
         admin.sync(catalog.ALL_TOPICS)  # a private broker: the topics go with its folder
         wait_until_visible(admin, [kafka.topic(t) for t in catalog.ALL_TOPICS])
+        view = ClusterView(bootstrap)  # the test's metadata reads, through node kills
         changelogs: dict[str, object] = {"changelog_replication": brokers}  # faust's own topics
         pipe = Pipeline(
             root,
@@ -373,7 +373,7 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         def kill_flows_leader() -> None:
             assert cluster is not None
             topic = kafka.topic(catalog.FLOWS)
-            leader = partition_leaders(admin, topic)[0]
+            leader = partition_leaders(view, topic)[0]
             node = cluster.node(leader)
             pid = node.pid()
             assert pid is not None
@@ -381,7 +381,7 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
             # a crashed node is noticed when its heartbeats stop (broker.session.timeout.ms,
             # 9 s): until then its partitions have no leader and producers hold their batches
             deadline = time.monotonic() + 60
-            while partition_leaders(admin, topic)[0] == leader:
+            while partition_leaders(view, topic)[0] == leader:
                 assert time.monotonic() < deadline, f"partition 0 of {topic} still led by killed node {leader}"
                 time.sleep(0.2)
             node.up(timeout=180)
@@ -391,10 +391,10 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         def rolling_restart() -> None:
             assert cluster is not None
             for node in cluster.nodes:
-                wait_in_sync(admin, timeout=180)  # as Strimzi does: never two replicas out at once
+                wait_in_sync(view, timeout=180)  # as Strimzi does: never two replicas out at once
                 node.down()  # SIGTERM: a controlled shutdown hands its leaders over first
                 node.up(timeout=180)
-            wait_in_sync(admin, timeout=180)
+            wait_in_sync(view, timeout=180)
 
         def garbage(tag: str, templates: bool) -> Callable[[], None]:
             def act() -> None:
@@ -478,32 +478,17 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
             cluster.down()
 
 
-def cluster_metadata(admin: TopicAdmin, topic: str | None = None, timeout: float = 60) -> ClusterMetadata:
-    """The cluster's metadata, retried through a broker fault. One request once timed out
-    right after a node's SIGKILL (1 in 15 three-broker runs, the test's own client, not the
-    pipeline's); a timed-out client is replaced, in case it is the one librdkafka 2.16.0
-    can leave with no broker (docs/recovery.md)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return admin.client.list_topics(topic, timeout=10)
-        except KafkaException:
-            if time.monotonic() > deadline:
-                raise
-            admin.client = AdminClient(admin.kafka.client_config())  # type: ignore[arg-type]
-
-
-def partition_leaders(admin: TopicAdmin, topic: str) -> dict[int, int]:
+def partition_leaders(view: ClusterView, topic: str) -> dict[int, int]:
     """Partition -> the node leading it (-1: none)."""
-    md = cluster_metadata(admin, topic)
+    md = view.metadata(topic)
     return {p: m.leader for p, m in md.topics[topic].partitions.items()}
 
 
-def wait_in_sync(admin: TopicAdmin, timeout: float) -> None:
+def wait_in_sync(view: ClusterView, timeout: float) -> None:
     """Until every partition of every topic has all its replicas in sync."""
     deadline = time.monotonic() + timeout
     while True:
-        md = cluster_metadata(admin)
+        md = view.metadata()
         behind = sorted(
             f"{name}/{p}"
             for name, t in md.topics.items()

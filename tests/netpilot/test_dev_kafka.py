@@ -104,10 +104,10 @@ def test_a_three_node_cluster_takes_writes_with_a_node_killed_and_takes_it_back(
     import time
 
     from confluent_kafka import Producer
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import NewTopic
 
     from netpilot.dev.kafka import LocalKafkaCluster
-    from tests.conftest import broker_ports
+    from tests.conftest import ClusterView, broker_ports
 
     folder, port = tmp_path / "cluster", broker_ports(6)
 
@@ -123,12 +123,12 @@ def test_a_three_node_cluster_takes_writes_with_a_node_killed_and_takes_it_back(
         assert status.returncode == 0 and status.stdout.count("Kafka 4.3.1 running") == 3, status.stdout
         cluster = LocalKafkaCluster.existing(folder)
         assert cluster is not None and cluster.bootstrap == bootstrap
-        admin = AdminClient({"bootstrap.servers": bootstrap})
-        assert sorted(admin.list_topics(timeout=10).brokers) == [1, 2, 3]
-        admin.create_topics([NewTopic("t", 3)])["t"].result(30)  # replication: the cluster's default
+        view = ClusterView(bootstrap)  # metadata reads that survive the node's SIGKILL
+        assert sorted(view.metadata().brokers) == [1, 2, 3]
+        view.client.create_topics([NewTopic("t", 3)])["t"].result(30)  # replication: the cluster's default
 
         def partitions() -> dict[int, tuple[int, list[int], list[int]]]:
-            md = admin.list_topics("t", timeout=10).topics["t"]
+            md = view.metadata("t").topics["t"]
             return {p: (m.leader, sorted(m.replicas), sorted(m.isrs)) for p, m in md.partitions.items()}
 
         def wait(cond: object, what: str) -> None:

@@ -2,7 +2,8 @@
 the service contract (netpilot/obs/service.py) that every component exports.
 
 Pick the component (and, optionally, some of its instances): the panels show work done per
-second, errors by reason, batch duration quantiles, backlog and lag. A panel a component has
+second, errors by reason, batch duration quantiles, backlog, lag and the Kafka clients its
+process had to replace. A panel a component has
 no series for (the inventory publisher has no batches) says "No data", by design.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.models import dashboard as dm
 
 from grafana.model import PROMETHEUS, PanelBuilder, dashboard, prom_queries, query_variable, stat, timeseries
-from netpilot.obs.service import BACKLOG, DURATION, ERRORS, LAG, PROCESSED
+from netpilot.obs.service import BACKLOG, CLIENT_RECREATIONS, DURATION, ERRORS, LAG, PROCESSED
 
 RATE = "[$__rate_interval]"
 SELECTOR = '{component="$component", instance=~"$instance"}'
@@ -63,11 +64,21 @@ SERVICE_QUERIES: list[tuple[str, str, str, list[tuple[str, str]]]] = [
         "No data: the component has no event-time clock.",
         [(f"max by (instance) ({LAG}{SELECTOR})", "{{instance}}")],
     ),
+    (
+        "Kafka clients replaced",
+        "short",
+        "Kafka clients the process replaced because librdkafka could not recover them on its own "
+        "(docs/recovery.md): a static consumer fenced after a broker restart, a consumer out of its "
+        "group too long, a producer left with no broker. Now and then during broker restarts: the "
+        "workaround at work. Steadily: look at the cluster. Always 0 for streams and autopilot "
+        "(their Kafka clients are aiokafka's).",
+        [(f"sum by (client, reason) (increase({CLIENT_RECREATIONS}{SELECTOR}{RATE}))", "{{client}} {{reason}}")],
+    ),
 ]
 
 INSTANCES = f"count(count by (instance) ({PROCESSED}{SELECTOR}))"
 ERRORS_TOTAL = f"sum(rate({ERRORS}{SELECTOR}{RATE}))"
-GRID = ((0, 4, 12, 8), (12, 4, 12, 8), (0, 12, 12, 8), (12, 12, 6, 8), (18, 12, 6, 8))
+GRID = ((0, 4, 12, 8), (12, 4, 12, 8), (0, 12, 12, 8), (12, 12, 6, 8), (18, 12, 6, 8), (0, 20, 24, 6))
 """Where the SERVICE_QUERIES panels go, under the two stats."""
 
 
@@ -94,7 +105,8 @@ def service_dashboard() -> dm.Dashboard:
     return dashboard(
         "netpilot-service",
         "netpilot / Service",
-        "Any netpilot component through the service contract: rate, errors by reason, batch duration, backlog, lag.",
+        "Any netpilot component through the service contract: rate, errors by reason, batch duration, backlog, lag, "
+        "Kafka clients replaced.",
         panels,
         [
             query_variable("component", "Component", VAR_COMPONENT, PROMETHEUS, multi=False),

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from netpilot.errors import NetpilotError
+from netpilot.obs import client_recreations
 from netpilot.obs.logging import get_logger, librdkafka_logger
 from netpilot.settings import KafkaSettings
 
@@ -257,6 +258,7 @@ class BatchConsumer:
         )
         self._replace_client()
         self.recreations += 1
+        client_recreations.count("consumer", "fenced")  # on every service's /metrics
 
     def _check_membership(self) -> bool:
         """Recreate the client once it has been out of its group for ``rejoin_timeout_s``
@@ -278,6 +280,7 @@ class BatchConsumer:
             )
             self._replace_client()
             self.stall_recreations += 1
+            client_recreations.count("consumer", "out_of_group")
             return True
         return False
 

@@ -24,6 +24,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from netpilot.errors import NetpilotError
 from netpilot.kafka.partitioning import partition_for
+from netpilot.obs import client_recreations
 from netpilot.obs.logging import get_logger, librdkafka_logger
 from netpilot.settings import KafkaSettings
 
@@ -141,6 +142,7 @@ class KafkaProducer:
             self._stranded_since, self._stranded_for = None, 0.0
             self.broker_count = None
             self.stats.stranded_recreations += 1
+        client_recreations.count("producer", "stranded")  # on every service's /metrics
         queued = len(old)
         log.warning(
             "producer has had no broker for too long (librdkafka #5628); recreated it",

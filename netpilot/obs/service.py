@@ -6,16 +6,19 @@ On top of them it declares, once, which of them answer the four questions asked 
 running service, and :class:`ServiceView` exports the answers under fixed names with a
 ``component`` label:
 
-=================================================  =============================================
-``netpilot_service_processed_total{item}``         work done, per kind of item (flows, messages ...)
-``netpilot_service_errors_total{reason}``          items refused, dropped or failed, by reason
-``netpilot_service_batch_duration_seconds``        time of one unit of batch work (histogram)
-``netpilot_service_backlog``                       items waiting (queued datagrams, consumer lag)
-``netpilot_service_lag_seconds``                   how far behind the wall clock the output is
-=================================================  =============================================
+====================================================  ==========================================
+``netpilot_service_processed_total{item}``            work done, per kind of item (flows, messages)
+``netpilot_service_errors_total{reason}``             items refused, dropped or failed, by reason
+``netpilot_service_batch_duration_seconds``           time of one unit of batch work (histogram)
+``netpilot_service_backlog``                          items waiting (queued datagrams, consumer lag)
+``netpilot_service_lag_seconds``                      how far behind the wall clock the output is
+``netpilot_service_kafka_client_recreations_total``   Kafka clients replaced by the watchdogs
+====================================================  ==========================================
 
-Every component exports the first two; the last three where the component has such a thing
-(the inventory publisher has no batches, only the streams worker has a watermark).
+Every component exports the first two, and the last: its process's Kafka client
+recreations by ``client`` and ``reason`` (netpilot/obs/client_recreations.py; 0 where it
+has no such client). Batch duration, backlog and lag only where the component has such a
+thing (the inventory publisher has no batches, only the streams worker has a watermark).
 
 Why a view computed at scrape time rather than more counters to increment: the component's
 own counters stay the one source of truth, the contract cannot drift from them, and no hot
@@ -34,14 +37,17 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from netpilot.obs import client_recreations
+
 PROCESSED = "netpilot_service_processed_total"
 ERRORS = "netpilot_service_errors_total"
 DURATION = "netpilot_service_batch_duration_seconds"
 BACKLOG = "netpilot_service_backlog"
 LAG = "netpilot_service_lag_seconds"
+CLIENT_RECREATIONS = "netpilot_service_kafka_client_recreations_total"
 
-FAMILIES = (PROCESSED, ERRORS, DURATION, BACKLOG, LAG)
-REQUIRED = (PROCESSED, ERRORS)
+FAMILIES = (PROCESSED, ERRORS, DURATION, BACKLOG, LAG, CLIENT_RECREATIONS)
+REQUIRED = (PROCESSED, ERRORS, CLIENT_RECREATIONS)
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,15 @@ class ServiceView:
                 errors.add_metric([self.component, reason], value)
         yield processed
         yield errors
+        recreations = CounterMetricFamily(
+            CLIENT_RECREATIONS,
+            "Kafka clients this process replaced after a librdkafka fault they could not leave, by reason",
+            labels=["component", "client", "reason"],
+        )
+        if with_samples:
+            for (client, reason), n in sorted(client_recreations.snapshot().items()):
+                recreations.add_metric([self.component, client, reason], n)
+        yield recreations
         if self.duration is not None:
             duration = HistogramMetricFamily(DURATION, "Time of one unit of batch work", labels=["component"])
             if with_samples:
@@ -133,6 +148,7 @@ class _Contract(Collector):
         return [
             CounterMetricFamily(PROCESSED, ""),
             CounterMetricFamily(ERRORS, ""),
+            CounterMetricFamily(CLIENT_RECREATIONS, ""),
             HistogramMetricFamily(DURATION, ""),
             GaugeMetricFamily(BACKLOG, ""),
             GaugeMetricFamily(LAG, ""),

@@ -20,6 +20,7 @@ import pytest
 
 from netpilot.kafka.consumer import BatchConsumer, ConsumerOptions
 from netpilot.kafka.producer import KafkaProducer
+from netpilot.obs import client_recreations
 from tests.conftest import private_broker
 
 pytestmark = pytest.mark.kafka  # a private broker: the test stops it
@@ -53,6 +54,7 @@ def test_a_consumer_out_of_its_group_past_the_limit_is_recreated_and_reads_again
         _poll_until([watched, unwatched], {b"never"}, 3 * LIMIT_S)
         assert watched.stall_recreations == 0
 
+        counted = client_recreations.snapshot()[("consumer", "out_of_group")]
         down = time.monotonic()
         broker.down()
         # out of the group once the session (6 s) has expired, then past the limit
@@ -60,6 +62,8 @@ def test_a_consumer_out_of_its_group_past_the_limit_is_recreated_and_reads_again
             for c in (watched, unwatched):
                 c.poll_batch(100, 0.2)
         assert watched.stall_recreations >= 1 and unwatched.stall_recreations == 0
+        # what every service's /metrics exports (netpilot_service_kafka_client_recreations_total)
+        assert client_recreations.snapshot()[("consumer", "out_of_group")] == counted + watched.stall_recreations
 
         broker.up(timeout=180)
         producer.produce(topic, b"after", key="k")

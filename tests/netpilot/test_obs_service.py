@@ -7,8 +7,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from netpilot.obs import client_recreations
 from netpilot.obs.metrics import metrics_for
-from netpilot.obs.service import BACKLOG, DURATION, ERRORS, LAG, PROCESSED, Errors
+from netpilot.obs.service import BACKLOG, CLIENT_RECREATIONS, DURATION, ERRORS, LAG, PROCESSED, Errors
 
 
 def _scrape(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -74,7 +75,7 @@ def test_view_sums_the_components_own_metrics() -> None:
     assert got[(f"{DURATION}_bucket", (*c, ("le", "+Inf")))] == 3
     assert got[(BACKLOG, c)] == 12  # messages waiting add up over topics
     assert got[(LAG, c)] == 12  # the PoP furthest behind
-    assert view.families() == (PROCESSED, ERRORS, DURATION, BACKLOG, LAG)
+    assert view.families() == (PROCESSED, ERRORS, CLIENT_RECREATIONS, DURATION, BACKLOG, LAG)
     # the component's own series are still there, unchanged
     assert got[("netpilot_demo_items_total", (("pop", "ams1"),))] == 10
 
@@ -85,7 +86,38 @@ def test_optional_families_are_absent_when_not_declared() -> None:
     view = m.service(processed={"records": m.counter("records_total", "r")}, errors=[])
     names = {name for name, _labels in _scrape(reg)}
     assert PROCESSED in names and not {f"{DURATION}_count", BACKLOG, LAG} & names
-    assert view.families() == (PROCESSED, ERRORS)
+    assert view.families() == (PROCESSED, ERRORS, CLIENT_RECREATIONS)
+
+
+def test_kafka_client_recreations_are_the_process_counts_at_zero_from_the_start() -> None:
+    """Every (client, reason) is a series before the first recreation (a series born at 1
+    shows no increase), and a recreation counted anywhere in the process shows on every
+    component's view. The counts are process-wide, so this test reads differences."""
+    reg = CollectorRegistry()
+    m = metrics_for("plain", reg)
+    m.service(processed={"records": m.counter("records_total", "r")}, errors=[])
+
+    def exported() -> dict[tuple[str, str], float]:
+        return {
+            (dict(labels)["client"], dict(labels)["reason"]): v
+            for (name, labels), v in _scrape(reg).items()
+            if name == CLIENT_RECREATIONS and dict(labels)["component"] == "plain"
+        }
+
+    before = exported()
+    assert set(before) == set(client_recreations.REASONS)
+    assert before == {k: float(v) for k, v in client_recreations.snapshot().items()}
+    client_recreations.count("producer", "stranded")
+    client_recreations.count("consumer", "fenced")
+    client_recreations.count("consumer", "fenced")
+    after = exported()
+    assert {k: after[k] - before[k] for k in after} == {
+        ("consumer", "fenced"): 2,
+        ("consumer", "out_of_group"): 0,
+        ("producer", "stranded"): 1,
+    }
+    with pytest.raises(ValueError, match="unknown client recreation"):
+        client_recreations.count("producer", "bored")
 
 
 def test_several_components_on_one_registry_share_each_family() -> None:

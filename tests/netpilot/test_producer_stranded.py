@@ -22,6 +22,7 @@ from confluent_kafka import KafkaError, Message
 from netpilot.catalog import FLOWS
 from netpilot.kafka.consumer import BatchConsumer
 from netpilot.kafka.producer import KafkaProducer, ProducerOptions
+from netpilot.obs import client_recreations
 from netpilot.settings import KafkaSettings
 from tests.conftest import private_broker
 
@@ -71,6 +72,7 @@ def test_a_producer_whose_statistics_list_no_broker_is_recreated_and_delivers_ag
             errors.append(err)
 
     producer = KafkaProducer(kafka, ProducerOptions(linger_ms=10_000, stranded_recreate_s=LIMIT_S), on_delivery)
+    counted = client_recreations.snapshot()[("producer", "stranded")]
     for i in range(5):
         producer.produce(topic, f"stranded-{i}".encode(), key="k")
     # what a stranded client reports, twice, the limit apart (librdkafka's clock, µs)
@@ -82,6 +84,8 @@ def test_a_producer_whose_statistics_list_no_broker_is_recreated_and_delivers_ag
     while producer.stats.stranded_recreations == 0 and time.monotonic() < deadline:
         producer.poll(0.1)
     assert producer.stats.stranded_recreations == 1
+    # what every service's /metrics exports (netpilot_service_kafka_client_recreations_total)
+    assert client_recreations.snapshot()[("producer", "stranded")] == counted + 1
     assert producer.stats.failed == 5 and producer.stats.delivered == 0
     assert {e.code() for e in errors} == {KafkaError._PURGE_QUEUE}
 

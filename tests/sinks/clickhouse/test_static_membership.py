@@ -44,6 +44,10 @@ from tests.sinks.clickhouse.helpers import (
 TOTALS = "SELECT count(), sum(bytes), sum(bytes_scaled) FROM netpilot.flows_raw"
 M = "netpilot_sink_clickhouse_"
 FENCED = M + 'errors_total{reason="fenced"'
+RECREATED = (
+    'netpilot_service_kafka_client_recreations_total{client="consumer",component="sink-clickhouse",reason="fenced"'
+)
+"""The same recreation, on the service contract every component exports (labels sorted)."""
 
 
 def _hour_ago_ms() -> int:
@@ -99,6 +103,7 @@ def test_fenced_static_sink_recreates_its_consumer_without_loss_or_duplicates(
         sink.wait_metric(M + "messages_total", len(first.messages), timeout=60)
         _intrude(kafka_settings, group, f"{group}-0")
         sink.wait_metric(FENCED, 1, timeout=60)
+        sink.wait_metric(RECREATED, 1, timeout=5)  # counted before the sink's own counter
         produce(kafka_settings, second.messages)
         expected = [[first.rows + second.rows, first.bytes + second.bytes, first.bytes_scaled + second.bytes_scaled]]
         got = sink.wait_query(TOTALS, expected, timeout=120)

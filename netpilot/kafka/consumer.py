@@ -122,7 +122,15 @@ class ConsumerOptions:
     disconnection scheduled is cancelled and never tried again (librdkafka #5628). Such a
     client never reconnects; only a new one does. A new client costs a rejoin, as the
     session time-out already did; during a long outage it is recreated every
-    ``rejoin_timeout_s``, which is harmless. 0: never."""
+    ``rejoin_timeout_s``, which is harmless. 0: never.
+
+    A subscribed topic that does not exist (a first install, before ``netpilot topics
+    sync`` or the Strimzi Topic Operator made it: topics are never auto-created) is waited
+    for ``missing_topic_wait_s``, with a WARNING every 30 s naming it and the fix; the
+    consumer reads the topics that exist meanwhile and librdkafka picks the new one up
+    within seconds of its creation. Past the wait it stops with :class:`ConsumeError`,
+    so a typo or a forgotten sync still ends in a clear error rather than in silence.
+    0: stop at once."""
 
     auto_offset_reset: str = "earliest"
     max_poll_interval_ms: int = 300_000
@@ -138,6 +146,10 @@ class ConsumerOptions:
     outage_grace_s: float = 60.0
     fence_limit_all: int = 12
     rejoin_timeout_s: float = 30.0
+    missing_topic_wait_s: float = 300.0
+
+
+MISSING_TOPIC_FIX = "create the catalog's topics: `netpilot topics sync`, or the Strimzi KafkaTopic CRs"
 
 
 class BatchConsumer:
@@ -194,6 +206,13 @@ class BatchConsumer:
         """How often the client was recreated after ``rejoin_timeout_s`` out of its group."""
         self._out_since: float | None = None
         """Since when polls have found the live client without a member id (None: not yet)."""
+        self.missing_topics: list[str] = []
+        """Subscribed topics the broker does not have, while they are waited for."""
+        self._missing_since: float | None = None
+        self._missing_checked = float("-inf")
+        self._missing_logged = float("-inf")
+        self._missing_seen = float("-inf")
+        """When the broker last confirmed a subscribed topic missing (monotonic)."""
         self._consumer = self._new_client()
         self._live: Consumer | None = self._consumer
         """The client whose rebalance callbacks count (not one being closed after a fence)."""
@@ -266,6 +285,12 @@ class BatchConsumer:
         limit = self._options.rejoin_timeout_s
         if limit <= 0:
             return False
+        if time.monotonic() - self._missing_seen < 10.0:
+            # with none of its topics there, librdkafka does not join the group at all: no
+            # member id is then no stall, and a new client would not change it. Only while
+            # the broker itself says so: a client that cannot reach one stays watched.
+            self._out_since = None
+            return False
         now = time.monotonic()
         if self._consumer.memberid():
             self._out_since = None
@@ -316,6 +341,7 @@ class BatchConsumer:
             raise
         if self._check_membership():
             return []  # as after a fence: what the old client polled belongs to its revoked assignment
+        self._check_missing_topics()
         out: list[Message] = []
         for m in msgs:
             err = m.error()
@@ -327,6 +353,11 @@ class BatchConsumer:
                 # The messages polled with it belong to the revoked assignment: none is returned.
                 self.recreate_fenced(str(err.str()))
                 return []
+            elif err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART and self._options.missing_topic_wait_s > 0:
+                if self._missing_since is None:
+                    self._missing_since = time.monotonic()
+                    self._missing_checked = float("-inf")  # which ones: asked at the next poll
+                continue
             elif (
                 err.fatal()
                 or err.code() == KafkaError._FATAL
@@ -340,9 +371,48 @@ class BatchConsumer:
                 hint = ""
                 if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
                     # Topics are never auto-created: the catalog's settings come only from a sync.
-                    hint = " (create the catalog's topics: `netpilot topics sync`, or the Strimzi KafkaTopic CRs)"
+                    hint = f" ({MISSING_TOPIC_FIX})"
                 raise ConsumeError(f"consumer {self.group_id}: {err.name()}: {err.str()}{hint}")
         return out
+
+    def _check_missing_topics(self) -> None:
+        """While a subscribed topic is missing: which ones (every 2 s), a WARNING every 30 s,
+        and ConsumeError once ``missing_topic_wait_s`` has passed (see ConsumerOptions)."""
+        if self._missing_since is None:
+            return
+        now = time.monotonic()
+        if now - self._missing_checked < 2.0:
+            return
+        self._missing_checked = now
+        try:
+            topics = self._consumer.list_topics(timeout=5).topics
+        except KafkaException:
+            return  # the broker is away: the wait goes on, polls report the outage
+        self.missing_topics = sorted(t for t in self.topics if t not in topics or topics[t].error is not None)
+        waited = now - self._missing_since
+        if self.missing_topics:
+            self._missing_seen = now
+        else:
+            log.info("subscribed topics exist now", group=self.group_id, waited_s=round(waited, 1))
+            self._missing_since = None
+            self._missing_logged = self._missing_seen = float("-inf")
+            return
+        limit = self._options.missing_topic_wait_s
+        if waited > limit:
+            raise ConsumeError(
+                f"consumer {self.group_id}: UNKNOWN_TOPIC_OR_PART: subscribed topics missing for "
+                f"{waited:.0f} s: {', '.join(self.missing_topics)} ({MISSING_TOPIC_FIX})"
+            )
+        if now - self._missing_logged >= 30.0:
+            self._missing_logged = now
+            log.warning(
+                "subscribed topics missing; waiting for them",
+                group=self.group_id,
+                topics=self.missing_topics,
+                waited_s=round(waited, 1),
+                limit_s=limit,
+                fix=MISSING_TOPIC_FIX,
+            )
 
     def commit(self, messages: Iterable[Message]) -> None:
         """Synchronously commit the offsets after the given messages (per partition max+1)."""

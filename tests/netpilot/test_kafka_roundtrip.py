@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from netpilot import catalog
-from netpilot.kafka.consumer import BatchConsumer, ConsumeError
+from netpilot.kafka.consumer import BatchConsumer, ConsumeError, ConsumerOptions
 from netpilot.kafka.deadletters import DeadLetterPublisher, decode_or_dead_letter
 from netpilot.kafka.partitioning import murmur2, partition_for
 from netpilot.kafka.producer import KafkaProducer, ProducerOptions
@@ -152,10 +152,11 @@ def test_producer_reports_undeliverable_messages() -> None:
 
 
 def test_a_missing_subscribed_topic_is_a_fatal_error_that_says_how_to_create_it(kafka_broker: str) -> None:
-    # Topics are never auto-created (their settings come from the catalog): a consumer of a
-    # topic nobody made stops with the fix in its message, rather than reading nothing.
+    # Topics are never auto-created (their settings come from the catalog): with no wait, a
+    # consumer of a topic nobody made stops at once with the fix in its message.
     kafka = KafkaSettings(bootstrap_servers=kafka_broker, topic_prefix=f"missing{time.monotonic_ns()}.")
-    consumer = BatchConsumer(kafka, f"test-{time.monotonic_ns()}", [kafka.topic(catalog.FLOWS)])
+    options = ConsumerOptions(missing_topic_wait_s=0)
+    consumer = BatchConsumer(kafka, f"test-{time.monotonic_ns()}", [kafka.topic(catalog.FLOWS)], options)
     try:
         deadline = time.time() + 30
         with pytest.raises(ConsumeError) as raised:
@@ -165,3 +166,72 @@ def test_a_missing_subscribed_topic_is_a_fatal_error_that_says_how_to_create_it(
         consumer.close()
     assert "UNKNOWN_TOPIC_OR_PART" in str(raised.value)
     assert "netpilot topics sync" in str(raised.value)
+
+
+def test_a_missing_subscribed_topic_is_waited_for_and_read_once_created(kafka_broker: str) -> None:
+    """A first install: consumers start before their topics exist (the Topic Operator makes
+    them moments later). They wait without an error, one of two topics there is read
+    meanwhile, and the late one is read once created. One consumer has none of its topics
+    yet, so librdkafka joins no group for it: its out-of-group watchdog must not fire."""
+    from netpilot.kafka.admin import TopicAdmin
+
+    kafka = KafkaSettings(bootstrap_servers=kafka_broker, topic_prefix=f"late{time.monotonic_ns()}.")
+    admin = TopicAdmin(kafka)
+    early, late = kafka.topic(catalog.LINK_STATS), kafka.topic(catalog.FLOWS)
+    admin.sync([catalog.LINK_STATS])
+    options = ConsumerOptions(missing_topic_wait_s=120, rejoin_timeout_s=2)
+    both = BatchConsumer(kafka, f"test-{time.monotonic_ns()}", [early, late], options)
+    lonely = BatchConsumer(kafka, f"test-{time.monotonic_ns()}", [late], options)
+    producer = KafkaProducer(kafka)
+    got: dict[BatchConsumer, list[bytes]] = {both: [], lonely: []}
+
+    def poll() -> None:
+        # committed as read, as the services do: the new topic's arrival is a rebalance, and
+        # what was not committed would be read again
+        for c in (both, lonely):
+            batch = c.poll_batch(10, timeout=0.25)
+            got[c].extend(m.value() or b"" for m in batch)
+            c.commit(batch)
+
+    try:
+        producer.produce(early, b"early", key="ams1")
+        producer.flush(30)
+        deadline = time.monotonic() + 60
+        while b"early" not in got[both] or both.missing_topics != [late] or lonely.missing_topics != [late]:
+            assert time.monotonic() < deadline, (got, both.missing_topics, lonely.missing_topics)
+            poll()
+        waiting_until = time.monotonic() + 6  # three times the watchdog's limit
+        while time.monotonic() < waiting_until:
+            poll()
+        assert lonely.stall_recreations == 0 and both.stall_recreations == 0
+        assert both.missing_topics == [late] == lonely.missing_topics
+
+        admin.sync([catalog.FLOWS])
+        producer.produce(late, b"late", key="ams1")
+        producer.flush(30)
+        deadline = time.monotonic() + 60
+        while any(b"late" not in g for g in got.values()) or both.missing_topics or lonely.missing_topics:
+            assert time.monotonic() < deadline, (got, both.missing_topics, lonely.missing_topics)
+            poll()
+        assert got == {both: [b"early", b"late"], lonely: [b"late"]}
+        assert lonely.stall_recreations == 0 and both.stall_recreations == 0
+    finally:
+        both.close()
+        lonely.close()
+        producer.close()
+        admin.delete([early, late])
+
+
+def test_a_topic_still_missing_after_the_wait_is_a_fatal_error_naming_it(kafka_broker: str) -> None:
+    kafka = KafkaSettings(bootstrap_servers=kafka_broker, topic_prefix=f"never{time.monotonic_ns()}.")
+    topic = kafka.topic(catalog.FLOWS)
+    consumer = BatchConsumer(kafka, f"test-{time.monotonic_ns()}", [topic], ConsumerOptions(missing_topic_wait_s=3))
+    started = time.monotonic()
+    try:
+        with pytest.raises(ConsumeError) as raised:
+            while time.monotonic() < started + 60:
+                assert consumer.poll_batch(10, timeout=0.5) == []
+    finally:
+        consumer.close()
+    assert time.monotonic() - started >= 3  # not before the wait was over
+    assert topic in str(raised.value) and "netpilot topics sync" in str(raised.value)

@@ -142,12 +142,12 @@ def private_broker(
 class ClusterView:
     """A test's metadata reads of a cluster whose nodes it kills, retried through the fault.
 
-    A metadata request in flight to a node when it is SIGKILLed is retried by librdkafka
-    on that same node, so ``list_topics`` can time out while the other nodes serve (seen
-    in the chaos test, 1 in 15 three-node runs, and once in the `dev kafka --nodes 3`
-    test). A read that times out is sent again from a fresh client, for up to ``timeout``
-    seconds; only the test's own reads go through this, the pipeline's clients are what
-    the tests observe."""
+    Right after a node's SIGKILL, ``list_topics`` can time out while the other nodes serve
+    (seen in the chaos test, 1 in 15 three-node runs, and once in the `dev kafka --nodes 3`
+    test); most likely, from librdkafka's code, not traced, because a request in flight to
+    the killed node is retried on that same node. A read that times out is sent again
+    from a fresh client, for up to ``timeout`` seconds; only the test's own reads go
+    through this, the pipeline's clients are what the tests observe."""
 
     def __init__(self, bootstrap: str) -> None:
         from confluent_kafka.admin import AdminClient
